@@ -1,0 +1,69 @@
+/**
+ * The agent process: serves one AP link on stdin/stdout (the container's attached streams).
+ * stdout carries frames only; logs go to stderr. Exits 0 when the link ends
+ * or dies, and on SIGTERM/SIGINT, after closing every socket it opened. Runs on Node 18.
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import { Duplex, type Writable } from 'node:stream';
+import { createLogger, parseLevel } from '../../src/log.js';
+import { serveAgent } from './server.js';
+
+const log = createLogger('mirrord-agent', parseLevel(process.env.MIRRORD_AGENT_LOG));
+
+function exit(code: number): never {
+  process.exit(code);
+}
+
+/**
+ * process.stdout writes synchronously to pipes on Linux, which would block the event loop (and the
+ * heartbeat) whenever the client reads slowly. A net.Socket on fd 1 is asynchronous and reports
+ * backpressure; a regular file (stdout redirected) needs an fs stream instead.
+ */
+function openStdout(): Writable {
+  const st = fs.fstatSync(1);
+  if (st.isFIFO() || st.isSocket()) return new net.Socket({ fd: 1, readable: false, writable: true });
+  return fs.createWriteStream('', { fd: 1 });
+}
+
+async function main(): Promise<void> {
+  const token = process.env.MIRRORD_AGENT_TOKEN;
+  if (!token) {
+    log.error('MIRRORD_AGENT_TOKEN is not set: refusing to serve without a session token');
+    exit(2);
+  }
+  const pidText = process.env.MIRRORD_AGENT_TARGET_PID ?? '1';
+  const targetPid = Number(pidText);
+  if (!Number.isInteger(targetPid) || targetPid < 1) {
+    log.error(`MIRRORD_AGENT_TARGET_PID must be a process id, got ${JSON.stringify(pidText)}`);
+    exit(2);
+  }
+
+  const stdout = openStdout();
+  stdout.on('error', (err) => log.debug(`stdout: ${err.message}`));
+  const link = Duplex.from({ readable: process.stdin, writable: stdout });
+
+  const stop = (signal: string) => {
+    log.info(`${signal}: closing`);
+    link.destroy();
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+
+  log.info(`serving target pid ${targetPid}`);
+  await serveAgent(link, { token, targetPid, log });
+
+  // Let a last frame (HELLO_ERR) reach the client, but never wait long for a reader that is gone.
+  await new Promise<void>((resolve) => {
+    if (stdout.writableFinished || stdout.destroyed) return resolve();
+    stdout.once('finish', resolve);
+    stdout.once('close', resolve);
+    setTimeout(resolve, 1_000).unref();
+  });
+  exit(0);
+}
+
+main().catch((err: unknown) => {
+  log.error(`fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  exit(1);
+});

@@ -1,0 +1,167 @@
+/**
+ * The agent's end of the AP link (docs/protocol.md section 2): handshake, request dispatch to one
+ * module per method family, and cleanup. Whatever ends the link (EOF, silence, a malformed frame),
+ * every socket the agent opened is closed before serveAgent resolves.
+ */
+import type { Duplex } from 'node:stream';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import os from 'node:os';
+import {
+  AP_PARAM_CHECKS,
+  AP_VERSION,
+  ApKind,
+  apKindName,
+  decodeHello,
+  decodeRequest,
+  encodeHelloErr,
+  encodeHelloOk,
+  encodeResponse,
+  isApMethod,
+  type ApFrame,
+  type ApMethod,
+  type ApMethods,
+} from '../../src/protocol/agent.js';
+import { FramedLink } from '../../src/agent-link/framed-link.js';
+import { AgentLinkError } from '../../src/agent-link/errors.js';
+import { errnoCode } from '../../src/errors.js';
+import type { Logger } from '../../src/log.js';
+import { DnsService } from './dns.js';
+import { readTargetEnv } from './env.js';
+import { OutgoingStreams } from './outgoing.js';
+
+export const AGENT_VERSION = '0.1.0';
+
+export interface ServeAgentOptions {
+  token: string;
+  targetPid: number;
+  log?: Logger;
+  heartbeatMs?: number;
+  deadAfterMs?: number;
+  /** The target's file system root; default /proc/PID/root. */
+  root?: string;
+  /** Where /proc is; tests may point it elsewhere. */
+  procRoot?: string;
+  /** Nameserver port (tests only; DNS is port 53 everywhere else). */
+  dnsPort?: number;
+  connectTimeoutMs?: number;
+}
+
+/** What a method handler gives back; `after` runs once the RESPONSE is on the link. */
+interface Handled<R> {
+  result: R;
+  after?: () => void;
+}
+type Handlers = { [M in ApMethod]: (params: ApMethods[M]['params']) => Promise<Handled<ApMethods[M]['result']>> };
+
+const codeError = (code: string, message: string) => Object.assign(new Error(message), { code });
+
+function sameToken(a: string, b: string): boolean {
+  // Compare digests so the comparison takes the same time whatever the lengths.
+  const h = (s: string) => createHash('sha256').update(s).digest();
+  return timingSafeEqual(h(a), h(b));
+}
+
+export function serveAgent(link: Duplex, opts: ServeAgentOptions): Promise<void> {
+  const log = opts.log;
+  const procRoot = opts.procRoot ?? '/proc';
+  const root = opts.root ?? `${procRoot}/${opts.targetPid}/root`;
+  let state: 'hello' | 'open' | 'closed' = 'hello';
+
+  let framed: FramedLink | undefined;
+  const send = (frame: Buffer): boolean => framed?.send(frame) ?? false;
+  const outgoing = new OutgoingStreams(send, log?.child('outgoing'), opts.connectTimeoutMs);
+  const dns = new DnsService({ root, port: opts.dnsPort, log: log?.child('dns') });
+
+  const handlers: Handlers = {
+    'outgoing.connect': async (p) => {
+      const { result, start } = await outgoing.connect(p);
+      return { result, after: start };
+    },
+    'dns.lookup': async (p) => ({ result: await dns.lookup(p) }),
+    'env.get': async () => ({ result: { env: await readTargetEnv(opts.targetPid, procRoot) } }),
+    'agent.info': async () => {
+      let hostname = os.hostname();
+      try {
+        hostname = (await readFile(`${root}/etc/hostname`, 'utf8')).trim() || hostname;
+      } catch {
+        // No hostname file in the target: the UTS name we share with it is the best answer.
+      }
+      return { result: { version: AP_VERSION, targetPid: opts.targetPid, hostname } };
+    },
+  };
+
+  const handleRequest = async (id: number, method: string, params: unknown): Promise<void> => {
+    let handled: Handled<unknown>;
+    try {
+      if (!isApMethod(method)) throw codeError('ENOSYS', `unknown method ${method}`);
+      const problem = AP_PARAM_CHECKS[method](params);
+      if (problem) throw codeError('EINVAL', `${method}: ${problem}`);
+      const handler = handlers[method] as (p: unknown) => Promise<Handled<unknown>>;
+      handled = await handler(params);
+    } catch (err) {
+      const code = errnoCode(err) ?? 'EINTERNAL';
+      log?.debug(`request ${id} ${method} failed: ${code} ${(err as Error).message}`);
+      send(encodeResponse(id, { ok: false, error: { code, message: (err as Error).message } }));
+      return;
+    }
+    if (state !== 'open') return; // the link went while we worked; closeAll owns the sockets
+    send(encodeResponse(id, { ok: true, result: handled.result }));
+    handled.after?.();
+  };
+
+  const refuse = (message: string) => {
+    log?.warn(`handshake refused: ${message}`);
+    send(encodeHelloErr(message));
+    framed?.end();
+  };
+
+  const onFrame = (f: ApFrame): void => {
+    if (state === 'hello') {
+      if (f.kind !== ApKind.HELLO) return refuse(`expected HELLO, got ${apKindName(f.kind)}`);
+      let hello;
+      try {
+        hello = decodeHello(f);
+      } catch (err) {
+        return refuse((err as Error).message);
+      }
+      if (hello.version !== AP_VERSION) return refuse(`protocol version ${hello.version} is not supported (this agent speaks ${AP_VERSION})`);
+      if (!sameToken(hello.token, opts.token)) return refuse('wrong session token');
+      state = 'open';
+      log?.info(`client ${hello.client || '(unnamed)'} connected`);
+      send(encodeHelloOk({ version: AP_VERSION, agent: AGENT_VERSION, targetPid: opts.targetPid }));
+      framed?.startHeartbeat();
+      return;
+    }
+    switch (f.kind) {
+      case ApKind.REQUEST: {
+        const { method, params } = decodeRequest(f);
+        void handleRequest(f.channel, method, params);
+        return;
+      }
+      case ApKind.DATA:
+      case ApKind.EOF:
+      case ApKind.CREDIT:
+      case ApKind.CLOSE:
+        outgoing.onFrame(f);
+        return;
+      default:
+        throw new Error(`unexpected ${apKindName(f.kind)} from the client`);
+    }
+  };
+
+  return new Promise<void>((resolve) => {
+    framed = new FramedLink(link, {
+      heartbeatMs: opts.heartbeatMs,
+      deadAfterMs: opts.deadAfterMs,
+      log,
+      onFrame,
+      onClose: (err) => {
+        state = 'closed';
+        log?.info(err ? `link lost: ${err.message}` : 'link ended');
+        dns.cancelAll();
+        void outgoing.closeAll(err ?? new AgentLinkError('ELINK', 'the link ended')).then(() => resolve());
+      },
+    });
+  });
+}

@@ -1,0 +1,132 @@
+/*
+ * Init, settings, logging, symbol lookup and the re-entry guard.
+ * Settings come from the environment only; the CLI sets them and exec keeps them, so every
+ * process of the program (and its children) sees the same ones.
+ */
+#define _GNU_SOURCE
+#include "layer.h"
+#include "dns.h"
+#include "proto.h"
+#include "socket.h"
+
+#include <arpa/inet.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DEFAULT_TIMEOUT_MS 45000
+
+static struct layer_config config;
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static _Thread_local int inside;
+
+bool layer_inside(void) { return inside > 0; }
+void layer_enter(void) { inside++; }
+void layer_leave(void) { inside--; }
+
+static bool parse_addr(const char *text, struct sockaddr_in *out)
+{
+    char host[64];
+    const char *colon = strrchr(text, ':');
+    if (!colon || (size_t)(colon - text) >= sizeof host) return false;
+    memcpy(host, text, (size_t)(colon - text));
+    host[colon - text] = '\0';
+    char *end;
+    errno = 0;
+    unsigned long port = strtoul(colon + 1, &end, 10);
+    if (errno || *end || colon[1] == '\0' || port == 0 || port > 65535) return false;
+    memset(out, 0, sizeof *out);
+    out->sin_family = AF_INET;
+    out->sin_port = htons((uint16_t)port);
+    return inet_pton(AF_INET, host, &out->sin_addr) == 1;
+}
+
+/* Every lock of the layer is taken before fork so the child never inherits one held by a thread
+ * that does not exist there. Locks are never nested, so this order cannot deadlock. */
+static void fork_prepare(void)
+{
+    proto_fork_prepare();
+    socket_fork_prepare();
+    dns_fork_prepare();
+}
+
+static void fork_parent(void)
+{
+    dns_fork_release();
+    socket_fork_release();
+    proto_fork_release(false);
+}
+
+static void fork_child(void)
+{
+    dns_fork_release();
+    socket_fork_release();
+    proto_fork_release(true);
+}
+
+static void init_once_body(void)
+{
+    const char *level = getenv("MIRRORD_LAYER_LOG");
+    if (level && strcmp(level, "debug") == 0) config.log_level = LOG_DEBUG;
+    else if (level && strcmp(level, "error") == 0) config.log_level = LOG_ERROR;
+    else config.log_level = LOG_OFF;
+
+    /* Undocumented knob so tests can prove "no hang" without waiting 45 s. */
+    const char *timeout = getenv("MIRRORD_LAYER_TIMEOUT_MS");
+    long ms = timeout ? strtol(timeout, NULL, 10) : 0;
+    config.timeout_ms = ms > 0 ? (int)ms : DEFAULT_TIMEOUT_MS;
+
+    const char *addr = getenv("MIRRORD_LAYER_ADDR");
+    if (addr && *addr) {
+        config.enabled = parse_addr(addr, &config.intproxy);
+        if (!config.enabled) layer_log(LOG_ERROR, "ignoring invalid MIRRORD_LAYER_ADDR=%s", addr);
+    }
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    layer_log(LOG_DEBUG, "loaded, intproxy %s", config.enabled ? addr : "(none: pass-through)");
+}
+
+void layer_init(void) { pthread_once(&init_once, init_once_body); }
+
+const struct layer_config *layer_config(void)
+{
+    layer_init();
+    return &config;
+}
+
+/* Early so settings are read before the program starts threads; hooks still call layer_init()
+ * because another library's constructor may run before this one. */
+__attribute__((constructor)) static void layer_constructor(void) { layer_init(); }
+
+void layer_log(int level, const char *fmt, ...)
+{
+    if (level > config.log_level || level == LOG_OFF) return;
+    int saved = errno;
+    char line[512];
+    int n = snprintf(line, sizeof line, "mirrord-layer[%d]: ", (int)getpid());
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+    if (len > sizeof line - 2) len = sizeof line - 2;
+    line[len++] = '\n';
+    /* One write() so lines from several processes do not interleave. */
+    ssize_t w = write(STDERR_FILENO, line, len);
+    (void)w;
+    errno = saved;
+}
+
+void *layer_next_symbol(const char *name, void *self)
+{
+    void *sym = dlsym(RTLD_NEXT, name);
+    if (!sym || sym == self) {
+        layer_log(LOG_ERROR, "cannot find the real %s", name);
+        return NULL;
+    }
+    return sym;
+}

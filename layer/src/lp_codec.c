@@ -1,0 +1,224 @@
+/* LP codec: little-endian, bounds-checked, strict (trailing bytes are an error). */
+#include "lp_codec.h"
+
+#include <string.h>
+
+struct writer {
+    uint8_t *p;
+    size_t len, cap;
+    int bad;
+};
+
+static void put(struct writer *w, const void *src, size_t n)
+{
+    if (w->bad || n > w->cap - w->len) {
+        w->bad = 1;
+        return;
+    }
+    if (n) memcpy(w->p + w->len, src, n);
+    w->len += n;
+}
+
+static void put_u8(struct writer *w, uint8_t v) { put(w, &v, 1); }
+
+static void put_u16(struct writer *w, uint16_t v)
+{
+    uint8_t b[2] = { (uint8_t)v, (uint8_t)(v >> 8) };
+    put(w, b, 2);
+}
+
+static void put_u32(struct writer *w, uint32_t v)
+{
+    uint8_t b[4] = { (uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24) };
+    put(w, b, 4);
+}
+
+static void put_str(struct writer *w, struct lp_str s)
+{
+    put_u16(w, s.len);
+    put(w, s.ptr, s.len);
+}
+
+static void put_addr(struct writer *w, const struct lp_addr *a)
+{
+    uint8_t bytes[16] = { 0 };
+    if (a->family == 4) memcpy(bytes, a->bytes, 4);
+    else if (a->family == 6) memcpy(bytes, a->bytes, 16);
+    else w->bad = 1;
+    put_u8(w, a->family);
+    put(w, bytes, 16);
+    put_u16(w, a->port);
+}
+
+size_t lp_encode(const struct lp_msg *m, uint8_t *out, size_t cap)
+{
+    struct writer w = { out, 0, cap < LP_MAX_FRAME ? cap : LP_MAX_FRAME, 0 };
+    put_u32(&w, 0); /* length, patched below */
+    put_u32(&w, m->id);
+    put_u16(&w, m->type);
+    put_u16(&w, 0);
+    switch (m->type) {
+    case LP_HELLO:
+        put_u16(&w, m->version);
+        put_u32(&w, m->pid);
+        put_u32(&w, m->ppid);
+        put_u32(&w, m->parent_pid);
+        put_str(&w, m->exe);
+        break;
+    case LP_CONNECT:
+        put_u8(&w, m->proto);
+        put_addr(&w, &m->addr);
+        break;
+    case LP_GETADDRINFO:
+        put_str(&w, m->node);
+        put_u32(&w, (uint32_t)m->family);
+        break;
+    case LP_HELLO | LP_RESPONSE:
+        put_u32(&w, (uint32_t)m->status);
+        break;
+    case LP_CONNECT | LP_RESPONSE: {
+        /* A refused or bypassed connect carries no meaningful `via`: always zeros, family 4. */
+        struct lp_addr none = { .family = 4 };
+        put_u32(&w, (uint32_t)m->status);
+        put_addr(&w, m->status == LP_STATUS_OK ? &m->addr : &none);
+        break;
+    }
+    case LP_GETADDRINFO | LP_RESPONSE:
+        put_u32(&w, (uint32_t)m->status);
+        put_u16(&w, m->count);
+        for (unsigned i = 0; i < m->count && !w.bad; i++) {
+            const uint8_t *e = m->entries + (size_t)i * LP_GAI_ENTRY_SIZE;
+            put_u8(&w, e[0]);
+            if (e[0] != 4 && e[0] != 6) w.bad = 1;
+            put(&w, e + 1, 16);
+        }
+        put_str(&w, m->canonname);
+        break;
+    default:
+        return 0;
+    }
+    if (w.bad) return 0;
+    uint32_t len = (uint32_t)(w.len - 4);
+    out[0] = (uint8_t)len;
+    out[1] = (uint8_t)(len >> 8);
+    out[2] = (uint8_t)(len >> 16);
+    out[3] = (uint8_t)(len >> 24);
+    return w.len;
+}
+
+struct reader {
+    const uint8_t *p;
+    size_t len, pos;
+    int bad;
+};
+
+static const uint8_t *take(struct reader *r, size_t n)
+{
+    if (r->bad || n > r->len - r->pos) {
+        r->bad = 1;
+        return NULL;
+    }
+    const uint8_t *at = r->p + r->pos;
+    r->pos += n;
+    return at;
+}
+
+static uint8_t get_u8(struct reader *r)
+{
+    const uint8_t *b = take(r, 1);
+    return b ? b[0] : 0;
+}
+
+static uint16_t get_u16(struct reader *r)
+{
+    const uint8_t *b = take(r, 2);
+    return b ? (uint16_t)(b[0] | (b[1] << 8)) : 0;
+}
+
+static uint32_t get_u32(struct reader *r)
+{
+    const uint8_t *b = take(r, 4);
+    return b ? (uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) | ((uint32_t)b[3] << 24) : 0;
+}
+
+static struct lp_str get_str(struct reader *r)
+{
+    struct lp_str s = { NULL, get_u16(r) };
+    s.ptr = (const char *)take(r, s.len);
+    return s;
+}
+
+static void get_addr(struct reader *r, struct lp_addr *a)
+{
+    a->family = get_u8(r);
+    const uint8_t *b = take(r, 16);
+    if (b) memcpy(a->bytes, b, 16);
+    a->port = get_u16(r);
+    if (a->family != 4 && a->family != 6) r->bad = 1;
+}
+
+size_t lp_frame_size(const uint8_t first4[4])
+{
+    uint32_t len = (uint32_t)first4[0] | ((uint32_t)first4[1] << 8) | ((uint32_t)first4[2] << 16) |
+                   ((uint32_t)first4[3] << 24);
+    if (len < LP_HEADER_SIZE - 4 || len > LP_MAX_FRAME - 4) return 0;
+    return (size_t)len + 4;
+}
+
+int lp_decode(const uint8_t *frame, size_t size, struct lp_msg *m)
+{
+    if (size < 4 || lp_frame_size(frame) != size) return -1;
+    struct reader r = { frame, size, 4, 0 };
+    memset(m, 0, sizeof *m);
+    m->id = get_u32(&r);
+    m->type = get_u16(&r);
+    (void)get_u16(&r); /* reserved: ignored so a later version may use it */
+    switch (m->type) {
+    case LP_HELLO:
+        m->version = get_u16(&r);
+        m->pid = get_u32(&r);
+        m->ppid = get_u32(&r);
+        m->parent_pid = get_u32(&r);
+        m->exe = get_str(&r);
+        break;
+    case LP_CONNECT:
+        m->proto = get_u8(&r);
+        get_addr(&r, &m->addr);
+        if (m->proto != LP_PROTO_TCP && m->proto != LP_PROTO_UDP) r.bad = 1;
+        break;
+    case LP_GETADDRINFO:
+        m->node = get_str(&r);
+        m->family = (int32_t)get_u32(&r);
+        if (m->family != 0 && m->family != 2 && m->family != 10) r.bad = 1;
+        break;
+    case LP_HELLO | LP_RESPONSE:
+        m->status = (int32_t)get_u32(&r);
+        break;
+    case LP_CONNECT | LP_RESPONSE:
+        m->status = (int32_t)get_u32(&r);
+        get_addr(&r, &m->addr);
+        break;
+    case LP_GETADDRINFO | LP_RESPONSE:
+        m->status = (int32_t)get_u32(&r);
+        m->count = get_u16(&r);
+        m->entries = take(&r, (size_t)m->count * LP_GAI_ENTRY_SIZE);
+        for (unsigned i = 0; m->entries && i < m->count; i++) {
+            uint8_t fam = m->entries[(size_t)i * LP_GAI_ENTRY_SIZE];
+            if (fam != 4 && fam != 6) r.bad = 1;
+        }
+        m->canonname = get_str(&r);
+        break;
+    default:
+        return -1;
+    }
+    if (r.bad || r.pos != r.len) return -1;
+    return 0;
+}
+
+void lp_entry(const struct lp_msg *m, unsigned i, uint8_t *family, uint8_t bytes[16])
+{
+    const uint8_t *e = m->entries + (size_t)i * LP_GAI_ENTRY_SIZE;
+    *family = e[0];
+    memset(bytes, 0, 16);
+    memcpy(bytes, e + 1, e[0] == 4 ? 4 : 16);
+}

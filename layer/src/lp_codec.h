@@ -1,0 +1,64 @@
+/*
+ * LP wire codec (docs/protocol.md section 1). Pure byte work, no I/O and no libc hooks, so the
+ * same file is linked into the layer and into the C vector test.
+ * Decoded strings and address lists point into the caller's frame buffer: nothing is copied, so
+ * a 64 KiB frame never needs a 64 KiB struct on a small thread stack.
+ */
+#ifndef MIRRORD_LP_CODEC_H
+#define MIRRORD_LP_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define LP_VERSION 1
+#define LP_MAX_FRAME 65536u
+#define LP_HEADER_SIZE 12u
+#define LP_ADDR_SIZE 19u
+#define LP_GAI_ENTRY_SIZE 17u
+#define LP_RESPONSE 0x8000u
+
+enum lp_type { LP_HELLO = 1, LP_CONNECT = 2, LP_GETADDRINFO = 3 };
+enum { LP_STATUS_OK = 0, LP_STATUS_BYPASS = 1 };
+enum { LP_PROTO_TCP = 1, LP_PROTO_UDP = 2 };
+
+struct lp_str {
+    const char *ptr;
+    uint16_t len;
+};
+
+struct lp_addr {
+    uint8_t family; /* 4 or 6 */
+    uint8_t bytes[16];
+    uint16_t port;
+};
+
+/* One struct for every message; `type` says which fields mean something. */
+struct lp_msg {
+    uint32_t id;
+    uint16_t type;
+    int32_t status;                          /* every response */
+    uint16_t version;                        /* HELLO request */
+    uint32_t pid, ppid, parent_pid;
+    struct lp_str exe;
+    uint8_t proto;                           /* CONNECT request */
+    struct lp_addr addr;                     /* CONNECT: remote (request) or via (response) */
+    struct lp_str node;                      /* GETADDRINFO request */
+    int32_t family;
+    uint16_t count;                          /* GETADDRINFO response */
+    const uint8_t *entries;                  /* count x 17 raw bytes: u8 family, 16 address bytes */
+    struct lp_str canonname;
+};
+
+/* Writes one whole frame; returns its size, or 0 if it would not fit or a field is invalid. */
+size_t lp_encode(const struct lp_msg *m, uint8_t *out, size_t cap);
+
+/* Size of the frame announced by its first 4 bytes, or 0 when out of bounds (receiver closes). */
+size_t lp_frame_size(const uint8_t first4[4]);
+
+/* Decodes one whole frame (length field included); 0 on success, -1 when malformed. */
+int lp_decode(const uint8_t *frame, size_t size, struct lp_msg *m);
+
+/* The i-th address of a GETADDRINFO response. */
+void lp_entry(const struct lp_msg *m, unsigned i, uint8_t *family, uint8_t bytes[16]);
+
+#endif

@@ -1,0 +1,25 @@
+/* The one connection from this process to the intproxy, and request/response over it. */
+#ifndef MIRRORD_PROTO_H
+#define MIRRORD_PROTO_H
+
+#include "lp_codec.h"
+
+#include <stdbool.h>
+
+/*
+ * Sends `req` (its id is set here) and waits for the matching response, decoded into `resp`
+ * with its strings pointing into `frame` (LP_MAX_FRAME bytes, the caller's).
+ * Returns 0, or -1 when the intproxy cannot be reached, times out or breaks the protocol; the
+ * connection is then dropped and the next call tries a new one.
+ */
+int proto_call(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp);
+
+/* The program must not close or overwrite the layer's descriptor. */
+bool proto_is_own_fd(int fd);
+/* Moves the connection off `fd` (the program is about to dup2 onto it). */
+void proto_move_off(int fd);
+
+void proto_fork_prepare(void);
+void proto_fork_release(bool in_child);
+
+#endif

@@ -1,0 +1,312 @@
+/*
+ * connect / getpeername / close / dup family. Each hook: exported shim -> decide() (handle or
+ * pass to libc) -> connect_via_intproxy(). Per-fd state remembers the remote address the program
+ * asked for (getpeername reports it) and the local `via` address the socket really went to.
+ */
+#define _GNU_SOURCE
+#include "socket.h"
+#include "errors.h"
+#include "layer.h"
+#include "proto.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+LAYER_REAL(int, connect, (int, const struct sockaddr *, socklen_t))
+LAYER_REAL(int, getpeername, (int, struct sockaddr *, socklen_t *))
+LAYER_REAL(int, close, (int))
+LAYER_REAL(int, dup, (int))
+LAYER_REAL(int, dup2, (int, int))
+LAYER_REAL(int, dup3, (int, int, int))
+
+struct fd_state {
+    struct sockaddr_storage remote; /* in the socket's own family */
+    socklen_t remote_len;
+    struct sockaddr_storage via;
+    socklen_t via_len;
+};
+
+/* Indexed by fd; grown on demand. `live` lets close() skip the lock in programs never redirected. */
+static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct fd_state **table;
+static size_t table_size;
+static size_t live;
+
+static void state_set(int fd, const struct fd_state *st)
+{
+    pthread_mutex_lock(&table_lock);
+    if ((size_t)fd >= table_size) {
+        size_t n = table_size ? table_size : 64;
+        while (n <= (size_t)fd) n *= 2;
+        struct fd_state **grown = realloc(table, n * sizeof *grown);
+        if (!grown) goto out;
+        memset(grown + table_size, 0, (n - table_size) * sizeof *grown);
+        table = grown;
+        table_size = n;
+    }
+    if (!table[fd]) {
+        table[fd] = malloc(sizeof *table[fd]);
+        if (!table[fd]) goto out;
+        __atomic_add_fetch(&live, 1, __ATOMIC_RELEASE);
+    }
+    *table[fd] = *st;
+out:
+    pthread_mutex_unlock(&table_lock);
+}
+
+static bool state_get(int fd, struct fd_state *out)
+{
+    if (fd < 0 || __atomic_load_n(&live, __ATOMIC_ACQUIRE) == 0) return false;
+    bool found = false;
+    pthread_mutex_lock(&table_lock);
+    if ((size_t)fd < table_size && table[fd]) {
+        *out = *table[fd];
+        found = true;
+    }
+    pthread_mutex_unlock(&table_lock);
+    return found;
+}
+
+static void state_forget(int fd)
+{
+    if (fd < 0 || __atomic_load_n(&live, __ATOMIC_ACQUIRE) == 0) return;
+    pthread_mutex_lock(&table_lock);
+    if ((size_t)fd < table_size && table[fd]) {
+        free(table[fd]);
+        table[fd] = NULL;
+        __atomic_sub_fetch(&live, 1, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&table_lock);
+}
+
+void socket_fork_prepare(void) { pthread_mutex_lock(&table_lock); }
+void socket_fork_release(void) { pthread_mutex_unlock(&table_lock); }
+
+/* ---- decision ---------------------------------------------------------------------------- */
+
+enum decision { BYPASS, HANDLE };
+
+/* Only TCP over IPv4/IPv6 goes to the intproxy; anything unusual is left for libc to judge. */
+static enum decision decide_connect(int fd, const struct sockaddr *addr, socklen_t len,
+                                    struct lp_addr *remote, int *sock_family)
+{
+    if (!addr || len < sizeof(sa_family_t)) return BYPASS;
+    int type = 0, domain = 0, protocol = 0;
+    socklen_t olen = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &olen) < 0 || type != SOCK_STREAM) return BYPASS;
+    olen = sizeof domain;
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &olen) < 0) return BYPASS;
+    olen = sizeof protocol;
+    if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &olen) < 0 || protocol != IPPROTO_TCP) return BYPASS;
+    memset(remote, 0, sizeof *remote);
+    *sock_family = domain;
+    if (domain == AF_INET && addr->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
+        remote->family = 4;
+        memcpy(remote->bytes, &in->sin_addr, 4);
+        remote->port = ntohs(in->sin_port);
+        return HANDLE;
+    }
+    if (domain == AF_INET6 && addr->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)addr;
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+            remote->family = 4;
+            memcpy(remote->bytes, in6->sin6_addr.s6_addr + 12, 4);
+        } else {
+            remote->family = 6;
+            memcpy(remote->bytes, &in6->sin6_addr, 16);
+        }
+        remote->port = ntohs(in6->sin6_port);
+        return HANDLE;
+    }
+    return BYPASS;
+}
+
+/* An lp_addr as a sockaddr of `sock_family` (v4 in a v6 socket becomes ::ffff:a.b.c.d). */
+static socklen_t to_sockaddr(const struct lp_addr *a, int sock_family, struct sockaddr_storage *out)
+{
+    memset(out, 0, sizeof *out);
+    if (sock_family == AF_INET) {
+        if (a->family != 4) return 0;
+        struct sockaddr_in *in = (struct sockaddr_in *)out;
+        in->sin_family = AF_INET;
+        in->sin_port = htons(a->port);
+        memcpy(&in->sin_addr, a->bytes, 4);
+        return sizeof *in;
+    }
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)out;
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(a->port);
+    if (a->family == 4) {
+        in6->sin6_addr.s6_addr[10] = 0xff;
+        in6->sin6_addr.s6_addr[11] = 0xff;
+        memcpy(in6->sin6_addr.s6_addr + 12, a->bytes, 4);
+    } else {
+        memcpy(&in6->sin6_addr, a->bytes, 16);
+    }
+    return sizeof *in6;
+}
+
+static const char *addr_text(const struct lp_addr *a, char *buf, size_t n)
+{
+    inet_ntop(a->family == 4 ? AF_INET : AF_INET6, a->bytes, buf, (socklen_t)n);
+    return buf;
+}
+
+/* ---- proxy logic ------------------------------------------------------------------------- */
+
+static int connect_via_intproxy(int fd, const struct sockaddr *addr, socklen_t len,
+                                const struct lp_addr *remote, int sock_family)
+{
+    char text[INET6_ADDRSTRLEN];
+    addr_text(remote, text, sizeof text);
+    uint8_t *frame = malloc(LP_MAX_FRAME);
+    if (!frame) {
+        errno = ENOMEM;
+        return -1;
+    }
+    struct lp_msg req = { .type = LP_CONNECT, .proto = LP_PROTO_TCP, .addr = *remote }, resp;
+    if (proto_call(&req, frame, &resp) < 0) {
+        free(frame);
+        errno = LAYER_CONNECT_UNAVAILABLE_ERRNO;
+        return -1;
+    }
+    free(frame);
+    if (resp.status == LP_STATUS_BYPASS) {
+        layer_log(LOG_DEBUG, "connect fd %d to %s:%u: bypass", fd, text, (unsigned)remote->port);
+        return real_connect_fn()(fd, addr, len);
+    }
+    if (resp.status != LP_STATUS_OK) {
+        int err = errors_connect_errno(resp.status);
+        layer_log(LOG_DEBUG, "connect fd %d to %s:%u: failed: %s", fd, text, (unsigned)remote->port, strerror(err));
+        errno = err;
+        return -1;
+    }
+    struct fd_state st;
+    st.via_len = to_sockaddr(&resp.addr, sock_family, &st.via);
+    st.remote_len = to_sockaddr(remote, sock_family, &st.remote);
+    if (st.via_len == 0) {
+        layer_log(LOG_ERROR, "intproxy answered an IPv6 `via` for IPv4 socket %d", fd);
+        errno = LAYER_CONNECT_UNAVAILABLE_ERRNO;
+        return -1;
+    }
+    int r = real_connect_fn()(fd, (const struct sockaddr *)&st.via, st.via_len);
+    int err = errno;
+    /* EINPROGRESS (non-blocking) and EINTR (blocking, interrupted) both leave the connection
+     * going on in the kernel: the fd is ours to remember. */
+    if (r == 0 || err == EINPROGRESS || err == EINTR) state_set(fd, &st);
+    layer_log(LOG_DEBUG, "connect fd %d to %s:%u: handled via port %u -> %d", fd, text,
+              (unsigned)remote->port, (unsigned)resp.addr.port, r == 0 ? 0 : -err);
+    errno = err;
+    return r;
+}
+
+/* ---- exported hooks ---------------------------------------------------------------------- */
+
+int connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    layer_init();
+    if (!real_connect_fn()) {
+        errno = ENOSYS;
+        return -1;
+    }
+    if (layer_inside() || !layer_config()->enabled) return real_connect_fn()(fd, addr, len);
+
+    struct lp_addr remote;
+    int sock_family;
+    if (decide_connect(fd, addr, len, &remote, &sock_family) == BYPASS) return real_connect_fn()(fd, addr, len);
+
+    /* Polling a non-blocking connect by calling connect() again must reach the same local
+     * socket (EALREADY / EISCONN), not open a second remote connection. */
+    struct fd_state st;
+    if (state_get(fd, &st)) {
+        struct sockaddr_storage asked;
+        socklen_t asked_len = to_sockaddr(&remote, sock_family, &asked);
+        if (asked_len == st.remote_len && memcmp(&asked, &st.remote, asked_len) == 0)
+            return real_connect_fn()(fd, (const struct sockaddr *)&st.via, st.via_len);
+        state_forget(fd);
+    }
+    return connect_via_intproxy(fd, addr, len, &remote, sock_family);
+}
+
+int getpeername(int fd, struct sockaddr *addr, socklen_t *len)
+{
+    if (!real_getpeername_fn()) {
+        errno = ENOSYS;
+        return -1;
+    }
+    struct fd_state st;
+    if (!addr || !len || layer_inside() || !state_get(fd, &st)) return real_getpeername_fn()(fd, addr, len);
+    socklen_t cap = *len;
+    /* The real call keeps the kernel's answers for the rest: ENOTCONN while still connecting. */
+    int r = real_getpeername_fn()(fd, addr, len);
+    if (r < 0) return r;
+    memcpy(addr, &st.remote, cap < st.remote_len ? cap : st.remote_len);
+    *len = st.remote_len;
+    return 0;
+}
+
+int close(int fd)
+{
+    if (proto_is_own_fd(fd)) {
+        layer_log(LOG_DEBUG, "refusing to close the intproxy descriptor %d", fd);
+        return 0;
+    }
+    if (!real_close_fn()) {
+        errno = ENOSYS;
+        return -1;
+    }
+    state_forget(fd);
+    return real_close_fn()(fd);
+}
+
+static void copy_state(int from, int to)
+{
+    struct fd_state st;
+    if (state_get(from, &st)) state_set(to, &st);
+}
+
+int dup(int fd)
+{
+    if (!real_dup_fn()) {
+        errno = ENOSYS;
+        return -1;
+    }
+    int r = real_dup_fn()(fd);
+    if (r >= 0) copy_state(fd, r);
+    return r;
+}
+
+static int dup_onto(int oldfd, int newfd, int flags, bool is_dup3)
+{
+    if (oldfd != newfd && proto_is_own_fd(newfd)) proto_move_off(newfd);
+    int r = is_dup3 ? real_dup3_fn()(oldfd, newfd, flags) : real_dup2_fn()(oldfd, newfd);
+    if (r >= 0 && oldfd != newfd) {
+        state_forget(newfd);
+        copy_state(oldfd, newfd);
+    }
+    return r;
+}
+
+int dup2(int oldfd, int newfd)
+{
+    if (!real_dup2_fn()) {
+        errno = ENOSYS;
+        return -1;
+    }
+    return dup_onto(oldfd, newfd, 0, false);
+}
+
+int dup3(int oldfd, int newfd, int flags)
+{
+    if (!real_dup3_fn()) {
+        errno = ENOSYS;
+        return -1;
+    }
+    return dup_onto(oldfd, newfd, flags, true);
+}

@@ -1,0 +1,257 @@
+/**
+ * The intproxy's side of the AP link (docs/protocol.md section 2): handshake, typed requests,
+ * TCP streams, heartbeats. Modelled on vscode-js-debug's src/cdp/connection.ts: every pending
+ * request remembers where it was asked from, and every one of them fails when the link goes.
+ */
+import type { Duplex } from 'node:stream';
+import {
+  AP_VERSION,
+  ApKind,
+  apKindName,
+  decodeClose,
+  decodeCredit,
+  decodeHelloErr,
+  decodeHelloOk,
+  decodeResponse,
+  encodeHello,
+  encodeRequest,
+  type ApFrame,
+  type ApMethods,
+} from '../protocol/agent.js';
+import type { Logger } from '../log.js';
+import { AgentLinkError } from './errors.js';
+import { FramedLink } from './framed-link.js';
+import { ApStream } from './stream.js';
+
+export type { ApStream } from './stream.js';
+
+export { AgentLinkError } from './errors.js';
+
+export interface AgentConnectionOptions {
+  token: string;
+  client?: string;
+  heartbeatMs?: number;
+  deadAfterMs?: number;
+  handshakeTimeoutMs?: number;
+  /** Default timeout of a request, unless the call gives its own. */
+  requestTimeoutMs?: number;
+  log?: Logger;
+}
+
+export interface AgentInfo {
+  version: number;
+  agent: string;
+  targetPid: number;
+}
+
+const DEFAULT_HANDSHAKE_TIMEOUT_MS = 15_000;
+const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+
+interface Pending {
+  method: string;
+  site: Error;
+  timer: NodeJS.Timeout;
+  resolve: (v: unknown) => void;
+  reject: (e: AgentLinkError) => void;
+}
+
+type Phase =
+  | { name: 'handshake'; resolve: (info: AgentInfo) => void; reject: (e: AgentLinkError) => void }
+  | { name: 'open' }
+  | { name: 'closed'; err?: AgentLinkError };
+
+export class AgentConnection {
+  private readonly link: FramedLink;
+  private phase: Phase;
+  private nextRequestId = 1;
+  /** Client streams are odd (docs/protocol.md). */
+  private nextStreamId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private readonly streams = new Map<number, ApStream>();
+  private readonly closeListeners: ((err?: AgentLinkError) => void)[] = [];
+  private agentInfo: AgentInfo = { version: 0, agent: '', targetPid: 0 };
+
+  static connect(link: Duplex, opts: AgentConnectionOptions): Promise<AgentConnection> {
+    const site = new Error();
+    return new Promise((resolve, reject) => {
+      const conn = new AgentConnection(link, opts, {
+        name: 'handshake',
+        resolve: () => resolve(conn),
+        reject: (e) => reject(AgentLinkError.at(site, e.code, e.message, e.cause)),
+      });
+    });
+  }
+
+  private constructor(
+    stream: Duplex,
+    private readonly opts: AgentConnectionOptions,
+    handshake: Phase & { name: 'handshake' },
+  ) {
+    this.phase = handshake;
+    this.link = new FramedLink(stream, {
+      heartbeatMs: opts.heartbeatMs,
+      deadAfterMs: opts.deadAfterMs,
+      log: opts.log,
+      onFrame: (f) => this.onFrame(f),
+      onClose: (err) => this.onLinkClosed(err),
+    });
+    const timer = setTimeout(() => {
+      const ms = opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+      this.link.destroy(new AgentLinkError('EHANDSHAKE', `the agent did not answer the handshake within ${ms} ms`));
+    }, opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS);
+    const settle = <T>(fn: (v: T) => void) => (v: T) => {
+      clearTimeout(timer);
+      fn(v);
+    };
+    this.phase = { name: 'handshake', resolve: settle(handshake.resolve), reject: settle(handshake.reject) };
+    this.link.send(encodeHello({ version: AP_VERSION, token: opts.token, client: opts.client ?? 'mirrord/0.1.0' }));
+  }
+
+  get info(): AgentInfo {
+    return this.agentInfo;
+  }
+
+  get closed(): boolean {
+    return this.phase.name === 'closed';
+  }
+
+  onClose(cb: (err?: AgentLinkError) => void): void {
+    if (this.phase.name === 'closed') {
+      const err = this.phase.err;
+      queueMicrotask(() => cb(err));
+    } else {
+      this.closeListeners.push(cb);
+    }
+  }
+
+  request<M extends keyof ApMethods>(
+    method: M,
+    params: ApMethods[M]['params'],
+    opts?: { timeoutMs?: number },
+  ): Promise<ApMethods[M]['result']> {
+    const site = new Error();
+    if (this.phase.name !== 'open') {
+      const why = this.phase.name === 'closed' ? (this.phase.err?.message ?? 'the agent link is closed') : 'handshake not done';
+      return Promise.reject(AgentLinkError.at(site, 'ELINK', `${method}: ${why}`));
+    }
+    const id = this.nextRequestId++;
+    const timeoutMs = opts?.timeoutMs ?? this.opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    return new Promise<ApMethods[M]['result']>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(AgentLinkError.at(site, 'ETIMEDOUT', `${method}: no answer from the agent within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(id, { method, site, timer, resolve: resolve as (v: unknown) => void, reject });
+      this.link.send(encodeRequest(id, method, params));
+    });
+  }
+
+  /**
+   * Opens a TCP connection from the agent's (= the target's) network namespace. The Duplex is the
+   * connection: end() half-closes it, destroy() closes it.
+   */
+  async connectTcp(host: string, port: number, opts?: { timeoutMs?: number }): Promise<ApStream> {
+    const id = this.nextStreamId;
+    this.nextStreamId = (this.nextStreamId + 2) >>> 0 || 1;
+    // Registered before asking: DATA may follow the RESPONSE at once.
+    const stream = new ApStream(id, (f) => this.link.send(f), (s) => this.forgetStream(s));
+    // An error nobody listens for must not take the intproxy down; it stays readable on .errored.
+    stream.on('error', () => undefined);
+    this.streams.set(id, stream);
+    try {
+      const r = await this.request('outgoing.connect', { stream: id, host, port }, opts);
+      stream.agentSocket = r;
+      return stream;
+    } catch (err) {
+      // The agent has no such stream; our CLOSE also cancels a connect that is still in progress there.
+      stream.destroy();
+      throw err;
+    }
+  }
+
+  close(): void {
+    if (this.phase.name === 'closed') return;
+    this.link.end();
+  }
+
+  // ---- internals ----
+
+  private forgetStream(s: ApStream): void {
+    if (this.streams.get(s.id) === s) this.streams.delete(s.id);
+  }
+
+  private onFrame(f: ApFrame): void {
+    const phase = this.phase;
+    if (phase.name === 'handshake') {
+      if (f.kind === ApKind.HELLO_OK) {
+        const ok = decodeHelloOk(f);
+        if (ok.version !== AP_VERSION) {
+          this.link.destroy(new AgentLinkError('EHANDSHAKE', `the agent speaks protocol ${ok.version}, we speak ${AP_VERSION}`));
+          return;
+        }
+        this.agentInfo = { version: ok.version, agent: ok.agent, targetPid: ok.targetPid };
+        this.phase = { name: 'open' };
+        this.link.startHeartbeat();
+        phase.resolve(this.agentInfo);
+      } else if (f.kind === ApKind.HELLO_ERR) {
+        this.link.destroy(new AgentLinkError('EHANDSHAKE', `the agent refused the handshake: ${decodeHelloErr(f).message}`));
+      } else {
+        throw new Error(`${apKindName(f.kind)} before HELLO_OK`);
+      }
+      return;
+    }
+    switch (f.kind) {
+      case ApKind.RESPONSE: {
+        const p = this.pending.get(f.channel);
+        if (!p) {
+          this.opts.log?.debug(`response to unknown or timed-out request ${f.channel}`);
+          return;
+        }
+        this.pending.delete(f.channel);
+        clearTimeout(p.timer);
+        const r = decodeResponse(f);
+        if (r.ok) p.resolve(r.result);
+        else p.reject(AgentLinkError.at(p.site, r.error.code, `${p.method}: ${r.error.message}`));
+        return;
+      }
+      case ApKind.DATA:
+        this.streams.get(f.channel)?.onData(f.payload);
+        return;
+      case ApKind.EOF:
+        this.streams.get(f.channel)?.onEof();
+        return;
+      case ApKind.CREDIT: {
+        const n = decodeCredit(f);
+        this.streams.get(f.channel)?.onCredit(n);
+        return;
+      }
+      case ApKind.CLOSE: {
+        const { error } = decodeClose(f);
+        this.streams.get(f.channel)?.onClose(error);
+        return;
+      }
+      default:
+        throw new Error(`unexpected ${apKindName(f.kind)} from the agent`);
+    }
+  }
+
+  private onLinkClosed(err?: AgentLinkError): void {
+    const phase = this.phase;
+    if (phase.name === 'closed') return;
+    this.phase = { name: 'closed', err };
+    if (phase.name === 'handshake') {
+      phase.reject(
+        err?.code === 'EHANDSHAKE' ? err : new AgentLinkError('EHANDSHAKE', `link closed during the handshake${err ? `: ${err.message}` : ''}`),
+      );
+    }
+    const why = err?.message ?? 'the agent link was closed';
+    for (const [id, p] of this.pending) {
+      this.pending.delete(id);
+      clearTimeout(p.timer);
+      p.reject(AgentLinkError.at(p.site, 'ELINK', `${p.method}: ${why}`, err));
+    }
+    for (const s of [...this.streams.values()]) s.linkLost(new AgentLinkError('ELINK', why, { cause: err }));
+    this.streams.clear();
+    for (const cb of this.closeListeners.splice(0)) cb(err);
+  }
+}

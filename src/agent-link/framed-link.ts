@@ -1,0 +1,158 @@
+/**
+ * The framing and liveness half of an AP link, shared by the client (AgentConnection) and the agent
+ * (serveAgent): frames in and out of one Duplex, PING/PONG, and "dead after N ms of silence".
+ * It knows nothing of requests or streams.
+ */
+import type { Duplex } from 'node:stream';
+import { randomBytes } from 'node:crypto';
+import {
+  ApFrameReader,
+  ApKind,
+  apKindName,
+  decodePing,
+  encodePing,
+  encodePong,
+  type ApFrame,
+} from '../protocol/agent.js';
+import type { Logger } from '../log.js';
+import { AgentLinkError } from './errors.js';
+
+export const DEFAULT_HEARTBEAT_MS = 5_000;
+export const DEFAULT_DEAD_AFTER_MS = 15_000;
+
+export interface FramedLinkOptions {
+  heartbeatMs?: number;
+  deadAfterMs?: number;
+  log?: Logger;
+  onFrame: (frame: ApFrame) => void;
+  /** Called once: without an error when the link ended in an orderly way (our end() or peer's EOF). */
+  onClose: (err?: AgentLinkError) => void;
+}
+
+export class FramedLink {
+  private readonly reader = new ApFrameReader();
+  private readonly heartbeatMs: number;
+  private readonly deadAfterMs: number;
+  private lastRx = Date.now();
+  private deadTimer: NodeJS.Timeout | undefined;
+  private pingTimer: NodeJS.Timeout | undefined;
+  private heartbeats = false;
+  private isClosed = false;
+
+  constructor(
+    private readonly stream: Duplex,
+    private readonly opts: FramedLinkOptions,
+  ) {
+    this.heartbeatMs = opts.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+    this.deadAfterMs = opts.deadAfterMs ?? DEFAULT_DEAD_AFTER_MS;
+    stream.on('data', this.onChunk);
+    stream.on('end', () => this.finish(undefined, 'peer ended the link'));
+    stream.on('error', (err: Error) => this.finish(new AgentLinkError('ELINK', `link error: ${err.message}`, { cause: err })));
+    stream.on('close', () => this.finish(new AgentLinkError('ELINK', 'link closed')));
+    // The silence clock runs from the start, so a peer that never says HELLO is dropped too.
+    this.armDeadTimer(this.deadAfterMs);
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  /**
+   * Start sending PINGs and answering the peer's PINGs here. Before this (during the handshake)
+   * PING/PONG frames are passed to onFrame like any other.
+   */
+  startHeartbeat(): void {
+    if (this.isClosed || this.heartbeats) return;
+    this.heartbeats = true;
+    this.pingTimer = setInterval(() => this.send(encodePing(randomBytes(8))), this.heartbeatMs);
+  }
+
+  /**
+   * Returns false only when the link is gone. The link's own write buffer is not a signal here:
+   * stream data is bounded by credit, everything else is small.
+   */
+  send(frame: Buffer): boolean {
+    if (this.isClosed || this.stream.destroyed || this.stream.writableEnded) return false;
+    this.opts.log?.trace(`-> ${apKindName(frame.readUInt8(4))} ch=${frame.readUInt32LE(5)} ${frame.length - 9}B`);
+    this.stream.write(frame);
+    return true;
+  }
+
+  /** Orderly close: end our side, give the peer a moment to end its own, then let go. */
+  end(): void {
+    if (this.isClosed) return;
+    this.finish(undefined, 'closed locally');
+  }
+
+  destroy(err: AgentLinkError): void {
+    this.finish(err);
+  }
+
+  private readonly onChunk = (chunk: Buffer): void => {
+    if (this.isClosed) return;
+    this.lastRx = Date.now();
+    let frames: ApFrame[];
+    try {
+      frames = this.reader.push(chunk);
+    } catch (err) {
+      this.finish(new AgentLinkError('ELINK', `malformed frame from peer: ${(err as Error).message}`, { cause: err }));
+      return;
+    }
+    for (const f of frames) {
+      if (this.isClosed) return;
+      this.opts.log?.trace(`<- ${apKindName(f.kind)} ch=${f.channel} ${f.payload.length}B`);
+      if (this.heartbeats && f.kind === ApKind.PING) {
+        try {
+          this.send(encodePong(decodePing(f)));
+        } catch (err) {
+          this.finish(new AgentLinkError('ELINK', `malformed frame from peer: ${(err as Error).message}`));
+          return;
+        }
+        continue;
+      }
+      if (this.heartbeats && f.kind === ApKind.PONG) continue;
+      try {
+        this.opts.onFrame(f);
+      } catch (err) {
+        // A handler that throws means the peer sent something we cannot make sense of.
+        this.finish(new AgentLinkError('ELINK', `bad ${apKindName(f.kind)} frame: ${(err as Error).message}`, { cause: err }));
+        return;
+      }
+    }
+  };
+
+  private armDeadTimer(ms: number): void {
+    this.deadTimer = setTimeout(() => {
+      const silent = Date.now() - this.lastRx;
+      if (silent >= this.deadAfterMs) {
+        this.finish(new AgentLinkError('ELINK', `no frame from peer for ${silent} ms: link considered dead`));
+      } else {
+        this.armDeadTimer(this.deadAfterMs - silent);
+      }
+    }, ms);
+  }
+
+  private finish(err?: AgentLinkError, why?: string): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    clearTimeout(this.deadTimer);
+    clearInterval(this.pingTimer);
+    this.stream.off('data', this.onChunk);
+    // Keep an 'error' listener so a late error on a link we gave up on cannot crash the process.
+    this.stream.on('error', () => undefined);
+    if (err) {
+      this.opts.log?.debug(`link lost: ${err.message}`);
+      this.stream.destroy();
+    } else {
+      this.opts.log?.debug(`link ended: ${why ?? ''}`);
+      this.stream.end();
+      // The peer may never end its half; don't let the Duplex linger after we are done with it.
+      const t = setTimeout(() => this.stream.destroy(), 1_000);
+      t.unref();
+      this.stream.once('close', () => clearTimeout(t));
+      // Drain whatever the peer still sends so its writes never block on us.
+      this.stream.resume();
+    }
+    this.opts.onClose(err);
+  }
+}

@@ -1,0 +1,72 @@
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { execCommand, type ExecFlags } from './commands/exec.js';
+import { verifyConfigCommand } from './commands/verify-config.js';
+import { ExitCode, MirrordError } from './errors.js';
+import { createLogger } from './log.js';
+import { packageRoot } from './platforms/docker/agent-image.js';
+
+export function version(): string {
+  return (JSON.parse(readFileSync(`${packageRoot()}/package.json`, 'utf8')) as { version: string }).version;
+}
+
+function buildProgram(setCode: (c: number) => void): Command {
+  const log = createLogger();
+  const program = new Command('mirrord')
+    .description('Run a local program as if it were inside a remote container: its outgoing traffic, DNS and environment come from the target.')
+    .version(version(), '-V, --version')
+    .enablePositionalOptions()
+    .exitOverride()
+    .showHelpAfterError('(run with --help for usage)');
+
+  program
+    .command('exec')
+    .description('run a local program in the context of a target')
+    .usage('[options] -- CMD [ARGS...]')
+    .option('-t, --target <target>', 'docker/NAME_OR_ID (pod/, deployment/ ... arrive with Kubernetes support)')
+    .option('-n, --namespace <ns>', 'namespace of the target (Kubernetes)')
+    .option('-f, --config-file <file>', 'config file (default: MIRRORD_CONFIG_FILE, then a search for mirrord.json/yaml/toml)')
+    .option('--steal', 'steal incoming traffic instead of mirroring it')
+    .addOption(new Option('--fs-mode <mode>', 'file system mode').choices(['read', 'write', 'local', 'localwithoverrides']))
+    .option('--no-outgoing', 'keep outgoing connections local')
+    .option('--no-remote-dns', 'resolve host names locally')
+    .option('-s, --include-env <vars>', 'only these remote variables (";"-separated, * wildcards)')
+    .option('-x, --exclude-env <vars>', 'not these remote variables (";"-separated, * wildcards)')
+    .option('--env-file <file>', 'dotenv file applied over the remote environment')
+    .argument('<command...>', 'the program and its arguments')
+    .passThroughOptions()
+    .action(async (command: string[], flags: ExecFlags) => {
+      setCode(await execCommand(command, flags, log));
+    });
+
+  program
+    .command('verify-config')
+    .description('check a config file and print the resolved configuration')
+    .option('-f, --config-file <file>', 'config file (default: the same search as exec)')
+    .addOption(new Option('--output <format>', 'output format').choices(['text', 'json']).default('text'))
+    .action(async (flags: { configFile?: string; output?: string }) => {
+      setCode(await verifyConfigCommand(flags, (s) => process.stdout.write(s + '\n')));
+    });
+  return program;
+}
+
+/** Parses argv, runs the command, and returns the exit code; never calls process.exit. */
+export async function run(argv: string[]): Promise<number> {
+  let code = 0;
+  const program = buildProgram((c) => (code = c));
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return code;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version are successes; commander has already printed its one-line error otherwise.
+      return err.exitCode === 0 ? 0 : ExitCode.Usage;
+    }
+    if (err instanceof MirrordError) {
+      process.stderr.write(err.oneLine() + '\n');
+      return err.code;
+    }
+    process.stderr.write(`mirrord: internal error: ${(err as Error)?.stack ?? String(err)}\nPlease report this with the command you ran.\n`);
+    return ExitCode.Internal;
+  }
+}

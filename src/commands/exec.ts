@@ -1,0 +1,111 @@
+import { spawn } from 'node:child_process';
+import { accessSync, constants, existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { flagOverrides, type ExecFlags } from '../config/flags.js';
+import { loadConfig } from '../config/load.js';
+import { resolveFeatures, type MirrordConfig } from '../config/schema.js';
+import { mergeEnv } from '../env/merge.js';
+import { ExitCode, MirrordError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { packageRoot } from '../platforms/docker/agent-image.js';
+import { createProgress, type Progress } from '../progress.js';
+import { startSession, type Session } from '../session.js';
+import { parseTarget, type TargetSpec } from '../target.js';
+
+export type { ExecFlags };
+
+
+export function targetFrom(cfg: MirrordConfig, namespace?: string): TargetSpec {
+  const t = cfg.target;
+  const text = typeof t === 'string' ? t : t?.path;
+  if (!text) {
+    throw new MirrordError('no target given', ExitCode.Usage, 'Pass -t docker/NAME_OR_ID or set "target" in the config file');
+  }
+  return parseTarget(text, namespace ?? (typeof t === 'object' ? t.namespace : undefined));
+}
+
+/** The program as the local PATH finds it, so a typo fails before any agent starts. */
+export function findProgram(cmd: string, pathVar = process.env.PATH ?? ''): string {
+  const candidates = cmd.includes('/') ? [path.resolve(cmd)] : pathVar.split(':').filter(Boolean).map((d) => path.join(d, cmd));
+  for (const c of candidates) {
+    try {
+      accessSync(c, constants.X_OK);
+      return c;
+    } catch {
+      // try the next PATH entry
+    }
+  }
+  throw new MirrordError(`command not found: ${cmd}`, ExitCode.Program, cmd.includes('/') ? 'Check the path and its execute bit' : 'Check the name and your PATH');
+}
+
+export function layerPath(env: NodeJS.ProcessEnv = process.env): string {
+  const p = env.MIRRORD_LAYER_PATH || path.join(packageRoot(), 'layer/build/libmirrord_layer.so');
+  if (!existsSync(p)) {
+    throw new MirrordError(`the layer library ${p} is missing`, ExitCode.Internal, 'Run `npm run build` in the mirrord checkout');
+  }
+  return p;
+}
+
+function warnUnsupported(cfg: MirrordConfig, log: Logger): void {
+  if (cfg.feature?.network?.incoming && cfg.feature.network.incoming.mode !== 'off') {
+    log.warn('feature.network.incoming (mirror/steal) is not implemented in this build yet; incoming traffic is not redirected');
+  }
+  if (cfg.feature?.fs) log.warn('feature.fs is not implemented in this build yet; files are read locally');
+}
+
+export async function execCommand(argv: string[], flags: ExecFlags, log: Logger, progress: Progress = createProgress()): Promise<number> {
+  const [cmd, ...args] = argv;
+  if (!cmd) throw new MirrordError('no command to run', ExitCode.Usage, 'Usage: mirrord exec -t TARGET -- CMD [ARGS...]');
+  const { config } = await loadConfig({ file: flags.configFile, overrides: flagOverrides(flags) });
+  const target = targetFrom(config, flags.namespace);
+  const program = findProgram(cmd);
+  const layer = layerPath();
+  warnUnsupported(config, log);
+  const features = resolveFeatures(config);
+
+  let session: Session | undefined;
+  try {
+    session = await startSession({ target, features, agent: config.agent, log, progress });
+    const remote = await session.agent.request('env.get', {});
+    const { env, fromRemote } = mergeEnv(process.env, remote.env, features.env);
+    log.debug(`environment from ${session.targetDisplay}: ${fromRemote.join(', ') || '(none)'}`);
+    progress.succeed(`mirrord: running ${cmd} in the context of ${session.targetDisplay}`);
+    env.LD_PRELOAD = [layer, process.env.LD_PRELOAD].filter(Boolean).join(':');
+    env.MIRRORD_LAYER_ADDR = session.intproxy.address;
+    env.MIRRORD_SESSION = session.id;
+    session.onLinkLost((reason) => {
+      process.stderr.write(`mirrord: lost the link to the agent (${reason}); remote connections and look-ups now fail\n`);
+    });
+    return await runProgram(program, cmd, args, env);
+  } catch (err) {
+    progress.fail();
+    throw err;
+  } finally {
+    await session?.close();
+  }
+}
+
+/** Runs the program with our stdio; its exit code, or 128 + signal, becomes ours. */
+function runProgram(program: string, argv0: string, args: string[], env: Record<string, string>): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(program, args, { stdio: 'inherit', env, argv0 });
+    // Ctrl-C on a terminal already reaches the whole foreground group; a signal sent to us alone
+    // (kill, a supervisor) is passed on so the program can shut down its own way.
+    const forward = (sig: NodeJS.Signals) => {
+      if (sig === 'SIGINT' && process.stdin.isTTY) return;
+      child.kill(sig);
+    };
+    const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
+    for (const s of signals) process.on(s, forward);
+    const done = () => signals.forEach((s) => process.off(s, forward));
+    child.once('error', (err) => {
+      done();
+      reject(new MirrordError(`cannot start ${argv0}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, ExitCode.Program, 'Check the command', { cause: err }));
+    });
+    child.once('exit', (code, signal) => {
+      done();
+      resolve(signal ? 128 + (os.constants.signals[signal] ?? 0) : (code ?? 0));
+    });
+  });
+}

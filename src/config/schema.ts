@@ -1,0 +1,141 @@
+import { z } from 'zod';
+
+/**
+ * The one schema of the configuration file. Types, defaults, `verify-config`, the README's key table
+ * and the shipped JSON Schema (`schema/mirrord.schema.json`) all come from here. Keys keep mirrord's
+ * own names so that an existing `mirrord.json` works unchanged.
+ */
+
+/** `"A;B"` or `["A", "B"]`, as mirrord accepts both. */
+const semicolonList = z
+  .union([z.string(), z.array(z.string())])
+  .transform((v) => (typeof v === 'string' ? v.split(';').map((s) => s.trim()).filter(Boolean) : v));
+
+const port = z.number().int().min(1).max(65535);
+
+const trafficFilter = z
+  .strictObject({
+    remote: z.array(z.string()).optional().describe('Only these destinations go through the target; everything else stays local.'),
+    local: z.array(z.string()).optional().describe('These destinations stay local; everything else goes through the target.'),
+  })
+  .refine((f) => !(f.remote && f.local), { message: 'set either remote or local, not both' });
+
+const httpFilter = z.strictObject({
+  header_filter: z.string().optional().describe('Regex matched against each request header written as "Name: value".'),
+  path_filter: z.string().optional().describe('Regex matched against the request path, with and without its query.'),
+  method_filter: z.string().optional().describe('Regex matched against the request method.'),
+  ports: z.array(port).optional().describe('Ports the HTTP filter applies to (default: all stolen ports).'),
+});
+
+const incomingMode = z.enum(['mirror', 'steal', 'off']);
+
+const incomingObject = z.strictObject({
+  mode: incomingMode.default('mirror').describe('mirror: copy incoming traffic to the local program; steal: take it; off: neither.'),
+  ports: z.array(port).optional().describe('Only these remote ports are subscribed.'),
+  ignore_ports: z.array(port).default([]).describe('Local ports never subscribed.'),
+  port_mapping: z.array(z.tuple([port, port])).default([]).describe('[local, remote] pairs.'),
+  http_filter: httpFilter.optional(),
+});
+
+const outgoingObject = z.strictObject({
+  tcp: z.boolean().default(true).describe('Outgoing TCP connections leave from the target.'),
+  udp: z.boolean().default(true).describe('Outgoing UDP leaves from the target.'),
+  ignore_localhost: z.boolean().default(false).describe('Connections to 127.0.0.0/8 and ::1 stay local.'),
+  filter: trafficFilter.optional().describe('Entries are [tcp://|udp://][name|ip|cidr][:port].'),
+});
+
+const dnsObject = z.strictObject({
+  enabled: z.boolean().default(true).describe('Host names are resolved by the agent, as the target would.'),
+  filter: trafficFilter.optional().describe('Entries are [name|ip|cidr][:port]; names match exactly or as a suffix with a leading dot.'),
+});
+
+const fsMode = z.enum(['read', 'write', 'local', 'localwithoverrides']);
+const fsObject = z.strictObject({
+  mode: fsMode.default('read'),
+  read_write: semicolonList.optional(),
+  read_only: semicolonList.optional(),
+  local: semicolonList.optional(),
+  not_found: semicolonList.optional(),
+});
+
+const envObject = z.strictObject({
+  include: semicolonList.optional().describe('Only remote variables matching these patterns (* and ? wildcards) are merged.'),
+  exclude: semicolonList.optional().describe('Remote variables matching these patterns are not merged.'),
+  override: z.record(z.string(), z.string()).optional().describe('Set last, over local and remote values.'),
+  env_file: z.string().optional().describe('A dotenv file applied over the remote environment.'),
+});
+
+/** mirrord lets several sections be a bare boolean or mode string; normalise them to objects. */
+const boolOr = <T extends z.ZodTypeAny>(obj: T, whenFalse: unknown, whenTrue: unknown = {}) =>
+  z.preprocess((v) => (v === false ? whenFalse : v === true ? whenTrue : v), obj);
+
+export const configSchema = z.strictObject({
+  $schema: z.string().optional(),
+  target: z
+    .union([
+      z.string(),
+      z.strictObject({ path: z.string().optional(), namespace: z.string().optional() }),
+    ])
+    .optional()
+    .describe('docker/NAME_OR_ID, pod/NAME[/container/C], deployment/NAME, ..., or targetless.'),
+  agent: z
+    .strictObject({
+      image: z.string().optional().describe('Agent image; by default built locally from this package when missing.'),
+      namespace: z.string().optional(),
+      ttl: z.number().int().min(0).default(1).describe('Seconds the agent waits after its last client left.'),
+      ephemeral: z.boolean().default(false),
+      privileged: z.boolean().default(false),
+      startup_timeout: z.number().int().min(1).default(60).describe('Seconds to wait for the agent to answer.'),
+      log_level: z.enum(['error', 'warn', 'info', 'debug', 'trace']).default('warn'),
+    })
+    .default({ ttl: 1, ephemeral: false, privileged: false, startup_timeout: 60, log_level: 'warn' }),
+  feature: z
+    .strictObject({
+      network: z
+        .strictObject({
+          incoming: z
+            .preprocess((v) => (typeof v === 'string' ? { mode: v } : v), incomingObject)
+            .optional(),
+          outgoing: boolOr(outgoingObject, { tcp: false, udp: false }).optional(),
+          dns: boolOr(dnsObject, { enabled: false }).optional(),
+        })
+        .optional(),
+      fs: z.preprocess((v) => (typeof v === 'string' ? { mode: v } : v), fsObject).optional(),
+      env: boolOr(envObject, { include: [] }).optional(),
+    })
+    .optional(),
+  container: z
+    .strictObject({
+      capture: z.enum(['off', 'namespace']).default('off'),
+      cli_image: z.string().optional(),
+    })
+    .optional(),
+  skip_processes: semicolonList.optional().describe('Programs (by file name) that run without interception.'),
+});
+
+export type MirrordConfigInput = z.input<typeof configSchema>;
+export type MirrordConfig = z.output<typeof configSchema>;
+
+/** Resolved feature settings with every default filled in: what the rest of the code reads. */
+export interface ResolvedFeatures {
+  outgoing: z.output<typeof outgoingObject>;
+  dns: z.output<typeof dnsObject>;
+  incoming: z.output<typeof incomingObject>;
+  fs: z.output<typeof fsObject>;
+  env: z.output<typeof envObject>;
+}
+
+export function resolveFeatures(cfg: MirrordConfig): ResolvedFeatures {
+  const f = cfg.feature;
+  return {
+    outgoing: f?.network?.outgoing ?? outgoingObject.parse({}),
+    dns: f?.network?.dns ?? dnsObject.parse({}),
+    incoming: f?.network?.incoming ?? incomingObject.parse({}),
+    fs: f?.fs ?? fsObject.parse({}),
+    env: f?.env ?? {},
+  };
+}
+
+export function jsonSchema(): object {
+  return z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' });
+}

@@ -1,0 +1,78 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseDotenv } from 'dotenv';
+import { ExitCode, MirrordError } from '../errors.js';
+
+/**
+ * Variables that describe the machine or the shell rather than the application: copying them from
+ * the target would break the local program (PATH, HOME) or lie about where it runs.
+ */
+export const NEVER_COPIED = [
+  'PATH',
+  'HOME',
+  'HOSTNAME',
+  'PWD',
+  'OLDPWD',
+  'SHLVL',
+  'SHELL',
+  'USER',
+  'LOGNAME',
+  'TERM',
+  'TMPDIR',
+  '_',
+  'LD_PRELOAD',
+  'LD_LIBRARY_PATH',
+  'MIRRORD_*',
+];
+
+export interface EnvSettings {
+  include?: string[];
+  exclude?: string[];
+  override?: Record<string, string>;
+  env_file?: string;
+}
+
+/** `*` and `?` wildcards, whole-name, case-sensitive like environment names. */
+export function wildcardMatcher(patterns: string[]): (name: string) => boolean {
+  const res = patterns.map(
+    (p) => new RegExp('^' + p.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.') + '$'),
+  );
+  return (name) => res.some((r) => r.test(name));
+}
+
+/**
+ * The program's environment: local < remote (filtered) < env_file < override.
+ * Returns the merged environment and the names taken from the target, for logging.
+ */
+export function mergeEnv(
+  local: NodeJS.ProcessEnv,
+  remote: Record<string, string>,
+  settings: EnvSettings,
+  readFile: (p: string) => string = (p) => readFileSync(p, 'utf8'),
+): { env: Record<string, string>; fromRemote: string[] } {
+  const never = wildcardMatcher(NEVER_COPIED);
+  const included = settings.include ? wildcardMatcher(settings.include) : () => true;
+  const excluded = wildcardMatcher(settings.exclude ?? []);
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(local)) if (v !== undefined) env[k] = v;
+  const fromRemote: string[] = [];
+  for (const [k, v] of Object.entries(remote)) {
+    if (never(k) || !included(k) || excluded(k)) continue;
+    env[k] = v;
+    fromRemote.push(k);
+  }
+  if (settings.env_file) {
+    let text: string;
+    try {
+      text = readFile(settings.env_file);
+    } catch (err) {
+      throw new MirrordError(
+        `cannot read env_file ${settings.env_file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+        ExitCode.Config,
+        'Check feature.env.env_file or --env-file',
+      );
+    }
+    Object.assign(env, parseDotenv(text));
+  }
+  Object.assign(env, settings.override ?? {});
+  return { env, fromRemote };
+}

@@ -1,0 +1,241 @@
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Logger } from '../log.js';
+import {
+  LpFrameReader,
+  LpProtocolError,
+  LpStatus,
+  decodeRequest,
+  encodeResponse,
+  type LpRequest,
+  type LpResponse,
+} from '../protocol/layer.js';
+import type { ResolvedFeatures } from '../config/schema.js';
+import { TrafficFilter, isLoopback } from './filter.js';
+import { EAI, connectErrno, dnsStatus } from './errno.js';
+
+/** What the intproxy needs of the agent link (an AgentConnection, or a test double below it). */
+export interface AgentPort {
+  connectTcp(host: string, port: number): Promise<Duplex>;
+  request(method: 'dns.lookup', params: { name: string; family: 0 | 4 | 6 }): Promise<{
+    addresses: { address: string; family: number }[];
+    canonname?: string;
+  }>;
+}
+
+export interface IntproxyOptions {
+  agent: AgentPort;
+  features: ResolvedFeatures;
+  log: Logger;
+  /** How long a redirected socket has to dial its one-shot local listener. */
+  acceptTimeoutMs?: number;
+}
+
+export interface IntproxyStats {
+  layers: number;
+  connectsRemote: number;
+  connectsBypassed: number;
+  lookups: number;
+}
+
+const NOWHERE = { family: 4 as const, address: '0.0.0.0', port: 0 };
+
+/**
+ * One per session: accepts the layer connection of every process of the program, answers its
+ * requests, and owns the local sockets of the data path (payload never passes through the layer).
+ */
+export class Intproxy {
+  readonly stats: IntproxyStats = { layers: 0, connectsRemote: 0, connectsBypassed: 0, lookups: 0 };
+  private readonly outgoingFilter: TrafficFilter;
+  private readonly dnsFilter: TrafficFilter;
+  /** Remote DNS answers, so a filter written with names can match a connect() to an IP. */
+  private readonly namesByIp = new Map<string, Set<string>>();
+  private readonly sockets = new Set<net.Socket | net.Server | Duplex>();
+
+  private constructor(
+    private readonly server: net.Server,
+    private readonly opts: IntproxyOptions,
+  ) {
+    this.outgoingFilter = TrafficFilter.compile(opts.features.outgoing.filter, 'feature.network.outgoing.filter');
+    this.dnsFilter = TrafficFilter.compile(opts.features.dns.filter, 'feature.network.dns.filter');
+  }
+
+  static async start(opts: IntproxyOptions, host = '127.0.0.1'): Promise<Intproxy> {
+    const server = net.createServer();
+    const proxy = new Intproxy(server, opts);
+    server.on('connection', (sock) => proxy.onLayer(sock));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, host, () => resolve());
+    });
+    return proxy;
+  }
+
+  /** The value of MIRRORD_LAYER_ADDR. */
+  get address(): string {
+    const a = this.server.address() as net.AddressInfo;
+    return `${a.address}:${a.port}`;
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) {
+      if (s instanceof net.Server) s.close();
+      else s.destroy();
+    }
+    this.sockets.clear();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private track<T extends net.Socket | net.Server | Duplex>(s: T): T {
+    this.sockets.add(s);
+    s.once('close', () => this.sockets.delete(s));
+    return s;
+  }
+
+  private onLayer(sock: net.Socket): void {
+    this.track(sock);
+    sock.setNoDelay(true);
+    this.stats.layers++;
+    const log = this.opts.log;
+    const reader = new LpFrameReader();
+    let who = 'layer';
+    sock.on('data', (chunk) => {
+      let frames;
+      try {
+        frames = reader.push(chunk);
+      } catch (err) {
+        log.warn(`${who}: bad frame, closing: ${(err as Error).message}`);
+        sock.destroy();
+        return;
+      }
+      for (const frame of frames) {
+        let req: LpRequest;
+        try {
+          req = decodeRequest(frame);
+        } catch (err) {
+          log.warn(`${who}: ${err instanceof LpProtocolError ? err.message : String(err)}`);
+          sock.destroy();
+          return;
+        }
+        if (req.kind === 'hello') {
+          who = `pid ${req.pid}${req.parentPid ? ` (forked from ${req.parentPid})` : ''} ${req.exe}`;
+          log.debug(`layer connected: ${who}`);
+        }
+        this.handle(req).then(
+          (resp) => sock.writable && sock.write(encodeResponse(resp)),
+          (err) => {
+            log.error(`${who}: ${req.kind} failed unexpectedly`, err);
+            sock.destroy();
+          },
+        );
+      }
+    });
+    sock.on('error', (err) => log.debug(`${who}: ${err.message}`));
+  }
+
+  private async handle(req: LpRequest): Promise<LpResponse> {
+    switch (req.kind) {
+      case 'hello':
+        return { id: req.id, kind: 'hello', status: 0 };
+      case 'connect':
+        return { id: req.id, kind: 'connect', ...(await this.connect(req)) };
+      case 'getaddrinfo':
+        return { id: req.id, kind: 'getaddrinfo', ...(await this.lookup(req)) };
+    }
+  }
+
+  private async connect(req: Extract<LpRequest, { kind: 'connect' }>): Promise<{ status: number; via: typeof NOWHERE }> {
+    const { address: ip, port } = req.remote;
+    const out = this.opts.features.outgoing;
+    const bypass = (why: string) => {
+      this.stats.connectsBypassed++;
+      this.opts.log.debug(`connect ${ip}:${port} stays local (${why})`);
+      return { status: LpStatus.Bypass, via: NOWHERE };
+    };
+    if (req.proto !== 'tcp') return bypass('UDP is not redirected yet');
+    if (!out.tcp) return bypass('feature.network.outgoing.tcp is false');
+    if (out.ignore_localhost && isLoopback(ip)) return bypass('ignore_localhost');
+    const names = [...(this.namesByIp.get(ip) ?? [])];
+    if (this.outgoingFilter.route({ proto: 'tcp', ip, port, names }) === 'local') return bypass('outgoing filter');
+
+    let remote: Duplex;
+    try {
+      remote = this.track(await this.opts.agent.connectTcp(ip, port));
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      this.opts.log.debug(`connect ${ip}:${port} through the target failed: ${code ?? (err as Error).message}`);
+      return { status: connectErrno(code), via: NOWHERE };
+    }
+    this.stats.connectsRemote++;
+    const viaPort = await this.oneShotListener(remote, `${ip}:${port}`);
+    return { status: LpStatus.Ok, via: { family: 4, address: '127.0.0.1', port: viaPort } };
+  }
+
+  /**
+   * The program's own socket connects here right after our answer; its bytes then flow between it
+   * and the agent stream with Node's backpressure on both sides.
+   */
+  private async oneShotListener(remote: Duplex, label: string): Promise<number> {
+    const listener = this.track(net.createServer({ allowHalfOpen: true }));
+    const timer = setTimeout(() => {
+      this.opts.log.warn(`the program never used its connection to ${label}; dropped`);
+      listener.close();
+      remote.destroy();
+    }, this.opts.acceptTimeoutMs ?? 15_000);
+    listener.once('connection', (local) => {
+      clearTimeout(timer);
+      listener.close();
+      this.track(local);
+      local.setNoDelay(true);
+      splice(local, remote);
+    });
+    await new Promise<void>((resolve, reject) => {
+      listener.once('error', reject);
+      listener.listen(0, '127.0.0.1', () => resolve());
+    });
+    return (listener.address() as net.AddressInfo).port;
+  }
+
+  private async lookup(req: Extract<LpRequest, { kind: 'getaddrinfo' }>) {
+    const none = { addresses: [] as { family: 4 | 6; address: string }[], canonname: '' };
+    const dns = this.opts.features.dns;
+    if (!dns.enabled || this.dnsFilter.route({ proto: 'udp', names: [req.node] }) === 'local') {
+      return { status: LpStatus.Bypass, ...none };
+    }
+    const family = req.family === 2 ? 4 : req.family === 10 ? 6 : 0;
+    this.stats.lookups++;
+    try {
+      const res = await this.opts.agent.request('dns.lookup', { name: req.node, family });
+      const addresses = res.addresses
+        .filter((a) => a.family === 4 || a.family === 6)
+        .map((a) => ({ family: a.family as 4 | 6, address: a.address }));
+      for (const a of addresses) {
+        const set = this.namesByIp.get(a.address) ?? new Set<string>();
+        set.add(req.node.toLowerCase());
+        this.namesByIp.set(a.address, set);
+      }
+      if (addresses.length === 0) return { status: EAI.NODATA, ...none };
+      this.opts.log.debug(`resolved ${req.node} in the target: ${addresses.map((a) => a.address).join(', ')}`);
+      return { status: LpStatus.Ok, addresses, canonname: res.canonname ?? req.node };
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      this.opts.log.debug(`lookup ${req.node} in the target failed: ${code ?? (err as Error).message}`);
+      return { status: dnsStatus(code), ...none };
+    }
+  }
+}
+
+/**
+ * Joins two byte streams both ways. A FIN travels as a half-close (pipe ends the other side), and
+ * both streams then close themselves once flushed; an error on either tears both down at once.
+ */
+export function splice(a: Duplex, b: Duplex): void {
+  a.pipe(b);
+  b.pipe(a);
+  const teardown = () => {
+    a.destroy();
+    b.destroy();
+  };
+  a.once('error', teardown);
+  b.once('error', teardown);
+}

@@ -1,0 +1,55 @@
+/**
+ * The agent image's recipe: its Dockerfile and the bundled agent, read from the installed package so
+ * the image tag follows the exact agent code this CLI speaks to.
+ */
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ExitCode, MirrordError } from '../../errors.js';
+import type { ImageRecipe } from './images.js';
+
+export const AGENT_REPOSITORY = 'mirrord-agent';
+
+/**
+ * The package root: compiled we live in dist/src/platforms/docker/, under tsx in src/platforms/docker/,
+ * and installed under node_modules/mirrord/..., so walk up to our own package.json.
+ */
+export function packageRoot(from: string = fileURLToPath(import.meta.url)): string {
+  for (let dir = path.dirname(from); ; dir = path.dirname(dir)) {
+    const manifest = path.join(dir, 'package.json');
+    if (existsSync(manifest)) {
+      try {
+        if ((JSON.parse(readFileSync(manifest, 'utf8')) as { name?: unknown }).name === 'mirrord') return dir;
+      } catch {
+        // an unreadable manifest is not ours; keep walking
+      }
+    }
+    if (path.dirname(dir) === dir) {
+      throw new MirrordError(`cannot find the mirrord package root above ${from}`, ExitCode.Internal);
+    }
+  }
+}
+
+export function agentImageRecipe(root: string = packageRoot()): ImageRecipe {
+  const read = (rel: string, hint: string) => {
+    const file = path.join(root, rel);
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new MirrordError(`the agent image needs ${file}, which cannot be read`, ExitCode.Internal, hint, { cause: err });
+    }
+  };
+  // Everything beside the Dockerfile is context too (an entrypoint script, say), plus the bundle.
+  const imageDir = path.join(root, 'agent/image');
+  let names: string[];
+  try {
+    names = readdirSync(imageDir, { withFileTypes: true }).filter((e) => e.isFile()).map((e) => e.name);
+  } catch {
+    names = ['Dockerfile'];
+  }
+  if (!names.includes('Dockerfile')) names.push('Dockerfile');
+  const files: Record<string, Buffer> = {};
+  for (const name of names) files[name] = read(`agent/image/${name}`, 'The installation is incomplete: reinstall mirrord.');
+  files['agent.mjs'] = read('agent/dist/agent.mjs', 'Build the agent first (npm run build), or reinstall mirrord.');
+  return { repository: AGENT_REPOSITORY, files, labels: { 'dev.mirrord.component': 'agent' } };
+}

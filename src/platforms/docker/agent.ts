@@ -1,0 +1,168 @@
+import os from 'node:os';
+import { Duplex, PassThrough } from 'node:stream';
+import type Docker from 'dockerode';
+import { ExitCode, MirrordError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import type { AgentHandle, AgentStartOptions } from '../platform.js';
+import { dockerUnreachable } from './client.js';
+
+export const LABEL_AGENT = 'dev.mirrord.agent';
+export const LABEL_SESSION = 'dev.mirrord.session';
+export const LABEL_OWNER = 'dev.mirrord.owner';
+export const LABEL_TARGET = 'dev.mirrord.target';
+
+/**
+ * The least that works: reading the target's /proc/1/{root,environ} needs SYS_PTRACE (the target
+ * holds capabilities the agent dropped) and DAC_READ_SEARCH (files of a non-root target user).
+ */
+export const AGENT_CAPABILITIES = ['SYS_PTRACE', 'DAC_READ_SEARCH'];
+
+/**
+ * Starts the agent in a container that joins the target's network and PID namespaces, and returns
+ * its attached stdin/stdout as the link: no published port, no bridge IP, works with a remote
+ * DOCKER_HOST. With StdinOnce + AutoRemove the container goes away as soon as the link closes,
+ * including when this process is killed.
+ */
+export async function startDockerAgent(
+  docker: Docker,
+  target: { id: string; name: string },
+  image: string,
+  opts: AgentStartOptions,
+): Promise<AgentHandle> {
+  const log = opts.log;
+  let container: Docker.Container;
+  try {
+    container = await docker.createContainer({
+      Image: image,
+      name: `mirrord-agent-${opts.session}`,
+      Env: [`MIRRORD_AGENT_TOKEN=${opts.token}`, 'MIRRORD_AGENT_TARGET_PID=1', `MIRRORD_AGENT_LOG=${opts.logLevel}`],
+      Labels: {
+        [LABEL_AGENT]: 'true',
+        [LABEL_SESSION]: opts.session,
+        [LABEL_OWNER]: `${os.hostname()}:${process.pid}`,
+        [LABEL_TARGET]: target.id,
+      },
+      AttachStdin: true,
+      AttachStdout: true,
+      AttachStderr: true,
+      OpenStdin: true,
+      StdinOnce: true,
+      Tty: false,
+      HostConfig: {
+        NetworkMode: `container:${target.id}`,
+        PidMode: `container:${target.id}`,
+        CapDrop: ['ALL'],
+        CapAdd: AGENT_CAPABILITIES,
+        SecurityOpt: ['no-new-privileges'],
+        AutoRemove: true,
+      },
+    });
+  } catch (err) {
+    const status = (err as { statusCode?: number }).statusCode;
+    if (status === 404) {
+      throw new MirrordError(`agent image ${image} is not on the Docker engine`, ExitCode.Agent, 'Remove agent.image to build it locally, or load that image');
+    }
+    if (status === undefined) throw dockerUnreachable(err);
+    throw new MirrordError(`cannot create the agent container: ${(err as Error).message}`, ExitCode.Agent, 'See the Docker engine log', { cause: err });
+  }
+
+  const stderrTail: string[] = [];
+  let raw: NodeJS.ReadWriteStream;
+  try {
+    raw = (await container.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true })) as NodeJS.ReadWriteStream;
+  } catch (err) {
+    await forceRemove(container, log);
+    throw dockerUnreachable(err);
+  }
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  docker.modem.demuxStream(raw, stdout, stderr);
+  raw.on('end', () => {
+    stdout.end();
+    stderr.end();
+  });
+  raw.on('error', (err) => stdout.destroy(err));
+  stderr.setEncoding('utf8');
+  stderr.on('data', (text: string) => {
+    for (const line of text.split('\n').filter(Boolean)) {
+      stderrTail.push(line);
+      if (stderrTail.length > 20) stderrTail.shift();
+      log.debug(`agent: ${line}`);
+    }
+  });
+
+  try {
+    await container.start();
+  } catch (err) {
+    (raw as unknown as Duplex).destroy?.();
+    await forceRemove(container, log);
+    const msg = (err as { json?: { message?: string } }).json?.message ?? (err as Error).message;
+    throw new MirrordError(`the agent container did not start: ${msg}`, ExitCode.Agent, 'Check that the target is still running (docker ps)', {
+      cause: err,
+    });
+  }
+
+  const link = joinStreams(stdout, raw);
+  return {
+    link,
+    description: `agent container ${container.id.slice(0, 12)} on docker/${target.name}`,
+    async stop() {
+      link.end();
+      // The agent exits on stdin EOF and AutoRemove deletes it; make sure nothing is left if not.
+      if (!(await waitGone(container, 5000))) await forceRemove(container, log);
+      (raw as unknown as Duplex).destroy?.();
+    },
+    recentLogs: () => stderrTail.slice(),
+  };
+}
+
+/** A Duplex reading the agent's demultiplexed stdout and writing its stdin, with backpressure. */
+function joinStreams(readable: PassThrough, writable: NodeJS.ReadWriteStream): Duplex {
+  const link = new Duplex({
+    write(chunk, _enc, cb) {
+      writable.write(chunk, (err) => cb(err ?? null));
+    },
+    final(cb) {
+      // Half-close of the hijacked socket: the engine closes the agent's stdin.
+      writable.end();
+      cb();
+    },
+    read() {
+      readable.resume();
+    },
+    destroy(err, cb) {
+      readable.destroy();
+      (writable as unknown as Duplex).destroy?.();
+      cb(err);
+    },
+  });
+  readable.on('data', (chunk: Buffer) => {
+    if (!link.push(chunk)) readable.pause();
+  });
+  readable.on('end', () => link.push(null));
+  readable.on('error', (err) => link.destroy(err));
+  return link;
+}
+
+async function waitGone(container: Docker.Container, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      await container.inspect();
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode === 404) return true;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return false;
+}
+
+export async function forceRemove(container: Docker.Container, log: Logger): Promise<void> {
+  try {
+    await container.remove({ force: true });
+  } catch (err) {
+    const status = (err as { statusCode?: number }).statusCode;
+    // 404: already gone; 409: AutoRemove is removing it right now.
+    if (status !== 404 && status !== 409) log.warn(`could not remove agent container ${container.id.slice(0, 12)}: ${(err as Error).message}`);
+  }
+}

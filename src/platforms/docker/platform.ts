@@ -1,0 +1,72 @@
+import os from 'node:os';
+import type Docker from 'dockerode';
+import { ExitCode, MirrordError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import type { TargetSpec } from '../../target.js';
+import type { AgentHandle, AgentStartOptions, ResolvedTarget, TargetPlatform } from '../platform.js';
+import { LABEL_AGENT, LABEL_OWNER, forceRemove, startDockerAgent } from './agent.js';
+import { agentImageRecipe } from './agent-image.js';
+import { checkEngine, createDocker } from './client.js';
+import { ensureImage } from './images.js';
+import { findContainer } from './target.js';
+
+/** `docker/NAME_OR_ID` targets on the local engine or DOCKER_HOST. */
+export class DockerPlatform implements TargetPlatform {
+  readonly name = 'docker';
+  private checked = false;
+
+  constructor(readonly docker: Docker = createDocker()) {}
+
+  private async engine(): Promise<Docker> {
+    if (!this.checked) {
+      await checkEngine(this.docker);
+      this.checked = true;
+    }
+    return this.docker;
+  }
+
+  async resolveTarget(spec: TargetSpec): Promise<ResolvedTarget> {
+    if (spec.kind !== 'docker') {
+      throw new MirrordError(`the Docker platform cannot run target kind ${spec.kind}`, ExitCode.Usage);
+    }
+    const c = await findContainer(await this.engine(), spec.container);
+    return { spec, id: c.id, display: `docker/${c.name} (${c.id.slice(0, 12)})` };
+  }
+
+  async startAgent(target: ResolvedTarget, opts: AgentStartOptions): Promise<AgentHandle> {
+    const docker = await this.engine();
+    const image = opts.image ?? (await ensureImage(docker, agentImageRecipe(), { progress: opts.progress, log: opts.log }));
+    opts.progress.update(`starting agent next to ${target.display}`);
+    const name = target.spec.kind === 'docker' ? target.spec.container : target.id;
+    return startDockerAgent(docker, { id: target.id, name }, image, opts);
+  }
+
+  /**
+   * Agents whose CLI died are normally gone already (stdin closed -> exit -> AutoRemove); this
+   * catches the rest, e.g. after an engine restart, for owners on this host that no longer run.
+   */
+  async reap(log: Logger): Promise<void> {
+    let list: Docker.ContainerInfo[];
+    try {
+      list = await (await this.engine()).listContainers({ all: true, filters: { label: [LABEL_AGENT] } });
+    } catch (err) {
+      log.debug(`reaper: ${(err as Error).message}`);
+      return;
+    }
+    for (const c of list) {
+      const [host, pid] = (c.Labels[LABEL_OWNER] ?? '').split(':');
+      if (host !== os.hostname() || !pid || isAlive(Number(pid))) continue;
+      log.debug(`reaper: removing agent ${c.Id.slice(0, 12)} of dead session owner ${pid}`);
+      await forceRemove(this.docker.getContainer(c.Id), log);
+    }
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

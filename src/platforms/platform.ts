@@ -1,0 +1,45 @@
+import type { Duplex } from 'node:stream';
+import type { Logger } from '../log.js';
+import type { Progress } from '../progress.js';
+import type { TargetSpec } from '../target.js';
+
+/** A target as found on its platform: enough to start an agent next to it and to describe it. */
+export interface ResolvedTarget {
+  spec: TargetSpec;
+  /** Human-readable, for messages: `docker/web (3f2a9c01b2d4)`. */
+  display: string;
+  /** Platform-specific handle (container ID, pod + container ...). */
+  id: string;
+}
+
+export interface AgentStartOptions {
+  session: string;
+  token: string;
+  image?: string;
+  logLevel: string;
+  startupTimeoutMs: number;
+  progress: Progress;
+  log: Logger;
+}
+
+/** A running agent: its byte link (AP frames) and how to take it down. */
+export interface AgentHandle {
+  link: Duplex;
+  description: string;
+  /** Ends the session: closes the link, waits for the agent to leave, removes what is left. */
+  stop(): Promise<void>;
+  /** The agent's last log lines, to explain a failed start. */
+  recentLogs(): string[];
+}
+
+/**
+ * One interface per outside system, its implementations beside it (docker/, later kubernetes/).
+ * Implementations throw MirrordError with a hint for everything the user can fix.
+ */
+export interface TargetPlatform {
+  readonly name: string;
+  resolveTarget(spec: TargetSpec): Promise<ResolvedTarget>;
+  startAgent(target: ResolvedTarget, opts: AgentStartOptions): Promise<AgentHandle>;
+  /** Removes agents of earlier sessions whose CLI is gone (the reaper); best effort. */
+  reap(log: Logger): Promise<void>;
+}

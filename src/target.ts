@@ -1,0 +1,46 @@
+import { ExitCode, MirrordError } from './errors.js';
+
+/** A parsed target string (architecture.md, "Target strings"). */
+export type TargetSpec =
+  | { kind: 'targetless' }
+  | { kind: 'docker'; container: string }
+  | {
+      kind: 'pod' | 'deployment' | 'statefulset' | 'rollout' | 'job' | 'cronjob' | 'service';
+      name: string;
+      container?: string;
+      namespace?: string;
+    };
+
+const KUBE_KINDS = ['pod', 'deployment', 'statefulset', 'rollout', 'job', 'cronjob', 'service'] as const;
+
+const USAGE =
+  'Use docker/NAME_OR_ID, pod/NAME[/container/C], deployment/NAME[/container/C], statefulset/, rollout/, job/, cronjob/, service/ or targetless';
+
+export function parseTarget(text: string, namespace?: string): TargetSpec {
+  const t = text.trim();
+  if (t === 'targetless') return { kind: 'targetless' };
+  const parts = t.split('/');
+  const [kind, name, ...rest] = parts;
+  if (kind === 'docker') {
+    // Container names cannot hold '/', but IDs and names are otherwise free-form.
+    if (!name || rest.length > 0) throw badTarget(text);
+    return { kind: 'docker', container: name };
+  }
+  if ((KUBE_KINDS as readonly string[]).includes(kind ?? '') && name) {
+    if (rest.length === 0) return { kind: kind as (typeof KUBE_KINDS)[number], name, namespace };
+    if (rest.length === 2 && rest[0] === 'container' && rest[1]) {
+      return { kind: kind as (typeof KUBE_KINDS)[number], name, container: rest[1], namespace };
+    }
+  }
+  throw badTarget(text);
+}
+
+function badTarget(text: string): MirrordError {
+  return new MirrordError(`invalid target "${text}"`, ExitCode.Usage, USAGE);
+}
+
+export function formatTarget(t: TargetSpec): string {
+  if (t.kind === 'targetless') return 'targetless';
+  if (t.kind === 'docker') return `docker/${t.container}`;
+  return `${t.kind}/${t.name}${t.container ? `/container/${t.container}` : ''}`;
+}

@@ -1,0 +1,177 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { runCli, runPlain } from '../helpers/cli.js';
+import { createNetwork, docker, listContainers, runContainer, type TestContainer } from '../helpers/docker-fixtures.js';
+
+/**
+ * The vertical slice against real containers: a target on a user-defined network, neighbours that
+ * only the target can name, and real programs (redis-cli, python3, node, curl, sh) on the host.
+ */
+const tag = randomBytes(3).toString('hex');
+const REDIS = `redis-${tag}`;
+const WEB = `web-${tag}`;
+const INSIDE_PORT = 39000 + (parseInt(tag, 16) % 1000);
+
+let network: { name: string; remove(): Promise<void> };
+let target: TestContainer;
+const neighbours: TestContainer[] = [];
+let targetName = '';
+
+async function agentsLeft(): Promise<number> {
+  return (await listContainers('dev.mirrord.agent')).length;
+}
+
+async function exec(args: string[], cmd: string[], env?: NodeJS.ProcessEnv) {
+  return runCli(['exec', '-t', `docker/${targetName}`, ...args, '--', ...cmd], { env });
+}
+
+describe('mirrord exec -t docker/NAME', { timeout: 600_000 }, () => {
+  before(async () => {
+    network = await createNetwork('mirrord-e2e');
+    neighbours.push(
+      await runContainer({ name: 'e2e-redis', network: network.name, aliases: [REDIS], cmd: ['redis-server', '--protected-mode', 'no'], waitFor: { tcpPort: 6379 } }),
+    );
+    neighbours.push(
+      await runContainer({
+        name: 'e2e-web',
+        network: network.name,
+        aliases: [WEB],
+        cmd: ['sh', '-c', 'mkdir -p /srv && echo hello-from-neighbour > /srv/index.html && exec python3 -m http.server 8080 --directory /srv'],
+        waitFor: { tcpPort: 8080 },
+      }),
+    );
+    target = await runContainer({
+      name: 'e2e-target',
+      network: network.name,
+      env: { TARGET_VAR: 'target-value', TARGET_OTHER: 'other', APP_MODE: 'remote', PATH: '/target-only/bin:/usr/local/bin:/usr/bin:/bin' },
+      cmd: ['sh', '-c', `mkdir -p /inside && echo only-inside-target > /inside/index.html && exec python3 -m http.server ${INSIDE_PORT} --bind 127.0.0.1 --directory /inside`],
+      waitFor: { tcpPort: INSIDE_PORT },
+    });
+    targetName = target.name;
+  });
+
+  after(async () => {
+    for (const c of [target, ...neighbours]) await c?.remove().catch(() => undefined);
+    await network?.remove().catch(() => undefined);
+  });
+
+  it('redis-cli reaches a neighbour by a name only the target can resolve', async () => {
+    const plain = await runPlain('redis-cli', ['-h', REDIS, 'ping']);
+    assert.doesNotMatch(plain.stdout, /PONG/, 'the neighbour name must not resolve on the host');
+    const r = await exec([], ['redis-cli', '-h', REDIS, 'ping']);
+    assert.equal(r.stdout.trim(), 'PONG', r.stderr);
+    assert.equal(r.code, 0);
+  });
+
+  it('python3 urllib (blocking connect) fetches from a neighbour by name', async () => {
+    const r = await exec([], ['python3', '-c', `import urllib.request;print(urllib.request.urlopen("http://${WEB}:8080/").read().decode().strip())`]);
+    assert.equal(r.stdout.trim(), 'hello-from-neighbour', r.stderr);
+  });
+
+  it('node http.get (non-blocking connect, threadpool getaddrinfo) fetches by name', async () => {
+    const script = `require("http").get("http://${WEB}:8080/", (res) => { let b = ""; res.on("data", (d) => (b += d)); res.on("end", () => console.log(res.statusCode, b.trim())); }).on("error", (e) => { console.error(e.message); process.exit(3); });`;
+    const r = await exec([], ['node', '-e', script]);
+    assert.equal(r.stdout.trim(), '200 hello-from-neighbour', r.stderr);
+  });
+
+  it("127.0.0.1 is the target's own localhost", async () => {
+    const r = await exec([], ['curl', '-sS', '--max-time', '10', `http://127.0.0.1:${INSIDE_PORT}/`]);
+    assert.equal(r.stdout.trim(), 'only-inside-target', r.stderr);
+  });
+
+  it('a child process started through a shell is intercepted too', async () => {
+    const r = await exec([], ['sh', '-c', `python3 -c 'import socket;print(socket.gethostbyname("${REDIS}").count("."))' && redis-cli -h ${REDIS} ping`]);
+    assert.deepEqual(r.stdout.trim().split('\n'), ['3', 'PONG'], r.stderr);
+  });
+
+  it("merges the target's environment but keeps PATH local", async () => {
+    const r = await exec([], ['sh', '-c', 'echo "$TARGET_VAR|$APP_MODE|$PATH"']);
+    const [value, mode, pathVar] = r.stdout.trim().split('|');
+    assert.equal(value, 'target-value', r.stderr);
+    assert.equal(mode, 'remote');
+    assert.equal(pathVar, process.env.PATH);
+  });
+
+  it('include, exclude, override and env_file behave as documented', async () => {
+    const show = ['sh', '-c', 'echo "${TARGET_VAR:-unset}|${TARGET_OTHER:-unset}|${APP_MODE:-unset}|${FROM_FILE:-unset}"'];
+    assert.equal((await exec(['-s', 'TARGET_*'], show)).stdout.trim(), 'target-value|other|unset|unset');
+    assert.equal((await exec(['-x', 'TARGET_VAR;APP_*'], show)).stdout.trim(), 'unset|other|unset|unset');
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'mirrord-e2e-'));
+    writeFileSync(path.join(dir, 'x.env'), 'FROM_FILE=file-value\nAPP_MODE=from-file\n');
+    writeFileSync(path.join(dir, 'mirrord.json'), JSON.stringify({ feature: { env: { override: { TARGET_OTHER: 'overridden' } } } }));
+    const r = await exec(['--env-file', path.join(dir, 'x.env'), '-f', path.join(dir, 'mirrord.json')], show);
+    assert.equal(r.stdout.trim(), 'target-value|overridden|from-file|file-value', r.stderr);
+  });
+
+  it('ignore_localhost, --no-outgoing and --no-remote-dns keep traffic local', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'mirrord-e2e-'));
+    writeFileSync(path.join(dir, 'mirrord.json'), JSON.stringify({ feature: { network: { outgoing: { ignore_localhost: true } } } }));
+    const curl = ['curl', '-sS', '--max-time', '5', `http://127.0.0.1:${INSIDE_PORT}/`];
+    const local = await exec(['-f', path.join(dir, 'mirrord.json')], curl);
+    assert.notEqual(local.code, 0, 'the host has nothing on that port, so a local connect must fail');
+    assert.notEqual((await exec(['--no-outgoing'], curl)).code, 0);
+    const dns = await exec(['--no-remote-dns'], ['redis-cli', '-h', REDIS, 'ping']);
+    assert.doesNotMatch(dns.stdout, /PONG/);
+    writeFileSync(path.join(dir, 'filter.json'), JSON.stringify({ feature: { network: { outgoing: { filter: { local: [`127.0.0.1:${INSIDE_PORT}`] } } } } }));
+    assert.notEqual((await exec(['-f', path.join(dir, 'filter.json')], curl)).code, 0);
+  });
+
+  it('passes the exit status through, 128 + signal when killed', async () => {
+    assert.equal((await exec([], ['sh', '-c', 'exit 7'])).code, 7);
+    assert.equal((await exec([], ['sh', '-c', 'kill -TERM $$'])).code, 143);
+  });
+
+  it('fails with one clear line and a documented code on bad input', async () => {
+    const unknown = await runCli(['exec', '-t', `docker/${targetName}x`, '--', 'true']);
+    assert.equal(unknown.code, 65);
+    assert.match(unknown.stderr.trim(), /^mirrord: no Docker container named "[^"]+"\. Did you mean docker\//);
+    assert.equal(unknown.stderr.trim().split('\n').length, 1);
+
+    const stopped = await runContainer({ name: 'e2e-stopped', cmd: ['sleep', '600'] });
+    await stopped.stop();
+    const s = await runCli(['exec', '-t', `docker/${stopped.name}`, '--', 'true']);
+    await stopped.remove();
+    assert.equal(s.code, 65);
+    assert.match(s.stderr, /is not running \(exited\)\. Start it first/);
+
+    const down = await runCli(['exec', '-t', `docker/${targetName}`, '--', 'true'], { env: { DOCKER_HOST: 'unix:///tmp/no-such-docker.sock' } });
+    assert.equal(down.code, 69);
+    assert.match(down.stderr, /cannot reach the Docker engine at unix:\/\/\/tmp\/no-such-docker\.sock/);
+
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'mirrord-e2e-'));
+    writeFileSync(path.join(dir, 'bad.json'), JSON.stringify({ feature: { fs: { mode: 'sideways' } }, agnet: {} }));
+    const bad = await runCli(['exec', '-f', path.join(dir, 'bad.json'), '-t', `docker/${targetName}`, '--', 'true']);
+    assert.equal(bad.code, 78);
+    assert.match(bad.stderr, /feature\.fs\.mode: expected one of/);
+    assert.match(bad.stderr, /agnet: unknown key/);
+
+    const missing = await exec([], ['no-such-program-xyz']);
+    assert.equal(missing.code, 127);
+    assert.match(missing.stderr, /command not found: no-such-program-xyz/);
+    assert.equal(await agentsLeft(), 0, 'no agent container may be left behind by a failed start');
+  });
+
+  it('leaves no agent behind, even when the CLI is killed with SIGKILL, and the target untouched', async () => {
+    const before = await docker().getContainer(target.id).inspect();
+    const procsBefore = (await target.exec(['sh', '-c', 'ls /proc | grep -c "^[0-9]"'])).stdout.trim();
+    let pid = 0;
+    const run = runCli(['exec', '-t', `docker/${targetName}`, '--', 'sleep', '30'], { onSpawn: (c) => (pid = c.pid ?? 0) });
+    const deadline = Date.now() + 30_000;
+    while ((await agentsLeft()) === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    assert.equal(await agentsLeft(), 1, 'the agent should be running during the session');
+    process.kill(pid, 'SIGKILL');
+    await run;
+    const gone = Date.now() + 20_000;
+    while ((await agentsLeft()) > 0 && Date.now() < gone) await new Promise((r) => setTimeout(r, 200));
+    assert.equal(await agentsLeft(), 0, 'the agent must go away when its CLI dies');
+    const afterInspect = await docker().getContainer(target.id).inspect();
+    assert.equal(afterInspect.State.Running, true);
+    assert.equal(afterInspect.State.StartedAt, before.State.StartedAt);
+    assert.equal(afterInspect.RestartCount, before.RestartCount);
+    assert.equal((await target.exec(['sh', '-c', 'ls /proc | grep -c "^[0-9]"'])).stdout.trim(), procsBefore, 'no process left in the target');
+  });
+});
