@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# `npm run demo`: installs/starts what it needs, builds, and runs the embedded default demo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/ensure-docker.sh
+npm run -s build
+node --import tsx test/helpers/prepare-images.ts
+exec node --import tsx scripts/demo.ts

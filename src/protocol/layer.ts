@@ -1,0 +1,277 @@
+/**
+ * LP: the layer <-> intproxy protocol (docs/protocol.md section 1). Little-endian frames:
+ * u32 len (bytes after it), u32 id, u16 type, u16 reserved, payload. Pure codec, no I/O.
+ * The C side (layer/src/lp_codec.c) is tested against the same vectors
+ * (test/vectors/layer-protocol.json), so a change here needs a matching change there.
+ */
+import { isIPv4, isIPv6 } from 'node:net';
+
+export const LP_VERSION = 1;
+export const LP_MAX_FRAME = 65536;
+
+const HEADER = 12;
+const RESPONSE = 0x8000;
+const T_HELLO = 1;
+const T_CONNECT = 2;
+const T_GETADDRINFO = 3;
+
+export class LpProtocolError extends Error {
+  override readonly name = 'LpProtocolError';
+}
+
+export interface LpAddr { family: 4 | 6; address: string; port: number }
+export interface LpFrame { id: number; type: number; payload: Buffer }
+
+export type LpRequest =
+  | { id: number; kind: 'hello'; version: number; pid: number; ppid: number; parentPid: number; exe: string }
+  | { id: number; kind: 'connect'; proto: 'tcp' | 'udp'; remote: LpAddr }
+  | { id: number; kind: 'getaddrinfo'; node: string; family: 0 | 2 | 10 };
+
+export type LpResponse =
+  | { id: number; kind: 'hello'; status: number }
+  | { id: number; kind: 'connect'; status: number; via: LpAddr }
+  | { id: number; kind: 'getaddrinfo'; status: number; addresses: { family: 4 | 6; address: string }[]; canonname: string };
+
+export const LpStatus = { Ok: 0, Bypass: 1 } as const;
+
+/** Splits a byte stream into frames; throws on a length the protocol forbids (caller closes). */
+export class LpFrameReader {
+  private buf: Buffer = Buffer.alloc(0);
+
+  push(chunk: Buffer): LpFrame[] {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+    const frames: LpFrame[] = [];
+    while (this.buf.length >= 4) {
+      const len = this.buf.readUInt32LE(0);
+      if (len < HEADER - 4 || len + 4 > LP_MAX_FRAME) {
+        throw new LpProtocolError(`frame length ${len} out of bounds`);
+      }
+      if (this.buf.length < len + 4) break;
+      frames.push({
+        id: this.buf.readUInt32LE(4),
+        type: this.buf.readUInt16LE(8),
+        payload: Buffer.from(this.buf.subarray(HEADER, len + 4)),
+      });
+      this.buf = this.buf.subarray(len + 4);
+    }
+    return frames;
+  }
+}
+
+// ---- addresses ------------------------------------------------------------------------------
+
+function ipv4Bytes(text: string): Buffer {
+  if (!isIPv4(text)) throw new LpProtocolError(`not an IPv4 address: ${text}`);
+  return Buffer.from(text.split('.').map(Number));
+}
+
+function ipv6Bytes(text: string): Buffer {
+  // A %scope cannot cross to another host: the wire has no room for it.
+  if (!isIPv6(text) || text.includes('%')) throw new LpProtocolError(`not an IPv6 address: ${text}`);
+  let groups: number[] = [];
+  const tail = text.match(/(\d+\.\d+\.\d+\.\d+)$/);
+  let head = text;
+  if (tail?.[1]) {
+    const v4 = ipv4Bytes(tail[1]);
+    head = text.slice(0, text.length - tail[1].length) + `${v4.readUInt16BE(0).toString(16)}:${v4.readUInt16BE(2).toString(16)}`;
+  }
+  const parse = (part: string): number[] => (part === '' ? [] : part.split(':').map((g) => parseInt(g, 16)));
+  const gap = head.indexOf('::');
+  if (gap >= 0) {
+    const left = parse(head.slice(0, gap));
+    const right = parse(head.slice(gap + 2));
+    groups = [...left, ...new Array<number>(8 - left.length - right.length).fill(0), ...right];
+  } else {
+    groups = parse(head);
+  }
+  const out = Buffer.alloc(16);
+  groups.forEach((g, i) => out.writeUInt16BE(g, i * 2));
+  return out;
+}
+
+/** RFC 5952 text: lower case, longest run of zero groups as '::', IPv4-mapped as ::ffff:a.b.c.d. */
+function ipv6Text(b: Buffer): string {
+  if (b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff) {
+    return `::ffff:${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
+  }
+  const groups = Array.from({ length: 8 }, (_, i) => b.readUInt16BE(i * 2));
+  let bestAt = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen) {
+      bestAt = i;
+      bestLen = j - i;
+    }
+    i = j === i ? i + 1 : j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (bestAt < 0) return hex.join(':');
+  return `${hex.slice(0, bestAt).join(':')}::${hex.slice(bestAt + bestLen).join(':')}`;
+}
+
+function addrBytes(family: 4 | 6, address: string): Buffer {
+  const out = Buffer.alloc(16);
+  if (family === 4) ipv4Bytes(address).copy(out);
+  else if (family === 6) ipv6Bytes(address).copy(out);
+  else throw new LpProtocolError(`address family must be 4 or 6, got ${String(family)}`);
+  return out;
+}
+
+function addrText(family: number, bytes: Buffer): string {
+  return family === 4 ? `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}` : ipv6Text(bytes);
+}
+
+// ---- writing --------------------------------------------------------------------------------
+
+class Writer {
+  private parts: Buffer[] = [];
+  u8(v: number): this { return this.int(1, v, 0, 0xff); }
+  u16(v: number): this { return this.int(2, v, 0, 0xffff); }
+  u32(v: number): this { return this.int(4, v, 0, 0xffffffff); }
+  i32(v: number): this { return this.int(4, v, -0x80000000, 0x7fffffff); }
+  bytes(b: Buffer): this { this.parts.push(b); return this; }
+  str(s: string): this {
+    const b = Buffer.from(s, 'utf8');
+    if (b.length > 0xffff) throw new LpProtocolError(`string of ${b.length} bytes is too long`);
+    return this.u16(b.length).bytes(b);
+  }
+  addr(a: LpAddr): this {
+    return this.u8(a.family).bytes(addrBytes(a.family, a.address)).u16(a.port);
+  }
+  private int(size: number, v: number, min: number, max: number): this {
+    if (!Number.isInteger(v) || v < min || v > max) throw new LpProtocolError(`value ${v} out of range`);
+    const b = Buffer.alloc(size);
+    if (size === 1) b.writeUInt8(v);
+    else if (size === 2) b.writeUInt16LE(v);
+    else if (min < 0) b.writeInt32LE(v);
+    else b.writeUInt32LE(v);
+    return this.bytes(b);
+  }
+  frame(id: number, type: number): Buffer {
+    const payload = Buffer.concat(this.parts);
+    if (payload.length + HEADER > LP_MAX_FRAME) throw new LpProtocolError('frame too large');
+    const head = new Writer().u32(payload.length + HEADER - 4).u32(id).u16(type).u16(0);
+    return Buffer.concat([...head.parts, payload]);
+  }
+}
+
+export function encodeRequest(r: LpRequest): Buffer {
+  const w = new Writer();
+  switch (r.kind) {
+    case 'hello':
+      return w.u16(r.version).u32(r.pid).u32(r.ppid).u32(r.parentPid).str(r.exe).frame(r.id, T_HELLO);
+    case 'connect':
+      return w.u8(r.proto === 'tcp' ? 1 : 2).addr(r.remote).frame(r.id, T_CONNECT);
+    case 'getaddrinfo':
+      return w.str(r.node).i32(r.family).frame(r.id, T_GETADDRINFO);
+    default:
+      throw new LpProtocolError(`unknown request kind ${(r as { kind: string }).kind}`);
+  }
+}
+
+export function encodeResponse(r: LpResponse): Buffer {
+  const w = new Writer().i32(r.status);
+  switch (r.kind) {
+    case 'hello':
+      return w.frame(r.id, T_HELLO | RESPONSE);
+    case 'connect':
+      // Only a handled connect has a meaningful `via`: anything else is sent as zeros.
+      return w.addr(r.status === LpStatus.Ok ? r.via : { family: 4, address: '0.0.0.0', port: 0 })
+        .frame(r.id, T_CONNECT | RESPONSE);
+    case 'getaddrinfo':
+      w.u16(r.addresses.length);
+      for (const a of r.addresses) w.u8(a.family).bytes(addrBytes(a.family, a.address));
+      return w.str(r.canonname).frame(r.id, T_GETADDRINFO | RESPONSE);
+    default:
+      throw new LpProtocolError(`unknown response kind ${(r as { kind: string }).kind}`);
+  }
+}
+
+// ---- reading --------------------------------------------------------------------------------
+
+class Reader {
+  private pos = 0;
+  constructor(private readonly b: Buffer) {}
+  private need(n: number): number {
+    if (this.pos + n > this.b.length) throw new LpProtocolError('truncated payload');
+    const at = this.pos;
+    this.pos += n;
+    return at;
+  }
+  u8(): number { return this.b.readUInt8(this.need(1)); }
+  u16(): number { return this.b.readUInt16LE(this.need(2)); }
+  u32(): number { return this.b.readUInt32LE(this.need(4)); }
+  i32(): number { return this.b.readInt32LE(this.need(4)); }
+  bytes(n: number): Buffer { const at = this.need(n); return this.b.subarray(at, at + n); }
+  str(): string { return this.bytes(this.u16()).toString('utf8'); }
+  family(): 4 | 6 {
+    const f = this.u8();
+    if (f !== 4 && f !== 6) throw new LpProtocolError(`address family must be 4 or 6, got ${f}`);
+    return f;
+  }
+  addr(): LpAddr {
+    const family = this.family();
+    const address = addrText(family, this.bytes(16));
+    return { family, address, port: this.u16() };
+  }
+  end(): void {
+    if (this.pos !== this.b.length) throw new LpProtocolError(`${this.b.length - this.pos} trailing bytes`);
+  }
+}
+
+export function decodeRequest(f: LpFrame): LpRequest {
+  const r = new Reader(f.payload);
+  let out: LpRequest;
+  switch (f.type) {
+    case T_HELLO:
+      out = { id: f.id, kind: 'hello', version: r.u16(), pid: r.u32(), ppid: r.u32(), parentPid: r.u32(), exe: r.str() };
+      break;
+    case T_CONNECT: {
+      const p = r.u8();
+      if (p !== 1 && p !== 2) throw new LpProtocolError(`unknown connect proto ${p}`);
+      out = { id: f.id, kind: 'connect', proto: p === 1 ? 'tcp' : 'udp', remote: r.addr() };
+      break;
+    }
+    case T_GETADDRINFO: {
+      const node = r.str();
+      const family = r.i32();
+      if (family !== 0 && family !== 2 && family !== 10) throw new LpProtocolError(`unknown family ${family}`);
+      out = { id: f.id, kind: 'getaddrinfo', node, family };
+      break;
+    }
+    default:
+      throw new LpProtocolError(`unknown request type 0x${f.type.toString(16)}`);
+  }
+  r.end();
+  return out;
+}
+
+export function decodeResponse(f: LpFrame): LpResponse {
+  const r = new Reader(f.payload);
+  let out: LpResponse;
+  switch (f.type) {
+    case T_HELLO | RESPONSE:
+      out = { id: f.id, kind: 'hello', status: r.i32() };
+      break;
+    case T_CONNECT | RESPONSE:
+      out = { id: f.id, kind: 'connect', status: r.i32(), via: r.addr() };
+      break;
+    case T_GETADDRINFO | RESPONSE: {
+      const status = r.i32();
+      const count = r.u16();
+      const addresses: { family: 4 | 6; address: string }[] = [];
+      for (let i = 0; i < count; i++) {
+        const family = r.family();
+        addresses.push({ family, address: addrText(family, r.bytes(16)) });
+      }
+      out = { id: f.id, kind: 'getaddrinfo', status, addresses, canonname: r.str() };
+      break;
+    }
+    default:
+      throw new LpProtocolError(`unknown response type 0x${f.type.toString(16)}`);
+  }
+  r.end();
+  return out;
+}
