@@ -63,11 +63,14 @@ if ! docker_ok; then
     say "starting dockerd (log: $DOCKERD_LOG)"
     # setsid + nohup: the engine must outlive this script and the test run that called it.
     setsid nohup dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+    dockerd_pid=$!
   fi
   for _ in $(seq 1 60); do
     docker_ok && break
+    # An engine that already died will not answer; say so now rather than after a minute.
+    if [ -n "${dockerd_pid:-}" ] && ! kill -0 "$dockerd_pid" 2>/dev/null; then break; fi
     sleep 1
   done
-  docker_ok || die "the Docker engine did not answer 'docker info' within 60 s; see $DOCKERD_LOG (last lines: $(tail -n 3 "$DOCKERD_LOG" 2>/dev/null | tr '\n' ' '))"
+  docker_ok || die "the Docker engine did not answer 'docker info' (waited up to 60 s); see $DOCKERD_LOG (last lines: $(tail -n 3 "$DOCKERD_LOG" 2>/dev/null | tr '\n' ' '))"
   say "Docker engine is up"
 fi

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -153,6 +153,28 @@ describe('mirrord exec -t docker/NAME', { timeout: 600_000 }, () => {
     assert.equal(missing.code, 127);
     assert.match(missing.stderr, /command not found: no-such-program-xyz/);
     assert.equal(await agentsLeft(), 0, 'no agent container may be left behind by a failed start');
+  });
+
+  it('an agent killed mid-session makes remote calls fail fast, never hang, and is reported', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'mirrord-e2e-'));
+    const [ready, flag] = [path.join(dir, 'ready'), path.join(dir, 'go')];
+    const started = Date.now();
+    // The program says when it runs (the session is up), then waits until the agent is dead.
+    const run = exec([], ['sh', '-c', `touch ${ready}; while [ ! -f ${flag} ]; do sleep 0.1; done; redis-cli -h ${REDIS} ping; echo "rc=$?"`]);
+    const deadline = Date.now() + 30_000;
+    while (!existsSync(ready) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    const agents = await listContainers('dev.mirrord.agent');
+    assert.equal(agents.length, 1);
+    await docker().getContainer(agents[0]!.Id).kill({ signal: 'SIGKILL' });
+    await new Promise((r) => setTimeout(r, 1000));
+    writeFileSync(flag, '');
+    const r = await run;
+    assert.doesNotMatch(r.stdout, /PONG/);
+    assert.match(r.stdout, /rc=[1-9]/);
+    assert.equal(r.code, 0, 'the program itself keeps running and exits its own way');
+    assert.match(r.stderr, /lost the link to the agent/);
+    assert.ok(Date.now() - started < 30_000, 'nothing may wait on the dead agent');
+    assert.equal(await agentsLeft(), 0);
   });
 
   it('leaves no agent behind, even when the CLI is killed with SIGKILL, and the target untouched', async () => {

@@ -1,0 +1,116 @@
+/**
+ * A scripted stand-in for the intproxy: speaks LP through src/protocol/layer.ts, records every
+ * request (per connection) and answers from a per-test script. Anything the script does not
+ * mention is answered "bypass", as the real intproxy does for traffic it leaves local.
+ * It also checks the layer's side of the contract (HELLO first, ids counting from 1) and lists
+ * violations in `violations`, which every test asserts empty.
+ */
+import { once } from 'node:events';
+import net from 'node:net';
+import {
+  LpFrameReader, LpStatus, decodeRequest, encodeResponse, type LpAddr, type LpRequest, type LpResponse,
+} from '../../src/protocol/layer.js';
+
+export interface FakeScript {
+  /** name -> addresses (v4 and/or v6 text), or a negative EAI status (-2 = EAI_NONAME). */
+  dns?: Record<string, string[] | number>;
+  canonname?: Record<string, string>;
+  /** "ip:port" or "[v6]:port" -> local port to send the program to, or a negative errno. */
+  connect?: Record<string, { viaPort: number } | number>;
+  /** Status for every HELLO (default 0). */
+  helloStatus?: number;
+  /** Accept connections but never answer anything (a hung intproxy). */
+  mute?: boolean;
+}
+
+export interface Recorded { conn: number; req: LpRequest }
+
+export class FakeIntproxy {
+  readonly requests: Recorded[] = [];
+  readonly violations: string[] = [];
+  private connections = 0;
+  private readonly sockets = new Set<net.Socket>();
+
+  private constructor(private readonly server: net.Server, private readonly script: FakeScript) {}
+
+  static async start(script: FakeScript = {}): Promise<FakeIntproxy> {
+    const server = net.createServer();
+    const fake = new FakeIntproxy(server, script);
+    server.on('connection', (s) => fake.accept(s));
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    return fake;
+  }
+
+  get port(): number { return (this.server.address() as net.AddressInfo).port; }
+  /** The value for MIRRORD_LAYER_ADDR. */
+  get addr(): string { return `127.0.0.1:${this.port}`; }
+
+  hellos(): Extract<LpRequest, { kind: 'hello' }>[] {
+    return this.requests.flatMap((r) => (r.req.kind === 'hello' ? [r.req] : []));
+  }
+
+  /** Requests other than HELLO, ids stripped, for order-insensitive or exact comparisons. */
+  calls(): Omit<LpRequest, 'id'>[] {
+    return this.requests.filter((r) => r.req.kind !== 'hello').map(({ req }) => {
+      const { id: _id, ...rest } = req;
+      return rest;
+    });
+  }
+
+  async stop(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    this.server.close();
+    await once(this.server, 'close');
+  }
+
+  private accept(socket: net.Socket): void {
+    const conn = ++this.connections;
+    this.sockets.add(socket);
+    socket.on('close', () => this.sockets.delete(socket));
+    socket.on('error', () => undefined);
+    const reader = new LpFrameReader();
+    let expectId = 1;
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        for (const frame of reader.push(chunk)) {
+          const req = decodeRequest(frame);
+          if (expectId === 1 && req.kind !== 'hello') this.violations.push(`conn ${conn}: first request is ${req.kind}`);
+          if (req.id !== expectId) this.violations.push(`conn ${conn}: id ${req.id}, expected ${expectId}`);
+          expectId = req.id + 1;
+          this.requests.push({ conn, req });
+          if (!this.script.mute) socket.write(encodeResponse(this.answer(req)));
+        }
+      } catch (err) {
+        this.violations.push(`conn ${conn}: ${(err as Error).message}`);
+        socket.destroy();
+      }
+    });
+  }
+
+  private answer(req: LpRequest): LpResponse {
+    switch (req.kind) {
+      case 'hello':
+        return { id: req.id, kind: 'hello', status: this.script.helloStatus ?? 0 };
+      case 'connect': {
+        const key = req.remote.family === 4 ? `${req.remote.address}:${req.remote.port}` : `[${req.remote.address}]:${req.remote.port}`;
+        const rule = this.script.connect?.[key];
+        const none: LpAddr = { family: 4, address: '0.0.0.0', port: 0 };
+        if (rule === undefined) return { id: req.id, kind: 'connect', status: LpStatus.Bypass, via: none };
+        if (typeof rule === 'number') return { id: req.id, kind: 'connect', status: rule, via: none };
+        return { id: req.id, kind: 'connect', status: LpStatus.Ok, via: { family: 4, address: '127.0.0.1', port: rule.viaPort } };
+      }
+      case 'getaddrinfo': {
+        const rule = this.script.dns?.[req.node];
+        const empty = { id: req.id, kind: 'getaddrinfo' as const, addresses: [], canonname: '' };
+        if (rule === undefined) return { ...empty, status: LpStatus.Bypass };
+        if (typeof rule === 'number') return { ...empty, status: rule };
+        const addresses = rule
+          .map((address) => ({ family: (net.isIPv4(address) ? 4 : 6) as 4 | 6, address }))
+          .filter((a) => req.family === 0 || (req.family === 2) === (a.family === 4));
+        if (addresses.length === 0) return { ...empty, status: -2 };
+        return { ...empty, status: LpStatus.Ok, addresses, canonname: this.script.canonname?.[req.node] ?? '' };
+      }
+    }
+  }
+}
