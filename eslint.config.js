@@ -9,7 +9,20 @@ export default tseslint.config(
     languageOptions: { globals: { process: 'readonly', console: 'readonly', Buffer: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', URL: 'readonly' } },
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
-      'no-restricted-imports': ['error', { patterns: [{ group: ['**/commands/**'], message: 'commands sit at the top: nothing imports them' }] }],
+    },
+  },
+  {
+    // Layers point one way: protocol <- config <- platforms <- intproxy/agent <- commands <- cli.
+    files: ['src/**/*.ts', 'agent/**/*.ts'],
+    ignores: ['src/cli.ts', 'src/commands/**'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ group: ['**/commands/**', '**/cli.js'], message: 'commands sit at the top: nothing below imports them' }] }],
+    },
+  },
+  {
+    files: ['src/protocol/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ group: ['../*', '!./*'], message: 'protocol modules depend on nothing of ours' }] }],
     },
   },
 );

@@ -158,7 +158,7 @@ export function serveAgent(link: Duplex, opts: ServeAgentOptions): Promise<void>
       onFrame,
       onClose: (err) => {
         state = 'closed';
-        log?.info(err ? `link lost: ${err.message}` : 'link ended');
+        log?.info(`link ended: ${err?.message ?? 'closed by the agent'}`);
         dns.cancelAll();
         void outgoing.closeAll(err ?? new AgentLinkError('ELINK', 'the link ended')).then(() => resolve());
       },

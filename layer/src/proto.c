@@ -206,7 +206,9 @@ static bool still_ours(void)
 int proto_call(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp)
 {
     const struct layer_config *cfg = layer_config();
-    int saved_errno = errno;
+    int saved_errno = errno, cancel_state;
+    /* A thread cancelled while waiting for the intproxy would leave the lock held forever. */
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
     layer_enter();
     pthread_mutex_lock(&lock);
     if (conn_fd >= 0 && !still_ours()) {
@@ -239,6 +241,7 @@ int proto_call(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp)
     }
     pthread_mutex_unlock(&lock);
     layer_leave();
+    pthread_setcancelstate(cancel_state, NULL);
     errno = saved_errno;
     return r;
 }

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 LAYER_REAL(int, connect, (int, const struct sockaddr *, socklen_t))
@@ -29,6 +30,7 @@ struct fd_state {
     socklen_t remote_len;
     struct sockaddr_storage via;
     socklen_t via_len;
+    ino_t ino; /* the socket itself: a number closed behind our back (close_range) and reused is not it */
 };
 
 /* Indexed by fd; grown on demand. `live` lets close() skip the lock in programs never redirected. */
@@ -59,6 +61,14 @@ out:
     pthread_mutex_unlock(&table_lock);
 }
 
+static void state_forget(int fd);
+
+static ino_t inode_of(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 ? st.st_ino : 0;
+}
+
 static bool state_get(int fd, struct fd_state *out)
 {
     if (fd < 0 || __atomic_load_n(&live, __ATOMIC_ACQUIRE) == 0) return false;
@@ -69,6 +79,10 @@ static bool state_get(int fd, struct fd_state *out)
         found = true;
     }
     pthread_mutex_unlock(&table_lock);
+    if (found && inode_of(fd) != out->ino) {
+        state_forget(fd);
+        found = false;
+    }
     return found;
 }
 
@@ -195,6 +209,7 @@ static int connect_via_intproxy(int fd, const struct sockaddr *addr, socklen_t l
         errno = LAYER_CONNECT_UNAVAILABLE_ERRNO;
         return -1;
     }
+    st.ino = inode_of(fd);
     int r = real_connect_fn()(fd, (const struct sockaddr *)&st.via, st.via_len);
     int err = errno;
     /* EINPROGRESS (non-blocking) and EINTR (blocking, interrupted) both leave the connection

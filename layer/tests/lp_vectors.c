@@ -36,7 +36,9 @@ static char *parse_string(void)
 {
     if (*p != '"') die("string expected");
     p++;
-    char *out = malloc(strlen(p) + 1), *o = out;
+    size_t max = 0; /* escapes only shrink: the raw length bounds the decoded one */
+    while (p[max] && p[max] != '"') max += p[max] == '\\' && p[max + 1] ? 2 : 1;
+    char *out = malloc(max + 1), *o = out;
     while (*p != '"') {
         if (!*p) die("unterminated string");
         if (*p == '\\') {
@@ -72,7 +74,7 @@ static struct json *parse_value(void)
         p++;
         skip();
         while (*p != close) {
-            j->keys = realloc(j->keys, (j->n + 1) * sizeof *j->keys);
+            if (obj) j->keys = realloc(j->keys, (j->n + 1) * sizeof *j->keys);
             j->items = realloc(j->items, (j->n + 1) * sizeof *j->items);
             if (obj) {
                 j->keys[j->n] = parse_string();
@@ -102,6 +104,18 @@ static struct json *parse_value(void)
         p = end;
     }
     return j;
+}
+
+static void json_free(struct json *j)
+{
+    for (size_t i = 0; i < j->n; i++) {
+        if (j->keys) free(j->keys[i]);
+        json_free(j->items[i]);
+    }
+    free(j->keys);
+    free(j->items);
+    free(j->str);
+    free(j);
 }
 
 static struct json *get(const struct json *o, const char *key)
@@ -183,7 +197,7 @@ static void to_msg(const struct json *m, bool response, struct lp_msg *out, uint
     }
 }
 
-static bool str_eq(struct lp_str a, struct lp_str b) { return a.len == b.len && !memcmp(a.ptr, b.ptr, a.len); }
+static bool str_eq(struct lp_str a, struct lp_str b) { return a.len == b.len && (!a.len || !memcmp(a.ptr, b.ptr, a.len)); }
 
 static bool msg_eq(const struct lp_msg *a, const struct lp_msg *b)
 {
@@ -241,6 +255,7 @@ int main(int argc, char **argv)
             failures++;
         }
     }
+    json_free(doc);
     printf("lp_vectors: %d checks, %d failures\n", checks, failures);
     return failures ? 1 : 0;
 }

@@ -239,6 +239,7 @@ export class AgentConnection {
     const phase = this.phase;
     if (phase.name === 'closed') return;
     this.phase = { name: 'closed', err };
+    this.opts.log?.debug(`agent link closed${err ? `: ${err.message}` : ''}`);
     if (phase.name === 'handshake') {
       phase.reject(
         err?.code === 'EHANDSHAKE' ? err : new AgentLinkError('EHANDSHAKE', `link closed during the handshake${err ? `: ${err.message}` : ''}`),

@@ -25,7 +25,10 @@ export interface FramedLinkOptions {
   deadAfterMs?: number;
   log?: Logger;
   onFrame: (frame: ApFrame) => void;
-  /** Called once: without an error when the link ended in an orderly way (our end() or peer's EOF). */
+  /**
+   * Called once: without an error only when we ended the link ourselves (end()); the peer's EOF is
+   * an ELINK error like any other loss, since only the peer knows whether it meant to go.
+   */
   onClose: (err?: AgentLinkError) => void;
 }
 
@@ -46,7 +49,7 @@ export class FramedLink {
     this.heartbeatMs = opts.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     this.deadAfterMs = opts.deadAfterMs ?? DEFAULT_DEAD_AFTER_MS;
     stream.on('data', this.onChunk);
-    stream.on('end', () => this.finish(undefined, 'peer ended the link'));
+    stream.on('end', () => this.finish(new AgentLinkError('ELINK', 'the peer ended the link'), true));
     stream.on('error', (err: Error) => this.finish(new AgentLinkError('ELINK', `link error: ${err.message}`, { cause: err })));
     stream.on('close', () => this.finish(new AgentLinkError('ELINK', 'link closed')));
     // The silence clock runs from the start, so a peer that never says HELLO is dropped too.
@@ -81,7 +84,7 @@ export class FramedLink {
   /** Orderly close: end our side, give the peer a moment to end its own, then let go. */
   end(): void {
     if (this.isClosed) return;
-    this.finish(undefined, 'closed locally');
+    this.finish(undefined, true);
   }
 
   destroy(err: AgentLinkError): void {
@@ -132,7 +135,7 @@ export class FramedLink {
     }, ms);
   }
 
-  private finish(err?: AgentLinkError, why?: string): void {
+  private finish(err: AgentLinkError | undefined, orderly = false): void {
     if (this.isClosed) return;
     this.isClosed = true;
     clearTimeout(this.deadTimer);
@@ -140,11 +143,9 @@ export class FramedLink {
     this.stream.off('data', this.onChunk);
     // Keep an 'error' listener so a late error on a link we gave up on cannot crash the process.
     this.stream.on('error', () => undefined);
-    if (err) {
-      this.opts.log?.debug(`link lost: ${err.message}`);
+    if (!orderly) {
       this.stream.destroy();
     } else {
-      this.opts.log?.debug(`link ended: ${why ?? ''}`);
       this.stream.end();
       // The peer may never end its half; don't let the Duplex linger after we are done with it.
       const t = setTimeout(() => this.stream.destroy(), 1_000);

@@ -149,7 +149,7 @@ function tomlOrJson(): Loader {
     try {
       return parseToml(content);
     } catch (err) {
-      throw new Error(`${file}: neither JSON nor TOML (${(err as Error).message.split('\n')[0]})`);
+      throw new Error(`${file}: neither JSON nor TOML (${(err as Error).message.split('\n')[0]})`, { cause: err });
     }
   };
 }

@@ -68,7 +68,7 @@ function ipv4Bytes(text: string): Buffer {
 function ipv6Bytes(text: string): Buffer {
   // A %scope cannot cross to another host: the wire has no room for it.
   if (!isIPv6(text) || text.includes('%')) throw new LpProtocolError(`not an IPv6 address: ${text}`);
-  let groups: number[] = [];
+  let groups: number[];
   const tail = text.match(/(\d+\.\d+\.\d+\.\d+)$/);
   let head = text;
   if (tail?.[1]) {

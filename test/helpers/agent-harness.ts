@@ -2,7 +2,7 @@
  * In-memory AP links for tests: the real serveAgent on one end, AgentConnection on the other, and
  * byte counters on each direction so tests can see what crossed the link.
  */
-import { Duplex, PassThrough, Transform } from 'node:stream';
+import { Duplex, Transform } from 'node:stream';
 import dgram from 'node:dgram';
 import { AgentConnection, type AgentConnectionOptions } from '../../src/agent-link/connection.js';
 import { serveAgent, type ServeAgentOptions } from '../../agent/src/server.js';

@@ -58,7 +58,7 @@ describe('connect', () => {
     assert.equal(hello!.pid, r.pid);
     assert.equal(hello!.ppid, process.pid);
     assert.equal(hello!.parentPid, 0);
-    assert.match(hello!.exe, /\/layer\/build\/tests\/t_connect$/);
+    assert.equal(hello!.exe, cTest('t_connect'));
   });
 
   it('IPv6 socket to an IPv4 destination: sent as family 4, peer reported as ::ffff:a.b.c.d', async () => {
@@ -76,11 +76,13 @@ describe('connect', () => {
     assert.deepEqual(fake!.calls(), [{ kind: 'connect', proto: 'tcp', remote: { family: 6, address: 'fd00::6', port: 443 } }]);
   });
 
-  it('non-blocking: EINPROGRESS, poll, then connect() again says EISCONN without a second request', async () => {
+  // Linux answers the first connect() after completion with 0 (EISCONN only after that), the same
+  // as without the layer; what matters is that it reaches the same socket, not the intproxy.
+  it('non-blocking: EINPROGRESS, poll, then connect() again succeeds without a second request', async () => {
     const r = await runC('t_connect', ['nonblock', '10.77.0.5', '80']);
     assert.equal(r.code, 0, describeRun(r));
     assert.deepEqual(lines(r.stdout).slice(0, 4), [
-      'connect=-1 errno=EINPROGRESS', 'poll=1 so_error=0', 'reconnect=-1 errno=EISCONN', 'peer=10.77.0.5:80',
+      'connect=-1 errno=EINPROGRESS', 'poll=1 so_error=0', 'reconnect=0 errno=0', 'peer=10.77.0.5:80',
     ]);
     assert.ok(r.stdout.includes(`read=${GREETING}`), describeRun(r));
     assert.deepEqual(fake!.calls(), [TCP80]);

@@ -24,6 +24,8 @@ export interface FakeScript {
 }
 
 export interface Recorded { conn: number; req: LpRequest }
+/** A request without its id (distributes over the union, unlike a bare Omit). */
+export type Call = LpRequest extends infer T ? (T extends unknown ? Omit<T, 'id'> : never) : never;
 
 export class FakeIntproxy {
   readonly requests: Recorded[] = [];
@@ -51,10 +53,10 @@ export class FakeIntproxy {
   }
 
   /** Requests other than HELLO, ids stripped, for order-insensitive or exact comparisons. */
-  calls(): Omit<LpRequest, 'id'>[] {
+  calls(): Call[] {
     return this.requests.filter((r) => r.req.kind !== 'hello').map(({ req }) => {
       const { id: _id, ...rest } = req;
-      return rest;
+      return rest as Call;
     });
   }
 

@@ -12,15 +12,18 @@ import { fileURLToPath } from 'node:url';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const LAYER_DIR = path.join(ROOT, 'layer');
-export const LAYER_SO = path.join(LAYER_DIR, 'build/libmirrord_layer.so');
-export const C_TESTS = path.join(LAYER_DIR, 'build/tests');
+/** MIRRORD_LAYER_TEST_ASAN=1 runs everything against the AddressSanitizer/UBSan build. */
+const ASAN = process.env.MIRRORD_LAYER_TEST_ASAN === '1';
+const BUILD_DIR = path.join(LAYER_DIR, ASAN ? 'build-asan' : 'build');
+export const LAYER_SO = path.join(BUILD_DIR, 'libmirrord_layer.so');
+export const C_TESTS = path.join(BUILD_DIR, 'tests');
 export const GREETING = 'hello from local server';
 export const HTTP_BODY = 'remote-body via local server';
 
 /** `make` is incremental and silent, so running it every time keeps tests on current sources. */
 export function buildLayer(): void {
   try {
-    execFileSync('make', ['-s', '-C', LAYER_DIR], { stdio: ['ignore', 'inherit', 'inherit'] });
+    execFileSync('make', ['-s', '-C', LAYER_DIR, ...(ASAN ? ['asan'] : [])], { stdio: ['ignore', 'inherit', 'inherit'] });
   } catch (err) {
     if (!existsSync(LAYER_SO) || !existsSync(path.join(C_TESTS, 't_connect'))) throw err;
     process.stderr.write(`warning: make -C layer failed, testing the existing build\n`);
@@ -75,7 +78,17 @@ export function programEnv(extra: Record<string, string | undefined>): NodeJS.Pr
 
 /** Runs under the layer, pointed at `addr` (undefined: MIRRORD_LAYER_ADDR unset). */
 export function layerEnv(addr: string | undefined, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  return programEnv({ LD_PRELOAD: LAYER_SO, MIRRORD_LAYER_ADDR: addr, ...extra });
+  return programEnv({ ...asanEnv(), LD_PRELOAD: asanPreload() + LAYER_SO, MIRRORD_LAYER_ADDR: addr, ...extra });
+}
+
+/** The sanitizer runtime must come first in the initial library list. */
+function asanPreload(): string {
+  if (!ASAN) return '';
+  return execFileSync('gcc', ['-print-file-name=libasan.so']).toString().trim() + ':';
+}
+
+function asanEnv(): Record<string, string> {
+  return ASAN ? { ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=0', UBSAN_OPTIONS: 'print_stacktrace=1:halt_on_error=1' } : {};
 }
 
 export async function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs = 20000): Promise<RunResult> {

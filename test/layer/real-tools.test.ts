@@ -1,0 +1,99 @@
+/**
+ * The layer tier, part 2: real programs (python3, node, a shell running python3, curl) under
+ * the layer. The fake intproxy resolves only-remote.test to 10.77.0.5 and sends 10.77.0.5:80 to
+ * a local HTTP server, so the body can only arrive if both look-up and connect were intercepted.
+ */
+import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
+import { realpathSync } from 'node:fs';
+import { after, afterEach, before, describe, it } from 'node:test';
+import { FakeIntproxy } from './fake-intproxy.js';
+import { HTTP_BODY, buildLayer, describeRun, layerEnv, realPython, run, startServers, type Servers } from './harness.js';
+
+let servers: Servers;
+let fake: FakeIntproxy | undefined;
+let python: string;
+let pythonExe: string; // what /proc/self/exe says: python3 is a symlink
+
+before(async () => {
+  buildLayer();
+  servers = await startServers();
+  python = realPython();
+  pythonExe = realpathSync(python);
+});
+after(() => servers.close());
+afterEach(async () => {
+  if (fake) assert.deepEqual(fake.violations, []);
+  await fake?.stop();
+  fake = undefined;
+});
+
+async function startFake(): Promise<FakeIntproxy> {
+  fake = await FakeIntproxy.start({
+    dns: { 'only-remote.test': ['10.77.0.5'] },
+    connect: { '10.77.0.5:80': { viaPort: servers.httpPort } },
+  });
+  return fake;
+}
+
+const PY_FETCH = "import urllib.request; print(urllib.request.urlopen('http://only-remote.test:80/').read().decode().strip())";
+const NODE_FETCH = `require('http').get('http://only-remote.test/', (res) => {
+  let body = ''; res.on('data', (d) => (body += d)); res.on('end', () => console.log(body.trim()));
+}).on('error', (e) => { console.log('error ' + e.message); process.exit(1); });`;
+
+function assertRedirected(f: FakeIntproxy): void {
+  const calls = f.calls();
+  assert.ok(calls.some((c) => c.kind === 'getaddrinfo' && c.node === 'only-remote.test'), JSON.stringify(calls));
+  assert.ok(
+    calls.some((c) => c.kind === 'connect' && c.remote.address === '10.77.0.5' && c.remote.port === 80),
+    JSON.stringify(calls),
+  );
+}
+
+describe('real programs', () => {
+  it('python3 urllib (blocking connect)', async () => {
+    const f = await startFake();
+    const r = await run(python, ['-c', PY_FETCH], layerEnv(f.addr));
+    assert.equal(r.code, 0, describeRun(r));
+    assert.equal(r.stdout.trim(), HTTP_BODY);
+    assert.equal(r.stderr, '', 'nothing from the layer on stderr');
+    assertRedirected(f);
+    assert.equal(f.hellos()[0]?.exe, pythonExe);
+  });
+
+  it('node http.get (libuv: getaddrinfo in the threadpool, non-blocking connect)', async () => {
+    const f = await startFake();
+    const r = await run(process.execPath, ['-e', NODE_FETCH], layerEnv(f.addr));
+    assert.equal(r.code, 0, describeRun(r));
+    assert.equal(r.stdout.trim(), HTTP_BODY);
+    assert.equal(r.stderr, '');
+    assertRedirected(f);
+  });
+
+  it("sh -c 'python3 ...': a program started through a shell's exec is intercepted too", async () => {
+    const f = await startFake();
+    const r = await run('/bin/sh', ['-c', `"$PY" -c "$CODE"; echo "sh-done"`], layerEnv(f.addr, { PY: python, CODE: PY_FETCH }));
+    assert.equal(r.code, 0, describeRun(r));
+    assert.deepEqual(r.stdout.trim().split('\n'), [HTTP_BODY, 'sh-done']);
+    assert.equal(r.stderr, '');
+    assertRedirected(f);
+    const hello = f.hellos().find((h) => h.exe === pythonExe);
+    assert.ok(hello, JSON.stringify(f.hellos()));
+    assert.equal(hello.ppid, r.pid, 'python3 is the shell\'s child');
+  });
+
+  it('curl (threaded resolver, non-blocking connect)', async () => {
+    let curl = '';
+    try {
+      curl = execFileSync('sh', ['-c', 'command -v curl']).toString().trim();
+    } catch {
+      assert.fail('curl is not installed: this case needs it (apt-get install -y curl)');
+    }
+    const f = await startFake();
+    const r = await run(curl, ['-sS', '--max-time', '10', 'http://only-remote.test/'], layerEnv(f.addr));
+    assert.equal(r.code, 0, describeRun(r));
+    assert.equal(r.stdout.trim(), HTTP_BODY);
+    assert.equal(r.stderr, '');
+    assertRedirected(f);
+  });
+});
