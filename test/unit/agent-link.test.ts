@@ -44,6 +44,12 @@ async function listen(onConn: (s: net.Socket) => void, opts: net.ServerOpts = {}
   };
 }
 
+/** The remote end of a socket sees its close a moment after the agent's end does. */
+async function allClosed(sockets: Set<net.Socket>): Promise<void> {
+  for (let i = 0; i < 200 && sockets.size > 0; i++) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(sockets.size, 0, 'the agent left a socket open');
+}
+
 const expectCode = (code: string) => (err: unknown) => {
   assert.ok(err instanceof AgentLinkError, `expected AgentLinkError, got ${String(err)}`);
   assert.equal(err.code, code, err.message);
@@ -259,10 +265,23 @@ test('a dropped link fails pending requests and open streams with ELINK; the age
   assert.equal(err.code, 'ELINK');
   assert.equal((await closed)?.code, 'ELINK');
   await h.agentDone;
-  assert.equal(echo.sockets.size, 0, 'the agent left a socket open');
+  await allClosed(echo.sockets);
   await assert.rejects(h.conn.request('env.get', {}), expectCode('ELINK'));
   await echo.close();
   await silent.close();
+});
+
+test('close() ends the link; serveAgent closes every socket before it resolves', async () => {
+  const echo = await listen((s) => s.pipe(s));
+  const h = await startAgent();
+  const streams = await Promise.all([1, 2, 3].map(() => h.conn.connectTcp('127.0.0.1', echo.port)));
+  while (echo.sockets.size < 3) await new Promise((r) => setTimeout(r, 5));
+  const errors = streams.map((s) => once(s, 'error'));
+  h.conn.close();
+  await h.agentDone;
+  await allClosed(echo.sockets);
+  for (const e of await Promise.all(errors)) assert.equal((e[0] as AgentLinkError).code, 'ELINK');
+  await echo.close();
 });
 
 test('a silent peer is declared dead after deadAfterMs', async () => {
