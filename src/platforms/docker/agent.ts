@@ -55,6 +55,8 @@ export async function startDockerAgent(
         CapAdd: AGENT_CAPABILITIES,
         SecurityOpt: ['no-new-privileges'],
         AutoRemove: true,
+        // The link runs over stdout; a log driver would copy (and JSON-encode) every byte of it.
+        LogConfig: { Type: 'none', Config: {} },
       },
     });
   } catch (err) {
