@@ -17,7 +17,14 @@ function buildProgram(setCode: (c: number) => void): Command {
     .version(version(), '-V, --version')
     .enablePositionalOptions()
     .exitOverride()
-    .showHelpAfterError('(run with --help for usage)');
+    .showHelpAfterError('(run with --help for usage)')
+    .addHelpText(
+      'after',
+      `
+Exit status: the program's own (128 + signal if a signal killed it), or mirrord's:
+  64 usage, 65 target, 69 Docker unreachable, 70 internal, 75 agent, 78 config, 127 program not found.
+Logs: MIRRORD_LOG=debug (CLI, intproxy, agent), MIRRORD_LAYER_LOG=debug (the layer), on stderr.`,
+    );
 
   program
     .command('exec')

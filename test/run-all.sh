@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command (npm test): test/run-all.sh [unit|layer|e2e ...], default all three in order.
 # Every tier runs even when an earlier one fails; the last line is "N passed, N failed".
-# MIRRORD_TEST_SKIP_BUILD=1 skips `npm run build` (quick reruns when dist/ is current).
+# MIRRORD_TEST_SKIP_BUILD=1 skips `npm run build` (quick reruns when dist/ is current);
+# MIRRORD_TEST_TIER_TIMEOUT (seconds, default 2400) bounds each tier.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -12,7 +13,10 @@ for t in "${tiers[@]}"; do
   case " ${ALL_TIERS[*]} " in *" $t "*) ;; *) echo "run-all: unknown tier '$t' (expected: ${ALL_TIERS[*]})" >&2; exit 64 ;; esac
 done
 
-export MIRRORD_TEST_RUN_ID="run-$(date +%s)-$$"
+TIER_TIMEOUT="${MIRRORD_TEST_TIER_TIMEOUT:-2400}"
+
+# run-PID-EPOCH: test/helpers/cleanup.ts --stale keeps the resources of runs whose PID is alive.
+export MIRRORD_TEST_RUN_ID="run-$$-$(date +%s)"
 work="$(mktemp -d "${TMPDIR:-/tmp}/mirrord-tests.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
@@ -32,8 +36,11 @@ else
   npm run build || step_failed "npm run build"
 fi
 
-cleanup() { node --import tsx test/helpers/cleanup.ts || echo "run-all: warning: leftover test resources could not be removed" >&2; }
-cleanup
+echo "run-all: lint (eslint, tsc)"
+npm run -s lint || step_failed "npm run lint"
+
+cleanup() { node --import tsx test/helpers/cleanup.ts "$@" || echo "run-all: warning: test resources could not be removed" >&2; }
+cleanup --stale
 
 run_tier() {
   local tier="$1" tap="$work/$1.tap" started=$SECONDS
@@ -52,17 +59,25 @@ run_tier() {
     fi
   fi
   echo "run-all: tier $tier (${#files[@]} files)"
-  node --import tsx --test --test-concurrency=1 \
+  # --test-timeout: a default for tests that set none. `timeout`: a file that leaks a handle keeps its
+  # process alive after its tests end, and must not hold CI (--foreground lets Ctrl-C reach the tests).
+  # --test-force-exit would end such a file too, but it cuts the TAP file short before its counts.
+  timeout --foreground "$TIER_TIMEOUT" \
+    node --import tsx --test --test-concurrency=1 --test-timeout=300000 \
     --test-reporter=spec --test-reporter-destination=stdout \
     --test-reporter=tap --test-reporter-destination="$tap" \
     "${files[@]}"
-  local rc=$? p f
+  local rc=$? p f c
   p=$(sed -n 's/^# pass \([0-9]\+\)$/\1/p' "$tap" | tail -n 1)
   f=$(sed -n 's/^# fail \([0-9]\+\)$/\1/p' "$tap" | tail -n 1)
+  c=$(sed -n 's/^# cancelled \([0-9]\+\)$/\1/p' "$tap" | tail -n 1)
   if [ -z "$p" ] || [ -z "$f" ]; then
+    [ "$rc" -ne 124 ] || echo "run-all: tier $tier exceeded ${TIER_TIMEOUT} s and was stopped" >&2
     step_failed "tier '$tier': the test runner ended without counts (exit $rc)"
     return
   fi
+  # A cancelled test (its file timed out or died) never got to pass: count it as failed.
+  f=$((f + ${c:-0}))
   passed=$((passed + p))
   failed=$((failed + f))
   [ "$f" -eq 0 ] || problems+=("tier '$tier': $f failed")
@@ -72,7 +87,7 @@ run_tier() {
 
 for t in "${tiers[@]}"; do run_tier "$t"; done
 
-cleanup
+cleanup --run "$MIRRORD_TEST_RUN_ID"
 for p in "${problems[@]}"; do echo "run-all: $p"; done
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -7,7 +7,7 @@ export const AP_VERSION = 1;
 /** Largest payload a frame may carry; larger frames are a protocol error (the link is closed). */
 export const AP_MAX_PAYLOAD = 1024 * 1024;
 /** Each direction of a stream starts with this much credit. */
-export const AP_INITIAL_WINDOW = 8 * 1024 * 1024;
+export const AP_INITIAL_WINDOW = 1024 * 1024;
 /** len (u32) + kind (u8) + channel (u32). */
 export const AP_HEADER_SIZE = 9;
 /** DATA frames are cut to this size so one stream cannot hold the link for long. */

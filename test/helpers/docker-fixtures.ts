@@ -14,8 +14,11 @@ import { ensureImage } from '../../src/platforms/docker/images.js';
 import { quietProgress } from '../../src/progress.js';
 
 export const TEST_LABEL = 'dev.mirrord.test';
-/** Shared by every file of one run when run-all.sh sets it; otherwise one per process. */
-export const RUN_ID = process.env.MIRRORD_TEST_RUN_ID ?? `run-${randomBytes(4).toString('hex')}`;
+/**
+ * Shared by every file of one run when run-all.sh sets it; otherwise one per process. The form
+ * run-PID-EPOCH lets test/helpers/cleanup.ts tell a dead run's leftovers from a live one's.
+ */
+export const RUN_ID = process.env.MIRRORD_TEST_RUN_ID ?? `run-${process.pid}-${Math.floor(Date.now() / 1000)}`;
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const WAIT_MS = 60_000;
@@ -102,7 +105,9 @@ export async function runContainer(o: RunOptions): Promise<TestContainer> {
   } catch (err) {
     const logs = await containerLogs(created).catch(() => '');
     await c.remove();
-    throw new Error(`test container ${name} (${image}) did not become ready: ${(err as Error).message}\n--- its output ---\n${logs}`);
+    throw new Error(`test container ${name} (${image}) did not become ready: ${(err as Error).message}\n--- its output ---\n${logs}`, {
+      cause: err,
+    });
   }
   return c;
 }
@@ -154,7 +159,11 @@ async function waitForPort(c: TestContainer, port: number): Promise<void> {
   const deadline = Date.now() + WAIT_MS;
   for (;;) {
     await assertRunning(c.id);
-    const r = await c.exec(['sh', '-c', `nc -z 127.0.0.1 ${port}`]);
+    // An exec into a container that just died fails with a 409; report the exit instead.
+    const r = await c.exec(['sh', '-c', `nc -z 127.0.0.1 ${port}`]).catch(async (err: unknown) => {
+      await assertRunning(c.id);
+      throw err;
+    });
     if (r.code === 0) return;
     if (Date.now() > deadline) throw new Error(`port ${port} not listening after ${WAIT_MS / 1000} s`);
     await sleep(200);
@@ -197,7 +206,7 @@ export async function listContainers(labelFilter: string): Promise<Docker.Contai
   return docker().listContainers({ all: true, filters: { label: [labelFilter] } });
 }
 
-/** Removes every container and network carrying TEST_LABEL (of any run, unless runId is given). */
+/** Removes every container and network carrying TEST_LABEL: of every run, or only of runId. */
 export async function removeTestResources(runId?: string): Promise<void> {
   const filter = runId ? `${TEST_LABEL}=${runId}` : TEST_LABEL;
   const d = docker();
