@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include "layer.h"
 #include "dns.h"
+#include "fdtable.h"
 #include "proto.h"
 #include "socket.h"
 
@@ -51,21 +52,21 @@ static bool parse_addr(const char *text, struct sockaddr_in *out)
 static void fork_prepare(void)
 {
     proto_fork_prepare();
-    socket_fork_prepare();
+    fdtable_fork_prepare();
     dns_fork_prepare();
 }
 
 static void fork_parent(void)
 {
     dns_fork_release();
-    socket_fork_release();
+    fdtable_fork_release();
     proto_fork_release(false);
 }
 
 static void fork_child(void)
 {
     dns_fork_release();
-    socket_fork_release();
+    fdtable_fork_release();
     proto_fork_release(true);
 }
 
@@ -86,6 +87,7 @@ static void init_once_body(void)
         config.enabled = parse_addr(addr, &config.intproxy);
         if (!config.enabled) layer_log(LOG_ERROR, "ignoring invalid MIRRORD_LAYER_ADDR=%s", addr);
     }
+    socket_register();
     pthread_atfork(fork_prepare, fork_parent, fork_child);
     layer_log(LOG_DEBUG, "loaded, intproxy %s", config.enabled ? addr : "(none: pass-through)");
 }

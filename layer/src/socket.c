@@ -1,11 +1,13 @@
 /*
- * connect / getpeername / close / dup family. Each hook: exported shim -> decide() (handle or
+ * connect / getpeername (close and the dup family, shared by every kind of descriptor, are in
+ * fdtable.c). Each hook: exported shim -> decide() (handle or
  * pass to libc) -> connect_via_intproxy(). Per-fd state remembers the remote address the program
  * asked for (getpeername reports it) and the local `via` address the socket really went to.
  */
 #define _GNU_SOURCE
 #include "socket.h"
 #include "errors.h"
+#include "fdtable.h"
 #include "layer.h"
 #include "proto.h"
 
@@ -20,10 +22,6 @@
 
 LAYER_REAL(int, connect, (int, const struct sockaddr *, socklen_t))
 LAYER_REAL(int, getpeername, (int, struct sockaddr *, socklen_t *))
-LAYER_REAL(int, close, (int))
-LAYER_REAL(int, dup, (int))
-LAYER_REAL(int, dup2, (int, int))
-LAYER_REAL(int, dup3, (int, int, int))
 
 struct fd_state {
     struct sockaddr_storage remote; /* in the socket's own family */
@@ -33,35 +31,30 @@ struct fd_state {
     ino_t ino; /* the socket itself: a number closed behind our back (close_range) and reused is not it */
 };
 
-/* Indexed by fd; grown on demand. `live` lets close() skip the lock in programs never redirected. */
-static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct fd_state **table;
-static size_t table_size;
-static size_t live;
+/* The state lives in the layer's shared descriptor table (fdtable.c), kind FD_KIND_SOCKET: the
+ * close and dup hooks below serve sockets and remote files alike. */
+struct sock_obj {
+    struct fd_obj obj;
+    struct fd_state st;
+};
+
+static void sock_destroy(struct fd_obj *obj) { free(obj); }
+
+static const struct fd_kind_ops sock_ops = { .destroy = sock_destroy };
+
+void socket_register(void) { fdtable_register(FD_KIND_SOCKET, &sock_ops); }
 
 static void state_set(int fd, const struct fd_state *st)
 {
-    pthread_mutex_lock(&table_lock);
-    if ((size_t)fd >= table_size) {
-        size_t n = table_size ? table_size : 64;
-        while (n <= (size_t)fd) n *= 2;
-        struct fd_state **grown = realloc(table, n * sizeof *grown);
-        if (!grown) goto out;
-        memset(grown + table_size, 0, (n - table_size) * sizeof *grown);
-        table = grown;
-        table_size = n;
-    }
-    if (!table[fd]) {
-        table[fd] = malloc(sizeof *table[fd]);
-        if (!table[fd]) goto out;
-        __atomic_add_fetch(&live, 1, __ATOMIC_RELEASE);
-    }
-    *table[fd] = *st;
-out:
-    pthread_mutex_unlock(&table_lock);
+    struct sock_obj *so = malloc(sizeof *so);
+    if (!so) return;
+    fdtable_obj_init(&so->obj, FD_KIND_SOCKET, -1);
+    so->obj.ino = st->ino;
+    so->st = *st;
+    fdtable_set(fd, &so->obj);
 }
 
-static void state_forget(int fd);
+static void state_forget(int fd) { fdtable_forget(fd); }
 
 static ino_t inode_of(int fd)
 {
@@ -71,35 +64,12 @@ static ino_t inode_of(int fd)
 
 static bool state_get(int fd, struct fd_state *out)
 {
-    if (fd < 0 || __atomic_load_n(&live, __ATOMIC_ACQUIRE) == 0) return false;
-    bool found = false;
-    pthread_mutex_lock(&table_lock);
-    if ((size_t)fd < table_size && table[fd]) {
-        *out = *table[fd];
-        found = true;
-    }
-    pthread_mutex_unlock(&table_lock);
-    if (found && inode_of(fd) != out->ino) {
-        state_forget(fd);
-        found = false;
-    }
-    return found;
+    struct fd_obj *obj = fdtable_get(fd, FD_KIND_SOCKET);
+    if (!obj) return false;
+    *out = ((struct sock_obj *)obj)->st;
+    fdtable_put(obj);
+    return true;
 }
-
-static void state_forget(int fd)
-{
-    if (fd < 0 || __atomic_load_n(&live, __ATOMIC_ACQUIRE) == 0) return;
-    pthread_mutex_lock(&table_lock);
-    if ((size_t)fd < table_size && table[fd]) {
-        free(table[fd]);
-        table[fd] = NULL;
-        __atomic_sub_fetch(&live, 1, __ATOMIC_RELEASE);
-    }
-    pthread_mutex_unlock(&table_lock);
-}
-
-void socket_fork_prepare(void) { pthread_mutex_lock(&table_lock); }
-void socket_fork_release(void) { pthread_mutex_unlock(&table_lock); }
 
 /* ---- decision ---------------------------------------------------------------------------- */
 
@@ -264,64 +234,4 @@ int getpeername(int fd, struct sockaddr *addr, socklen_t *len)
     memcpy(addr, &st.remote, cap < st.remote_len ? cap : st.remote_len);
     *len = st.remote_len;
     return 0;
-}
-
-int close(int fd)
-{
-    if (proto_is_own_fd(fd)) {
-        layer_log(LOG_DEBUG, "refusing to close the intproxy descriptor %d", fd);
-        return 0;
-    }
-    if (!real_close_fn()) {
-        errno = ENOSYS;
-        return -1;
-    }
-    state_forget(fd);
-    return real_close_fn()(fd);
-}
-
-static void copy_state(int from, int to)
-{
-    struct fd_state st;
-    if (state_get(from, &st)) state_set(to, &st);
-}
-
-int dup(int fd)
-{
-    if (!real_dup_fn()) {
-        errno = ENOSYS;
-        return -1;
-    }
-    int r = real_dup_fn()(fd);
-    if (r >= 0) copy_state(fd, r);
-    return r;
-}
-
-static int dup_onto(int oldfd, int newfd, int flags, bool is_dup3)
-{
-    if (oldfd != newfd && proto_is_own_fd(newfd)) proto_move_off(newfd);
-    int r = is_dup3 ? real_dup3_fn()(oldfd, newfd, flags) : real_dup2_fn()(oldfd, newfd);
-    if (r >= 0 && oldfd != newfd) {
-        state_forget(newfd);
-        copy_state(oldfd, newfd);
-    }
-    return r;
-}
-
-int dup2(int oldfd, int newfd)
-{
-    if (!real_dup2_fn()) {
-        errno = ENOSYS;
-        return -1;
-    }
-    return dup_onto(oldfd, newfd, 0, false);
-}
-
-int dup3(int oldfd, int newfd, int flags)
-{
-    if (!real_dup3_fn()) {
-        errno = ENOSYS;
-        return -1;
-    }
-    return dup_onto(oldfd, newfd, flags, true);
 }

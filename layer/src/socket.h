@@ -1,5 +1,5 @@
 #ifndef MIRRORD_SOCKET_H
 #define MIRRORD_SOCKET_H
-void socket_fork_prepare(void);
-void socket_fork_release(void);
+/* Registers the socket kind with the descriptor table (fdtable.h); called once at init. */
+void socket_register(void);
 #endif
