@@ -35,6 +35,7 @@ declare -A TOOLS=(
   [ip]=iproute2
   [make]=make
   [gcc]=gcc
+  [clang]=clang
 )
 
 missing=()
@@ -43,6 +44,8 @@ for cmd in "${!TOOLS[@]}"; do
 done
 # libc headers come with gcc on Debian only through recommends; the layer build needs them.
 [ -e /usr/include/stdio.h ] || missing+=(libc6-dev)
+# libFuzzer and the sanitizer runtimes for clang (test/layer/fuzz-c.test.ts, scripts/fuzz.sh).
+compgen -G '/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a' >/dev/null || missing+=(libclang-rt-14-dev)
 if ! command -v dockerd >/dev/null || ! command -v docker >/dev/null; then
   missing+=(docker.io)
 fi

@@ -53,6 +53,7 @@ export async function startSession(opts: SessionOptions): Promise<Session> {
     token,
     image: opts.agent.image,
     logLevel: opts.agent.log_level,
+    fsWrite: opts.features.fs.mode === 'write' || (opts.features.fs.mode !== 'local' && (opts.features.fs.read_write?.length ?? 0) > 0),
     startupTimeoutMs: opts.agent.startup_timeout * 1000,
     progress,
     log: log.child('agent'),
@@ -80,7 +81,9 @@ export async function startSession(opts: SessionOptions): Promise<Session> {
 
   let intproxy: Intproxy;
   try {
-    intproxy = await Intproxy.start({ agent, features: opts.features, log: log.child('intproxy') });
+    const agentPid = agent.info.agentPid;
+    const beforeIncoming = handle.startGuard && agentPid ? () => handle.startGuard!(agentPid) : undefined;
+    intproxy = await Intproxy.start({ agent, features: opts.features, log: log.child('intproxy'), beforeIncoming });
   } catch (err) {
     agent.close();
     await handle.stop();

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# The one test command (npm test): test/run-all.sh [unit|layer|e2e ...], default all three in order.
+# The one test command (npm test): test/run-all.sh [unit|layer|e2e|k8s ...], default all four in order.
 # Every tier runs even when an earlier one fails; the last line is "N passed, N failed".
 # MIRRORD_TEST_SKIP_BUILD=1 skips `npm run build` (quick reruns when dist/ is current);
 # MIRRORD_TEST_TIER_TIMEOUT (seconds, default 2400) bounds each tier.
+# k8s tier: uses the cluster KUBECONFIG names when it answers (images then loaded with the command in
+# MIRRORD_K8S_LOAD_IMAGE, e.g. "kind load docker-image", else assumed present); otherwise starts
+# test/cluster/up (first time: a ~30 min build, cached) and stops it with test/cluster/down after the
+# tier unless MIRRORD_TEST_KEEP_CLUSTER=1. See docs/test-cluster.md.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-ALL_TIERS=(unit layer e2e)
+ALL_TIERS=(unit layer e2e k8s)
 tiers=("$@")
 [ "${#tiers[@]}" -gt 0 ] || tiers=("${ALL_TIERS[@]}")
 for t in "${tiers[@]}"; do
@@ -18,7 +22,19 @@ TIER_TIMEOUT="${MIRRORD_TEST_TIER_TIMEOUT:-2400}"
 # run-PID-EPOCH: test/helpers/cleanup.ts --stale keeps the resources of runs whose PID is alive.
 export MIRRORD_TEST_RUN_ID="run-$$-$(date +%s)"
 work="$(mktemp -d "${TMPDIR:-/tmp}/mirrord-tests.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
+cluster_started=0
+stop_cluster() {
+  if [ "$cluster_started" = 1 ]; then
+    cluster_started=0
+    if [ -n "${MIRRORD_TEST_KEEP_CLUSTER:-}" ]; then
+      echo "run-all: MIRRORD_TEST_KEEP_CLUSTER is set: the test cluster stays up (KUBECONFIG=$KUBECONFIG; test/cluster/down stops it)"
+    else
+      echo "run-all: test/cluster/down"
+      test/cluster/down || echo "run-all: warning: test/cluster/down failed" >&2
+    fi
+  fi
+}
+trap 'stop_cluster; rm -rf "$work"' EXIT
 
 passed=0
 failed=0
@@ -42,6 +58,40 @@ npm run -s lint || step_failed "npm run lint"
 cleanup() { node --import tsx test/helpers/cleanup.ts "$@" || echo "run-all: warning: test resources could not be removed" >&2; }
 cleanup --stale
 
+# The k8s tier's cluster and images. Returns 1 (after counting a failed step) when the tier cannot run.
+prepare_k8s() {
+  if [ -n "${KUBECONFIG:-}" ] && node --import tsx test/helpers/k8s.ts reachable; then
+    echo "run-all: k8s: using the cluster KUBECONFIG names ($KUBECONFIG)"
+  else
+    [ -z "${KUBECONFIG:-}" ] || echo "run-all: k8s: KUBECONFIG=$KUBECONFIG does not answer; starting the test cluster instead"
+    echo "run-all: test/cluster/up"
+    local up_out
+    cluster_started=1
+    if ! up_out="$(test/cluster/up)"; then
+      step_failed "test/cluster/up (tier k8s not run)"
+      return 1
+    fi
+    local line="${up_out##*$'\n'}"
+    [[ "$line" == KUBECONFIG=* ]] || { step_failed "test/cluster/up printed no KUBECONFIG line (tier k8s not run)"; return 1; }
+    export KUBECONFIG="${line#KUBECONFIG=}"
+  fi
+  echo "run-all: preparing images for k8s"
+  local images
+  if ! images="$(node --import tsx test/helpers/k8s.ts images)"; then
+    step_failed "image preparation for k8s (tier not run)"
+    return 1
+  fi
+  # shellcheck disable=SC2086 # one image name a line
+  if [ "$cluster_started" = 1 ] || [[ "$KUBECONFIG" == "${MIRRORD_TEST_CLUSTER_STATE:-/var/lib/mirrord-test-cluster}"/* ]]; then
+    test/cluster/load-image $images || { step_failed "loading images into the test cluster (tier k8s not run)"; return 1; }
+  elif [ -n "${MIRRORD_K8S_LOAD_IMAGE:-}" ]; then
+    sh -c "$MIRRORD_K8S_LOAD_IMAGE \"\$@\"" load-image $images || { step_failed "MIRRORD_K8S_LOAD_IMAGE failed (tier k8s not run)"; return 1; }
+  else
+    echo "run-all: k8s: MIRRORD_K8S_LOAD_IMAGE is not set: assuming the cluster already has" $images
+  fi
+  export MIRRORD_K8S_IMAGES_LOADED=1
+}
+
 run_tier() {
   local tier="$1" tap="$work/$1.tap" started=$SECONDS
   shopt -s nullglob
@@ -57,6 +107,9 @@ run_tier() {
       step_failed "image preparation for e2e (tier not run)"
       return
     fi
+  fi
+  if [ "$tier" = k8s ]; then
+    prepare_k8s || return
   fi
   echo "run-all: tier $tier (${#files[@]} files)"
   # --test-timeout: a default for tests that set none. `timeout`: a file that leaks a handle keeps its
@@ -85,7 +138,10 @@ run_tier() {
   echo "run-all: tier $tier: $p passed, $f failed in $((SECONDS - started)) s"
 }
 
-for t in "${tiers[@]}"; do run_tier "$t"; done
+for t in "${tiers[@]}"; do
+  run_tier "$t"
+  [ "$t" != k8s ] || stop_cluster
+done
 
 cleanup --run "$MIRRORD_TEST_RUN_ID"
 for p in "${problems[@]}"; do echo "run-all: $p"; done

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { Duplex, type Writable } from 'node:stream';
 import { createLogger, parseLevel } from '../../src/log.js';
+import { runGuard } from './guard.js';
 import { serveAgent } from './server.js';
 
 const log = createLogger('mirrord-agent', parseLevel(process.env.MIRRORD_AGENT_LOG));
@@ -27,6 +28,10 @@ function openStdout(): Writable {
 }
 
 async function main(): Promise<void> {
+  if (process.env.MIRRORD_AGENT_MODE === 'guard') {
+    await runGuard({ pid: Number(process.env.MIRRORD_GUARD_PID), session: process.env.MIRRORD_AGENT_SESSION ?? '', log: log.child('guard') });
+    exit(0);
+  }
   const token = process.env.MIRRORD_AGENT_TOKEN;
   if (!token) {
     log.error('MIRRORD_AGENT_TOKEN is not set: refusing to serve without a session token');
@@ -51,7 +56,7 @@ async function main(): Promise<void> {
   process.once('SIGINT', () => stop('SIGINT'));
 
   log.info(`serving target pid ${targetPid}`);
-  await serveAgent(link, { token, targetPid, log });
+  await serveAgent(link, { token, targetPid, log, session: process.env.MIRRORD_AGENT_SESSION });
 
   // Let a last frame (HELLO_ERR) reach the client, but never wait long for a reader that is gone.
   await new Promise<void>((resolve) => {

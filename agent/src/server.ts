@@ -28,6 +28,8 @@ import { errnoCode } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
 import { DnsService } from './dns.js';
 import { readTargetEnv } from './env.js';
+import { FileService, fileHandlers } from './files.js';
+import { IncomingService } from './incoming/service.js';
 import { OutgoingStreams } from './outgoing.js';
 
 export const AGENT_VERSION = '0.1.0';
@@ -45,6 +47,10 @@ export interface ServeAgentOptions {
   /** Nameserver port (tests only; DNS is port 53 everywhere else). */
   dnsPort?: number;
   connectTimeoutMs?: number;
+  /** Names this session's iptables chain; the CLI passes its session id. */
+  session?: string;
+  /** Injected by tests (no iptables in-process). */
+  incoming?: IncomingService;
 }
 
 /** What a method handler gives back; `after` runs once the RESPONSE is on the link. */
@@ -72,14 +78,22 @@ export function serveAgent(link: Duplex, opts: ServeAgentOptions): Promise<void>
   const send = (frame: Buffer): boolean => framed?.send(frame) ?? false;
   const outgoing = new OutgoingStreams(send, log?.child('outgoing'), opts.connectTimeoutMs);
   const dns = new DnsService({ root, port: opts.dnsPort, log: log?.child('dns') });
+  const files = new FileService(root, procRoot, opts.targetPid, log?.child('files'));
+  const incoming = opts.incoming ?? new IncomingService({ send, session: opts.session ?? `pid${process.pid}`, log: log?.child('incoming') });
 
   const handlers: Handlers = {
+    ...fileHandlers(files),
     'outgoing.connect': async (p) => {
       const { result, start } = await outgoing.connect(p);
       return { result, after: start };
     },
     'dns.lookup': async (p) => ({ result: await dns.lookup(p) }),
     'env.get': async () => ({ result: { env: await readTargetEnv(opts.targetPid, procRoot) } }),
+    'incoming.subscribe': async (p) => ({ result: await incoming.subscribe(p) }),
+    'incoming.unsubscribe': async (p) => {
+      await incoming.unsubscribe(p.port);
+      return { result: {} };
+    },
     'agent.info': async () => {
       let hostname = os.hostname();
       try {
@@ -129,7 +143,7 @@ export function serveAgent(link: Duplex, opts: ServeAgentOptions): Promise<void>
       if (!sameToken(hello.token, opts.token)) return refuse('wrong session token');
       state = 'open';
       log?.info(`client ${hello.client || '(unnamed)'} connected`);
-      send(encodeHelloOk({ version: AP_VERSION, agent: AGENT_VERSION, targetPid: opts.targetPid }));
+      send(encodeHelloOk({ version: AP_VERSION, agent: AGENT_VERSION, targetPid: opts.targetPid, agentPid: process.pid }));
       framed?.startHeartbeat();
       return;
     }
@@ -143,7 +157,9 @@ export function serveAgent(link: Duplex, opts: ServeAgentOptions): Promise<void>
       case ApKind.EOF:
       case ApKind.CREDIT:
       case ApKind.CLOSE:
-        outgoing.onFrame(f);
+        // Client streams have odd ids, the agent's own (incoming connections) even ones.
+        if (f.channel % 2 === 0) incoming.onFrame(f);
+        else outgoing.onFrame(f);
         return;
       default:
         throw new Error(`unexpected ${apKindName(f.kind)} from the client`);
@@ -160,7 +176,12 @@ export function serveAgent(link: Duplex, opts: ServeAgentOptions): Promise<void>
         state = 'closed';
         log?.info(`link ended: ${err?.message ?? 'closed by the agent'}`);
         dns.cancelAll();
-        void outgoing.closeAll(err ?? new AgentLinkError('ELINK', 'the link ended')).then(() => resolve());
+        void files.closeAll();
+        const why = err ?? new AgentLinkError('ELINK', 'the link ended');
+        void incoming
+          .closeAll(why)
+          .then(() => outgoing.closeAll(why))
+          .then(() => resolve());
       },
     });
   });

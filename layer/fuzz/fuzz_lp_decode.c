@@ -1,5 +1,5 @@
 /*
- * libFuzzer harness: lp_decode() and lp_entry() on arbitrary frames (the bytes the layer reads
+ * libFuzzer harness: lp_decode(), lp_entry() and lp_dent_next() on arbitrary frames (the bytes the layer reads
  * from the intproxy, docs/protocol.md section 1).
  *
  * Checks beyond "no crash / no sanitizer report":
@@ -30,6 +30,23 @@ static void check_msg(const uint8_t *frame, size_t size, const struct lp_msg *m)
     CHECK(inside(frame, size, m->exe.ptr, m->exe.len));
     CHECK(inside(frame, size, m->node.ptr, m->node.len));
     CHECK(inside(frame, size, m->canonname.ptr, m->canonname.len));
+    CHECK(inside(frame, size, m->path.ptr, m->path.len));
+    CHECK(inside(frame, size, m->path2.ptr, m->path2.len));
+    CHECK(inside(frame, size, m->data, m->data_len));
+    CHECK(inside(frame, size, m->dents, m->dents_len));
+    /* lp_dent_next walks exactly dent_count entries, each inside the frame. */
+    if (m->dents) {
+        size_t pos = 0;
+        unsigned n = 0;
+        uint64_t ino;
+        uint8_t type;
+        struct lp_str name;
+        while (lp_dent_next(m, &pos, &ino, &type, &name) == 0) {
+            CHECK(inside(frame, size, name.ptr, name.len));
+            CHECK(++n <= m->dent_count);
+        }
+        CHECK(n == m->dent_count && pos == m->dents_len);
+    }
     if (m->type == (LP_GETADDRINFO | LP_RESPONSE)) {
         CHECK(inside(frame, size, m->entries, (size_t)m->count * LP_GAI_ENTRY_SIZE));
         for (unsigned i = 0; i < m->count; i++) {

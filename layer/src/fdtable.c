@@ -42,6 +42,14 @@ void fdtable_obj_init(struct fd_obj *obj, int kind, int fd)
 
 bool fdtable_any(void) { return __atomic_load_n(&live, __ATOMIC_ACQUIRE) != 0; }
 
+int fdtable_limit(void)
+{
+    pthread_mutex_lock(&table_lock);
+    int n = (int)table_size;
+    pthread_mutex_unlock(&table_lock);
+    return n;
+}
+
 void fdtable_put(struct fd_obj *obj)
 {
     if (!obj) return;
@@ -193,6 +201,10 @@ static int dup_onto(int oldfd, int newfd, int flags, bool is_dup3)
     if (r >= 0 && oldfd != newfd) {
         int saved = errno;
         fdtable_dup(oldfd, newfd);
+        struct fd_obj *obj = fdtable_get(newfd, 0);
+        const struct fd_kind_ops *ops = obj ? __atomic_load_n(&kinds[obj->kind], __ATOMIC_ACQUIRE) : NULL;
+        if (ops && ops->after_dup2) ops->after_dup2(newfd, obj);
+        fdtable_put(obj);
         errno = saved;
     }
     return r;

@@ -6,8 +6,10 @@
 #define _GNU_SOURCE
 #include "layer.h"
 #include "dns.h"
+#include "files.h"
 #include "fdtable.h"
 #include "proto.h"
+#include "listen.h"
 #include "socket.h"
 
 #include <arpa/inet.h>
@@ -88,6 +90,8 @@ static void init_once_body(void)
         if (!config.enabled) layer_log(LOG_ERROR, "ignoring invalid MIRRORD_LAYER_ADDR=%s", addr);
     }
     socket_register();
+    files_register();
+    listen_register();
     pthread_atfork(fork_prepare, fork_parent, fork_child);
     layer_log(LOG_DEBUG, "loaded, intproxy %s", config.enabled ? addr : "(none: pass-through)");
 }

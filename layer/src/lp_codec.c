@@ -1,6 +1,7 @@
 /* LP codec: little-endian, bounds-checked, strict (trailing bytes are an error). */
 #include "lp_codec.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 struct writer {
@@ -50,6 +51,10 @@ static void put_addr(struct writer *w, const struct lp_addr *a)
     put_u16(w, a->port);
 }
 
+struct reader;
+static int fs_encode(const struct lp_msg *m, struct writer *w);
+static int fs_decode(struct reader *r, struct lp_msg *m);
+
 size_t lp_encode(const struct lp_msg *m, uint8_t *out, size_t cap)
 {
     struct writer w = { out, 0, cap < LP_MAX_FRAME ? cap : LP_MAX_FRAME, 0 };
@@ -73,9 +78,25 @@ size_t lp_encode(const struct lp_msg *m, uint8_t *out, size_t cap)
         put_str(&w, m->node);
         put_u32(&w, (uint32_t)m->family);
         break;
+    case LP_LISTEN:
+        put_addr(&w, &m->addr);
+        put_addr(&w, &m->addr2);
+        break;
+    case LP_ACCEPT:
+    case LP_UNLISTEN:
+        put_addr(&w, &m->addr);
+        break;
     case LP_HELLO | LP_RESPONSE:
+    case LP_LISTEN | LP_RESPONSE:
+    case LP_UNLISTEN | LP_RESPONSE:
         put_u32(&w, (uint32_t)m->status);
         break;
+    case LP_ACCEPT | LP_RESPONSE: {
+        struct lp_addr none = { .family = 4 };
+        put_u32(&w, (uint32_t)m->status);
+        put_addr(&w, m->status == LP_STATUS_OK ? &m->addr : &none);
+        break;
+    }
     case LP_CONNECT | LP_RESPONSE: {
         /* A refused or bypassed connect carries no meaningful `via`: always zeros, family 4. */
         struct lp_addr none = { .family = 4 };
@@ -95,7 +116,8 @@ size_t lp_encode(const struct lp_msg *m, uint8_t *out, size_t cap)
         put_str(&w, m->canonname);
         break;
     default:
-        return 0;
+        if (fs_encode(m, &w) < 0) return 0;
+        break;
     }
     if (w.bad) return 0;
     uint32_t len = (uint32_t)(w.len - 4);
@@ -191,9 +213,20 @@ int lp_decode(const uint8_t *frame, size_t size, struct lp_msg *m)
         m->family = (int32_t)get_u32(&r);
         if (m->family != 0 && m->family != 2 && m->family != 10) r.bad = 1;
         break;
+    case LP_LISTEN:
+        get_addr(&r, &m->addr);
+        get_addr(&r, &m->addr2);
+        break;
+    case LP_ACCEPT:
+    case LP_UNLISTEN:
+        get_addr(&r, &m->addr);
+        break;
     case LP_HELLO | LP_RESPONSE:
+    case LP_LISTEN | LP_RESPONSE:
+    case LP_UNLISTEN | LP_RESPONSE:
         m->status = (int32_t)get_u32(&r);
         break;
+    case LP_ACCEPT | LP_RESPONSE:
     case LP_CONNECT | LP_RESPONSE:
         m->status = (int32_t)get_u32(&r);
         get_addr(&r, &m->addr);
@@ -209,7 +242,8 @@ int lp_decode(const uint8_t *frame, size_t size, struct lp_msg *m)
         m->canonname = get_str(&r);
         break;
     default:
-        return -1;
+        if (fs_decode(&r, m) < 0) return -1;
+        break;
     }
     if (r.bad || r.pos != r.len) return -1;
     return 0;
@@ -221,4 +255,156 @@ void lp_entry(const struct lp_msg *m, unsigned i, uint8_t *family, uint8_t bytes
     *family = e[0];
     memset(bytes, 0, 16);
     memcpy(bytes, e + 1, e[0] == 4 ? 4 : 16);
+}
+
+/* ==== remote files ======================================================================== */
+
+static void put_u64(struct writer *w, uint64_t v)
+{
+    put_u32(w, (uint32_t)v);
+    put_u32(w, (uint32_t)(v >> 32));
+}
+
+static uint64_t get_u64(struct reader *r)
+{
+    uint64_t lo = get_u32(r);
+    return lo | ((uint64_t)get_u32(r) << 32);
+}
+
+static void put_stat(struct writer *w, const struct lp_stat *s)
+{
+    put_u64(w, s->dev);
+    put_u64(w, s->ino);
+    put_u32(w, s->mode);
+    put_u32(w, s->nlink);
+    put_u32(w, s->uid);
+    put_u32(w, s->gid);
+    put_u64(w, s->rdev);
+    put_u64(w, (uint64_t)s->size);
+    put_u32(w, s->blksize);
+    put_u64(w, (uint64_t)s->blocks);
+    put_u64(w, (uint64_t)s->atime_sec);
+    put_u32(w, s->atime_nsec);
+    put_u64(w, (uint64_t)s->mtime_sec);
+    put_u32(w, s->mtime_nsec);
+    put_u64(w, (uint64_t)s->ctime_sec);
+    put_u32(w, s->ctime_nsec);
+}
+
+static void get_stat(struct reader *r, struct lp_stat *s)
+{
+    s->dev = get_u64(r);
+    s->ino = get_u64(r);
+    s->mode = get_u32(r);
+    s->nlink = get_u32(r);
+    s->uid = get_u32(r);
+    s->gid = get_u32(r);
+    s->rdev = get_u64(r);
+    s->size = (int64_t)get_u64(r);
+    s->blksize = get_u32(r);
+    s->blocks = (int64_t)get_u64(r);
+    s->atime_sec = (int64_t)get_u64(r);
+    s->atime_nsec = get_u32(r);
+    s->mtime_sec = (int64_t)get_u64(r);
+    s->mtime_nsec = get_u32(r);
+    s->ctime_sec = (int64_t)get_u64(r);
+    s->ctime_nsec = get_u32(r);
+}
+
+static void put_data(struct writer *w, const uint8_t *data, uint32_t len)
+{
+    if (len > LP_FS_MAX_IO) w->bad = 1;
+    put_u32(w, len);
+    put(w, data, len);
+}
+
+static const uint8_t *get_data(struct reader *r, uint32_t *len)
+{
+    *len = get_u32(r);
+    if (*len > LP_FS_MAX_IO) r->bad = 1;
+    return take(r, *len);
+}
+
+static bool fs_is_response(uint16_t type)
+{
+    return type >= (LP_RESPONSE | LP_FS_OPEN) && type <= (LP_RESPONSE | LP_FS_RENAME);
+}
+
+static int fs_encode(const struct lp_msg *m, struct writer *w)
+{
+    switch (m->type) {
+    case LP_FS_OPEN: put_str(w, m->path); put_u32(w, m->flags); put_u32(w, m->mode); return 0;
+    case LP_FS_READ: put_u32(w, m->handle); put_u64(w, m->offset); put_u32(w, m->len); return 0;
+    case LP_FS_WRITE: put_u32(w, m->handle); put_u64(w, m->offset); put_data(w, m->data, m->data_len); return 0;
+    case LP_FS_CLOSE: case LP_FS_GETDENTS: put_u32(w, m->handle); return 0;
+    case LP_FS_STAT: put_str(w, m->path); put_u32(w, m->flags); put_u32(w, m->handle); return 0;
+    case LP_FS_ACCESS: case LP_FS_MKDIR: put_str(w, m->path); put_u32(w, m->mode); return 0;
+    case LP_FS_READLINK: put_str(w, m->path); return 0;
+    case LP_FS_UNLINK: put_str(w, m->path); put_u32(w, m->flags); return 0;
+    case LP_FS_RENAME: put_str(w, m->path); put_str(w, m->path2); return 0;
+    default: break;
+    }
+    if (!fs_is_response(m->type)) return -1;
+    put_u32(w, (uint32_t)m->status);
+    switch (m->type & ~LP_RESPONSE) {
+    case LP_FS_OPEN: put_u32(w, m->handle); put_stat(w, &m->st); break;
+    case LP_FS_READ: put_data(w, m->data, m->data_len); break;
+    case LP_FS_WRITE: put_u32(w, m->written); put_u64(w, m->offset); break;
+    case LP_FS_STAT: put_stat(w, &m->st); break;
+    case LP_FS_READLINK: put_str(w, m->path); break;
+    case LP_FS_GETDENTS: put_u16(w, m->dent_count); put(w, m->dents, m->dents_len); break;
+    default: break;
+    }
+    return 0;
+}
+
+int lp_dent_next(const struct lp_msg *m, size_t *pos, uint64_t *ino, uint8_t *type, struct lp_str *name)
+{
+    struct reader r = { m->dents, m->dents_len, *pos, 0 };
+    if (!m->dents || r.pos >= r.len) return -1;
+    *ino = get_u64(&r);
+    *type = get_u8(&r);
+    *name = get_str(&r);
+    if (r.bad) return -1;
+    *pos = r.pos;
+    return 0;
+}
+
+static int fs_decode(struct reader *r, struct lp_msg *m)
+{
+    switch (m->type) {
+    case LP_FS_OPEN: m->path = get_str(r); m->flags = get_u32(r); m->mode = get_u32(r); return 0;
+    case LP_FS_READ: m->handle = get_u32(r); m->offset = get_u64(r); m->len = get_u32(r); return 0;
+    case LP_FS_WRITE: m->handle = get_u32(r); m->offset = get_u64(r); m->data = get_data(r, &m->data_len); return 0;
+    case LP_FS_CLOSE: case LP_FS_GETDENTS: m->handle = get_u32(r); return 0;
+    case LP_FS_STAT: m->path = get_str(r); m->flags = get_u32(r); m->handle = get_u32(r); return 0;
+    case LP_FS_ACCESS: case LP_FS_MKDIR: m->path = get_str(r); m->mode = get_u32(r); return 0;
+    case LP_FS_READLINK: m->path = get_str(r); return 0;
+    case LP_FS_UNLINK: m->path = get_str(r); m->flags = get_u32(r); return 0;
+    case LP_FS_RENAME: m->path = get_str(r); m->path2 = get_str(r); return 0;
+    default: break;
+    }
+    if (!fs_is_response(m->type)) return -1;
+    m->status = (int32_t)get_u32(r);
+    switch (m->type & ~LP_RESPONSE) {
+    case LP_FS_OPEN: m->handle = get_u32(r); get_stat(r, &m->st); break;
+    case LP_FS_READ: m->data = get_data(r, &m->data_len); break;
+    case LP_FS_WRITE: m->written = get_u32(r); m->offset = get_u64(r); break;
+    case LP_FS_STAT: get_stat(r, &m->st); break;
+    case LP_FS_READLINK: m->path = get_str(r); break;
+    case LP_FS_GETDENTS: {
+        m->dent_count = get_u16(r);
+        size_t start = r->pos;
+        for (unsigned i = 0; i < m->dent_count && !r->bad; i++) {
+            (void)get_u64(r);
+            (void)get_u8(r);
+            (void)get_str(r);
+        }
+        m->dents = r->p + start;
+        m->dents_len = r->pos - start;
+        break;
+    }
+    default: break;
+    }
+    return 0;
 }

@@ -17,7 +17,28 @@
 #define LP_GAI_ENTRY_SIZE 17u
 #define LP_RESPONSE 0x8000u
 
-enum lp_type { LP_HELLO = 1, LP_CONNECT = 2, LP_GETADDRINFO = 3 };
+enum lp_type { LP_HELLO = 1, LP_CONNECT = 2, LP_GETADDRINFO = 3, LP_LISTEN = 0x10, LP_ACCEPT = 0x11, LP_UNLISTEN = 0x12 };
+
+/* ---- remote files (docs/protocol.md, "Files"): types 0x20..0x2f ---- */
+enum lp_fs_type {
+    LP_FS_OPEN = 0x20, LP_FS_READ = 0x21, LP_FS_WRITE = 0x22, LP_FS_CLOSE = 0x23, LP_FS_STAT = 0x24,
+    LP_FS_ACCESS = 0x25, LP_FS_READLINK = 0x26, LP_FS_GETDENTS = 0x27, LP_FS_MKDIR = 0x28,
+    LP_FS_UNLINK = 0x29, LP_FS_RENAME = 0x2a,
+};
+#define LP_FS_MAX_IO (60u * 1024u)          /* READ response / WRITE request payload */
+#define LP_FS_APPEND UINT64_MAX             /* WRITE offset: at the end of the file */
+#define LP_FS_STAT_SIZE 96u
+
+struct lp_stat {
+    uint64_t dev, ino;
+    uint32_t mode, nlink, uid, gid;
+    uint64_t rdev;
+    int64_t size;
+    uint32_t blksize;
+    int64_t blocks;
+    int64_t atime_sec, mtime_sec, ctime_sec;
+    uint32_t atime_nsec, mtime_nsec, ctime_nsec;
+};
 enum { LP_STATUS_OK = 0, LP_STATUS_BYPASS = 1 };
 enum { LP_PROTO_TCP = 1, LP_PROTO_UDP = 2 };
 
@@ -41,12 +62,25 @@ struct lp_msg {
     uint32_t pid, ppid, parent_pid;
     struct lp_str exe;
     uint8_t proto;                           /* CONNECT request */
-    struct lp_addr addr;                     /* CONNECT: remote (request) or via (response) */
+    struct lp_addr addr;                     /* CONNECT: remote (request) or via (response);
+                                                LISTEN/UNLISTEN: requested; ACCEPT: peer (request)
+                                                or remote client (response) */
+    struct lp_addr addr2;                    /* LISTEN: where the layer really bound */
     struct lp_str node;                      /* GETADDRINFO request */
     int32_t family;
     uint16_t count;                          /* GETADDRINFO response */
     const uint8_t *entries;                  /* count x 17 raw bytes: u8 family, 16 address bytes */
     struct lp_str canonname;
+    /* ---- remote files ---- */
+    struct lp_str path, path2;               /* requests with paths; READLINK response: the target */
+    uint32_t flags, mode, handle, len;       /* len: READ request size */
+    uint64_t offset;                         /* READ/WRITE request; WRITE response: position after */
+    const uint8_t *data;                     /* WRITE request / READ response bytes (data_len) */
+    uint32_t data_len, written;
+    struct lp_stat st;                       /* OPEN / STAT response */
+    uint16_t dent_count;                     /* GETDENTS response: raw entries, each u64 ino, */
+    const uint8_t *dents;                    /* u8 type, u16 name length, name bytes */
+    size_t dents_len;
 };
 
 /* Writes one whole frame; returns its size, or 0 if it would not fit or a field is invalid. */
@@ -57,6 +91,9 @@ size_t lp_frame_size(const uint8_t first4[4]);
 
 /* Decodes one whole frame (length field included); 0 on success, -1 when malformed. */
 int lp_decode(const uint8_t *frame, size_t size, struct lp_msg *m);
+
+/* Walks GETDENTS entries: *pos starts at 0; returns 0 and the entry, or -1 at the end. */
+int lp_dent_next(const struct lp_msg *m, size_t *pos, uint64_t *ino, uint8_t *type, struct lp_str *name);
 
 /* The i-th address of a GETADDRINFO response. */
 void lp_entry(const struct lp_msg *m, unsigned i, uint8_t *family, uint8_t bytes[16]);

@@ -112,7 +112,7 @@ static enum decision decide_connect(int fd, const struct sockaddr *addr, socklen
 }
 
 /* An lp_addr as a sockaddr of `sock_family` (v4 in a v6 socket becomes ::ffff:a.b.c.d). */
-static socklen_t to_sockaddr(const struct lp_addr *a, int sock_family, struct sockaddr_storage *out)
+socklen_t socket_to_sockaddr(const struct lp_addr *a, int sock_family, struct sockaddr_storage *out)
 {
     memset(out, 0, sizeof *out);
     if (sock_family == AF_INET) {
@@ -172,8 +172,8 @@ static int connect_via_intproxy(int fd, const struct sockaddr *addr, socklen_t l
         return -1;
     }
     struct fd_state st;
-    st.via_len = to_sockaddr(&resp.addr, sock_family, &st.via);
-    st.remote_len = to_sockaddr(remote, sock_family, &st.remote);
+    st.via_len = socket_to_sockaddr(&resp.addr, sock_family, &st.via);
+    st.remote_len = socket_to_sockaddr(remote, sock_family, &st.remote);
     if (st.via_len == 0) {
         layer_log(LOG_ERROR, "intproxy answered an IPv6 `via` for IPv4 socket %d", fd);
         errno = LAYER_CONNECT_UNAVAILABLE_ERRNO;
@@ -211,12 +211,23 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
     struct fd_state st;
     if (state_get(fd, &st)) {
         struct sockaddr_storage asked;
-        socklen_t asked_len = to_sockaddr(&remote, sock_family, &asked);
+        socklen_t asked_len = socket_to_sockaddr(&remote, sock_family, &asked);
         if (asked_len == st.remote_len && memcmp(&asked, &st.remote, asked_len) == 0)
             return real_connect_fn()(fd, (const struct sockaddr *)&st.via, st.via_len);
         state_forget(fd);
     }
     return connect_via_intproxy(fd, addr, len, &remote, sock_family);
+}
+
+/* An accepted incoming connection stands for a remote client: getpeername reports it. */
+void socket_remember_peer(int fd, const struct lp_addr *remote, int sock_family)
+{
+    struct fd_state st;
+    memset(&st, 0, sizeof st);
+    st.remote_len = socket_to_sockaddr(remote, sock_family, &st.remote);
+    if (st.remote_len == 0) return;
+    st.ino = inode_of(fd);
+    state_set(fd, &st);
 }
 
 int getpeername(int fd, struct sockaddr *addr, socklen_t *len)

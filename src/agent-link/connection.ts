@@ -12,11 +12,14 @@ import {
   decodeCredit,
   decodeHelloErr,
   decodeHelloOk,
+  decodeOpen,
   decodeResponse,
+  encodeClose,
   encodeHello,
   encodeRequest,
   type ApFrame,
   type ApMethods,
+  type ApOpen,
 } from '../protocol/agent.js';
 import type { Logger } from '../log.js';
 import { AgentLinkError } from './errors.js';
@@ -42,7 +45,12 @@ export interface AgentInfo {
   version: number;
   agent: string;
   targetPid: number;
+  /** The agent's pid in the target's PID namespace, when it says. */
+  agentPid?: number;
 }
+
+/** Takes an incoming connection the agent opened (OPEN); the stream is the connection's bytes. */
+export type IncomingHandler = (info: ApOpen, stream: ApStream) => void;
 
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 15_000;
 const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
@@ -70,6 +78,7 @@ export class AgentConnection {
   private readonly streams = new Map<number, ApStream>();
   private readonly closeListeners: ((err?: AgentLinkError) => void)[] = [];
   private agentInfo: AgentInfo = { version: 0, agent: '', targetPid: 0 };
+  private incomingHandler: IncomingHandler | undefined;
 
   static connect(link: Duplex, opts: AgentConnectionOptions): Promise<AgentConnection> {
     const site = new Error();
@@ -169,6 +178,11 @@ export class AgentConnection {
     }
   }
 
+  /** Where incoming connections (agent-opened streams) go; without a handler they are refused. */
+  onIncoming(handler: IncomingHandler): void {
+    this.incomingHandler = handler;
+  }
+
   close(): void {
     if (this.phase.name === 'closed') return;
     this.link.end();
@@ -189,7 +203,7 @@ export class AgentConnection {
           this.link.destroy(new AgentLinkError('EHANDSHAKE', `the agent speaks protocol ${ok.version}, we speak ${AP_VERSION}`));
           return;
         }
-        this.agentInfo = { version: ok.version, agent: ok.agent, targetPid: ok.targetPid };
+        this.agentInfo = { version: ok.version, agent: ok.agent, targetPid: ok.targetPid, agentPid: ok.agentPid };
         this.phase = { name: 'open' };
         this.link.startHeartbeat();
         phase.resolve(this.agentInfo);
@@ -212,6 +226,18 @@ export class AgentConnection {
         const r = decodeResponse(f);
         if (r.ok) p.resolve(r.result);
         else p.reject(AgentLinkError.at(p.site, r.error.code, `${p.method}: ${r.error.message}`));
+        return;
+      }
+      case ApKind.OPEN: {
+        const info = decodeOpen(f);
+        if (f.channel % 2 !== 0 || this.streams.has(f.channel) || !this.incomingHandler) {
+          this.link.send(encodeClose(f.channel, { code: 'ECONNREFUSED', message: 'no listener for incoming connections' }));
+          return;
+        }
+        const stream = new ApStream(f.channel, (fr) => this.link.send(fr), (st) => this.forgetStream(st));
+        stream.on('error', () => undefined);
+        this.streams.set(f.channel, stream);
+        this.incomingHandler(info, stream);
         return;
       }
       case ApKind.DATA:

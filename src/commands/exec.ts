@@ -6,6 +6,7 @@ import { flagOverrides, type ExecFlags } from '../config/flags.js';
 import { loadConfig } from '../config/load.js';
 import { resolveFeatures, type MirrordConfig } from '../config/schema.js';
 import { mergeEnv } from '../env/merge.js';
+import { layerHintEnv } from '../fs/rules.js';
 import { ExitCode, MirrordError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { packageRoot } from '../platforms/docker/agent-image.js';
@@ -47,13 +48,6 @@ export function layerPath(env: NodeJS.ProcessEnv = process.env): string {
   return p;
 }
 
-function warnUnsupported(cfg: MirrordConfig, log: Logger): void {
-  if (cfg.feature?.network?.incoming && cfg.feature.network.incoming.mode !== 'off') {
-    log.warn('feature.network.incoming (mirror/steal) is not implemented in this build yet; incoming traffic is not redirected');
-  }
-  if (cfg.feature?.fs) log.warn('feature.fs is not implemented in this build yet; files are read locally');
-}
-
 export async function execCommand(argv: string[], flags: ExecFlags, log: Logger, progress: Progress = createProgress()): Promise<number> {
   const [cmd, ...args] = argv;
   if (!cmd) throw new MirrordError('no command to run', ExitCode.Usage, 'Usage: mirrord exec -t TARGET -- CMD [ARGS...]');
@@ -61,7 +55,6 @@ export async function execCommand(argv: string[], flags: ExecFlags, log: Logger,
   const target = targetFrom(config, flags.namespace);
   const program = findProgram(cmd);
   const layer = layerPath();
-  warnUnsupported(config, log);
   const features = resolveFeatures(config);
 
   let session: Session | undefined;
@@ -74,6 +67,9 @@ export async function execCommand(argv: string[], flags: ExecFlags, log: Logger,
     env.LD_PRELOAD = [layer, process.env.LD_PRELOAD].filter(Boolean).join(':');
     env.MIRRORD_LAYER_ADDR = session.intproxy.address;
     env.MIRRORD_SESSION = session.id;
+    // Remote files: the layer learns which paths it may keep local without asking (src/fs/rules.ts).
+    session.intproxy.files.exe = program;
+    Object.assign(env, layerHintEnv(await session.intproxy.files.rules()));
     session.onLinkLost((reason) => {
       process.stderr.write(`mirrord: lost the link to the agent (${reason}); remote connections and look-ups now fail\n`);
     });

@@ -50,12 +50,22 @@ const dnsObject = z.strictObject({
 });
 
 const fsMode = z.enum(['read', 'write', 'local', 'localwithoverrides']);
+/** Regexes (JavaScript syntax), as a list or `;`-separated; each must compile. */
+const regexList = semicolonList.superRefine((list, ctx) => {
+  for (const src of list) {
+    try {
+      new RegExp(src);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: `invalid regex ${JSON.stringify(src)}: ${(err as Error).message}` });
+    }
+  }
+});
 const fsObject = z.strictObject({
-  mode: fsMode.default('read'),
-  read_write: semicolonList.optional(),
-  read_only: semicolonList.optional(),
-  local: semicolonList.optional(),
-  not_found: semicolonList.optional(),
+  mode: fsMode.default('read').describe('read: remote reads, local writes; write: remote reads and writes; local: all local; localwithoverrides: local except the lists below.'),
+  read_write: regexList.optional().describe('Paths (regexes) read and written in the target.'),
+  read_only: regexList.optional().describe('Paths (regexes) read from the target; opening them for writing is local.'),
+  local: regexList.optional().describe('Paths (regexes) always local.'),
+  not_found: regexList.optional().describe('Paths (regexes) that do not exist for the program (ENOENT).'),
 });
 
 const envObject = z.strictObject({

@@ -13,6 +13,8 @@ import {
 import type { ResolvedFeatures } from '../config/schema.js';
 import { TrafficFilter, isLoopback } from './filter.js';
 import { EAI, connectErrno, dnsStatus } from './errno.js';
+import { FileProxy, type FileAgentPort } from './files.js';
+import { IncomingManager, type IncomingAgentPort } from './incoming.js';
 
 /** What the intproxy needs of the agent link (an AgentConnection, or a test double below it). */
 export interface AgentPort {
@@ -29,6 +31,8 @@ export interface IntproxyOptions {
   log: Logger;
   /** How long a redirected socket has to dial its one-shot local listener. */
   acceptTimeoutMs?: number;
+  /** Runs before the first port is subscribed (the platform's guard for the agent's rules). */
+  beforeIncoming?: () => Promise<void>;
 }
 
 export interface IntproxyStats {
@@ -51,6 +55,11 @@ export class Intproxy {
   /** Remote DNS answers, so a filter written with names can match a connect() to an IP. */
   private readonly namesByIp = new Map<string, Set<string>>();
   private readonly sockets = new Set<net.Socket | net.Server | Duplex>();
+  /** Remote files (src/intproxy/files.ts). */
+  readonly files: FileProxy;
+  /** Incoming traffic (src/intproxy/incoming.ts), when the agent link can carry it. */
+  readonly incoming?: IncomingManager;
+  private nextConn = 1;
 
   private constructor(
     private readonly server: net.Server,
@@ -58,6 +67,10 @@ export class Intproxy {
   ) {
     this.outgoingFilter = TrafficFilter.compile(opts.features.outgoing.filter, 'feature.network.outgoing.filter');
     this.dnsFilter = TrafficFilter.compile(opts.features.dns.filter, 'feature.network.dns.filter');
+    const fileAgent = typeof (opts.agent as Partial<FileAgentPort>).request === 'function' ? (opts.agent as unknown as FileAgentPort) : undefined;
+    this.files = new FileProxy(fileAgent, opts.features.fs, opts.log.child('files'));
+    const inc = opts.agent as unknown as Partial<IncomingAgentPort>;
+    if (typeof inc.onIncoming === 'function') this.incoming = new IncomingManager(inc as IncomingAgentPort, opts.features, opts.log.child('incoming'), opts.beforeIncoming);
   }
 
   static async start(opts: IntproxyOptions, host = '127.0.0.1'): Promise<Intproxy> {
@@ -78,6 +91,7 @@ export class Intproxy {
   }
 
   async close(): Promise<void> {
+    this.incoming?.close();
     for (const s of this.sockets) {
       if (s instanceof net.Server) s.close();
       else s.destroy();
@@ -99,6 +113,11 @@ export class Intproxy {
     const log = this.opts.log;
     const reader = new LpFrameReader();
     let who = 'layer';
+    const conn = this.nextConn++;
+    sock.once('close', () => {
+      this.files.onConnectionClosed(conn);
+      void this.incoming?.dropOwner(conn);
+    });
     sock.on('data', (chunk) => {
       let frames;
       try {
@@ -120,8 +139,9 @@ export class Intproxy {
         if (req.kind === 'hello') {
           who = `pid ${req.pid}${req.parentPid ? ` (forked from ${req.parentPid})` : ''} ${req.exe}`;
           log.debug(`layer connected: ${who}`);
+          this.files.onHello(conn, req.pid, req.parentPid);
         }
-        this.handle(req).then(
+        this.handle(req, conn).then(
           (resp) => sock.writable && sock.write(encodeResponse(resp)),
           (err) => {
             log.error(`${who}: ${req.kind} failed unexpectedly`, err);
@@ -133,14 +153,26 @@ export class Intproxy {
     sock.on('error', (err) => log.debug(`${who}: ${err.message}`));
   }
 
-  private async handle(req: LpRequest): Promise<LpResponse> {
+  private async handle(req: LpRequest, conn: number): Promise<LpResponse> {
     switch (req.kind) {
+      case 'open': case 'read': case 'write': case 'close': case 'stat': case 'access': case 'readlink':
+      case 'getdents': case 'mkdir': case 'unlink': case 'rename':
+        return this.files.handle(conn, req);
       case 'hello':
         return { id: req.id, kind: 'hello', status: 0 };
       case 'connect':
         return { id: req.id, kind: 'connect', ...(await this.connect(req)) };
       case 'getaddrinfo':
         return { id: req.id, kind: 'getaddrinfo', ...(await this.lookup(req)) };
+      case 'listen':
+        return { id: req.id, kind: 'listen', status: this.incoming ? await this.incoming.listen(conn, req.requested, req.bound) : LpStatus.Bypass };
+      case 'unlisten':
+        await this.incoming?.unlisten(conn, req.requested.port);
+        return { id: req.id, kind: 'unlisten', status: 0 };
+      case 'accept': {
+        const remote = await this.incoming?.remoteOf(req.peer.port);
+        return remote ? { id: req.id, kind: 'accept', status: LpStatus.Ok, remote } : { id: req.id, kind: 'accept', status: LpStatus.Bypass, remote: NOWHERE };
+      }
     }
   }
 

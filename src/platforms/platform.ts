@@ -17,6 +17,8 @@ export interface AgentStartOptions {
   token: string;
   image?: string;
   logLevel: string;
+  /** The session may write the target's files (feature.fs write mode or read_write rules). */
+  fsWrite?: boolean;
   startupTimeoutMs: number;
   progress: Progress;
   log: Logger;
@@ -28,6 +30,11 @@ export interface AgentHandle {
   description: string;
   /** Ends the session: closes the link, waits for the agent to leave, removes what is left. */
   stop(): Promise<void>;
+  /**
+   * Starts what removes the agent's network rules if the agent dies (Docker: a guard container);
+   * resolves when it runs. Optional: platforms whose objects clean up by themselves omit it.
+   */
+  startGuard?(agentPid: number): Promise<void>;
   /** The agent's last log lines, to explain a failed start. */
   recentLogs(): string[];
 }

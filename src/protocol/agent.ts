@@ -25,6 +25,8 @@ export const ApKind = {
   EOF: 9,
   CLOSE: 10,
   CREDIT: 11,
+  /** Agent -> client: a new agent-initiated stream (even id) carrying one incoming connection. */
+  OPEN: 12,
 } as const;
 export type ApKindValue = (typeof ApKind)[keyof typeof ApKind];
 const KIND_NAMES = new Map<number, string>(Object.entries(ApKind).map(([k, v]) => [v, k]));
@@ -55,6 +57,27 @@ export interface ApHelloOk {
   version: number;
   agent: string;
   targetPid: number;
+  /** The agent's own pid in the target's PID namespace (its guard watches it). */
+  agentPid?: number;
+}
+
+// ---- incoming traffic ---------------------------------------------------------------------------
+
+export type ApIncomingMode = 'mirror' | 'steal';
+/** Regexes (case-insensitive); a request is stolen when every one that is set matches. */
+export interface ApHttpFilter {
+  header?: string;
+  path?: string;
+  method?: string;
+}
+/** What an OPEN frame says about the incoming connection it carries. */
+export interface ApOpen {
+  port: number;
+  mode: ApIncomingMode;
+  remoteAddress: string;
+  remotePort: number;
+  localAddress: string;
+  localPort: number;
 }
 export interface ApErrorBody {
   code: string;
@@ -67,8 +90,66 @@ export interface ApDnsAddress {
   family: 4 | 6;
 }
 
+// ---- remote files (fs.*) ------------------------------------------------------------------------
+// Paths are absolute paths inside the target; the agent resolves them itself under the target's
+// root (never following a symlink out of it). `fd` is the agent's handle for an open file or
+// directory, valid on this link only. File bytes travel base64-encoded (at most AP_FS_MAX_READ).
+
+export const AP_FS_MAX_READ = 512 * 1024;
+export interface ApFileStat {
+  dev: number; ino: number; mode: number; nlink: number; uid: number; gid: number; rdev: number;
+  size: number; blksize: number; blocks: number;
+  atimeSec: number; atimeNsec: number; mtimeSec: number; mtimeNsec: number; ctimeSec: number; ctimeNsec: number;
+}
+export interface ApDirent { name: string; type: number; ino: number }
+
+export interface ApFileMethods {
+  /** flags/mode: Linux open(2) values; O_NOFOLLOW is honoured on the last component. */
+  'fs.open': { params: { path: string; flags: number; mode: number }; result: { fd: number; stat: ApFileStat } };
+  'fs.read': { params: { fd: number; offset: number; len: number }; result: { data: string } };
+  /** offset -1: append at the end. */
+  'fs.write': { params: { fd: number; offset: number; data: string }; result: { written: number; offset: number } };
+  'fs.close': { params: { fd: number }; result: Record<string, never> };
+  'fs.stat': { params: { path: string; follow: boolean }; result: { stat: ApFileStat } };
+  'fs.fstat': { params: { fd: number }; result: { stat: ApFileStat } };
+  'fs.access': { params: { path: string; mode: number }; result: Record<string, never> };
+  'fs.readlink': { params: { path: string }; result: { target: string } };
+  /** The next entries of a directory opened with fs.open; none left: an empty list. */
+  'fs.readdir': { params: { fd: number; max: number }; result: { entries: ApDirent[] } };
+  'fs.mkdir': { params: { path: string; mode: number }; result: Record<string, never> };
+  'fs.unlink': { params: { path: string; dir: boolean }; result: Record<string, never> };
+  'fs.rename': { params: { from: string; to: string }; result: Record<string, never> };
+  /** Mount points of the target (from its mountinfo), for the default rules. */
+  'fs.mounts': { params: Record<string, never>; result: { mounts: string[] } };
+}
+
+const fsPath = (v: unknown) => typeof v === 'string' && v.startsWith('/') && v.length <= 4096 && !v.includes('\0');
+const fsInt = (v: unknown, min: number, max: number) => Number.isInteger(v) && (v as number) >= min && (v as number) <= max;
+const fsCheck = (p: unknown, checks: Record<string, (v: unknown) => boolean>): string | undefined => {
+  if (typeof p !== 'object' || p === null || Array.isArray(p)) return 'params must be an object';
+  for (const [k, ok] of Object.entries(checks)) if (!ok((p as Record<string, unknown>)[k])) return `bad ${k}`;
+  return undefined;
+};
+const FD = (v: unknown) => fsInt(v, 1, 0xffffffff);
+const U32 = (v: unknown) => fsInt(v, 0, 0xffffffff);
+export const AP_FILE_PARAM_CHECKS: { [M in keyof ApFileMethods]: (p: unknown) => string | undefined } = {
+  'fs.open': (p) => fsCheck(p, { path: fsPath, flags: U32, mode: U32 }),
+  'fs.read': (p) => fsCheck(p, { fd: FD, offset: (v) => fsInt(v, 0, Number.MAX_SAFE_INTEGER), len: (v) => fsInt(v, 0, AP_FS_MAX_READ) }),
+  'fs.write': (p) => fsCheck(p, { fd: FD, offset: (v) => fsInt(v, -1, Number.MAX_SAFE_INTEGER), data: (v) => typeof v === 'string' && v.length <= AP_FS_MAX_READ * 2 }),
+  'fs.close': (p) => fsCheck(p, { fd: FD }),
+  'fs.stat': (p) => fsCheck(p, { path: fsPath, follow: (v) => typeof v === 'boolean' }),
+  'fs.fstat': (p) => fsCheck(p, { fd: FD }),
+  'fs.access': (p) => fsCheck(p, { path: fsPath, mode: (v) => fsInt(v, 0, 7) }),
+  'fs.readlink': (p) => fsCheck(p, { path: fsPath }),
+  'fs.readdir': (p) => fsCheck(p, { fd: FD, max: (v) => fsInt(v, 1, 4096) }),
+  'fs.mkdir': (p) => fsCheck(p, { path: fsPath, mode: U32 }),
+  'fs.unlink': (p) => fsCheck(p, { path: fsPath, dir: (v) => typeof v === 'boolean' }),
+  'fs.rename': (p) => fsCheck(p, { from: fsPath, to: fsPath }),
+  'fs.mounts': (p) => fsCheck(p, {}),
+};
+
 /** The method table: what each request carries and what a successful response holds. */
-export interface ApMethods {
+export interface ApMethods extends ApFileMethods {
   'outgoing.connect': {
     params: { stream: number; host: string; port: number };
     result: { localAddress: string; localPort: number };
@@ -79,6 +160,11 @@ export interface ApMethods {
   };
   'env.get': { params: Record<string, never>; result: { env: Record<string, string> } };
   'agent.info': { params: Record<string, never>; result: { version: number; targetPid: number; hostname: string } };
+  'incoming.subscribe': {
+    params: { port: number; mode: ApIncomingMode; httpFilter?: ApHttpFilter };
+    result: { port: number; backend: string };
+  };
+  'incoming.unsubscribe': { params: { port: number }; result: Record<string, never> };
 }
 export type ApMethod = keyof ApMethods;
 
@@ -90,6 +176,7 @@ const isU32 = (v: unknown): v is number => Number.isInteger(v) && (v as number) 
  * error message, or undefined when the params are well formed.
  */
 export const AP_PARAM_CHECKS: { [M in ApMethod]: (p: unknown) => string | undefined } = {
+  ...AP_FILE_PARAM_CHECKS,
   'outgoing.connect': (p) =>
     !isObj(p)
       ? 'params must be an object'
@@ -110,7 +197,26 @@ export const AP_PARAM_CHECKS: { [M in ApMethod]: (p: unknown) => string | undefi
           : undefined,
   'env.get': (p) => (isObj(p) ? undefined : 'params must be an object'),
   'agent.info': (p) => (isObj(p) ? undefined : 'params must be an object'),
+  'incoming.subscribe': (p) =>
+    !isObj(p)
+      ? 'params must be an object'
+      : !isPort(p.port)
+        ? 'port must be 1..65535'
+        : p.mode !== 'mirror' && p.mode !== 'steal'
+          ? 'mode must be mirror or steal'
+          : p.httpFilter !== undefined && !isHttpFilter(p.httpFilter)
+            ? 'httpFilter must hold header, path and method regex strings'
+            : undefined,
+  'incoming.unsubscribe': (p) => (!isObj(p) ? 'params must be an object' : !isPort(p.port) ? 'port must be 1..65535' : undefined),
 };
+
+function isPort(v: unknown): boolean {
+  return Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 65535;
+}
+
+function isHttpFilter(v: unknown): boolean {
+  return isObj(v) && ['header', 'path', 'method'].every((k) => v[k] === undefined || (typeof v[k] === 'string' && (v[k] as string).length < 4096));
+}
 
 export function isApMethod(m: unknown): m is ApMethod {
   return typeof m === 'string' && Object.prototype.hasOwnProperty.call(AP_PARAM_CHECKS, m);
@@ -148,6 +254,7 @@ export const encodeData = (stream: number, bytes: Buffer) => encodeFrame(ApKind.
 export const encodeEof = (stream: number) => encodeFrame(ApKind.EOF, stream);
 export const encodeClose = (stream: number, error?: ApErrorBody) =>
   encodeFrame(ApKind.CLOSE, stream, json(error ? { error } : {}));
+export const encodeOpen = (stream: number, o: ApOpen) => encodeFrame(ApKind.OPEN, stream, json(o));
 export function encodeCredit(stream: number, bytes: number): Buffer {
   const p = Buffer.allocUnsafe(4);
   p.writeUInt32LE(bytes >>> 0, 0);
@@ -180,7 +287,24 @@ export function decodeHello(f: ApFrame): ApHello {
 export function decodeHelloOk(f: ApFrame): ApHelloOk {
   const v = parseJson(f);
   if (typeof v.version !== 'number' || typeof v.targetPid !== 'number') bad(f, 'needs version and targetPid');
-  return { version: v.version, agent: typeof v.agent === 'string' ? v.agent : '', targetPid: v.targetPid };
+  const ok: ApHelloOk = { version: v.version, agent: typeof v.agent === 'string' ? v.agent : '', targetPid: v.targetPid };
+  if (typeof v.agentPid === 'number') ok.agentPid = v.agentPid;
+  return ok;
+}
+
+export function decodeOpen(f: ApFrame): ApOpen {
+  const v = parseJson(f);
+  if (!isPort(v.port) || (v.mode !== 'mirror' && v.mode !== 'steal')) bad(f, 'needs port and mode');
+  const str = (x: unknown) => (typeof x === 'string' ? x : '');
+  const num = (x: unknown) => (Number.isInteger(x) ? (x as number) : 0);
+  return {
+    port: v.port as number,
+    mode: v.mode,
+    remoteAddress: str(v.remoteAddress),
+    remotePort: num(v.remotePort),
+    localAddress: str(v.localAddress),
+    localPort: num(v.localPort),
+  };
 }
 
 export function decodeHelloErr(f: ApFrame): { message: string } {

@@ -113,6 +113,9 @@ export class FakeIntproxy {
         if (addresses.length === 0) return { ...empty, status: -2 };
         return { ...empty, status: LpStatus.Ok, addresses, canonname: this.script.canonname?.[req.node] ?? '' };
       }
+      default:
+        // Messages this fake does not script (remote files: test/layer/files-harness.ts) are violations.
+        throw new Error(`unscripted ${req.kind} request`);
     }
   }
 }

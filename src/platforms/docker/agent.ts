@@ -13,9 +13,19 @@ export const LABEL_TARGET = 'dev.mirrord.target';
 
 /**
  * The least that works: reading the target's /proc/1/{root,environ} needs SYS_PTRACE (the target
- * holds capabilities the agent dropped) and DAC_READ_SEARCH (files of a non-root target user).
+ * holds capabilities the agent dropped) and DAC_READ_SEARCH (files of a non-root target user);
+ * incoming traffic needs NET_ADMIN (iptables) and NET_RAW (legacy iptables opens a raw socket).
  */
-export const AGENT_CAPABILITIES = ['SYS_PTRACE', 'DAC_READ_SEARCH'];
+export const AGENT_CAPABILITIES = ['SYS_PTRACE', 'DAC_READ_SEARCH', 'NET_ADMIN', 'NET_RAW'];
+/**
+ * Remote files in write mode: DAC_OVERRIDE lets the agent (uid 0 without capabilities) write and
+ * create files and directories owned by another user of the target, as the target's own root
+ * would. FOWNER/CHOWN are not needed: the agent never changes modes, owners or times. Added only
+ * for sessions that may write (feature.fs mode write, or read_write rules).
+ */
+export const FS_WRITE_CAPABILITIES = ['DAC_OVERRIDE'];
+/** The guard only removes the session's iptables rules when the agent dies. */
+export const GUARD_CAPABILITIES = ['NET_ADMIN', 'NET_RAW', 'KILL'];
 
 /**
  * Starts the agent in a container that joins the target's network and PID namespaces, and returns
@@ -35,7 +45,12 @@ export async function startDockerAgent(
     container = await docker.createContainer({
       Image: image,
       name: `mirrord-agent-${opts.session}`,
-      Env: [`MIRRORD_AGENT_TOKEN=${opts.token}`, 'MIRRORD_AGENT_TARGET_PID=1', `MIRRORD_AGENT_LOG=${opts.logLevel}`],
+      Env: [
+        `MIRRORD_AGENT_TOKEN=${opts.token}`,
+        'MIRRORD_AGENT_TARGET_PID=1',
+        `MIRRORD_AGENT_LOG=${opts.logLevel}`,
+        `MIRRORD_AGENT_SESSION=${opts.session}`,
+      ],
       Labels: {
         [LABEL_AGENT]: 'true',
         [LABEL_SESSION]: opts.session,
@@ -52,7 +67,7 @@ export async function startDockerAgent(
         NetworkMode: `container:${target.id}`,
         PidMode: `container:${target.id}`,
         CapDrop: ['ALL'],
-        CapAdd: AGENT_CAPABILITIES,
+        CapAdd: opts.fsWrite ? [...AGENT_CAPABILITIES, ...FS_WRITE_CAPABILITIES] : AGENT_CAPABILITIES,
         SecurityOpt: ['no-new-privileges'],
         AutoRemove: true,
         // The link runs over stdout; a log driver would copy (and JSON-encode) every byte of it.
@@ -105,17 +120,57 @@ export async function startDockerAgent(
   }
 
   const link = joinStreams(stdout, raw);
+  let guard: Promise<Docker.Container | undefined> | undefined;
   return {
     link,
     description: `agent container ${container.id.slice(0, 12)} on docker/${target.name}`,
+    startGuard(agentPid: number) {
+      guard ??= startGuard(docker, target.id, image, agentPid, opts).catch((err: Error) => {
+        log.warn(`no guard for the agent (${err.message}); if the agent is killed, its rules stay until the next session`);
+        return undefined;
+      });
+      return guard.then(() => undefined);
+    },
     async stop() {
       link.end();
       // The agent exits on stdin EOF and AutoRemove deletes it; make sure nothing is left if not.
       if (!(await waitGone(container, 5000))) await forceRemove(container, log);
       (raw as unknown as Duplex).destroy?.();
+      // The guard exits by itself once the agent is gone.
+      const g = await guard;
+      if (g && !(await waitGone(g, 3000))) await forceRemove(g, log);
     },
     recentLogs: () => stderrTail.slice(),
   };
+}
+
+/**
+ * The guard: the agent image in guard mode, in the target's namespaces, watching the agent's pid
+ * and removing the session's iptables rules the moment it is gone (docs: README "Incoming traffic").
+ */
+async function startGuard(docker: Docker, targetId: string, image: string, agentPid: number, opts: AgentStartOptions): Promise<Docker.Container> {
+  const guard = await docker.createContainer({
+    Image: image,
+    name: `mirrord-guard-${opts.session}`,
+    Env: ['MIRRORD_AGENT_MODE=guard', `MIRRORD_GUARD_PID=${agentPid}`, `MIRRORD_AGENT_SESSION=${opts.session}`, `MIRRORD_AGENT_LOG=${opts.logLevel}`],
+    Labels: {
+      [LABEL_AGENT]: 'guard',
+      [LABEL_SESSION]: opts.session,
+      [LABEL_OWNER]: `${os.hostname()}:${process.pid}`,
+      [LABEL_TARGET]: targetId,
+    },
+    HostConfig: {
+      NetworkMode: `container:${targetId}`,
+      PidMode: `container:${targetId}`,
+      CapDrop: ['ALL'],
+      CapAdd: GUARD_CAPABILITIES,
+      SecurityOpt: ['no-new-privileges'],
+      AutoRemove: true,
+      LogConfig: { Type: 'none', Config: {} },
+    },
+  });
+  await guard.start();
+  return guard;
 }
 
 /** A Duplex reading the agent's demultiplexed stdout and writing its stdin, with backpressure. */

@@ -14,7 +14,7 @@ flock 9
 [ -f "$BUILD_DIR/.complete" ] && exit 0
 
 started=$SECONDS
-say "building Kubernetes $K8S_VERSION, etcd $ETCD_VERSION, CoreDNS $COREDNS_VERSION into $BUILD_DIR (first time only; about 25-30 minutes on 2 cores)"
+say "building Kubernetes $K8S_VERSION, etcd $ETCD_VERSION, CoreDNS $COREDNS_VERSION into $BUILD_DIR (first time only; about 10-15 minutes on 2 cores)"
 rm -rf "$BUILD_DIR.tmp"
 mkdir -p "$BUILD_DIR.tmp/bin" "$BUILD_DIR.tmp/src"
 out="$BUILD_DIR.tmp/bin"
@@ -24,7 +24,7 @@ LDF="-s -w"
 # --- Kubernetes + etcd: one multi-call binary ---------------------------------------------------
 k="$BUILD_DIR.tmp/src/k8s"
 mkdir -p "$k"
-cp "$CLUSTER_DIR/src/k8s/main.go" "$k/"
+cp "$CLUSTER_DIR"/src/k8s/*.go "$k/"
 {
   echo "module mirrord.dev/test-cluster/k8s"
   echo

@@ -1,5 +1,5 @@
 # Shared by test/cluster/{up,down,load-image} and lib/build.sh. Sourced, not executed.
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034
 CLUSTER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=../versions.env
 . "$CLUSTER_DIR/versions.env"

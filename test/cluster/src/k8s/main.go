@@ -29,7 +29,7 @@ func main() {
 	name := filepath.Base(os.Args[0])
 	if name == "mirrord-k8s" {
 		if len(os.Args) < 2 {
-			fmt.Fprintln(os.Stderr, "usage: mirrord-k8s etcd|kube-apiserver|kube-controller-manager|kube-scheduler|kubelet|kube-proxy|kubectl ARGS...")
+			fmt.Fprintln(os.Stderr, "usage: mirrord-k8s cri|etcd|kube-apiserver|kube-controller-manager|kube-scheduler|kubelet|kube-proxy|kubectl ARGS...")
 			os.Exit(64)
 		}
 		name = os.Args[1]
@@ -37,6 +37,8 @@ func main() {
 	}
 	var command *cobra.Command
 	switch name {
+	case "cri":
+		os.Exit(criMain(os.Args[1:]))
 	case "etcd":
 		etcdmain.Main(os.Args)
 		return

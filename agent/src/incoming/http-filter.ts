@@ -1,0 +1,154 @@
+/**
+ * Stealing by HTTP request: the incoming connection is parsed as HTTP (Node's own parser, which
+ * handles keep-alive, pipelining, chunked bodies and 100-continue), and each request goes either to
+ * the local program (through a new agent stream) or to the real application, answered in order on
+ * the client's one connection. HTTP/2 with prior knowledge (h2c) is routed per stream the same way.
+ */
+import http from 'node:http';
+import http2 from 'node:http2';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { ApHttpFilter } from '../../../src/protocol/agent.js';
+import type { Logger } from '../../../src/log.js';
+
+export interface CompiledFilter {
+  header?: RegExp;
+  path?: RegExp;
+  method?: RegExp;
+}
+
+export function compileFilter(f: ApHttpFilter): CompiledFilter {
+  const re = (s?: string) => (s === undefined ? undefined : new RegExp(s, 'i'));
+  return { header: re(f.header), path: re(f.path), method: re(f.method) };
+}
+
+/** Every filter that is set must match: header against "Name: value", path with and without query. */
+export function matches(f: CompiledFilter, method: string, path: string, rawHeaders: string[]): boolean {
+  if (f.method && !f.method.test(method)) return false;
+  if (f.path) {
+    const bare = path.split('?')[0]!;
+    if (!f.path.test(path) && !f.path.test(bare)) return false;
+  }
+  if (f.header) {
+    let hit = false;
+    for (let i = 0; i + 1 < rawHeaders.length && !hit; i += 2) hit = f.header.test(`${rawHeaders[i]}: ${rawHeaders[i + 1]}`);
+    if (!hit) return false;
+  }
+  return true;
+}
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'http2-settings']);
+
+function endToEnd(raw: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    if (!HOP_BY_HOP.has(raw[i]!.toLowerCase())) out.push(raw[i]!, raw[i + 1]!);
+  }
+  return out;
+}
+
+export interface FilteredConnection {
+  socket: net.Socket;
+  filter: CompiledFilter;
+  /** The real application, as the client addressed it. */
+  app: { host: string; port: number };
+  /** A new byte stream to the local program (an agent stream). */
+  toLocal: () => Duplex;
+  log?: Logger;
+}
+
+const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+
+/** Looks at the first bytes, then serves the connection as HTTP/1.x or h2c. */
+export function serveFiltered(c: FilteredConnection): void {
+  const { socket } = c;
+  socket.once('data', (first: Buffer) => {
+    socket.pause();
+    socket.unshift(first);
+    const h2 = first.length >= 3 && H2_PREFACE.subarray(0, Math.min(first.length, H2_PREFACE.length)).equals(first.subarray(0, Math.min(first.length, H2_PREFACE.length)));
+    if (h2) serveH2(c);
+    else serveH1(c);
+  });
+  socket.resume();
+}
+
+function serveH1(c: FilteredConnection): void {
+  // One keep-alive connection to the real app per client connection, like a transparent proxy.
+  const appAgent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const server = http.createServer({ keepAliveTimeout: 0 }, (req, res) => {
+    const toLocal = matches(c.filter, req.method ?? 'GET', req.url ?? '/', req.rawHeaders);
+    c.log?.debug(`${req.method} ${req.url} -> ${toLocal ? 'local' : 'remote app'}`);
+    const upstream = http.request({
+      method: req.method,
+      path: req.url,
+      headers: endToEnd(req.rawHeaders) as unknown as http.OutgoingHttpHeaders,
+      setHost: false,
+      ...(toLocal ? { createConnection: () => c.toLocal() as net.Socket } : { host: c.app.host, port: c.app.port, agent: appAgent }),
+    });
+    upstream.on('response', (up) => {
+      res.writeHead(up.statusCode ?? 502, up.statusMessage, endToEnd(up.rawHeaders) as unknown as http.OutgoingHttpHeaders);
+      up.pipe(res);
+    });
+    upstream.on('error', (err) => {
+      c.log?.debug(`upstream ${toLocal ? 'local' : 'app'} failed: ${err.message}`);
+      if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' }).end(`mirrord: ${toLocal ? 'the local program' : 'the application'} did not answer: ${err.message}\n`);
+      else res.destroy();
+    });
+    req.pipe(upstream);
+  });
+  // WebSocket and other upgrades: routed by the same filter, then bytes flow untouched.
+  server.on('upgrade', (req: http.IncomingMessage, client: net.Socket, head: Buffer) => {
+    const toLocal = matches(c.filter, req.method ?? 'GET', req.url ?? '/', req.rawHeaders);
+    const upstream: Duplex = toLocal ? c.toLocal() : net.connect(c.app.port, c.app.host);
+    const lines = [`${req.method} ${req.url} HTTP/${req.httpVersion}`];
+    for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+    upstream.write(lines.join('\r\n') + '\r\n\r\n');
+    if (head.length) upstream.write(head);
+    client.pipe(upstream).pipe(client);
+    const down = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', down);
+    upstream.on('error', down);
+  });
+  server.on('clientError', (_err, s) => s.destroy());
+  c.socket.on('close', () => appAgent.destroy());
+  server.emit('connection', c.socket);
+  c.socket.resume();
+}
+
+function serveH2(c: FilteredConnection): void {
+  const server = http2.createServer();
+  let app: http2.ClientHttp2Session | undefined;
+  let local: http2.ClientHttp2Session | undefined;
+  const session = (toLocal: boolean) => {
+    if (toLocal) {
+      if (!local || local.destroyed) local = http2.connect('http://local', { createConnection: () => c.toLocal() as net.Socket });
+      return local;
+    }
+    if (!app || app.destroyed) app = http2.connect(`http://${net.isIPv6(c.app.host) ? `[${c.app.host}]` : c.app.host}:${c.app.port}`);
+    return app;
+  };
+  server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
+    const method = String(headers[':method'] ?? 'GET');
+    const path = String(headers[':path'] ?? '/');
+    const toLocal = matches(c.filter, method, path, rawHeaders);
+    c.log?.debug(`h2 ${method} ${path} -> ${toLocal ? 'local' : 'remote app'}`);
+    const s = session(toLocal);
+    s.on('error', () => undefined);
+    const up = s.request(headers, { endStream: false });
+    up.on('response', (h) => stream.respond(h));
+    up.on('error', () => (stream.headersSent ? stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR) : stream.respond({ ':status': 502 }, { endStream: true })));
+    stream.pipe(up);
+    up.pipe(stream);
+    stream.on('error', () => up.close());
+  });
+  server.on('sessionError', () => c.socket.destroy());
+  c.socket.on('close', () => {
+    app?.destroy();
+    local?.destroy();
+  });
+  server.emit('connection', c.socket);
+  c.socket.resume();
+}

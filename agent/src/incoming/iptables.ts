@@ -1,0 +1,132 @@
+/**
+ * The agent's NAT rules in the target's network namespace. Every rule lives in a chain of our own,
+ * named for the session (`MIRRORD_<session>`), reached by one jump from PREROUTING; removing the
+ * session is "delete the jump, flush, delete the chain", which also works for a session whose agent
+ * died (the guard, or the next agent's stale-rule sweep, does it).
+ *
+ * Both iptables back ends exist in the wild: the one whose tables already hold rules in this
+ * namespace (Docker's DNS rules, a CNI's) is the one the kernel path uses, so that is the one we use.
+ */
+import { execFile } from 'node:child_process';
+import { readdir, readFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import type { Logger } from '../../../src/log.js';
+
+const run = promisify(execFile);
+export const CHAIN_PREFIX = 'MIRRORD_';
+
+export type Backend = 'nft' | 'legacy';
+
+export interface IptablesRunner {
+  (binary: string, args: string[]): Promise<string>;
+}
+
+const defaultRunner: IptablesRunner = async (binary, args) => (await run(binary, args, { timeout: 10_000 })).stdout;
+
+export function chainName(session: string): string {
+  // iptables chain names are at most 28 characters.
+  return `${CHAIN_PREFIX}${session.replace(/[^A-Za-z0-9]/g, '').slice(0, 20)}`;
+}
+
+export class Iptables {
+  private constructor(
+    readonly backend: Backend,
+    private readonly exec: IptablesRunner,
+    private readonly log?: Logger,
+  ) {}
+
+  /** Picks the back end whose nat table already has rules here; nft when neither has any. */
+  static async detect(log?: Logger, exec: IptablesRunner = defaultRunner): Promise<Iptables> {
+    const count = async (b: Backend) => {
+      try {
+        const out = await exec(`iptables-${b}-save`, ['-t', 'nat']);
+        return out.split('\n').filter((l) => l.startsWith('-A ')).length;
+      } catch {
+        return -1;
+      }
+    };
+    const [nft, legacy] = await Promise.all([count('nft'), count('legacy')]);
+    const backend: Backend = legacy > 0 && legacy >= nft ? 'legacy' : nft >= 0 ? 'nft' : 'legacy';
+    log?.debug(`iptables back end: ${backend} (nat rules: nft ${nft}, legacy ${legacy})`);
+    return new Iptables(backend, exec, log);
+  }
+
+  private ipt(family: 4 | 6, args: string[]): Promise<string> {
+    return this.exec(`${family === 4 ? 'iptables' : 'ip6tables'}-${this.backend}`, ['-w', '5', ...args]);
+  }
+
+  /** The whole nat table as iptables-save prints it (tests compare it before and after). */
+  save(family: 4 | 6 = 4): Promise<string> {
+    return this.exec(`${family === 4 ? 'iptables' : 'ip6tables'}-${this.backend}-save`, ['-t', 'nat']);
+  }
+
+  /** Creates the session chain and its jump; IPv6 is best effort (many targets have no IPv6). */
+  async createChain(chain: string): Promise<void> {
+    await this.ipt(4, ['-t', 'nat', '-N', chain]);
+    await this.ipt(4, ['-t', 'nat', '-I', 'PREROUTING', '1', '-p', 'tcp', '-j', chain]);
+    try {
+      await this.ipt(6, ['-t', 'nat', '-N', chain]);
+      await this.ipt(6, ['-t', 'nat', '-I', 'PREROUTING', '1', '-p', 'tcp', '-j', chain]);
+    } catch (err) {
+      this.log?.debug(`no IPv6 redirect: ${(err as Error).message.split('\n')[0]}`);
+    }
+  }
+
+  async redirect(chain: string, port: number, toPort: number, add: boolean): Promise<void> {
+    const rule = ['-t', 'nat', add ? '-A' : '-D', chain, '-p', 'tcp', '--dport', String(port), '-j', 'REDIRECT', '--to-ports', String(toPort)];
+    await this.ipt(4, rule);
+    await this.ipt(6, rule).catch(() => undefined);
+  }
+
+  /** Removes a chain and every jump to it; quiet when it is already gone. */
+  async removeChain(chain: string): Promise<void> {
+    for (const family of [4, 6] as const) {
+      for (let i = 0; i < 16; i++) {
+        try {
+          await this.ipt(family, ['-t', 'nat', '-D', 'PREROUTING', '-p', 'tcp', '-j', chain]);
+        } catch {
+          break;
+        }
+      }
+      await this.ipt(family, ['-t', 'nat', '-F', chain]).catch(() => undefined);
+      await this.ipt(family, ['-t', 'nat', '-X', chain]).catch(() => undefined);
+    }
+  }
+
+  async listChains(): Promise<string[]> {
+    const out = await this.save(4).catch(() => '');
+    return [...out.matchAll(/^:(MIRRORD_[A-Za-z0-9]+) /gm)].map((m) => m[1]!);
+  }
+}
+
+/**
+ * Sessions whose agent still runs: every agent carries MIRRORD_AGENT_SESSION in its environment,
+ * and all agents of a target share its PID namespace, so /proc tells.
+ */
+export async function liveSessions(procRoot = '/proc'): Promise<Set<string>> {
+  const live = new Set<string>();
+  for (const pid of await readdir(procRoot).catch(() => [] as string[])) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      const env = await readFile(`${procRoot}/${pid}/environ`, 'utf8');
+      const m = /(?:^|\0)MIRRORD_AGENT_SESSION=([^\0]+)/.exec(env);
+      if (m && !/(?:^|\0)MIRRORD_AGENT_MODE=guard(?:\0|$)/.test(env)) live.add(chainName(m[1]!));
+    } catch {
+      // a process that ended while we looked
+    }
+  }
+  return live;
+}
+
+/** Removes the chains of sessions whose agent is gone (an agent killed with its guard, say). */
+export async function sweepStaleChains(ipt: Iptables, mine: string, log?: Logger, procRoot = '/proc'): Promise<string[]> {
+  const live = await liveSessions(procRoot);
+  const removed: string[] = [];
+  for (const chain of await ipt.listChains()) {
+    if (chain === mine || live.has(chain)) continue;
+    log?.info(`removing stale rules of a dead session: ${chain}`);
+    await ipt.removeChain(chain);
+    removed.push(chain);
+  }
+  return removed;
+}

@@ -1,0 +1,281 @@
+/*
+ * Listening sockets: bind / listen / accept / accept4 / getsockname. Incoming traffic of the
+ * target is dialled by the intproxy into the program's real local listener, so payload never passes
+ * through here; these hooks only make the illusion hold:
+ * - bind of a port the machine will not give (80 as non-root, a port in use, an address that only
+ *   exists in the target) binds what it can and remembers what was asked; getsockname reports that;
+ * - listen tells the intproxy (LISTEN) which remote port to subscribe and where to dial;
+ * - accept asks (ACCEPT) which remote client a connection from the intproxy stands for, and
+ *   reports it, as does getpeername later.
+ */
+#define _GNU_SOURCE
+#include "listen.h"
+#include "fdtable.h"
+#include "layer.h"
+#include "proto.h"
+#include "socket.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+LAYER_REAL(int, bind, (int, const struct sockaddr *, socklen_t))
+LAYER_REAL(int, listen, (int, int))
+LAYER_REAL(int, accept, (int, struct sockaddr *, socklen_t *))
+LAYER_REAL(int, accept4, (int, struct sockaddr *, socklen_t *, int))
+LAYER_REAL(int, getsockname, (int, struct sockaddr *, socklen_t *))
+
+struct listen_obj {
+    struct fd_obj obj;
+    int family;               /* the socket's own: AF_INET or AF_INET6 */
+    struct lp_addr requested; /* what the program asked for */
+    struct lp_addr bound;     /* what the layer really got */
+    int announced;            /* atomic: the intproxy knows this listener */
+};
+
+static void listen_destroy(struct fd_obj *obj)
+{
+    struct listen_obj *lo = (struct listen_obj *)obj;
+    if (__atomic_load_n(&lo->announced, __ATOMIC_ACQUIRE)) {
+        uint8_t *frame = malloc(LP_MAX_FRAME);
+        struct lp_msg req = { .type = LP_UNLISTEN, .addr = lo->requested }, resp;
+        if (frame && proto_call(&req, frame, &resp) < 0)
+            layer_log(LOG_DEBUG, "unlisten %u: intproxy unreachable", (unsigned)lo->requested.port);
+        free(frame);
+    }
+    free(lo);
+}
+
+static const struct fd_kind_ops listen_ops = { .destroy = listen_destroy };
+
+void listen_register(void) { fdtable_register(FD_KIND_LISTEN, &listen_ops); }
+
+/* ---- decisions ---------------------------------------------------------------------------- */
+
+/* TCP over IPv4/IPv6 only; returns the socket family or 0. */
+static int tcp_family(int fd)
+{
+    int type = 0, domain = 0, protocol = 0;
+    socklen_t olen = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &olen) < 0 || type != SOCK_STREAM) return 0;
+    olen = sizeof domain;
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &olen) < 0) return 0;
+    olen = sizeof protocol;
+    if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &olen) < 0 || protocol != IPPROTO_TCP) return 0;
+    return domain == AF_INET || domain == AF_INET6 ? domain : 0;
+}
+
+static int from_sockaddr(const struct sockaddr *sa, socklen_t len, struct lp_addr *out)
+{
+    memset(out, 0, sizeof *out);
+    if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        out->family = 4;
+        memcpy(out->bytes, &in->sin_addr, 4);
+        out->port = ntohs(in->sin_port);
+        return 0;
+    }
+    if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+            out->family = 4;
+            memcpy(out->bytes, in6->sin6_addr.s6_addr + 12, 4);
+        } else {
+            out->family = 6;
+            memcpy(out->bytes, &in6->sin6_addr, 16);
+        }
+        out->port = ntohs(in6->sin6_port);
+        return 0;
+    }
+    return -1;
+}
+
+static int is_loopback(const struct lp_addr *a)
+{
+    static const uint8_t v6_loopback[16] = { [15] = 1 };
+    return a->family == 4 ? a->bytes[0] == 127 : memcmp(a->bytes, v6_loopback, 16) == 0;
+}
+
+/* Another address to bind when the asked one cannot be had: same address any port, or (for an
+ * address this machine lacks) the wildcard address with the same port. */
+static void fallback_addr(const struct sockaddr *asked, socklen_t len, int err, struct sockaddr_storage *out)
+{
+    memcpy(out, asked, len);
+    if (out->ss_family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)out;
+        if (err == EADDRNOTAVAIL) in->sin_addr.s_addr = htonl(INADDR_ANY);
+        else in->sin_port = 0;
+    } else {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)out;
+        if (err == EADDRNOTAVAIL) in6->sin6_addr = in6addr_any;
+        else in6->sin6_port = 0;
+    }
+}
+
+static int remember(int fd, int family, const struct sockaddr *asked, socklen_t len)
+{
+    struct listen_obj *lo = calloc(1, sizeof *lo);
+    if (!lo) return -1;
+    struct sockaddr_storage got;
+    socklen_t glen = sizeof got;
+    if (from_sockaddr(asked, len, &lo->requested) < 0 || real_getsockname_fn()(fd, (struct sockaddr *)&got, &glen) < 0 ||
+        from_sockaddr((struct sockaddr *)&got, glen, &lo->bound) < 0) {
+        free(lo);
+        return -1;
+    }
+    lo->family = family;
+    fdtable_obj_init(&lo->obj, FD_KIND_LISTEN, fd);
+    return fdtable_set(fd, &lo->obj);
+}
+
+/* ---- exported hooks ----------------------------------------------------------------------- */
+
+int bind(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    layer_init();
+    if (!real_bind_fn() || !real_getsockname_fn()) {
+        errno = ENOSYS;
+        return -1;
+    }
+    int family;
+    if (layer_inside() || !layer_config()->enabled || !addr || len > sizeof(struct sockaddr_storage) ||
+        (family = tcp_family(fd)) == 0 || addr->sa_family != family)
+        return real_bind_fn()(fd, addr, len);
+
+    int r = real_bind_fn()(fd, addr, len);
+    if (r < 0) {
+        int err = errno;
+        if (err != EACCES && err != EADDRINUSE && err != EADDRNOTAVAIL) return r;
+        struct sockaddr_storage alt;
+        fallback_addr(addr, len, err, &alt);
+        r = real_bind_fn()(fd, (struct sockaddr *)&alt, len);
+        if (r < 0 && err == EADDRNOTAVAIL && (errno == EACCES || errno == EADDRINUSE)) {
+            fallback_addr((struct sockaddr *)&alt, len, errno, &alt);
+            r = real_bind_fn()(fd, (struct sockaddr *)&alt, len);
+        }
+        if (r < 0) {
+            errno = err;
+            return -1;
+        }
+        layer_log(LOG_DEBUG, "bind fd %d: the asked address gave %s; bound another, reporting the asked one", fd, strerror(err));
+    }
+    layer_enter();
+    remember(fd, family, addr, len);
+    layer_leave();
+    return 0;
+}
+
+int listen(int fd, int backlog)
+{
+    layer_init();
+    if (!real_listen_fn()) {
+        errno = ENOSYS;
+        return -1;
+    }
+    int r = real_listen_fn()(fd, backlog);
+    if (r < 0 || layer_inside() || !layer_config()->enabled) return r;
+    struct listen_obj *lo = (struct listen_obj *)fdtable_get(fd, FD_KIND_LISTEN);
+    if (!lo) return r;
+    if (!__atomic_load_n(&lo->announced, __ATOMIC_ACQUIRE)) {
+        uint8_t *frame = malloc(LP_MAX_FRAME);
+        struct lp_msg req = { .type = LP_LISTEN, .addr = lo->requested, .addr2 = lo->bound }, resp;
+        if (frame && proto_call(&req, frame, &resp) == 0 && resp.status == LP_STATUS_OK) {
+            __atomic_store_n(&lo->announced, 1, __ATOMIC_RELEASE);
+            layer_log(LOG_DEBUG, "listen fd %d: port %u subscribed in the target", fd, (unsigned)lo->requested.port);
+        }
+        free(frame);
+    }
+    fdtable_put(&lo->obj);
+    return r;
+}
+
+/* The remote client behind a connection the intproxy dialled in, reported and remembered. */
+static int accepted(int lfd, int cfd, struct sockaddr *addr, socklen_t *addrlen, const struct sockaddr_storage *peer, socklen_t plen)
+{
+    struct listen_obj *lo = layer_inside() ? NULL : (struct listen_obj *)fdtable_get(lfd, FD_KIND_LISTEN);
+    struct lp_addr peer_lp, remote;
+    int found = 0;
+    if (lo && __atomic_load_n(&lo->announced, __ATOMIC_ACQUIRE) && from_sockaddr((const struct sockaddr *)peer, plen, &peer_lp) == 0 &&
+        is_loopback(&peer_lp)) {
+        uint8_t *frame = malloc(LP_MAX_FRAME);
+        struct lp_msg req = { .type = LP_ACCEPT, .addr = peer_lp }, resp;
+        if (frame && proto_call(&req, frame, &resp) == 0 && resp.status == LP_STATUS_OK) {
+            remote = resp.addr;
+            found = 1;
+        }
+        free(frame);
+    }
+    int family = lo ? lo->family : AF_INET;
+    if (lo) fdtable_put(&lo->obj);
+    struct sockaddr_storage out;
+    socklen_t olen = plen;
+    memcpy(&out, peer, plen);
+    if (found && (olen = socket_to_sockaddr(&remote, family, &out)) > 0) {
+        socket_remember_peer(cfd, &remote, family);
+    } else {
+        olen = plen;
+        memcpy(&out, peer, plen);
+    }
+    if (addr && addrlen) {
+        memcpy(addr, &out, *addrlen < olen ? *addrlen : olen);
+        *addrlen = olen;
+    }
+    return cfd;
+}
+
+int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
+{
+    layer_init();
+    if (!real_accept4_fn()) {
+        errno = ENOSYS;
+        return -1;
+    }
+    if (layer_inside() || !layer_config()->enabled || !fdtable_any()) return real_accept4_fn()(fd, addr, addrlen, flags);
+    struct sockaddr_storage peer;
+    socklen_t plen = sizeof peer;
+    int c = real_accept4_fn()(fd, (struct sockaddr *)&peer, &plen, flags);
+    if (c < 0) return c;
+    return accepted(fd, c, addr, addrlen, &peer, plen);
+}
+
+int accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
+{
+    layer_init();
+    if (!real_accept_fn()) {
+        errno = ENOSYS;
+        return -1;
+    }
+    if (layer_inside() || !layer_config()->enabled || !fdtable_any()) return real_accept_fn()(fd, addr, addrlen);
+    struct sockaddr_storage peer;
+    socklen_t plen = sizeof peer;
+    int c = real_accept_fn()(fd, (struct sockaddr *)&peer, &plen);
+    if (c < 0) return c;
+    return accepted(fd, c, addr, addrlen, &peer, plen);
+}
+
+int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
+{
+    layer_init();
+    if (!real_getsockname_fn()) {
+        errno = ENOSYS;
+        return -1;
+    }
+    int r = real_getsockname_fn()(fd, addr, len);
+    if (r < 0 || !addr || !len || layer_inside() || !fdtable_any()) return r;
+    struct listen_obj *lo = (struct listen_obj *)fdtable_get(fd, FD_KIND_LISTEN);
+    if (!lo) return r;
+    struct lp_addr shown = lo->requested;
+    if (shown.port == 0) shown.port = lo->bound.port; /* port 0 asked: the one the kernel chose */
+    struct sockaddr_storage out;
+    socklen_t olen = socket_to_sockaddr(&shown, lo->family, &out);
+    fdtable_put(&lo->obj);
+    if (olen == 0) return r;
+    socklen_t cap = *len;
+    memcpy(addr, &out, cap < olen ? cap : olen);
+    *len = olen;
+    return 0;
+}

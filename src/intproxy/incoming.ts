@@ -1,0 +1,183 @@
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { ResolvedFeatures } from '../config/schema.js';
+import type { Logger } from '../log.js';
+import type { ApHttpFilter, ApOpen } from '../protocol/agent.js';
+import type { LpAddr } from '../protocol/layer.js';
+
+/** What incoming traffic needs of the agent link. */
+export interface IncomingAgentPort {
+  request(method: 'incoming.subscribe', params: { port: number; mode: 'mirror' | 'steal'; httpFilter?: ApHttpFilter }): Promise<unknown>;
+  request(method: 'incoming.unsubscribe', params: { port: number }): Promise<unknown>;
+  onIncoming(handler: (info: ApOpen, stream: Duplex) => void): void;
+}
+
+interface Listening {
+  owner: unknown;
+  remotePort: number;
+  /** Where the program's listener really is (the layer may have bound another port than asked). */
+  dial: { host: string; port: number };
+}
+
+/** The remote client of a connection the intproxy dialled into the program's listener. */
+interface Dialled {
+  remote: LpAddr;
+  socket: net.Socket;
+}
+
+const DIAL_RACE_MS = 500;
+
+/**
+ * Incoming traffic on the intproxy side: LISTEN from a layer becomes a subscription at the agent
+ * (after `ports`, `ignore_ports` and `port_mapping`), each OPEN from the agent becomes a
+ * connection dialled into the program's real listener, and the layer's ACCEPT learns which remote
+ * client that connection stands for.
+ */
+export class IncomingManager {
+  private readonly byRemotePort = new Map<number, Listening>();
+  private readonly dialled = new Map<number, Dialled>();
+  private readonly waiters = new Map<number, Array<(d: Dialled | undefined) => void>>();
+  private dialsInFlight = 0;
+  private prepared: Promise<void> | undefined;
+
+  constructor(
+    private readonly agent: IncomingAgentPort,
+    private readonly features: ResolvedFeatures,
+    private readonly log: Logger,
+    private readonly beforeFirst?: () => Promise<void>,
+  ) {
+    agent.onIncoming((info, stream) => this.onOpen(info, stream));
+  }
+
+  /** The remote port a local listening port stands for, or why it is not subscribed. */
+  remotePortFor(localPort: number): number | string {
+    const inc = this.features.incoming;
+    if (inc.mode === 'off') return 'feature.network.incoming.mode is off';
+    if (inc.ignore_ports.includes(localPort)) return 'in ignore_ports';
+    const mapped = inc.port_mapping.find(([l]) => l === localPort)?.[1] ?? localPort;
+    if (inc.ports && !inc.ports.includes(mapped)) return 'not in ports';
+    return mapped;
+  }
+
+  private filterFor(remotePort: number): ApHttpFilter | undefined {
+    const f = this.features.incoming.http_filter;
+    if (!f || this.features.incoming.mode !== 'steal') return undefined;
+    if (f.ports && !f.ports.includes(remotePort)) return undefined;
+    const filter: ApHttpFilter = {};
+    if (f.header_filter) filter.header = f.header_filter;
+    if (f.path_filter) filter.path = f.path_filter;
+    if (f.method_filter) filter.method = f.method_filter;
+    return Object.keys(filter).length ? filter : undefined;
+  }
+
+  /** A layer's listen(): returns an LP status (0 subscribed, 1 not subscribed, <0 -errno). */
+  async listen(owner: unknown, requested: LpAddr, bound: LpAddr): Promise<number> {
+    const remote = requested.port === 0 ? 'an ephemeral port was asked for' : this.remotePortFor(requested.port);
+    if (typeof remote === 'string') {
+      this.log.debug(`listen on ${requested.port} stays local (${remote})`);
+      return 1;
+    }
+    if (this.byRemotePort.has(remote)) {
+      this.log.warn(`port ${remote} is already subscribed by another listener of this session; the new one stays local`);
+      return 1;
+    }
+    this.prepared ??= this.beforeFirst?.() ?? Promise.resolve();
+    await this.prepared;
+    const dial = { host: dialHost(bound), port: bound.port };
+    const entry: Listening = { owner, remotePort: remote, dial };
+    this.byRemotePort.set(remote, entry);
+    const mode = this.features.incoming.mode === 'steal' ? 'steal' : 'mirror';
+    const httpFilter = this.filterFor(remote);
+    try {
+      await this.agent.request('incoming.subscribe', { port: remote, mode, ...(httpFilter ? { httpFilter } : {}) });
+    } catch (err) {
+      this.byRemotePort.delete(remote);
+      process.stderr.write(`mirrord: cannot ${mode} port ${remote} of the target: ${(err as Error).message}\n`);
+      return 1;
+    }
+    this.log.info(`${mode === 'steal' ? (httpFilter ? 'stealing (HTTP filter)' : 'stealing') : 'mirroring'} port ${remote} -> local ${dial.host}:${dial.port}`);
+    return 0;
+  }
+
+  async unlisten(owner: unknown, requestedPort: number): Promise<void> {
+    const remote = this.remotePortFor(requestedPort);
+    if (typeof remote === 'string') return;
+    const entry = this.byRemotePort.get(remote);
+    if (!entry || entry.owner !== owner) return;
+    this.byRemotePort.delete(remote);
+    await this.agent.request('incoming.unsubscribe', { port: remote }).catch((err: Error) => this.log.debug(`unsubscribe ${remote}: ${err.message}`));
+  }
+
+  /** Every listener of a process that went away. */
+  async dropOwner(owner: unknown): Promise<void> {
+    const mine = [...this.byRemotePort.values()].filter((l) => l.owner === owner);
+    for (const l of mine) {
+      this.byRemotePort.delete(l.remotePort);
+      await this.agent.request('incoming.unsubscribe', { port: l.remotePort }).catch(() => undefined);
+    }
+  }
+
+  /**
+   * The remote client behind an accepted connection whose peer (as the program sees it) is our
+   * dialling socket at `localPort`; undefined for a genuinely local client.
+   */
+  async remoteOf(localPort: number): Promise<LpAddr | undefined> {
+    const now = this.dialled.get(localPort);
+    if (now || this.dialsInFlight === 0) return now?.remote;
+    // The program may accept before our connect callback ran: wait for it, briefly.
+    return new Promise((resolve) => {
+      const list = this.waiters.get(localPort) ?? [];
+      const timer = setTimeout(() => resolve(this.dialled.get(localPort)?.remote), DIAL_RACE_MS);
+      list.push((d) => {
+        clearTimeout(timer);
+        resolve(d?.remote);
+      });
+      this.waiters.set(localPort, list);
+    });
+  }
+
+  private onOpen(info: ApOpen, stream: Duplex): void {
+    const entry = this.byRemotePort.get(info.port);
+    if (!entry) {
+      stream.destroy();
+      return;
+    }
+    this.dialsInFlight++;
+    const local = net.connect({ host: entry.dial.host, port: entry.dial.port, allowHalfOpen: true });
+    local.setNoDelay(true);
+    const remote: LpAddr = { family: net.isIPv6(info.remoteAddress) ? 6 : 4, address: info.remoteAddress || '0.0.0.0', port: info.remotePort };
+    local.once('connect', () => {
+      this.dialsInFlight--;
+      const port = local.localPort ?? 0;
+      const d = { remote, socket: local };
+      this.dialled.set(port, d);
+      for (const w of this.waiters.get(port) ?? []) w(d);
+      this.waiters.delete(port);
+      local.once('close', () => this.dialled.get(port) === d && this.dialled.delete(port));
+    });
+    local.once('error', (err) => {
+      this.log.debug(`incoming ${info.remoteAddress}:${info.remotePort} -> local ${entry.dial.port}: ${err.message}`);
+      stream.destroy();
+    });
+    local.once('close', () => stream.destroy());
+    stream.once('error', () => local.destroy());
+    if (info.mode === 'mirror') {
+      // The copy's answers are dropped: the real application has answered already.
+      stream.pipe(local);
+      local.resume();
+    } else {
+      stream.pipe(local).pipe(stream);
+    }
+    this.log.debug(`${info.mode} connection from ${info.remoteAddress}:${info.remotePort} on port ${info.port}`);
+  }
+
+  close(): void {
+    for (const d of this.dialled.values()) d.socket.destroy();
+    this.dialled.clear();
+  }
+}
+
+function dialHost(bound: LpAddr): string {
+  if (bound.family === 6) return bound.address === '::' || bound.address === '' ? '::1' : bound.address;
+  return bound.address === '0.0.0.0' || bound.address === '' ? '127.0.0.1' : bound.address;
+}

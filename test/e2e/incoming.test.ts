@@ -1,0 +1,302 @@
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { copyFileSync, chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createLogger } from '../../src/log.js';
+import { agentImageRecipe } from '../../src/platforms/docker/agent-image.js';
+import { ensureImage } from '../../src/platforms/docker/images.js';
+import { quietProgress } from '../../src/progress.js';
+import { CLI } from '../helpers/cli.js';
+import { createNetwork, docker, listContainers, runContainer, type TestContainer } from '../helpers/docker-fixtures.js';
+
+/**
+ * Incoming traffic against real containers: a target serving HTTP, a local server under mirrord,
+ * and a client in a third container calling the target by name.
+ */
+const PORT = 8080;
+const dir = mkdtempSync(path.join(os.tmpdir(), 'mirrord-incoming-'));
+const LOCAL_SERVER = path.join(dir, 'local-server.js');
+writeFileSync(
+  LOCAL_SERVER,
+  `const http = require('http');
+const port = Number(process.argv[2] || ${PORT});
+http.createServer((req, res) => {
+  console.log('local got ' + req.method + ' ' + req.url + ' from ' + req.socket.remoteAddress);
+  let body = '';
+  req.on('data', (d) => (body += d));
+  req.on('end', () => res.end('from-local ' + req.url + (body ? ' ' + body : '')));
+}).listen(port, () => console.log('listening ' + port));
+`,
+);
+// The target's own app: keep-alive HTTP/1.1, answers with its own name.
+const TARGET_APP = `require('http').createServer((q, s) => { let b=''; q.on('data', d => b += d); q.on('end', () => s.end('from-target ' + q.url + (b ? ' ' + b : ''))); }).listen(${PORT})`;
+
+let network: { name: string; remove(): Promise<void> };
+let target: TestContainer;
+let client: TestContainer;
+let agentImage = '';
+const running = new Set<ChildProcess>();
+
+/** Whatever is left of a session's process group (a program orphaned by a killed CLI). */
+function killGroups(): void {
+  for (const c of running) {
+    try {
+      if (c.pid) process.kill(-c.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  running.clear();
+}
+
+interface Running {
+  child: ChildProcess;
+  out(): string;
+  done: Promise<number | null>;
+}
+
+function startMirrord(flags: string[], cmd: string[], env: NodeJS.ProcessEnv = {}): Running {
+  const child = spawn(process.execPath, [CLI, 'exec', '-t', `docker/${target.name}`, ...flags, '--', ...cmd], {
+    env: { ...process.env, MIRRORD_LOG: 'warn', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    // Its own process group, so a test can take down the program too when it kills the CLI.
+    detached: true,
+  });
+  running.add(child);
+  let out = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (out += d));
+  // 'exit', not 'close': a program orphaned by a killed CLI still holds the pipes.
+  const done = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, out: () => out, done };
+}
+
+async function curl(args: string[]): Promise<string> {
+  return (await client.exec(['curl', '-s', '-m', '5', ...args])).stdout;
+}
+
+async function until(what: string, f: () => Promise<boolean>, ms = 30_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await f()) return;
+    await sleep(200);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** The target's nat table as both iptables back ends print it, without comments and counters. */
+async function natTable(): Promise<string> {
+  const dump = async (bin: string) => {
+    const c = await docker().createContainer({
+      Image: agentImage,
+      Entrypoint: [bin],
+      Cmd: ['-t', 'nat'],
+      HostConfig: { NetworkMode: `container:${target.id}`, CapAdd: ['NET_ADMIN', 'NET_RAW'], AutoRemove: false },
+    });
+    await c.start();
+    await c.wait();
+    const raw = (await c.logs({ stdout: true, stderr: false })) as unknown as Buffer;
+    await c.remove({ force: true });
+    return demux(raw)
+      .split('\n')
+      .filter((l) => l && !l.startsWith('#'))
+      .map((l) => l.replace(/\[\d+:\d+\]/g, ''))
+      .join('\n');
+  };
+  return `${await dump('iptables-nft-save')}\n--\n${await dump('iptables-legacy-save')}`;
+}
+
+/** Docker's log framing without a TTY: 8-byte headers (stream, 3 zero bytes, u32 BE size). */
+function demux(buf: Buffer): string {
+  let out = '';
+  for (let at = 0; at + 8 <= buf.length; ) {
+    const size = buf.readUInt32BE(at + 4);
+    out += buf.subarray(at + 8, at + 8 + size).toString('utf8');
+    at += 8 + size;
+  }
+  return out;
+}
+
+async function stop(r: Running, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  r.child.kill(signal);
+  await r.done;
+}
+
+describe('incoming traffic: mirror, steal, HTTP filter', { timeout: 600_000 }, () => {
+  let baseline = '';
+
+  before(async () => {
+    agentImage = await ensureImage(docker(), agentImageRecipe(), { progress: quietProgress, log: createLogger('test', 'error') });
+    network = await createNetwork('mirrord-incoming');
+    target = await runContainer({ name: 'in-target', network: network.name, cmd: ['node', '-e', TARGET_APP], waitFor: { tcpPort: PORT } });
+    client = await runContainer({ name: 'in-client', network: network.name, cmd: ['sleep', '100000'] });
+    baseline = await natTable();
+    assert.match(baseline, /DOCKER_OUTPUT/, 'the nat table dump should show Docker\'s own DNS rules');
+  });
+
+  after(async () => {
+    killGroups();
+    for (const c of [target, client]) await c?.remove().catch(() => undefined);
+    await network?.remove().catch(() => undefined);
+  });
+
+  it('mirror (default): the client gets the target\'s answer and the local server sees the request', async () => {
+    const r = startMirrord([], ['node', LOCAL_SERVER]);
+    try {
+      await until('the local server to receive a mirrored request', async () => {
+        assert.equal(await curl([`http://${target.name}:${PORT}/mirrored`]), 'from-target /mirrored');
+        return r.out().includes('local got GET /mirrored');
+      });
+      const clientIp = await client.ip(network.name);
+      assert.match(r.out(), new RegExp(`local got GET /mirrored from (::ffff:)?${clientIp.replace(/\./g, '\\.')}`), 'the local server sees the remote client\'s address');
+    } finally {
+      await stop(r);
+    }
+    assert.equal(await natTable(), baseline);
+  });
+
+  it('steal: the client gets the local answer; after the session the target answers again', async () => {
+    const r = startMirrord(['--steal'], ['node', LOCAL_SERVER]);
+    try {
+      await until('the steal to take effect', async () => (await curl([`http://${target.name}:${PORT}/x`])) === 'from-local /x');
+      assert.equal(await curl(['-d', 'payload', `http://${target.name}:${PORT}/post`]), 'from-local /post payload');
+    } finally {
+      await stop(r, 'SIGINT');
+    }
+    assert.equal(await curl([`http://${target.name}:${PORT}/x`]), 'from-target /x');
+    assert.equal(await natTable(), baseline, 'no rule may stay behind');
+  });
+
+  it('HTTP filter: by header, alternating on one keep-alive connection and with pipelining', async () => {
+    const cfg = path.join(dir, 'filter.json');
+    writeFileSync(cfg, JSON.stringify({ feature: { network: { incoming: { mode: 'steal', http_filter: { header_filter: '^x-session: me$' } } } } }));
+    const r = startMirrord(['-f', cfg], ['node', LOCAL_SERVER]);
+    try {
+      await until('the filter to take effect', async () => (await curl(['-H', 'x-session: me', `http://${target.name}:${PORT}/f`])) === 'from-local /f');
+      assert.equal(await curl([`http://${target.name}:${PORT}/f`]), 'from-target /f');
+      const script = `
+import http.client, socket
+c = http.client.HTTPConnection("${target.name}", ${PORT}, timeout=5)
+out = []
+for i in range(6):
+    c.request("GET", "/k%d" % i, headers={"x-session": "me"} if i % 2 == 0 else {})
+    if i == 0: first = c.sock
+    out.append(c.getresponse().read().decode())
+    assert c.sock is first, "the keep-alive connection was replaced"
+print("|".join(out))
+s = socket.create_connection(("${target.name}", ${PORT}), timeout=5)
+s.sendall(b"GET /p1 HTTP/1.1\\r\\nHost: t\\r\\nx-session: me\\r\\n\\r\\nGET /p2 HTTP/1.1\\r\\nHost: t\\r\\n\\r\\nGET /p3 HTTP/1.1\\r\\nHost: t\\r\\nx-session: me\\r\\nConnection: close\\r\\n\\r\\n")
+data = b""
+while True:
+    d = s.recv(65536)
+    if not d: break
+    data += d
+import re
+bodies = re.findall(r"from-(?:local|target) /p\\d", data.decode())
+print("|".join(bodies))
+`;
+      const res = await client.exec(['python3', '-c', script]);
+      const [keepAlive, pipelined] = res.stdout.trim().split('\n');
+      assert.equal(keepAlive, 'from-local /k0|from-target /k1|from-local /k2|from-target /k3|from-local /k4|from-target /k5', res.stderr);
+      assert.equal(pipelined, 'from-local /p1|from-target /p2|from-local /p3', res.stderr);
+    } finally {
+      await stop(r);
+    }
+    assert.equal(await natTable(), baseline);
+  });
+
+  it('a local program binds port 80 as a non-root user', async () => {
+    // The layer must be readable by that user; the checkout may live under a private directory.
+    const layerCopy = path.join(mkdtempSync(path.join(os.tmpdir(), 'mirrord-layer-')), 'libmirrord_layer.so');
+    copyFileSync(path.join(path.dirname(CLI), '../layer/build/libmirrord_layer.so'), layerCopy);
+    chmodSync(path.dirname(layerCopy), 0o755);
+    chmodSync(layerCopy, 0o755);
+    const serverCopy = path.join(path.dirname(layerCopy), 'server.js');
+    copyFileSync(LOCAL_SERVER, serverCopy);
+    chmodSync(serverCopy, 0o644);
+    const r = startMirrord(['--steal'], ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, serverCopy, '80'], {
+      MIRRORD_LAYER_PATH: layerCopy,
+    });
+    try {
+      await until('the local server on port 80 to answer', async () => (await curl([`http://${target.name}:80/eighty`])) === 'from-local /eighty');
+      assert.match(r.out(), /listening 80/, 'the program believes it has port 80');
+    } finally {
+      await stop(r);
+    }
+  });
+
+  it('agent killed with SIGKILL: within 2 s the target answers its own clients, nat table as before', async () => {
+    const r = startMirrord(['--steal'], ['node', LOCAL_SERVER]);
+    try {
+      await until('the steal to take effect', async () => (await curl([`http://${target.name}:${PORT}/k`])) === 'from-local /k');
+      const agent = (await listContainers('dev.mirrord.agent=true'))[0];
+      assert.ok(agent, 'an agent container runs');
+      await docker().getContainer(agent.Id).kill({ signal: 'SIGKILL' });
+      const killed = Date.now();
+      await until('the target to answer again', async () => (await curl(['-m', '1', `http://${target.name}:${PORT}/k`])) === 'from-target /k', 10_000);
+      const took = Date.now() - killed;
+      assert.ok(took < 2000, `the target answered its clients again only after ${took} ms`);
+      assert.equal(await natTable(), baseline);
+    } finally {
+      await stop(r);
+    }
+    await until('every agent and guard container to be gone', async () => (await listContainers('dev.mirrord.agent')).length === 0, 10_000);
+  });
+
+  it('the CLI killed with SIGKILL: the agent removes its rules as it leaves', async () => {
+    const r = startMirrord(['--steal'], ['node', LOCAL_SERVER]);
+    await until('the steal to take effect', async () => (await curl([`http://${target.name}:${PORT}/c`])) === 'from-local /c');
+    r.child.kill('SIGKILL');
+    await r.done;
+    killGroups();
+    await until('the target to answer again', async () => (await curl(['-m', '1', `http://${target.name}:${PORT}/c`])) === 'from-target /c', 10_000);
+    await until('every agent and guard container to be gone', async () => (await listContainers('dev.mirrord.agent')).length === 0, 10_000);
+    assert.equal(await natTable(), baseline);
+  });
+
+  it('two sessions one after the other on the same port: both work, no rule accumulates', async () => {
+    for (const round of [1, 2]) {
+      const r = startMirrord(['--steal'], ['node', LOCAL_SERVER]);
+      try {
+        await until(`session ${round} to steal`, async () => (await curl([`http://${target.name}:${PORT}/r${round}`])) === `from-local /r${round}`);
+      } finally {
+        await stop(r);
+      }
+      assert.equal(await natTable(), baseline, `after session ${round}`);
+    }
+  });
+
+  it('mode off, ignore_ports and port_mapping', async () => {
+    const cfg = path.join(dir, 'map.json');
+    writeFileSync(cfg, JSON.stringify({ feature: { network: { incoming: { mode: 'steal', port_mapping: [[9999, PORT]] } } } }));
+    const mapped = startMirrord(['-f', cfg], ['node', LOCAL_SERVER, '9999']);
+    try {
+      await until('the mapped port to be stolen', async () => (await curl([`http://${target.name}:${PORT}/m`])) === 'from-local /m');
+    } finally {
+      await stop(mapped);
+    }
+    writeFileSync(cfg, JSON.stringify({ feature: { network: { incoming: { mode: 'steal', ignore_ports: [PORT] } } } }));
+    const ignored = startMirrord(['-f', cfg], ['node', LOCAL_SERVER]);
+    try {
+      await until('the local server to listen', async () => ignored.out().includes('listening'));
+      await sleep(500);
+      assert.equal(await curl([`http://${target.name}:${PORT}/i`]), 'from-target /i');
+    } finally {
+      await stop(ignored);
+    }
+    writeFileSync(cfg, JSON.stringify({ feature: { network: { incoming: 'off' } } }));
+    const off = startMirrord(['-f', cfg], ['node', LOCAL_SERVER]);
+    try {
+      await until('the local server to listen', async () => off.out().includes('listening'));
+      await sleep(500);
+      assert.equal(await curl([`http://${target.name}:${PORT}/o`]), 'from-target /o');
+      assert.doesNotMatch(off.out(), /local got/);
+    } finally {
+      await stop(off);
+    }
+    assert.equal(await natTable(), baseline);
+  });
+});

@@ -1,0 +1,3 @@
+module mirrord.test/matrix
+
+go 1.21
