@@ -29,6 +29,7 @@ import type { Logger } from '../../src/log.js';
 import { DnsService } from './dns.js';
 import { readTargetEnv } from './env.js';
 import { FileService, fileHandlers } from './files.js';
+import type { Iptables } from './incoming/iptables.js';
 import { IncomingService } from './incoming/service.js';
 import { OutgoingStreams } from './outgoing.js';
 
@@ -49,8 +50,8 @@ export interface ServeAgentOptions {
   connectTimeoutMs?: number;
   /** Names this session's iptables chain; the CLI passes its session id. */
   session?: string;
-  /** Injected by tests (no iptables in-process). */
-  incoming?: IncomingService;
+  /** Injected by tests (never touch the host's iptables in-process). */
+  iptables?: () => Promise<Iptables>;
 }
 
 /** What a method handler gives back; `after` runs once the RESPONSE is on the link. */
@@ -79,7 +80,7 @@ export function serveAgent(link: Duplex, opts: ServeAgentOptions): Promise<void>
   const outgoing = new OutgoingStreams(send, log?.child('outgoing'), opts.connectTimeoutMs);
   const dns = new DnsService({ root, port: opts.dnsPort, log: log?.child('dns') });
   const files = new FileService(root, procRoot, opts.targetPid, log?.child('files'));
-  const incoming = opts.incoming ?? new IncomingService({ send, session: opts.session ?? `pid${process.pid}`, log: log?.child('incoming') });
+  const incoming = new IncomingService({ send, session: opts.session ?? `pid${process.pid}`, log: log?.child('incoming'), iptables: opts.iptables });
 
   const handlers: Handlers = {
     ...fileHandlers(files),

@@ -178,6 +178,15 @@ static void to_msg(const struct json *m, bool response, struct lp_msg *out, uint
             out->proto = !strcmp(str(m, "proto"), "tcp") ? LP_PROTO_TCP : LP_PROTO_UDP;
             to_addr(get(m, "remote"), &out->addr);
         }
+    } else if (!strcmp(kind, "listen") || !strcmp(kind, "unlisten")) {
+        out->type = (!strcmp(kind, "listen") ? LP_LISTEN : LP_UNLISTEN) | resp;
+        if (!response) {
+            to_addr(get(m, "requested"), &out->addr);
+            if (!strcmp(kind, "listen")) to_addr(get(m, "bound"), &out->addr2);
+        }
+    } else if (!strcmp(kind, "accept")) {
+        out->type = LP_ACCEPT | resp;
+        to_addr(get(m, response ? "remote" : "peer"), &out->addr);
     } else {
         out->type = LP_GETADDRINFO | resp;
         if (response) {
@@ -204,7 +213,9 @@ static bool msg_eq(const struct lp_msg *a, const struct lp_msg *b)
     return a->id == b->id && a->type == b->type && a->status == b->status && a->version == b->version &&
            a->pid == b->pid && a->ppid == b->ppid && a->parent_pid == b->parent_pid && str_eq(a->exe, b->exe) &&
            a->proto == b->proto && a->addr.family == b->addr.family && a->addr.port == b->addr.port &&
-           !memcmp(a->addr.bytes, b->addr.bytes, 16) && str_eq(a->node, b->node) && a->family == b->family &&
+           !memcmp(a->addr.bytes, b->addr.bytes, 16) && a->addr2.family == b->addr2.family &&
+           a->addr2.port == b->addr2.port && !memcmp(a->addr2.bytes, b->addr2.bytes, 16) &&
+           str_eq(a->node, b->node) && a->family == b->family &&
            a->count == b->count && (!a->count || !memcmp(a->entries, b->entries, a->count * LP_GAI_ENTRY_SIZE)) &&
            str_eq(a->canonname, b->canonname);
 }

@@ -7,7 +7,7 @@
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
-import type { Duplex } from 'node:stream';
+import { Duplex } from 'node:stream';
 import type { ApHttpFilter } from '../../../src/protocol/agent.js';
 import type { Logger } from '../../../src/log.js';
 
@@ -66,7 +66,7 @@ export function serveFiltered(c: FilteredConnection): void {
     socket.pause();
     socket.unshift(first);
     const h2 = first.length >= 3 && H2_PREFACE.subarray(0, Math.min(first.length, H2_PREFACE.length)).equals(first.subarray(0, Math.min(first.length, H2_PREFACE.length)));
-    if (h2) serveH2(c);
+    if (h2) serveH2({ ...c, socket: replaying(socket) as net.Socket });
     else serveH1(c);
   });
   socket.resume();
@@ -118,6 +118,35 @@ function serveH1(c: FilteredConnection): void {
   c.socket.resume();
 }
 
+/**
+ * The socket as a plain Duplex: the HTTP/2 server reads a real socket's native handle directly and
+ * would never see the bytes we already peeked at; through a JS stream it reads what we unshifted.
+ */
+function replaying(socket: net.Socket): Duplex {
+  const d = new Duplex({
+    read() {
+      socket.resume();
+    },
+    write(chunk, _enc, cb) {
+      socket.write(chunk, cb);
+    },
+    final(cb) {
+      socket.end();
+      cb();
+    },
+    destroy(err, cb) {
+      socket.destroy();
+      cb(err);
+    },
+  });
+  socket.on('data', (chunk: Buffer) => {
+    if (!d.push(chunk)) socket.pause();
+  });
+  socket.on('end', () => d.push(null));
+  socket.on('close', () => d.destroy());
+  return d;
+}
+
 function serveH2(c: FilteredConnection): void {
   const server = http2.createServer();
   let app: http2.ClientHttp2Session | undefined;
@@ -138,10 +167,14 @@ function serveH2(c: FilteredConnection): void {
     const s = session(toLocal);
     s.on('error', () => undefined);
     const up = s.request(headers, { endStream: false });
-    up.on('response', (h) => stream.respond(h));
+    // The body may arrive in the same tick as the (deferred) 'response' event: pipe only after it,
+    // or the first chunk would make the server answer 200 on its own.
+    up.on('response', (h) => {
+      stream.respond(h);
+      up.pipe(stream);
+    });
     up.on('error', () => (stream.headersSent ? stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR) : stream.respond({ ':status': 502 }, { endStream: true })));
     stream.pipe(up);
-    up.pipe(stream);
     stream.on('error', () => up.close());
   });
   server.on('sessionError', () => c.socket.destroy());

@@ -1,0 +1,87 @@
+/**
+ * Incoming traffic figures, same run: a client container calls the target's HTTP port
+ * - directly (the target's own app answers),
+ * - with the port stolen by a local copy of the same server under `mirrord exec --steal`,
+ * - with the port mirrored (the target's app answers, through the agent's pass-through).
+ * Printed: requests per second (concurrency 8) and p50/p99 latency of sequential keep-alive requests.
+ */
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { RUN_ID, createNetwork, removeTestResources, runContainer, type TestContainer } from '../test/helpers/docker-fixtures.js';
+
+const cli = fileURLToPath(new URL('../bin/mirrord.js', import.meta.url));
+const PORT = 8080;
+const SEQUENTIAL = Number(process.env.BENCH_REQUESTS ?? 2000);
+const CONCURRENT = Number(process.env.BENCH_RPS_REQUESTS ?? 4000);
+const SERVER = `require('http').createServer((q, s) => { q.resume(); q.on('end', () => s.end('ok')); }).listen(Number(process.argv[1] || ${PORT}))`;
+const LOAD = `
+const http = require('http');
+const [url, n, conc] = [process.argv[1], Number(process.argv[2]), Number(process.argv[3])];
+const agent = new http.Agent({ keepAlive: true, maxSockets: conc });
+const one = () => new Promise((res, rej) => http.get(url, { agent }, (r) => { r.resume(); r.on('end', res); }).on('error', rej));
+(async () => {
+  for (let i = 0; i < 200; i++) await one();
+  const lat = [];
+  for (let i = 0; i < n; i++) { const t = process.hrtime.bigint(); await one(); lat.push(Number(process.hrtime.bigint() - t) / 1e6); }
+  lat.sort((a, b) => a - b);
+  const t0 = Date.now(); let left = n * 2;
+  await Promise.all(Array.from({ length: conc }, async () => { while (left-- > 0) await one(); }));
+  console.log(JSON.stringify({ p50: lat[Math.floor(n / 2)], p99: lat[Math.floor(n * 0.99)], rps: (n * 2) / ((Date.now() - t0) / 1000) }));
+  agent.destroy();
+})();`;
+
+interface Figures {
+  p50: number;
+  p99: number;
+  rps: number;
+}
+
+async function load(client: TestContainer, host: string): Promise<Figures> {
+  const r = await client.exec(['node', '-e', LOAD, `http://${host}:${PORT}/`, String(SEQUENTIAL), '8']);
+  if (r.code !== 0) throw new Error(`load failed: ${r.stderr}`);
+  return JSON.parse(r.stdout) as Figures;
+}
+
+async function underMirrord(targetName: string, flags: string[], client: TestContainer, expectLocal: boolean): Promise<Figures> {
+  const child = spawn(process.execPath, [cli, 'exec', '-t', `docker/${targetName}`, ...flags, '--', process.execPath, '-e', SERVER], {
+    stdio: 'ignore',
+    env: { ...process.env, MIRRORD_LOG: 'error' },
+  });
+  try {
+    // Ready once the agent's REDIRECT is in place: the subscription answers before we measure.
+    for (let i = 0; i < 100; i++) {
+      const probe = await client.exec(['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', `http://${targetName}:${PORT}/`]);
+      if (probe.stdout === '200' && (!expectLocal || i > 3)) break;
+      await sleep(200);
+    }
+    await sleep(1000);
+    return await load(client, targetName);
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+  }
+}
+
+async function main(): Promise<void> {
+  const network = await createNetwork('mirrord-bench-in');
+  try {
+    const target = await runContainer({ name: 'bench-in-target', network: network.name, cmd: ['node', '-e', SERVER], waitFor: { tcpPort: PORT } });
+    const client = await runContainer({ name: 'bench-in-client', network: network.name, cmd: ['sleep', '100000'] });
+    const direct = await load(client, target.name);
+    const stolen = await underMirrord(target.name, ['--steal'], client, true);
+    const mirrored = await underMirrord(target.name, [], client, false);
+    const row = (name: string, f: Figures) =>
+      `${name.padEnd(34)} ${f.rps.toFixed(0).padStart(8)} ${f.p50.toFixed(3).padStart(9)} ${f.p99.toFixed(3).padStart(9)}  rps ratio ${(f.rps / direct.rps).toFixed(2)}, p50 +${(f.p50 - direct.p50).toFixed(3)} ms`;
+    process.stdout.write(`\nmirrord incoming bench (client container -> target:${PORT}, same run; ${SEQUENTIAL} sequential + ${SEQUENTIAL * 2} at concurrency 8)\n`);
+    process.stdout.write(`${'path'.padEnd(34)} ${'req/s'.padStart(8)} ${'p50 ms'.padStart(9)} ${'p99 ms'.padStart(9)}\n`);
+    process.stdout.write(`${'direct (target app answers)'.padEnd(34)} ${direct.rps.toFixed(0).padStart(8)} ${direct.p50.toFixed(3).padStart(9)} ${direct.p99.toFixed(3).padStart(9)}\n`);
+    process.stdout.write(row('stolen (local server answers)', stolen) + '\n');
+    process.stdout.write(row('mirrored (target app, copy local)', mirrored) + '\n');
+  } finally {
+    await removeTestResources(RUN_ID);
+    await network.remove();
+  }
+}
+
+await main();
