@@ -53,6 +53,24 @@ describe('HTTP filter matching', () => {
   });
 });
 
+describe('iptables back end', () => {
+  const runner = (nft: string | Error, legacy: string | Error) => async (bin: string) => {
+    const out = bin.includes('legacy') ? legacy : nft;
+    if (out instanceof Error) throw out;
+    return out;
+  };
+  it('uses the back end that already holds the namespace\'s nat rules', async () => {
+    const rules = '*nat\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -d 127.0.0.11/32 -j DOCKER_OUTPUT\nCOMMIT\n';
+    assert.equal((await Iptables.detect(undefined, runner('*nat\nCOMMIT\n', rules))).backend, 'legacy');
+    assert.equal((await Iptables.detect(undefined, runner(rules, '*nat\nCOMMIT\n'))).backend, 'nft');
+    assert.equal((await Iptables.detect(undefined, runner('', ''))).backend, 'nft', 'nft when neither has rules');
+    assert.equal((await Iptables.detect(undefined, runner(new Error('no nf_tables'), ''))).backend, 'legacy', 'legacy when nft is unusable');
+  });
+  it('chain names fit iptables\' 28 characters', () => {
+    assert.ok(chainName('0123456789abcdef0123456789abcdef').length <= 28);
+  });
+});
+
 describe('incoming service (in-process, recorded iptables)', () => {
   const cleanups: Array<() => unknown> = [];
   after(async () => {
