@@ -13,7 +13,6 @@ import { RUN_ID, createNetwork, removeTestResources, runContainer, type TestCont
 const cli = fileURLToPath(new URL('../bin/mirrord.js', import.meta.url));
 const PORT = 8080;
 const SEQUENTIAL = Number(process.env.BENCH_REQUESTS ?? 2000);
-const CONCURRENT = Number(process.env.BENCH_RPS_REQUESTS ?? 4000);
 const SERVER = `require('http').createServer((q, s) => { q.resume(); q.on('end', () => s.end('ok')); }).listen(Number(process.argv[1] || ${PORT}))`;
 const LOAD = `
 const http = require('http');
