@@ -208,6 +208,31 @@ print("|".join(bodies))
     assert.equal(await natTable(), baseline);
   });
 
+  it('HTTP filter over h2c: routed per stream on one HTTP/2 connection', async () => {
+    const H2 = 8081;
+    const h2server = (name: string) => `require('http2').createServer((q, s) => s.end('${name} ' + q.url)).listen(${H2})`;
+    // A second app in the target, started in the background ($0 is the code).
+    const app = await target.exec(['sh', '-c', 'nohup node -e "$0" >/dev/null 2>&1 &', h2server('from-target')]);
+    assert.equal(app.code, 0, app.stderr);
+    const local = path.join(dir, 'h2-local.js');
+    writeFileSync(local, `${h2server('from-local')}; console.log('listening h2')`);
+    const cfg = path.join(dir, 'h2.json');
+    writeFileSync(cfg, JSON.stringify({ feature: { network: { incoming: { mode: 'steal', http_filter: { header_filter: '^x-session: me$' } } } } }));
+    const r = startMirrord(['-f', cfg], ['node', local]);
+    const script = `
+const s = require('http2').connect('http://${target.name}:${H2}');
+const get = (p, h) => new Promise((res, rej) => { const q = s.request({ ':path': p, ...h }); let b = ''; q.setEncoding('utf8'); q.on('data', d => b += d); q.on('end', () => res(b)); q.on('error', rej); q.end(); });
+Promise.all([get('/a', { 'x-session': 'me' }), get('/b', {}), get('/c', { 'x-session': 'me' })]).then((v) => { console.log(v.join('|')); s.close(); }, (e) => { console.error(e.message); process.exit(1); });`;
+    try {
+      await until('the h2c filter to take effect', async () => (await client.exec(['node', '-e', script])).stdout.trim().startsWith('from-local /a'));
+      const res = await client.exec(['node', '-e', script]);
+      assert.equal(res.stdout.trim(), 'from-local /a|from-target /b|from-local /c', res.stderr);
+    } finally {
+      await stop(r);
+    }
+    assert.equal(await natTable(), baseline);
+  });
+
   it('a local program binds port 80 as a non-root user', async () => {
     // The layer must be readable by that user; the checkout may live under a private directory.
     const layerCopy = path.join(mkdtempSync(path.join(os.tmpdir(), 'mirrord-layer-')), 'libmirrord_layer.so');
