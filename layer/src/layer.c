@@ -72,6 +72,33 @@ static void fork_child(void)
     proto_fork_release(true);
 }
 
+/*
+ * skip_processes: MIRRORD_SKIP_PROCESSES="name;name" (file names of executables) leaves those
+ * programs untouched; their children still check for themselves, since LD_PRELOAD stays.
+ */
+static bool skipped_process(void)
+{
+    const char *list = getenv("MIRRORD_SKIP_PROCESSES");
+    if (!list || !*list) return false;
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return false;
+    exe[n] = '\0';
+    const char *base = strrchr(exe, '/');
+    base = base ? base + 1 : exe;
+    size_t blen = strlen(base);
+    for (const char *p = list; *p;) {
+        const char *end = strchr(p, ';');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == blen && strncmp(p, base, len) == 0) {
+            layer_log(LOG_DEBUG, "%s is in skip_processes: not intercepted", base);
+            return true;
+        }
+        p += len + (end ? 1 : 0);
+    }
+    return false;
+}
+
 static void init_once_body(void)
 {
     const char *level = getenv("MIRRORD_LAYER_LOG");
@@ -89,6 +116,7 @@ static void init_once_body(void)
         config.enabled = parse_addr(addr, &config.intproxy);
         if (!config.enabled) layer_log(LOG_ERROR, "ignoring invalid MIRRORD_LAYER_ADDR=%s", addr);
     }
+    if (config.enabled && skipped_process()) config.enabled = false;
     socket_register();
     files_register();
     listen_register();

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { accessSync, constants, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { flagOverrides, type ExecFlags } from '../config/flags.js';
@@ -11,10 +11,13 @@ import { ExitCode, MirrordError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { packageRoot } from '../platforms/docker/agent-image.js';
 import { createProgress, type Progress } from '../progress.js';
+import { checkProgram } from '../program-check.js';
+import { findProgram } from '../program-path.js';
 import { startSession, type Session } from '../session.js';
 import { parseTarget, type TargetSpec } from '../target.js';
 
 export type { ExecFlags };
+export { findProgram };
 
 
 export function targetFrom(cfg: MirrordConfig, namespace?: string): TargetSpec {
@@ -24,20 +27,6 @@ export function targetFrom(cfg: MirrordConfig, namespace?: string): TargetSpec {
     throw new MirrordError('no target given', ExitCode.Usage, 'Pass -t docker/NAME_OR_ID or set "target" in the config file');
   }
   return parseTarget(text, namespace ?? (typeof t === 'object' ? t.namespace : undefined));
-}
-
-/** The program as the local PATH finds it, so a typo fails before any agent starts. */
-export function findProgram(cmd: string, pathVar = process.env.PATH ?? ''): string {
-  const candidates = cmd.includes('/') ? [path.resolve(cmd)] : pathVar.split(':').filter(Boolean).map((d) => path.join(d, cmd));
-  for (const c of candidates) {
-    try {
-      accessSync(c, constants.X_OK);
-      return c;
-    } catch {
-      // try the next PATH entry
-    }
-  }
-  throw new MirrordError(`command not found: ${cmd}`, ExitCode.Program, cmd.includes('/') ? 'Check the path and its execute bit' : 'Check the name and your PATH');
 }
 
 export function layerPath(env: NodeJS.ProcessEnv = process.env): string {
@@ -56,6 +45,7 @@ export async function execCommand(argv: string[], flags: ExecFlags, log: Logger,
   const program = findProgram(cmd);
   const layer = layerPath();
   const features = resolveFeatures(config);
+  warnUnreachable(cmd, program);
 
   let session: Session | undefined;
   try {
@@ -67,6 +57,7 @@ export async function execCommand(argv: string[], flags: ExecFlags, log: Logger,
     env.LD_PRELOAD = [layer, process.env.LD_PRELOAD].filter(Boolean).join(':');
     env.MIRRORD_LAYER_ADDR = session.intproxy.address;
     env.MIRRORD_SESSION = session.id;
+    if (config.skip_processes?.length) env.MIRRORD_SKIP_PROCESSES = config.skip_processes.join(';');
     // Remote files: the layer learns which paths it may keep local without asking (src/fs/rules.ts).
     session.intproxy.files.exe = program;
     Object.assign(env, layerHintEnv(await session.intproxy.files.rules()));
@@ -79,6 +70,19 @@ export async function execCommand(argv: string[], flags: ExecFlags, log: Logger,
     throw err;
   } finally {
     await session?.close();
+  }
+}
+
+/** One line on stderr when the loader will not preload the layer into the program. */
+function warnUnreachable(cmd: string, program: string): void {
+  const check = checkProgram(program);
+  const what = check.resolved === program ? cmd : `${cmd} (run by ${check.resolved})`;
+  if (check.static) {
+    process.stderr.write(
+      `mirrord: warning: ${what} is statically linked: LD_PRELOAD cannot intercept it, so its traffic, DNS and files stay local (its environment is still the target's)\n`,
+    );
+  } else if (check.setid) {
+    process.stderr.write(`mirrord: warning: ${what} is set-user/group-ID: the loader ignores LD_PRELOAD for it, so it runs without interception\n`);
   }
 }
 

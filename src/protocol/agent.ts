@@ -410,17 +410,13 @@ export class ApFrameReader {
     } else {
       out = this.copyOut(n);
     }
+    // One splice for all the chunks the frame used up: a frame that arrived in many small chunks
+    // must not cost one array shift per chunk (quadratic; found by the fuzzer).
     let left = n;
-    while (left > 0) {
-      const c = this.chunks[0]!;
-      if (c.length <= left) {
-        left -= c.length;
-        this.chunks.shift();
-      } else {
-        this.chunks[0] = c.subarray(left);
-        left = 0;
-      }
-    }
+    let whole = 0;
+    while (whole < this.chunks.length && this.chunks[whole]!.length <= left) left -= this.chunks[whole++]!.length;
+    if (whole > 0) this.chunks.splice(0, whole);
+    if (left > 0) this.chunks[0] = this.chunks[0]!.subarray(left);
     this.buffered -= n;
     return out;
   }

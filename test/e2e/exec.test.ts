@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -118,6 +119,25 @@ describe('mirrord exec -t docker/NAME', { timeout: 600_000 }, () => {
     assert.doesNotMatch(dns.stdout, /PONG/);
     writeFileSync(path.join(dir, 'filter.json'), JSON.stringify({ feature: { network: { outgoing: { filter: { local: [`127.0.0.1:${INSIDE_PORT}`] } } } } }));
     assert.notEqual((await exec(['-f', path.join(dir, 'filter.json')], curl)).code, 0);
+  });
+
+  it('skip_processes leaves the named programs untouched, and their children are checked on their own', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'mirrord-e2e-'));
+    writeFileSync(path.join(dir, 'skip.json'), JSON.stringify({ skip_processes: ['curl'] }));
+    // The target's own 127.0.0.1:INSIDE_PORT: refused at once on the host, served inside the target.
+    const url = `http://127.0.0.1:${INSIDE_PORT}/`;
+    const r = await exec(['-f', path.join(dir, 'skip.json')], ['sh', '-c', `curl -s -m 5 ${url}; echo "curl=$?"; python3 -c 'import urllib.request as u;print(u.urlopen("${url}").read().decode().strip())'`]);
+    assert.match(r.stdout, /curl=[1-9]/, 'curl is skipped: it connects on the host, where nothing listens');
+    assert.match(r.stdout, /only-inside-target/, 'python3, not skipped, still connects in the target');
+  });
+
+  it('warns when the program is statically linked (LD_PRELOAD cannot reach it)', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'mirrord-e2e-'));
+    writeFileSync(path.join(dir, 'p.c'), 'int main(void){return 3;}\n');
+    execFileSync('gcc', ['-static', '-o', path.join(dir, 'static-prog'), path.join(dir, 'p.c')]);
+    const r = await exec([], [path.join(dir, 'static-prog')]);
+    assert.equal(r.code, 3);
+    assert.match(r.stderr, /static-prog is statically linked: LD_PRELOAD cannot intercept it/);
   });
 
   it('passes the exit status through, 128 + signal when killed', async () => {
