@@ -102,7 +102,10 @@ LAYER_REAL(ssize_t, sendfile64, (int, int, off64_t *, size_t))
 #define MAX_PREFIXES 256
 static pthread_once_t settings_once = PTHREAD_ONCE_INIT;
 static bool enabled;
-static char *local_buf, *ask_buf;
+/* Static, not strdup'ed: the first hooked call may come from inside an allocator's own start-up
+ * (jemalloc reads /etc/malloc.conf with readlink), where calling malloc deadlocks. */
+#define SETTINGS_MAX 65536
+static char local_buf[SETTINGS_MAX], ask_buf[SETTINGS_MAX];
 static const char *local_dirs[MAX_PREFIXES], *ask_prefixes[MAX_PREFIXES];
 static size_t n_local, n_ask;
 
@@ -115,15 +118,28 @@ static size_t split(char *text, const char **out)
     return n;
 }
 
+/* Copies a ':'-list into `buf`; a list too long keeps its whole leading entries only (the rest are
+ * then asked about, which is slower but never wrong). */
+static char *copy_list(char *buf, const char *text)
+{
+    if (!text) return NULL;
+    size_t n = strlen(text);
+    if (n >= SETTINGS_MAX) {
+        n = SETTINGS_MAX - 1;
+        while (n > 0 && text[n] != ':') n--;
+    }
+    memcpy(buf, text, n);
+    buf[n] = '\0';
+    return buf;
+}
+
 static void settings_load(void)
 {
     const char *mode = getenv("MIRRORD_FS");
     enabled = layer_config()->enabled && mode && strcmp(mode, "on") == 0;
     const char *l = getenv("MIRRORD_FS_LOCAL"), *a = getenv("MIRRORD_FS_ASK");
-    local_buf = l ? strdup(l) : NULL;
-    ask_buf = a ? strdup(a) : NULL;
-    n_local = split(local_buf, local_dirs);
-    n_ask = split(ask_buf, ask_prefixes);
+    n_local = split(copy_list(local_buf, l), local_dirs);
+    n_ask = split(copy_list(ask_buf, a), ask_prefixes);
 }
 
 bool files_enabled(void)

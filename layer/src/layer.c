@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define DEFAULT_TIMEOUT_MS 45000
@@ -81,7 +82,8 @@ static bool skipped_process(void)
     const char *list = getenv("MIRRORD_SKIP_PROCESSES");
     if (!list || !*list) return false;
     char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    /* The raw system call: readlink is hooked (remote files), and we are inside layer_init. */
+    ssize_t n = syscall(SYS_readlink, "/proc/self/exe", exe, sizeof exe - 1);
     if (n <= 0) return false;
     exe[n] = '\0';
     const char *base = strrchr(exe, '/');
