@@ -18,6 +18,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -56,44 +57,6 @@ void listen_register(void) { fdtable_register(FD_KIND_LISTEN, &listen_ops); }
 
 /* ---- decisions ---------------------------------------------------------------------------- */
 
-/* TCP over IPv4/IPv6 only; returns the socket family or 0. */
-static int tcp_family(int fd)
-{
-    int type = 0, domain = 0, protocol = 0;
-    socklen_t olen = sizeof type;
-    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &olen) < 0 || type != SOCK_STREAM) return 0;
-    olen = sizeof domain;
-    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &olen) < 0) return 0;
-    olen = sizeof protocol;
-    if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &olen) < 0 || protocol != IPPROTO_TCP) return 0;
-    return domain == AF_INET || domain == AF_INET6 ? domain : 0;
-}
-
-static int from_sockaddr(const struct sockaddr *sa, socklen_t len, struct lp_addr *out)
-{
-    memset(out, 0, sizeof *out);
-    if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        out->family = 4;
-        memcpy(out->bytes, &in->sin_addr, 4);
-        out->port = ntohs(in->sin_port);
-        return 0;
-    }
-    if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
-            out->family = 4;
-            memcpy(out->bytes, in6->sin6_addr.s6_addr + 12, 4);
-        } else {
-            out->family = 6;
-            memcpy(out->bytes, &in6->sin6_addr, 16);
-        }
-        out->port = ntohs(in6->sin6_port);
-        return 0;
-    }
-    return -1;
-}
-
 static int is_loopback(const struct lp_addr *a)
 {
     static const uint8_t v6_loopback[16] = { [15] = 1 };
@@ -122,8 +85,8 @@ static int remember(int fd, int family, const struct sockaddr *asked, socklen_t 
     if (!lo) return -1;
     struct sockaddr_storage got;
     socklen_t glen = sizeof got;
-    if (from_sockaddr(asked, len, &lo->requested) < 0 || real_getsockname_fn()(fd, (struct sockaddr *)&got, &glen) < 0 ||
-        from_sockaddr((struct sockaddr *)&got, glen, &lo->bound) < 0) {
+    if (socket_from_sockaddr(asked, len, &lo->requested) < 0 || real_getsockname_fn()(fd, (struct sockaddr *)&got, &glen) < 0 ||
+        socket_from_sockaddr((struct sockaddr *)&got, glen, &lo->bound) < 0) {
         free(lo);
         return -1;
     }
@@ -143,7 +106,7 @@ int bind(int fd, const struct sockaddr *addr, socklen_t len)
     }
     int family;
     if (layer_inside() || !layer_config()->enabled || !addr || len > sizeof(struct sockaddr_storage) ||
-        (family = tcp_family(fd)) == 0 || addr->sa_family != family)
+        (family = socket_tcp_family(fd)) == 0 || addr->sa_family != family)
         return real_bind_fn()(fd, addr, len);
 
     int r = real_bind_fn()(fd, addr, len);
@@ -199,7 +162,7 @@ static int accepted(int lfd, int cfd, struct sockaddr *addr, socklen_t *addrlen,
     struct listen_obj *lo = layer_inside() ? NULL : (struct listen_obj *)fdtable_get(lfd, FD_KIND_LISTEN);
     struct lp_addr peer_lp, remote;
     int found = 0;
-    if (lo && __atomic_load_n(&lo->announced, __ATOMIC_ACQUIRE) && from_sockaddr((const struct sockaddr *)peer, plen, &peer_lp) == 0 &&
+    if (lo && __atomic_load_n(&lo->announced, __ATOMIC_ACQUIRE) && socket_from_sockaddr((const struct sockaddr *)peer, plen, &peer_lp) == 0 &&
         is_loopback(&peer_lp)) {
         uint8_t *frame = malloc(LP_MAX_FRAME);
         struct lp_msg req = { .type = LP_ACCEPT, .addr = peer_lp }, resp;
@@ -227,35 +190,27 @@ static int accepted(int lfd, int cfd, struct sockaddr *addr, socklen_t *addrlen,
     return cfd;
 }
 
-int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
+/* accept() is accept4() without flags to the kernel, but each keeps its own libc entry point. */
+static int accept_common(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags, bool four)
 {
     layer_init();
-    if (!real_accept4_fn()) {
+    if (four ? !real_accept4_fn() : !real_accept_fn()) {
         errno = ENOSYS;
         return -1;
     }
-    if (layer_inside() || !layer_config()->enabled || !fdtable_any()) return real_accept4_fn()(fd, addr, addrlen, flags);
+    bool ours = !layer_inside() && layer_config()->enabled && fdtable_any();
     struct sockaddr_storage peer;
     socklen_t plen = sizeof peer;
-    int c = real_accept4_fn()(fd, (struct sockaddr *)&peer, &plen, flags);
-    if (c < 0) return c;
+    struct sockaddr *pa = ours ? (struct sockaddr *)&peer : addr;
+    socklen_t *pl = ours ? &plen : addrlen;
+    int c = four ? real_accept4_fn()(fd, pa, pl, flags) : real_accept_fn()(fd, pa, pl);
+    if (c < 0 || !ours) return c;
     return accepted(fd, c, addr, addrlen, &peer, plen);
 }
 
-int accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
-{
-    layer_init();
-    if (!real_accept_fn()) {
-        errno = ENOSYS;
-        return -1;
-    }
-    if (layer_inside() || !layer_config()->enabled || !fdtable_any()) return real_accept_fn()(fd, addr, addrlen);
-    struct sockaddr_storage peer;
-    socklen_t plen = sizeof peer;
-    int c = real_accept_fn()(fd, (struct sockaddr *)&peer, &plen);
-    if (c < 0) return c;
-    return accepted(fd, c, addr, addrlen, &peer, plen);
-}
+int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags) { return accept_common(fd, addr, addrlen, flags, true); }
+
+int accept(int fd, struct sockaddr *addr, socklen_t *addrlen) { return accept_common(fd, addr, addrlen, 0, false); }
 
 int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
 {

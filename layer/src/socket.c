@@ -80,35 +80,50 @@ static enum decision decide_connect(int fd, const struct sockaddr *addr, socklen
                                     struct lp_addr *remote, int *sock_family)
 {
     if (!addr || len < sizeof(sa_family_t)) return BYPASS;
+    int domain = socket_tcp_family(fd);
+    if (domain == 0) return BYPASS;
+    *sock_family = domain;
+    if (addr->sa_family != domain || socket_from_sockaddr(addr, len, remote) < 0) return BYPASS;
+    return HANDLE;
+}
+
+/* AF_INET or AF_INET6 for a TCP socket, else 0 (anything unusual is left for libc to judge). */
+int socket_tcp_family(int fd)
+{
     int type = 0, domain = 0, protocol = 0;
     socklen_t olen = sizeof type;
-    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &olen) < 0 || type != SOCK_STREAM) return BYPASS;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &olen) < 0 || type != SOCK_STREAM) return 0;
     olen = sizeof domain;
-    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &olen) < 0) return BYPASS;
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &olen) < 0) return 0;
     olen = sizeof protocol;
-    if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &olen) < 0 || protocol != IPPROTO_TCP) return BYPASS;
-    memset(remote, 0, sizeof *remote);
-    *sock_family = domain;
-    if (domain == AF_INET && addr->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
-        remote->family = 4;
-        memcpy(remote->bytes, &in->sin_addr, 4);
-        remote->port = ntohs(in->sin_port);
-        return HANDLE;
+    if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &olen) < 0 || protocol != IPPROTO_TCP) return 0;
+    return domain == AF_INET || domain == AF_INET6 ? domain : 0;
+}
+
+/* A sockaddr as an lp_addr (an IPv4-mapped IPv6 address becomes family 4); -1 if it is neither. */
+int socket_from_sockaddr(const struct sockaddr *sa, socklen_t len, struct lp_addr *out)
+{
+    memset(out, 0, sizeof *out);
+    if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        out->family = 4;
+        memcpy(out->bytes, &in->sin_addr, 4);
+        out->port = ntohs(in->sin_port);
+        return 0;
     }
-    if (domain == AF_INET6 && addr->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)addr;
+    if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
         if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
-            remote->family = 4;
-            memcpy(remote->bytes, in6->sin6_addr.s6_addr + 12, 4);
+            out->family = 4;
+            memcpy(out->bytes, in6->sin6_addr.s6_addr + 12, 4);
         } else {
-            remote->family = 6;
-            memcpy(remote->bytes, &in6->sin6_addr, 16);
+            out->family = 6;
+            memcpy(out->bytes, &in6->sin6_addr, 16);
         }
-        remote->port = ntohs(in6->sin6_port);
-        return HANDLE;
+        out->port = ntohs(in6->sin6_port);
+        return 0;
     }
-    return BYPASS;
+    return -1;
 }
 
 /* An lp_addr as a sockaddr of `sock_family` (v4 in a v6 socket becomes ::ffff:a.b.c.d). */

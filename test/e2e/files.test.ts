@@ -134,6 +134,17 @@ describe('remote files (mirrord exec)', { timeout: 600_000 }, () => {
     }
   });
 
+  it('remote files handed to exec\'d programs: `wc -l < /srv/...`, and in write mode `tr > /srv/...`', async () => {
+    const r = await exec(['--fs-mode', 'write'], ['sh', '-c', 'wc -l < /srv/hello.txt; tr a-z A-Z < /srv/hello.txt > /srv/upper.txt']);
+    assert.equal(r.stdout.trim(), '2', r.stderr);
+    let upper = '';
+    for (let i = 0; i < 30 && upper !== 'ONLY IN THE TARGET\nSECOND\n'; i++) {
+      upper = await inTarget('cat /srv/upper.txt 2>/dev/null');
+      if (upper !== 'ONLY IN THE TARGET\nSECOND\n') await new Promise((res) => setTimeout(res, 100));
+    }
+    assert.equal(upper, 'ONLY IN THE TARGET\nSECOND\n');
+  });
+
   it('not_found and local rules behave as documented', async () => {
     const f = config({ not_found: ['^/srv/secret'], local: ['\\.local$'] });
     const r = await exec(['-f', f], ['sh', '-c', 'cat /srv/secret.txt 2>&1 || echo secret-missing; cat /srv/rule.local 2>&1 || echo rule-local-missing; cat /srv/hello.txt | head -1']);
