@@ -55,7 +55,7 @@ export function checkProgram(path: string, pathVar = process.env.PATH ?? ''): Pr
     }
   }
   let st;
-  let isStatic = false;
+  let isStatic: boolean;
   try {
     st = statSync(resolved);
     isStatic = isStaticElf(resolved) === true;

@@ -64,7 +64,10 @@ export async function execCommand(argv: string[], flags: ExecFlags, log: Logger,
     session.onLinkLost((reason) => {
       process.stderr.write(`mirrord: lost the link to the agent (${reason}); remote connections and look-ups now fail\n`);
     });
-    return await runProgram(program, cmd, args, env);
+    const status = await runProgram(program, cmd, args, env);
+    // A helper still copying an exec'd program's output to a remote file gets a moment to finish.
+    await session.intproxy.files.idle(3000);
+    return status;
   } catch (err) {
     progress.fail();
     throw err;

@@ -262,6 +262,12 @@ export class FileProxy {
     }
   }
 
+  /** Resolves once no remote file is open (or after `ms`): the CLI waits on it before leaving. */
+  async idle(ms: number): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (this.handles.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  }
+
   /** Every remote file the session holds (the CLI closes them when the session ends). */
   async closeAll(): Promise<void> {
     const fds = [...this.handles.keys()];
