@@ -118,8 +118,8 @@ static size_t split(char *text, const char **out)
     return n;
 }
 
-/* Copies a ':'-list into `buf`; a list too long keeps its whole leading entries only (the rest are
- * then asked about, which is slower but never wrong). */
+/* Copies a ':'-list into `buf`; a list too long keeps its whole leading entries only (the caller
+ * makes sure that losing the rest is safe). */
 static char *copy_list(char *buf, const char *text)
 {
     if (!text) return NULL;
@@ -140,6 +140,9 @@ static void settings_load(void)
     const char *l = getenv("MIRRORD_FS_LOCAL"), *a = getenv("MIRRORD_FS_ASK");
     n_local = split(copy_list(local_buf, l), local_dirs);
     n_ask = split(copy_list(ask_buf, a), ask_prefixes);
+    /* A dropped "ask" entry could turn a remote path local: with an ask list too long to hold,
+     * keep no local hints at all (every path is then asked about, slower but never wrong). */
+    if (a && strlen(a) >= SETTINGS_MAX) n_local = 0;
 }
 
 bool files_enabled(void)

@@ -83,7 +83,7 @@ async function silentDnsRoot() {
 
 test('handshake succeeds and agent.info answers', async () => {
   const h = await startAgent();
-  assert.deepEqual(h.conn.info, { version: 1, agent: '0.1.0', targetPid: process.pid });
+  assert.deepEqual(h.conn.info, { version: 1, agent: '0.1.0', targetPid: process.pid, agentPid: process.pid });
   const info = await h.conn.request('agent.info', {});
   assert.equal(info.targetPid, process.pid);
   assert.equal(typeof info.hostname, 'string');
