@@ -93,7 +93,7 @@ prepare_k8s() {
 }
 
 run_tier() {
-  local tier="$1" tap="$work/$1.tap" started=$SECONDS
+  local tier="$1" summary="$work/$1.spec" started=$SECONDS
   shopt -s nullglob
   local files=(test/"$tier"/*.test.ts)
   shopt -u nullglob
@@ -112,18 +112,19 @@ run_tier() {
     prepare_k8s || return
   fi
   echo "run-all: tier $tier (${#files[@]} files)"
-  # --test-timeout: a default for tests that set none. `timeout`: a file that leaks a handle keeps its
-  # process alive after its tests end, and must not hold CI (--foreground lets Ctrl-C reach the tests).
-  # --test-force-exit would end such a file too, but it cuts the TAP file short before its counts.
+  # --test-timeout: a default for tests that set none. --test-force-exit: a file that leaks a handle
+  # would keep its process alive after its tests end; it ends once its tests are done. It also cuts
+  # a TAP file short, so the counts come from a second spec report. `timeout` is the last resort
+  # (--foreground lets Ctrl-C reach the tests).
   timeout --foreground "$TIER_TIMEOUT" \
-    node --import tsx --test --test-concurrency=1 --test-timeout=300000 \
+    node --import tsx --test --test-concurrency=1 --test-timeout=300000 --test-force-exit \
     --test-reporter=spec --test-reporter-destination=stdout \
-    --test-reporter=tap --test-reporter-destination="$tap" \
+    --test-reporter=spec --test-reporter-destination="$summary" \
     "${files[@]}"
   local rc=$? p f c
-  p=$(sed -n 's/^# pass \([0-9]\+\)$/\1/p' "$tap" | tail -n 1)
-  f=$(sed -n 's/^# fail \([0-9]\+\)$/\1/p' "$tap" | tail -n 1)
-  c=$(sed -n 's/^# cancelled \([0-9]\+\)$/\1/p' "$tap" | tail -n 1)
+  p=$(sed -n 's/^ℹ pass \([0-9]\+\)$/\1/p' "$summary" | tail -n 1)
+  f=$(sed -n 's/^ℹ fail \([0-9]\+\)$/\1/p' "$summary" | tail -n 1)
+  c=$(sed -n 's/^ℹ cancelled \([0-9]\+\)$/\1/p' "$summary" | tail -n 1)
   if [ -z "$p" ] || [ -z "$f" ]; then
     [ "$rc" -ne 124 ] || echo "run-all: tier $tier exceeded ${TIER_TIMEOUT} s and was stopped" >&2
     step_failed "tier '$tier': the test runner ended without counts (exit $rc)"

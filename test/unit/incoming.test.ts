@@ -19,7 +19,14 @@ function recordingIptables(commands: string[]) {
   });
 }
 
+/** Every socket a server accepted, so cleanup can end keep-alive connections instead of waiting. */
+const accepted = new Set<net.Socket>();
+
 async function listen(server: net.Server): Promise<number> {
+  server.on('connection', (s: net.Socket) => {
+    accepted.add(s);
+    s.once('close', () => accepted.delete(s));
+  });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   return (server.address() as net.AddressInfo).port;
 }
@@ -75,12 +82,16 @@ describe('incoming service (in-process, recorded iptables)', () => {
   const cleanups: Array<() => unknown> = [];
   after(async () => {
     for (const c of cleanups.reverse()) await c();
+    for (const s of accepted) s.destroy();
   });
 
   async function setup(mode: 'steal' | 'mirror', httpFilter?: { header?: string }, h2 = false) {
     const commands: string[] = [];
     const h: Harness = await startAgent({ session: 'unit', iptables: recordingIptables(commands) });
-    cleanups.push(() => h.conn.close());
+    cleanups.push(async () => {
+      h.conn.close();
+      await h.agentDone;
+    });
     const seenLocally: string[] = [];
     const mk = (name: string) =>
       h2
@@ -97,7 +108,10 @@ describe('incoming service (in-process, recorded iptables)', () => {
     const local = mk('local');
     const appPort = await listen(app);
     const localPort = await listen(local);
-    cleanups.push(() => app.close(), () => local.close());
+    cleanups.push(
+      () => void app.close(),
+      () => void local.close(),
+    );
     // What the intproxy does with each OPEN: dial the program's listener.
     h.conn.onIncoming((_info, stream) => {
       const s = net.connect(localPort, '127.0.0.1');
