@@ -3,6 +3,7 @@
  * bridged to one AP stream. Half-close travels both ways (EOF <-> FIN); credit flow control lives in
  * ApStream, and pipe() pauses the socket while the stream has no credit.
  */
+import dgram from 'node:dgram';
 import net from 'node:net';
 import { ApKind, decodeClose, decodeCredit, type ApFrame, type ApMethods } from '../../src/protocol/agent.js';
 import { ApStream, type FrameSink } from '../../src/agent-link/stream.js';
@@ -44,6 +45,7 @@ export class OutgoingStreams {
     if (this.shutDown) throw codeError('ECONNABORTED', 'the agent is shutting down');
     if (this.entries.has(p.stream)) throw codeError('EEXIST', `stream ${p.stream} is already open`);
     if (net.isIP(p.host) === 0) throw codeError('EINVAL', `host must be an IP literal, got ${JSON.stringify(p.host)}`);
+    if (p.protocol === 'udp') return this.connectUdp(p);
 
     const socket = net.connect({ host: p.host, port: p.port, allowHalfOpen: true });
     const entry: Entry = { socket };
@@ -104,6 +106,44 @@ export class OutgoingStreams {
       });
       socket.pipe(stream);
       stream.pipe(socket);
+    };
+    return { result, start };
+  }
+
+  /**
+   * UDP: a connected datagram socket in the target's namespace; each DATA frame is one datagram.
+   * It lives until the client closes the stream or the link ends (UDP has no end of its own).
+   */
+  private async connectUdp(p: ConnectParams): Promise<{ result: ConnectResult; start: () => void }> {
+    const sock = dgram.createSocket(net.isIPv6(p.host) ? 'udp6' : 'udp4');
+    await new Promise<void>((resolve, reject) => {
+      sock.once('error', reject);
+      sock.connect(p.port, p.host, () => {
+        sock.off('error', reject);
+        resolve();
+      });
+    });
+    const stream = new ApStream(p.stream, this.send, () => undefined);
+    stream.datagram = true;
+    // The entry's socket is what closeAll and CLOSE handling destroy: a thin net.Socket-like face.
+    const face = { closed: false, destroy: () => void sock.close(), once: (_e: string, f: () => void) => sock.once('close', f) };
+    const entry: Entry = { socket: face as unknown as net.Socket, stream };
+    this.entries.set(p.stream, entry);
+    sock.once('close', () => {
+      face.closed = true;
+      if (this.entries.get(p.stream) === entry) this.entries.delete(p.stream);
+      stream.destroy();
+    });
+    const addr = sock.address();
+    const result = { localAddress: addr.address, localPort: addr.port };
+    const start = () => {
+      sock.on('message', (msg) => stream.write(msg));
+      sock.on('error', (err) => this.log?.debug(`udp stream ${p.stream}: ${err.message}`));
+      stream.on('data', (d: Buffer) => sock.send(d));
+      stream.on('close', () => {
+        if (!face.closed) sock.close();
+      });
+      stream.on('error', () => undefined);
     };
     return { result, start };
   }

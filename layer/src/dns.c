@@ -221,8 +221,12 @@ int getaddrinfo(const char *node, const char *service, const struct addrinfo *hi
     struct lp_msg resp;
     r = ask_intproxy(node, ask_family, &frame, &resp);
     if (r == LP_STATUS_BYPASS) {
+        /* Local means local all the way: the resolver's own files and UDP queries are not ours. */
         real_freeaddrinfo_fn()(tmpl);
-        return real_getaddrinfo_fn()(node, service, hints, res);
+        layer_enter();
+        r = real_getaddrinfo_fn()(node, service, hints, res);
+        layer_leave();
+        return r;
     }
     if (r == 0) {
         r = build_list(&resp, tmpl, node, flags, family, res);

@@ -22,6 +22,8 @@
 
 LAYER_REAL(int, connect, (int, const struct sockaddr *, socklen_t))
 LAYER_REAL(int, getpeername, (int, struct sockaddr *, socklen_t *))
+LAYER_REAL(ssize_t, recvfrom, (int, void *, size_t, int, struct sockaddr *, socklen_t *))
+LAYER_REAL(ssize_t, recvmsg, (int, struct msghdr *, int))
 
 struct fd_state {
     struct sockaddr_storage remote; /* in the socket's own family */
@@ -77,10 +79,12 @@ enum decision { BYPASS, HANDLE };
 
 /* Only TCP over IPv4/IPv6 goes to the intproxy; anything unusual is left for libc to judge. */
 static enum decision decide_connect(int fd, const struct sockaddr *addr, socklen_t len,
-                                    struct lp_addr *remote, int *sock_family)
+                                    struct lp_addr *remote, int *sock_family, uint8_t *proto)
 {
     if (!addr || len < sizeof(sa_family_t)) return BYPASS;
     int domain = socket_tcp_family(fd);
+    *proto = LP_PROTO_TCP;
+    if (domain == 0 && (domain = socket_udp_family(fd)) != 0) *proto = LP_PROTO_UDP;
     if (domain == 0) return BYPASS;
     *sock_family = domain;
     if (addr->sa_family != domain || socket_from_sockaddr(addr, len, remote) < 0) return BYPASS;
@@ -97,6 +101,20 @@ int socket_tcp_family(int fd)
     if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &olen) < 0) return 0;
     olen = sizeof protocol;
     if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &olen) < 0 || protocol != IPPROTO_TCP) return 0;
+    return domain == AF_INET || domain == AF_INET6 ? domain : 0;
+}
+
+/* AF_INET or AF_INET6 for a UDP socket, else 0. A connected UDP socket then sends and receives
+ * through the intproxy's relay with plain send/recv, and getpeername reports the remote. */
+int socket_udp_family(int fd)
+{
+    int type = 0, domain = 0, protocol = 0;
+    socklen_t olen = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &olen) < 0 || type != SOCK_DGRAM) return 0;
+    olen = sizeof domain;
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &olen) < 0) return 0;
+    olen = sizeof protocol;
+    if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &olen) < 0 || protocol != IPPROTO_UDP) return 0;
     return domain == AF_INET || domain == AF_INET6 ? domain : 0;
 }
 
@@ -160,7 +178,7 @@ static const char *addr_text(const struct lp_addr *a, char *buf, size_t n)
 /* ---- proxy logic ------------------------------------------------------------------------- */
 
 static int connect_via_intproxy(int fd, const struct sockaddr *addr, socklen_t len,
-                                const struct lp_addr *remote, int sock_family)
+                                const struct lp_addr *remote, int sock_family, uint8_t proto)
 {
     char text[INET6_ADDRSTRLEN];
     addr_text(remote, text, sizeof text);
@@ -169,7 +187,7 @@ static int connect_via_intproxy(int fd, const struct sockaddr *addr, socklen_t l
         errno = ENOMEM;
         return -1;
     }
-    struct lp_msg req = { .type = LP_CONNECT, .proto = LP_PROTO_TCP, .addr = *remote }, resp;
+    struct lp_msg req = { .type = LP_CONNECT, .proto = proto, .addr = *remote }, resp;
     if (proto_call(&req, frame, &resp) < 0) {
         free(frame);
         errno = LAYER_CONNECT_UNAVAILABLE_ERRNO;
@@ -219,7 +237,8 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
 
     struct lp_addr remote;
     int sock_family;
-    if (decide_connect(fd, addr, len, &remote, &sock_family) == BYPASS) return real_connect_fn()(fd, addr, len);
+    uint8_t proto;
+    if (decide_connect(fd, addr, len, &remote, &sock_family, &proto) == BYPASS) return real_connect_fn()(fd, addr, len);
 
     /* Polling a non-blocking connect by calling connect() again must reach the same local
      * socket (EALREADY / EISCONN), not open a second remote connection. */
@@ -231,7 +250,7 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
             return real_connect_fn()(fd, (const struct sockaddr *)&st.via, st.via_len);
         state_forget(fd);
     }
-    return connect_via_intproxy(fd, addr, len, &remote, sock_family);
+    return connect_via_intproxy(fd, addr, len, &remote, sock_family, proto);
 }
 
 /* An accepted incoming connection stands for a remote client: getpeername reports it. */
@@ -243,6 +262,42 @@ void socket_remember_peer(int fd, const struct lp_addr *remote, int sock_family)
     if (st.remote_len == 0) return;
     st.ino = inode_of(fd);
     state_set(fd, &st);
+}
+
+/*
+ * recvfrom / recvmsg on a redirected UDP socket: datagrams really come from the intproxy's relay,
+ * and resolvers such as c-ares drop answers whose source is not the server they asked; a connected
+ * socket only receives from its peer, so the peer is what we report.
+ */
+static void report_peer(int fd, struct sockaddr *addr, socklen_t *len)
+{
+    struct fd_state st;
+    if (!addr || !len || layer_inside() || !fdtable_any() || !state_get(fd, &st)) return;
+    socklen_t cap = *len;
+    memcpy(addr, &st.remote, cap < st.remote_len ? cap : st.remote_len);
+    *len = st.remote_len;
+}
+
+ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr, socklen_t *len)
+{
+    if (!real_recvfrom_fn()) {
+        errno = ENOSYS;
+        return -1;
+    }
+    ssize_t r = real_recvfrom_fn()(fd, buf, n, flags, addr, len);
+    if (r >= 0) report_peer(fd, addr, len);
+    return r;
+}
+
+ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+{
+    if (!real_recvmsg_fn()) {
+        errno = ENOSYS;
+        return -1;
+    }
+    ssize_t r = real_recvmsg_fn()(fd, msg, flags);
+    if (r >= 0 && msg && msg->msg_name) report_peer(fd, (struct sockaddr *)msg->msg_name, &msg->msg_namelen);
+    return r;
 }
 
 int getpeername(int fd, struct sockaddr *addr, socklen_t *len)

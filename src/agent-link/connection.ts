@@ -160,15 +160,25 @@ export class AgentConnection {
    * connection: end() half-closes it, destroy() closes it.
    */
   async connectTcp(host: string, port: number, opts?: { timeoutMs?: number }): Promise<ApStream> {
+    return this.connectStream(host, port, 'tcp', opts);
+  }
+
+  /** A UDP "connection" from the target's namespace: each write and each 'data' chunk is one datagram. */
+  async connectUdp(host: string, port: number, opts?: { timeoutMs?: number }): Promise<ApStream> {
+    return this.connectStream(host, port, 'udp', opts);
+  }
+
+  private async connectStream(host: string, port: number, protocol: 'tcp' | 'udp', opts?: { timeoutMs?: number }): Promise<ApStream> {
     const id = this.nextStreamId;
     this.nextStreamId = (this.nextStreamId + 2) >>> 0 || 1;
     // Registered before asking: DATA may follow the RESPONSE at once.
     const stream = new ApStream(id, (f) => this.link.send(f), (s) => this.forgetStream(s));
     // An error nobody listens for must not take the intproxy down; it stays readable on .errored.
     stream.on('error', () => undefined);
+    stream.datagram = protocol === 'udp';
     this.streams.set(id, stream);
     try {
-      const r = await this.request('outgoing.connect', { stream: id, host, port }, opts);
+      const r = await this.request('outgoing.connect', { stream: id, host, port, ...(protocol === 'udp' ? { protocol } : {}) }, opts);
       stream.agentSocket = r;
       return stream;
     } catch (err) {

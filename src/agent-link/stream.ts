@@ -30,6 +30,11 @@ export class ApStream extends Duplex {
   private eofReceived = false;
   /** The peer sent CLOSE (or the link is gone): send nothing more for this id. */
   private remoteGone = false;
+  /**
+   * Datagram streams (UDP): every write is one DATA frame, never split; one that does not fit the
+   * peer's credit is dropped, as a congested network would.
+   */
+  datagram = false;
   /** For outgoing connections: the agent side's socket address, from the outgoing.connect result. */
   agentSocket: { localAddress: string; localPort: number } | undefined;
 
@@ -125,6 +130,11 @@ export class ApStream extends Duplex {
     const p = this.pendingWrite;
     if (!p) return;
     if (this.remoteGone) return this.failPendingWrite();
+    if (this.datagram && p.buf.length > this.sendCredit) {
+      this.pendingWrite = undefined;
+      p.cb();
+      return;
+    }
     while (p.buf.length > 0 && this.sendCredit > 0) {
       const n = Math.min(p.buf.length, this.sendCredit, AP_MAX_DATA_CHUNK);
       if (!this.sink(encodeData(this.id, p.buf.subarray(0, n)))) {

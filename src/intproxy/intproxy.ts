@@ -1,3 +1,4 @@
+import dgram from 'node:dgram';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../log.js';
@@ -19,6 +20,8 @@ import { IncomingManager, type IncomingAgentPort } from './incoming.js';
 /** What the intproxy needs of the agent link (an AgentConnection, or a test double below it). */
 export interface AgentPort {
   connectTcp(host: string, port: number): Promise<Duplex>;
+  /** Optional: without it UDP stays local. */
+  connectUdp?(host: string, port: number): Promise<Duplex>;
   request(method: 'dns.lookup', params: { name: string; family: 0 | 4 | 6 }): Promise<{
     addresses: { address: string; family: number }[];
     canonname?: string;
@@ -55,6 +58,7 @@ export class Intproxy {
   /** Remote DNS answers, so a filter written with names can match a connect() to an IP. */
   private readonly namesByIp = new Map<string, Set<string>>();
   private readonly sockets = new Set<net.Socket | net.Server | Duplex>();
+  private readonly udpSockets = new Set<dgram.Socket>();
   /** Remote files (src/intproxy/files.ts). */
   readonly files: FileProxy;
   /** Incoming traffic (src/intproxy/incoming.ts), when the agent link can carry it. */
@@ -92,6 +96,8 @@ export class Intproxy {
 
   async close(): Promise<void> {
     this.incoming?.close();
+    for (const u of this.udpSockets) u.close();
+    this.udpSockets.clear();
     for (const s of this.sockets) {
       if (s instanceof net.Server) s.close();
       else s.destroy();
@@ -184,22 +190,25 @@ export class Intproxy {
       this.opts.log.debug(`connect ${ip}:${port} stays local (${why})`);
       return { status: LpStatus.Bypass, via: NOWHERE };
     };
-    if (req.proto !== 'tcp') return bypass('UDP is not redirected yet');
-    if (!out.tcp) return bypass('feature.network.outgoing.tcp is false');
+    const udp = req.proto === 'udp';
+    if (udp && !this.opts.agent.connectUdp) return bypass('the agent link carries no UDP');
+    if (udp ? !out.udp : !out.tcp) return bypass(`feature.network.outgoing.${req.proto} is false`);
+    // DNS over UDP follows the DNS setting: with remote DNS off, resolvers talk to local servers.
+    if (udp && port === 53 && !this.opts.features.dns.enabled) return bypass('feature.network.dns.enabled is false');
     if (out.ignore_localhost && isLoopback(ip)) return bypass('ignore_localhost');
     const names = [...(this.namesByIp.get(ip) ?? [])];
-    if (this.outgoingFilter.route({ proto: 'tcp', ip, port, names }) === 'local') return bypass('outgoing filter');
+    if (this.outgoingFilter.route({ proto: req.proto, ip, port, names }) === 'local') return bypass('outgoing filter');
 
     let remote: Duplex;
     try {
-      remote = this.track(await this.opts.agent.connectTcp(ip, port));
+      remote = this.track(await (udp ? this.opts.agent.connectUdp!(ip, port) : this.opts.agent.connectTcp(ip, port)));
     } catch (err) {
       const code = (err as { code?: string }).code;
       this.opts.log.debug(`connect ${ip}:${port} through the target failed: ${code ?? (err as Error).message}`);
       return { status: connectErrno(code), via: NOWHERE };
     }
     this.stats.connectsRemote++;
-    const viaPort = await this.oneShotListener(remote, `${ip}:${port}`);
+    const viaPort = udp ? await this.udpRelay(remote, `${ip}:${port}`) : await this.oneShotListener(remote, `${ip}:${port}`);
     return { status: LpStatus.Ok, via: { family: 4, address: '127.0.0.1', port: viaPort } };
   }
 
@@ -226,6 +235,52 @@ export class Intproxy {
       listener.listen(0, '127.0.0.1', () => resolve());
     });
     return (listener.address() as net.AddressInfo).port;
+  }
+
+  /**
+   * The local end of a UDP flow: the program's connected socket sends here, and answers go back to
+   * whichever local address sent last. Idle flows are closed (UDP never says it is done).
+   */
+  private async udpRelay(remote: Duplex, label: string, idleMs = 60_000): Promise<number> {
+    const sock = dgram.createSocket('udp4');
+    await new Promise<void>((resolve, reject) => {
+      sock.once('error', reject);
+      sock.bind(0, '127.0.0.1', () => resolve());
+    });
+    let peer: { address: string; port: number } | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const touch = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        this.opts.log.debug(`udp flow to ${label} idle: closed`);
+        remote.destroy();
+      }, idleMs);
+      timer.unref();
+    };
+    touch();
+    sock.on('message', (msg, rinfo) => {
+      peer = { address: rinfo.address, port: rinfo.port };
+      touch();
+      remote.write(msg);
+    });
+    remote.on('data', (d: Buffer) => {
+      touch();
+      if (peer) sock.send(d, peer.port, peer.address);
+    });
+    const done = () => {
+      clearTimeout(timer);
+      try {
+        sock.close();
+      } catch {
+        // already closed
+      }
+    };
+    remote.once('close', done);
+    remote.once('error', done);
+    sock.on('error', () => remote.destroy());
+    this.udpSockets.add(sock);
+    sock.once('close', () => this.udpSockets.delete(sock));
+    return sock.address().port;
   }
 
   private async lookup(req: Extract<LpRequest, { kind: 'getaddrinfo' }>) {

@@ -151,7 +151,8 @@ export const AP_FILE_PARAM_CHECKS: { [M in keyof ApFileMethods]: (p: unknown) =>
 /** The method table: what each request carries and what a successful response holds. */
 export interface ApMethods extends ApFileMethods {
   'outgoing.connect': {
-    params: { stream: number; host: string; port: number };
+    /** `udp`: each DATA frame is one datagram, both ways. */
+    params: { stream: number; host: string; port: number; protocol?: 'tcp' | 'udp' };
     result: { localAddress: string; localPort: number };
   };
   'dns.lookup': {
@@ -186,7 +187,9 @@ export const AP_PARAM_CHECKS: { [M in ApMethod]: (p: unknown) => string | undefi
           ? 'host must be a string'
           : !Number.isInteger(p.port) || (p.port as number) < 1 || (p.port as number) > 65535
             ? 'port must be 1..65535'
-            : undefined,
+            : p.protocol !== undefined && p.protocol !== 'tcp' && p.protocol !== 'udp'
+              ? 'protocol must be tcp or udp'
+              : undefined,
   'dns.lookup': (p) =>
     !isObj(p)
       ? 'params must be an object'

@@ -121,6 +121,29 @@ describe('mirrord exec -t docker/NAME', { timeout: 600_000 }, () => {
     assert.notEqual((await exec(['-f', path.join(dir, 'filter.json')], curl)).code, 0);
   });
 
+  it('UDP from the target: a DNS query to the target\'s own 127.0.0.11 is answered; outgoing.udp false keeps it local', async () => {
+    const py = `
+import socket, struct
+q = struct.pack('>HHHHHH', 0x1234, 0x0100, 1, 0, 0, 0) + b''.join(bytes([len(p)]) + p.encode() for p in '${REDIS}'.split('.')) + b'\\x00' + struct.pack('>HH', 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(3)
+s.connect(('127.0.0.11', 53))
+s.send(q)
+try:
+    r, src = s.recvfrom(512)
+    print('answer', len(r) > len(q), 'from', src[0], src[1], 'address', '.'.join(str(b) for b in r[-4:]))
+except socket.timeout:
+    print('no answer')
+`;
+    const r = await exec([], ['python3', '-c', py]);
+    const redisIp = await neighbours[0]!.ip(network.name);
+    assert.equal(r.stdout.trim(), `answer True from 127.0.0.11 53 address ${redisIp}`, r.stderr);
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'mirrord-e2e-'));
+    writeFileSync(path.join(dir, 'noudp.json'), JSON.stringify({ feature: { network: { outgoing: { udp: false } } } }));
+    const local = await exec(['-f', path.join(dir, 'noudp.json')], ['python3', '-c', py]);
+    assert.doesNotMatch(local.stdout, /answer True/, 'with UDP local, nothing on this host answers at 127.0.0.11');
+  });
+
   it('skip_processes leaves the named programs untouched, and their children are checked on their own', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'mirrord-e2e-'));
     writeFileSync(path.join(dir, 'skip.json'), JSON.stringify({ skip_processes: ['curl'] }));
