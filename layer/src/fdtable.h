@@ -16,7 +16,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
-enum fd_kind { FD_KIND_SOCKET = 1, FD_KIND_FILE = 2, FD_KIND_DIR = 3, FD_KIND_LISTEN = 4, FD_KIND_MAX = 8 };
+enum fd_kind { FD_KIND_SOCKET = 1, FD_KIND_FILE = 2, FD_KIND_DIR = 3, FD_KIND_LISTEN = 4, FD_KIND_UDP = 5, FD_KIND_MAX = 8 };
 
 struct fd_obj {
     int kind;

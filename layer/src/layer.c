@@ -11,6 +11,7 @@
 #include "proto.h"
 #include "listen.h"
 #include "socket.h"
+#include "udp.h"
 
 #include <arpa/inet.h>
 #include <dlfcn.h>
@@ -122,6 +123,7 @@ static void init_once_body(void)
     socket_register();
     files_register();
     listen_register();
+    udp_register();
     pthread_atfork(fork_prepare, fork_parent, fork_child);
     layer_log(LOG_DEBUG, "loaded, intproxy %s", config.enabled ? addr : "(none: pass-through)");
 }

@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include "socket.h"
+#include "udp.h"
 #include "errors.h"
 #include "fdtable.h"
 #include "layer.h"
@@ -272,7 +273,11 @@ void socket_remember_peer(int fd, const struct lp_addr *remote, int sock_family)
 static void report_peer(int fd, struct sockaddr *addr, socklen_t *len)
 {
     struct fd_state st;
-    if (!addr || !len || layer_inside() || !fdtable_any() || !state_get(fd, &st)) return;
+    if (!addr || !len || layer_inside() || !fdtable_any()) return;
+    if (!state_get(fd, &st)) {
+        udp_translate_source(fd, addr, len);
+        return;
+    }
     socklen_t cap = *len;
     memcpy(addr, &st.remote, cap < st.remote_len ? cap : st.remote_len);
     *len = st.remote_len;

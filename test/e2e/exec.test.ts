@@ -138,6 +138,11 @@ except socket.timeout:
     const r = await exec([], ['python3', '-c', py]);
     const redisIp = await neighbours[0]!.ip(network.name);
     assert.equal(r.stdout.trim(), `answer True from 127.0.0.11 53 address ${redisIp}`, r.stderr);
+    // Unconnected: sendto each time, the answer's source checked as dnspython does.
+    const pySendto = py.replace("s.connect(('127.0.0.11', 53))\ns.send(q)", "s.sendto(q, ('127.0.0.11', 53))");
+    assert.notEqual(pySendto, py);
+    const unconnected = await exec([], ['python3', '-c', pySendto]);
+    assert.equal(unconnected.stdout.trim(), `answer True from 127.0.0.11 53 address ${redisIp}`, unconnected.stderr);
     const dir = mkdtempSync(path.join(os.tmpdir(), 'mirrord-e2e-'));
     writeFileSync(path.join(dir, 'noudp.json'), JSON.stringify({ feature: { network: { outgoing: { udp: false } } } }));
     const local = await exec(['-f', path.join(dir, 'noudp.json')], ['python3', '-c', py]);

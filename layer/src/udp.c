@@ -1,0 +1,169 @@
+/*
+ * Unconnected UDP: sendto / sendmsg with a destination. Each destination of a socket gets its own
+ * relay at the intproxy (asked once with CONNECT proto UDP, then remembered), the datagram is sent
+ * there, and recvfrom / recvmsg report the destination, not the relay, as the source of answers
+ * (resolvers such as dnspython check it). Connected UDP sockets are handled by connect() itself.
+ */
+#define _GNU_SOURCE
+#include "udp.h"
+#include "errors.h"
+#include "fdtable.h"
+#include "layer.h"
+#include "proto.h"
+#include "socket.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+LAYER_REAL(ssize_t, sendto, (int, const void *, size_t, int, const struct sockaddr *, socklen_t))
+LAYER_REAL(ssize_t, sendmsg, (int, const struct msghdr *, int))
+
+#define UDP_DESTS 16
+
+struct udp_dest {
+    struct lp_addr remote;
+    int bypass;   /* the intproxy said: this destination stays local */
+    uint16_t via; /* the relay's port on 127.0.0.1 */
+};
+
+struct udp_obj {
+    struct fd_obj obj;
+    int family;
+    unsigned n;
+    struct udp_dest dests[UDP_DESTS];
+};
+
+static void udp_destroy(struct fd_obj *obj) { free(obj); }
+static const struct fd_kind_ops udp_ops = { .destroy = udp_destroy };
+
+void udp_register(void) { fdtable_register(FD_KIND_UDP, &udp_ops); }
+
+static int same(const struct lp_addr *a, const struct lp_addr *b)
+{
+    return a->family == b->family && a->port == b->port && memcmp(a->bytes, b->bytes, a->family == 4 ? 4 : 16) == 0;
+}
+
+/* Where a datagram for `remote` really goes: 1 and `*via` set, 0 to send as asked, -1 on error. */
+static int route(int fd, int family, const struct lp_addr *remote, uint16_t *via)
+{
+    struct udp_obj *uo = (struct udp_obj *)fdtable_get(fd, FD_KIND_UDP);
+    if (uo) {
+        for (unsigned i = 0; i < uo->n; i++) {
+            if (same(&uo->dests[i].remote, remote)) {
+                int r = uo->dests[i].bypass ? 0 : 1;
+                *via = uo->dests[i].via;
+                fdtable_put(&uo->obj);
+                return r;
+            }
+        }
+        fdtable_put(&uo->obj);
+    }
+    uint8_t *frame = malloc(LP_MAX_FRAME);
+    if (!frame) return -1;
+    struct lp_msg req = { .type = LP_CONNECT, .proto = LP_PROTO_UDP, .addr = *remote }, resp;
+    int called = proto_call(&req, frame, &resp);
+    free(frame);
+    if (called < 0) {
+        errno = LAYER_CONNECT_UNAVAILABLE_ERRNO;
+        return -1;
+    }
+    if (resp.status < 0) {
+        errno = errors_connect_errno(resp.status);
+        return -1;
+    }
+    struct udp_dest d = { .remote = *remote, .bypass = resp.status == LP_STATUS_BYPASS, .via = resp.addr.port };
+    uo = (struct udp_obj *)fdtable_get(fd, FD_KIND_UDP);
+    if (!uo) {
+        struct udp_obj *fresh = calloc(1, sizeof *fresh);
+        if (fresh) {
+            fdtable_obj_init(&fresh->obj, FD_KIND_UDP, fd);
+            fresh->family = family;
+            if (fdtable_set(fd, &fresh->obj) == 0) uo = (struct udp_obj *)fdtable_get(fd, FD_KIND_UDP);
+        }
+    }
+    if (uo) {
+        /* A full table forgets its oldest destination: it is asked about again when used. */
+        if (uo->n == UDP_DESTS) {
+            memmove(uo->dests, uo->dests + 1, sizeof uo->dests[0] * (UDP_DESTS - 1));
+            uo->n--;
+        }
+        uo->dests[uo->n++] = d;
+        fdtable_put(&uo->obj);
+    }
+    *via = d.via;
+    return d.bypass ? 0 : 1;
+}
+
+/* Shared by sendto and sendmsg: fills `out` with the relay's address when the datagram is ours. */
+static int redirect(int fd, const struct sockaddr *dest, socklen_t len, struct sockaddr_storage *out, socklen_t *out_len)
+{
+    if (!dest || layer_inside() || !layer_config()->enabled) return 0;
+    int family = socket_udp_family(fd);
+    struct lp_addr remote;
+    if (family == 0 || dest->sa_family != family || socket_from_sockaddr(dest, len, &remote) < 0) return 0;
+    uint16_t via = 0;
+    int r = route(fd, family, &remote, &via);
+    if (r <= 0) return r;
+    struct lp_addr relay = { .family = 4, .bytes = { 127, 0, 0, 1 }, .port = via };
+    *out_len = socket_to_sockaddr(&relay, family, out);
+    return *out_len ? 1 : 0;
+}
+
+ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *dest, socklen_t len)
+{
+    layer_init();
+    if (!real_sendto_fn()) {
+        errno = ENOSYS;
+        return -1;
+    }
+    struct sockaddr_storage relay;
+    socklen_t rlen = 0;
+    int r = redirect(fd, dest, len, &relay, &rlen);
+    if (r < 0) return -1;
+    if (r == 0) return real_sendto_fn()(fd, buf, n, flags, dest, len);
+    return real_sendto_fn()(fd, buf, n, flags, (struct sockaddr *)&relay, rlen);
+}
+
+ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+    layer_init();
+    if (!real_sendmsg_fn()) {
+        errno = ENOSYS;
+        return -1;
+    }
+    if (!msg || !msg->msg_name) return real_sendmsg_fn()(fd, msg, flags);
+    struct sockaddr_storage relay;
+    socklen_t rlen = 0;
+    int r = redirect(fd, (const struct sockaddr *)msg->msg_name, msg->msg_namelen, &relay, &rlen);
+    if (r < 0) return -1;
+    if (r == 0) return real_sendmsg_fn()(fd, msg, flags);
+    struct msghdr copy = *msg;
+    copy.msg_name = &relay;
+    copy.msg_namelen = rlen;
+    return real_sendmsg_fn()(fd, &copy, flags);
+}
+
+int udp_translate_source(int fd, struct sockaddr *addr, socklen_t *len)
+{
+    if (!addr || !len || layer_inside() || !fdtable_any()) return 0;
+    struct udp_obj *uo = (struct udp_obj *)fdtable_get(fd, FD_KIND_UDP);
+    if (!uo) return 0;
+    struct lp_addr src;
+    int done = 0;
+    if (socket_from_sockaddr(addr, *len, &src) == 0 && src.family == 4 && src.bytes[0] == 127) {
+        for (unsigned i = 0; i < uo->n && !done; i++) {
+            if (uo->dests[i].bypass || uo->dests[i].via != src.port) continue;
+            struct sockaddr_storage out;
+            socklen_t olen = socket_to_sockaddr(&uo->dests[i].remote, uo->family, &out);
+            if (olen == 0) break;
+            socklen_t cap = *len;
+            memcpy(addr, &out, cap < olen ? cap : olen);
+            *len = olen;
+            done = 1;
+        }
+    }
+    fdtable_put(&uo->obj);
+    return done;
+}
