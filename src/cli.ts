@@ -17,7 +17,10 @@ function buildProgram(setCode: (c: number) => void): Command {
     .version(version(), '-V, --version')
     .enablePositionalOptions()
     .exitOverride()
-    .showHelpAfterError('(run with --help for usage)')
+    // Usage errors follow the same one-line form as every other error.
+    .configureOutput({
+      outputError: (str, write) => write(`mirrord: ${str.replace(/^error: /, '').trim().replace(/\.$/, '')}. Run \`mirrord --help\` or \`mirrord COMMAND --help\` for usage\n`),
+    })
     .addHelpText(
       'after',
       `
@@ -37,8 +40,8 @@ Logs: MIRRORD_LOG=debug (CLI, intproxy, agent), MIRRORD_LAYER_LOG=debug (the lay
     .addOption(new Option('--fs-mode <mode>', 'file system mode').choices(['read', 'write', 'local', 'localwithoverrides']))
     .option('--no-outgoing', 'keep outgoing connections local')
     .option('--no-remote-dns', 'resolve host names locally')
-    .option('-s, --include-env <vars>', 'only these remote variables (";"-separated, * wildcards)')
-    .option('-x, --exclude-env <vars>', 'not these remote variables (";"-separated, * wildcards)')
+    .option('-s, --include-env <vars>', 'only these remote variables (";"-separated, * and ? wildcards)')
+    .option('-x, --exclude-env <vars>', 'not these remote variables (";"-separated, * and ? wildcards)')
     .option('--env-file <file>', 'dotenv file applied over the remote environment')
     .argument('<command...>', 'the program and its arguments')
     .passThroughOptions()

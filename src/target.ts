@@ -22,8 +22,9 @@ export function parseTarget(text: string, namespace?: string): TargetSpec {
   const parts = t.split('/');
   const [kind, name, ...rest] = parts;
   if (kind === 'docker') {
-    // Container names cannot hold '/', but IDs and names are otherwise free-form.
-    if (!name || rest.length > 0) throw badTarget(text);
+    // Docker's own rule for names (IDs are hex, so they pass too); anything else never reaches
+    // the engine's API as a path segment.
+    if (!name || rest.length > 0 || !/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(name)) throw badTarget(text);
     return { kind: 'docker', container: name };
   }
   if ((KUBE_KINDS as readonly string[]).includes(kind ?? '') && name) {

@@ -45,7 +45,7 @@ export class ConfigError extends MirrordError {
     super(
       `invalid configuration${where}: ${problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`,
       ExitCode.Config,
-      'Fix the keys above (see `mirrord verify-config` and schema/mirrord.schema.json)',
+      'Fix those keys (see `mirrord verify-config` and schema/mirrord.schema.json)',
     );
   }
 }
@@ -89,7 +89,7 @@ export async function loadConfig(opts: {
   } catch (err) {
     if (err instanceof MirrordError) throw err;
     throw new MirrordError(
-      `cannot read config ${filepath ?? explicit ?? ''}: ${(err as Error).message.split('\n')[0]}`,
+      `cannot read config ${filepath ?? explicit ?? ''}: ${syntaxReason(err)}`,
       ExitCode.Config,
       'Fix the file syntax (JSON, YAML or TOML)',
       { cause: err },
@@ -152,4 +152,11 @@ function tomlOrJson(): Loader {
       throw new Error(`${file}: neither JSON nor TOML (${(err as Error).message.split('\n')[0]})`, { cause: err });
     }
   };
+}
+
+/** The parser's reason on one line, without the code frame some parsers add (`> 1 | {...`). */
+function syntaxReason(err: unknown): string {
+  const lines = (err as Error).message.split('\n').map((l) => l.trim());
+  const kept = lines.filter((l) => l && !l.includes('|') && !l.startsWith('>') && !/^[-\s^]*\^[-\s^]*$/.test(l));
+  return [...new Set(kept)].join(' ');
 }
