@@ -197,6 +197,12 @@ except socket.timeout:
     assert.match(bad.stderr, /feature\.fs\.mode: expected one of/);
     assert.match(bad.stderr, /agnet: unknown key/);
 
+    for (const args of [['exec', '--bogus'], ['exec', '-t', 'docker/..', '--', 'true'], ['bogus']]) {
+      const usage = await runCli(args);
+      assert.equal(usage.code, 64, args.join(' '));
+      assert.match(usage.stderr, /^mirrord: .+\n$/, `one line for ${args.join(' ')}: ${usage.stderr}`);
+    }
+
     const missing = await exec([], ['no-such-program-xyz']);
     assert.equal(missing.code, 127);
     assert.match(missing.stderr, /command not found: no-such-program-xyz/);
