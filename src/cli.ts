@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
+import { diagnoseLatencyCommand } from './commands/diagnose.js';
 import { execCommand, type ExecFlags } from './commands/exec.js';
+import { portForwardCommand } from './commands/port-forward.js';
 import { verifyConfigCommand } from './commands/verify-config.js';
 import { ExitCode, MirrordError } from './errors.js';
 import { createLogger } from './log.js';
@@ -47,6 +49,31 @@ Logs: MIRRORD_LOG=debug (CLI, intproxy, agent), MIRRORD_LAYER_LOG=debug (the lay
     .passThroughOptions()
     .action(async (command: string[], flags: ExecFlags) => {
       setCode(await execCommand(command, flags, log));
+    });
+
+  program
+    .command('port-forward')
+    .description('forward local ports to hosts as the target reaches them (names resolved in the target)')
+    .option('-t, --target <target>', 'docker/NAME_OR_ID')
+    .option('-n, --namespace <ns>', 'namespace of the target (Kubernetes)')
+    .option('-f, --config-file <file>', 'config file')
+    .option('-L, --forward <spec...>', '[LOCAL_PORT:]HOST:REMOTE_PORT (repeatable)')
+    .action(async (flags: { target?: string; namespace?: string; configFile?: string; forward?: string[] }) => {
+      setCode(await portForwardCommand(flags.forward ?? [], flags, log));
+    });
+
+  program
+    .command('diagnose')
+    .description('check a session')
+    .command('latency')
+    .description('round-trip times to the agent of a target')
+    .option('-t, --target <target>', 'docker/NAME_OR_ID')
+    .option('-n, --namespace <ns>', 'namespace of the target (Kubernetes)')
+    .option('-f, --config-file <file>', 'config file')
+    .option('-c, --count <n>', 'round trips to time', '100')
+    .addOption(new Option('--output <format>', 'output format').choices(['text', 'json']).default('text'))
+    .action(async (flags: { target?: string; namespace?: string; configFile?: string; count?: string; output?: string }) => {
+      setCode(await diagnoseLatencyCommand(flags, log, (s) => process.stdout.write(s + '\n')));
     });
 
   program

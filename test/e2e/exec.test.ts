@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { runCli, runPlain } from '../helpers/cli.js';
+import { CLI, runCli, runPlain } from '../helpers/cli.js';
 import { createNetwork, docker, listContainers, runContainer, type TestContainer } from '../helpers/docker-fixtures.js';
 
 /**
@@ -166,6 +166,30 @@ except socket.timeout:
     const r = await exec([], [path.join(dir, 'static-prog')]);
     assert.equal(r.code, 3);
     assert.match(r.stderr, /static-prog is statically linked: LD_PRELOAD cannot intercept it/);
+  });
+
+  it('port-forward: a local port reaches a neighbour by the target\'s name; diagnose latency answers', async () => {
+    const port = 16000 + (parseInt(tag, 16) % 1000);
+    let stderr = '';
+    const child = spawn(process.execPath, [CLI, 'port-forward', '-t', `docker/${targetName}`, '-L', `${port}:${REDIS}:6379`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      const deadline = Date.now() + 30_000;
+      while (!stderr.includes('forwarding') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      assert.match(stderr, new RegExp(`forwarding 127\\.0\\.0\\.1:${port} -> ${REDIS}:6379`));
+      assert.equal((await runPlain('redis-cli', ['-p', String(port), 'ping'])).stdout.trim(), 'PONG');
+    } finally {
+      child.kill('SIGINT');
+    }
+    assert.equal(await exited, 0);
+    assert.equal(await agentsLeft(), 0);
+
+    const d = await runCli(['diagnose', 'latency', '-t', `docker/${targetName}`, '-c', '20', '--output', 'json']);
+    assert.equal(d.code, 0, d.stderr);
+    const r = JSON.parse(d.stdout) as { roundTrips: number; p50Ms: number; minMs: number; maxMs: number };
+    assert.equal(r.roundTrips, 20);
+    assert.ok(r.minMs > 0 && r.minMs <= r.p50Ms && r.p50Ms <= r.maxMs);
   });
 
   it('passes the exit status through, 128 + signal when killed', async () => {
