@@ -92,32 +92,25 @@ static enum decision decide_connect(int fd, const struct sockaddr *addr, socklen
     return HANDLE;
 }
 
-/* AF_INET or AF_INET6 for a TCP socket, else 0 (anything unusual is left for libc to judge). */
-int socket_tcp_family(int fd)
+/* AF_INET or AF_INET6 for a socket of `type` and `protocol`, else 0 (anything unusual is left for
+ * libc to judge). */
+static int inet_family(int fd, int want_type, int want_protocol)
 {
     int type = 0, domain = 0, protocol = 0;
     socklen_t olen = sizeof type;
-    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &olen) < 0 || type != SOCK_STREAM) return 0;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &olen) < 0 || type != want_type) return 0;
     olen = sizeof domain;
     if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &olen) < 0) return 0;
     olen = sizeof protocol;
-    if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &olen) < 0 || protocol != IPPROTO_TCP) return 0;
+    if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &olen) < 0 || protocol != want_protocol) return 0;
     return domain == AF_INET || domain == AF_INET6 ? domain : 0;
 }
 
-/* AF_INET or AF_INET6 for a UDP socket, else 0. A connected UDP socket then sends and receives
- * through the intproxy's relay with plain send/recv, and getpeername reports the remote. */
-int socket_udp_family(int fd)
-{
-    int type = 0, domain = 0, protocol = 0;
-    socklen_t olen = sizeof type;
-    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &olen) < 0 || type != SOCK_DGRAM) return 0;
-    olen = sizeof domain;
-    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &olen) < 0) return 0;
-    olen = sizeof protocol;
-    if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &olen) < 0 || protocol != IPPROTO_UDP) return 0;
-    return domain == AF_INET || domain == AF_INET6 ? domain : 0;
-}
+int socket_tcp_family(int fd) { return inet_family(fd, SOCK_STREAM, IPPROTO_TCP); }
+
+/* A connected UDP socket then sends and receives through the intproxy's relay with plain send/recv,
+ * and getpeername reports the remote. */
+int socket_udp_family(int fd) { return inet_family(fd, SOCK_DGRAM, IPPROTO_UDP); }
 
 /* A sockaddr as an lp_addr (an IPv4-mapped IPv6 address becomes family 4); -1 if it is neither. */
 int socket_from_sockaddr(const struct sockaddr *sa, socklen_t len, struct lp_addr *out)
