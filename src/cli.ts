@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
+import { containerCommand } from './commands/container.js';
 import { diagnoseLatencyCommand } from './commands/diagnose.js';
 import { execCommand, type ExecFlags } from './commands/exec.js';
 import { portForwardCommand } from './commands/port-forward.js';
@@ -49,6 +50,26 @@ Logs: MIRRORD_LOG=debug (CLI, intproxy, agent), MIRRORD_LAYER_LOG=debug (the lay
     .passThroughOptions()
     .action(async (command: string[], flags: ExecFlags) => {
       setCode(await execCommand(command, flags, log));
+    });
+
+  program
+    .command('container')
+    .description('run a local container (docker run ...) in the context of a target, through a sidecar')
+    .usage('[options] -- docker run [DOCKER RUN OPTIONS] IMAGE [COMMAND...]')
+    .option('-t, --target <target>', 'docker/NAME_OR_ID')
+    .option('-n, --namespace <ns>', 'namespace of the target (Kubernetes)')
+    .option('-f, --config-file <file>', 'config file (default: MIRRORD_CONFIG_FILE, then a search for mirrord.json/yaml/toml)')
+    .option('--steal', 'steal incoming traffic instead of mirroring it')
+    .addOption(new Option('--fs-mode <mode>', 'file system mode').choices(['read', 'write', 'local', 'localwithoverrides']))
+    .option('--no-outgoing', 'keep outgoing connections local')
+    .option('--no-remote-dns', 'resolve host names locally')
+    .option('-s, --include-env <vars>', 'only these remote variables (";"-separated, * and ? wildcards)')
+    .option('-x, --exclude-env <vars>', 'not these remote variables (";"-separated, * and ? wildcards)')
+    .option('--env-file <file>', 'dotenv file applied over the remote environment')
+    .argument('<docker-run...>', 'docker run (or podman run) and its arguments')
+    .passThroughOptions()
+    .action(async (command: string[], flags: ExecFlags) => {
+      setCode(await containerCommand(command, flags, log));
     });
 
   program

@@ -178,6 +178,8 @@ export class IncomingManager {
 }
 
 function dialHost(bound: LpAddr): string {
-  if (bound.family === 6) return bound.address === '::' || bound.address === '' ? '::1' : bound.address;
+  // A wildcard IPv6 listener is dual-stack unless V6ONLY, and containers often have no IPv6 at
+  // all: IPv4 loopback is the address that always works.
+  if (bound.family === 6) return bound.address === '::' || bound.address === '' ? '127.0.0.1' : bound.address;
   return bound.address === '0.0.0.0' || bound.address === '' ? '127.0.0.1' : bound.address;
 }

@@ -3,7 +3,7 @@
  * counted inside any test's timeout. Run by test/run-all.sh; prints one line per image.
  */
 import { createLogger, parseLevel } from '../../src/log.js';
-import { agentImageRecipe } from '../../src/platforms/docker/agent-image.js';
+import { agentImageRecipe, sidecarImageRecipe } from '../../src/platforms/docker/agent-image.js';
 import { ensureBaseImage, ensureImage } from '../../src/platforms/docker/images.js';
 import { createProgress } from '../../src/progress.js';
 import { docker, toolsImage } from './docker-fixtures.js';
@@ -21,6 +21,7 @@ async function timed(what: string, f: () => Promise<string>): Promise<void> {
 try {
   await timed('base image', () => ensureBaseImage(docker(), { progress, log }));
   await timed('agent image', () => ensureImage(docker(), agentImageRecipe(), { progress, log }));
+  await timed('sidecar image', () => ensureImage(docker(), sidecarImageRecipe(), { progress, log }));
   await timed('test tools image', () => toolsImage());
 } catch (err) {
   progress.fail();

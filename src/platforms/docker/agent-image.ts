@@ -53,3 +53,26 @@ export function agentImageRecipe(root: string = packageRoot()): ImageRecipe {
   files['agent.mjs'] = read('agent/dist/agent.mjs', 'Build the agent first (npm run build), or reinstall mirrord.');
   return { repository: AGENT_REPOSITORY, files, labels: { 'dev.mirrord.component': 'agent' } };
 }
+
+export const SIDECAR_REPOSITORY = 'mirrord-sidecar';
+
+/** The container-mode sidecar: the bundled intproxy and the layer, built like the agent's image. */
+export function sidecarImageRecipe(root: string = packageRoot()): ImageRecipe {
+  const read = (rel: string) => {
+    const file = path.join(root, rel);
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new MirrordError(`the sidecar image needs ${file}, which cannot be read`, ExitCode.Internal, 'Run `npm run build` in the mirrord checkout', { cause: err });
+    }
+  };
+  return {
+    repository: SIDECAR_REPOSITORY,
+    files: {
+      Dockerfile: read('agent/sidecar-image/Dockerfile'),
+      'sidecar.mjs': read('agent/dist/sidecar.mjs'),
+      'libmirrord_layer.so': read('layer/build/libmirrord_layer.so'),
+    },
+    labels: { 'dev.mirrord.component': 'sidecar' },
+  };
+}

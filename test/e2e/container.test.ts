@@ -1,0 +1,87 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { runCli } from '../helpers/cli.js';
+import { createNetwork, listContainers, runContainer, toolsImage, type TestContainer } from '../helpers/docker-fixtures.js';
+
+/**
+ * Container mode, first increment: `mirrord container -t docker/TARGET -- docker run ...` runs a
+ * real image in the target's context through a sidecar (outgoing traffic, DNS, environment).
+ */
+const tag = randomBytes(3).toString('hex');
+const REDIS = `cache-${tag}`;
+let network: { name: string; remove(): Promise<void> };
+let target: TestContainer;
+let redis: TestContainer;
+let image = '';
+
+async function mirrordContainers(): Promise<number> {
+  return (await listContainers('dev.mirrord.agent')).length;
+}
+
+describe('mirrord container -- docker run ...', { timeout: 600_000 }, () => {
+  before(async () => {
+    image = await toolsImage();
+    network = await createNetwork('mirrord-container');
+    redis = await runContainer({ name: 'ct-redis', network: network.name, aliases: [REDIS], cmd: ['redis-server', '--protected-mode', 'no'], waitFor: { tcpPort: 6379 } });
+    target = await runContainer({ name: 'ct-target', network: network.name, env: { TARGET_VAR: 'from-target' }, cmd: ['sleep', '100000'] });
+  });
+
+  after(async () => {
+    for (const c of [target, redis]) await c?.remove().catch(() => undefined);
+    await network?.remove().catch(() => undefined);
+  });
+
+  it('redis-cli in a local container reaches a neighbour only the target can name, with the target\'s env', async () => {
+    const r = await runCli(['container', '-t', `docker/${target.name}`, '--', 'docker', 'run', '--rm', image, 'sh', '-c', `echo "TARGET_VAR=$TARGET_VAR"; redis-cli -h ${REDIS} ping`]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split('\n'), ['TARGET_VAR=from-target', 'PONG']);
+    assert.equal(await mirrordContainers(), 0, 'no sidecar or agent may remain');
+  });
+
+  it('passes the container\'s exit status through and feeds stdin with -i', async () => {
+    assert.equal((await runCli(['container', '-t', `docker/${target.name}`, '--', 'docker', 'run', '--rm', image, 'sh', '-c', 'exit 5'])).code, 5);
+    const piped = await runCli(['container', '-t', `docker/${target.name}`, '--', 'docker', 'run', '--rm', '-i', image, 'sh', '-c', 'read line; echo "got $line"'], { input: 'hello\n' });
+    assert.equal(piped.stdout.trim(), 'got hello', piped.stderr);
+    assert.equal(await mirrordContainers(), 0);
+  });
+
+  it('refuses docker run flags that cannot share the sidecar\'s namespace, in one line', async () => {
+    const r = await runCli(['container', '-t', `docker/${target.name}`, '--', 'docker', 'run', '--network', 'host', image, 'true']);
+    assert.equal(r.code, 64);
+    assert.match(r.stderr, /^mirrord: docker run --network host cannot be combined with mirrord container\. .+\n$/);
+    assert.equal(await mirrordContainers(), 0);
+  });
+});
+
+describe('mirrord container --steal', { timeout: 300_000 }, () => {
+  it('the local container serving the target\'s port answers a client that calls the target; SIGTERM ends it all', async () => {
+    const { spawn } = await import('node:child_process');
+    const { CLI } = await import('../helpers/cli.js');
+    const img = await toolsImage();
+    const net = await createNetwork('mirrord-container-steal');
+    const app = `require('http').createServer((q, s) => s.end(process.argv[1])).listen(8080)`;
+    const tgt = await runContainer({ name: 'cs-target', network: net.name, cmd: ['node', '-e', app, 'from-target'], waitFor: { tcpPort: 8080 } });
+    const client = await runContainer({ name: 'cs-client', network: net.name, cmd: ['sleep', '100000'] });
+    const cli = spawn(process.execPath, [CLI, 'container', '--steal', '-t', `docker/${tgt.name}`, '--', 'docker', 'run', '--rm', img, 'node', '-e', app, 'from-local-container'], { stdio: 'ignore' });
+    const exited = new Promise<number | null>((resolve) => cli.on('exit', (code) => resolve(code)));
+    try {
+      let answer = '';
+      const deadline = Date.now() + 60_000;
+      while (answer !== 'from-local-container' && Date.now() < deadline) {
+        answer = (await client.exec(['curl', '-s', '-m', '2', `http://${tgt.name}:8080/`])).stdout;
+        if (answer !== 'from-local-container') await new Promise((r) => setTimeout(r, 300));
+      }
+      assert.equal(answer, 'from-local-container');
+    } finally {
+      cli.kill('SIGTERM');
+    }
+    await exited;
+    const gone = Date.now() + 20_000;
+    while ((await mirrordContainers()) > 0 && Date.now() < gone) await new Promise((r) => setTimeout(r, 200));
+    assert.equal(await mirrordContainers(), 0, 'no sidecar, agent or guard may remain');
+    assert.equal((await client.exec(['curl', '-s', '-m', '2', `http://${tgt.name}:8080/`])).stdout, 'from-target');
+    for (const c of [tgt, client]) await c.remove();
+    await net.remove();
+  });
+});
