@@ -17,7 +17,7 @@ for t in "${tiers[@]}"; do
   case " ${ALL_TIERS[*]} " in *" $t "*) ;; *) echo "run-all: unknown tier '$t' (expected: ${ALL_TIERS[*]})" >&2; exit 64 ;; esac
 done
 
-TIER_TIMEOUT="${MIRRORD_TEST_TIER_TIMEOUT:-2400}"
+TIER_TIMEOUT="${MIRRORD_TEST_TIER_TIMEOUT:-1200}"
 
 # run-PID-EPOCH: test/helpers/cleanup.ts --stale keeps the resources of runs whose PID is alive.
 export MIRRORD_TEST_RUN_ID="run-$$-$(date +%s)"
@@ -112,12 +112,12 @@ run_tier() {
     prepare_k8s || return
   fi
   echo "run-all: tier $tier (${#files[@]} files)"
-  # --test-timeout: a default for tests that set none. --test-force-exit: a file that leaks a handle
-  # would keep its process alive after its tests end; it ends once its tests are done. It also cuts
-  # a TAP file short, so the counts come from a second spec report. `timeout` is the last resort
-  # (--foreground lets Ctrl-C reach the tests).
+  # --test-timeout: a default for tests that set none. `timeout`: a file that leaks a handle keeps its
+  # process alive after its tests end, and must not hold CI (--foreground lets Ctrl-C reach the tests).
+  # Not --test-force-exit: it ends a file as soon as the tests known so far are done, and silently
+  # drops tests a file registers later (seen with the LP codec's vector-driven tests).
   timeout --foreground "$TIER_TIMEOUT" \
-    node --import tsx --test --test-concurrency=1 --test-timeout=300000 --test-force-exit \
+    node --import tsx --test --test-concurrency=1 --test-timeout=300000 \
     --test-reporter=spec --test-reporter-destination=stdout \
     --test-reporter=spec --test-reporter-destination="$summary" \
     "${files[@]}"
