@@ -25,6 +25,7 @@ interface Ready {
   layerAddr: string;
   env: Record<string, string>;
   hints: Record<string, string>;
+  agentPid?: number;
 }
 
 /**
@@ -100,6 +101,9 @@ export async function containerCommand(argv: string[], flags: ExecFlags, log: Lo
     out.pipe(handle.link);
     handle.link.pipe(raw);
     const ready = await waitReady(err, config.agent.startup_timeout * 1000, log);
+    // Before the user's program can listen: the guard removes the agent's iptables rules if the
+    // agent dies, as in exec (there it starts with the first subscription; here we cannot see it).
+    if (features.incoming.mode !== 'off' && ready.agentPid && handle.startGuard) await handle.startGuard(ready.agentPid);
 
     const { env } = mergeEnv({}, ready.env, features.env);
     for (const file of run.envFiles) run.env.push(...Object.entries(parseDotenv(readFileSync(file, 'utf8'))).map(([k, v]) => `${k}=${v}`));

@@ -31,7 +31,8 @@ async function main(): Promise<void> {
   const intproxy = await Intproxy.start({ agent, features, log: log.child('intproxy') });
   const env = (await agent.request('env.get', {})).env;
   const hints = layerHintEnv(await intproxy.files.rules());
-  process.stderr.write(READY_PREFIX + JSON.stringify({ layerAddr: intproxy.address, env, hints }) + '\n');
+  // agentPid: the CLI starts the guard that removes the agent's rules if the agent dies.
+  process.stderr.write(READY_PREFIX + JSON.stringify({ layerAddr: intproxy.address, env, hints, agentPid: agent.info.agentPid }) + '\n');
   await new Promise<void>((resolve) => agent.onClose(() => resolve()));
   await intproxy.close();
 }

@@ -55,7 +55,7 @@ describe('mirrord container -- docker run ...', { timeout: 600_000 }, () => {
 });
 
 describe('mirrord container --steal', { timeout: 300_000 }, () => {
-  it('the local container serving the target\'s port answers a client that calls the target; SIGTERM ends it all', async () => {
+  it('the local container serving the target\'s port answers a client that calls the target; the guard covers a killed agent; SIGTERM ends it all', async () => {
     const { spawn } = await import('node:child_process');
     const { CLI } = await import('../helpers/cli.js');
     const img = await toolsImage();
@@ -73,6 +73,16 @@ describe('mirrord container --steal', { timeout: 300_000 }, () => {
         if (answer !== 'from-local-container') await new Promise((r) => setTimeout(r, 300));
       }
       assert.equal(answer, 'from-local-container');
+      // The guard watches the agent here too: kill it, and the target answers its own clients again.
+      assert.equal((await listContainers('dev.mirrord.agent=guard')).length, 1, 'a guard runs with the session');
+      const { docker } = await import('../helpers/docker-fixtures.js');
+      await docker().getContainer((await listContainers('dev.mirrord.agent=true'))[0]!.Id).kill({ signal: 'SIGKILL' });
+      const back = Date.now() + 10_000;
+      while (answer !== 'from-target' && Date.now() < back) {
+        answer = (await client.exec(['curl', '-s', '-m', '1', `http://${tgt.name}:8080/`])).stdout;
+        if (answer !== 'from-target') await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.equal(answer, 'from-target', 'the guard removes the dead agent\'s rules');
     } finally {
       cli.kill('SIGTERM');
     }
