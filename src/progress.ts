@@ -8,7 +8,8 @@ export interface Progress {
 }
 
 export function createProgress(stream: NodeJS.WriteStream = process.stderr): Progress {
-  if (!stream.isTTY || process.env.CI) return quietProgress;
+  // A terminal that reports no width (some ptys) would make the spinner clear thousands of lines.
+  if (!stream.isTTY || process.env.CI || !stream.columns) return quietProgress;
   const spinner = ora({ stream, discardStdin: false });
   return {
     update(text) {

@@ -46,6 +46,25 @@ describe('mirrord container -- docker run ...', { timeout: 600_000 }, () => {
     assert.equal(await mirrordContainers(), 0);
   });
 
+  it('docker run -it works interactively through a pty', async () => {
+    const { spawn } = await import('node:child_process');
+    const { CLI } = await import('../helpers/cli.js');
+    // util-linux `script` gives the CLI a real terminal; what we type reaches the container's shell.
+    const child = spawn('script', ['-qec', `${process.execPath} ${CLI} container -t docker/${target.name} -- docker run --rm -it ${image} sh`, '/dev/null'], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const deadline = Date.now() + 60_000;
+    // Wait for the shell's prompt before typing.
+    while (!/[#$] $/m.test(out.replace(/\r/g, '')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    child.stdin!.write('echo "tty=$(tty) var=$TARGET_VAR"; exit 3\r');
+    assert.equal(await exited, 3, out);
+    assert.match(out, /tty=\/dev\/pts\/\d+ var=from-target/);
+    assert.equal(await mirrordContainers(), 0);
+  });
+
   it('refuses docker run flags that cannot share the sidecar\'s namespace, in one line', async () => {
     const r = await runCli(['container', '-t', `docker/${target.name}`, '--', 'docker', 'run', '--network', 'host', image, 'true']);
     assert.equal(r.code, 64);
