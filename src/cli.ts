@@ -13,6 +13,20 @@ export function version(): string {
   return (JSON.parse(readFileSync(`${packageRoot()}/package.json`, 'utf8')) as { version: string }).version;
 }
 
+/** The flags `exec` and `container` share: they stand for config keys (src/config/flags.ts). */
+function sessionOptions(cmd: Command): Command {
+  return cmd
+    .option('-n, --namespace <ns>', 'namespace of the target (Kubernetes)')
+    .option('-f, --config-file <file>', 'config file (default: MIRRORD_CONFIG_FILE, then a search for mirrord.json/yaml/toml)')
+    .option('--steal', 'steal incoming traffic instead of mirroring it')
+    .addOption(new Option('--fs-mode <mode>', 'file system mode').choices(['read', 'write', 'local', 'localwithoverrides']))
+    .option('--no-outgoing', 'keep outgoing connections local')
+    .option('--no-remote-dns', 'resolve host names locally')
+    .option('-s, --include-env <vars>', 'only these remote variables (";"-separated, * and ? wildcards)')
+    .option('-x, --exclude-env <vars>', 'not these remote variables (";"-separated, * and ? wildcards)')
+    .option('--env-file <file>', 'dotenv file applied over the remote environment');
+}
+
 function buildProgram(setCode: (c: number) => void): Command {
   const log = createLogger();
   const program = new Command('mirrord')
@@ -32,40 +46,22 @@ Exit status: the program's own (128 + signal if a signal killed it), or mirrord'
 Logs: MIRRORD_LOG=debug (CLI, intproxy, agent), MIRRORD_LAYER_LOG=debug (the layer), on stderr.`,
     );
 
-  program
+  sessionOptions(program
     .command('exec')
     .description('run a local program in the context of a target')
     .usage('[options] -- CMD [ARGS...]')
-    .option('-t, --target <target>', 'docker/NAME_OR_ID (pod/, deployment/ ... arrive with Kubernetes support)')
-    .option('-n, --namespace <ns>', 'namespace of the target (Kubernetes)')
-    .option('-f, --config-file <file>', 'config file (default: MIRRORD_CONFIG_FILE, then a search for mirrord.json/yaml/toml)')
-    .option('--steal', 'steal incoming traffic instead of mirroring it')
-    .addOption(new Option('--fs-mode <mode>', 'file system mode').choices(['read', 'write', 'local', 'localwithoverrides']))
-    .option('--no-outgoing', 'keep outgoing connections local')
-    .option('--no-remote-dns', 'resolve host names locally')
-    .option('-s, --include-env <vars>', 'only these remote variables (";"-separated, * and ? wildcards)')
-    .option('-x, --exclude-env <vars>', 'not these remote variables (";"-separated, * and ? wildcards)')
-    .option('--env-file <file>', 'dotenv file applied over the remote environment')
+    .option('-t, --target <target>', 'docker/NAME_OR_ID (pod/, deployment/ ... arrive with Kubernetes support)'))
     .argument('<command...>', 'the program and its arguments')
     .passThroughOptions()
     .action(async (command: string[], flags: ExecFlags) => {
       setCode(await execCommand(command, flags, log));
     });
 
-  program
+  sessionOptions(program
     .command('container')
     .description('run a local container (docker run ...) in the context of a target, through a sidecar')
     .usage('[options] -- docker run [DOCKER RUN OPTIONS] IMAGE [COMMAND...]')
-    .option('-t, --target <target>', 'docker/NAME_OR_ID')
-    .option('-n, --namespace <ns>', 'namespace of the target (Kubernetes)')
-    .option('-f, --config-file <file>', 'config file (default: MIRRORD_CONFIG_FILE, then a search for mirrord.json/yaml/toml)')
-    .option('--steal', 'steal incoming traffic instead of mirroring it')
-    .addOption(new Option('--fs-mode <mode>', 'file system mode').choices(['read', 'write', 'local', 'localwithoverrides']))
-    .option('--no-outgoing', 'keep outgoing connections local')
-    .option('--no-remote-dns', 'resolve host names locally')
-    .option('-s, --include-env <vars>', 'only these remote variables (";"-separated, * and ? wildcards)')
-    .option('-x, --exclude-env <vars>', 'not these remote variables (";"-separated, * and ? wildcards)')
-    .option('--env-file <file>', 'dotenv file applied over the remote environment')
+    .option('-t, --target <target>', 'docker/NAME_OR_ID'))
     .argument('<docker-run...>', 'docker run (or podman run) and its arguments')
     .passThroughOptions()
     .action(async (command: string[], flags: ExecFlags) => {
