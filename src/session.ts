@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { AgentConnection } from './agent-link/connection.js';
-import type { ResolvedFeatures } from './config/schema.js';
+import type { MirrordConfig, ResolvedFeatures } from './config/schema.js';
 import { ExitCode, MirrordError } from './errors.js';
 import { Intproxy } from './intproxy/intproxy.js';
 import type { Logger } from './log.js';
 import { DockerPlatform } from './platforms/docker/platform.js';
+import type { KubeSettings } from './platforms/kubernetes/client.js';
+import { KubernetesPlatform, type KubeAgentConfig } from './platforms/kubernetes/platform.js';
 import type { AgentHandle, TargetPlatform } from './platforms/platform.js';
 import type { Progress } from './progress.js';
 import { formatTarget, type TargetSpec } from './target.js';
@@ -12,7 +14,9 @@ import { formatTarget, type TargetSpec } from './target.js';
 export interface SessionOptions {
   target: TargetSpec;
   features: ResolvedFeatures;
-  agent: { image?: string; startup_timeout: number; log_level: string };
+  agent: MirrordConfig['agent'];
+  /** Kubernetes targets: kubeconfig and context (config keys kubeconfig, kube_context). */
+  kube?: KubeSettings;
   log: Logger;
   progress: Progress;
   /** Injected for tests; chosen from the target kind otherwise. */
@@ -30,18 +34,20 @@ export interface Session {
   close(): Promise<void>;
 }
 
-export function platformFor(target: TargetSpec): TargetPlatform {
+export function platformFor(target: TargetSpec, opts: Pick<SessionOptions, 'agent' | 'kube'>): TargetPlatform {
   if (target.kind === 'docker') return new DockerPlatform();
-  throw new MirrordError(
-    `${formatTarget(target)}: ${target.kind === 'targetless' ? 'targetless sessions' : 'Kubernetes targets'} are not supported by this build yet`,
-    ExitCode.Target,
-    'Use a docker/NAME_OR_ID target',
-  );
+  const a = opts.agent;
+  return new KubernetesPlatform(opts.kube ?? {}, {
+    ...a,
+    namespace: a.namespace ?? (target.kind === 'targetless' ? target.namespace : undefined),
+    tolerations: a.tolerations as KubeAgentConfig['tolerations'],
+    resources: a.resources as KubeAgentConfig['resources'],
+  });
 }
 
 export async function startSession(opts: SessionOptions): Promise<Session> {
   const { log, progress } = opts;
-  const platform = opts.platform ?? platformFor(opts.target);
+  const platform = opts.platform ?? platformFor(opts.target, opts);
   const id = randomBytes(6).toString('hex');
   const token = randomBytes(24).toString('base64url');
 

@@ -2,7 +2,7 @@ import { ExitCode, MirrordError } from './errors.js';
 
 /** A parsed target string (architecture.md, "Target strings"). */
 export type TargetSpec =
-  | { kind: 'targetless' }
+  | { kind: 'targetless'; namespace?: string }
   | { kind: 'docker'; container: string }
   | {
       kind: 'pod' | 'deployment' | 'statefulset' | 'rollout' | 'job' | 'cronjob' | 'service';
@@ -18,7 +18,7 @@ const USAGE =
 
 export function parseTarget(text: string, namespace?: string): TargetSpec {
   const t = text.trim();
-  if (t === 'targetless') return { kind: 'targetless' };
+  if (t === 'targetless') return namespace ? { kind: 'targetless', namespace } : { kind: 'targetless' };
   const parts = t.split('/');
   const [kind, name, ...rest] = parts;
   if (kind === 'docker') {

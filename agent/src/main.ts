@@ -8,6 +8,7 @@ import net from 'node:net';
 import { Duplex, type Writable } from 'node:stream';
 import { createLogger, parseLevel } from '../../src/log.js';
 import { runGuard } from './guard.js';
+import { runListener } from './kube/listener.js';
 import { serveAgent } from './server.js';
 
 const log = createLogger('mirrord-agent', parseLevel(process.env.MIRRORD_AGENT_LOG));
@@ -30,6 +31,34 @@ function openStdout(): Writable {
 async function main(): Promise<void> {
   if (process.env.MIRRORD_AGENT_MODE === 'guard') {
     await runGuard({ pid: Number(process.env.MIRRORD_GUARD_PID), session: process.env.MIRRORD_AGENT_SESSION ?? '', log: log.child('guard') });
+    exit(0);
+  }
+  if (process.env.MIRRORD_AGENT_MODE === 'listen') {
+    const num = (name: string, dflt?: number) => {
+      const v = process.env[name];
+      if (v === undefined || v === '') return dflt;
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0) {
+        log.error(`${name} must be a whole number, got ${JSON.stringify(v)}`);
+        exit(2);
+      }
+      return n;
+    };
+    if (!process.env.MIRRORD_AGENT_TOKEN) {
+      log.error('MIRRORD_AGENT_TOKEN is not set: refusing to serve without a session token');
+      exit(2);
+    }
+    await runListener({
+      port: num('MIRRORD_AGENT_PORT', 0)!,
+      containerId: process.env.MIRRORD_AGENT_TARGET_CONTAINER_ID || undefined,
+      targetPid: num('MIRRORD_AGENT_TARGET_PID'),
+      targetless: process.env.MIRRORD_AGENT_TARGETLESS === '1',
+      ttlSeconds: num('MIRRORD_AGENT_TTL', 1)!,
+      firstClientSeconds: num('MIRRORD_AGENT_FIRST_CLIENT_TIMEOUT', 120)!,
+      session: process.env.MIRRORD_AGENT_SESSION ?? '',
+      agentPath: process.argv[1]!,
+      log: log.child('listener'),
+    });
     exit(0);
   }
   const token = process.env.MIRRORD_AGENT_TOKEN;

@@ -18,7 +18,7 @@ export async function diagnoseLatencyCommand(
 ): Promise<number> {
   const { config } = await loadConfig({ file: flags.configFile, overrides: flagOverrides({ target: flags.target }) });
   const startedAt = Date.now();
-  const session = await startSession({ target: targetFrom(config, flags.namespace), features: resolveFeatures(config), agent: config.agent, log, progress });
+  const session = await startSession({ target: targetFrom(config, flags.namespace), features: resolveFeatures(config), agent: config.agent, kube: { kubeconfig: config.kubeconfig, context: config.kube_context }, log, progress });
   const startMs = Date.now() - startedAt;
   try {
     progress.succeed();

@@ -49,7 +49,7 @@ export async function execCommand(argv: string[], flags: ExecFlags, log: Logger,
 
   let session: Session | undefined;
   try {
-    session = await startSession({ target, features, agent: config.agent, log, progress });
+    session = await startSession({ target, features, agent: config.agent, kube: { kubeconfig: config.kubeconfig, context: config.kube_context }, log, progress });
     const remote = await session.agent.request('env.get', {});
     const { env, fromRemote } = mergeEnv(process.env, remote.env, features.env);
     log.debug(`environment from ${session.targetDisplay}: ${fromRemote.join(', ') || '(none)'}`);

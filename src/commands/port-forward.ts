@@ -40,7 +40,7 @@ export async function portForwardCommand(
   if (forwards.length === 0) throw new MirrordError('nothing to forward', ExitCode.Usage, 'Give at least one -L [LOCAL_PORT:]HOST:REMOTE_PORT');
   const parsed = forwards.map(parseForward);
   const { config } = await loadConfig({ file: flags.configFile, overrides: flagOverrides({ target: flags.target }) });
-  const session = await startSession({ target: targetFrom(config, flags.namespace), features: resolveFeatures(config), agent: config.agent, log, progress });
+  const session = await startSession({ target: targetFrom(config, flags.namespace), features: resolveFeatures(config), agent: config.agent, kube: { kubeconfig: config.kubeconfig, context: config.kube_context }, log, progress });
   const servers: net.Server[] = [];
   try {
     for (const f of parsed) {

@@ -5,6 +5,8 @@ import type { ConfigOverrides } from './load.js';
 export interface ExecFlags {
   target?: string;
   namespace?: string;
+  context?: string;
+  kubeconfig?: string;
   configFile?: string;
   steal?: boolean;
   fsMode?: string;
@@ -19,6 +21,8 @@ export interface ExecFlags {
 export function flagOverrides(f: ExecFlags): ConfigOverrides {
   const o: ConfigOverrides = [];
   if (f.target) o.push({ path: ['target'], value: f.target });
+  if (f.context) o.push({ path: ['kube_context'], value: f.context });
+  if (f.kubeconfig) o.push({ path: ['kubeconfig'], value: path.resolve(f.kubeconfig) });
   if (f.steal) o.push({ path: ['feature', 'network', 'incoming', 'mode'], value: 'steal' });
   if (f.fsMode) o.push({ path: ['feature', 'fs', 'mode'], value: f.fsMode });
   if (f.outgoing === false) {

@@ -88,13 +88,21 @@ export const configSchema = z.strictObject({
     ])
     .optional()
     .describe('docker/NAME_OR_ID, pod/NAME[/container/C], deployment/NAME, ..., or targetless.'),
+  kubeconfig: z.string().optional().describe('Kubernetes: kubeconfig file (default KUBECONFIG, then ~/.kube/config).'),
+  kube_context: z.string().optional().describe('Kubernetes: context of the kubeconfig to use (default: its current context).'),
   agent: z
     .strictObject({
-      image: z.string().optional().describe('Agent image; by default built locally from this package when missing.'),
-      namespace: z.string().optional(),
+      image: z.string().optional().describe('Agent image. Docker: built locally from this package when missing. Kubernetes: default mirrord-agent:<build hash>, which the nodes must be able to pull or have loaded.'),
+      image_pull_policy: z.enum(['Always', 'IfNotPresent', 'Never']).optional().describe('Kubernetes: pull policy of the agent image (default IfNotPresent).'),
+      image_pull_secrets: z.array(z.string()).optional().describe('Kubernetes: names of Secrets used to pull the agent image.'),
+      namespace: z.string().optional().describe('Kubernetes: namespace of the agent Job (default: the target\'s; targetless: the context\'s).'),
+      labels: z.record(z.string(), z.string()).optional().describe('Kubernetes: extra labels on the agent Job and pod.'),
+      annotations: z.record(z.string(), z.string()).optional().describe('Kubernetes: extra annotations on the agent Job and pod.'),
+      tolerations: z.array(z.record(z.string(), z.unknown())).optional().describe('Kubernetes: tolerations of the agent pod (default: tolerate every taint, to run on the target\'s node).'),
+      resources: z.record(z.string(), z.unknown()).optional().describe('Kubernetes: resources of the agent container (requests/limits).'),
       ttl: z.number().int().min(0).default(1).describe('Seconds the agent waits after its last client left.'),
-      ephemeral: z.boolean().default(false),
-      privileged: z.boolean().default(false),
+      ephemeral: z.boolean().default(false).describe('Kubernetes: run the agent as an ephemeral container in the target pod instead of a Job on its node.'),
+      privileged: z.boolean().default(false).describe('Run the agent privileged instead of with the few capabilities it needs.'),
       startup_timeout: z.number().int().min(1).default(60).describe('Seconds to wait for the agent to answer.'),
       log_level: z.enum(['error', 'warn', 'info', 'debug', 'trace']).default('warn'),
     })
@@ -137,6 +145,17 @@ export interface ResolvedFeatures {
 
 export function resolveFeatures(cfg: MirrordConfig): ResolvedFeatures {
   const f = cfg.feature;
+  const target = typeof cfg.target === 'string' ? cfg.target : cfg.target?.path;
+  if (target?.trim() === 'targetless') {
+    // No target: nothing to read files, env or incoming traffic from; outgoing and DNS come from the agent's pod.
+    return {
+      outgoing: f?.network?.outgoing ?? outgoingObject.parse({}),
+      dns: f?.network?.dns ?? dnsObject.parse({}),
+      incoming: incomingObject.parse({ mode: 'off' }),
+      fs: fsObject.parse({ mode: 'local' }),
+      env: { include: [] },
+    };
+  }
   return {
     outgoing: f?.network?.outgoing ?? outgoingObject.parse({}),
     dns: f?.network?.dns ?? dnsObject.parse({}),

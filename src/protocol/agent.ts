@@ -3,6 +3,12 @@
  * No imports beyond Node's Buffer: both the CLI and the agent bundle depend on it.
  */
 
+/**
+ * Kubernetes only: the agent's listener writes this line on every connection it accepts, before
+ * any AP frame, so the CLI can tell a live listener from a port-forward that has not reached one yet.
+ */
+export const AP_LISTENER_BANNER = 'MIRRORD-AGENT 1\n';
+
 export const AP_VERSION = 1;
 /** Largest payload a frame may carry; larger frames are a protocol error (the link is closed). */
 export const AP_MAX_PAYLOAD = 1024 * 1024;

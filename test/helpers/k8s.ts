@@ -19,6 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import * as k8s from '@kubernetes/client-node';
 import { createLogger, parseLevel } from '../../src/log.js';
+import { agentImageRecipe } from '../../src/platforms/docker/agent-image.js';
 import { ensureImage } from '../../src/platforms/docker/images.js';
 import { quietProgress } from '../../src/progress.js';
 import { RUN_ID, TEST_LABEL, docker, toolsImage } from './docker-fixtures.js';
@@ -225,7 +226,12 @@ export function smokeImage(): Promise<string> {
 
 /** Every image the Kubernetes tier runs, built on the local Docker engine if missing. */
 export async function k8sTestImages(): Promise<string[]> {
-  return [await toolsImage(), await smokeImage()];
+  return [await toolsImage(), await smokeImage(), await agentImage()];
+}
+
+/** The agent image of this build, which Kubernetes sessions run (agent.image default). */
+export function agentImage(): Promise<string> {
+  return ensureImage(docker(), agentImageRecipe(), { progress: quietProgress, log });
 }
 
 /** Loads images into the cluster unless run-all.sh already did (see the top of this file). */

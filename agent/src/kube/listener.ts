@@ -1,0 +1,138 @@
+/**
+ * The agent's front door on Kubernetes. The CLI reaches the agent pod through the API server's
+ * port-forward, which dials 127.0.0.1:PORT inside the pod's network namespace; this listener takes
+ * that connection and runs the real agent (the same program as on Docker, speaking AP on its stdio)
+ * as a child:
+ *   - job mode: entered into the target container's network namespace with nsenter, so its sockets
+ *     and iptables rules are the target's while this listener stays reachable in the agent pod's own;
+ *   - ephemeral mode: already in the target pod's namespaces, no nsenter;
+ *   - targetless: in the agent pod itself.
+ * It also stands guard: a child that dies (killed, OOM) leaves its iptables chain behind, so the
+ * listener removes it. The listener exits once no client has been connected for the TTL.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from '../../../src/log.js';
+import { AP_LISTENER_BANNER } from '../../../src/protocol/agent.js';
+import { findContainerPid } from './find-pid.js';
+
+
+export interface ListenerOptions {
+  port: number;
+  /** Job mode: the target container's ID from the pod status (`containerd://...`). */
+  containerId?: string;
+  /** Ephemeral mode: the target's PID as seen here (1: the target container's PID namespace). */
+  targetPid?: number;
+  targetless?: boolean;
+  ttlSeconds: number;
+  /** How long to wait for the first client before giving up. */
+  firstClientSeconds: number;
+  session: string;
+  log: Logger;
+  /** The agent bundle to run as the child. */
+  agentPath: string;
+}
+
+async function resolvePid(o: ListenerOptions): Promise<number> {
+  if (o.targetless) return process.pid;
+  if (o.targetPid) return o.targetPid;
+  if (!o.containerId) throw new Error('set MIRRORD_AGENT_TARGET_CONTAINER_ID, MIRRORD_AGENT_TARGET_PID or MIRRORD_AGENT_TARGETLESS');
+  // The container may be restarting; give it a few seconds to show up in /proc.
+  for (let i = 0; i < 20; i++) {
+    const pid = await findContainerPid(o.containerId);
+    if (pid) return pid;
+    await sleep(250);
+  }
+  throw new Error(`no process of container ${o.containerId} on this node (is the agent on the target's node, with hostPID?)`);
+}
+
+function childCommand(o: ListenerOptions, pid: number): [string, string[]] {
+  const node = process.execPath;
+  if (o.containerId) return ['nsenter', [`--net=/proc/${pid}/ns/net`, '--', node, o.agentPath]];
+  return [node, [o.agentPath]];
+}
+
+export async function runListener(o: ListenerOptions): Promise<void> {
+  const pid = await resolvePid(o);
+  o.log.info(`target pid ${pid}${o.containerId ? ` (container ${o.containerId})` : ''}`);
+  let active: { socket: net.Socket; child: ChildProcess } | undefined;
+  let idleTimer: NodeJS.Timeout | undefined;
+  let done!: () => void;
+  const finished = new Promise<void>((r) => (done = r));
+
+  const armIdle = (seconds: number) => {
+    clearTimeout(idleTimer);
+    idleTimer = setTimeout(() => {
+      o.log.info(`no client for ${seconds} s: exiting`);
+      server.close();
+      done();
+    }, seconds * 1000);
+  };
+
+  const cleanupAfter = (childPid: number) => {
+    if (o.targetless) return Promise.resolve();
+    // The guard mode of the agent, in the same namespace, removes the session's chain if it is there.
+    const [cmd, args] = childCommand(o, pid);
+    const guard = spawn(cmd, args, {
+      stdio: ['ignore', 'ignore', 'inherit'],
+      env: { ...process.env, MIRRORD_AGENT_MODE: 'guard', MIRRORD_GUARD_PID: String(childPid), MIRRORD_AGENT_SESSION: o.session },
+    });
+    return new Promise<void>((resolve) => guard.once('close', () => resolve()));
+  };
+
+  const server = net.createServer((socket) => {
+    if (active) {
+      o.log.warn('a second client while one is connected: refused (one session per agent)');
+      socket.destroy();
+      return;
+    }
+    clearTimeout(idleTimer);
+    socket.setNoDelay(true);
+    const [cmd, args] = childCommand(o, pid);
+    const child = spawn(cmd, args, {
+      stdio: ['pipe', 'pipe', 'inherit'],
+      env: { ...process.env, MIRRORD_AGENT_MODE: 'serve', MIRRORD_AGENT_TARGET_PID: String(pid), MIRRORD_AGENT_SESSION: o.session },
+    });
+    active = { socket, child };
+    o.log.info(`client connected; agent child ${child.pid}`);
+    socket.write(AP_LISTENER_BANNER);
+    socket.pipe(child.stdin!);
+    child.stdout!.pipe(socket);
+    socket.on('error', (err) => o.log.debug(`client socket: ${err.message}`));
+    child.stdin!.on('error', () => undefined);
+    socket.on('close', () => child.stdin!.end());
+    child.once('exit', (code, signal) => {
+      o.log.info(`agent child ${child.pid} ended (${signal ?? `code ${code}`})`);
+      socket.end();
+      const after = signal || code ? cleanupAfter(child.pid!) : Promise.resolve();
+      void after.then(() => {
+        active = undefined;
+        armIdle(o.ttlSeconds);
+      });
+    });
+  });
+
+  const stop = (sig: string) => {
+    o.log.info(`${sig}: stopping`);
+    server.close();
+    if (active) {
+      active.child.kill('SIGTERM');
+      active.child.once('exit', () => done());
+      setTimeout(done, 3000).unref();
+    } else {
+      done();
+    }
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    // Loopback only: the port-forward reaches it, the pod network does not.
+    server.listen(o.port, '127.0.0.1', () => resolve());
+  });
+  o.log.info(`listening on 127.0.0.1:${o.port}`);
+  armIdle(o.firstClientSeconds);
+  await finished;
+}

@@ -1,0 +1,140 @@
+/**
+ * The Kubernetes objects an agent runs in, as plain data (unit-tested without a cluster):
+ *   - job mode: a Job whose pod lands on the target's node with hostPID and enters the target's
+ *     network namespace from there (agent/src/kube/listener.ts);
+ *   - ephemeral mode: an ephemeral container in the target pod, in the target container's PID namespace;
+ *   - targetless: a Job anywhere in the namespace, with no privileges at all.
+ * Capabilities are the fewest each mode needs; `agent.privileged` replaces them with privileged.
+ */
+import type * as k8s from '@kubernetes/client-node';
+import os from 'node:os';
+import type { KubeTarget } from './resolve.js';
+
+export const AGENT_CONTAINER = 'mirrord-agent';
+export const LABEL_APP = 'app.kubernetes.io/name';
+export const LABEL_SESSION = 'dev.mirrord/session';
+export const ANNOTATION_OWNER = 'dev.mirrord/owner';
+export const ANNOTATION_TARGET = 'dev.mirrord/target';
+
+export interface KubeAgentSettings {
+  image: string;
+  image_pull_policy?: 'Always' | 'IfNotPresent' | 'Never';
+  image_pull_secrets?: string[];
+  ttl: number;
+  privileged: boolean;
+  log_level: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  tolerations?: k8s.V1Toleration[];
+  resources?: k8s.V1ResourceRequirements;
+}
+
+export interface AgentSpecInput {
+  session: string;
+  token: string;
+  port: number;
+  namespace: string;
+  agent: KubeAgentSettings;
+  /** Absent for targetless sessions. */
+  target?: KubeTarget;
+  fsWrite: boolean;
+}
+
+/** Seconds a finished agent Job stays before Kubernetes deletes it (and its pod). */
+export const JOB_TTL_AFTER_FINISHED = 1;
+
+function env(i: AgentSpecInput, mode: 'job' | 'ephemeral' | 'targetless'): k8s.V1EnvVar[] {
+  const e: Record<string, string> = {
+    MIRRORD_AGENT_MODE: 'listen',
+    MIRRORD_AGENT_PORT: String(i.port),
+    MIRRORD_AGENT_TOKEN: i.token,
+    MIRRORD_AGENT_SESSION: i.session,
+    MIRRORD_AGENT_TTL: String(i.agent.ttl),
+    MIRRORD_AGENT_LOG: i.agent.log_level,
+  };
+  if (mode === 'job') e.MIRRORD_AGENT_TARGET_CONTAINER_ID = i.target!.containerId;
+  if (mode === 'ephemeral') e.MIRRORD_AGENT_TARGET_PID = '1';
+  if (mode === 'targetless') e.MIRRORD_AGENT_TARGETLESS = '1';
+  return Object.entries(e).map(([name, value]) => ({ name, value }));
+}
+
+export function capabilities(mode: 'job' | 'ephemeral' | 'targetless', fsWrite: boolean): string[] {
+  if (mode === 'targetless') return [];
+  // NET_ADMIN/NET_RAW: iptables for incoming traffic; SYS_PTRACE: /proc/PID/{root,environ,ns};
+  // DAC_READ_SEARCH: reading the target's files whatever their modes.
+  const caps = ['NET_ADMIN', 'NET_RAW', 'SYS_PTRACE', 'DAC_READ_SEARCH'];
+  // setns(2) into another network namespace needs CAP_SYS_ADMIN; only job mode enters one.
+  if (mode === 'job') caps.push('SYS_ADMIN');
+  if (fsWrite) caps.push('DAC_OVERRIDE');
+  return caps;
+}
+
+function securityContext(i: AgentSpecInput, mode: 'job' | 'ephemeral' | 'targetless'): k8s.V1SecurityContext {
+  if (i.agent.privileged) return { privileged: true, runAsUser: 0 };
+  return {
+    runAsUser: 0,
+    allowPrivilegeEscalation: false,
+    capabilities: { drop: ['ALL'], add: capabilities(mode, i.fsWrite) },
+  };
+}
+
+function labels(i: AgentSpecInput): Record<string, string> {
+  return { ...i.agent.labels, [LABEL_APP]: 'mirrord-agent', [LABEL_SESSION]: i.session };
+}
+
+function annotations(i: AgentSpecInput): Record<string, string> {
+  return {
+    ...i.agent.annotations,
+    [ANNOTATION_OWNER]: `${os.userInfo().username}@${os.hostname()}:${process.pid}`,
+    ...(i.target ? { [ANNOTATION_TARGET]: `pod/${i.target.pod}/container/${i.target.container}` } : {}),
+  };
+}
+
+const COMMAND = ['node', '/opt/mirrord/agent.mjs'];
+
+export function agentJob(i: AgentSpecInput): k8s.V1Job {
+  const mode = i.target ? 'job' : 'targetless';
+  const container: k8s.V1Container = {
+    name: AGENT_CONTAINER,
+    image: i.agent.image,
+    imagePullPolicy: i.agent.image_pull_policy ?? 'IfNotPresent',
+    command: COMMAND,
+    env: env(i, mode),
+    securityContext: securityContext(i, mode),
+    resources: i.agent.resources ?? { requests: { cpu: '10m', memory: '50Mi' }, limits: { memory: '512Mi' } },
+  };
+  return {
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata: { name: `mirrord-agent-${i.session}`, namespace: i.namespace, labels: labels(i), annotations: annotations(i) },
+    spec: {
+      backoffLimit: 0,
+      ttlSecondsAfterFinished: JOB_TTL_AFTER_FINISHED,
+      template: {
+        metadata: { labels: labels(i), annotations: annotations(i) },
+        spec: {
+          restartPolicy: 'Never',
+          automountServiceAccountToken: false,
+          terminationGracePeriodSeconds: 5,
+          ...(i.target ? { nodeName: i.target.nodeName, hostPID: true } : {}),
+          // An agent must run wherever its target runs, tainted nodes included.
+          tolerations: i.agent.tolerations ?? (i.target ? [{ operator: 'Exists' }] : undefined),
+          imagePullSecrets: i.agent.image_pull_secrets?.map((name) => ({ name })),
+          containers: [container],
+        },
+      },
+    },
+  };
+}
+
+export function agentEphemeralContainer(i: AgentSpecInput): k8s.V1EphemeralContainer {
+  return {
+    name: `mirrord-agent-${i.session}`,
+    image: i.agent.image,
+    imagePullPolicy: i.agent.image_pull_policy ?? 'IfNotPresent',
+    command: COMMAND,
+    env: env(i, 'ephemeral'),
+    securityContext: securityContext(i, 'ephemeral'),
+    targetContainerName: i.target!.container,
+  };
+}

@@ -1,0 +1,247 @@
+/**
+ * Kubernetes targets: pods and workloads resolved through the API server, the agent started in job
+ * mode (default), ephemeral mode (`agent.ephemeral`) or targetless, and reached over port-forward.
+ * Nothing needs removing afterwards: a job's listener exits once its client is gone, the Job then
+ * finishes and expires (ttlSecondsAfterFinished), and an ephemeral container simply ends.
+ */
+import { randomInt } from 'node:crypto';
+import type * as k8s from '@kubernetes/client-node';
+import { ExitCode, MirrordError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import type { TargetSpec } from '../../target.js';
+import { recipeTag } from '../docker/images.js';
+import { agentImageRecipe } from '../docker/agent-image.js';
+import type { AgentHandle, AgentStartOptions, ResolvedTarget, TargetPlatform } from '../platform.js';
+import { AGENT_CONTAINER, LABEL_SESSION, agentEphemeralContainer, agentJob, type KubeAgentSettings } from './agent-spec.js';
+import { apiError, call, connectKube, isApiStatus, type Kube, type KubeSettings } from './client.js';
+import { connectAgent } from './port-forward.js';
+import { resolveKubeTarget, type KubeTarget } from './resolve.js';
+
+export interface KubeAgentConfig extends Omit<KubeAgentSettings, 'image'> {
+  image?: string;
+  namespace?: string;
+  ephemeral: boolean;
+}
+
+const PULL_FAILURES = ['ErrImagePull', 'ImagePullBackOff', 'ErrImageNeverPull', 'InvalidImageName'];
+const START_FAILURES = ['CreateContainerConfigError', 'CreateContainerError', 'RunContainerError', 'CrashLoopBackOff'];
+
+/** Where the agent runs, as far as waiting for it is concerned. */
+interface AgentPlace {
+  namespace: string;
+  session: string;
+  /** The pod to port-forward to (found once the Job made it). */
+  pod?: string;
+  container: string;
+  ephemeral: boolean;
+}
+
+export class KubernetesPlatform implements TargetPlatform {
+  readonly name = 'kubernetes';
+  private kubeClient?: Kube;
+  private readonly resolved = new Map<string, KubeTarget>();
+
+  constructor(
+    private readonly settings: KubeSettings,
+    private readonly agent: KubeAgentConfig,
+  ) {}
+
+  private kube(): Kube {
+    this.kubeClient ??= connectKube(this.settings);
+    return this.kubeClient;
+  }
+
+  async resolveTarget(spec: TargetSpec): Promise<ResolvedTarget> {
+    if (spec.kind === 'docker') throw new MirrordError('the Kubernetes platform cannot run docker/ targets', ExitCode.Usage);
+    const kube = this.kube();
+    if (spec.kind === 'targetless') {
+      const namespace = this.agent.namespace ?? kube.defaultNamespace;
+      // Fails early, with the usual message, when the cluster does not answer or the namespace is missing.
+      await call({ verb: 'get', resource: 'namespaces', name: namespace }, () => kube.core.readNamespace({ name: namespace }), kube.server, () => {
+        throw new MirrordError(`namespace ${namespace} not found`, ExitCode.Target, 'Set agent.namespace (or the kube context namespace) to an existing namespace');
+      }).catch((err: unknown) => {
+        // Reading namespaces is cluster-scoped: a namespaced Role cannot, and need not.
+        if (err instanceof MirrordError && err.code === ExitCode.Platform && /RBAC denied/.test(err.message)) return;
+        throw err;
+      });
+      return { spec, id: `targetless:${namespace}`, display: `targetless (namespace ${namespace})` };
+    }
+    const t = await resolveKubeTarget(kube, spec);
+    const id = `${t.podUid}/${t.container}`;
+    this.resolved.set(id, t);
+    return { spec, id, display: t.display };
+  }
+
+  async startAgent(resolved: ResolvedTarget, opts: AgentStartOptions): Promise<AgentHandle> {
+    const kube = this.kube();
+    const target = this.resolved.get(resolved.id);
+    const targetless = resolved.spec.kind === 'targetless';
+    const namespace = targetless ? resolved.id.slice('targetless:'.length) : (this.agent.ephemeral ? target!.namespace : (this.agent.namespace ?? target!.namespace));
+    const ephemeral = this.agent.ephemeral && !targetless;
+    const settings: KubeAgentSettings = { ...this.agent, image: opts.image ?? this.agent.image ?? recipeTag(agentImageRecipe()) };
+    // Job mode: the agent pod's own loopback, any fixed port does. Ephemeral: the target pod's
+    // loopback, so a random high port to stay clear of the app's.
+    const port = ephemeral ? randomInt(40000, 60000) : 47000;
+    const input = { session: opts.session, token: opts.token, port, namespace, agent: settings, target, fsWrite: !!opts.fsWrite };
+    const deadline = Date.now() + opts.startupTimeoutMs;
+    const place: AgentPlace = { namespace, session: opts.session, container: AGENT_CONTAINER, ephemeral };
+
+    if (ephemeral) {
+      const ec = agentEphemeralContainer(input);
+      place.pod = target!.pod;
+      place.container = ec.name;
+      opts.progress.update(`adding agent container to pod/${target!.pod}`);
+      await this.addEphemeralContainer(kube, target!, ec);
+    } else {
+      const job = agentJob(input);
+      opts.progress.update(`creating agent job ${job.metadata!.name} in namespace ${namespace}`);
+      await call({ verb: 'create', resource: 'jobs', namespace }, () => kube.batch.createNamespacedJob({ namespace, body: job }), kube.server, () => {
+        throw new MirrordError(`namespace ${namespace} not found`, ExitCode.Target, 'Set agent.namespace to an existing namespace');
+      });
+    }
+
+    const logs: string[] = [];
+    const recentLogs = () => logs;
+    try {
+      await this.waitRunning(kube, place, opts, settings.image, deadline);
+      opts.progress.update(`connecting to the agent (pod/${place.pod}) through port-forward`);
+      const link = await connectAgent(kube.kc, namespace, place.pod!, port, deadline, () => this.checkAgent(kube, place, settings.image), (m) => opts.log.debug(m)).catch((err: unknown) => {
+        throw this.startError(err, place, opts);
+      });
+      opts.log.debug(`agent link open: pod/${place.pod} port ${port}`);
+      return {
+        link,
+        description: `agent pod/${place.pod}${ephemeral ? ` (ephemeral container ${place.container})` : ''} in namespace ${namespace}`,
+        stop: async () => {
+          link.end();
+          link.destroy();
+        },
+        recentLogs,
+      };
+    } catch (err) {
+      logs.push(...(await this.tailLogs(kube, place)));
+      // A Job whose pod cannot start would retry pulling forever; an ephemeral container cannot be removed.
+      if (!ephemeral) await this.deleteJob(kube, namespace, opts.session, opts.log);
+      if (err instanceof MirrordError && logs.length && !err.message.includes('agent said')) {
+        throw new MirrordError(`${err.message} (agent said: ${logs.slice(-3).join(' | ')})`, err.code, err.hint, { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  private startError(err: unknown, place: AgentPlace, opts: AgentStartOptions): MirrordError {
+    if (err instanceof MirrordError) return err;
+    const status = (err as { statusCode?: number }).statusCode;
+    if (status === 403) {
+      return new MirrordError(
+        `RBAC denied: cannot create pods/portforward in namespace ${place.namespace} (${(err as Error).message})`,
+        ExitCode.Platform,
+        'Ask a cluster admin to bind you to the mirrord Role in templates/rbac.yaml',
+      );
+    }
+    return new MirrordError(
+      `the agent (pod/${place.pod}) did not answer through port-forward within ${opts.startupTimeoutMs / 1000} s: ${(err as Error).message}`,
+      ExitCode.Agent,
+      'Raise agent.startup_timeout on slow clusters; run with MIRRORD_LOG=debug for details',
+    );
+  }
+
+  private async addEphemeralContainer(kube: Kube, target: KubeTarget, ec: k8s.V1EphemeralContainer): Promise<void> {
+    const { namespace, pod: name } = target;
+    for (let attempt = 0; ; attempt++) {
+      const pod = await call({ verb: 'get', resource: 'pods', namespace, name }, () => kube.core.readNamespacedPod({ name, namespace }), kube.server);
+      pod.spec!.ephemeralContainers = [...(pod.spec!.ephemeralContainers ?? []), ec];
+      try {
+        await kube.core.replaceNamespacedPodEphemeralcontainers({ name, namespace, body: pod });
+        return;
+      } catch (err) {
+        // Someone else changed the pod between our read and write: read it again.
+        if (isApiStatus(err, 409) && attempt < 5) continue;
+        if (isApiStatus(err, 404) || isApiStatus(err, 405)) {
+          throw new MirrordError(`this cluster does not support ephemeral containers (${(err as Error).message})`, ExitCode.Agent, 'Set agent.ephemeral to false (job mode)');
+        }
+        throw apiError(err, { verb: 'update', resource: 'pods/ephemeralcontainers', namespace, name }, kube.server);
+      }
+    }
+  }
+
+  /** The agent's container status, or an error naming why it cannot start. */
+  private async agentStatus(kube: Kube, place: AgentPlace, image: string): Promise<k8s.V1ContainerStatus | undefined> {
+    let pod: k8s.V1Pod | undefined;
+    if (place.ephemeral) {
+      pod = await call({ verb: 'get', resource: 'pods', namespace: place.namespace, name: place.pod }, () => kube.core.readNamespacedPod({ name: place.pod!, namespace: place.namespace }), kube.server);
+    } else {
+      const list = await call({ verb: 'list', resource: 'pods', namespace: place.namespace }, () =>
+        kube.core.listNamespacedPod({ namespace: place.namespace, labelSelector: `${LABEL_SESSION}=${place.session}` }), kube.server);
+      pod = list.items[0];
+      if (pod) place.pod = pod.metadata?.name;
+    }
+    if (!pod) return undefined;
+    const unschedulable = pod.status?.conditions?.find((c) => c.type === 'PodScheduled' && c.status === 'False');
+    if (unschedulable?.message && /Unschedulable/.test(unschedulable.reason ?? '')) this.lastNote = `not scheduled yet: ${unschedulable.message}`;
+    const statuses = place.ephemeral ? pod.status?.ephemeralContainerStatuses : pod.status?.containerStatuses;
+    const s = statuses?.find((c) => c.name === place.container);
+    const waiting = s?.state?.waiting;
+    if (waiting?.reason && PULL_FAILURES.includes(waiting.reason)) {
+      throw new MirrordError(
+        `the node cannot pull the agent image ${image} (${waiting.reason}${waiting.message ? `: ${waiting.message.slice(0, 200)}` : ''})`,
+        ExitCode.Agent,
+        'Make the image available to the cluster (push it to a registry the nodes can reach, or load it: kind load docker-image ' + image + ') and set agent.image to its name',
+      );
+    }
+    if (waiting?.reason && START_FAILURES.includes(waiting.reason)) {
+      throw new MirrordError(`the agent container cannot start (${waiting.reason}${waiting.message ? `: ${waiting.message.slice(0, 200)}` : ''})`, ExitCode.Agent, 'Run with MIRRORD_LOG=debug; check the agent pod with kubectl describe');
+    }
+    const term = s?.state?.terminated;
+    if (term) {
+      throw new MirrordError(`the agent exited before the session started (${term.reason ?? 'exit ' + term.exitCode}${term.message ? `: ${term.message.slice(0, 200)}` : ''})`, ExitCode.Agent, 'Run with MIRRORD_LOG=debug for the agent log');
+    }
+    if (pod.status?.phase === 'Failed') throw new MirrordError(`the agent pod failed (${pod.status.reason ?? ''} ${pod.status.message ?? ''})`.trim(), ExitCode.Agent, 'Check it with kubectl describe pod ' + pod.metadata?.name);
+    return s;
+  }
+
+  private lastNote = '';
+
+  private async waitRunning(kube: Kube, place: AgentPlace, opts: AgentStartOptions, image: string, deadline: number): Promise<void> {
+    let shown = '';
+    for (;;) {
+      const s = await this.agentStatus(kube, place, image);
+      if (s?.state?.running) return;
+      const what = this.lastNote || (s?.state?.waiting?.reason ? `agent ${s.state.waiting.reason}` : place.pod ? `agent pod/${place.pod} starting` : 'waiting for the agent pod to be created');
+      if (what !== shown) {
+        opts.progress.update(what);
+        opts.log.debug(what);
+        shown = what;
+      }
+      if (Date.now() > deadline) {
+        throw new MirrordError(`the agent did not start within ${opts.startupTimeoutMs / 1000} s (${what})`, ExitCode.Agent, 'Raise agent.startup_timeout, or check the agent pod with kubectl describe');
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  private async checkAgent(kube: Kube, place: AgentPlace, image: string): Promise<void> {
+    await this.agentStatus(kube, place, image);
+  }
+
+  private async tailLogs(kube: Kube, place: AgentPlace): Promise<string[]> {
+    if (!place.pod) return [];
+    try {
+      const text = await kube.core.readNamespacedPodLog({ name: place.pod, namespace: place.namespace, container: place.container, tailLines: 5 });
+      return String(text).split('\n').filter(Boolean);
+    } catch {
+      return [];
+    }
+  }
+
+  private async deleteJob(kube: Kube, namespace: string, session: string, log: Logger): Promise<void> {
+    try {
+      await kube.batch.deleteNamespacedJob({ name: `mirrord-agent-${session}`, namespace, propagationPolicy: 'Background' });
+    } catch (err) {
+      if (!isApiStatus(err, 404)) log.debug(`could not delete the agent job: ${(err as Error).message}`);
+    }
+  }
+
+  /** Nothing to reap: agent Jobs expire by themselves (see the file comment). */
+  async reap(): Promise<void> {}
+}
