@@ -3,6 +3,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { containerCommand } from './commands/container.js';
 import { diagnoseLatencyCommand } from './commands/diagnose.js';
 import { execCommand, type ExecFlags } from './commands/exec.js';
+import { lsCommand, type LsFlags } from './commands/ls.js';
 import { portForwardCommand } from './commands/port-forward.js';
 import { verifyConfigCommand } from './commands/verify-config.js';
 import { ExitCode, MirrordError } from './errors.js';
@@ -17,6 +18,8 @@ export function version(): string {
 function sessionOptions(cmd: Command): Command {
   return cmd
     .option('-n, --namespace <ns>', 'namespace of the target (Kubernetes)')
+    .option('--context <name>', 'kubeconfig context (config key kube_context)')
+    .option('--kubeconfig <file>', 'kubeconfig file (config key kubeconfig; default KUBECONFIG, then ~/.kube/config)')
     .option('-f, --config-file <file>', 'config file (default: MIRRORD_CONFIG_FILE, then a search for mirrord.json/yaml/toml)')
     .option('--steal', 'steal incoming traffic instead of mirroring it')
     .addOption(new Option('--fs-mode <mode>', 'file system mode').choices(['read', 'write', 'local', 'localwithoverrides']))
@@ -50,7 +53,7 @@ Logs: MIRRORD_LOG=debug (CLI, intproxy, agent), MIRRORD_LAYER_LOG=debug (the lay
     .command('exec')
     .description('run a local program in the context of a target')
     .usage('[options] -- CMD [ARGS...]')
-    .option('-t, --target <target>', 'docker/NAME_OR_ID (pod/, deployment/ ... arrive with Kubernetes support)'))
+    .option('-t, --target <target>', 'docker/NAME_OR_ID, pod/NAME[/container/C], deployment/NAME, statefulset/, rollout/, job/, cronjob/, service/, or targetless'))
     .argument('<command...>', 'the program and its arguments')
     .passThroughOptions()
     .action(async (command: string[], flags: ExecFlags) => {
@@ -69,9 +72,23 @@ Logs: MIRRORD_LOG=debug (CLI, intproxy, agent), MIRRORD_LAYER_LOG=debug (the lay
     });
 
   program
+    .command('ls')
+    .description('list targets: Kubernetes pods and workloads of a namespace, and running Docker containers')
+    .option('-n, --namespace <ns>', 'namespace to list (default: the config\'s target namespace, then the context\'s)')
+    .option('--context <name>', 'kubeconfig context')
+    .option('--kubeconfig <file>', 'kubeconfig file')
+    .option('-f, --config-file <file>', 'config file')
+    .option('--no-docker', 'do not list Docker containers')
+    .option('--no-kube', 'do not list Kubernetes targets')
+    .addOption(new Option('--output <format>', 'output format').choices(['text', 'json']).default('text'))
+    .action(async (flags: LsFlags) => {
+      setCode(await lsCommand(flags, log, (s) => process.stdout.write(s + '\n')));
+    });
+
+  program
     .command('port-forward')
     .description('forward local ports to hosts as the target reaches them (names resolved in the target)')
-    .option('-t, --target <target>', 'docker/NAME_OR_ID')
+    .option('-t, --target <target>', 'docker/NAME_OR_ID, pod/NAME, deployment/NAME, ... or targetless')
     .option('-n, --namespace <ns>', 'namespace of the target (Kubernetes)')
     .option('-f, --config-file <file>', 'config file')
     .option('-L, --forward <spec...>', '[LOCAL_PORT:]HOST:REMOTE_PORT (repeatable)')
@@ -84,7 +101,7 @@ Logs: MIRRORD_LOG=debug (CLI, intproxy, agent), MIRRORD_LAYER_LOG=debug (the lay
     .description('check a session')
     .command('latency')
     .description('round-trip times to the agent of a target')
-    .option('-t, --target <target>', 'docker/NAME_OR_ID')
+    .option('-t, --target <target>', 'docker/NAME_OR_ID, pod/NAME, deployment/NAME, ...')
     .option('-n, --namespace <ns>', 'namespace of the target (Kubernetes)')
     .option('-f, --config-file <file>', 'config file')
     .option('-c, --count <n>', 'round trips to time', '100')

@@ -59,10 +59,13 @@ export function chooseContainer(pod: k8s.V1Pod, wanted?: string): string {
 
 function suggestion(name: string, known: string[], kind: string): string {
   if (known.length === 0) return `There is no ${kind} in this namespace; pass -n NAMESPACE, or list targets with \`mirrord ls\``;
-  const best = closest(name, known);
-  const near = known.filter((k) => distance(name, k) <= Math.max(2, Math.floor(name.length / 3))).slice(0, 3);
-  const list = near.length ? near : [best];
-  return `Did you mean ${list.map((n) => `${kind}/${n}`).join(', ')}? (\`mirrord ls\` lists targets)`;
+  const near = known.filter((k) => distance(name, k) <= Math.max(2, Math.floor(name.length / 3)) || k.startsWith(name));
+  if (near.length) {
+    const best = closest(name, near);
+    const list = [best, ...near.filter((n) => n !== best)].slice(0, 3);
+    return `Did you mean ${list.map((n) => `${kind}/${n}`).join(', ')}? (\`mirrord ls\` lists targets)`;
+  }
+  return `This namespace has ${known.slice(0, 5).map((n) => `${kind}/${n}`).join(', ')}${known.length > 5 ? ', ...' : ''} (\`mirrord ls\` lists targets)`;
 }
 
 async function notFound(kube: Kube, kind: WorkloadKind, name: string, namespace: string, list: () => Promise<string[]>): Promise<never> {

@@ -1,0 +1,68 @@
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { loadConfig } from '../config/load.js';
+import { ExitCode, MirrordError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { checkEngine, createDocker } from '../platforms/docker/client.js';
+import { connectKube } from '../platforms/kubernetes/client.js';
+import { listKubeTargets } from '../platforms/kubernetes/list.js';
+
+export interface LsFlags {
+  namespace?: string;
+  configFile?: string;
+  context?: string;
+  kubeconfig?: string;
+  output?: string;
+  docker?: boolean; // --no-docker
+  kube?: boolean; // --no-kube
+}
+
+/** A kubeconfig exists where kubectl would look: otherwise the cluster part is skipped, not an error. */
+function kubeConfigured(file?: string): boolean {
+  if (file) return true;
+  const env = process.env.KUBECONFIG;
+  if (env) return env.split(path.delimiter).some((f) => f && existsSync(f));
+  return existsSync(path.join(os.homedir(), '.kube', 'config'));
+}
+
+/**
+ * `mirrord ls`: the targets one can pass to -t. Kubernetes targets of the namespace when a kubeconfig
+ * is configured, then running containers of the Docker engine when it answers. With --output json,
+ * a JSON array of target strings (what mirrord's IDE extensions read).
+ */
+export async function lsCommand(flags: LsFlags, log: Logger, out: (s: string) => void): Promise<number> {
+  const { config } = await loadConfig({ file: flags.configFile });
+  const targets: string[] = [];
+  const kubeconfig = flags.kubeconfig ? path.resolve(flags.kubeconfig) : config.kubeconfig;
+  let tried = 0;
+  if (flags.kube !== false && kubeConfigured(kubeconfig)) {
+    tried++;
+    const kube = connectKube({ kubeconfig, context: flags.context ?? config.kube_context });
+    const t = config.target;
+    const namespace = flags.namespace ?? (typeof t === 'object' ? t.namespace : undefined) ?? kube.defaultNamespace;
+    targets.push(...(await listKubeTargets(kube, namespace)));
+  }
+  if (flags.docker !== false) {
+    const docker = createDocker();
+    try {
+      await checkEngine(docker, 2000);
+      tried++;
+      const containers = await docker.listContainers({ filters: { status: ['running'] } });
+      for (const c of containers) {
+        // Our own agents, sidecars and guards are not targets.
+        if (c.Labels?.['dev.mirrord.agent']) continue;
+        const name = c.Names?.[0]?.replace(/^\//, '');
+        if (name) targets.push(`docker/${name}`);
+      }
+    } catch (err) {
+      log.debug(`ls: Docker engine skipped: ${(err as Error).message}`);
+    }
+  }
+  if (tried === 0) {
+    throw new MirrordError('nothing to list: no kubeconfig found and no Docker engine answers', ExitCode.Platform, 'Set KUBECONFIG, or start Docker');
+  }
+  if (flags.output === 'json') out(JSON.stringify(targets));
+  else for (const t of targets) out(t);
+  return 0;
+}

@@ -1,0 +1,286 @@
+/**
+ * Kubernetes targets end to end: the real CLI, layer and agent against the tier's real cluster.
+ * Run: `node --import tsx --test test/k8s/targets.test.ts` with KUBECONFIG set (see test/helpers/k8s.ts).
+ */
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import * as k8s from '@kubernetes/client-node';
+import { findContainerPid } from '../../agent/src/kube/find-pid.js';
+import { CLI, runCli } from '../helpers/cli.js';
+import { CONFIG_YAML, FROM_CONFIGMAP, FROM_SECRET, deployApp, type AppFixture } from '../helpers/k8s-app.js';
+import { createTestNamespace, ensureImagesLoaded, execInPod, k8sTestImages, kube, waitFor } from '../helpers/k8s.js';
+
+const run = promisify(execFile);
+
+async function freePort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address() as net.AddressInfo;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+
+describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
+  let ns: { name: string; remove(): Promise<void> };
+  let app: AppFixture;
+  let appPod = '';
+  let tmp = '';
+  const restarts = async () => (await kube().core.readNamespacedPod({ name: appPod, namespace: ns.name })).status?.containerStatuses?.[0]?.restartCount;
+  const config = (name: string, body: object) => {
+    const f = path.join(tmp, `${name}.json`);
+    writeFileSync(f, JSON.stringify(body));
+    return f;
+  };
+  const mirrord = (args: string[], opts: Parameters<typeof runCli>[1] = {}) => runCli(args, { timeoutMs: 120_000, ...opts });
+
+  before(async () => {
+    const images = await k8sTestImages();
+    await ensureImagesLoaded(images);
+    ns = await createTestNamespace('mirrord-targets');
+    app = await deployApp(ns.name, images[0]!, images[1]!);
+    appPod = app.appPod.metadata!.name!;
+    tmp = mkdtempSync(path.join(os.tmpdir(), 'mirrord-k8s-'));
+  });
+
+  after(async () => {
+    await ns?.remove();
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+  });
+
+  /** The agent Jobs and pods of the namespace; empty once every session's TTL has passed. */
+  const agentObjects = async () => {
+    const sel = { namespace: ns.name, labelSelector: 'app.kubernetes.io/name=mirrord-agent' };
+    const [jobs, pods] = await Promise.all([kube().batch.listNamespacedJob(sel), kube().core.listNamespacedPod(sel)]);
+    return [...jobs.items, ...pods.items].map((o) => `${o.kind ?? ''}${o.metadata?.name}`);
+  };
+  const noAgentLeft = () => waitFor('no agent Job or pod left', async () => (await agentObjects()).length === 0, 90_000);
+
+  /** The nat table of the app pod's network namespace, read from this host (the cluster runs here). */
+  const appNat = async () => {
+    const pod = await kube().core.readNamespacedPod({ name: appPod, namespace: ns.name });
+    const pid = await findContainerPid(pod.status!.containerStatuses![0]!.containerID!);
+    assert.ok(pid, 'the app container has a process on this host');
+    const out: string[] = [];
+    for (const save of ['iptables-nft-save', 'iptables-legacy-save']) {
+      const r = await run('nsenter', [`--net=/proc/${pid}/ns/net`, '--', save, '-t', 'nat']).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }));
+      out.push(r.stdout);
+    }
+    return out.join('\n');
+  };
+  const curlApp = async (header?: string) => {
+    const args = ['curl', '-sS', '--max-time', '5', ...(header ? ['-H', header] : []), `http://app.${ns.name}.svc.cluster.local/`];
+    const r = await execInPod(ns.name, app.clientPod, 'client', args);
+    return r.stdout.trim();
+  };
+
+  it('deployment/app: redis-cli reaches a Service name only the cluster resolves, from the pod\'s address', async () => {
+    const before = await restarts();
+    const r = await mirrord(['exec', '-n', ns.name, '-t', 'deployment/app', '--', 'sh', '-c', 'redis-cli -h redis ping && redis-cli -h redis client list']);
+    assert.equal(r.code, 0, r.stderr);
+    const [pong, ...clients] = r.stdout.trim().split('\n');
+    assert.equal(pong, 'PONG');
+    const podIP = app.appPod.status!.podIP!;
+    assert.ok(clients.some((l) => l.includes(`addr=${podIP}:`)), `redis saw the app pod ${podIP}: ${clients.join(' | ')}`);
+    // Without mirrord the name means nothing here.
+    const plain = await run('redis-cli', ['-h', 'redis', 'ping']).catch((e: { stdout?: string; stderr?: string }) => e);
+    assert.notEqual((plain as { stdout?: string }).stdout?.trim(), 'PONG');
+    assert.equal(await restarts(), before, 'the target pod never restarted');
+  });
+
+  it('pod/APP: env from a ConfigMap and a Secret, a ConfigMap-mounted file and the service-account token', async () => {
+    const script = 'echo "$FROM_CONFIGMAP"; echo "$FROM_SECRET"; cat /etc/app/config.yaml; cat /var/run/secrets/kubernetes.io/serviceaccount/namespace; echo; wc -c < /var/run/secrets/kubernetes.io/serviceaccount/token';
+    const r = await mirrord(['exec', '-n', ns.name, '-t', `pod/${appPod}`, '--', 'sh', '-c', script]);
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.split('\n');
+    assert.equal(lines[0], FROM_CONFIGMAP);
+    assert.equal(lines[1], FROM_SECRET);
+    assert.equal(lines.slice(2, 4).join('\n') + '\n', CONFIG_YAML);
+    assert.equal(lines[4], ns.name);
+    assert.ok(Number(lines[5]) > 100, `a token was read: ${lines[5]}`);
+  });
+
+  // dns.resolve* (c-ares) sends its own UDP to the pod's nameserver and, as in the pod itself,
+  // applies no search domains; getaddrinfo (dns.lookup) applies them.
+  it('DNS: short names through the pod\'s search domains, and resolvers that send their own UDP', async () => {
+    const svc = await kube().core.readNamespacedService({ name: 'redis', namespace: ns.name });
+    const ip = svc.spec!.clusterIP!;
+    const r = await mirrord([
+      'exec', '-n', ns.name, '-t', 'service/app', '--', 'node', '-e',
+      `const dns = require('dns'); dns.lookup('redis', (e, a) => { console.log(e ? e.code : a); dns.resolve4('redis.${ns.name}.svc.cluster.local', (e2, b) => console.log(e2 ? e2.code : b.join(','))); });`,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split('\n'), [ip, ip]);
+  });
+
+  it('steal with an HTTP header filter: matching requests reach the local program, others the pod', async () => {
+    const port = await freePort();
+    const cfg = config('steal', {
+      feature: { network: { incoming: { mode: 'steal', port_mapping: [[port, 8080]], http_filter: { header_filter: '^x-mirrord: yes$' } } } },
+    });
+    writeFileSync(path.join(tmp, 'index.html'), 'local\n');
+    // The local server listens on a free port; port_mapping makes the agent steal the pod's 8080 for it.
+    const child = spawn(process.execPath, [CLI, 'exec', '-f', cfg, '-n', ns.name, '-t', 'deployment/app', '--', 'python3', '-m', 'http.server', String(port), '--bind', '127.0.0.1', '--directory', tmp], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    try {
+      await waitFor('the steal to start', async () => (await curlApp('x-mirrord: yes')) === 'local', 60_000, 500);
+      assert.equal(await curlApp('x-mirrord: yes'), 'local');
+      assert.match(await curlApp(), /^hello from app-/);
+      assert.match(await curlApp('x-mirrord: no'), /^hello from app-/);
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('close', r));
+    }
+    assert.ok(!/mirrord: (?!running)/.test(stderr), stderr);
+    await noAgentLeft();
+    assert.doesNotMatch(await appNat(), /MIRRORD_/);
+    assert.match(await curlApp('x-mirrord: yes'), /^hello from app-/);
+  });
+
+  it('after the CLI is killed with SIGKILL mid-steal: no agent, Job or iptables rule remains, the pod never restarted', async () => {
+    const before = await restarts();
+    const port = await freePort();
+    const cfg = config('steal-all', { feature: { network: { incoming: { mode: 'steal', port_mapping: [[port, 8080]] } } } });
+    writeFileSync(path.join(tmp, 'index.html'), 'stolen\n');
+    const child = spawn(process.execPath, [CLI, 'exec', '-f', cfg, '-n', ns.name, '-t', 'deployment/app', '--', 'python3', '-m', 'http.server', String(port), '--bind', '127.0.0.1', '--directory', tmp], {
+      stdio: 'ignore',
+    });
+    try {
+      await waitFor('the steal to start', async () => (await curlApp()) === 'stolen', 60_000, 500);
+      assert.match(await appNat(), /MIRRORD_/, 'the steal rule is in the pod\'s namespace while the session runs');
+    } finally {
+      child.kill('SIGKILL');
+    }
+    await waitFor('the pod to answer its own clients again', async () => /^hello from app-/.test(await curlApp()), 60_000, 500);
+    await noAgentLeft();
+    assert.doesNotMatch(await appNat(), /MIRRORD_/);
+    assert.equal(await restarts(), before);
+  });
+
+  it('ephemeral mode: the agent runs as an ephemeral container in the target pod', async () => {
+    const before = await restarts();
+    const cfg = config('ephemeral', { agent: { ephemeral: true } });
+    const r = await mirrord(['exec', '-f', cfg, '-n', ns.name, '-t', 'deployment/app', '--', 'sh', '-c', 'redis-cli -h redis ping; echo "$FROM_CONFIGMAP"']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split('\n'), ['PONG', FROM_CONFIGMAP]);
+    const pod = await kube().core.readNamespacedPod({ name: appPod, namespace: ns.name });
+    assert.ok(pod.spec?.ephemeralContainers?.some((c) => c.name.startsWith('mirrord-agent-')), 'the agent was an ephemeral container');
+    assert.equal(await restarts(), before);
+  });
+
+  it('targetless: outgoing traffic and DNS from an agent pod in the namespace, no target env', async () => {
+    const r = await mirrord(['exec', '-n', ns.name, '-t', 'targetless', '--', 'sh', '-c', 'redis-cli -h redis ping; echo "cm=$FROM_CONFIGMAP"']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split('\n'), ['PONG', 'cm=']);
+    await noAgentLeft();
+  });
+
+  it('mirrord ls lists the namespace\'s pods and workloads, as text and JSON', async () => {
+    const text = await mirrord(['ls', '-n', ns.name, '--no-docker']);
+    assert.equal(text.code, 0, text.stderr);
+    for (const t of [`pod/${appPod}`, 'deployment/app', 'deployment/redis', 'service/app']) assert.ok(text.stdout.split('\n').includes(t), `${t} in ${text.stdout}`);
+    const json = await mirrord(['ls', '-n', ns.name, '--no-docker', '--output', 'json']);
+    assert.deepEqual(JSON.parse(json.stdout), text.stdout.trim().split('\n'));
+  });
+
+  it('errors name the cause: unknown target with close names, no ready pod, missing agent image, unreachable cluster', async () => {
+    const unknown = await mirrord(['exec', '-n', ns.name, '-t', 'deployment/ap', '--', 'true']);
+    assert.equal(unknown.code, 65);
+    assert.match(unknown.stderr, /deployment\/ap not found in namespace .*Did you mean deployment\/app\?/);
+
+    await kube().apps.createNamespacedDeployment({
+      namespace: ns.name,
+      body: { metadata: { name: 'idle' }, spec: { replicas: 0, selector: { matchLabels: { app: 'idle' } }, template: { metadata: { labels: { app: 'idle' } }, spec: { containers: [{ name: 'c', image: 'none' }] } } } },
+    });
+    const idle = await mirrord(['exec', '-n', ns.name, '-t', 'deployment/idle', '--', 'true']);
+    assert.equal(idle.code, 65);
+    assert.match(idle.stderr, /deployment\/idle in namespace .* has no ready pod/);
+
+    const cfg = config('noimage', { agent: { image: 'mirrord-agent:does-not-exist', image_pull_policy: 'Never' } });
+    const noImage = await mirrord(['exec', '-f', cfg, '-n', ns.name, '-t', 'deployment/app', '--', 'true']);
+    assert.equal(noImage.code, 75, noImage.stderr);
+    assert.match(noImage.stderr, /cannot pull the agent image mirrord-agent:does-not-exist .*agent\.image/);
+    await noAgentLeft();
+
+    const dead = new k8s.KubeConfig();
+    dead.loadFromOptions({
+      clusters: [{ name: 'dead', server: 'https://127.0.0.1:1', skipTLSVerify: true }],
+      users: [{ name: 'u', token: 'x' }],
+      contexts: [{ name: 'dead', cluster: 'dead', user: 'u' }],
+      currentContext: 'dead',
+    });
+    const deadFile = path.join(tmp, 'dead.kubeconfig');
+    writeFileSync(deadFile, dead.exportConfig());
+    const unreachable = await mirrord(['exec', '--kubeconfig', deadFile, '-t', 'pod/x', '--', 'true']);
+    assert.equal(unreachable.code, 69);
+    assert.match(unreachable.stderr, /the Kubernetes API at https:\/\/127\.0\.0\.1:1 is not reachable/);
+  });
+
+  it('a user bound only to templates/rbac.yaml runs a session; one without it gets the RBAC message', async () => {
+    const { core } = kube();
+    const rbac = k8s.loadAllYaml(readFileSync(path.join(REPO, 'templates/rbac.yaml'), 'utf8')) as Array<{ kind: string; metadata: k8s.V1ObjectMeta }>;
+    const role = rbac.find((o) => o.kind === 'Role') as k8s.V1Role;
+    const authz = kube().kc.makeApiClient(k8s.RbacAuthorizationV1Api);
+    await authz.createNamespacedRole({ namespace: ns.name, body: { ...role, metadata: { ...role.metadata, namespace: ns.name } } });
+    const kubeconfigFor = async (sa: string) => {
+      await core.createNamespacedServiceAccount({ namespace: ns.name, body: { metadata: { name: sa } } });
+      const tr = await core.createNamespacedServiceAccountToken({ name: sa, namespace: ns.name, body: { spec: { audiences: [], expirationSeconds: 3600 } } });
+      const admin = kube().kc;
+      const cluster = admin.getCurrentCluster()!;
+      const kc = new k8s.KubeConfig();
+      kc.loadFromOptions({
+        clusters: [{ name: 'c', server: cluster.server, caData: cluster.caData, caFile: cluster.caFile, skipTLSVerify: false }],
+        users: [{ name: sa, token: tr.status!.token }],
+        contexts: [{ name: sa, cluster: 'c', user: sa, namespace: ns.name }],
+        currentContext: sa,
+      });
+      const file = path.join(tmp, `${sa}.kubeconfig`);
+      writeFileSync(file, kc.exportConfig());
+      return file;
+    };
+    const allowed = await kubeconfigFor('dev');
+    await authz.createNamespacedRoleBinding({
+      namespace: ns.name,
+      body: { metadata: { name: 'dev-mirrord' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: role.metadata!.name! }, subjects: [{ kind: 'ServiceAccount', name: 'dev', namespace: ns.name }] },
+    });
+    const denied = await kubeconfigFor('nobody');
+    const ok = await mirrord(['exec', '--kubeconfig', allowed, '-t', 'deployment/app', '--', 'redis-cli', '-h', 'redis', 'ping']);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(ok.stdout.trim(), 'PONG');
+    const no = await mirrord(['exec', '--kubeconfig', denied, '-t', 'deployment/app', '--', 'redis-cli', '-h', 'redis', 'ping']);
+    assert.equal(no.code, 69);
+    assert.match(no.stderr, /RBAC denied: cannot get deployments app in namespace .*templates\/rbac\.yaml/);
+    await noAgentLeft();
+  });
+
+  it('a dropped port-forward fails the program\'s remote calls promptly and is reported', async () => {
+    const child = spawn(process.execPath, [CLI, 'exec', '-n', ns.name, '-t', 'deployment/app', '--', 'sh', '-c',
+      'redis-cli -h redis ping; while [ ! -e "$STOP" ]; do sleep 0.2; done; redis-cli -h redis ping; echo "second=$?"'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, STOP: path.join(tmp, 'stop') },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const closed = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
+    await waitFor('the first PONG', async () => stdout.includes('PONG'), 60_000, 200);
+    const agentPods = await kube().core.listNamespacedPod({ namespace: ns.name, labelSelector: 'app.kubernetes.io/name=mirrord-agent' });
+    for (const p of agentPods.items) await kube().core.deleteNamespacedPod({ name: p.metadata!.name!, namespace: ns.name, gracePeriodSeconds: 0 });
+    await waitFor('the CLI to report the lost link', async () => /lost the link to the agent/.test(stderr), 60_000, 200);
+    writeFileSync(path.join(tmp, 'stop'), '');
+    const code = await Promise.race([closed, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 30_000))]);
+    assert.notEqual(code, 'hung', 'the program finished');
+    assert.match(stdout, /second=[1-9]/, `the second call failed: ${stdout}`);
+    await noAgentLeft();
+  });
+});
