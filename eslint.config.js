@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'agent/dist/**', 'node_modules/**', 'layer/**'] },
+  { ignores: ['dist/**', 'agent/dist/**', 'node_modules/**', 'layer/**', '.scratch/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -69,9 +69,10 @@ class PortForwardStream extends Duplex {
       if (err) this.destroy(err);
       else this.push(null);
     });
-    ws.on('error', (err) => {
-      this.settleBanner(new Error(`port-forward: ${err.message}`));
-      this.destroy(new Error(`port-forward: ${err.message}`));
+    ws.on('error', (err: Error & { statusCode?: number }) => {
+      const e = Object.assign(new Error(err.statusCode ? err.message : `port-forward: ${err.message}`), { statusCode: err.statusCode });
+      this.settleBanner(e);
+      this.destroy(e);
     });
   }
 
@@ -111,30 +112,32 @@ class PortForwardStream extends Duplex {
   }
 }
 
+/**
+ * Starts the WebSocket; the caller attaches its handlers before returning to the event loop, because
+ * the first frames can arrive in the same read as the upgrade response. A refused upgrade (RBAC, no
+ * such pod) is emitted as an 'error' carrying the HTTP status and the API's message.
+ */
 async function openWebSocket(kc: k8s.KubeConfig, namespace: string, pod: string, port: number): Promise<WebSocket> {
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new Error('no current cluster in the kubeconfig');
   const url = `${cluster.server.replace(/^http/, 'ws')}/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(pod)}/portforward?ports=${port}`;
   const opts: WebSocket.ClientOptions = {};
   await kc.applyToHTTPSOptions(opts);
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, [PROTOCOL], opts);
-    ws.once('open', () => resolve(ws));
-    ws.once('unexpected-response', (_req, res) => {
-      let body = '';
-      res.on('data', (d: Buffer) => (body += d.toString()));
-      res.on('end', () => {
-        let msg = body.slice(0, 300);
-        try {
-          msg = (JSON.parse(body) as { message?: string }).message ?? msg;
-        } catch {
-          // Not a Status object.
-        }
-        reject(Object.assign(new Error(`HTTP ${res.statusCode}: ${msg}`), { statusCode: res.statusCode }));
-      });
+  const ws = new WebSocket(url, [PROTOCOL], opts);
+  ws.once('unexpected-response', (_req, res) => {
+    let body = '';
+    res.on('data', (d: Buffer) => (body += d.toString()));
+    res.on('end', () => {
+      let msg = body.slice(0, 300);
+      try {
+        msg = (JSON.parse(body) as { message?: string }).message ?? msg;
+      } catch {
+        // Not a Status object.
+      }
+      ws.emit('error', Object.assign(new Error(`HTTP ${res.statusCode}: ${msg}`), { statusCode: res.statusCode }));
     });
-    ws.once('error', reject);
   });
+  return ws;
 }
 
 /** Opens the stream and waits for the listener's banner; rejects if the dial fails. */

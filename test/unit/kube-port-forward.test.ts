@@ -1,0 +1,80 @@
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type net from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import * as k8s from '@kubernetes/client-node';
+import { WebSocketServer } from 'ws';
+import { connectOnce } from '../../src/platforms/kubernetes/port-forward.js';
+
+const PORT = 47000;
+const portBytes = (ch: number) => Buffer.from([ch, PORT & 0xff, PORT >> 8]);
+
+/**
+ * A stand-in for the kubelet's port-forward endpoint (channel protocol v4): the behaviours we saw from
+ * the real one, including the port-number frame arriving after the first data frame.
+ */
+describe('port-forward stream (kubelet framing)', () => {
+  let server: http.Server;
+  let kc: k8s.KubeConfig;
+  let mode: 'banner-first' | 'prefix-first' | 'refused' | 'forbidden' = 'prefix-first';
+
+  before(async () => {
+    server = http.createServer((_req, res) => {
+      res.writeHead(403, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ kind: 'Status', message: 'pods "x" is forbidden: cannot create resource "pods/portforward"' }));
+    });
+    const wss = new WebSocketServer({ noServer: true });
+    server.on('upgrade', (req, socket, head) => {
+      if (mode === 'forbidden') {
+        socket.end('HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\n\r\n{"message":"pods/portforward is forbidden"}');
+        return;
+      }
+      wss.handleUpgrade(req, socket as net.Socket, head, (ws) => {
+        assert.equal(ws.protocol, 'v4.channel.k8s.io');
+        const banner = Buffer.concat([Buffer.from([0]), Buffer.from('MIRRORD-AGENT 1\n')]);
+        if (mode === 'refused') {
+          ws.send(portBytes(0));
+          ws.send(portBytes(1));
+          ws.send(Buffer.concat([Buffer.from([1]), Buffer.from('failed to connect to localhost:47000: connection refused')]));
+          ws.close(1000);
+          return;
+        }
+        if (mode === 'banner-first') ws.send(banner);
+        ws.send(portBytes(0));
+        ws.send(portBytes(1));
+        if (mode === 'prefix-first') ws.send(banner);
+        ws.on('message', (d: Buffer) => ws.send(d)); // echo channel 0 data back
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    kc = new k8s.KubeConfig();
+    kc.loadFromOptions({
+      clusters: [{ name: 'c', server: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`, skipTLSVerify: true }],
+      users: [{ name: 'u', token: 't' }],
+      contexts: [{ name: 'c', cluster: 'c', user: 'u' }],
+      currentContext: 'c',
+    });
+  });
+  after(() => new Promise<void>((r) => server.close(() => r())));
+
+  for (const m of ['prefix-first', 'banner-first'] as const) {
+    it(`strips the banner and the port numbers (${m}) and carries data both ways`, async () => {
+      mode = m;
+      const s = await connectOnce(kc, 'ns', 'pod', PORT);
+      const got = new Promise<string>((r) => s.once('data', (d: Buffer) => r(d.toString())));
+      s.write('ping-through');
+      assert.equal(await got, 'ping-through');
+      s.destroy();
+    });
+  }
+
+  it('reports the kubelet\'s error when nothing listens yet', async () => {
+    mode = 'refused';
+    await assert.rejects(connectOnce(kc, 'ns', 'pod', PORT), /port-forward: failed to connect to localhost:47000: connection refused/);
+  });
+
+  it('gives the HTTP status of a refused upgrade (RBAC)', async () => {
+    mode = 'forbidden';
+    await assert.rejects(connectOnce(kc, 'ns', 'pod', PORT), (e: Error & { statusCode?: number }) => e.statusCode === 403 && /forbidden/.test(e.message));
+  });
+});
