@@ -74,8 +74,9 @@ describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
     }
     return out.join('\n');
   };
-  const curlApp = async (header?: string) => {
-    const args = ['curl', '-sS', '--max-time', '5', ...(header ? ['-H', header] : []), `http://app.${ns.name}.svc.cluster.local/`];
+  const curlApp = (header?: string) => curlAppPath('/', header);
+  const curlAppPath = async (urlPath: string, header?: string) => {
+    const args = ['curl', '-sS', '--max-time', '5', ...(header ? ['-H', header] : []), `http://app.${ns.name}.svc.cluster.local${urlPath}`];
     const r = await execInPod(ns.name, app.clientPod, 'client', args);
     return r.stdout.trim();
   };
@@ -144,6 +145,61 @@ describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
     await noAgentLeft();
     assert.doesNotMatch(await appNat(), /MIRRORD_/);
     assert.match(await curlApp('x-mirrord: yes'), /^hello from app-/);
+  });
+
+  it('mirror (the default): the pod keeps answering and the local program gets a copy of each request', async () => {
+    const port = await freePort();
+    const cfg = config('mirror', { feature: { network: { incoming: { port_mapping: [[port, 8080]] } } } });
+    const child = spawn(process.execPath, [CLI, 'exec', '-f', cfg, '-n', ns.name, '-t', 'deployment/app', '--', 'python3', '-u', '-c',
+      `import http.server\nclass H(http.server.BaseHTTPRequestHandler):\n  def do_GET(self):\n    print("copy of " + self.path, flush=True); self.send_response(200); self.end_headers()\n  def log_message(self, *a): pass\nhttp.server.HTTPServer(("127.0.0.1", ${port}), H).serve_forever()`,
+    ], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    try {
+      await waitFor('a mirrored request', async () => {
+        assert.match(await curlAppPath('/mirrored-path'), /^hello from app-/);
+        return stdout.includes('copy of /mirrored-path');
+      }, 60_000, 500);
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('close', r));
+    }
+    await noAgentLeft();
+    assert.doesNotMatch(await appNat(), /MIRRORD_/);
+  });
+
+  it('resolves statefulset/, job/, cronjob/ (its running job) and service/ targets to a ready pod', async () => {
+    const { apps, batch } = kube();
+    const tools = app.appPod.spec!.containers[0]!.image!;
+    const podSpec = (label: string): k8s.V1PodTemplateSpec => ({
+      metadata: { labels: { app: label } },
+      spec: {
+        terminationGracePeriodSeconds: 1,
+        restartPolicy: label === 'sts' ? 'Always' : 'Never',
+        containers: [{ name: 'main', image: tools, imagePullPolicy: 'Never', command: ['sh', '-c', `export WHO=${label}; exec sleep infinity`], env: [{ name: 'WHO', value: label }] }],
+      },
+    });
+    await apps.createNamespacedStatefulSet({ namespace: ns.name, body: { metadata: { name: 'sts' }, spec: { serviceName: 'sts', replicas: 1, selector: { matchLabels: { app: 'sts' } }, template: podSpec('sts') } } });
+    await batch.createNamespacedJob({ namespace: ns.name, body: { metadata: { name: 'batch' }, spec: { template: podSpec('batch') } } });
+    const cron = await batch.createNamespacedCronJob({
+      namespace: ns.name,
+      body: { metadata: { name: 'nightly' }, spec: { schedule: '0 0 1 1 *', suspend: true, jobTemplate: { spec: { template: podSpec('nightly') } } } },
+    });
+    // A run of the CronJob, as its controller would create it (the schedule never fires in a test).
+    await batch.createNamespacedJob({
+      namespace: ns.name,
+      body: {
+        metadata: { name: 'nightly-run', ownerReferences: [{ apiVersion: 'batch/v1', kind: 'CronJob', name: 'nightly', uid: cron.metadata!.uid!, controller: true }] },
+        spec: { template: podSpec('nightly') },
+      },
+    });
+    for (const [target, who] of [['statefulset/sts', 'sts'], ['job/batch', 'batch'], ['cronjob/nightly', 'nightly'], ['service/redis', '']] as const) {
+      const r = await waitFor(`a session on ${target}`, async () => {
+        const res = await mirrord(['exec', '-n', ns.name, '-t', target, '--', 'sh', '-c', 'echo "who=$WHO"; redis-cli -h redis ping']);
+        return res.code === 0 ? res : res.code === 65 && /no ready pod|not running/.test(res.stderr) ? undefined : Promise.reject(new Error(res.stderr));
+      }, 120_000, 1000);
+      assert.deepEqual(r.stdout.trim().split('\n'), [`who=${who}`, 'PONG'], target);
+    }
   });
 
   it('after the CLI is killed with SIGKILL mid-steal: no agent, Job or iptables rule remains, the pod never restarted', async () => {
