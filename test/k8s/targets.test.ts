@@ -202,6 +202,44 @@ describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
     }
   });
 
+  it('rollout/ (Argo Rollouts): resolved through its CRD when installed, a clear message when not', async () => {
+    const missing = await mirrord(['exec', '-n', ns.name, '-t', 'rollout/web', '--', 'true']);
+    assert.equal(missing.code, 65);
+    assert.match(missing.stderr, /Argo Rollouts is not installed/);
+    // The CRD alone (no controller): a Rollout selecting the app's pods, as Argo's controller would keep them.
+    const ext = kube().kc.makeApiClient(k8s.ApiextensionsV1Api);
+    const crd = 'rollouts.argoproj.io';
+    await ext.createCustomResourceDefinition({
+      body: {
+        metadata: { name: crd, labels: { 'dev.mirrord.test': 'true' } },
+        spec: {
+          group: 'argoproj.io',
+          scope: 'Namespaced',
+          names: { plural: 'rollouts', singular: 'rollout', kind: 'Rollout' },
+          versions: [{ name: 'v1alpha1', served: true, storage: true, schema: { openAPIV3Schema: { type: 'object', x_kubernetes_preserve_unknown_fields: true } } }],
+        },
+      },
+    });
+    try {
+      await waitFor('the Rollout CRD to be established', async () => {
+        const c = await ext.readCustomResourceDefinition({ name: crd });
+        return c.status?.conditions?.some((x) => x.type === 'Established' && x.status === 'True');
+      }, 60_000);
+      await waitFor('a Rollout to be created', () =>
+        kube().kc.makeApiClient(k8s.CustomObjectsApi).createNamespacedCustomObject({
+          group: 'argoproj.io', version: 'v1alpha1', namespace: ns.name, plural: 'rollouts',
+          body: { apiVersion: 'argoproj.io/v1alpha1', kind: 'Rollout', metadata: { name: 'web' }, spec: { selector: { matchLabels: { app: 'app' } } } },
+        }).then(() => true), 30_000);
+      const r = await mirrord(['exec', '-n', ns.name, '-t', 'rollout/web', '--', 'sh', '-c', 'echo "$FROM_CONFIGMAP"']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.trim(), FROM_CONFIGMAP);
+      const ls = await mirrord(['ls', '-n', ns.name, '--no-docker']);
+      assert.ok(ls.stdout.split('\n').includes('rollout/web'), ls.stdout);
+    } finally {
+      await ext.deleteCustomResourceDefinition({ name: crd });
+    }
+  });
+
   it('after the CLI is killed with SIGKILL mid-steal: no agent, Job or iptables rule remains, the pod never restarted', async () => {
     const before = await restarts();
     const port = await freePort();
