@@ -278,6 +278,28 @@ describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
     await noAgentLeft();
   });
 
+  it('port-forward and diagnose latency work against a Deployment', async () => {
+    const port = await freePort();
+    const child = spawn(process.execPath, [CLI, 'port-forward', '-n', ns.name, '-t', 'deployment/app', '-L', `${port}:redis:6379`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      const pong = await waitFor('PONG through the forwarded port', async () => {
+        const r = await run('redis-cli', ['-p', String(port), 'ping']).catch(() => undefined);
+        return r?.stdout.trim() === 'PONG' ? r.stdout.trim() : undefined;
+      }, 60_000, 300);
+      assert.equal(pong, 'PONG');
+    } finally {
+      child.kill('SIGINT');
+      await new Promise((r) => child.once('close', r));
+    }
+    const lat = await mirrord(['diagnose', 'latency', '-n', ns.name, '-t', 'deployment/app', '-c', '20', '--output', 'json']);
+    assert.equal(lat.code, 0, lat.stderr);
+    const j = JSON.parse(lat.stdout) as { roundTrips: number; p50Ms: number; target: string };
+    assert.equal(j.roundTrips, 20);
+    assert.ok(j.p50Ms > 0, lat.stdout);
+    assert.match(j.target, /^deployment\/app \(pod\/app-/);
+    await noAgentLeft();
+  });
+
   it('mirrord ls lists the namespace\'s pods and workloads, as text and JSON', async () => {
     const text = await mirrord(['ls', '-n', ns.name, '--no-docker']);
     assert.equal(text.code, 0, text.stderr);
