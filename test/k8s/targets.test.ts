@@ -193,13 +193,27 @@ describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
         spec: { template: podSpec('nightly') },
       },
     });
-    for (const [target, who] of [['statefulset/sts', 'sts'], ['job/batch', 'batch'], ['cronjob/nightly', 'nightly'], ['service/redis', '']] as const) {
+    // A pod with a mesh sidecar first: the default is the first other container; /container/ picks one.
+    await kube().core.createNamespacedPod({
+      namespace: ns.name,
+      body: {
+        metadata: { name: 'multi', labels: { app: 'multi' } },
+        spec: {
+          terminationGracePeriodSeconds: 1,
+          containers: ['istio-proxy', 'main', 'other'].map((name) => ({ name, image: tools, imagePullPolicy: 'Never' as const, command: ['sleep', 'infinity'], env: [{ name: 'WHO', value: name }] })),
+        },
+      },
+    });
+    for (const [target, who] of [['pod/multi', 'main'], ['pod/multi/container/other', 'other'], ['statefulset/sts', 'sts'], ['job/batch', 'batch'], ['cronjob/nightly', 'nightly'], ['service/redis', '']] as const) {
       const r = await waitFor(`a session on ${target}`, async () => {
         const res = await mirrord(['exec', '-n', ns.name, '-t', target, '--', 'sh', '-c', 'echo "who=$WHO"; redis-cli -h redis ping']);
         return res.code === 0 ? res : res.code === 65 && /no ready pod|not running/.test(res.stderr) ? undefined : Promise.reject(new Error(res.stderr));
       }, 120_000, 1000);
       assert.deepEqual(r.stdout.trim().split('\n'), [`who=${who}`, 'PONG'], target);
     }
+    const ls = (await mirrord(['ls', '-n', ns.name, '--no-docker'])).stdout.split('\n');
+    for (const t of ['pod/multi/container/main', 'pod/multi/container/other', 'statefulset/sts', 'job/batch', 'cronjob/nightly']) assert.ok(ls.includes(t), `${t} listed: ${ls.join(' ')}`);
+    assert.ok(!ls.includes('pod/multi/container/istio-proxy'), 'mesh sidecars are not offered');
   });
 
   it('rollout/ (Argo Rollouts): resolved through its CRD when installed, a clear message when not', async () => {
