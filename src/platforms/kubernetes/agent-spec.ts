@@ -37,6 +37,8 @@ export interface AgentSpecInput {
   agent: KubeAgentSettings;
   /** Absent for targetless sessions. */
   target?: KubeTarget;
+  /** How long the listener waits for its first client (the CLI gives up after agent.startup_timeout). */
+  firstClientSeconds?: number;
   fsWrite: boolean;
 }
 
@@ -50,6 +52,7 @@ function env(i: AgentSpecInput, mode: 'job' | 'ephemeral' | 'targetless'): k8s.V
     MIRRORD_AGENT_TOKEN: i.token,
     MIRRORD_AGENT_SESSION: i.session,
     MIRRORD_AGENT_TTL: String(i.agent.ttl),
+    MIRRORD_AGENT_FIRST_CLIENT_TIMEOUT: String(i.firstClientSeconds ?? 60),
     MIRRORD_AGENT_LOG: i.agent.log_level,
   };
   if (mode === 'job') e.MIRRORD_AGENT_TARGET_CONTAINER_ID = i.target!.containerId;

@@ -82,7 +82,9 @@ export class KubernetesPlatform implements TargetPlatform {
     // Job mode: the agent pod's own loopback, any fixed port does. Ephemeral: the target pod's
     // loopback, so a random high port to stay clear of the app's.
     const port = ephemeral ? randomInt(40000, 60000) : 47000;
-    const input = { session: opts.session, token: opts.token, port, namespace, agent: settings, target, fsWrite: !!opts.fsWrite };
+    // A CLI killed while the agent starts never connects: the listener then leaves on its own.
+    const firstClientSeconds = Math.ceil(opts.startupTimeoutMs / 1000) + 10;
+    const input = { session: opts.session, token: opts.token, port, namespace, agent: settings, target, fsWrite: !!opts.fsWrite, firstClientSeconds };
     const deadline = Date.now() + opts.startupTimeoutMs;
     const place: AgentPlace = { namespace, session: opts.session, container: AGENT_CONTAINER, ephemeral };
 
