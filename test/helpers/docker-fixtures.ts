@@ -48,6 +48,24 @@ export function toolsImage(): Promise<string> {
   return tools;
 }
 
+let staticClient: Promise<string> | undefined;
+/** Statically linked busybox on an empty image (test/images/static-client.Dockerfile). */
+export function staticClientImage(): Promise<string> {
+  staticClient ??= ensureImage(
+    docker(),
+    {
+      repository: 'mirrord-test-static-client',
+      files: { Dockerfile: readFileSync(path.join(REPO_ROOT, 'test/images/static-client.Dockerfile')) },
+      labels: { 'dev.mirrord.component': 'test-static-client' },
+    },
+    { progress: quietProgress, log },
+  ).catch((err: unknown) => {
+    staticClient = undefined;
+    throw err;
+  });
+  return staticClient;
+}
+
 const suffix = () => randomBytes(3).toString('hex');
 const labels = () => ({ [TEST_LABEL]: RUN_ID });
 
