@@ -48,7 +48,7 @@ export async function syncMounts(
     raw.destroy();
     if (header.tooLarge) {
       throw new MirrordError(
-        `${header.error} exceeds container.mounts.max_size (${formatBytes(o.maxBytes)})`,
+        `the target's mounted files are larger than container.mounts.max_size (${formatBytes(o.maxBytes)}): ${header.error}`,
         ExitCode.Config,
         'Raise container.mounts.max_size, or set container.mounts.sync to false to read them through the layer instead',
       );

@@ -48,7 +48,7 @@ export class SyncTooLarge extends Error {
     readonly maxBytes: number,
     readonly where: string,
   ) {
-    super(`the target's mounted files hold more than ${formatBytes(maxBytes)} (at least ${formatBytes(bytes)}, under ${where})`);
+    super(`at least ${formatBytes(bytes)} under ${where}`);
   }
 }
 

@@ -1,0 +1,59 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import { CLI, runCli } from '../helpers/cli.js';
+import { waitSessionGone, waitUserRunning } from '../helpers/container-mode.js';
+import { runContainer, toolsImage, type TestContainer } from '../helpers/docker-fixtures.js';
+
+/**
+ * Nothing of a container-mode session stays on the engine, however the CLI ends: agent, guard,
+ * sidecar and the user's container (run with --rm) are all gone after a normal exit, Ctrl-C
+ * (SIGINT) and SIGKILL of the CLI. Leftovers are found by the session's owner label.
+ */
+let image = '';
+let target: TestContainer;
+
+function startLongRun(): { pid: number; exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>; kill(s: NodeJS.Signals): void } {
+  const child = spawn(process.execPath, [CLI, 'container', '-t', `docker/${target.name}`, '--', 'docker', 'run', '--rm', image, 'sleep', '100000'], {
+    stdio: ['ignore', 'ignore', 'ignore'],
+    env: { ...process.env, MIRRORD_LOG: 'warn' },
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  return { pid: child.pid!, exited, kill: (s) => child.kill(s) };
+}
+
+describe('mirrord container leaves nothing behind', { timeout: 600_000 }, () => {
+  before(async () => {
+    image = await toolsImage();
+    target = await runContainer({ name: 'cleanup-target', cmd: ['sleep', '100000'] });
+  });
+
+  after(async () => {
+    await target?.remove().catch(() => undefined);
+  });
+
+  it('after a normal exit', async () => {
+    let pid = 0;
+    const r = await runCli(['container', '-t', `docker/${target.name}`, '--', 'docker', 'run', '--rm', image, 'true'], { timeoutMs: 120_000, onSpawn: (c) => (pid = c.pid!) });
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(await waitSessionGone(pid), []);
+  });
+
+  it('after Ctrl-C (SIGINT to the CLI): the program gets it and the status is 130', async () => {
+    const run = startLongRun();
+    await waitUserRunning(run.pid);
+    run.kill('SIGINT');
+    assert.deepEqual(await run.exited, { code: 130, signal: null });
+    assert.deepEqual(await waitSessionGone(run.pid), []);
+  });
+
+  it('after SIGKILL of the CLI: the user container too, with no process left to clean up', async () => {
+    const run = startLongRun();
+    await waitUserRunning(run.pid);
+    run.kill('SIGKILL');
+    assert.equal((await run.exited).signal, 'SIGKILL');
+    assert.deepEqual(await waitSessionGone(run.pid), []);
+    // The target itself is untouched.
+    assert.equal((await target.exec(['true'])).code, 0);
+  });
+});
