@@ -40,6 +40,7 @@ export async function containerCommand(argv: string[], flags: ExecFlags, log: Lo
   const mounts = config.container?.mounts ?? { sync: true, max_size: DEFAULT_MOUNTS_MAX_SIZE };
   // The user's own mounts win over the target's, and the sidecar's volume is ours.
   const syncOptions = mounts.sync ? { maxBytes: mounts.max_size, exclude: [...bindDestinations(run.binds), '/mirrord'] } : undefined;
+  const started = Date.now();
   const platform = new DockerPlatform();
   const docker = platform.docker;
   await platform.reap(log.child('reaper'));
@@ -108,6 +109,7 @@ export async function containerCommand(argv: string[], flags: ExecFlags, log: Lo
     out.pipe(handle.link);
     handle.link.pipe(raw);
     const ready = await waitReady(err, config.agent.startup_timeout * 1000, log);
+    log.debug(`sidecar ready after ${Date.now() - started} ms`);
     // Before the user's program can listen: the guard removes the agent's iptables rules if the
     // agent dies, as in exec (there it starts with the first subscription; here we cannot see it).
     if (features.incoming.mode !== 'off' && ready.agentPid && handle.startGuard) await handle.startGuard(ready.agentPid);
@@ -131,11 +133,13 @@ export async function containerCommand(argv: string[], flags: ExecFlags, log: Lo
     throw err;
   } finally {
     for (const r of restore) r();
+    log.debug(`user container done after ${Date.now() - started} ms; ending the session`);
     // The sidecar exits when its stdin ends (the relay closes), and AutoRemove deletes it.
     sidecarIn?.end();
     handle.link.end();
     if (sidecar) await forceRemoveLater(sidecar, log);
     await handle.stop();
+    log.debug(`session ended after ${Date.now() - started} ms`);
   }
 }
 

@@ -82,7 +82,10 @@ export async function runUserContainer(
   }
   const result = (await waited) as { StatusCode: number };
   // The last bytes of output may still be in flight when wait() answers.
-  await Promise.race([finished, new Promise((r) => setTimeout(r, 2000))]);
+  let grace: NodeJS.Timeout | undefined;
+  await Promise.race([finished, new Promise((r) => (grace = setTimeout(r, 2000)))]);
+  // A pending timer would keep the CLI alive that long after the session ended.
+  clearTimeout(grace);
   return result.StatusCode;
 }
 
