@@ -36,7 +36,11 @@ async function main(): Promise<void> {
   if (mounts) {
     // The container gets its own copy of these: the layer reads (and writes) that copy, as every
     // other program in the container does, instead of asking the target.
-    const roots = syncRoots((await agent.request('fs.mounts', {})).mounts, mounts.exclude);
+    const listed = await agent.request('fs.mounts', {}).catch((err: Error) => {
+      log.warn(`cannot list the target's mounts: ${err.message}`);
+      return { mounts: [] };
+    });
+    const roots = syncRoots(listed.mounts, mounts.exclude);
     const escape = (p: string) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
     features.fs.local = [...(features.fs.local ?? []), ...roots.map((r) => `^${escape(r)}(/|$)`)];
   }
