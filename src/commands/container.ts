@@ -21,12 +21,13 @@ import { createProgress, type Progress } from '../progress.js';
 import { LAYER_IN_SIDECAR, READY_PREFIX, type SidecarReady as Ready } from '../sidecar/contract.js';
 import { targetFrom } from './exec.js';
 
-
 /**
  * `mirrord container [flags] -- docker run ...`: the user's container runs in the context of the
  * target. A sidecar container runs the intproxy in the network namespace the user's container
  * joins; the sidecar speaks to the agent through this process, which relays the bytes between the
- * two containers' attached streams (so a remote DOCKER_HOST works as well as a local engine).
+ * two containers' attached streams (so a remote DOCKER_HOST works as well as a local engine). The
+ * user's container is created, given the target's mounted files, then started under mirrord-init,
+ * which ends it when the sidecar goes (README: "mirrord container").
  */
 export async function containerCommand(argv: string[], flags: ExecFlags, log: Logger, progress: Progress = createProgress()): Promise<number> {
   const run = parseDockerRun(argv);

@@ -2,8 +2,10 @@
  * The container-mode sidecar: runs the intproxy inside the network namespace the user's container
  * joins, so the layer's loopback requests and the one-shot listeners of redirected connections are
  * on that container's own 127.0.0.1. It speaks AP to the agent over its attached stdin/stdout (the
- * CLI relays the bytes to the agent's stream), and announces itself with one line on stderr.
- * Runs on Debian bookworm's Node 18 inside the sidecar image.
+ * CLI relays the bytes to the agent's stream), and announces itself with one line on stderr. It
+ * also serves the target's mounted files (mounts.ts), the lifeline of mirrord-init and, with
+ * container.capture = namespace, the capture (capture.ts, dns-responder.ts). Runs on Debian
+ * bookworm's Node 18 inside the sidecar image.
  */
 import fs from 'node:fs';
 import net from 'node:net';
@@ -17,7 +19,6 @@ import { startCapture } from './capture.js';
 import { LAYER_IN_SIDECAR, MOUNTS_SOCKET, READY_PREFIX, type SidecarReady } from './contract.js';
 import { startDnsResponder } from './dns-responder.js';
 import { SyncTooLarge, packSync, planSync, syncRoots, type SyncOptions } from './mounts.js';
-
 
 const log = createLogger('mirrord-sidecar', parseLevel(process.env.MIRRORD_SIDECAR_LOG));
 
