@@ -4,7 +4,7 @@
  * agent) straight into the created, not yet started, user container (`putArchive`). Everything goes
  * through the Docker API, so a remote DOCKER_HOST works, and nothing is held in memory or on disk.
  */
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, type Duplex, type Readable } from 'node:stream';
 import type Docker from 'dockerode';
 import { ExitCode, MirrordError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -32,17 +32,9 @@ export async function syncMounts(
 ): Promise<void> {
   o.progress.update("reading the target's mounted files");
   const exec = await sidecar.exec({ Cmd: ['node', '-e', RELAY, MOUNTS_SOCKET], AttachStdout: true, AttachStderr: true });
-  const raw = await exec.start({ hijack: true, stdin: false });
-  const out = new PassThrough();
-  const err = new PassThrough();
+  const raw = (await exec.start({ hijack: true, stdin: false })) as unknown as Duplex;
   let errText = '';
-  err.on('data', (d: Buffer) => (errText += d.toString()));
-  docker.modem.demuxStream(raw, out, err);
-  raw.on('end', () => {
-    out.end();
-    err.end();
-  });
-  raw.on('error', (e: Error) => out.destroy(e));
+  const out = demux(raw, (d) => (errText += d.toString()));
   const header = await readHeader(out, () => errText);
   if (!header.ok) {
     raw.destroy();
@@ -66,6 +58,34 @@ export async function syncMounts(
   } catch (e) {
     throw new MirrordError(`copying the target's mounted files failed: ${(e as Error).message}`, ExitCode.Agent, 'container.mounts.sync = false skips the copy', { cause: e });
   }
+}
+
+/**
+ * The exec's stdout, demultiplexed with backpressure (docker-modem's demuxStream writes without
+ * waiting, so a slow archive upload would pile the whole copy up in memory); stderr to `onErr`.
+ */
+function demux(raw: Duplex, onErr: (d: Buffer) => void): PassThrough {
+  const out = new PassThrough({ highWaterMark: 1024 * 1024 });
+  let buf: Buffer = Buffer.alloc(0);
+  raw.on('data', (chunk: Buffer) => {
+    buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+    let ok = true;
+    // Frames: 1 byte stream type, 3 padding, 4 bytes big-endian length, then the payload.
+    while (buf.length >= 8 && buf.length >= 8 + buf.readUInt32BE(4)) {
+      const len = buf.readUInt32BE(4);
+      const payload = buf.subarray(8, 8 + len);
+      if (buf[0] === 2) onErr(payload);
+      else ok = out.write(payload) && ok;
+      buf = buf.subarray(8 + len);
+    }
+    if (!ok) {
+      raw.pause();
+      out.once('drain', () => raw.resume());
+    }
+  });
+  raw.on('end', () => out.end());
+  raw.on('error', (e: Error) => out.destroy(e));
+  return out;
 }
 
 /** The first line, parsed; the rest stays in the stream for the archive. */
