@@ -3,7 +3,11 @@ import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { CLI, runCli } from '../helpers/cli.js';
 import { waitSessionGone, waitUserRunning } from '../helpers/container-mode.js';
-import { runContainer, toolsImage, type TestContainer } from '../helpers/docker-fixtures.js';
+import os from 'node:os';
+import { silentLogger } from '../../src/log.js';
+import { LABEL_AGENT, LABEL_OWNER } from '../../src/platforms/docker/agent.js';
+import { DockerPlatform } from '../../src/platforms/docker/platform.js';
+import { RUN_ID, TEST_LABEL, docker, runContainer, toolsImage, type TestContainer } from '../helpers/docker-fixtures.js';
 
 /**
  * Nothing of a container-mode session stays on the engine, however the CLI ends: agent, guard,
@@ -55,5 +59,20 @@ describe('mirrord container leaves nothing behind', { timeout: 600_000 }, () => 
     assert.deepEqual(await waitSessionGone(run.pid), []);
     // The target itself is untouched.
     assert.equal((await target.exec(['true'])).code, 0);
+  });
+
+  it('the next session\'s reaper removes a user container a killed CLI left unstarted, and keeps one that ran (no --rm)', async () => {
+    // A pid that has been and gone: the owner of both containers is dead.
+    const dead = spawn('true');
+    await new Promise((resolve) => dead.on('exit', resolve));
+    const labels = { [LABEL_AGENT]: 'user', [LABEL_OWNER]: `${os.hostname()}:${dead.pid}`, [TEST_LABEL]: RUN_ID };
+    const unstarted = await docker().createContainer({ Image: image, Cmd: ['true'], Labels: labels });
+    const ran = await docker().createContainer({ Image: image, Cmd: ['true'], Labels: labels });
+    await ran.start();
+    await ran.wait();
+    await new DockerPlatform(docker()).reap(silentLogger);
+    await assert.rejects(unstarted.inspect(), /no such container/i);
+    assert.equal((await ran.inspect()).State.Status, 'exited');
+    await ran.remove({ force: true });
   });
 });

@@ -20,6 +20,7 @@ let target: TestContainer;
 let hostDir = '';
 let userDir = '';
 let cfgDir = '';
+let singleDir = '';
 
 const noLayer = (cmd: string) => `env -u LD_PRELOAD ${cmd}`;
 
@@ -50,11 +51,13 @@ describe('mirrord container: the target\'s mounted files', { timeout: 600_000 },
     writeFileSync(path.join(hostDir, 'run.sh'), '#!/bin/sh\necho run\n');
     chmodSync(path.join(hostDir, 'run.sh'), 0o750);
     userDir = mkdtempSync(path.join(os.tmpdir(), 'mirrord-sync-user-'));
+    singleDir = mkdtempSync(path.join(os.tmpdir(), 'mirrord-sync-single-'));
+    writeFileSync(path.join(singleDir, 'single.conf'), 'single-file');
     writeFileSync(path.join(userDir, 'mine.txt'), 'user-content');
     cfgDir = mkdtempSync(path.join(os.tmpdir(), 'mirrord-sync-cfg-'));
     target = await runContainer({
       name: 'sync-target',
-      binds: [`${volume.name}:/data/shared`, `${hostDir}:/srv/bind:ro`],
+      binds: [`${volume.name}:/data/shared`, `${hostDir}:/srv/bind:ro`, `${singleDir}/single.conf:/etc/app/single.conf:ro`],
       cmd: ['sh', '-c', `printf '%s' '${SETTINGS}' > /data/shared/settings.json && chown 1234:2345 /data/shared/settings.json && chmod 640 /data/shared/settings.json && echo ready && exec sleep 100000`],
       waitFor: { log: /ready/ },
     });
@@ -63,10 +66,10 @@ describe('mirrord container: the target\'s mounted files', { timeout: 600_000 },
   after(async () => {
     await target?.remove().catch(() => undefined);
     await volume?.remove().catch(() => undefined);
-    for (const d of [hostDir, userDir, cfgDir]) if (d) rmSync(d, { recursive: true, force: true });
+    for (const d of [hostDir, userDir, cfgDir, singleDir]) if (d) rmSync(d, { recursive: true, force: true });
   });
 
-  it('a volume and a bind mount of the target are in the container at the same paths, with modes, owners and symlinks', async () => {
+  it('a volume, a bind-mounted directory and a bind-mounted file of the target are in the container at the same paths, with modes, owners and symlinks', async () => {
     const script = [
       noLayer('cat /data/shared/settings.json'),
       'echo',
@@ -75,10 +78,11 @@ describe('mirrord container: the target\'s mounted files', { timeout: 600_000 },
       noLayer('cat /srv/bind/link'),
       'echo',
       noLayer('stat -c %a /srv/bind/run.sh'),
+      noLayer('cat /etc/app/single.conf'),
     ].join('; ');
     const r = await container([image, 'sh', '-c', script]);
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(r.stdout.trim().split('\n'), [SETTINGS, '640 1234:2345', 'sub/b.txt', 'bind-content', '750']);
+    assert.deepEqual(r.stdout.trim().split('\n'), [SETTINGS, '640 1234:2345', 'sub/b.txt', 'bind-content', '750', 'single-file']);
     assert.deepEqual(await waitSessionGone(r.pid), []);
 
     // Without the sync the file is not in the container: the answer above came from the copy.
