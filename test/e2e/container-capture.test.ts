@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { runCli } from '../helpers/cli.js';
 import { waitSessionGone } from '../helpers/container-mode.js';
@@ -53,6 +55,29 @@ describe('mirrord container with container.capture = namespace', { timeout: 600_
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, `from ${targetIp}`);
     assert.deepEqual(await waitSessionGone(pid), []);
+  });
+
+  it('a static Go binary (CGO_ENABLED=0: its own resolver and raw connect system calls) reaches the neighbour by name, from the target', async () => {
+    // test/e2e/matrix/main.go, built without cgo: Go reads /etc/resolv.conf and dials by itself.
+    const src = path.join(path.dirname(fileURLToPath(import.meta.url)), 'matrix');
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'mirrord-capture-go-'));
+    try {
+      for (const f of ['main.go', 'go.mod']) copyFileSync(path.join(src, f), path.join(dir, f));
+      execFileSync('go', ['build', '-o', 'client', '.'], {
+        cwd: dir,
+        env: { ...process.env, CGO_ENABLED: '0', GOFLAGS: '-mod=mod', GOTOOLCHAIN: 'local' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+        timeout: 300_000,
+      });
+      const r = await runCli(
+        ['container', ...withConfig({ container: { capture: 'namespace' } }), '-t', `docker/${target.name}`, '--', 'docker', 'run', '--rm', '-v', `${dir}/client:/client:ro`, '--entrypoint', '/client', staticImage, `http://${NEIGHBOUR}:8080/`],
+        { timeoutMs: 120_000 },
+      );
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.trim(), `200 from ${targetIp}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('without capture the same static program cannot resolve the name (the layer cannot reach it)', async () => {
