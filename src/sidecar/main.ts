@@ -34,14 +34,16 @@ async function main(): Promise<void> {
   const link = Duplex.from({ readable: process.stdin, writable: stdoutStream() });
   const agent = await AgentConnection.connect(link, { token, client: 'mirrord-sidecar/0.1.0', log: log.child('link') });
   const mounts = process.env.MIRRORD_SIDECAR_MOUNTS ? (JSON.parse(process.env.MIRRORD_SIDECAR_MOUNTS) as SyncOptions) : undefined;
-  if (mounts) {
+  if (mounts && features.fs.mode === 'read') {
     // The container gets its own copy of these: the layer reads (and writes) that copy, as every
-    // other program in the container does, instead of asking the target.
+    // other program in the container does, instead of asking the target. Not in write mode, and
+    // not for a path the user's own read_write/read_only rules name: those ask for the target.
     const listed = await agent.request('fs.mounts', {}).catch((err: Error) => {
       log.warn(`cannot list the target's mounts: ${err.message}`);
       return { mounts: [] };
     });
-    const roots = syncRoots(listed.mounts, mounts.exclude);
+    const named = [...(features.fs.read_write ?? []), ...(features.fs.read_only ?? [])].map((r) => new RegExp(r));
+    const roots = syncRoots(listed.mounts, mounts.exclude).filter((r) => !named.some((re) => re.test(r) || re.test(`${r}/`)));
     const escape = (p: string) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
     features.fs.local = [...(features.fs.local ?? []), ...roots.map((r) => `^${escape(r)}(/|$)`)];
   }

@@ -91,6 +91,13 @@ describe('mirrord container: the target\'s mounted files', { timeout: 600_000 },
     assert.match(off.stderr, /No such file or directory/);
   });
 
+  it('programs under the layer read the copy too (fs mode read): a change made in the container is seen there, the target is untouched', async () => {
+    const r = await container([image, 'sh', '-c', `${noLayer("sh -c 'echo changed > /data/shared/settings.json'")}; cat /data/shared/settings.json`]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'changed\n');
+    assert.equal((await target.exec(['cat', '/data/shared/settings.json'])).stdout, SETTINGS);
+  });
+
   it('a -v of the user at the same path wins, and nothing is written into it', async () => {
     const r = await container(['-v', `${userDir}:/srv/bind`, image, 'sh', '-c', `${noLayer('cat /srv/bind/mine.txt')}; echo; ${noLayer('ls /srv/bind')}; ${noLayer('cat /data/shared/settings.json')}`]);
     assert.equal(r.code, 0, r.stderr);
