@@ -8,7 +8,8 @@ import dnsPacket from 'dns-packet';
 import { validateConfig } from '../../src/config/load.js';
 import { silentLogger } from '../../src/log.js';
 import { CAPTURE_UID, captureRules } from '../../src/sidecar/capture.js';
-import { answer, type DnsAgent } from '../../src/sidecar/dns-responder.js';
+import { answer, startDnsResponder, type DnsAgent } from '../../src/sidecar/dns-responder.js';
+import dgram from 'node:dgram';
 
 const INIT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../agent/sidecar-image/build/mirrord-init');
 
@@ -96,6 +97,43 @@ describe('namespace capture', () => {
     assert.deepEqual((await ask('redis', 'MX')).answers, []);
     assert.deepEqual(asked, ['redis/4', 'redis/6', 'missing/4']);
     assert.equal(await answer(agent, Buffer.from('junk'), silentLogger), undefined);
+  });
+});
+
+describe('the DNS responder over real sockets', () => {
+  it('answers over UDP and over TCP (length-prefixed, two queries on one connection)', async () => {
+    const agent: DnsAgent = { request: async (_m, p) => ({ addresses: [{ address: p.name === 'a' ? '10.0.0.1' : '10.0.0.2', family: 4 }], canonname: p.name }) };
+    const dns = await startDnsResponder(agent, silentLogger);
+    try {
+      const query = (name: string, id: number) => dnsPacket.encode({ type: 'query', id, questions: [{ type: 'A', name, class: 'IN' }] });
+      const data = (b: Buffer) => dnsPacket.decode(b).answers?.map((x) => (x as { data?: unknown }).data);
+      const udp = dgram.createSocket('udp4');
+      const reply = new Promise<Buffer>((resolve) => udp.once('message', resolve));
+      udp.send(query('a', 1), dns.udpPort, '127.0.0.1');
+      assert.deepEqual(data(await reply), ['10.0.0.1']);
+      udp.close();
+
+      const sock = net.connect(dns.tcpPort, '127.0.0.1');
+      const frames: Buffer[] = [];
+      let buf = Buffer.alloc(0);
+      const two = new Promise<void>((resolve) =>
+        sock.on('data', (d: Buffer) => {
+          buf = Buffer.concat([buf, d]);
+          while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+            frames.push(buf.subarray(2, 2 + buf.readUInt16BE(0)));
+            buf = buf.subarray(2 + frames.at(-1)!.length);
+          }
+          if (frames.length === 2) resolve();
+        }),
+      );
+      const framed = (b: Buffer) => Buffer.concat([Buffer.from([b.length >> 8, b.length & 0xff]), b]);
+      sock.write(Buffer.concat([framed(query('a', 2)), framed(query('b', 3))]));
+      await two;
+      sock.destroy();
+      assert.deepEqual(frames.map((f) => [dnsPacket.decode(f).id, data(f)]), [[2, ['10.0.0.1']], [3, ['10.0.0.2']]]);
+    } finally {
+      dns.close();
+    }
   });
 });
 
