@@ -6,7 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { runCli } from '../helpers/cli.js';
-import { waitSessionGone } from '../helpers/container-mode.js';
+import { waitSessionGone } from '../helpers/sessions.js';
 import { createNetwork, runContainer, staticClientImage, toolsImage, type TestContainer } from '../helpers/docker-fixtures.js';
 
 /**

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { CLI, runCli } from '../helpers/cli.js';
-import { waitSessionGone, waitUserRunning } from '../helpers/container-mode.js';
+import { waitSessionGone, waitUserRunning } from '../helpers/sessions.js';
 import os from 'node:os';
 import { silentLogger } from '../../src/log.js';
 import { LABEL_AGENT, LABEL_OWNER } from '../../src/platforms/docker/agent.js';

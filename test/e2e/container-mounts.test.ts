@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { runCli, type CliResult } from '../helpers/cli.js';
-import { waitSessionGone } from '../helpers/container-mode.js';
+import { waitSessionGone } from '../helpers/sessions.js';
 import { createVolume, docker, runContainer, toolsImage, type TestContainer } from '../helpers/docker-fixtures.js';
 
 /**

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { runCli, type CliResult } from '../helpers/cli.js';
-import { sessionContainers, waitSessionGone } from '../helpers/container-mode.js';
+import { sessionContainers, waitSessionGone } from '../helpers/sessions.js';
 import { createNetwork, runContainer, toolsImage, type TestContainer } from '../helpers/docker-fixtures.js';
 
 /**

@@ -1,5 +1,5 @@
 /**
- * Container-mode helpers: what one `mirrord container` process left on the engine, told apart from
+ * What one `mirrord exec` or `mirrord container` process has or left on the engine, told apart from
  * other sessions (other tests, other people's runs on the same engine) by its owner label.
  */
 import os from 'node:os';
