@@ -122,7 +122,7 @@ export async function containerCommand(argv: string[], flags: ExecFlags, log: Lo
     const options = await underInit(docker, run, { ...createOptions(run, sidecar.id, env), Labels: labels('user') }, ready.lifelinePort);
     const sidecarContainer = sidecar;
     return await runUserContainer(docker, run, options, restore, async (user) => {
-      if (syncOptions) await syncMounts(docker, sidecarContainer, user, { maxBytes: syncOptions.maxBytes, progress, log: log.child('mounts') });
+      if (syncOptions && ready.mountRoots?.length !== 0) await syncMounts(docker, sidecarContainer, user, { maxBytes: syncOptions.maxBytes, progress, log: log.child('mounts') });
       progress.succeed(`mirrord: running ${run.image} in the context of ${resolved.display}`);
     });
   } catch (err) {

@@ -18,4 +18,6 @@ export interface SidecarReady {
   lifelinePort: number;
   /** Set when container.capture = namespace: the ports the iptables rules redirect to. */
   capture?: { tcp?: number; dns?: number };
+  /** The target's mount points to copy (none: the CLI skips the copy's round trips). */
+  mountRoots?: string[];
 }

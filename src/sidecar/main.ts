@@ -34,18 +34,22 @@ async function main(): Promise<void> {
   const link = Duplex.from({ readable: process.stdin, writable: stdoutStream() });
   const agent = await AgentConnection.connect(link, { token, client: 'mirrord-sidecar/0.1.0', log: log.child('link') });
   const mounts = process.env.MIRRORD_SIDECAR_MOUNTS ? (JSON.parse(process.env.MIRRORD_SIDECAR_MOUNTS) as SyncOptions) : undefined;
-  if (mounts && features.fs.mode === 'read') {
-    // The container gets its own copy of these: the layer reads (and writes) that copy, as every
-    // other program in the container does, instead of asking the target. Not in write mode, and
-    // not for a path the user's own read_write/read_only rules name: those ask for the target.
+  let mountRoots: string[] | undefined;
+  if (mounts) {
     const listed = await agent.request('fs.mounts', {}).catch((err: Error) => {
       log.warn(`cannot list the target's mounts: ${err.message}`);
       return { mounts: [] };
     });
-    const named = [...(features.fs.read_write ?? []), ...(features.fs.read_only ?? [])].map((r) => new RegExp(r));
-    const roots = syncRoots(listed.mounts, mounts.exclude).filter((r) => !named.some((re) => re.test(r) || re.test(`${r}/`)));
-    const escape = (p: string) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-    features.fs.local = [...(features.fs.local ?? []), ...roots.map((r) => `^${escape(r)}(/|$)`)];
+    mountRoots = syncRoots(listed.mounts, mounts.exclude);
+    if (features.fs.mode === 'read') {
+      // The container gets its own copy of these: the layer reads (and writes) that copy, as every
+      // other program in the container does, instead of asking the target. Not in write mode, and
+      // not for a path the user's own read_write/read_only rules name: those ask for the target.
+      const named = [...(features.fs.read_write ?? []), ...(features.fs.read_only ?? [])].map((r) => new RegExp(r));
+      const local = mountRoots.filter((r) => !named.some((re) => re.test(r) || re.test(`${r}/`)));
+      const escape = (p: string) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+      features.fs.local = [...(features.fs.local ?? []), ...local.map((r) => `^${escape(r)}(/|$)`)];
+    }
   }
   const intproxy = await Intproxy.start({ agent, features, log: log.child('intproxy') });
   const env = (await agent.request('env.get', {})).env;
@@ -64,7 +68,7 @@ async function main(): Promise<void> {
     capture = { tcp: c.tcpPort, dns: dns?.udpPort };
   }
   // agentPid: the CLI starts the guard that removes the agent's rules if the agent dies.
-  const ready: SidecarReady = { layerAddr: intproxy.address, env, hints, agentPid: agent.info.agentPid, lifelinePort: lifeline, capture };
+  const ready: SidecarReady = { layerAddr: intproxy.address, env, hints, agentPid: agent.info.agentPid, lifelinePort: lifeline, capture, mountRoots };
   process.stderr.write(READY_PREFIX + JSON.stringify(ready) + '\n');
   await new Promise<void>((resolve) => agent.onClose(() => resolve()));
   await intproxy.close();
