@@ -138,8 +138,8 @@ export async function containerCommand(argv: string[], flags: ExecFlags, log: Lo
     // The sidecar exits when its stdin ends (the relay closes), and AutoRemove deletes it.
     sidecarIn?.end();
     handle.link.end();
-    if (sidecar) await forceRemoveLater(sidecar, log);
-    await handle.stop();
+    // Independent exits: waiting for both at once saves a polling round at every session's end.
+    await Promise.all([sidecar ? forceRemoveLater(sidecar, log) : undefined, handle.stop()]);
     log.debug(`session ended after ${Date.now() - started} ms`);
   }
 }
