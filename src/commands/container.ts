@@ -9,7 +9,7 @@ import { loadConfig } from '../config/load.js';
 import { DEFAULT_MOUNTS_MAX_SIZE, resolveFeatures } from '../config/schema.js';
 import { bindDestinations, createOptions, parseDockerRun } from '../container/docker-run.js';
 import { syncMounts } from '../container/mounts-sync.js';
-import { runUserContainer, underInit } from '../container/user-container.js';
+import { imageConfig, runUserContainer, underInit } from '../container/user-container.js';
 import { mergeEnv } from '../env/merge.js';
 import { ExitCode, MirrordError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -46,6 +46,7 @@ export async function containerCommand(argv: string[], flags: ExecFlags, log: Lo
   const docker = platform.docker;
   await platform.reap(log.child('reaper'));
   const resolved = await platform.resolveTarget(target);
+  const userImage = await imageConfig(docker, run.image);
   const session = randomBytes(6).toString('hex');
   const token = randomBytes(24).toString('base64url');
   const handle = await platform.startAgent(resolved, {
@@ -119,7 +120,7 @@ export async function containerCommand(argv: string[], flags: ExecFlags, log: Lo
     for (const file of run.envFiles) run.env.push(...Object.entries(parseDotenv(readFileSync(file, 'utf8'))).map(([k, v]) => `${k}=${v}`));
     Object.assign(env, ready.hints, { LD_PRELOAD: LAYER_IN_SIDECAR, MIRRORD_LAYER_ADDR: ready.layerAddr, MIRRORD_SESSION: session });
     if (config.skip_processes?.length) env.MIRRORD_SKIP_PROCESSES = config.skip_processes.join(';');
-    const options = await underInit(docker, run, { ...createOptions(run, sidecar.id, env), Labels: labels('user') }, ready.lifelinePort);
+    const options = underInit(run, userImage, { ...createOptions(run, sidecar.id, env), Labels: labels('user') }, ready.lifelinePort);
     const sidecarContainer = sidecar;
     return await runUserContainer(docker, run, options, restore, async (user) => {
       if (syncOptions && ready.mountRoots?.length !== 0) await syncMounts(docker, sidecarContainer, user, { maxBytes: syncOptions.maxBytes, progress, log: log.child('mounts') });

@@ -10,17 +10,33 @@ import { INIT_IN_SIDECAR } from '../sidecar/contract.js';
 import type { DockerRun } from './docker-run.js';
 
 /** What the container would run without us: `docker run`'s rules for ENTRYPOINT, CMD and their overrides. */
-export function commandLine(run: DockerRun, image: { Entrypoint?: string[] | null; Cmd?: string[] | null }): string[] {
+export function commandLine(run: DockerRun, image: ImageConfig): string[] {
   const entrypoint = run.entrypoint ?? image.Entrypoint ?? [];
   // --entrypoint drops the image's CMD, as docker run does.
   const cmd = run.cmd.length ? run.cmd : run.entrypoint !== undefined ? [] : (image.Cmd ?? []);
   return [...entrypoint, ...cmd];
 }
 
+export interface ImageConfig {
+  Entrypoint?: string[] | null;
+  Cmd?: string[] | null;
+}
+
+/** The image's own entrypoint and command; a missing image is the user's to fix, said before any session starts. */
+export async function imageConfig(docker: Docker, image: string): Promise<ImageConfig> {
+  try {
+    return ((await docker.getImage(image).inspect()) as { Config?: ImageConfig }).Config ?? {};
+  } catch (err) {
+    if ((err as { statusCode?: number }).statusCode === 404) {
+      throw new MirrordError(`image ${image} is not on the Docker engine`, ExitCode.Program, `Build or pull it first (docker pull ${image})`, { cause: err });
+    }
+    throw err;
+  }
+}
+
 /** The same command under mirrord-init, tied to the sidecar's lifeline port. */
-export async function underInit(docker: Docker, run: DockerRun, options: Docker.ContainerCreateOptions, lifelinePort: number): Promise<Docker.ContainerCreateOptions> {
-  const config = ((await docker.getImage(run.image).inspect()) as { Config?: { Entrypoint?: string[] | null; Cmd?: string[] | null } }).Config ?? {};
-  const argv = commandLine(run, config);
+export function underInit(run: DockerRun, image: ImageConfig, options: Docker.ContainerCreateOptions, lifelinePort: number): Docker.ContainerCreateOptions {
+  const argv = commandLine(run, image);
   if (argv.length === 0) {
     throw new MirrordError(`image ${run.image} has no ENTRYPOINT or CMD and none was given`, ExitCode.Usage, 'Give a command after the image');
   }

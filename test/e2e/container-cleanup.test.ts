@@ -43,6 +43,17 @@ describe('mirrord container leaves nothing behind', { timeout: 600_000 }, () => 
     assert.deepEqual(await waitSessionGone(pid), []);
   });
 
+  it('after bad input (an image the engine lacks): one line, exit 127, nothing left', async () => {
+    let pid = 0;
+    const r = await runCli(['container', '-t', `docker/${target.name}`, '--', 'docker', 'run', '--rm', `no-such-image-${process.pid}:none`, 'true'], {
+      timeoutMs: 120_000,
+      onSpawn: (c) => (pid = c.pid!),
+    });
+    assert.equal(r.code, 127);
+    assert.match(r.stderr, /^mirrord: image no-such-image-\d+:none is not on the Docker engine\. .+\n$/);
+    assert.deepEqual(await waitSessionGone(pid), []);
+  });
+
   it('after Ctrl-C (SIGINT to the CLI): the program gets it and the status is 130', async () => {
     const run = startLongRun();
     await waitUserRunning(run.pid);
