@@ -66,6 +66,13 @@ Logs: MIRRORD_LOG=debug (CLI, intproxy, agent), MIRRORD_LAYER_LOG=debug (the lay
     .usage('[options] -- docker run [DOCKER RUN OPTIONS] IMAGE [COMMAND...]')
     .option('-t, --target <target>', 'docker/NAME_OR_ID'))
     .argument('<docker-run...>', 'docker run (or podman run) and its arguments')
+    .addHelpText(
+      'after',
+      '\nThe target\'s volumes and bind mounts are copied into the container before it starts (config: container.mounts.sync,\n' +
+        'container.mounts.max_size). container.capture = namespace also sends every TCP connection and DNS query of the\n' +
+        'container through the target, for statically linked programs. Example:\n' +
+        '  mirrord container -t docker/web -- docker run --rm -it myimage redis-cli -h cache ping',
+    )
     .passThroughOptions()
     .action(async (command: string[], flags: ExecFlags) => {
       setCode(await containerCommand(command, flags, log));

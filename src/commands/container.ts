@@ -6,8 +6,10 @@ import type Docker from 'dockerode';
 import { parse as parseDotenv } from 'dotenv';
 import { flagOverrides, type ExecFlags } from '../config/flags.js';
 import { loadConfig } from '../config/load.js';
-import { resolveFeatures } from '../config/schema.js';
-import { createOptions, parseDockerRun, type DockerRun } from '../container/docker-run.js';
+import { DEFAULT_MOUNTS_MAX_SIZE, resolveFeatures } from '../config/schema.js';
+import { bindDestinations, createOptions, parseDockerRun } from '../container/docker-run.js';
+import { syncMounts } from '../container/mounts-sync.js';
+import { imageConfig, runUserContainer, underInit } from '../container/user-container.js';
 import { mergeEnv } from '../env/merge.js';
 import { ExitCode, MirrordError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -16,23 +18,16 @@ import { sidecarImageRecipe } from '../platforms/docker/agent-image.js';
 import { ensureImage } from '../platforms/docker/images.js';
 import { DockerPlatform } from '../platforms/docker/platform.js';
 import { createProgress, type Progress } from '../progress.js';
+import { LAYER_IN_SIDECAR, READY_PREFIX, type SidecarReady as Ready } from '../sidecar/contract.js';
 import { targetFrom } from './exec.js';
-
-const READY_PREFIX = 'MIRRORD_SIDECAR_READY ';
-const LAYER_IN_SIDECAR = '/mirrord/libmirrord_layer.so';
-
-interface Ready {
-  layerAddr: string;
-  env: Record<string, string>;
-  hints: Record<string, string>;
-  agentPid?: number;
-}
 
 /**
  * `mirrord container [flags] -- docker run ...`: the user's container runs in the context of the
  * target. A sidecar container runs the intproxy in the network namespace the user's container
  * joins; the sidecar speaks to the agent through this process, which relays the bytes between the
- * two containers' attached streams (so a remote DOCKER_HOST works as well as a local engine).
+ * two containers' attached streams (so a remote DOCKER_HOST works as well as a local engine). The
+ * user's container is created, given the target's mounted files, then started under mirrord-init,
+ * which ends it when the sidecar goes (README: "mirrord container").
  */
 export async function containerCommand(argv: string[], flags: ExecFlags, log: Logger, progress: Progress = createProgress()): Promise<number> {
   const run = parseDockerRun(argv);
@@ -42,10 +37,16 @@ export async function containerCommand(argv: string[], flags: ExecFlags, log: Lo
     throw new MirrordError('container mode supports docker/ targets in this build', ExitCode.Target, 'Use -t docker/NAME_OR_ID');
   }
   const features = resolveFeatures(config);
+  const capture = config.container?.capture ?? 'off';
+  const mounts = config.container?.mounts ?? { sync: true, max_size: DEFAULT_MOUNTS_MAX_SIZE };
+  // The user's own mounts win over the target's, and the sidecar's volume is ours.
+  const syncOptions = mounts.sync ? { maxBytes: mounts.max_size, exclude: [...bindDestinations(run.binds), '/mirrord'] } : undefined;
+  const started = Date.now();
   const platform = new DockerPlatform();
   const docker = platform.docker;
   await platform.reap(log.child('reaper'));
   const resolved = await platform.resolveTarget(target);
+  const userImage = await imageConfig(docker, run.image);
   const session = randomBytes(6).toString('hex');
   const token = randomBytes(24).toString('base64url');
   const handle = await platform.startAgent(resolved, {
@@ -72,7 +73,14 @@ export async function containerCommand(argv: string[], flags: ExecFlags, log: Lo
     sidecar = await docker.createContainer({
       Image: image,
       name: `mirrord-sidecar-${session}`,
-      Env: [`MIRRORD_SIDECAR_TOKEN=${token}`, `MIRRORD_SIDECAR_FEATURES=${JSON.stringify(features)}`, `MIRRORD_SIDECAR_LOG=${config.agent.log_level}`],
+      Env: [
+        `MIRRORD_SIDECAR_TOKEN=${token}`,
+        `MIRRORD_SIDECAR_FEATURES=${JSON.stringify(features)}`,
+        `MIRRORD_SIDECAR_LOG=${config.agent.log_level}`,
+        `MIRRORD_SIDECAR_CAPTURE=${capture}`,
+        ...(syncOptions ? [`MIRRORD_SIDECAR_MOUNTS=${JSON.stringify(syncOptions)}`] : []),
+        ...(process.env.MIRRORD_LAYER_LOG ? [`MIRRORD_LAYER_LOG=${process.env.MIRRORD_LAYER_LOG}`] : []),
+      ],
       Labels: labels('sidecar'),
       AttachStdin: true,
       AttachStdout: true,
@@ -81,6 +89,8 @@ export async function containerCommand(argv: string[], flags: ExecFlags, log: Lo
       StdinOnce: true,
       HostConfig: {
         AutoRemove: true,
+        // iptables for namespace capture, in the namespace the user's container shares.
+        CapAdd: capture === 'namespace' ? ['NET_ADMIN'] : undefined,
         NetworkMode: run.network,
         PortBindings: portBindings(run.publish),
         LogConfig: { Type: 'none', Config: {} },
@@ -101,6 +111,7 @@ export async function containerCommand(argv: string[], flags: ExecFlags, log: Lo
     out.pipe(handle.link);
     handle.link.pipe(raw);
     const ready = await waitReady(err, config.agent.startup_timeout * 1000, log);
+    log.debug(`sidecar ready after ${Date.now() - started} ms`);
     // Before the user's program can listen: the guard removes the agent's iptables rules if the
     // agent dies, as in exec (there it starts with the first subscription; here we cannot see it).
     if (features.incoming.mode !== 'off' && ready.agentPid && handle.startGuard) await handle.startGuard(ready.agentPid);
@@ -109,8 +120,12 @@ export async function containerCommand(argv: string[], flags: ExecFlags, log: Lo
     for (const file of run.envFiles) run.env.push(...Object.entries(parseDotenv(readFileSync(file, 'utf8'))).map(([k, v]) => `${k}=${v}`));
     Object.assign(env, ready.hints, { LD_PRELOAD: LAYER_IN_SIDECAR, MIRRORD_LAYER_ADDR: ready.layerAddr, MIRRORD_SESSION: session });
     if (config.skip_processes?.length) env.MIRRORD_SKIP_PROCESSES = config.skip_processes.join(';');
-    progress.succeed(`mirrord: running ${run.image} in the context of ${resolved.display}`);
-    return await runUserContainer(docker, run, { ...createOptions(run, sidecar.id, env), Labels: labels('user') }, restore);
+    const options = underInit(run, userImage, { ...createOptions(run, sidecar.id, env), Labels: labels('user') }, ready.lifelinePort);
+    const sidecarContainer = sidecar;
+    return await runUserContainer(docker, run, options, restore, async (user) => {
+      if (syncOptions && ready.mountRoots?.length !== 0) await syncMounts(docker, sidecarContainer, user, { maxBytes: syncOptions.maxBytes, progress, log: log.child('mounts') });
+      progress.succeed(`mirrord: running ${run.image} in the context of ${resolved.display}`);
+    });
   } catch (err) {
     progress.fail();
     const status = (err as { statusCode?: number }).statusCode;
@@ -120,11 +135,13 @@ export async function containerCommand(argv: string[], flags: ExecFlags, log: Lo
     throw err;
   } finally {
     for (const r of restore) r();
+    log.debug(`user container done after ${Date.now() - started} ms; ending the session`);
     // The sidecar exits when its stdin ends (the relay closes), and AutoRemove deletes it.
     sidecarIn?.end();
     handle.link.end();
-    if (sidecar) await forceRemoveLater(sidecar, log);
-    await handle.stop();
+    // Independent exits: waiting for both at once saves a polling round at every session's end.
+    await Promise.all([sidecar ? forceRemoveLater(sidecar, log) : undefined, handle.stop()]);
+    log.debug(`session ended after ${Date.now() - started} ms`);
   }
 }
 
@@ -169,50 +186,6 @@ function waitReady(stderr: Readable, timeoutMs: number, log: Logger): Promise<Re
     });
     stderr.once('end', () => fail('exited before it was ready'));
   });
-}
-
-/** Created, attached, started, waited for: exit code as the container's (128 + signal included). */
-async function runUserContainer(docker: Docker, run: DockerRun, options: Docker.ContainerCreateOptions, restore: Array<() => void>): Promise<number> {
-  const user = await docker.createContainer(options);
-  const stream = (await user.attach({ stream: true, stdin: run.interactive, stdout: true, stderr: true, hijack: true })) as unknown as Duplex;
-  if (run.tty) stream.pipe(process.stdout);
-  else docker.modem.demuxStream(stream, process.stdout, process.stderr);
-  const finished = new Promise<void>((resolve) => stream.once('end', () => resolve()));
-  if (run.interactive) {
-    if (run.tty && process.stdin.isTTY) {
-      process.stdin.setRawMode(true);
-      restore.push(() => process.stdin.setRawMode(false));
-    }
-    process.stdin.pipe(stream);
-    restore.push(() => process.stdin.unpipe(stream));
-  }
-  // Like `docker stop`: the signal first, SIGKILL if the container is still there after a grace
-  // period (a PID 1 without a handler ignores SIGTERM).
-  let killer: NodeJS.Timeout | undefined;
-  restore.push(() => clearTimeout(killer));
-  const forward = (signal: NodeJS.Signals) => {
-    void user.kill({ signal }).catch(() => undefined);
-    killer ??= setTimeout(() => void user.kill({ signal: 'SIGKILL' }).catch(() => undefined), 5000);
-  };
-  for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    // With a TTY, Ctrl-C is a byte on stdin the container's terminal turns into SIGINT itself.
-    if (s === 'SIGINT' && run.tty && run.interactive) continue;
-    process.on(s, forward);
-    restore.push(() => process.off(s, forward));
-  }
-  // 'next-exit', registered before start: with AutoRemove (--rm) a plain wait may see the removal, not the exit.
-  const waited = user.wait({ condition: 'next-exit' });
-  await user.start();
-  if (run.tty && process.stdout.isTTY) {
-    const resize = () => void user.resize({ h: process.stdout.rows, w: process.stdout.columns }).catch(() => undefined);
-    resize();
-    process.stdout.on('resize', resize);
-    restore.push(() => process.stdout.off('resize', resize));
-  }
-  const result = (await waited) as { StatusCode: number };
-  // The last bytes of output may still be in flight when wait() answers.
-  await Promise.race([finished, new Promise((r) => setTimeout(r, 2000))]);
-  return result.StatusCode;
 }
 
 async function forceRemoveLater(c: Docker.Container, log: Logger): Promise<void> {

@@ -75,6 +75,26 @@ const envObject = z.strictObject({
   env_file: z.string().optional().describe('A dotenv file applied over the remote environment.'),
 });
 
+const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3 };
+/** A byte count: a number, or a string with a unit (`"512KiB"`, `"64MiB"`, `"1GiB"`; powers of 1024). */
+const byteSize = z.union([z.number().int().min(0), z.string()]).transform((v, ctx) => {
+  if (typeof v === 'number') return v;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(v);
+  const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
+  if (!m || unit === undefined) {
+    ctx.addIssue({ code: 'custom', message: `expected a size like 512KiB, 64MiB or 1GiB, got ${JSON.stringify(v)}` });
+    return z.NEVER;
+  }
+  return Math.floor(Number(m[1]) * unit);
+});
+export const DEFAULT_MOUNTS_MAX_SIZE = 100 * 1024 * 1024;
+const mountsObject = z.strictObject({
+  sync: z.boolean().default(true).describe("Copy the target's mounted volumes and bind mounts into the container at the same paths before it starts."),
+  max_size: byteSize
+    .default(DEFAULT_MOUNTS_MAX_SIZE)
+    .describe('Largest total size of the files copied (bytes, or "64MiB"); a larger total stops the run with a message.'),
+});
+
 /** mirrord lets several sections be a bare boolean or mode string; normalise them to objects. */
 const boolOr = <T extends z.ZodTypeAny>(obj: T, whenFalse: unknown, whenTrue: unknown = {}) =>
   z.preprocess((v) => (v === false ? whenFalse : v === true ? whenTrue : v), obj);
@@ -124,8 +144,12 @@ export const configSchema = z.strictObject({
     .optional(),
   container: z
     .strictObject({
-      capture: z.enum(['off', 'namespace']).default('off'),
+      capture: z
+        .enum(['off', 'namespace'])
+        .default('off')
+        .describe('namespace: every outgoing TCP connection and DNS query of the container goes through the target, statically linked programs included.'),
       cli_image: z.string().optional(),
+      mounts: boolOr(mountsObject, { sync: false }, { sync: true }).optional(),
     })
     .optional(),
   skip_processes: semicolonList.optional().describe('Programs (by file name) that run without interception.'),

@@ -160,3 +160,11 @@ export function createOptions(run: DockerRun, sidecarId: string, env: Record<str
     },
   };
 }
+
+/** Where the user's `-v` mounts land in the container (`SRC:DST[:OPTS]`, or `DST` for an anonymous volume). */
+export function bindDestinations(binds: string[]): string[] {
+  return binds.map((b) => {
+    const parts = b.split(':');
+    return (parts.length === 1 ? parts[0]! : parts[1]!).replace(/\/+$/, '') || '/';
+  });
+}

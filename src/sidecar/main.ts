@@ -2,8 +2,10 @@
  * The container-mode sidecar: runs the intproxy inside the network namespace the user's container
  * joins, so the layer's loopback requests and the one-shot listeners of redirected connections are
  * on that container's own 127.0.0.1. It speaks AP to the agent over its attached stdin/stdout (the
- * CLI relays the bytes to the agent's stream), and announces itself with one line on stderr.
- * Runs on Debian bookworm's Node 18 inside the sidecar image.
+ * CLI relays the bytes to the agent's stream), and announces itself with one line on stderr. It
+ * also serves the target's mounted files (mounts.ts), the lifeline of mirrord-init and, with
+ * container.capture = namespace, the capture (capture.ts, dns-responder.ts). Runs on Debian
+ * bookworm's Node 18 inside the sidecar image.
  */
 import fs from 'node:fs';
 import net from 'node:net';
@@ -12,9 +14,12 @@ import { AgentConnection } from '../agent-link/connection.js';
 import type { ResolvedFeatures } from '../config/schema.js';
 import { layerHintEnv } from '../fs/rules.js';
 import { Intproxy } from '../intproxy/intproxy.js';
-import { createLogger, parseLevel } from '../log.js';
+import { createLogger, parseLevel, type Logger } from '../log.js';
+import { startCapture } from './capture.js';
+import { LAYER_IN_SIDECAR, MOUNTS_SOCKET, READY_PREFIX, type SidecarReady } from './contract.js';
+import { startDnsResponder } from './dns-responder.js';
+import { SyncTooLarge, packSync, planSync, syncRoots, type SyncOptions } from './mounts.js';
 
-export const READY_PREFIX = 'MIRRORD_SIDECAR_READY ';
 const log = createLogger('mirrord-sidecar', parseLevel(process.env.MIRRORD_SIDECAR_LOG));
 
 function stdoutStream(): Writable {
@@ -28,13 +33,93 @@ async function main(): Promise<void> {
   const features = JSON.parse(process.env.MIRRORD_SIDECAR_FEATURES ?? '{}') as ResolvedFeatures;
   const link = Duplex.from({ readable: process.stdin, writable: stdoutStream() });
   const agent = await AgentConnection.connect(link, { token, client: 'mirrord-sidecar/0.1.0', log: log.child('link') });
+  const mounts = process.env.MIRRORD_SIDECAR_MOUNTS ? (JSON.parse(process.env.MIRRORD_SIDECAR_MOUNTS) as SyncOptions) : undefined;
+  let mountRoots: string[] | undefined;
+  if (mounts) {
+    const listed = await agent.request('fs.mounts', {}).catch((err: Error) => {
+      log.warn(`cannot list the target's mounts: ${err.message}`);
+      return { mounts: [] };
+    });
+    mountRoots = syncRoots(listed.mounts, mounts.exclude);
+    if (features.fs.mode === 'read') {
+      // The container gets its own copy of these: the layer reads (and writes) that copy, as every
+      // other program in the container does, instead of asking the target. Not in write mode, and
+      // not for a path the user's own read_write/read_only rules name: those ask for the target.
+      const named = [...(features.fs.read_write ?? []), ...(features.fs.read_only ?? [])].map((r) => new RegExp(r));
+      const local = mountRoots.filter((r) => !named.some((re) => re.test(r) || re.test(`${r}/`)));
+      const escape = (p: string) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+      features.fs.local = [...(features.fs.local ?? []), ...local.map((r) => `^${escape(r)}(/|$)`)];
+    }
+  }
   const intproxy = await Intproxy.start({ agent, features, log: log.child('intproxy') });
   const env = (await agent.request('env.get', {})).env;
   const hints = layerHintEnv(await intproxy.files.rules());
+  const lifeline = await startLifeline();
+  if (mounts) serveMounts(agent, mounts, log.child('mounts'));
+  let capture: SidecarReady['capture'];
+  if (process.env.MIRRORD_SIDECAR_CAPTURE === 'namespace') {
+    const dns = features.dns.enabled ? await startDnsResponder(agent, log.child('dns')) : undefined;
+    const c = await startCapture({
+      tcp: features.outgoing.tcp,
+      dns,
+      layerEnv: { LD_PRELOAD: LAYER_IN_SIDECAR, MIRRORD_LAYER_ADDR: intproxy.address, MIRRORD_FS: 'off', ...pick(process.env, 'MIRRORD_LAYER_LOG') },
+      log: log.child('capture'),
+    });
+    capture = { tcp: c.tcpPort, dns: dns?.udpPort };
+  }
   // agentPid: the CLI starts the guard that removes the agent's rules if the agent dies.
-  process.stderr.write(READY_PREFIX + JSON.stringify({ layerAddr: intproxy.address, env, hints, agentPid: agent.info.agentPid }) + '\n');
+  const ready: SidecarReady = { layerAddr: intproxy.address, env, hints, agentPid: agent.info.agentPid, lifelinePort: lifeline, capture, mountRoots };
+  process.stderr.write(READY_PREFIX + JSON.stringify(ready) + '\n');
   await new Promise<void>((resolve) => agent.onClose(() => resolve()));
   await intproxy.close();
+}
+
+/**
+ * The user container's PID 1 (mirrord-init) holds a connection here; when this process ends (its
+ * stdin closed: the CLI is gone, even killed with SIGKILL) the connection drops and the init stops
+ * the container.
+ */
+function startLifeline(): Promise<number> {
+  const held = new Set<net.Socket>();
+  const server = net.createServer((s) => {
+    held.add(s);
+    s.on('error', () => undefined);
+    s.on('close', () => held.delete(s));
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port));
+  });
+}
+
+/** One line of JSON (what will come, or why nothing will), then the tar archive. */
+function serveMounts(agent: AgentConnection, opts: SyncOptions, log: Logger): void {
+  fs.rmSync(MOUNTS_SOCKET, { force: true });
+  net
+    .createServer((sock) => {
+      sock.on('error', () => undefined);
+      void (async () => {
+        let started = false;
+        try {
+          const plan = await planSync(agent, opts);
+          log.debug(`mounts: ${plan.roots.join(', ') || 'none'}: ${plan.entries.length} entries, ${plan.bytes} bytes`);
+          sock.write(JSON.stringify({ ok: true, roots: plan.roots, entries: plan.entries.length, bytes: plan.bytes }) + '\n');
+          started = true;
+          await packSync(agent, plan, sock);
+        } catch (err) {
+          // Mid-archive, a cut stream is what makes the engine refuse the partial archive.
+          if (started) return void sock.destroy(err as Error);
+          const tooLarge = err instanceof SyncTooLarge;
+          sock.end(JSON.stringify({ ok: false, tooLarge, error: (err as Error).message, where: tooLarge ? err.where : undefined }) + '\n');
+          if (!tooLarge) log.warn(`mounts: ${(err as Error).message}`);
+        }
+      })();
+    })
+    .listen(MOUNTS_SOCKET);
+}
+
+function pick(env: NodeJS.ProcessEnv, ...keys: string[]): Record<string, string> {
+  return Object.fromEntries(keys.filter((k) => env[k] !== undefined).map((k) => [k, env[k]!]));
 }
 
 main().then(

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { runCli } from '../helpers/cli.js';
-import { createNetwork, listContainers, runContainer, toolsImage, type TestContainer } from '../helpers/docker-fixtures.js';
+import { runCli, type CliResult } from '../helpers/cli.js';
+import { sessionContainers, waitSessionGone } from '../helpers/sessions.js';
+import { createNetwork, runContainer, toolsImage, type TestContainer } from '../helpers/docker-fixtures.js';
 
 /**
  * Container mode, first increment: `mirrord container -t docker/TARGET -- docker run ...` runs a
@@ -15,8 +16,11 @@ let target: TestContainer;
 let redis: TestContainer;
 let image = '';
 
-async function mirrordContainers(): Promise<number> {
-  return (await listContainers('dev.mirrord.agent')).length;
+/** The CLI, with its pid: what it leaves is found by its owner label, apart from other sessions on the engine. */
+async function cli(args: string[], opts: { input?: string } = {}): Promise<CliResult & { pid: number }> {
+  let pid = 0;
+  const r = await runCli(args, { ...opts, timeoutMs: 120_000, onSpawn: (c) => (pid = c.pid!) });
+  return { ...r, pid };
 }
 
 describe('mirrord container -- docker run ...', { timeout: 600_000 }, () => {
@@ -33,17 +37,19 @@ describe('mirrord container -- docker run ...', { timeout: 600_000 }, () => {
   });
 
   it('redis-cli in a local container reaches a neighbour only the target can name, with the target\'s env', async () => {
-    const r = await runCli(['container', '-t', `docker/${target.name}`, '--', 'docker', 'run', '--rm', image, 'sh', '-c', `echo "TARGET_VAR=$TARGET_VAR"; redis-cli -h ${REDIS} ping`]);
+    const r = await cli(['container', '-t', `docker/${target.name}`, '--', 'docker', 'run', '--rm', image, 'sh', '-c', `echo "TARGET_VAR=$TARGET_VAR"; redis-cli -h ${REDIS} ping`]);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(r.stdout.trim().split('\n'), ['TARGET_VAR=from-target', 'PONG']);
-    assert.equal(await mirrordContainers(), 0, 'no sidecar or agent may remain');
+    assert.deepEqual(await waitSessionGone(r.pid), [], 'no sidecar or agent may remain');
   });
 
   it('passes the container\'s exit status through and feeds stdin with -i', async () => {
-    assert.equal((await runCli(['container', '-t', `docker/${target.name}`, '--', 'docker', 'run', '--rm', image, 'sh', '-c', 'exit 5'])).code, 5);
-    const piped = await runCli(['container', '-t', `docker/${target.name}`, '--', 'docker', 'run', '--rm', '-i', image, 'sh', '-c', 'read line; echo "got $line"'], { input: 'hello\n' });
+    const five = await cli(['container', '-t', `docker/${target.name}`, '--', 'docker', 'run', '--rm', image, 'sh', '-c', 'exit 5']);
+    assert.equal(five.code, 5);
+    const piped = await cli(['container', '-t', `docker/${target.name}`, '--', 'docker', 'run', '--rm', '-i', image, 'sh', '-c', 'read line; echo "got $line"'], { input: 'hello\n' });
     assert.equal(piped.stdout.trim(), 'got hello', piped.stderr);
-    assert.equal(await mirrordContainers(), 0);
+    assert.deepEqual(await waitSessionGone(five.pid), []);
+    assert.deepEqual(await waitSessionGone(piped.pid), []);
   });
 
   it('docker run -it works interactively through a pty', async () => {
@@ -62,14 +68,13 @@ describe('mirrord container -- docker run ...', { timeout: 600_000 }, () => {
     child.stdin!.write('echo "tty=$(tty) var=$TARGET_VAR"; exit 3\r');
     assert.equal(await exited, 3, out);
     assert.match(out, /tty=\/dev\/pts\/\d+ var=from-target/);
-    assert.equal(await mirrordContainers(), 0);
   });
 
   it('refuses docker run flags that cannot share the sidecar\'s namespace, in one line', async () => {
-    const r = await runCli(['container', '-t', `docker/${target.name}`, '--', 'docker', 'run', '--network', 'host', image, 'true']);
+    const r = await cli(['container', '-t', `docker/${target.name}`, '--', 'docker', 'run', '--network', 'host', image, 'true']);
     assert.equal(r.code, 64);
     assert.match(r.stderr, /^mirrord: docker run --network host cannot be combined with mirrord container\. .+\n$/);
-    assert.equal(await mirrordContainers(), 0);
+    assert.deepEqual(await sessionContainers(r.pid), []);
   });
 });
 
@@ -93,9 +98,10 @@ describe('mirrord container --steal', { timeout: 300_000 }, () => {
       }
       assert.equal(answer, 'from-local-container');
       // The guard watches the agent here too: kill it, and the target answers its own clients again.
-      assert.equal((await listContainers('dev.mirrord.agent=guard')).length, 1, 'a guard runs with the session');
+      const ours = await sessionContainers(cli.pid!);
+      assert.equal(ours.filter((c) => c.Labels['dev.mirrord.agent'] === 'guard').length, 1, 'a guard runs with the session');
       const { docker } = await import('../helpers/docker-fixtures.js');
-      await docker().getContainer((await listContainers('dev.mirrord.agent=true'))[0]!.Id).kill({ signal: 'SIGKILL' });
+      await docker().getContainer(ours.find((c) => c.Labels['dev.mirrord.agent'] === 'true')!.Id).kill({ signal: 'SIGKILL' });
       const back = Date.now() + 10_000;
       while (answer !== 'from-target' && Date.now() < back) {
         answer = (await client.exec(['curl', '-s', '-m', '1', `http://${tgt.name}:8080/`])).stdout;
@@ -106,9 +112,7 @@ describe('mirrord container --steal', { timeout: 300_000 }, () => {
       cli.kill('SIGTERM');
     }
     await exited;
-    const gone = Date.now() + 20_000;
-    while ((await mirrordContainers()) > 0 && Date.now() < gone) await new Promise((r) => setTimeout(r, 200));
-    assert.equal(await mirrordContainers(), 0, 'no sidecar, agent or guard may remain');
+    assert.deepEqual(await waitSessionGone(cli.pid!), [], 'no sidecar, agent or guard may remain');
     assert.equal((await client.exec(['curl', '-s', '-m', '2', `http://${tgt.name}:8080/`])).stdout, 'from-target');
     for (const c of [tgt, client]) await c.remove();
     await net.remove();

@@ -9,8 +9,9 @@ import { createLogger } from '../../src/log.js';
 import { agentImageRecipe } from '../../src/platforms/docker/agent-image.js';
 import { ensureImage } from '../../src/platforms/docker/images.js';
 import { quietProgress } from '../../src/progress.js';
+import { sessionContainers } from '../helpers/sessions.js';
 import { CLI } from '../helpers/cli.js';
-import { createNetwork, docker, listContainers, runContainer, type TestContainer } from '../helpers/docker-fixtures.js';
+import { createNetwork, docker, runContainer, type TestContainer } from '../helpers/docker-fixtures.js';
 
 /**
  * Incoming traffic against real containers: a target serving HTTP, a local server under mirrord,
@@ -257,7 +258,8 @@ Promise.all([get('/a', { 'x-session': 'me' }), get('/b', {}), get('/c', { 'x-ses
     const r = startMirrord(['--steal'], ['node', LOCAL_SERVER]);
     try {
       await until('the steal to take effect', async () => (await curl([`http://${target.name}:${PORT}/k`])) === 'from-local /k');
-      const agent = (await listContainers('dev.mirrord.agent=true'))[0];
+      // This session's agent only: other sessions may share the engine.
+      const agent = (await sessionContainers(r.child.pid!)).find((c) => c.Labels['dev.mirrord.agent'] === 'true');
       assert.ok(agent, 'an agent container runs');
       await docker().getContainer(agent.Id).kill({ signal: 'SIGKILL' });
       const killed = Date.now();
@@ -268,7 +270,7 @@ Promise.all([get('/a', { 'x-session': 'me' }), get('/b', {}), get('/c', { 'x-ses
     } finally {
       await stop(r);
     }
-    await until('every agent and guard container to be gone', async () => (await listContainers('dev.mirrord.agent')).length === 0, 10_000);
+    await until('every agent and guard container to be gone', async () => (await sessionContainers(r.child.pid!)).length === 0, 10_000);
   });
 
   it('the CLI killed with SIGKILL: the agent removes its rules as it leaves', async () => {
@@ -278,7 +280,7 @@ Promise.all([get('/a', { 'x-session': 'me' }), get('/b', {}), get('/c', { 'x-ses
     await r.done;
     killGroups();
     await until('the target to answer again', async () => (await curl(['-m', '1', `http://${target.name}:${PORT}/c`])) === 'from-target /c', 10_000);
-    await until('every agent and guard container to be gone', async () => (await listContainers('dev.mirrord.agent')).length === 0, 10_000);
+    await until('every agent and guard container to be gone', async () => (await sessionContainers(r.child.pid!)).length === 0, 10_000);
     assert.equal(await natTable(), baseline);
   });
 

@@ -48,6 +48,31 @@ export function toolsImage(): Promise<string> {
   return tools;
 }
 
+let staticClient: Promise<string> | undefined;
+/** Statically linked busybox on an empty image (test/images/static-client.Dockerfile). */
+export function staticClientImage(): Promise<string> {
+  staticClient ??= ensureImage(
+    docker(),
+    {
+      repository: 'mirrord-test-static-client',
+      files: { Dockerfile: readFileSync(path.join(REPO_ROOT, 'test/images/static-client.Dockerfile')) },
+      labels: { 'dev.mirrord.component': 'test-static-client' },
+    },
+    { progress: quietProgress, log },
+  ).catch((err: unknown) => {
+    staticClient = undefined;
+    throw err;
+  });
+  return staticClient;
+}
+
+/** A named volume carrying TEST_LABEL. */
+export async function createVolume(prefix: string): Promise<{ name: string; remove(): Promise<void> }> {
+  const name = `${prefix}-${suffix()}`;
+  await docker().createVolume({ Name: name, Labels: labels() });
+  return { name, remove: () => ignoreMissing(docker().getVolume(name).remove()) };
+}
+
 const suffix = () => randomBytes(3).toString('hex');
 const labels = () => ({ [TEST_LABEL]: RUN_ID });
 
@@ -81,6 +106,8 @@ export interface RunOptions {
   aliases?: string[];
   cmd: string[];
   env?: Record<string, string>;
+  /** `SRC:DST[:OPTS]`, as docker run -v: host paths or volume names. */
+  binds?: string[];
   waitFor?: { tcpPort: number } | { log: RegExp };
 }
 
@@ -94,7 +121,7 @@ export async function runContainer(o: RunOptions): Promise<TestContainer> {
     Cmd: o.cmd,
     Env: Object.entries(o.env ?? {}).map(([k, v]) => `${k}=${v}`),
     Labels: labels(),
-    HostConfig: o.network ? { NetworkMode: o.network } : {},
+    HostConfig: { ...(o.network ? { NetworkMode: o.network } : {}), ...(o.binds ? { Binds: o.binds } : {}) },
     NetworkingConfig: o.network ? { EndpointsConfig: { [o.network]: { Aliases: o.aliases ?? [] } } } : undefined,
   });
   const c = wrap(created, name);
@@ -214,6 +241,8 @@ export async function removeTestResources(runId?: string): Promise<void> {
   await Promise.all(containers.map((c) => ignoreMissing(d.getContainer(c.Id).remove({ force: true, v: true }))));
   const networks = await d.listNetworks({ filters: { label: [filter] } });
   await Promise.all(networks.map((n) => ignoreMissing(d.getNetwork(n.Id).remove())));
+  const { Volumes: volumes } = await d.listVolumes({ filters: { label: [filter] } });
+  await Promise.all((volumes ?? []).map((v) => ignoreMissing(d.getVolume(v.Name).remove())));
 }
 
 async function ignoreMissing(p: Promise<unknown>): Promise<void> {

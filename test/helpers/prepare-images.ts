@@ -6,7 +6,7 @@ import { createLogger, parseLevel } from '../../src/log.js';
 import { agentImageRecipe, sidecarImageRecipe } from '../../src/platforms/docker/agent-image.js';
 import { ensureBaseImage, ensureImage } from '../../src/platforms/docker/images.js';
 import { createProgress } from '../../src/progress.js';
-import { docker, toolsImage } from './docker-fixtures.js';
+import { docker, staticClientImage, toolsImage } from './docker-fixtures.js';
 
 const log = createLogger('prepare-images', parseLevel(process.env.MIRRORD_LOG, 'info'));
 const progress = createProgress();
@@ -23,6 +23,7 @@ try {
   await timed('agent image', () => ensureImage(docker(), agentImageRecipe(), { progress, log }));
   await timed('sidecar image', () => ensureImage(docker(), sidecarImageRecipe(), { progress, log }));
   await timed('test tools image', () => toolsImage());
+  await timed('static client image', () => staticClientImage());
 } catch (err) {
   progress.fail();
   const msg = err && typeof err === 'object' && 'oneLine' in err ? (err as { oneLine(): string }).oneLine() : String(err);

@@ -56,7 +56,7 @@ export function agentImageRecipe(root: string = packageRoot()): ImageRecipe {
 
 export const SIDECAR_REPOSITORY = 'mirrord-sidecar';
 
-/** The container-mode sidecar: the bundled intproxy and the layer, built like the agent's image. */
+/** The container-mode sidecar: the bundled intproxy, the layer and the C helpers, built like the agent's image. */
 export function sidecarImageRecipe(root: string = packageRoot()): ImageRecipe {
   const read = (rel: string) => {
     const file = path.join(root, rel);
@@ -72,6 +72,8 @@ export function sidecarImageRecipe(root: string = packageRoot()): ImageRecipe {
       Dockerfile: read('agent/sidecar-image/Dockerfile'),
       'sidecar.mjs': read('agent/dist/sidecar.mjs'),
       'libmirrord_layer.so': read('layer/build/libmirrord_layer.so'),
+      'mirrord-init': read('agent/sidecar-image/build/mirrord-init'),
+      'mirrord-capture': read('agent/sidecar-image/build/mirrord-capture'),
     },
     labels: { 'dev.mirrord.component': 'sidecar' },
   };

@@ -56,6 +56,9 @@ export class DockerPlatform implements TargetPlatform {
     for (const c of list) {
       const [host, pid] = (c.Labels[LABEL_OWNER] ?? '').split(':');
       if (host !== os.hostname() || !pid || isAlive(Number(pid))) continue;
+      // A container-mode user container that ran is the user's (kept without --rm, as docker run
+      // keeps it); one that never started was left half-made by a killed CLI.
+      if (c.Labels[LABEL_AGENT] === 'user' && c.State !== 'created') continue;
       log.debug(`reaper: removing agent ${c.Id.slice(0, 12)} of dead session owner ${pid}`);
       await forceRemove(this.docker.getContainer(c.Id), log);
     }

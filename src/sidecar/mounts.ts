@@ -1,0 +1,185 @@
+/**
+ * Mounted-file sync for container mode: the target's volumes and bind mounts, read through the
+ * agent (`fs.*` over the session), streamed as one tar archive that the CLI puts into the user's
+ * container at the same paths before its program starts. The walk keeps only the list of entries
+ * (no content) in memory; file bytes flow from the agent to the archive one read at a time, with
+ * backpressure.
+ */
+import { once } from 'node:events';
+import type { Writable } from 'node:stream';
+import tar from 'tar-stream';
+
+type EntryHeader = Parameters<tar.Pack['entry']>[0];
+import type { ApMethods } from '../protocol/agent.js';
+import { AP_FS_MAX_READ } from '../protocol/agent.js';
+
+/** What the sync needs of the agent link (AgentConnection in the sidecar). */
+export interface FsAgent {
+  request<M extends keyof ApMethods>(method: M, params: ApMethods[M]['params']): Promise<ApMethods[M]['result']>;
+}
+
+export interface SyncOptions {
+  /** Largest total size of regular files; more is an error before anything is copied. */
+  maxBytes: number;
+  /** Paths the user mounts in the container (`-v`): those win, so nothing is copied at or under them. */
+  exclude: string[];
+}
+
+export interface SyncEntry {
+  path: string;
+  type: 'file' | 'directory' | 'symlink';
+  mode: number;
+  uid: number;
+  gid: number;
+  mtime: number;
+  size: number;
+  linkname?: string;
+}
+
+export interface SyncPlan {
+  roots: string[];
+  entries: SyncEntry[];
+  bytes: number;
+}
+
+export class SyncTooLarge extends Error {
+  constructor(
+    readonly bytes: number,
+    readonly maxBytes: number,
+    readonly where: string,
+  ) {
+    super(`at least ${formatBytes(bytes)} under ${where}`);
+  }
+}
+
+// Docker writes these per container; a copy of the target's would be wrong in the user's.
+const SKIP_EXACT = new Set(['/', '/etc/resolv.conf', '/etc/hosts', '/etc/hostname']);
+// Kernel and runtime file systems (proc, sysfs, devpts, mqueue, shm, cgroups), not data.
+const SKIP_TREES = ['/proc', '/sys', '/dev'];
+const S_IFMT = 0o170000;
+const S_IFDIR = 0o040000;
+const S_IFREG = 0o100000;
+const S_IFLNK = 0o120000;
+const DIR_BATCH = 512;
+
+export const isUnder = (p: string, root: string) => p === root || p.startsWith(root === '/' ? '/' : `${root}/`);
+
+/** The mount points worth copying: data mounts only, none inside another, none the user mounts over. */
+export function syncRoots(mounts: string[], exclude: string[]): string[] {
+  const norm = (p: string) => (p.length > 1 ? p.replace(/\/+$/, '') : p);
+  const candidates = [...new Set(mounts.map(norm))]
+    .filter((m) => m.startsWith('/') && !SKIP_EXACT.has(m) && !SKIP_TREES.some((t) => isUnder(m, t)))
+    .filter((m) => !exclude.some((x) => isUnder(m, norm(x))))
+    .sort();
+  return candidates.filter((m) => !candidates.some((other) => other !== m && isUnder(m, other)));
+}
+
+/** Walks the mount points through the agent: metadata only, stopping as soon as the limit is passed. */
+export async function planSync(agent: FsAgent, opts: SyncOptions): Promise<SyncPlan> {
+  const { mounts } = await agent.request('fs.mounts', {});
+  const roots = syncRoots(mounts, opts.exclude);
+  const plan: SyncPlan = { roots, entries: [], bytes: 0 };
+  const excluded = (p: string) => opts.exclude.some((x) => isUnder(p, x));
+  const walk = async (path: string, root: string): Promise<void> => {
+    let stat;
+    try {
+      stat = (await agent.request('fs.stat', { path, follow: false })).stat;
+    } catch {
+      return; // gone since it was listed, or unreadable: nothing to copy
+    }
+    const fmt = stat.mode & S_IFMT;
+    const base = { path, mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid, mtime: stat.mtimeSec, size: 0 };
+    if (fmt === S_IFREG) {
+      plan.bytes += stat.size;
+      if (plan.bytes > opts.maxBytes) throw new SyncTooLarge(plan.bytes, opts.maxBytes, root);
+      plan.entries.push({ ...base, type: 'file', size: stat.size });
+    } else if (fmt === S_IFLNK) {
+      const { target } = await agent.request('fs.readlink', { path });
+      plan.entries.push({ ...base, type: 'symlink', linkname: target });
+    } else if (fmt === S_IFDIR) {
+      plan.entries.push({ ...base, type: 'directory' });
+      const { fd } = await agent.request('fs.open', { path, flags: 0, mode: 0 });
+      const names: string[] = [];
+      try {
+        for (;;) {
+          const { entries } = await agent.request('fs.readdir', { fd, max: DIR_BATCH });
+          if (entries.length === 0) break;
+          for (const e of entries) if (e.name !== '.' && e.name !== '..') names.push(e.name);
+        }
+      } finally {
+        await agent.request('fs.close', { fd }).catch(() => undefined);
+      }
+      for (const name of names.sort()) {
+        const child = path === '/' ? `/${name}` : `${path}/${name}`;
+        if (!excluded(child)) await walk(child, root);
+      }
+    }
+    // Sockets, FIFOs and devices are not data; they are left out.
+  };
+  for (const root of roots) await walk(root, root);
+  return plan;
+}
+
+/** Writes the plan as a tar archive (paths relative to /) into `out`, reading each file through the agent. */
+export async function packSync(agent: FsAgent, plan: SyncPlan, out: Writable): Promise<void> {
+  const pack = tar.pack();
+  pack.pipe(out);
+  const done = new Promise<void>((resolve, reject) => {
+    out.once('finish', resolve);
+    out.once('close', resolve);
+    out.once('error', reject);
+    pack.once('error', reject);
+  });
+  for (const e of plan.entries) {
+    const header = { name: e.path.slice(1), mode: e.mode, uid: e.uid, gid: e.gid, mtime: new Date(e.mtime * 1000) };
+    if (e.type === 'directory') {
+      await entry(pack, { ...header, type: 'directory' });
+    } else if (e.type === 'symlink') {
+      await entry(pack, { ...header, type: 'symlink', linkname: e.linkname ?? '' });
+    } else {
+      let fd: number;
+      try {
+        fd = (await agent.request('fs.open', { path: e.path, flags: 0, mode: 0 })).fd;
+      } catch {
+        continue; // removed since the walk: left out
+      }
+      try {
+        await fileEntry(agent, pack, { ...header, type: 'file', size: e.size }, fd);
+      } finally {
+        await agent.request('fs.close', { fd }).catch(() => undefined);
+      }
+    }
+  }
+  pack.finalize();
+  await done;
+}
+
+function entry(pack: tar.Pack, header: EntryHeader): Promise<void> {
+  return new Promise((resolve, reject) => pack.entry(header, (err) => (err ? reject(err) : resolve())));
+}
+
+/** Exactly `size` bytes, as the header says: a file that shrank since the walk is padded with zeros. */
+async function fileEntry(agent: FsAgent, pack: tar.Pack, header: EntryHeader & { size: number }, fd: number): Promise<void> {
+  const w = pack.entry(header);
+  const finished = new Promise<void>((resolve, reject) => {
+    w.once('finish', () => resolve());
+    w.once('error', reject);
+  });
+  let offset = 0;
+  while (offset < header.size) {
+    const len = Math.min(AP_FS_MAX_READ, header.size - offset);
+    let chunk = Buffer.from((await agent.request('fs.read', { fd, offset, len })).data, 'base64');
+    if (chunk.length === 0) chunk = Buffer.alloc(len);
+    offset += chunk.length;
+    if (!w.write(chunk)) await once(w, 'drain');
+  }
+  (w as unknown as { end(): void }).end();
+  await finished;
+}
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
+  return `${(n / 1024 ** 3).toFixed(2)} GiB`;
+}
