@@ -2,7 +2,7 @@
  * `env.get`: the target process's environment as its kernel recorded it at exec time
  * (/proc/PID/environ). Changes the process made later with setenv() are not visible anywhere.
  */
-import { readFile } from 'node:fs/promises';
+import { readProcFile } from './proc.js';
 
 export function parseEnviron(raw: Buffer): Record<string, string> {
   const env: Record<string, string> = {};
@@ -18,5 +18,5 @@ export function parseEnviron(raw: Buffer): Record<string, string> {
 
 /** Fails with the errno code of the read (EACCES when we lack ptrace rights over the target, ENOENT when it is gone). */
 export async function readTargetEnv(pid: number, procRoot = '/proc'): Promise<Record<string, string>> {
-  return parseEnviron(await readFile(`${procRoot}/${pid}/environ`));
+  return parseEnviron(await readProcFile(`${procRoot}/${pid}/environ`));
 }

@@ -7,7 +7,8 @@
  * MAX_OPEN are open per link.
  */
 import { constants, type BigIntStats, type Dir } from 'node:fs';
-import { access, lstat, mkdir, open, opendir, readFile, rename, rmdir, unlink, readlink, type FileHandle } from 'node:fs/promises';
+import { access, lstat, mkdir, open, opendir, rename, rmdir, unlink, readlink, type FileHandle } from 'node:fs/promises';
+import { readProcText } from './proc.js';
 import type { ApDirent, ApFileMethods, ApFileStat } from '../../src/protocol/agent.js';
 import type { Logger } from '../../src/log.js';
 import { resolveInRoot } from './files-resolve.js';
@@ -197,7 +198,7 @@ export class FileService {
   async mounts(): Promise<R<'fs.mounts'>> {
     let text: string;
     try {
-      text = await readFile(`${this.procRoot}/${this.targetPid}/mountinfo`, 'utf8');
+      text = await readProcText(`${this.procRoot}/${this.targetPid}/mountinfo`);
     } catch (err) {
       this.log?.debug(`no mountinfo: ${(err as Error).message}`);
       return { mounts: [] };

@@ -18,6 +18,7 @@ import { sidecarImageRecipe } from '../platforms/docker/agent-image.js';
 import { ensureImage } from '../platforms/docker/images.js';
 import { DockerPlatform } from '../platforms/docker/platform.js';
 import { createProgress, type Progress } from '../progress.js';
+import { platformFor } from '../session.js';
 import { LAYER_IN_SIDECAR, READY_PREFIX, type SidecarReady as Ready } from '../sidecar/contract.js';
 import { targetFrom } from './exec.js';
 
@@ -33,18 +34,19 @@ export async function containerCommand(argv: string[], flags: ExecFlags, log: Lo
   const run = parseDockerRun(argv);
   const { config } = await loadConfig({ file: flags.configFile, overrides: flagOverrides(flags) });
   const target = targetFrom(config, flags.namespace);
-  if (target.kind !== 'docker') {
-    throw new MirrordError('container mode supports docker/ targets in this build', ExitCode.Target, 'Use -t docker/NAME_OR_ID');
-  }
   const features = resolveFeatures(config);
   const capture = config.container?.capture ?? 'off';
   const mounts = config.container?.mounts ?? { sync: true, max_size: DEFAULT_MOUNTS_MAX_SIZE };
   // The user's own mounts win over the target's, and the sidecar's volume is ours.
-  const syncOptions = mounts.sync ? { maxBytes: mounts.max_size, exclude: [...bindDestinations(run.binds), '/mirrord'] } : undefined;
+  // Targetless has no target file system to copy from.
+  const syncOptions = mounts.sync && target.kind !== 'targetless' ? { maxBytes: mounts.max_size, exclude: [...bindDestinations(run.binds), '/mirrord'] } : undefined;
   const started = Date.now();
-  const platform = new DockerPlatform();
-  const docker = platform.docker;
-  await platform.reap(log.child('reaper'));
+  // The user's container and the sidecar always run on the Docker engine; the agent runs next to the
+  // target, on that engine or in a Kubernetes cluster.
+  const local = new DockerPlatform();
+  const docker = local.docker;
+  const platform = target.kind === 'docker' ? local : platformFor(target, { agent: config.agent, kube: { kubeconfig: config.kubeconfig, context: config.kube_context } });
+  await local.reap(log.child('reaper'));
   const resolved = await platform.resolveTarget(target);
   const userImage = await imageConfig(docker, run.image);
   const session = randomBytes(6).toString('hex');

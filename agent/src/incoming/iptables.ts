@@ -8,7 +8,8 @@
  * namespace (Docker's DNS rules, a CNI's) is the one the kernel path uses, so that is the one we use.
  */
 import { execFile } from 'node:child_process';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
+import { readProcText } from '../proc.js';
 import { promisify } from 'node:util';
 import type { Logger } from '../../../src/log.js';
 
@@ -108,7 +109,7 @@ export async function liveSessions(procRoot = '/proc'): Promise<Set<string>> {
   for (const pid of await readdir(procRoot).catch(() => [] as string[])) {
     if (!/^\d+$/.test(pid)) continue;
     try {
-      const env = await readFile(`${procRoot}/${pid}/environ`, 'utf8');
+      const env = await readProcText(`${procRoot}/${pid}/environ`);
       const m = /(?:^|\0)MIRRORD_AGENT_SESSION=([^\0]+)/.exec(env);
       if (m && !/(?:^|\0)MIRRORD_AGENT_MODE=guard(?:\0|$)/.test(env)) live.add(chainName(m[1]!));
     } catch {

@@ -4,7 +4,8 @@
  * with its own socket and API). Every runtime puts the container ID in the cgroup path of each of
  * its processes, under cgroup v1 and v2 alike, so /proc/PID/cgroup names the container.
  */
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
+import { readProcText } from '../proc.js';
 
 /** `containerd://abc...` (pod status) -> `abc...`. */
 export function bareContainerId(id: string): string {
@@ -22,7 +23,7 @@ export function cgroupNamesContainer(cgroupText: string, id: string): boolean {
 }
 
 async function ppidOf(procRoot: string, pid: number): Promise<number> {
-  const stat = await readFile(`${procRoot}/${pid}/stat`, 'utf8');
+  const stat = await readProcText(`${procRoot}/${pid}/stat`);
   // Field 4, after the command name in parentheses (which may itself hold spaces or parentheses).
   return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
 }
@@ -38,7 +39,7 @@ export async function findContainerPid(containerId: string, procRoot = '/proc'):
   for (const name of await readdir(procRoot)) {
     if (!/^\d+$/.test(name)) continue;
     try {
-      if (cgroupNamesContainer(await readFile(`${procRoot}/${name}/cgroup`, 'utf8'), id)) members.add(Number(name));
+      if (cgroupNamesContainer(await readProcText(`${procRoot}/${name}/cgroup`), id)) members.add(Number(name));
     } catch {
       // The process left while we looked.
     }
