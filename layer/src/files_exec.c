@@ -7,12 +7,16 @@
  *  - opened for writing: the descriptor becomes the write end of a pipe whose other end a helper
  *    process (forked from this one, so it continues its remote files) copies to the remote file
  *    until the new image closes it.
- * Directories are left alone. Nothing is done in a vfork()/clone() child (it shares the parent's
- * memory, and the layer's connection state with it): posix_spawn is prepared in the parent.
+ * Directories are left alone. Nothing is done in a clone(CLONE_VM) child (it shares the parent's
+ * memory, and the layer's connection state with it): posix_spawn is prepared in the parent, and
+ * vfork is a fork (below).
+ * Every exec and spawn also carries the session into the new image (exec_env.c).
  */
 #define _GNU_SOURCE
+#include "exec_env.h"
 #include "files.h"
 #include "layer.h"
+#include "proto.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -33,19 +37,18 @@
 #define MATERIALIZE_MAX (256ull << 20)
 
 LAYER_REAL(int, execve, (const char *, char *const[], char *const[]))
-LAYER_REAL(int, execv, (const char *, char *const[]))
-LAYER_REAL(int, execvp, (const char *, char *const[]))
 LAYER_REAL(int, execvpe, (const char *, char *const[], char *const[]))
 LAYER_REAL(int, fexecve, (int, char *const[], char *const[]))
+LAYER_REAL(int, execveat, (int, const char *, char *const[], char *const[], int))
 LAYER_REAL(int, posix_spawn, (pid_t *, const char *, const posix_spawn_file_actions_t *, const posix_spawnattr_t *,
                               char *const[], char *const[]))
 LAYER_REAL(int, posix_spawnp, (pid_t *, const char *, const posix_spawn_file_actions_t *, const posix_spawnattr_t *,
                                char *const[], char *const[]))
 
-static pid_t own_pid; /* this memory's process: differs from getpid() in a vfork child */
+static pid_t own_pid; /* this memory's process: differs from getpid() in a clone(CLONE_VM) child */
 
 /* ---- a private connection ----------------------------------------------------------------- */
-/* Used where the process's own connection (proto.c) must not be touched: in a vfork child, which
+/* Used where the process's own connection (proto.c) must not be touched: in a clone(CLONE_VM) child, which
  * shares the parent's memory, and in the write helper. Its HELLO names `holder`, a process whose
  * connection holds the handles, so the intproxy lets this connection use them too. Blocking, with
  * the layer's timeout; raw system calls only (the hooks are not re-entered). */
@@ -137,7 +140,7 @@ void files_materialize(int fd, struct file_obj *f)
         syscall(SYS_lseek, fd, (off_t)f->pos, SEEK_SET);
         return;
     }
-    /* In a vfork child the process's own connection is the parent's: use a private one. */
+    /* In a clone(CLONE_VM) child the process's own connection is the parent's: use a private one. */
     bool private = getpid() != own_pid;
     struct pconn c = { .fd = -1 };
     if (private && pconn_open(&c, own_pid) < 0) {
@@ -197,7 +200,7 @@ static void forward_writes(int fd, struct file_obj *f)
     }
     int limit = fdtable_limit() > 1024 ? fdtable_limit() : 1024;
     /* The process whose connection holds the handle: this one (asked once so that it does, in a
-     * forked child that never talked to the intproxy), or in a vfork child the parent. */
+     * forked child that never talked to the intproxy), or in a clone(CLONE_VM) child the parent. */
     pid_t holder = own_pid;
     if (getpid() == own_pid) files_refresh(f);
     pid_t mid = fork();
@@ -244,34 +247,53 @@ static void prepare_exec(void)
 
 #define REAL_OR_ENOSYS(name, ...) (real_##name##_fn() ? real_##name##_fn()(__VA_ARGS__) : (errno = ENOSYS, -1))
 
+/* The process whose session the new image continues: a forked child's parent, or this process
+ * itself for a child it spawns (in a clone(CLONE_VM) child, `own_pid` is still the parent's). */
+static pid_t session_parent(bool spawning)
+{
+    if (spawning) return getpid();
+    return getpid() != own_pid ? own_pid : proto_parent_pid();
+}
+
 int execve(const char *path, char *const argv[], char *const envp[])
 {
     prepare_exec();
-    return REAL_OR_ENOSYS(execve, path, argv, envp);
+    char **env = exec_env_patch(envp, session_parent(false));
+    int r = REAL_OR_ENOSYS(execve, path, argv, env ? env : envp);
+    exec_env_free(env);
+    return r;
 }
 
-int execv(const char *path, char *const argv[])
-{
-    prepare_exec();
-    return REAL_OR_ENOSYS(execv, path, argv);
-}
+/* The forms without an envp use environ, from which the program may have removed the session. */
+int execv(const char *path, char *const argv[]) { return execve(path, argv, environ); }
 
-int execvp(const char *file, char *const argv[])
-{
-    prepare_exec();
-    return REAL_OR_ENOSYS(execvp, file, argv);
-}
+int execvp(const char *file, char *const argv[]) { return execvpe(file, argv, environ); }
 
 int execvpe(const char *file, char *const argv[], char *const envp[])
 {
     prepare_exec();
-    return REAL_OR_ENOSYS(execvpe, file, argv, envp);
+    char **env = exec_env_patch(envp, session_parent(false));
+    int r = REAL_OR_ENOSYS(execvpe, file, argv, env ? env : envp);
+    exec_env_free(env);
+    return r;
 }
 
 int fexecve(int fd, char *const argv[], char *const envp[])
 {
     prepare_exec();
-    return REAL_OR_ENOSYS(fexecve, fd, argv, envp);
+    char **env = exec_env_patch(envp, session_parent(false));
+    int r = REAL_OR_ENOSYS(fexecve, fd, argv, env ? env : envp);
+    exec_env_free(env);
+    return r;
+}
+
+int execveat(int dirfd, const char *path, char *const argv[], char *const envp[], int flags)
+{
+    prepare_exec();
+    char **env = exec_env_patch(envp, session_parent(false));
+    int r = REAL_OR_ENOSYS(execveat, dirfd, path, argv, env ? env : envp, flags);
+    exec_env_free(env);
+    return r;
 }
 
 /* execl* are variadic: their arguments become an argv for the hooks above. */
@@ -333,12 +355,51 @@ int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *
                 char *const argv[], char *const envp[])
 {
     prepare_exec();
-    return real_posix_spawn_fn() ? real_posix_spawn_fn()(pid, path, fa, attr, argv, envp) : ENOSYS;
+    if (!real_posix_spawn_fn()) return ENOSYS;
+    char **env = exec_env_patch(envp, session_parent(true));
+    int r = real_posix_spawn_fn()(pid, path, fa, attr, argv, env ? env : envp);
+    exec_env_free(env);
+    return r;
 }
 
 int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa, const posix_spawnattr_t *attr,
                  char *const argv[], char *const envp[])
 {
     prepare_exec();
-    return real_posix_spawnp_fn() ? real_posix_spawnp_fn()(pid, file, fa, attr, argv, envp) : ENOSYS;
+    if (!real_posix_spawnp_fn()) return ENOSYS;
+    char **env = exec_env_patch(envp, session_parent(true));
+    int r = real_posix_spawnp_fn()(pid, file, fa, attr, argv, env ? env : envp);
+    exec_env_free(env);
+    return r;
+}
+
+/*
+ * vfork is fork here. A vfork child borrows the parent's memory, and with it the layer's state:
+ * the intproxy connection, its lock, the descriptor table; one hooked call in the child (many
+ * programs do more than exec: dup2, chdir, closing descriptors) would change the parent's. A real
+ * fork gives the child its own copy and its own session (the atfork handlers), and a wrapper
+ * cannot call the real vfork anyway: the child would return through a frame the parent still
+ * needs. What programs can observe of vfork is kept: the parent waits until the child has exec'd
+ * or exited (a close-on-exec pipe reaches end-of-file then). Memory written by the child is not
+ * seen by the parent, which POSIX never promised.
+ */
+pid_t vfork(void)
+{
+    int p[2];
+    bool wait = pipe2(p, O_CLOEXEC) == 0;
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (wait) syscall(SYS_close, p[0]);
+        return 0;
+    }
+    if (wait) {
+        int saved = errno;
+        syscall(SYS_close, p[1]);
+        char c;
+        while (pid > 0 && syscall(SYS_read, p[0], &c, 1) < 0 && errno == EINTR) {
+        }
+        syscall(SYS_close, p[0]);
+        errno = saved;
+    }
+    return pid;
 }

@@ -182,9 +182,11 @@ static int connect_via_intproxy(int fd, const struct sockaddr *addr, socklen_t l
         return -1;
     }
     struct lp_msg req = { .type = LP_CONNECT, .proto = proto, .addr = *remote }, resp;
-    if (proto_call(&req, frame, &resp) < 0) {
+    int called = proto_call_intr(&req, frame, &resp);
+    if (called < 0) {
         free(frame);
-        errno = LAYER_CONNECT_UNAVAILABLE_ERRNO;
+        /* Interrupted: the socket stays unconnected, so calling connect() again asks anew. */
+        errno = called == PROTO_INTERRUPTED ? EINTR : LAYER_CONNECT_UNAVAILABLE_ERRNO;
         return -1;
     }
     free(frame);
