@@ -10,7 +10,8 @@ import { once } from 'node:events';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { FakeIntproxy, type FakeScript } from './fake-intproxy.js';
 import {
-  GREETING, buildLayer, cTest, describeRun, layerEnv, lines, run, startServers, type RunResult, type Servers,
+  GREETING, buildLayer, cTest, describeRun, layerEnv, lines, run, sanitizerReport, startServers, type RunResult,
+  type Servers,
 } from './harness.js';
 import type { LpRequest } from '../../src/protocol/layer.js';
 
@@ -115,7 +116,10 @@ async function runInteractive(
   const timer = setTimeout(() => child.kill('SIGKILL'), 20000);
   const [code, signal] = (await once(child, 'close')) as [number | null, string | null];
   clearTimeout(timer);
-  return { code, signal, stdout, stderr, ms: Date.now() - started, pid: child.pid ?? -1 };
+  const result = { code, signal, stdout, stderr, ms: Date.now() - started, pid: child.pid ?? -1 };
+  const report = sanitizerReport(stderr);
+  if (report) assert.fail(`sanitizer report: ${report}\n${describeRun(result)}`);
+  return result;
 }
 
 /** Holds back the answer to the first request of `kind`. */

@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { realpathSync } from 'node:fs';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { FakeIntproxy } from './fake-intproxy.js';
-import { HTTP_BODY, buildLayer, describeRun, layerEnv, realPython, run, startServers, type Servers } from './harness.js';
+import { ASAN, HTTP_BODY, buildLayer, describeRun, layerEnv, realPython, run, startServers, type Servers } from './harness.js';
 
 let servers: Servers;
 let fake: FakeIntproxy | undefined;
@@ -82,7 +82,9 @@ describe('real programs', () => {
     assert.equal(hello.ppid, r.pid, 'python3 is the shell\'s child');
   });
 
-  it('curl (threaded resolver, non-blocking connect)', async () => {
+  // Under ASan, curl hangs before main with no layer at all (LD_PRELOAD=libasan.so curl: a
+  // deadlock on glibc's setlocale lock in curl's start-up, gcc 12 / glibc 2.36): not a layer finding.
+  it('curl (threaded resolver, non-blocking connect)', { skip: ASAN ? 'curl deadlocks in setlocale under libasan alone' : false }, async () => {
     let curl = '';
     try {
       curl = execFileSync('sh', ['-c', 'command -v curl']).toString().trim();
