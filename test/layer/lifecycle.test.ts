@@ -144,7 +144,13 @@ async function interruptUntil(f: FakeIntproxy, cmd: string, args: string[], done
     if (line === 'ready') {
       pid = p;
       void f.holding().then(() => {
-        timer = setInterval(() => !finished && process.kill(pid, 'SIGUSR1'), 20);
+        timer = setInterval(() => {
+          try {
+            if (!finished) process.kill(pid, 'SIGUSR1');
+          } catch {
+            // Already gone: its output says what happened.
+          }
+        }, 20);
       });
     }
     if (done.test(line)) {
