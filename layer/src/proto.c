@@ -199,7 +199,10 @@ static int exchange(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp, boo
     for (;;) {
         errno = 0;
         if (read_frame(frame, resp, &deadline, intr) < 0) {
-            if (errno == EINTR) abandoned++;
+            if (errno == EINTR) {
+                abandoned++;
+                layer_log(LOG_DEBUG, "request %u interrupted by a signal: its answer will be skipped", (unsigned)req->id);
+            }
             return -1;
         }
         /* Ids only grow on one connection: an older id is an answer nobody waits for. */

@@ -1,4 +1,5 @@
-/* t_eintr connect|read restart|norestart TARGET...: a SIGUSR1 handler (with or without SA_RESTART)
+/* t_eintr connect|read restart|norestart|nonblock TARGET...: a SIGUSR1 handler (with SA_RESTART, or
+ * without: norestart, and nonblock, where the socket is non-blocking and EINPROGRESS is awaited)
  * is installed, "ready" printed, then one blocking hooked call is made while the test sends
  * SIGUSR1 (the fake intproxy holds the answer back). The handler writes "handled". Then, with
  * signals ignored, the same call again: it must be answered normally (no desynchronised reply).
@@ -7,7 +8,9 @@
 #include "common.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 
 static void on_usr1(int sig)
 {
@@ -26,14 +29,20 @@ int main(int argc, char **argv)
     sigaction(SIGUSR1, &sa, NULL);
     char line[128];
     if (strcmp(argv[1], "connect") == 0 && argc == 5) {
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        bool nonblock = strcmp(argv[2], "nonblock") == 0;
+        int fd = socket(AF_INET, SOCK_STREAM | (nonblock ? SOCK_NONBLOCK : 0), 0);
         struct sockaddr_in in = { .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[4])) };
         inet_pton(AF_INET, argv[3], &in.sin_addr);
         printf("ready\n");
         int r = connect(fd, (struct sockaddr *)&in, sizeof in);
         printf("connect1=%d errno=%s\n", r, r < 0 ? errname(errno) : "0");
         signal(SIGUSR1, SIG_IGN);
-        if (r < 0) {
+        if (r < 0 && errno == EINPROGRESS) {
+            struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+            poll(&pfd, 1, -1);
+            fcntl(fd, F_SETFL, 0);
+            r = 0;
+        } else if (r < 0) {
             r = connect(fd, (struct sockaddr *)&in, sizeof in);
             printf("connect2=%d errno=%s\n", r, r < 0 ? errname(errno) : "0");
         }

@@ -190,6 +190,16 @@ describe('a signal interrupting a call that waits for the intproxy', () => {
     assert.equal(f.calls().filter((c) => c.kind === 'connect').length, 1);
   });
 
+  it('non-blocking connect, handler without SA_RESTART: never EINTR (event loops do not expect it)', async () => {
+    const f = await startFake({ hold: holdFirst('connect') });
+    const r = await runInteractive(cTest('t_eintr'), ['connect', 'nonblock', '10.77.0.5', '80'], env(f), (line, pid) => {
+      if (line === 'ready') void f.holding().then(() => process.kill(pid, 'SIGUSR1'));
+      if (line === 'handled') f.release();
+    });
+    assert.equal(r.code, 0, describeRun(r));
+    assert.deepEqual(lines(r.stdout), ['ready', 'handled', 'connect1=-1 errno=EINPROGRESS', `read=${GREETING}`]);
+  });
+
   it('read of a remote file, handler without SA_RESTART: EINTR; the next read returns the data', async () => {
     const f = await startFake({ hold: holdFirst('read') });
     const r = await interruptUntil(f, cTest('t_eintr'), ['read', 'norestart', REMOTE_FILE], /^read1=/);
