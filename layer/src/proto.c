@@ -6,8 +6,9 @@
  * Interruptible calls (proto_call_intr: connect, reads of remote files) give up with EINTR when a
  * signal handler without SA_RESTART interrupts the wait for the answer, as the kernel would. The
  * request is then abandoned, not cancelled: its answer still arrives later, and the next exchange
- * skips it by id (ids only grow on a connection), so the link never desynchronises. An abandoned
- * OPEN that succeeded is closed then, so the agent does not keep the file.
+ * skips it by id (ids only grow on a connection), so the link never desynchronises. Only calls
+ * without lasting effect in the intproxy are interruptible (a read; a connect whose one-shot
+ * listener the intproxy drops when nobody dials it).
  */
 #define _GNU_SOURCE
 #include "proto.h"
@@ -42,8 +43,6 @@ static pid_t parent_pid;       /* set in a forked child: its HELLO names the par
 static pid_t forking_pid;
 static bool warned;            /* "intproxy unreachable" is an error once, debug afterwards */
 static uint32_t abandoned;     /* requests sent whose answers nobody waits for any more */
-static uint32_t orphans[16];   /* remote handles opened by abandoned OPENs, to close */
-static unsigned orphan_count;
 
 /*
  * poll() cannot say which signal interrupted it, so the layer asks whether the program handles
@@ -157,7 +156,6 @@ static int recv_all(int fd, uint8_t *buf, size_t len, const struct timespec *dea
 static void drop_connection(void)
 {
     abandoned = 0;
-    orphan_count = 0; /* the intproxy releases a connection's handles when it ends */
     int fd = __atomic_exchange_n(&conn_fd, -1, __ATOMIC_ACQ_REL);
     if (fd >= 0 && real_close_fn()) real_close_fn()(fd);
 }
@@ -172,16 +170,6 @@ static int read_frame(uint8_t *frame, struct lp_msg *resp, const struct timespec
         return -1;
     }
     return 0;
-}
-
-/* An answer to an abandoned request: skipped; a remote file it opened is closed later. */
-static void skip_abandoned(const struct lp_msg *resp)
-{
-    abandoned--;
-    if (resp->type == (LP_FS_OPEN | LP_RESPONSE) && resp->status == LP_STATUS_OK &&
-        orphan_count < sizeof orphans / sizeof orphans[0])
-        orphans[orphan_count++] = resp->handle;
-    layer_log(LOG_DEBUG, "skipped the answer to abandoned request %u", (unsigned)resp->id);
 }
 
 /* One exchange on the open connection; the lock is held. */
@@ -207,7 +195,8 @@ static int exchange(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp, boo
         }
         /* Ids only grow on one connection: an older id is an answer nobody waits for. */
         if (resp->id != req->id && abandoned > 0 && (int32_t)(req->id - resp->id) > 0) {
-            skip_abandoned(resp);
+            abandoned--;
+            layer_log(LOG_DEBUG, "skipped the answer to abandoned request %u", (unsigned)resp->id);
             continue;
         }
         if (resp->id != req->id || resp->type != (req->type | LP_RESPONSE)) {
@@ -215,15 +204,6 @@ static int exchange(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp, boo
             return -1;
         }
         return 0;
-    }
-}
-
-/* Closes the remote files of abandoned OPENs, with the frame of the call that found them. */
-static void close_orphans(uint8_t *frame)
-{
-    while (orphan_count > 0 && conn_fd >= 0) {
-        struct lp_msg req = { .type = LP_FS_CLOSE, .handle = orphans[--orphan_count] }, resp;
-        if (exchange(&req, frame, &resp, false) < 0) drop_connection();
     }
 }
 
@@ -306,7 +286,6 @@ static int call(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp, bool in
         layer_log(LOG_DEBUG, "lost the intproxy descriptor %d; reconnecting", conn_fd);
         __atomic_store_n(&conn_fd, -1, __ATOMIC_RELEASE);
         abandoned = 0;
-        orphan_count = 0;
     }
     int r = 0;
     if (conn_fd < 0) {
@@ -332,12 +311,6 @@ static int call(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp, bool in
         snprintf(ip, sizeof ip, "%u.%u.%u.%u", a[0], a[1], a[2], a[3]);
         layer_log(level, "intproxy at %s:%u unavailable: %s", ip, (unsigned)ntohs(cfg->intproxy.sin_port),
                   strerror(errno));
-    }
-    if (r == 0 && orphan_count > 0) {
-        /* The frame holds the answer the caller is about to read: close the orphans with another. */
-        uint8_t *spare = malloc(LP_MAX_FRAME);
-        if (spare) close_orphans(spare);
-        free(spare);
     }
     pthread_mutex_unlock(&lock);
     layer_leave();
@@ -386,7 +359,6 @@ void proto_fork_release(bool in_child)
         parent_pid = forking_pid;
         next_id = 1;
         abandoned = 0;
-        orphan_count = 0;
         warned = false;
     }
     pthread_mutex_unlock(&lock);
