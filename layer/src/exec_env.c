@@ -3,7 +3,7 @@
  * subprocess with env=, a daemon's clearenv()): without LD_PRELOAD the new image would run
  * unintercepted, without MIRRORD_* it would not find the session. So every exec and spawn gets
  * the program's environment plus what it dropped, taken from a snapshot made at init (the
- * program may have unset them in its own environ since). Variables the program set itself win,
+ * program may have unset them in its own environ since; at most MAX_SESSION variables). Variables the program set itself win,
  * except LD_PRELOAD, which must still name the layer (the program's other preloads are kept).
  */
 #define _GNU_SOURCE
@@ -12,16 +12,26 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #define PRELOAD "LD_PRELOAD="
+#define MAX_SESSION 64
 
-static char **session;      /* "MIRRORD_X=value" copies */
+/*
+ * The snapshot points into the strings the process started with: they are never freed (setenv
+ * and unsetenv only change the array), and init must not allocate. A malloc may run the layer's
+ * init from its own first call (jemalloc reads /etc/malloc.conf with readlink, holding its lock).
+ */
+static const char *session[MAX_SESSION]; /* "MIRRORD_X=value" */
 static size_t session_count;
-static char *preload_head;  /* LD_PRELOAD entries up to ours ("libasan.so:layer.so" under ASan) */
+static const char *preload_list;          /* LD_PRELOAD as the process started */
+static pthread_once_t head_once = PTHREAD_ONCE_INIT;
+static size_t head;                       /* length of its entries up to ours (0: not in it) */
 static const char *own_path;
 
 static bool has_prefix(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
@@ -48,23 +58,21 @@ static size_t head_len(const char *list)
     return 0;
 }
 
+/* On first use, not at init: dladdr is the loader's business, best kept out of constructors. */
+static void find_head(void)
+{
+    Dl_info info;
+    if (dladdr((void *)exec_env_init, &info) && info.dli_fname) own_path = info.dli_fname;
+    head = preload_list ? head_len(preload_list) : 0;
+}
+
 void exec_env_init(void)
 {
     const char *addr = getenv("MIRRORD_LAYER_ADDR");
     if (!addr || !*addr) return;
-    Dl_info info;
-    if (dladdr((void *)exec_env_init, &info) && info.dli_fname) own_path = strdup(info.dli_fname);
-    const char *list = getenv("LD_PRELOAD");
-    size_t len = list ? head_len(list) : 0;
-    if (len > 0) preload_head = strndup(list, len);
-    size_t n = 0;
-    for (char **e = environ; *e; e++) n += has_prefix(*e, "MIRRORD_") && !has_prefix(*e, EXEC_ENV_PARENT "=");
-    session = calloc(n + 1, sizeof *session);
-    for (char **e = environ; session && *e; e++)
-        if (has_prefix(*e, "MIRRORD_") && !has_prefix(*e, EXEC_ENV_PARENT "=")) {
-            char *copy = strdup(*e);
-            if (copy) session[session_count++] = copy;
-        }
+    preload_list = getenv("LD_PRELOAD");
+    for (char **e = environ; *e && session_count < MAX_SESSION; e++)
+        if (has_prefix(*e, "MIRRORD_") && !has_prefix(*e, EXEC_ENV_PARENT "=")) session[session_count++] = *e;
 }
 
 /* True when `envp` defines the variable of `entry` ("NAME=..."). */
@@ -78,13 +86,14 @@ static bool defines(char *const envp[], const char *entry)
 
 char **exec_env_patch(char *const envp[], pid_t parent)
 {
-    if (!session) return NULL;
+    if (session_count == 0) return NULL;
+    pthread_once(&head_once, find_head);
     size_t n = 0;
     const char *theirs = NULL; /* the program's LD_PRELOAD value */
     for (; envp && envp[n]; n++)
         if (has_prefix(envp[n], PRELOAD)) theirs = envp[n] + strlen(PRELOAD);
-    bool keep_theirs = !preload_head || (theirs && head_len(theirs) > 0);
-    size_t text = 64 + (preload_head ? strlen(PRELOAD) + strlen(preload_head) + 1 : 0) + (theirs ? strlen(theirs) : 0);
+    bool keep_theirs = head == 0 || (theirs && head_len(theirs) > 0);
+    size_t text = 64 + strlen(PRELOAD) + head + 1 + (theirs ? strlen(theirs) : 0);
     size_t slots = n + session_count + 3;
     /* One block: the pointer array, then the strings made here. */
     char **out = malloc(slots * sizeof *out + text);
@@ -97,9 +106,10 @@ char **exec_env_patch(char *const envp[], pid_t parent)
         out[k++] = envp[i];
     }
     for (size_t i = 0; i < session_count; i++)
-        if (!defines(envp, session[i])) out[k++] = session[i];
+        if (!defines(envp, session[i])) out[k++] = (char *)session[i];
     if (!keep_theirs) {
-        int w = snprintf(made, text, "%s%s%s%s", PRELOAD, preload_head, theirs && *theirs ? ":" : "", theirs ? theirs : "");
+        int w = snprintf(made, text, "%s%.*s%s%s", PRELOAD, (int)head, preload_list, theirs && *theirs ? ":" : "",
+                         theirs ? theirs : "");
         out[k++] = made;
         made += w + 1;
         text -= (size_t)w + 1;

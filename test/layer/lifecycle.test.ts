@@ -10,7 +10,7 @@ import { once } from 'node:events';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { FakeIntproxy, type FakeScript } from './fake-intproxy.js';
 import {
-  GREETING, buildLayer, cTest, describeRun, layerEnv, lines, run, sanitizerReport, startServers, type RunResult,
+  ASAN, GREETING, LAYER_SO, buildLayer, cTest, describeRun, layerEnv, lines, run, sanitizerReport, startServers, type RunResult,
   type Servers,
 } from './harness.js';
 import type { LpRequest } from '../../src/protocol/layer.js';
@@ -207,6 +207,23 @@ describe('a signal interrupting a call that waits for the intproxy', () => {
     const out = lines(r.stdout).filter((l) => l !== 'handled');
     assert.deepEqual(out, ['ready', 'read1=-1 errno=EINTR data=', 'read2=5 data=remot']);
     assert.equal(f.openFiles, 0, 'closed');
+  });
+});
+
+describe('start-up', () => {
+  // ASan replaces malloc itself (libasan comes first), so this allocator would never be called.
+  it('an allocator whose first call reaches a hook (jemalloc: readlink) gets the layer initialised without allocating', { skip: ASAN ? 'ASan replaces malloc' : false }, async () => {
+    const f = await startFake();
+    // /etc local without asking, as the CLI's hints say (asking allocates a frame: layer/README.md).
+    const e = { ...env(f), MIRRORD_FS_LOCAL: '/etc', LD_PRELOAD: `${LAYER_SO}:${cTest('libmallocinit.so')}`, MIRRORD_LAYER_LOG: 'debug' };
+    const r = await run(cTest('t_resolve'), ['gai=only-remote.test'], e);
+    assert.equal(r.code, 0, describeRun(r));
+    const err = lines(r.stderr);
+    const begin = err.indexOf('malloc-init: begin');
+    const loaded = err.findIndex((l) => /^mirrord-layer\[\d+\]: loaded, intproxy /.test(l));
+    const end = err.indexOf('malloc-init: end');
+    assert.ok(begin >= 0 && begin < loaded && loaded < end, `the layer initialised inside the allocator's init\n${describeRun(r)}`);
+    assert.equal(lines(r.stdout)[0], 'gai only-remote.test rc=0 (ok)');
   });
 });
 
