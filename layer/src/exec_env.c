@@ -3,8 +3,9 @@
  * subprocess with env=, a daemon's clearenv()): without LD_PRELOAD the new image would run
  * unintercepted, without MIRRORD_* it would not find the session. So every exec and spawn gets
  * the program's environment plus what it dropped, taken from a snapshot made at init (the
- * program may have unset them in its own environ since; at most MAX_SESSION variables). Variables the program set itself win,
- * except LD_PRELOAD, which must still name the layer (the program's other preloads are kept).
+ * program may have unset them in its own environ since; at most MAX_SESSION variables).
+ * Variables the program set itself win, except LD_PRELOAD, which must still name the layer (the
+ * program's other preloads are kept).
  */
 #define _GNU_SOURCE
 #include "exec_env.h"

@@ -151,6 +151,8 @@ void files_materialize(int fd, struct file_obj *f)
     uint64_t off = 0;
     while (buf && off < MATERIALIZE_MAX) {
         ssize_t n = private ? pconn_read(&c, f, buf, off) : files_read(f, buf, LP_FS_MAX_IO, &off);
+        /* A read the program's signal handler interrupted: the copy must still be whole. */
+        if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;
         if (syscall(SYS_pwrite64, fd, buf, (size_t)n, (off_t)off) != n) break;
         off += (uint64_t)n;
