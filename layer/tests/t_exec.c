@@ -2,7 +2,8 @@
  * PROG with an environment of only PATH, the way programs that build their own envp do:
  * execve, execle, execvpe, fexecve, execveat (this process becomes PROG), spawn, spawnp
  * (posix_spawn*, waited for), vfork (vfork + execve, waited for), unsetenv (the session and
- * LD_PRELOAD removed from environ, then execv). PROG must still be intercepted. */
+ * LD_PRELOAD removed from environ, then execv), preload (execve with PATH and LD_PRELOAD naming
+ * only the library in $OTHER_PRELOAD: both must be loaded). PROG must still be intercepted. */
 #include "common.h"
 
 #include <fcntl.h>
@@ -30,6 +31,12 @@ int main(int argc, char **argv)
     if (res) freeaddrinfo(res);
 
     if (strcmp(mode, "execve") == 0) execve(prog, args, bare_env);
+    else if (strcmp(mode, "preload") == 0) {
+        char preload[4096];
+        snprintf(preload, sizeof preload, "LD_PRELOAD=%s", getenv("OTHER_PRELOAD") ? getenv("OTHER_PRELOAD") : "");
+        char *env[] = { bare_env[0], preload, NULL };
+        execve(prog, args, env);
+    }
     else if (strcmp(mode, "execvpe") == 0) execvpe(prog, args, bare_env);
     else if (strcmp(mode, "execle") == 0 && argc == 6) execle(prog, args[0], args[1], args[2], args[3], (char *)NULL, bare_env);
     else if (strcmp(mode, "fexecve") == 0) {

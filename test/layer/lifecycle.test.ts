@@ -69,6 +69,15 @@ describe('exec and spawn with an environment without the session', () => {
     });
   }
 
+  it("execve with the program's own LD_PRELOAD: the layer is put first, the program's library kept", async () => {
+    const f = await startFake();
+    // libctor.so resolves a name in its constructor: its line proves it is loaded, and intercepted.
+    const r = await run(cTest('t_exec'), ['preload', cTest('t_connect'), ...child], { ...env(f), OTHER_PRELOAD: cTest('libctor.so') });
+    assert.equal(r.code, 0, describeRun(r));
+    assert.deepEqual(lines(r.stdout).slice(0, 3), ['parent gai=0', 'ctor gai=0 addr=10.77.0.5:80', CONNECTED]);
+    assert.ok(r.stdout.includes(`read=${GREETING}`), describeRun(r));
+  });
+
   for (const mode of ['spawn', 'spawnp', 'vfork'] as const) {
     it(`${mode}: the child is intercepted and its HELLO names its parent`, async () => {
       const f = await startFake();
