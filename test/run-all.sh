@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The one test command (npm test): test/run-all.sh [unit|layer|e2e|k8s ...], default all four in order.
+# The layer tier runs twice: as built, then against the ASan+UBSan build (layer-asan, make -C layer asan).
 # Every tier runs even when an earlier one fails; the last line is "N passed, N failed".
 # MIRRORD_TEST_SKIP_BUILD=1 skips `npm run build` (quick reruns when dist/ is current);
 # MIRRORD_TEST_TIER_TIMEOUT (seconds, default 2400) bounds each tier.
@@ -92,8 +93,10 @@ prepare_k8s() {
   export MIRRORD_K8S_IMAGES_LOADED=1
 }
 
+# run_tier TIER [LABEL VAR=VALUE...]: the tier's files, with those variables set, reported as LABEL.
 run_tier() {
-  local tier="$1" summary="$work/$1.spec" started=$SECONDS
+  local tier="$1" label="${2:-$1}" summary="$work/${2:-$1}.spec" started=$SECONDS
+  local tier_env=("${@:3}")
   shopt -s nullglob
   local files=(test/"$tier"/*.test.ts)
   shopt -u nullglob
@@ -111,13 +114,13 @@ run_tier() {
   if [ "$tier" = k8s ]; then
     prepare_k8s || return
   fi
-  echo "run-all: tier $tier (${#files[@]} files)"
+  echo "run-all: tier $label (${#files[@]} files)"
   # --test-timeout: a default for tests that set none. `timeout`: a file that leaks a handle keeps its
   # process alive after its tests end, and must not hold CI (--foreground lets Ctrl-C reach the tests).
   # Not --test-force-exit: it ends a file as soon as the tests known so far are done, and silently
   # drops tests a file registers later (seen with the LP codec's vector-driven tests).
   timeout --foreground "$TIER_TIMEOUT" \
-    node --import tsx --test --test-concurrency=1 --test-timeout=300000 \
+    env "${tier_env[@]}" node --import tsx --test --test-concurrency=1 --test-timeout=300000 \
     --test-reporter=spec --test-reporter-destination=stdout \
     --test-reporter=spec --test-reporter-destination="$summary" \
     "${files[@]}"
@@ -126,21 +129,24 @@ run_tier() {
   f=$(sed -n 's/^ℹ fail \([0-9]\+\)$/\1/p' "$summary" | tail -n 1)
   c=$(sed -n 's/^ℹ cancelled \([0-9]\+\)$/\1/p' "$summary" | tail -n 1)
   if [ -z "$p" ] || [ -z "$f" ]; then
-    [ "$rc" -ne 124 ] || echo "run-all: tier $tier exceeded ${TIER_TIMEOUT} s and was stopped" >&2
-    step_failed "tier '$tier': the test runner ended without counts (exit $rc)"
+    [ "$rc" -ne 124 ] || echo "run-all: tier $label exceeded ${TIER_TIMEOUT} s and was stopped" >&2
+    step_failed "tier '$label': the test runner ended without counts (exit $rc)"
     return
   fi
   # A cancelled test (its file timed out or died) never got to pass: count it as failed.
   f=$((f + ${c:-0}))
   passed=$((passed + p))
   failed=$((failed + f))
-  [ "$f" -eq 0 ] || problems+=("tier '$tier': $f failed")
-  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then step_failed "tier '$tier': runner exited $rc with no failed test"; fi
-  echo "run-all: tier $tier: $p passed, $f failed in $((SECONDS - started)) s"
+  [ "$f" -eq 0 ] || problems+=("tier '$label': $f failed")
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then step_failed "tier '$label': runner exited $rc with no failed test"; fi
+  echo "run-all: tier $label: $p passed, $f failed in $((SECONDS - started)) s"
 }
 
 for t in "${tiers[@]}"; do
   run_tier "$t"
+  # Every layer test again with the sanitizer build of the .so and of the C test programs: a
+  # report fails the case (test/layer/harness.ts).
+  [ "$t" != layer ] || run_tier layer layer-asan MIRRORD_LAYER_TEST_ASAN=1
   [ "$t" != k8s ] || stop_cluster
 done
 

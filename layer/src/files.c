@@ -230,6 +230,14 @@ bool files_call(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp)
     return true;
 }
 
+/* A read waits like a read of a slow device: a signal handler may interrupt it (EINTR). */
+static bool files_call_intr(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp)
+{
+    int r = proto_call_intr(req, frame, resp);
+    if (r < 0) errno = r == PROTO_INTERRUPTED ? EINTR : EIO;
+    return r == 0;
+}
+
 /* A status < 0 as errno (a broken intproxy's nonsense: EIO). */
 static int status_errno(int32_t status) { return errors_connect_errno(status); }
 
@@ -446,7 +454,7 @@ static ssize_t read_at(struct file_obj *f, void *dst, size_t n, uint64_t off)
     }
     struct lp_msg req = { .type = LP_FS_READ, .handle = f->handle, .offset = off,
                           .len = direct ? (uint32_t)(n < LP_FS_MAX_IO ? n : LP_FS_MAX_IO) : FILES_READ_AHEAD }, resp;
-    if (!files_call(&req, frame, &resp)) {
+    if (!files_call_intr(&req, frame, &resp)) {
         free(frame);
         return -1;
     }

@@ -66,5 +66,9 @@ int files_refresh(struct file_obj *f);
 void files_exec_register(void);
 /* Copies the remote file's content into the placeholder `fd` (once) at the program's offset. */
 void files_materialize(int fd, struct file_obj *f);
+/* Just before an exec or spawn: hands the inherited remote descriptors to the new image. */
+void files_prepare_exec(void);
+/* The process this memory belongs to (not getpid() in a clone(CLONE_VM) child). */
+pid_t files_exec_own_pid(void);
 
 #endif

@@ -7,8 +7,9 @@
  *  - opened for writing: the descriptor becomes the write end of a pipe whose other end a helper
  *    process (forked from this one, so it continues its remote files) copies to the remote file
  *    until the new image closes it.
- * Directories are left alone. Nothing is done in a vfork()/clone() child (it shares the parent's
- * memory, and the layer's connection state with it): posix_spawn is prepared in the parent.
+ * Directories are left alone. Nothing is done in a clone(CLONE_VM) child (it shares the parent's
+ * memory, and the layer's connection state with it): posix_spawn is prepared in the parent, and
+ * vfork is a fork (exec.c, whose hooks call files_prepare_exec).
  */
 #define _GNU_SOURCE
 #include "files.h"
@@ -22,8 +23,6 @@
 #include <sys/time.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -32,20 +31,10 @@
 
 #define MATERIALIZE_MAX (256ull << 20)
 
-LAYER_REAL(int, execve, (const char *, char *const[], char *const[]))
-LAYER_REAL(int, execv, (const char *, char *const[]))
-LAYER_REAL(int, execvp, (const char *, char *const[]))
-LAYER_REAL(int, execvpe, (const char *, char *const[], char *const[]))
-LAYER_REAL(int, fexecve, (int, char *const[], char *const[]))
-LAYER_REAL(int, posix_spawn, (pid_t *, const char *, const posix_spawn_file_actions_t *, const posix_spawnattr_t *,
-                              char *const[], char *const[]))
-LAYER_REAL(int, posix_spawnp, (pid_t *, const char *, const posix_spawn_file_actions_t *, const posix_spawnattr_t *,
-                               char *const[], char *const[]))
-
-static pid_t own_pid; /* this memory's process: differs from getpid() in a vfork child */
+static pid_t own_pid; /* this memory's process: differs from getpid() in a clone(CLONE_VM) child */
 
 /* ---- a private connection ----------------------------------------------------------------- */
-/* Used where the process's own connection (proto.c) must not be touched: in a vfork child, which
+/* Used where the process's own connection (proto.c) must not be touched: in a clone(CLONE_VM) child, which
  * shares the parent's memory, and in the write helper. Its HELLO names `holder`, a process whose
  * connection holds the handles, so the intproxy lets this connection use them too. Blocking, with
  * the layer's timeout; raw system calls only (the hooks are not re-entered). */
@@ -137,7 +126,7 @@ void files_materialize(int fd, struct file_obj *f)
         syscall(SYS_lseek, fd, (off_t)f->pos, SEEK_SET);
         return;
     }
-    /* In a vfork child the process's own connection is the parent's: use a private one. */
+    /* In a clone(CLONE_VM) child the process's own connection is the parent's: use a private one. */
     bool private = getpid() != own_pid;
     struct pconn c = { .fd = -1 };
     if (private && pconn_open(&c, own_pid) < 0) {
@@ -148,6 +137,8 @@ void files_materialize(int fd, struct file_obj *f)
     uint64_t off = 0;
     while (buf && off < MATERIALIZE_MAX) {
         ssize_t n = private ? pconn_read(&c, f, buf, off) : files_read(f, buf, LP_FS_MAX_IO, &off);
+        /* A read the program's signal handler interrupted: the copy must still be whole. */
+        if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;
         if (syscall(SYS_pwrite64, fd, buf, (size_t)n, (off_t)off) != n) break;
         off += (uint64_t)n;
@@ -197,7 +188,7 @@ static void forward_writes(int fd, struct file_obj *f)
     }
     int limit = fdtable_limit() > 1024 ? fdtable_limit() : 1024;
     /* The process whose connection holds the handle: this one (asked once so that it does, in a
-     * forked child that never talked to the intproxy), or in a vfork child the parent. */
+     * forked child that never talked to the intproxy), or in a clone(CLONE_VM) child the parent. */
     pid_t holder = own_pid;
     if (getpid() == own_pid) files_refresh(f);
     pid_t mid = fork();
@@ -224,7 +215,7 @@ static void forward_writes(int fd, struct file_obj *f)
     syscall(SYS_close, r[0]);
 }
 
-static void prepare_exec(void)
+void files_prepare_exec(void)
 {
     if (!files_enabled() || !fdtable_any() || layer_inside()) return;
     int saved = errno;
@@ -242,103 +233,4 @@ static void prepare_exec(void)
     errno = saved;
 }
 
-#define REAL_OR_ENOSYS(name, ...) (real_##name##_fn() ? real_##name##_fn()(__VA_ARGS__) : (errno = ENOSYS, -1))
-
-int execve(const char *path, char *const argv[], char *const envp[])
-{
-    prepare_exec();
-    return REAL_OR_ENOSYS(execve, path, argv, envp);
-}
-
-int execv(const char *path, char *const argv[])
-{
-    prepare_exec();
-    return REAL_OR_ENOSYS(execv, path, argv);
-}
-
-int execvp(const char *file, char *const argv[])
-{
-    prepare_exec();
-    return REAL_OR_ENOSYS(execvp, file, argv);
-}
-
-int execvpe(const char *file, char *const argv[], char *const envp[])
-{
-    prepare_exec();
-    return REAL_OR_ENOSYS(execvpe, file, argv, envp);
-}
-
-int fexecve(int fd, char *const argv[], char *const envp[])
-{
-    prepare_exec();
-    return REAL_OR_ENOSYS(fexecve, fd, argv, envp);
-}
-
-/* execl* are variadic: their arguments become an argv for the hooks above. */
-#define MAX_ARGS 4096
-static int collect(const char *arg0, va_list ap, char **argv)
-{
-    int n = 0;
-    argv[n++] = (char *)arg0;
-    while (arg0 && n < MAX_ARGS - 1 && (argv[n] = va_arg(ap, char *))) n++;
-    if (n == MAX_ARGS - 1) {
-        errno = E2BIG;
-        return -1;
-    }
-    argv[n] = NULL;
-    return 0;
-}
-
-int execl(const char *path, const char *arg0, ...)
-{
-    char **argv = malloc(MAX_ARGS * sizeof *argv);
-    if (!argv) return (errno = ENOMEM, -1);
-    va_list ap;
-    va_start(ap, arg0);
-    int r = collect(arg0, ap, argv);
-    va_end(ap);
-    if (r == 0) r = execv(path, argv);
-    free(argv);
-    return r;
-}
-
-int execlp(const char *file, const char *arg0, ...)
-{
-    char **argv = malloc(MAX_ARGS * sizeof *argv);
-    if (!argv) return (errno = ENOMEM, -1);
-    va_list ap;
-    va_start(ap, arg0);
-    int r = collect(arg0, ap, argv);
-    va_end(ap);
-    if (r == 0) r = execvp(file, argv);
-    free(argv);
-    return r;
-}
-
-int execle(const char *path, const char *arg0, ...)
-{
-    char **argv = malloc(MAX_ARGS * sizeof *argv);
-    if (!argv) return (errno = ENOMEM, -1);
-    va_list ap;
-    va_start(ap, arg0);
-    int r = collect(arg0, ap, argv);
-    char *const *envp = va_arg(ap, char *const *);
-    va_end(ap);
-    if (r == 0) r = execve(path, argv, envp);
-    free(argv);
-    return r;
-}
-
-int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa, const posix_spawnattr_t *attr,
-                char *const argv[], char *const envp[])
-{
-    prepare_exec();
-    return real_posix_spawn_fn() ? real_posix_spawn_fn()(pid, path, fa, attr, argv, envp) : ENOSYS;
-}
-
-int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa, const posix_spawnattr_t *attr,
-                 char *const argv[], char *const envp[])
-{
-    prepare_exec();
-    return real_posix_spawnp_fn() ? real_posix_spawnp_fn()(pid, file, fa, attr, argv, envp) : ENOSYS;
-}
+pid_t files_exec_own_pid(void) { return own_pid; }

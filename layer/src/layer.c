@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include "layer.h"
 #include "dns.h"
+#include "exec_env.h"
 #include "files.h"
 #include "fdtable.h"
 #include "proto.h"
@@ -120,6 +121,12 @@ static void init_once_body(void)
         if (!config.enabled) layer_log(LOG_ERROR, "ignoring invalid MIRRORD_LAYER_ADDR=%s", addr);
     }
     if (config.enabled && skipped_process()) config.enabled = false;
+    exec_env_init();
+    /* Set by the exec or spawn that started this image; a stale copy inherited from further up
+     * names a process that is not our parent. */
+    const char *parent = getenv(EXEC_ENV_PARENT);
+    long ppid = parent ? strtol(parent, NULL, 10) : 0;
+    if (ppid > 0 && ppid == (long)getppid()) proto_set_parent_pid((pid_t)ppid);
     socket_register();
     files_register();
     listen_register();

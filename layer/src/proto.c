@@ -1,7 +1,14 @@
 /*
  * The per-process intproxy connection. One mutex serialises whole request/response exchanges;
- * the socket is non-blocking and every wait goes through poll() with one deadline, so EINTR is
- * retried without ever extending the timeout and a dead intproxy cannot hang the program.
+ * the socket is non-blocking and every wait goes through poll() with one deadline, so a dead
+ * intproxy cannot hang the program and a retried EINTR never extends the timeout.
+ *
+ * Interruptible calls (proto_call_intr: connect, reads of remote files) give up with EINTR when a
+ * signal handler without SA_RESTART interrupts the wait for the answer, as the kernel would. The
+ * request is then abandoned, not cancelled: its answer still arrives later, and the next exchange
+ * skips it by id (ids only grow on a connection), so the link never desynchronises. Only calls
+ * without lasting effect in the intproxy are interruptible (a read; a connect whose one-shot
+ * listener the intproxy drops when nobody dials it).
  */
 #define _GNU_SOURCE
 #include "proto.h"
@@ -12,6 +19,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +42,28 @@ static uint32_t next_id = 1;
 static pid_t parent_pid;       /* set in a forked child: its HELLO names the parent */
 static pid_t forking_pid;
 static bool warned;            /* "intproxy unreachable" is an error once, debug afterwards */
+static uint32_t abandoned;     /* requests sent whose answers nobody waits for any more */
+
+/*
+ * poll() cannot say which signal interrupted it, so the layer asks whether the program handles
+ * any signal without SA_RESTART: a program that wants interrupted calls (alarm() around a
+ * connect) has such a handler; one whose handlers all restart expects the call to go on.
+ */
+static bool handler_wants_eintr(void)
+{
+    for (int sig = 1; sig < NSIG; sig++) {
+        /* Fault signals (sanitizers' and runtimes' SIGSEGV handlers) never interrupt a wait. */
+        if (sig == SIGKILL || sig == SIGSTOP || sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE || sig == SIGILL ||
+            sig == SIGTRAP || sig == SIGSYS || sig == SIGABRT)
+            continue;
+        struct sigaction sa;
+        if (sigaction(sig, NULL, &sa) < 0) continue;
+        bool handled = (sa.sa_flags & SA_SIGINFO) ? sa.sa_sigaction != NULL
+                                                   : (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN);
+        if (handled && !(sa.sa_flags & SA_RESTART)) return true;
+    }
+    return false;
+}
 
 static struct timespec deadline_after(int ms)
 {
@@ -48,7 +78,9 @@ static struct timespec deadline_after(int ms)
     return t;
 }
 
-static int wait_for(int fd, short events, const struct timespec *deadline)
+/* Waits for `events` until `deadline`; with `intr`, an interruption that the program wants to
+ * see ends the wait with EINTR. */
+static int wait_for_intr(int fd, short events, const struct timespec *deadline, bool intr)
 {
     for (;;) {
         struct timespec now;
@@ -66,7 +98,16 @@ static int wait_for(int fd, short events, const struct timespec *deadline)
             return -1;
         }
         if (errno != EINTR) return -1;
+        if (intr && handler_wants_eintr()) {
+            errno = EINTR;
+            return -1;
+        }
     }
+}
+
+static int wait_for(int fd, short events, const struct timespec *deadline)
+{
+    return wait_for_intr(fd, events, deadline, false);
 }
 
 static int send_all(int fd, const uint8_t *buf, size_t len, const struct timespec *deadline)
@@ -87,20 +128,24 @@ static int send_all(int fd, const uint8_t *buf, size_t len, const struct timespe
     return 0;
 }
 
-static int recv_all(int fd, uint8_t *buf, size_t len, const struct timespec *deadline)
+/* With `intr`, only the wait before the first byte may end in EINTR: a frame half read would
+ * leave the rest in the stream. */
+static int recv_all(int fd, uint8_t *buf, size_t len, const struct timespec *deadline, bool intr)
 {
+    bool started = false;
     while (len > 0) {
         ssize_t n = recv(fd, buf, len, MSG_DONTWAIT);
         if (n > 0) {
             buf += n;
             len -= (size_t)n;
+            started = true;
         } else if (n == 0) {
             errno = ECONNRESET;
             return -1;
         } else if (errno == EINTR) {
             continue;
         } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            if (wait_for(fd, POLLIN, deadline) < 0) return -1;
+            if (wait_for_intr(fd, POLLIN, deadline, intr && !started) < 0) return -1;
         } else {
             return -1;
         }
@@ -110,12 +155,25 @@ static int recv_all(int fd, uint8_t *buf, size_t len, const struct timespec *dea
 
 static void drop_connection(void)
 {
+    abandoned = 0;
     int fd = __atomic_exchange_n(&conn_fd, -1, __ATOMIC_ACQ_REL);
     if (fd >= 0 && real_close_fn()) real_close_fn()(fd);
 }
 
+/* Reads one whole frame into `frame` and decodes it. */
+static int read_frame(uint8_t *frame, struct lp_msg *resp, const struct timespec *deadline, bool intr)
+{
+    if (recv_all(conn_fd, frame, 4, deadline, intr) < 0) return -1;
+    size_t size = lp_frame_size(frame);
+    if (size == 0 || recv_all(conn_fd, frame + 4, size - 4, deadline, false) < 0 || lp_decode(frame, size, resp) < 0) {
+        if (errno == 0 || size == 0) errno = EPROTO;
+        return -1;
+    }
+    return 0;
+}
+
 /* One exchange on the open connection; the lock is held. */
-static int exchange(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp)
+static int exchange(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp, bool intr)
 {
     const struct layer_config *cfg = layer_config();
     struct timespec deadline = deadline_after(cfg->timeout_ms);
@@ -126,15 +184,27 @@ static int exchange(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp)
         return -1;
     }
     if (send_all(conn_fd, frame, len, &deadline) < 0) return -1;
-    if (recv_all(conn_fd, frame, 4, &deadline) < 0) return -1;
-    size_t size = lp_frame_size(frame);
-    if (size == 0 || recv_all(conn_fd, frame + 4, size - 4, &deadline) < 0 ||
-        lp_decode(frame, size, resp) < 0 || resp->id != req->id ||
-        resp->type != (req->type | LP_RESPONSE)) {
-        if (errno == 0 || size == 0) errno = EPROTO;
-        return -1;
+    for (;;) {
+        errno = 0;
+        if (read_frame(frame, resp, &deadline, intr) < 0) {
+            if (errno == EINTR) {
+                abandoned++;
+                layer_log(LOG_DEBUG, "request %u interrupted by a signal: its answer will be skipped", (unsigned)req->id);
+            }
+            return -1;
+        }
+        /* Ids only grow on one connection: an older id is an answer nobody waits for. */
+        if (resp->id != req->id && abandoned > 0 && (int32_t)(req->id - resp->id) > 0) {
+            abandoned--;
+            layer_log(LOG_DEBUG, "skipped the answer to abandoned request %u", (unsigned)resp->id);
+            continue;
+        }
+        if (resp->id != req->id || resp->type != (req->type | LP_RESPONSE)) {
+            errno = EPROTO;
+            return -1;
+        }
+        return 0;
     }
-    return 0;
 }
 
 static int open_connection(uint8_t *frame)
@@ -179,7 +249,7 @@ static int open_connection(uint8_t *frame)
         .exe = { exe, (uint16_t)(n > 0 ? n : 0) },
     };
     struct lp_msg resp;
-    if (exchange(&hello, frame, &resp) < 0) {
+    if (exchange(&hello, frame, &resp, false) < 0) {
         int saved = errno;
         drop_connection();
         errno = saved;
@@ -203,7 +273,7 @@ static bool still_ours(void)
     return conn_pid == getpid() && fstat(conn_fd, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == conn_ino;
 }
 
-int proto_call(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp)
+static int call(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp, bool intr)
 {
     const struct layer_config *cfg = layer_config();
     int saved_errno = errno, cancel_state;
@@ -215,6 +285,7 @@ int proto_call(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp)
         /* Forget it without closing: that number may now be the program's. */
         layer_log(LOG_DEBUG, "lost the intproxy descriptor %d; reconnecting", conn_fd);
         __atomic_store_n(&conn_fd, -1, __ATOMIC_RELEASE);
+        abandoned = 0;
     }
     int r = 0;
     if (conn_fd < 0) {
@@ -222,15 +293,17 @@ int proto_call(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp)
         next_id = 1;
         r = open_connection(frame);
     }
+    bool interrupted = false;
     if (r == 0) {
-        r = exchange(req, frame, resp);
-        if (r < 0) {
+        r = exchange(req, frame, resp, intr);
+        interrupted = r < 0 && errno == EINTR;
+        if (r < 0 && !interrupted) {
             int saved = errno;
             drop_connection();
             errno = saved;
         }
     }
-    if (r < 0) {
+    if (r < 0 && !interrupted) {
         int level = warned ? LOG_DEBUG : LOG_ERROR;
         warned = true;
         char ip[16];
@@ -243,8 +316,16 @@ int proto_call(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp)
     layer_leave();
     pthread_setcancelstate(cancel_state, NULL);
     errno = saved_errno;
-    return r;
+    return interrupted ? PROTO_INTERRUPTED : r;
 }
+
+int proto_call(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp) { return call(req, frame, resp, false); }
+
+int proto_call_intr(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp) { return call(req, frame, resp, true); }
+
+pid_t proto_parent_pid(void) { return parent_pid; }
+
+void proto_set_parent_pid(pid_t pid) { parent_pid = pid; }
 
 bool proto_is_own_fd(int fd)
 {
@@ -277,6 +358,7 @@ void proto_fork_release(bool in_child)
         if (fd >= 0 && real_close_fn()) real_close_fn()(fd);
         parent_pid = forking_pid;
         next_id = 1;
+        abandoned = 0;
         warned = false;
     }
     pthread_mutex_unlock(&lock);

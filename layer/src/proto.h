@@ -5,6 +5,7 @@
 #include "lp_codec.h"
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 /*
  * Sends `req` (its id is set here) and waits for the matching response, decoded into `resp`
@@ -13,6 +14,15 @@
  * connection is then dropped and the next call tries a new one.
  */
 int proto_call(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp);
+
+/* proto_call for calls the kernel would let a signal interrupt (connect, read): returns
+ * PROTO_INTERRUPTED when a handler without SA_RESTART ran while the answer was awaited. */
+#define PROTO_INTERRUPTED (-2)
+int proto_call_intr(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp);
+
+/* The process whose session this one continues (0: none); set at fork, or at init from exec. */
+pid_t proto_parent_pid(void);
+void proto_set_parent_pid(pid_t pid);
 
 /* The program must not close or overwrite the layer's descriptor. */
 bool proto_is_own_fd(int fd);

@@ -14,6 +14,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,9 +183,14 @@ static int connect_via_intproxy(int fd, const struct sockaddr *addr, socklen_t l
         return -1;
     }
     struct lp_msg req = { .type = LP_CONNECT, .proto = proto, .addr = *remote }, resp;
-    if (proto_call(&req, frame, &resp) < 0) {
+    /* The kernel never answers EINTR to a non-blocking connect, and event loops do not expect it. */
+    int fl = fcntl(fd, F_GETFL);
+    bool blocking = fl >= 0 && !(fl & O_NONBLOCK);
+    int called = blocking ? proto_call_intr(&req, frame, &resp) : proto_call(&req, frame, &resp);
+    if (called < 0) {
         free(frame);
-        errno = LAYER_CONNECT_UNAVAILABLE_ERRNO;
+        /* Interrupted: the socket stays unconnected, so calling connect() again asks anew. */
+        errno = called == PROTO_INTERRUPTED ? EINTR : LAYER_CONNECT_UNAVAILABLE_ERRNO;
         return -1;
     }
     free(frame);

@@ -1,6 +1,7 @@
 /* t_closefds MODE NAME PORT: resolve (opens the layer's connection), then either close every
- * descriptor 3..1023 (MODE close) or dup2 stdout over each open one (MODE dup2), as daemons and
- * shells do, then resolve and connect again: the layer must still work. */
+ * descriptor 3..1023 (MODE close), dup2 stdout over each open one (MODE dup2), as daemons and
+ * shells do, or close_range(3, ~0) (MODE close_range: not a hook, the layer's descriptor really
+ * goes), then resolve and connect again: the layer must still work. */
 #include "common.h"
 
 #include <fcntl.h>
@@ -27,6 +28,11 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     int bad = resolve_connect(argv[2], argv[3]);
     int touched = 0;
+    if (strcmp(argv[1], "close_range") == 0) {
+        printf("close_range=%d\n", close_range(3, ~0U, 0));
+        bad |= resolve_connect(argv[2], argv[3]);
+        return bad;
+    }
     for (int fd = 3; fd < 1024; fd++) {
         if (fcntl(fd, F_GETFD) < 0) continue;
         touched++;

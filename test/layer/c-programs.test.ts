@@ -189,6 +189,17 @@ describe('name resolution', () => {
     assert.deepEqual(lines(r.stdout), ['ctor gai=0 addr=10.77.0.5:80', 'main marker=42']);
     assert.deepEqual(fake!.calls(), [{ kind: 'getaddrinfo', node: 'only-remote.test', family: 2 }]);
   });
+
+  it('... and that constructor really runs before the layer\'s own (the loader\'s trace says so)', async () => {
+    fake = await FakeIntproxy.start(script());
+    const r = await run(cTest('t_ctor'), [], layerEnv(fake.addr, { LD_DEBUG: 'files' }));
+    assert.equal(r.code, 0, describeRun(r));
+    const inits = lines(r.stderr).flatMap((l) => /calling init: (\S+)$/.exec(l)?.[1] ?? []);
+    const lib = inits.findIndex((p) => p.endsWith('/libctor.so'));
+    const layer = inits.findIndex((p) => p.endsWith('/libmirrord_layer.so'));
+    assert.ok(lib >= 0 && layer >= 0 && lib < layer, inits.join('\n'));
+    assert.equal(lines(r.stdout)[0], 'ctor gai=0 addr=10.77.0.5:80');
+  });
 });
 
 describe('processes and threads', () => {
@@ -224,6 +235,18 @@ describe('processes and threads', () => {
     assert.equal(calls.filter((c) => c.kind === 'getaddrinfo').length, 8);
     assert.equal(calls.filter((c) => c.kind === 'connect').length, 8);
     assert.equal(fake!.hellos().length, 1, 'one connection per process, shared by its threads');
+  });
+
+  it('close_range(3, ~0) really closes the layer\'s descriptor: the layer notices and reconnects', async () => {
+    const r = await runC('t_closefds', ['close_range', 'only-remote.test', '80']);
+    assert.equal(r.code, 0, describeRun(r));
+    assert.deepEqual(lines(r.stdout), [
+      'gai=0', `connect=0 peer=10.77.0.5:80 read=${GREETING}`, 'close_range=0',
+      'gai=0', `connect=0 peer=10.77.0.5:80 read=${GREETING}`,
+    ]);
+    const hellos = fake!.hellos();
+    assert.equal(hellos.length, 2, 'a second connection after the first was closed behind its back');
+    assert.deepEqual(fake!.requests.filter((x) => x.req.kind !== 'hello').map((x) => x.conn), [1, 1, 2, 2]);
   });
 
   for (const mode of ['close', 'dup2'] as const) {

@@ -8,7 +8,7 @@
 import { once } from 'node:events';
 import net from 'node:net';
 import {
-  LpFrameReader, LpStatus, decodeRequest, encodeResponse, type LpAddr, type LpRequest, type LpResponse,
+  FS_ZERO_STAT, LpFrameReader, LpStatus, decodeRequest, encodeResponse, type LpAddr, type LpRequest, type LpResponse,
 } from '../../src/protocol/layer.js';
 
 export interface FakeScript {
@@ -21,6 +21,13 @@ export interface FakeScript {
   helloStatus?: number;
   /** Accept connections but never answer anything (a hung intproxy). */
   mute?: boolean;
+  /** Remote files: path -> content (opened read-only); other paths are answered "bypass". */
+  files?: Record<string, string>;
+  /**
+   * Requests whose answer is held back (a slow intproxy, without timing): it is sent when the
+   * test calls release(), or just before the answer to the next request on that connection.
+   */
+  hold?: (req: LpRequest) => boolean;
 }
 
 export interface Recorded { conn: number; req: LpRequest }
@@ -32,6 +39,10 @@ export class FakeIntproxy {
   readonly violations: string[] = [];
   private connections = 0;
   private readonly sockets = new Set<net.Socket>();
+  private readonly held: { socket: net.Socket; frame: Buffer }[] = [];
+  private heldWaiters: (() => void)[] = [];
+  private nextHandle = 1;
+  private readonly handles = new Map<number, Buffer>();
 
   private constructor(private readonly server: net.Server, private readonly script: FakeScript) {}
 
@@ -60,6 +71,20 @@ export class FakeIntproxy {
     });
   }
 
+  /** Resolves once an answer is being held back. */
+  async holding(): Promise<void> {
+    if (this.held.length > 0) return;
+    await new Promise<void>((resolve) => this.heldWaiters.push(resolve));
+  }
+
+  /** Sends every held answer. */
+  release(): void {
+    for (const { socket, frame } of this.held.splice(0)) socket.write(frame);
+  }
+
+  /** Remote files still open (every OPEN answered "ok" minus every CLOSE). */
+  get openFiles(): number { return this.handles.size; }
+
   async stop(): Promise<void> {
     for (const s of this.sockets) s.destroy();
     this.server.close();
@@ -81,7 +106,18 @@ export class FakeIntproxy {
           if (req.id !== expectId) this.violations.push(`conn ${conn}: id ${req.id}, expected ${expectId}`);
           expectId = req.id + 1;
           this.requests.push({ conn, req });
-          if (!this.script.mute) socket.write(encodeResponse(this.answer(req)));
+          if (this.script.mute) continue;
+          const answer = encodeResponse(this.answer(req));
+          // A held answer goes first, as a real intproxy answering in order would send it.
+          for (let i = 0; i < this.held.length; i++) {
+            if (this.held[i]!.socket === socket) socket.write(this.held.splice(i--, 1)[0]!.frame);
+          }
+          if (this.script.hold?.(req)) {
+            this.held.push({ socket, frame: answer });
+            for (const w of this.heldWaiters.splice(0)) w();
+          } else {
+            socket.write(answer);
+          }
         }
       } catch (err) {
         this.violations.push(`conn ${conn}: ${(err as Error).message}`);
@@ -113,8 +149,31 @@ export class FakeIntproxy {
         if (addresses.length === 0) return { ...empty, status: -2 };
         return { ...empty, status: LpStatus.Ok, addresses, canonname: this.script.canonname?.[req.node] ?? '' };
       }
+      case 'open': {
+        const content = this.script.files?.[req.path];
+        if (content === undefined) return { id: req.id, kind: 'open', status: LpStatus.Bypass, handle: 0, stat: FS_ZERO_STAT };
+        const handle = this.nextHandle++;
+        this.handles.set(handle, Buffer.from(content));
+        const stat = { ...FS_ZERO_STAT, mode: 0o100444, nlink: 1, size: content.length, blksize: 4096, ino: handle };
+        return { id: req.id, kind: 'open', status: LpStatus.Ok, handle, stat };
+      }
+      case 'read': {
+        const data = this.handles.get(req.handle);
+        if (!data) return { id: req.id, kind: 'read', status: -9, data: Buffer.alloc(0) };
+        return { id: req.id, kind: 'read', status: 0, data: data.subarray(req.offset, req.offset + req.len) };
+      }
+      case 'close':
+        return { id: req.id, kind: 'close', status: this.handles.delete(req.handle) ? 0 : -9 };
+      case 'stat':
+        return { id: req.id, kind: 'stat', status: LpStatus.Bypass, stat: FS_ZERO_STAT };
+      case 'access':
+      case 'readlink':
+        // Paths this fake does not serve stay local.
+        return req.kind === 'access'
+          ? { id: req.id, kind: 'access', status: LpStatus.Bypass }
+          : { id: req.id, kind: 'readlink', status: LpStatus.Bypass, target: '' };
       default:
-        // Messages this fake does not script (remote files: test/layer/files-harness.ts) are violations.
+        // Messages this fake does not script (the rest of files: test/layer/files-harness.ts) are violations.
         throw new Error(`unscripted ${req.kind} request`);
     }
   }

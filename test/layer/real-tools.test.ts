@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { realpathSync } from 'node:fs';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { FakeIntproxy } from './fake-intproxy.js';
-import { HTTP_BODY, buildLayer, describeRun, layerEnv, realPython, run, startServers, type Servers } from './harness.js';
+import { ASAN, HTTP_BODY, buildLayer, describeRun, layerEnv, realPython, run, startServers, type Servers } from './harness.js';
 
 let servers: Servers;
 let fake: FakeIntproxy | undefined;
@@ -82,7 +82,35 @@ describe('real programs', () => {
     assert.equal(hello.ppid, r.pid, 'python3 is the shell\'s child');
   });
 
-  it('curl (threaded resolver, non-blocking connect)', async () => {
+  it('python3 subprocess.run(env={PATH}) (vfork + execve): the child, given no session, is still intercepted', async () => {
+    const f = await startFake();
+    // Only the sanitizer's settings are passed along (the ASan pass needs its leak suppressions).
+    const code = `import os, subprocess, sys
+env = {"PATH": "/usr/bin:/bin", **{k: v for k, v in os.environ.items() if k.split("_")[0] in ("ASAN", "LSAN", "UBSAN")}}
+r = subprocess.run([sys.executable, "-c", sys.argv[1]], env=env, capture_output=True, text=True)
+print(r.stdout.strip(), r.returncode, r.stderr.strip())`;
+    const r = await run(python, ['-c', code, PY_FETCH], layerEnv(f.addr));
+    assert.equal(r.code, 0, describeRun(r));
+    assert.equal(r.stdout.trim(), `${HTTP_BODY} 0`);
+    assertRedirected(f);
+    const child = f.hellos().find((h) => h.exe === pythonExe && h.pid !== r.pid);
+    assert.ok(child, JSON.stringify(f.hellos()));
+    assert.equal(child.parentPid, r.pid, 'the child names its parent');
+  });
+
+  it('node child_process.spawn with env {} (libuv: fork + execvp): the child is still intercepted', async () => {
+    const f = await startFake();
+    const code = `const c = require('child_process').spawn(process.execPath, ['-e', process.argv[1]], { env: {}, stdio: ['ignore', 'pipe', 'inherit'] });
+let out = ''; c.stdout.on('data', (d) => (out += d)); c.on('close', (code) => console.log(out.trim(), code));`;
+    const r = await run(process.execPath, ['-e', code, NODE_FETCH], layerEnv(f.addr));
+    assert.equal(r.code, 0, describeRun(r));
+    assert.equal(r.stdout.trim(), `${HTTP_BODY} 0`);
+    assertRedirected(f);
+  });
+
+  // Under ASan, curl hangs before main with no layer at all (LD_PRELOAD=libasan.so curl: a
+  // deadlock on glibc's setlocale lock in curl's start-up, gcc 12 / glibc 2.36): not a layer finding.
+  it('curl (threaded resolver, non-blocking connect)', { skip: ASAN ? 'curl deadlocks in setlocale under libasan alone' : false }, async () => {
     let curl = '';
     try {
       curl = execFileSync('sh', ['-c', 'command -v curl']).toString().trim();
