@@ -314,6 +314,15 @@ describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
     await noAgentLeft();
   });
 
+  it('mirrord container: a local container gets the pod\'s network, env, ConfigMap volume and service-account token', async () => {
+    // fs mode local: the files can only come from the mounted-file copy made before the container starts.
+    const script = 'redis-cli -h redis ping; echo "$FROM_SECRET"; cat /etc/app/config.yaml; cat /var/run/secrets/kubernetes.io/serviceaccount/namespace';
+    const r = await mirrord(['container', '--fs-mode', 'local', '-n', ns.name, '-t', 'deployment/app', '--', 'docker', 'run', '--rm', app.appPod.spec!.containers[0]!.image!, 'sh', '-c', script]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `PONG\n${FROM_SECRET}\n${CONFIG_YAML}${ns.name}`);
+    await noAgentLeft();
+  });
+
   it('mirrord ls lists the namespace\'s pods and workloads, as text and JSON', async () => {
     const text = await mirrord(['ls', '-n', ns.name, '--no-docker']);
     assert.equal(text.code, 0, text.stderr);
