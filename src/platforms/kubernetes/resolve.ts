@@ -68,7 +68,7 @@ function suggestion(name: string, known: string[], kind: string): string {
   return `This namespace has ${known.slice(0, 5).map((n) => `${kind}/${n}`).join(', ')}${known.length > 5 ? ', ...' : ''} (\`mirrord ls\` lists targets)`;
 }
 
-async function notFound(kube: Kube, kind: WorkloadKind, name: string, namespace: string, list: () => Promise<string[]>): Promise<never> {
+async function notFound(kind: WorkloadKind, name: string, namespace: string, list: () => Promise<string[]>): Promise<never> {
   const known = await list().catch(() => []);
   throw new MirrordError(`${kind}/${name} not found in namespace ${namespace}`, ExitCode.Target, suggestion(name, known, kind));
 }
@@ -82,32 +82,68 @@ async function podsFor(kube: Kube, namespace: string, selector: string, what: st
   return pods.items.sort((a, b) => Number(isPodReady(b)) - Number(isPodReady(a)) || String(b.metadata?.creationTimestamp ?? '').localeCompare(String(a.metadata?.creationTimestamp ?? '')));
 }
 
+interface Named {
+  metadata?: k8s.V1ObjectMeta;
+}
+
+/** How to read one object of a kind, and list the kind's names (for "did you mean"). */
+interface KindApi<T extends Named> {
+  resource: string;
+  read(kube: Kube, name: string, namespace: string): Promise<T>;
+  list(kube: Kube, namespace: string): Promise<{ items: Named[] }>;
+}
+
+const KINDS = {
+  pod: {
+    resource: 'pods',
+    read: (k, name, namespace) => k.core.readNamespacedPod({ name, namespace }),
+    list: (k, namespace) => k.core.listNamespacedPod({ namespace }),
+  } as KindApi<k8s.V1Pod>,
+  deployment: {
+    resource: 'deployments',
+    read: (k, name, namespace) => k.apps.readNamespacedDeployment({ name, namespace }),
+    list: (k, namespace) => k.apps.listNamespacedDeployment({ namespace }),
+  } as KindApi<k8s.V1Deployment>,
+  statefulset: {
+    resource: 'statefulsets',
+    read: (k, name, namespace) => k.apps.readNamespacedStatefulSet({ name, namespace }),
+    list: (k, namespace) => k.apps.listNamespacedStatefulSet({ namespace }),
+  } as KindApi<k8s.V1StatefulSet>,
+  job: {
+    resource: 'jobs',
+    read: (k, name, namespace) => k.batch.readNamespacedJob({ name, namespace }),
+    list: (k, namespace) => k.batch.listNamespacedJob({ namespace }),
+  } as KindApi<k8s.V1Job>,
+  cronjob: {
+    resource: 'cronjobs',
+    read: (k, name, namespace) => k.batch.readNamespacedCronJob({ name, namespace }),
+    list: (k, namespace) => k.batch.listNamespacedCronJob({ namespace }),
+  } as KindApi<k8s.V1CronJob>,
+  service: {
+    resource: 'services',
+    read: (k, name, namespace) => k.core.readNamespacedService({ name, namespace }),
+    list: (k, namespace) => k.core.listNamespacedService({ namespace }),
+  } as KindApi<k8s.V1Service>,
+};
+
+/** Reads `kind/name`; a missing one becomes "not found" with the closest names of the namespace. */
+function readKind<K extends keyof typeof KINDS>(kube: Kube, kind: K, name: string, namespace: string): Promise<Awaited<ReturnType<(typeof KINDS)[K]['read']>>> {
+  const api = KINDS[kind] as KindApi<Named>;
+  return call({ verb: 'get', resource: api.resource, namespace, name }, () => api.read(kube, name, namespace), kube.server, () =>
+    notFound(kind, name, namespace, async () => names((await api.list(kube, namespace)).items)),
+  ) as Promise<Awaited<ReturnType<(typeof KINDS)[K]['read']>>>;
+}
+
 async function workloadSelector(kube: Kube, spec: Extract<TargetSpec, { name: string }>, namespace: string): Promise<string> {
   const { name } = spec;
   const ns = namespace;
   switch (spec.kind) {
-    case 'deployment': {
-      const d = await call({ verb: 'get', resource: 'deployments', namespace: ns, name }, () => kube.apps.readNamespacedDeployment({ name, namespace: ns }), kube.server, () =>
-        notFound(kube, 'deployment', name, ns, async () => names((await kube.apps.listNamespacedDeployment({ namespace: ns })).items)),
-      );
-      return selectorText(d.spec?.selector);
-    }
-    case 'statefulset': {
-      const s = await call({ verb: 'get', resource: 'statefulsets', namespace: ns, name }, () => kube.apps.readNamespacedStatefulSet({ name, namespace: ns }), kube.server, () =>
-        notFound(kube, 'statefulset', name, ns, async () => names((await kube.apps.listNamespacedStatefulSet({ namespace: ns })).items)),
-      );
-      return selectorText(s.spec?.selector);
-    }
-    case 'job': {
-      const j = await call({ verb: 'get', resource: 'jobs', namespace: ns, name }, () => kube.batch.readNamespacedJob({ name, namespace: ns }), kube.server, () =>
-        notFound(kube, 'job', name, ns, async () => names((await kube.batch.listNamespacedJob({ namespace: ns })).items)),
-      );
-      return selectorText(j.spec?.selector);
-    }
+    case 'deployment':
+    case 'statefulset':
+    case 'job':
+      return selectorText((await readKind(kube, spec.kind, name, ns)).spec?.selector);
     case 'cronjob': {
-      const cj = await call({ verb: 'get', resource: 'cronjobs', namespace: ns, name }, () => kube.batch.readNamespacedCronJob({ name, namespace: ns }), kube.server, () =>
-        notFound(kube, 'cronjob', name, ns, async () => names((await kube.batch.listNamespacedCronJob({ namespace: ns })).items)),
-      );
+      const cj = await readKind(kube, 'cronjob', name, ns);
       const jobs = await call({ verb: 'list', resource: 'jobs', namespace: ns }, () => kube.batch.listNamespacedJob({ namespace: ns }), kube.server);
       const mine = jobs.items
         .filter((j) => j.metadata?.ownerReferences?.some((o) => o.kind === 'CronJob' && o.uid === cj.metadata?.uid) && (j.status?.active ?? 0) > 0)
@@ -117,9 +153,7 @@ async function workloadSelector(kube: Kube, spec: Extract<TargetSpec, { name: st
       return selectorText(newest.spec?.selector);
     }
     case 'service': {
-      const s = await call({ verb: 'get', resource: 'services', namespace: ns, name }, () => kube.core.readNamespacedService({ name, namespace: ns }), kube.server, () =>
-        notFound(kube, 'service', name, ns, async () => names((await kube.core.listNamespacedService({ namespace: ns })).items)),
-      );
+      const s = await readKind(kube, 'service', name, ns);
       const sel = s.spec?.selector ?? {};
       if (Object.keys(sel).length === 0) throw new MirrordError(`service/${name} has no selector (its endpoints are managed by hand)`, ExitCode.Target, 'Target a pod with pod/NAME');
       return selectorText({ matchLabels: sel });
@@ -135,7 +169,7 @@ async function workloadSelector(kube: Kube, spec: Extract<TargetSpec, { name: st
             throw new MirrordError(`rollout/${name}: Argo Rollouts is not installed in this cluster (no rollouts.argoproj.io resource)`, ExitCode.Target, 'Target the rollout\'s pods with pod/NAME, or install Argo Rollouts');
           }
           const items = ((list as { items?: Array<{ metadata?: k8s.V1ObjectMeta }> })?.items ?? []);
-          return notFound(kube, 'rollout', name, ns, async () => names(items));
+          return notFound('rollout', name, ns, async () => names(items));
         }
         return call({ verb: 'get', resource: 'rollouts.argoproj.io', namespace: ns, name }, () => Promise.reject(err), kube.server);
       }
@@ -169,9 +203,7 @@ export async function resolveKubeTarget(kube: Kube, spec: Extract<TargetSpec, { 
   const namespace = spec.namespace ?? kube.defaultNamespace;
   const what = formatTarget({ ...spec, container: undefined });
   if (spec.kind === 'pod') {
-    const pod = await call({ verb: 'get', resource: 'pods', namespace, name: spec.name }, () => kube.core.readNamespacedPod({ name: spec.name, namespace }), kube.server, () =>
-      notFound(kube, 'pod', spec.name, namespace, async () => names((await kube.core.listNamespacedPod({ namespace })).items)),
-    );
+    const pod = await readKind(kube, 'pod', spec.name, namespace);
     return toTarget(pod, spec.container, what);
   }
   const selector = await workloadSelector(kube, spec, namespace);
