@@ -5,7 +5,8 @@
  * the program's environment plus what it dropped, taken from a snapshot made at init (the
  * program may have unset them in its own environ since; at most MAX_SESSION variables).
  * Variables the program set itself win, except LD_PRELOAD, which must still name the layer (the
- * program's other preloads are kept).
+ * program's other preloads are kept), unless the program kept the session and removed only the
+ * layer: that opt-out (`env -u LD_PRELOAD cmd`) is honoured.
  */
 #define _GNU_SOURCE
 #include "exec_env.h"
@@ -94,6 +95,10 @@ char **exec_env_patch(char *const envp[], pid_t parent)
     for (; envp && envp[n]; n++)
         if (has_prefix(envp[n], PRELOAD)) theirs = envp[n] + strlen(PRELOAD);
     bool keep_theirs = head == 0 || (theirs && head_len(theirs) > 0);
+    /* The session is still there but the layer was taken out of LD_PRELOAD (`env -u LD_PRELOAD cmd`,
+     * `unset LD_PRELOAD` in a script): a deliberate choice, unlike an environment built from scratch,
+     * which lacks the session too. It is respected: the new image runs without the layer. */
+    if (!keep_theirs && defines(envp, "MIRRORD_LAYER_ADDR=")) return NULL;
     size_t text = 64 + strlen(PRELOAD) + head + 1 + (theirs ? strlen(theirs) : 0);
     size_t slots = n + session_count + 3;
     /* One block: the pointer array, then the strings made here. */

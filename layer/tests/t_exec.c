@@ -2,7 +2,8 @@
  * PROG with an environment of only PATH, the way programs that build their own envp do:
  * execve, execle, execvpe, fexecve, execveat (this process becomes PROG), spawn, spawnp
  * (posix_spawn*, waited for), vfork (vfork + execve, waited for), unsetenv (the session and
- * LD_PRELOAD removed from environ, then execv), preload (execve with PATH and LD_PRELOAD naming
+ * LD_PRELOAD removed from environ, then execv), optout (only LD_PRELOAD removed: the session
+ * kept, so the layer must stay out), preload (execve with PATH and LD_PRELOAD naming
  * only the library in $OTHER_PRELOAD: both must be loaded). PROG must still be intercepted. */
 #include "common.h"
 
@@ -47,6 +48,9 @@ int main(int argc, char **argv)
     } else if (strcmp(mode, "unsetenv") == 0) {
         unsetenv("LD_PRELOAD");
         unsetenv("MIRRORD_LAYER_ADDR");
+        execv(prog, args);
+    } else if (strcmp(mode, "optout") == 0) {
+        unsetenv("LD_PRELOAD");
         execv(prog, args);
     } else if (strcmp(mode, "spawn") == 0 || strcmp(mode, "spawnp") == 0) {
         pid_t pid;

@@ -69,6 +69,16 @@ describe('exec and spawn with an environment without the session', () => {
     });
   }
 
+  it('only LD_PRELOAD removed, the session kept (`env -u LD_PRELOAD cmd`): the opt-out is honoured', async () => {
+    const f = await startFake();
+    // The child dials a local server: the layer would ask the intproxy first, a plain process does not.
+    const r = await run(cTest('t_exec'), ['optout', cTest('t_connect'), 'v4', '127.0.0.1', String(servers.tcpPort)], env(f));
+    assert.equal(r.code, 0, describeRun(r));
+    assert.ok(r.stdout.includes(`read=${GREETING}`), describeRun(r));
+    assert.deepEqual(f.hellos().map(({ exe }) => exe), [cTest('t_exec')], 'only the parent spoke to the intproxy');
+    assert.equal(f.calls().filter((c) => c.kind === 'connect').length, 0);
+  });
+
   it("execve with the program's own LD_PRELOAD: the layer is put first, the program's library kept", async () => {
     const f = await startFake();
     // libctor.so resolves a name in its constructor: its line proves it is loaded, and intercepted.
