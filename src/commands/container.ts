@@ -45,7 +45,7 @@ export async function containerCommand(argv: string[], flags: ExecFlags, log: Lo
   // target, on that engine or in a Kubernetes cluster.
   const local = new DockerPlatform();
   const docker = local.docker;
-  const platform = target.kind === 'docker' ? local : platformFor(target, { agent: config.agent, kube: { kubeconfig: config.kubeconfig, context: config.kube_context } });
+  const platform = target.kind === 'docker' ? local : await platformFor(target, { agent: config.agent, kube: { kubeconfig: config.kubeconfig, context: config.kube_context } });
   await local.reap(log.child('reaper'));
   const resolved = await platform.resolveTarget(target);
   const userImage = await imageConfig(docker, run.image);

@@ -5,8 +5,6 @@ import { loadConfig } from '../config/load.js';
 import { ExitCode, MirrordError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { checkEngine, createDocker } from '../platforms/docker/client.js';
-import { connectKube } from '../platforms/kubernetes/client.js';
-import { listKubeTargets } from '../platforms/kubernetes/list.js';
 
 export interface LsFlags {
   namespace?: string;
@@ -38,6 +36,9 @@ export async function lsCommand(flags: LsFlags, log: Logger, out: (s: string) =>
   let tried = 0;
   if (flags.kube !== false && kubeConfigured(kubeconfig)) {
     tried++;
+    // Loaded only when used: the Kubernetes client takes ~0.3 s to import.
+    const { connectKube } = await import('../platforms/kubernetes/client.js');
+    const { listKubeTargets } = await import('../platforms/kubernetes/list.js');
     const kube = connectKube({ kubeconfig, context: flags.context ?? config.kube_context });
     const t = config.target;
     const namespace = flags.namespace ?? (typeof t === 'object' ? t.namespace : undefined) ?? kube.defaultNamespace;
