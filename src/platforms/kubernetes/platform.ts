@@ -34,6 +34,8 @@ interface AgentPlace {
   pod?: string;
   container: string;
   ephemeral: boolean;
+  /** Why the pod is not running yet, when the scheduler says (shown with the progress). */
+  note?: string;
 }
 
 export class KubernetesPlatform implements TargetPlatform {
@@ -107,7 +109,7 @@ export class KubernetesPlatform implements TargetPlatform {
     try {
       await this.waitRunning(kube, place, opts, settings.image, deadline);
       opts.progress.update(`connecting to the agent (pod/${place.pod}) through port-forward`);
-      const link = await connectAgent(kube.kc, namespace, place.pod!, port, deadline, () => this.checkAgent(kube, place, settings.image), (m) => opts.log.debug(m)).catch((err: unknown) => {
+      const link = await connectAgent(kube.kc, namespace, place.pod!, port, deadline, async () => void (await this.agentStatus(kube, place, settings.image)), (m) => opts.log.debug(m)).catch((err: unknown) => {
         throw this.startError(err, place, opts);
       });
       opts.log.debug(`agent link open: pod/${place.pod} port ${port}`);
@@ -180,7 +182,7 @@ export class KubernetesPlatform implements TargetPlatform {
     }
     if (!pod) return undefined;
     const unschedulable = pod.status?.conditions?.find((c) => c.type === 'PodScheduled' && c.status === 'False');
-    if (unschedulable?.message && /Unschedulable/.test(unschedulable.reason ?? '')) this.lastNote = `not scheduled yet: ${unschedulable.message}`;
+    place.note = unschedulable?.message && /Unschedulable/.test(unschedulable.reason ?? '') ? `not scheduled yet: ${unschedulable.message}` : undefined;
     const statuses = place.ephemeral ? pod.status?.ephemeralContainerStatuses : pod.status?.containerStatuses;
     const s = statuses?.find((c) => c.name === place.container);
     const waiting = s?.state?.waiting;
@@ -202,14 +204,12 @@ export class KubernetesPlatform implements TargetPlatform {
     return s;
   }
 
-  private lastNote = '';
-
   private async waitRunning(kube: Kube, place: AgentPlace, opts: AgentStartOptions, image: string, deadline: number): Promise<void> {
     let shown = '';
     for (;;) {
       const s = await this.agentStatus(kube, place, image);
       if (s?.state?.running) return;
-      const what = this.lastNote || (s?.state?.waiting?.reason ? `agent ${s.state.waiting.reason}` : place.pod ? `agent pod/${place.pod} starting` : 'waiting for the agent pod to be created');
+      const what = place.note ?? (s?.state?.waiting?.reason ? `agent ${s.state.waiting.reason}` : place.pod ? `agent pod/${place.pod} starting` : 'waiting for the agent pod to be created');
       if (what !== shown) {
         opts.progress.update(what);
         opts.log.debug(what);
@@ -220,10 +220,6 @@ export class KubernetesPlatform implements TargetPlatform {
       }
       await new Promise((r) => setTimeout(r, 200));
     }
-  }
-
-  private async checkAgent(kube: Kube, place: AgentPlace, image: string): Promise<void> {
-    await this.agentStatus(kube, place, image);
   }
 
   private async tailLogs(kube: Kube, place: AgentPlace): Promise<string[]> {
