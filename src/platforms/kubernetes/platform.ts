@@ -36,6 +36,8 @@ interface AgentPlace {
   ephemeral: boolean;
   /** Why the pod is not running yet, when the scheduler says (shown with the progress). */
   note?: string;
+  /** Set once the pod is bound to a node: port-forward can be tried from then on. */
+  scheduled?: boolean;
 }
 
 export class KubernetesPlatform implements TargetPlatform {
@@ -181,6 +183,7 @@ export class KubernetesPlatform implements TargetPlatform {
       if (pod) place.pod = pod.metadata?.name;
     }
     if (!pod) return undefined;
+    place.scheduled = !!pod.spec?.nodeName;
     const unschedulable = pod.status?.conditions?.find((c) => c.type === 'PodScheduled' && c.status === 'False');
     place.note = unschedulable?.message && /Unschedulable/.test(unschedulable.reason ?? '') ? `not scheduled yet: ${unschedulable.message}` : undefined;
     const statuses = place.ephemeral ? pod.status?.ephemeralContainerStatuses : pod.status?.containerStatuses;
@@ -208,7 +211,10 @@ export class KubernetesPlatform implements TargetPlatform {
     let shown = '';
     for (;;) {
       const s = await this.agentStatus(kube, place, image);
-      if (s?.state?.running) return;
+      // The kubelet reports "running" only at its next relist (up to a second later); the
+      // port-forward works as soon as the pod's sandbox has an address, and is retried until the
+      // listener answers, so waiting for that is enough.
+      if (s?.state?.running || (place.scheduled && s?.state?.waiting?.reason === 'ContainerCreating') || (place.ephemeral && place.scheduled)) return;
       const what = place.note ?? (s?.state?.waiting?.reason ? `agent ${s.state.waiting.reason}` : place.pod ? `agent pod/${place.pod} starting` : 'waiting for the agent pod to be created');
       if (what !== shown) {
         opts.progress.update(what);
@@ -218,7 +224,7 @@ export class KubernetesPlatform implements TargetPlatform {
       if (Date.now() > deadline) {
         throw new MirrordError(`the agent did not start within ${opts.startupTimeoutMs / 1000} s (${what})`, ExitCode.Agent, 'Raise agent.startup_timeout, or check the agent pod with kubectl describe');
       }
-      await new Promise((r) => setTimeout(r, 200));
+      await new Promise((r) => setTimeout(r, 100));
     }
   }
 

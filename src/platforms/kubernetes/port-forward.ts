@@ -183,7 +183,7 @@ export async function connectAgent(
       const status = (err as { statusCode?: number }).statusCode;
       if (status === 403 || status === 401 || status === 404) throw err;
       await isAlive();
-      await sleep(Math.min(100 * 2 ** attempt, 500));
+      await sleep(Math.min(50 * 2 ** attempt, attempt < 15 ? 200 : 1000));
     }
   }
   throw last ?? new Error('timed out');
