@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -272,6 +272,41 @@ describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
     await noAgentLeft();
     assert.doesNotMatch(await appNat(), /MIRRORD_/);
     assert.equal(await restarts(), before);
+  });
+
+  it('the agent process killed mid-steal: its listener removes the rule, the pod answers its own clients again', async () => {
+    const port = await freePort();
+    const cfg = config('steal-guard', { feature: { network: { incoming: { mode: 'steal', port_mapping: [[port, 8080]] } } } });
+    writeFileSync(path.join(tmp, 'index.html'), 'stolen\n');
+    const child = spawn(process.execPath, [CLI, 'exec', '-f', cfg, '-n', ns.name, '-t', 'deployment/app', '--', 'python3', '-m', 'http.server', String(port), '--bind', '127.0.0.1', '--directory', tmp], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    try {
+      await waitFor('the steal to start', async () => (await curlApp()) === 'stolen', 60_000, 500);
+      // The agent child runs in the node's PID namespace (hostPID), so this host sees it.
+      const pod = await kube().core.readNamespacedPod({ name: appPod, namespace: ns.name });
+      const targetPid = await findContainerPid(pod.status!.containerStatuses![0]!.containerID!);
+      const agents: number[] = [];
+      for (const p of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+        try {
+          const env = readFileSync(`/proc/${p}/environ`, 'utf8').split('\0');
+          if (env.includes('MIRRORD_AGENT_MODE=serve') && env.includes(`MIRRORD_AGENT_TARGET_PID=${targetPid}`)) agents.push(Number(p));
+        } catch {
+          // Gone, or not ours to read.
+        }
+      }
+      assert.equal(agents.length, 1, `one agent process serves the app pod: ${agents.join(', ')}`);
+      process.kill(agents[0]!, 'SIGKILL');
+      await waitFor('the pod to answer its own clients again', async () => /^hello from app-/.test(await curlApp()), 30_000, 300);
+      assert.doesNotMatch(await appNat(), /MIRRORD_/);
+      await waitFor('the CLI to report the lost link', async () => /lost the link to the agent/.test(stderr), 30_000, 200);
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('close', r));
+    }
+    await noAgentLeft();
   });
 
   it('ephemeral mode: the agent runs as an ephemeral container in the target pod', async () => {
