@@ -309,6 +309,38 @@ describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
     await noAgentLeft();
   });
 
+  it('Ctrl-C while the agent starts: the CLI removes the agent Job before it exits', async () => {
+    // An agent that can never start keeps the session in its start-up phase.
+    const cfg = config('stuck', { agent: { image: 'mirrord-agent:never-there', image_pull_policy: 'IfNotPresent', startup_timeout: 120 } });
+    const child = spawn(process.execPath, [CLI, 'exec', '-f', cfg, '-n', ns.name, '-t', 'deployment/app', '--', 'true'], { stdio: 'ignore' });
+    const closed = new Promise<NodeJS.Signals | number | null>((r) => child.once('close', (code, signal) => r(signal ?? code)));
+    await waitFor('the agent Job to exist', async () => (await agentObjects()).length > 0, 60_000, 200);
+    child.kill('SIGINT');
+    assert.equal(await closed, 'SIGINT');
+    // Left alone, the Job would stay until its listener gave up (startup_timeout + 10 s) and its TTL.
+    await waitFor('the agent Job and pod to be gone', async () => (await agentObjects()).length === 0, 20_000, 250);
+  });
+
+  it('a CLI killed with SIGKILL while its agent could not start: the next session in the namespace reaps the Job', async () => {
+    const cfg = config('stuck-kill', { agent: { image: 'mirrord-agent:never-there', image_pull_policy: 'IfNotPresent', startup_timeout: 120 } });
+    const child = spawn(process.execPath, [CLI, 'exec', '-f', cfg, '-n', ns.name, '-t', 'deployment/app', '--', 'true'], { stdio: 'ignore' });
+    const closed = new Promise((r) => child.once('close', r));
+    const [orphan] = await waitFor('the agent Job to exist', async () => {
+      const jobs = (await kube().batch.listNamespacedJob({ namespace: ns.name, labelSelector: 'app.kubernetes.io/name=mirrord-agent' })).items;
+      return jobs.length ? jobs.map((j) => j.metadata!.name!) : undefined;
+    }, 60_000, 200);
+    child.kill('SIGKILL');
+    await closed;
+    // Its pod never runs, so no listener will ever end it: only a reaper can.
+    const r = await mirrord(['exec', '-n', ns.name, '-t', 'deployment/app', '--', 'true']);
+    assert.equal(r.code, 0, r.stderr);
+    await waitFor(`the orphan Job ${orphan} to be deleted`, async () => {
+      const jobs = (await kube().batch.listNamespacedJob({ namespace: ns.name, labelSelector: 'app.kubernetes.io/name=mirrord-agent' })).items;
+      return !jobs.some((j) => j.metadata?.name === orphan);
+    }, 20_000, 250);
+    await noAgentLeft();
+  });
+
   it('ephemeral mode: the agent runs as an ephemeral container in the target pod', async () => {
     const before = await restarts();
     const cfg = config('ephemeral', { agent: { ephemeral: true } });

@@ -1,6 +1,6 @@
-import os from 'node:os';
 import type Docker from 'dockerode';
 import { ExitCode, MirrordError } from '../../errors.js';
+import { ownerGone } from '../owner.js';
 import type { Logger } from '../../log.js';
 import type { TargetSpec } from '../../target.js';
 import type { AgentHandle, AgentStartOptions, ResolvedTarget, TargetPlatform } from '../platform.js';
@@ -54,22 +54,12 @@ export class DockerPlatform implements TargetPlatform {
       return;
     }
     for (const c of list) {
-      const [host, pid] = (c.Labels[LABEL_OWNER] ?? '').split(':');
-      if (host !== os.hostname() || !pid || isAlive(Number(pid))) continue;
+      if (!ownerGone(c.Labels[LABEL_OWNER])) continue;
       // A container-mode user container that ran is the user's (kept without --rm, as docker run
       // keeps it); one that never started was left half-made by a killed CLI.
       if (c.Labels[LABEL_AGENT] === 'user' && c.State !== 'created') continue;
-      log.debug(`reaper: removing agent ${c.Id.slice(0, 12)} of dead session owner ${pid}`);
+      log.debug(`reaper: removing agent ${c.Id.slice(0, 12)} of dead session owner ${c.Labels[LABEL_OWNER]}`);
       await forceRemove(this.docker.getContainer(c.Id), log);
     }
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

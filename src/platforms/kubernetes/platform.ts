@@ -12,7 +12,8 @@ import type { TargetSpec } from '../../target.js';
 import { recipeTag } from '../docker/images.js';
 import { agentImageRecipe } from '../docker/agent-image.js';
 import type { AgentHandle, AgentStartOptions, ResolvedTarget, TargetPlatform } from '../platform.js';
-import { AGENT_CONTAINER, LABEL_SESSION, agentEphemeralContainer, agentJob, type KubeAgentSettings } from './agent-spec.js';
+import { AGENT_CONTAINER, ANNOTATION_OWNER, LABEL_APP, LABEL_SESSION, agentEphemeralContainer, agentJob, type KubeAgentSettings } from './agent-spec.js';
+import { ownerGone } from '../owner.js';
 import { apiError, call, connectKube, isApiStatus, type Kube, type KubeSettings } from './client.js';
 import { connectAgent } from './port-forward.js';
 import { resolveKubeTarget, type KubeTarget } from './resolve.js';
@@ -99,6 +100,9 @@ export class KubernetesPlatform implements TargetPlatform {
       opts.progress.update(`adding agent container to pod/${target!.pod}`);
       await this.addEphemeralContainer(kube, target!, ec);
     } else {
+      // Best effort and not waited for: Jobs left by CLIs of this host that died (a start killed
+      // with SIGKILL can leave a pod that never runs, so no listener ever ends it).
+      void this.reapNamespace(kube, namespace, opts.log);
       const job = agentJob(input);
       opts.progress.update(`creating agent job ${job.metadata!.name} in namespace ${namespace}`);
       await call({ verb: 'create', resource: 'jobs', namespace }, () => kube.batch.createNamespacedJob({ namespace, body: job }), kube.server, () => {
@@ -108,12 +112,29 @@ export class KubernetesPlatform implements TargetPlatform {
 
     const logs: string[] = [];
     const recentLogs = () => logs;
+    // Ctrl-C or a kill while the agent starts: the Job is deleted before the signal takes its usual
+    // course, rather than waiting for its listener to give up on a client that never comes.
+    const interrupted = (signal: NodeJS.Signals) => {
+      releaseSignals();
+      const done = () => process.kill(process.pid, signal);
+      if (ephemeral) return done();
+      opts.progress.update('interrupted: removing the agent job');
+      const timer = setTimeout(done, 3000);
+      void this.deleteJob(kube, namespace, opts.session, opts.log).finally(() => {
+        clearTimeout(timer);
+        done();
+      });
+    };
+    const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+    for (const sig of signals) process.once(sig, interrupted);
+    const releaseSignals = () => signals.forEach((sig) => process.off(sig, interrupted));
     try {
       await this.waitRunning(kube, place, opts, settings.image, deadline);
       opts.progress.update(`connecting to the agent (pod/${place.pod}) through port-forward`);
       const link = await connectAgent(kube.kc, namespace, place.pod!, port, deadline, async () => void (await this.agentStatus(kube, place, settings.image)), (m) => opts.log.debug(m)).catch((err: unknown) => {
         throw this.startError(err, place, opts);
       });
+      releaseSignals();
       opts.log.debug(`agent link open: pod/${place.pod} port ${port}`);
       return {
         link,
@@ -125,6 +146,7 @@ export class KubernetesPlatform implements TargetPlatform {
         recentLogs,
       };
     } catch (err) {
+      releaseSignals();
       logs.push(...(await this.tailLogs(kube, place)));
       // A Job whose pod cannot start would retry pulling forever; an ephemeral container cannot be removed.
       if (!ephemeral) await this.deleteJob(kube, namespace, opts.session, opts.log);
@@ -246,6 +268,19 @@ export class KubernetesPlatform implements TargetPlatform {
     }
   }
 
-  /** Nothing to reap: agent Jobs expire by themselves (see the file comment). */
+  /** Agent Jobs expire by themselves (see the file comment); orphans are reaped per namespace in startAgent. */
   async reap(): Promise<void> {}
+
+  private async reapNamespace(kube: Kube, namespace: string, log: Logger): Promise<void> {
+    try {
+      const jobs = await kube.batch.listNamespacedJob({ namespace, labelSelector: `${LABEL_APP}=mirrord-agent` });
+      for (const j of jobs.items) {
+        if (!ownerGone(j.metadata?.annotations?.[ANNOTATION_OWNER])) continue;
+        log.debug(`reaper: deleting agent job ${j.metadata?.name} of a dead session`);
+        await kube.batch.deleteNamespacedJob({ name: j.metadata!.name!, namespace, propagationPolicy: 'Background' });
+      }
+    } catch (err) {
+      log.debug(`reaper: ${(err as Error).message}`);
+    }
+  }
 }
