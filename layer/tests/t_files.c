@@ -5,14 +5,32 @@
  *   stat PATH        stat, lstat, access(R_OK), readlink
  *   open PATH        open O_RDONLY: prints fd or the errno name
  *   write FILE       creat + write "x\n" + close, then mkdir FILE.d, rename FILE FILE.moved, unlink
+ *   mmap FILE        fstat, then mmap the whole file read-only: prints its first line from the mapping
  */
 #include "common.h"
 
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+
+static int do_mmap(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) { printf("open=%s\n", errname(errno)); return 1; }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || st.st_size == 0) { printf("fstat size=0\n"); return 1; }
+    const char *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (m == MAP_FAILED) { printf("mmap=%s\n", errname(errno)); return 1; }
+    const char *nl = memchr(m, '\n', (size_t)st.st_size);
+    printf("mmap_first_line=%.*s\n", nl ? (int)(nl - m) : (int)st.st_size, m);
+    printf("mmap_last_byte=%d\n", m[st.st_size - 1]);
+    munmap((void *)m, (size_t)st.st_size);
+    close(fd);
+    return 0;
+}
 
 static int cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
@@ -152,6 +170,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[1], "stat")) bad |= do_stat(argv[i]);
         else if (!strcmp(argv[1], "open")) bad |= do_open(argv[i]);
         else if (!strcmp(argv[1], "write")) bad |= do_write(argv[i]);
+        else if (!strcmp(argv[1], "mmap")) bad |= do_mmap(argv[i]);
         else return 2;
     }
     return bad;

@@ -71,6 +71,16 @@ describe('remote files: C program', () => {
     ]);
   });
 
+  it('mmap of a remote file maps its content (C, and python3\'s mmap module)', async () => {
+    const f = await start();
+    const r = await runIn(f, cTest('t_files'), ['mmap', '/srv/data.txt']);
+    assert.equal(r.code, 0, describeRun(r));
+    assert.deepEqual(lines(r.stdout), ['mmap_first_line=hello remote', 'mmap_last_byte=10']);
+    const py = await runIn(f, python, ['-c', "import mmap; f = open('/srv/big.txt', 'rb'); m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ); print(len(m), m[-10:].decode().strip())"]);
+    assert.equal(py.code, 0, describeRun(py));
+    assert.equal(py.stdout.trim(), `${readFileSync(path.join(f.root, 'srv/big.txt')).length} line 9999`);
+  });
+
   it('reads 10,000 lines with a handful of agent reads (read-ahead), not one per line', async () => {
     const f = await start();
     const r = await runIn(f, cTest('t_files'), ['lines', '/srv/big.txt']);
