@@ -108,7 +108,7 @@ export class FileService {
     if (!f.file) throw fail('EISDIR', 'is a directory');
     const buf = Buffer.allocUnsafe(p.len);
     const { bytesRead } = await f.file.read(buf, 0, p.len, p.offset);
-    return { data: buf.subarray(0, bytesRead).toString('base64') };
+    return { data: buf.subarray(0, bytesRead) };
   }
 
   async write(p: P<'fs.write'>): Promise<R<'fs.write'>> {

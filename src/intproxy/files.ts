@@ -164,7 +164,7 @@ export class FileProxy {
             h.next = undefined;
             const r = await agent.request('fs.read', { fd: q.handle, offset: q.offset, len: READ_AHEAD });
             this.stats.agentReads++;
-            b = { offset: q.offset, data: Buffer.from(r.data, 'base64') };
+            b = { offset: q.offset, data: r.data };
             h.block = b;
           }
           b ??= { offset: q.offset, data: Buffer.alloc(0) };
@@ -177,7 +177,7 @@ export class FileProxy {
               data: agent.request('fs.read', { fd, offset: end, len: READ_AHEAD }).then(
                 (r) => {
                   this.stats.agentReads++;
-                  return Buffer.from(r.data, 'base64');
+                  return r.data;
                 },
                 () => undefined,
               ),

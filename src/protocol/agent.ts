@@ -9,7 +9,8 @@
  */
 export const AP_LISTENER_BANNER = 'MIRRORD-AGENT 1\n';
 
-export const AP_VERSION = 1;
+/** 2: RESPONSE may carry a binary tail (fs.read's bytes, no longer base64 in JSON). */
+export const AP_VERSION = 2;
 /** Largest payload a frame may carry; larger frames are a protocol error (the link is closed). */
 export const AP_MAX_PAYLOAD = 1024 * 1024;
 /** Each direction of a stream starts with this much credit. */
@@ -112,7 +113,7 @@ export interface ApDirent { name: string; type: number; ino: number }
 export interface ApFileMethods {
   /** flags/mode: Linux open(2) values; O_NOFOLLOW is honoured on the last component. */
   'fs.open': { params: { path: string; flags: number; mode: number }; result: { fd: number; stat: ApFileStat } };
-  'fs.read': { params: { fd: number; offset: number; len: number }; result: { data: string } };
+  'fs.read': { params: { fd: number; offset: number; len: number }; result: { data: Buffer } };
   /** offset -1: append at the end. */
   'fs.write': { params: { fd: number; offset: number; data: string }; result: { written: number; offset: number } };
   'fs.close': { params: { fd: number }; result: Record<string, never> };
@@ -258,7 +259,20 @@ export function encodePing(data: Buffer): Buffer {
 export const encodePong = (data: Buffer) => encodeFrame(ApKind.PONG, 0, data);
 export const encodeRequest = (id: number, method: string, params: unknown) =>
   encodeFrame(ApKind.REQUEST, id, json({ method, params }));
-export const encodeResponse = (id: number, r: ApResponse) => encodeFrame(ApKind.RESPONSE, id, json(r));
+/**
+ * A RESPONSE whose result has a Buffer `data` sends those bytes raw after the JSON (no base64):
+ * payload = 0x00, u32 JSON length, JSON (with `"data"` left out and `"$bin": "data"`), the bytes.
+ * JSON never starts with 0x00, so the two forms cannot be confused.
+ */
+export function encodeResponse(id: number, r: ApResponse): Buffer {
+  const data = r.ok && isObj(r.result) ? r.result.data : undefined;
+  if (!Buffer.isBuffer(data)) return encodeFrame(ApKind.RESPONSE, id, json(r));
+  const head = json({ ok: true, result: { ...(r as { result: object }).result, data: undefined, $bin: 'data' } });
+  const prefix = Buffer.allocUnsafe(5);
+  prefix[0] = 0;
+  prefix.writeUInt32LE(head.length, 1);
+  return encodeFrame(ApKind.RESPONSE, id, Buffer.concat([prefix, head, data]));
+}
 export const encodeData = (stream: number, bytes: Buffer) => encodeFrame(ApKind.DATA, stream, bytes);
 export const encodeEof = (stream: number) => encodeFrame(ApKind.EOF, stream);
 export const encodeClose = (stream: number, error?: ApErrorBody) =>
@@ -333,6 +347,15 @@ function decodeErrorBody(f: ApFrame, e: unknown): ApErrorBody {
 }
 
 export function decodeResponse(f: ApFrame): ApResponse {
+  if (f.payload.length > 0 && f.payload[0] === 0) {
+    if (f.payload.length < 5) bad(f, 'binary form needs a JSON length');
+    const headLen = f.payload.readUInt32LE(1);
+    if (headLen > f.payload.length - 5) bad(f, 'JSON length past the end');
+    const v = parseJson({ ...f, payload: f.payload.subarray(5, 5 + headLen) });
+    if (v.ok !== true || !isObj(v.result) || v.result.$bin !== 'data') bad(f, 'binary form needs ok and $bin');
+    const { $bin: _bin, ...result } = v.result;
+    return { ok: true, result: { ...result, data: f.payload.subarray(5 + headLen) } };
+  }
   const v = parseJson(f);
   if (v.ok === true) return { ok: true, result: v.result };
   if (v.ok === false) return { ok: false, error: decodeErrorBody(f, v.error) };

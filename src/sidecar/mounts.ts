@@ -168,7 +168,7 @@ async function fileEntry(agent: FsAgent, pack: tar.Pack, header: EntryHeader & {
   let offset = 0;
   while (offset < header.size) {
     const len = Math.min(AP_FS_MAX_READ, header.size - offset);
-    let chunk = Buffer.from((await agent.request('fs.read', { fd, offset, len })).data, 'base64');
+    let chunk = (await agent.request('fs.read', { fd, offset, len })).data;
     if (chunk.length === 0) chunk = Buffer.alloc(len);
     offset += chunk.length;
     if (!w.write(chunk)) await once(w, 'drain');

@@ -86,6 +86,14 @@ const arbRoundTrip: fc.Arbitrary<RoundTrip> = fc.oneof(
       assert.deepEqual(ap.decodeResponse(f), r);
     },
   })),
+  // The binary form: a result whose `data` is a Buffer travels raw after the JSON.
+  fc.tuple(u32, fc.nat(), fc.uint8Array({ maxLength: 2000 })).map(([id, n, b]) => ({
+    encode: ap.encodeResponse(id, { ok: true, result: { n, data: Buffer.from(b) } }),
+    check: (f: ApFrame) => {
+      assert.equal(f.channel, id);
+      assert.deepEqual(ap.decodeResponse(f), { ok: true, result: { n, data: Buffer.from(b) } });
+    },
+  })),
   fc.tuple(u32, fc.option(errorBody, { nil: undefined })).map(([s, error]) => ({
     encode: ap.encodeClose(s, error),
     check: (f: ApFrame) => assert.deepEqual(ap.decodeClose(f), error ? { error } : {}),

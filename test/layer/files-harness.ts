@@ -11,7 +11,7 @@ import { configSchema, resolveFeatures } from '../../src/config/schema.js';
 import { layerHintEnv } from '../../src/fs/rules.js';
 import { Intproxy, type AgentPort } from '../../src/intproxy/intproxy.js';
 import { createLogger, parseLevel } from '../../src/log.js';
-import type { ApFileMethods } from '../../src/protocol/agent.js';
+import { ApFrameReader, decodeResponse, encodeResponse, type ApFileMethods } from '../../src/protocol/agent.js';
 import { layerEnv } from './harness.js';
 
 export interface FsFixture {
@@ -37,8 +37,11 @@ export async function startFsFixture(fs: Record<string, unknown> = {}, mounts: s
       if (method === 'fs.mounts') return { mounts };
       const h = handlers[method];
       if (!h) throw Object.assign(new Error(`unknown ${method}`), { code: 'ENOSYS' });
-      // Through JSON, as on the wire.
-      return JSON.parse(JSON.stringify((await h(JSON.parse(JSON.stringify(params)))).result)) as unknown;
+      // Through the wire codec, as on the link (JSON, and raw bytes in the binary form).
+      const result = (await h(JSON.parse(JSON.stringify(params)))).result;
+      const [frame] = new ApFrameReader().push(encodeResponse(1, { ok: true, result }));
+      const r = decodeResponse(frame!);
+      return r.ok ? r.result : undefined;
     },
   } as unknown as AgentPort & { request<M extends keyof ApFileMethods>(m: M, p: ApFileMethods[M]['params']): Promise<ApFileMethods[M]['result']> };
   const features = resolveFeatures(configSchema.parse({ feature: { fs } }));

@@ -9,7 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { AgentConnection, AgentLinkError } from '../../src/agent-link/connection.js';
-import { ApFrameReader, ApKind, encodeHelloOk } from '../../src/protocol/agent.js';
+import { AP_VERSION, ApFrameReader, ApKind, encodeHelloOk } from '../../src/protocol/agent.js';
 import { serveAgent } from '../../agent/src/server.js';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -83,7 +83,7 @@ async function silentDnsRoot() {
 
 test('handshake succeeds and agent.info answers', async () => {
   const h = await startAgent();
-  assert.deepEqual(h.conn.info, { version: 1, agent: '0.1.0', targetPid: process.pid, agentPid: process.pid });
+  assert.deepEqual(h.conn.info, { version: AP_VERSION, agent: '0.1.0', targetPid: process.pid, agentPid: process.pid });
   const info = await h.conn.request('agent.info', {});
   assert.equal(info.targetPid, process.pid);
   assert.equal(typeof info.hostname, 'string');
@@ -290,7 +290,7 @@ test('a silent peer is declared dead after deadAfterMs', async () => {
   pair.agent.on('error', () => undefined);
   const reader = new ApFrameReader();
   pair.agent.on('data', (c: Buffer) => {
-    if (reader.push(c).some((f) => f.kind === ApKind.HELLO)) pair.agent.write(encodeHelloOk({ version: 1, agent: 'fake', targetPid: 1 }));
+    if (reader.push(c).some((f) => f.kind === ApKind.HELLO)) pair.agent.write(encodeHelloOk({ version: AP_VERSION, agent: 'fake', targetPid: 1 }));
   });
   const conn = await AgentConnection.connect(pair.client, { token: TOKEN, heartbeatMs: 50, deadAfterMs: 300 });
   const t0 = Date.now();

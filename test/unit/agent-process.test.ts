@@ -9,6 +9,7 @@ import { Duplex } from 'node:stream';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AgentConnection, AgentLinkError } from '../../src/agent-link/connection.js';
+import { AP_VERSION } from '../../src/protocol/agent.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const bundle = path.join(repo, 'agent/dist/agent.mjs');
@@ -37,7 +38,7 @@ test('handshake, env.get, and exit 0 when stdin closes', async () => {
   const { env } = await conn.request('env.get', {});
   assert.equal(env.PATH, process.env.PATH);
   const self = await conn.request('agent.info', {});
-  assert.equal(self.version, 1);
+  assert.equal(self.version, AP_VERSION);
   conn.close();
   const [codeOrNull] = await a.exited;
   assert.equal(codeOrNull, 0, a.stderr());

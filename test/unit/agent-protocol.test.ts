@@ -163,3 +163,26 @@ test('param checks accept good params and name the bad field', () => {
   assert.equal(AP_PARAM_CHECKS['env.get']({}), undefined);
   assert.match(AP_PARAM_CHECKS['env.get'](null) ?? '', /object/);
 });
+
+test('a RESPONSE with Buffer data carries the bytes raw after the JSON, and malformed binary forms are refused', () => {
+  const bytes = Buffer.from([0, 1, 2, 0xff, 0x7b, 0x22]);
+  const frame = encodeResponse(5, { ok: true, result: { data: bytes, eof: false } });
+  // 9 header bytes + 5 + the JSON + the bytes themselves: no base64 growth.
+  const f = one(frame);
+  assert.equal(f.payload[0], 0);
+  assert.ok(f.payload.subarray(f.payload.length - bytes.length).equals(bytes));
+  const r = decodeResponse(f);
+  assert.ok(r.ok);
+  const result = r.result as { data: Buffer; eof: boolean; $bin?: string };
+  assert.ok(Buffer.isBuffer(result.data) && result.data.equals(bytes));
+  assert.equal(result.eof, false);
+  assert.equal(result.$bin, undefined);
+  // Results without a Buffer stay plain JSON.
+  assert.equal(one(encodeResponse(6, { ok: true, result: { data: 'text' } })).payload[0], 0x7b);
+  const bin = (payload: Buffer) => ({ kind: ApKind.RESPONSE, channel: 1, payload });
+  assert.throws(() => decodeResponse(bin(Buffer.from([0, 1]))), ApProtocolError);
+  assert.throws(() => decodeResponse(bin(Buffer.from([0, 200, 0, 0, 0, 0x7b, 0x7d]))), ApProtocolError);
+  const head = Buffer.from('{"ok":true,"result":{}}');
+  const noMarker = Buffer.concat([Buffer.from([0, head.length, 0, 0, 0]), head, Buffer.from('x')]);
+  assert.throws(() => decodeResponse(bin(noMarker)), ApProtocolError);
+});

@@ -40,7 +40,7 @@ function fakeAgent(tree: Record<string, { dir?: true; data?: string; link?: stri
     },
     'fs.read': (p) => {
       const data = Buffer.from(tree[open.get(p.fd)!.path]!.data ?? '');
-      return { data: data.subarray(p.offset, p.offset + p.len).toString('base64') };
+      return { data: data.subarray(p.offset, p.offset + p.len) };
     },
     'fs.close': (p) => {
       open.delete(p.fd);
