@@ -115,12 +115,13 @@ run_tier() {
     prepare_k8s || return
   fi
   echo "run-all: tier $label (${#files[@]} files)"
-  # --test-timeout: a default for tests that set none. `timeout`: a file that leaks a handle keeps its
+  # --test-timeout: a default for tests that set none, each test file included (the Kubernetes
+  # targets file runs about 150 s here; 600 s leaves room for slower machines). `timeout`: a file that leaks a handle keeps its
   # process alive after its tests end, and must not hold CI (--foreground lets Ctrl-C reach the tests).
   # Not --test-force-exit: it ends a file as soon as the tests known so far are done, and silently
   # drops tests a file registers later (seen with the LP codec's vector-driven tests).
   timeout --foreground "$TIER_TIMEOUT" \
-    env "${tier_env[@]}" node --import tsx --test --test-concurrency=1 --test-timeout=300000 \
+    env "${tier_env[@]}" node --import tsx --test --test-concurrency=1 --test-timeout=600000 \
     --test-reporter=spec --test-reporter-destination=stdout \
     --test-reporter=spec --test-reporter-destination="$summary" \
     "${files[@]}"

@@ -81,6 +81,35 @@ describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
     return r.stdout.trim();
   };
 
+  /**
+   * `python3 -m http.server` serving `body` locally under `mirrord exec` on deployment/app, on a free
+   * port that port_mapping ties to the pod's 8080, with the given incoming settings.
+   */
+  const serveLocally = async (name: string, incoming: object, body: string) => {
+    const port = await freePort();
+    const cfg = config(name, { feature: { network: { incoming: { ...incoming, port_mapping: [[port, 8080]] } } } });
+    writeFileSync(path.join(tmp, 'index.html'), body);
+    // Its own process group, so that a program orphaned by a killed CLI is ended with it.
+    const child = spawn(process.execPath, [CLI, 'exec', '-f', cfg, '-n', ns.name, '-t', 'deployment/app', '--', 'python3', '-m', 'http.server', String(port), '--bind', '127.0.0.1', '--directory', tmp], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      detached: true,
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    // 'exit', not 'close': after a SIGKILL the orphaned program still holds the stderr pipe.
+    const exited = new Promise((r) => child.once('exit', r));
+    const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
+      child.kill(signal);
+      await exited;
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // Nothing left in the group.
+      }
+    };
+    return { child, stderr: () => stderr, stop };
+  };
+
   it('deployment/app: redis-cli reaches a Service name only the cluster resolves, from the pod\'s address', async () => {
     const before = await restarts();
     const r = await mirrord(['exec', '-n', ns.name, '-t', 'deployment/app', '--', 'sh', '-c', 'redis-cli -h redis ping && redis-cli -h redis client list']);
@@ -121,27 +150,16 @@ describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
   });
 
   it('steal with an HTTP header filter: matching requests reach the local program, others the pod', async () => {
-    const port = await freePort();
-    const cfg = config('steal', {
-      feature: { network: { incoming: { mode: 'steal', port_mapping: [[port, 8080]], http_filter: { header_filter: '^x-mirrord: yes$' } } } },
-    });
-    writeFileSync(path.join(tmp, 'index.html'), 'local\n');
-    // The local server listens on a free port; port_mapping makes the agent steal the pod's 8080 for it.
-    const child = spawn(process.execPath, [CLI, 'exec', '-f', cfg, '-n', ns.name, '-t', 'deployment/app', '--', 'python3', '-m', 'http.server', String(port), '--bind', '127.0.0.1', '--directory', tmp], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const local = await serveLocally('steal', { mode: 'steal', http_filter: { header_filter: '^x-mirrord: yes$' } }, 'local\n');
     try {
       await waitFor('the steal to start', async () => (await curlApp('x-mirrord: yes')) === 'local', 60_000, 500);
       assert.equal(await curlApp('x-mirrord: yes'), 'local');
       assert.match(await curlApp(), /^hello from app-/);
       assert.match(await curlApp('x-mirrord: no'), /^hello from app-/);
     } finally {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('close', r));
+      await local.stop();
     }
-    assert.ok(!/mirrord: (?!running)/.test(stderr), stderr);
+    assert.ok(!/mirrord: (?!running)/.test(local.stderr()), local.stderr());
     await noAgentLeft();
     assert.doesNotMatch(await appNat(), /MIRRORD_/);
     assert.match(await curlApp('x-mirrord: yes'), /^hello from app-/);
@@ -256,17 +274,12 @@ describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
 
   it('after the CLI is killed with SIGKILL mid-steal: no agent, Job or iptables rule remains, the pod never restarted', async () => {
     const before = await restarts();
-    const port = await freePort();
-    const cfg = config('steal-all', { feature: { network: { incoming: { mode: 'steal', port_mapping: [[port, 8080]] } } } });
-    writeFileSync(path.join(tmp, 'index.html'), 'stolen\n');
-    const child = spawn(process.execPath, [CLI, 'exec', '-f', cfg, '-n', ns.name, '-t', 'deployment/app', '--', 'python3', '-m', 'http.server', String(port), '--bind', '127.0.0.1', '--directory', tmp], {
-      stdio: 'ignore',
-    });
+    const local = await serveLocally('steal-all', { mode: 'steal' }, 'stolen\n');
     try {
       await waitFor('the steal to start', async () => (await curlApp()) === 'stolen', 60_000, 500);
       assert.match(await appNat(), /MIRRORD_/, 'the steal rule is in the pod\'s namespace while the session runs');
     } finally {
-      child.kill('SIGKILL');
+      await local.stop('SIGKILL');
     }
     await waitFor('the pod to answer its own clients again', async () => /^hello from app-/.test(await curlApp()), 60_000, 500);
     await noAgentLeft();
@@ -275,14 +288,7 @@ describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
   });
 
   it('the agent process killed mid-steal: its listener removes the rule, the pod answers its own clients again', async () => {
-    const port = await freePort();
-    const cfg = config('steal-guard', { feature: { network: { incoming: { mode: 'steal', port_mapping: [[port, 8080]] } } } });
-    writeFileSync(path.join(tmp, 'index.html'), 'stolen\n');
-    const child = spawn(process.execPath, [CLI, 'exec', '-f', cfg, '-n', ns.name, '-t', 'deployment/app', '--', 'python3', '-m', 'http.server', String(port), '--bind', '127.0.0.1', '--directory', tmp], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const local = await serveLocally('steal-guard', { mode: 'steal' }, 'stolen\n');
     try {
       await waitFor('the steal to start', async () => (await curlApp()) === 'stolen', 60_000, 500);
       // The agent child runs in the node's PID namespace (hostPID), so this host sees it.
@@ -301,10 +307,9 @@ describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
       process.kill(agents[0]!, 'SIGKILL');
       await waitFor('the pod to answer its own clients again', async () => /^hello from app-/.test(await curlApp()), 30_000, 300);
       assert.doesNotMatch(await appNat(), /MIRRORD_/);
-      await waitFor('the CLI to report the lost link', async () => /lost the link to the agent/.test(stderr), 30_000, 200);
+      await waitFor('the CLI to report the lost link', async () => /lost the link to the agent/.test(local.stderr()), 30_000, 200);
     } finally {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('close', r));
+      await local.stop();
     }
     await noAgentLeft();
   });
