@@ -111,12 +111,23 @@ export function sanitizerReport(stderr: string): string | undefined {
   return stderr.split('\n').find((l) => /ERROR: (Address|Leak)Sanitizer|runtime error:|SUMMARY: UndefinedBehaviorSanitizer/.test(l));
 }
 
-export async function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs = 20000): Promise<RunResult> {
+/** Runs a program to its end; `onLine` (optional) sees each stdout line as it arrives, to act mid-run. */
+export async function run(
+  cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs = 20000, onLine?: (line: string, pid: number) => void,
+): Promise<RunResult> {
   const started = Date.now();
   const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  let partial = '';
+  child.stdout.on('data', (d: Buffer) => {
+    stdout += d.toString();
+    if (!onLine) return;
+    partial += d.toString();
+    const parts = partial.split('\n');
+    partial = parts.pop()!;
+    for (const l of parts) onLine(l, child.pid!);
+  });
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
   const [code, signal] = (await once(child, 'close')) as [number | null, string | null];

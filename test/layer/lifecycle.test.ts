@@ -5,12 +5,10 @@
  * children forked at once.
  */
 import { strict as assert } from 'node:assert';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { FakeIntproxy, type FakeScript } from './fake-intproxy.js';
 import {
-  ASAN, GREETING, LAYER_SO, buildLayer, cTest, describeRun, layerEnv, lines, run, sanitizerReport, startServers, type RunResult,
+  ASAN, GREETING, LAYER_SO, buildLayer, cTest, describeRun, layerEnv, lines, run, startServers, type RunResult,
   type Servers,
 } from './harness.js';
 import type { LpRequest } from '../../src/protocol/layer.js';
@@ -115,32 +113,6 @@ describe('exec and spawn with an environment without the session', () => {
   });
 });
 
-/** Runs a program and lets the test act on each line of its output as it arrives. */
-async function runInteractive(
-  cmd: string, args: string[], environment: NodeJS.ProcessEnv, onLine: (line: string, pid: number) => void,
-): Promise<RunResult> {
-  const started = Date.now();
-  const child = spawn(cmd, args, { env: environment, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  let partial = '';
-  child.stdout.on('data', (d: Buffer) => {
-    stdout += d.toString();
-    partial += d.toString();
-    const parts = partial.split('\n');
-    partial = parts.pop()!;
-    for (const l of parts) onLine(l, child.pid!);
-  });
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const timer = setTimeout(() => child.kill('SIGKILL'), 20000);
-  const [code, signal] = (await once(child, 'close')) as [number | null, string | null];
-  clearTimeout(timer);
-  const result = { code, signal, stdout, stderr, ms: Date.now() - started, pid: child.pid ?? -1 };
-  const report = sanitizerReport(stderr);
-  if (report) assert.fail(`sanitizer report: ${report}\n${describeRun(result)}`);
-  return result;
-}
-
 /** Holds back the answer to the first request of `kind`. */
 function holdFirst(kind: LpRequest['kind']): (req: LpRequest) => boolean {
   let held = false;
@@ -159,7 +131,7 @@ async function interruptUntil(f: FakeIntproxy, cmd: string, args: string[], done
   let pid = 0;
   let finished = false;
   let timer: NodeJS.Timeout | undefined;
-  const r = runInteractive(cmd, args, env(f), (line, p) => {
+  const r = run(cmd, args, env(f), 20000, (line, p) => {
     if (line === 'ready') {
       pid = p;
       void f.holding().then(() => {
@@ -197,7 +169,7 @@ describe('a signal interrupting a call that waits for the intproxy', () => {
   it('connect, handler with SA_RESTART: the call goes on and succeeds', async () => {
     const f = await startFake({ hold: holdFirst('connect') });
     let pid = 0;
-    const r = await runInteractive(cTest('t_eintr'), ['connect', 'restart', '10.77.0.5', '80'], env(f), (line, p) => {
+    const r = await run(cTest('t_eintr'), ['connect', 'restart', '10.77.0.5', '80'], env(f), 20000, (line, p) => {
       if (line === 'ready') {
         pid = p;
         void f.holding().then(() => process.kill(pid, 'SIGUSR1'));
@@ -211,7 +183,7 @@ describe('a signal interrupting a call that waits for the intproxy', () => {
 
   it('non-blocking connect, handler without SA_RESTART: never EINTR (event loops do not expect it)', async () => {
     const f = await startFake({ hold: holdFirst('connect') });
-    const r = await runInteractive(cTest('t_eintr'), ['connect', 'nonblock', '10.77.0.5', '80'], env(f), (line, pid) => {
+    const r = await run(cTest('t_eintr'), ['connect', 'nonblock', '10.77.0.5', '80'], env(f), 20000, (line, pid) => {
       if (line === 'ready') void f.holding().then(() => process.kill(pid, 'SIGUSR1'));
       if (line === 'handled') f.release();
     });
