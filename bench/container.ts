@@ -12,9 +12,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createLogger } from '../src/log.js';
-import { agentImageRecipe, sidecarImageRecipe } from '../src/platforms/docker/agent-image.js';
-import { ensureImage } from '../src/platforms/docker/images.js';
+import { createLogger } from '../common/log.js';
+import { agentImageRecipe, sidecarImageRecipe } from '../src/images/recipes.js';
+import { ensureImage } from '../src/images/build.js';
 import { createProgress } from '../src/progress.js';
 import { RUN_ID, createVolume, docker, removeTestResources, runContainer, toolsImage } from '../test/helpers/docker-fixtures.js';
 

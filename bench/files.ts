@@ -10,9 +10,9 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createLogger } from '../src/log.js';
-import { agentImageRecipe } from '../src/platforms/docker/agent-image.js';
-import { ensureImage } from '../src/platforms/docker/images.js';
+import { createLogger } from '../common/log.js';
+import { agentImageRecipe } from '../src/images/recipes.js';
+import { ensureImage } from '../src/images/build.js';
 import { createProgress } from '../src/progress.js';
 import { RUN_ID, docker, removeTestResources, runContainer } from '../test/helpers/docker-fixtures.js';
 

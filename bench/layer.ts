@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { configSchema, resolveFeatures } from '../src/config/schema.js';
 import { layerHintEnv } from '../src/fs/rules.js';
 import { Intproxy, type AgentPort } from '../src/intproxy/intproxy.js';
-import { createLogger } from '../src/log.js';
+import { createLogger } from '../common/log.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const PROGRAM = path.join(ROOT, 'layer/build/bench/passthrough');

@@ -6,9 +6,9 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { createLogger } from '../src/log.js';
-import { agentImageRecipe } from '../src/platforms/docker/agent-image.js';
-import { ensureImage } from '../src/platforms/docker/images.js';
+import { createLogger } from '../common/log.js';
+import { agentImageRecipe } from '../src/images/recipes.js';
+import { ensureImage } from '../src/images/build.js';
 import { createProgress } from '../src/progress.js';
 import { RUN_ID, createNetwork, docker, removeTestResources, runContainer } from '../test/helpers/docker-fixtures.js';
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Bundles the agent and the container-mode sidecar, each into one ESM file that Debian bookworm's
-// agent/dist/agent.mjs, copied next to agent/image/Dockerfile when the agent image is built.
+// Bundles the agent and the container-mode sidecar, each into one ESM file (agent/dist/agent.mjs,
+// sidecar/dist/sidecar.mjs) that the image recipes (src/images/recipes.ts) copy beside their Dockerfile.
 import { build } from 'esbuild';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -12,8 +12,8 @@ const { version } = JSON.parse(readFileSync(path.join(repo, 'package.json'), 'ut
 // Both run on Debian bookworm's Node 18 with no node_modules: one ESM file each.
 const bundles = [
   ['agent/src/main.ts', 'agent/dist/agent.mjs', 'agent', 'agent/src'],
-  // The container-mode sidecar (src/sidecar/main.ts): the intproxy in its own image.
-  ['src/sidecar/main.ts', 'agent/dist/sidecar.mjs', 'sidecar', 'src/sidecar'],
+  // The container-mode sidecar: the intproxy in its own image.
+  ['sidecar/src/main.ts', 'sidecar/dist/sidecar.mjs', 'sidecar', 'sidecar/src'],
 ];
 for (const [entry, out, name, from] of bundles) {
   await build({

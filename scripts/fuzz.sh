@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The long fuzz run (npm run fuzz): every decoder of both protocols, FUZZ_RUNS inputs each
 # (default 10^6). C: libFuzzer harnesses of layer/src/lp_codec.c built with ASan + UBSan
-# (layer/fuzz/). TS: fast-check properties of src/protocol/layer.ts and agent.ts (test/fuzz/).
+# (layer/fuzz/). TS: fast-check properties of common/protocol/layer.ts and agent.ts (test/fuzz/).
 # Prints one line per decoder with its count and rate; exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

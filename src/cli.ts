@@ -6,9 +6,9 @@ import { execCommand, type ExecFlags } from './commands/exec.js';
 import { lsCommand, type LsFlags } from './commands/ls.js';
 import { portForwardCommand } from './commands/port-forward.js';
 import { verifyConfigCommand } from './commands/verify-config.js';
-import { ExitCode, MirrordError } from './errors.js';
-import { createLogger } from './log.js';
-import { packageRoot } from './platforms/docker/agent-image.js';
+import { ExitCode, MirrordError } from '../common/errors.js';
+import { createLogger } from '../common/log.js';
+import { packageRoot } from './package-root.js';
 
 export function version(): string {
   return (JSON.parse(readFileSync(`${packageRoot()}/package.json`, 'utf8')) as { version: string }).version;

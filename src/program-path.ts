@@ -1,6 +1,6 @@
 import { accessSync, constants } from 'node:fs';
 import path from 'node:path';
-import { ExitCode, MirrordError } from './errors.js';
+import { ExitCode, MirrordError } from '../common/errors.js';
 
 /** The program as the local PATH finds it, so a typo fails before any agent starts. */
 export function findProgram(cmd: string, pathVar = process.env.PATH ?? ''): string {

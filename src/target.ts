@@ -1,4 +1,4 @@
-import { ExitCode, MirrordError } from './errors.js';
+import { ExitCode, MirrordError } from '../common/errors.js';
 
 /** A parsed target string (architecture.md, "Target strings"). */
 export type TargetSpec =

@@ -6,8 +6,8 @@
 import { readFile } from 'node:fs/promises';
 import { Resolver } from 'node:dns/promises';
 import { isIP } from 'node:net';
-import type { ApDnsAddress, ApMethods } from '../../src/protocol/agent.js';
-import type { Logger } from '../../src/log.js';
+import type { ApDnsAddress, ApMethods } from '../../common/protocol/agent.js';
+import type { Logger } from '../../common/log.js';
 
 type LookupParams = ApMethods['dns.lookup']['params'];
 type LookupResult = ApMethods['dns.lookup']['result'];

@@ -9,8 +9,8 @@
 import { constants, type BigIntStats, type Dir } from 'node:fs';
 import { access, lstat, mkdir, open, opendir, rename, rmdir, unlink, readlink, type FileHandle } from 'node:fs/promises';
 import { readProcText } from './proc.js';
-import type { ApDirent, ApFileMethods, ApFileStat } from '../../src/protocol/agent.js';
-import type { Logger } from '../../src/log.js';
+import type { ApDirent, ApFileMethods, ApFileStat } from '../../common/protocol/agent.js';
+import type { Logger } from '../../common/log.js';
 import { resolveInRoot } from './files-resolve.js';
 
 type P<M extends keyof ApFileMethods> = ApFileMethods[M]['params'];

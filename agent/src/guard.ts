@@ -5,7 +5,7 @@
  * redirecting its clients to a dead port. It exits right after.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Logger } from '../../src/log.js';
+import type { Logger } from '../../common/log.js';
 import { Iptables, chainName } from './incoming/iptables.js';
 
 export interface GuardOptions {

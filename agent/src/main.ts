@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { Duplex, type Writable } from 'node:stream';
-import { createLogger, parseLevel } from '../../src/log.js';
+import { createLogger, parseLevel } from '../../common/log.js';
 import { runGuard } from './guard.js';
 import { runListener } from './kube/listener.js';
 import { serveAgent } from './server.js';

@@ -5,10 +5,10 @@
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { ApKind, decodeClose, decodeCredit, type ApFrame, type ApMethods } from '../../src/protocol/agent.js';
-import { ApStream, type FrameSink } from '../../src/agent-link/stream.js';
-import { AgentLinkError } from '../../src/agent-link/errors.js';
-import type { Logger } from '../../src/log.js';
+import { ApKind, decodeClose, decodeCredit, type ApFrame, type ApMethods } from '../../common/protocol/agent.js';
+import { ApStream, type FrameSink } from '../../common/link/stream.js';
+import { AgentLinkError } from '../../common/link/errors.js';
+import type { Logger } from '../../common/log.js';
 
 type ConnectParams = ApMethods['outgoing.connect']['params'];
 type ConnectResult = ApMethods['outgoing.connect']['result'];

@@ -21,11 +21,11 @@ import {
   type ApFrame,
   type ApMethod,
   type ApMethods,
-} from '../../src/protocol/agent.js';
-import { FramedLink } from '../../src/agent-link/framed-link.js';
-import { AgentLinkError } from '../../src/agent-link/errors.js';
-import { errnoCode } from '../../src/errors.js';
-import type { Logger } from '../../src/log.js';
+} from '../../common/protocol/agent.js';
+import { FramedLink } from '../../common/link/framed-link.js';
+import { AgentLinkError } from '../../common/link/errors.js';
+import { errnoCode } from '../../common/errors.js';
+import type { Logger } from '../../common/log.js';
 import { DnsService } from './dns.js';
 import { readTargetEnv } from './env.js';
 import { FileService, fileHandlers } from './files.js';

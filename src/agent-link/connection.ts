@@ -20,15 +20,15 @@ import {
   type ApFrame,
   type ApMethods,
   type ApOpen,
-} from '../protocol/agent.js';
-import type { Logger } from '../log.js';
-import { AgentLinkError } from './errors.js';
-import { FramedLink } from './framed-link.js';
-import { ApStream } from './stream.js';
+} from '../../common/protocol/agent.js';
+import type { Logger } from '../../common/log.js';
+import { AgentLinkError } from '../../common/link/errors.js';
+import { FramedLink } from '../../common/link/framed-link.js';
+import { ApStream } from '../../common/link/stream.js';
 
-export type { ApStream } from './stream.js';
+export type { ApStream } from '../../common/link/stream.js';
 
-export { AgentLinkError } from './errors.js';
+export { AgentLinkError } from '../../common/link/errors.js';
 
 export interface AgentConnectionOptions {
   token: string;

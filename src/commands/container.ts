@@ -7,19 +7,19 @@ import { parse as parseDotenv } from 'dotenv';
 import { flagOverrides, type ExecFlags } from '../config/flags.js';
 import { loadConfig } from '../config/load.js';
 import { DEFAULT_MOUNTS_MAX_SIZE, resolveFeatures } from '../config/schema.js';
-import { bindDestinations, createOptions, parseDockerRun } from '../container/docker-run.js';
-import { syncMounts } from '../container/mounts-sync.js';
-import { imageConfig, runUserContainer, underInit } from '../container/user-container.js';
+import { bindDestinations, createOptions, parseDockerRun } from '../local/container/docker-run.js';
+import { syncMounts } from '../local/container/mounts-sync.js';
+import { imageConfig, runUserContainer, underInit } from '../local/container/user-container.js';
 import { mergeEnv } from '../env/merge.js';
-import { ExitCode, MirrordError } from '../errors.js';
-import type { Logger } from '../log.js';
+import { ExitCode, MirrordError } from '../../common/errors.js';
+import type { Logger } from '../../common/log.js';
 import { LABEL_AGENT, LABEL_OWNER, LABEL_SESSION, LABEL_TARGET, forceRemove } from '../platforms/docker/agent.js';
-import { sidecarImageRecipe } from '../platforms/docker/agent-image.js';
-import { ensureImage } from '../platforms/docker/images.js';
+import { sidecarImageRecipe } from '../images/recipes.js';
+import { ensureImage } from '../images/build.js';
 import { DockerPlatform } from '../platforms/docker/platform.js';
 import { createProgress, type Progress } from '../progress.js';
-import { platformFor } from '../session.js';
-import { LAYER_IN_SIDECAR, READY_PREFIX, type SidecarReady as Ready } from '../sidecar/contract.js';
+import { platformFor } from '../session/session.js';
+import { LAYER_IN_SIDECAR, READY_PREFIX, type SidecarReady as Ready } from '../../common/sidecar-contract.js';
 import { targetFrom } from './exec.js';
 
 /**

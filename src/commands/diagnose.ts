@@ -1,9 +1,9 @@
 import { flagOverrides } from '../config/flags.js';
 import { loadConfig } from '../config/load.js';
 import { resolveFeatures } from '../config/schema.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../../common/log.js';
 import { createProgress, type Progress } from '../progress.js';
-import { startSession } from '../session.js';
+import { startSession } from '../session/session.js';
 import { targetFrom } from './exec.js';
 
 /**

@@ -7,13 +7,13 @@ import { loadConfig } from '../config/load.js';
 import { resolveFeatures, type MirrordConfig } from '../config/schema.js';
 import { mergeEnv } from '../env/merge.js';
 import { layerHintEnv } from '../fs/rules.js';
-import { ExitCode, MirrordError } from '../errors.js';
-import type { Logger } from '../log.js';
-import { packageRoot } from '../platforms/docker/agent-image.js';
+import { ExitCode, MirrordError } from '../../common/errors.js';
+import type { Logger } from '../../common/log.js';
+import { packageRoot } from '../package-root.js';
 import { createProgress, type Progress } from '../progress.js';
 import { checkProgram } from '../program-check.js';
 import { findProgram } from '../program-path.js';
-import { startSession, type Session } from '../session.js';
+import { startSession, type Session } from '../session/session.js';
 import { parseTarget, type TargetSpec } from '../target.js';
 
 export type { ExecFlags };

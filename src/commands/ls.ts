@@ -2,8 +2,8 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../config/load.js';
-import { ExitCode, MirrordError } from '../errors.js';
-import type { Logger } from '../log.js';
+import { ExitCode, MirrordError } from '../../common/errors.js';
+import type { Logger } from '../../common/log.js';
 import { checkEngine, createDocker } from '../platforms/docker/client.js';
 
 export interface LsFlags {

@@ -2,10 +2,10 @@ import net from 'node:net';
 import { flagOverrides } from '../config/flags.js';
 import { loadConfig } from '../config/load.js';
 import { resolveFeatures } from '../config/schema.js';
-import { ExitCode, MirrordError } from '../errors.js';
-import type { Logger } from '../log.js';
+import { ExitCode, MirrordError } from '../../common/errors.js';
+import type { Logger } from '../../common/log.js';
 import { createProgress, type Progress } from '../progress.js';
-import { startSession } from '../session.js';
+import { startSession } from '../session/session.js';
 import { targetFrom } from './exec.js';
 
 export interface Forward {

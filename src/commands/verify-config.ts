@@ -1,5 +1,5 @@
 import { ConfigError, loadConfig } from '../config/load.js';
-import { MirrordError } from '../errors.js';
+import { MirrordError } from '../../common/errors.js';
 import { targetFrom } from './exec.js';
 
 /**

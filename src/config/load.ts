@@ -3,7 +3,7 @@ import path from 'node:path';
 import { cosmiconfig, type Loader } from 'cosmiconfig';
 import { parse as parseToml } from 'smol-toml';
 import type { z } from 'zod';
-import { ExitCode, MirrordError } from '../errors.js';
+import { ExitCode, MirrordError } from '../../common/errors.js';
 import { configSchema, type MirrordConfig } from './schema.js';
 
 export const SEARCH_PLACES = [

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseDotenv } from 'dotenv';
-import { ExitCode, MirrordError } from '../errors.js';
+import { ExitCode, MirrordError } from '../../common/errors.js';
 
 /**
  * Variables that describe the machine or the shell rather than the application: copying them from

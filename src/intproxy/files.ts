@@ -8,9 +8,9 @@
  * parent); the agent file is closed when the last reference goes (close, or a connection ending).
  */
 import os from 'node:os';
-import type { ApFileMethods, ApFileStat } from '../protocol/agent.js';
-import { FS_MAX_IO, FS_ZERO_STAT, type FsRequest, type FsResponse, type FsStat } from '../protocol/layer.js';
-import type { Logger } from '../log.js';
+import type { ApFileMethods, ApFileStat } from '../../common/protocol/agent.js';
+import { FS_MAX_IO, FS_ZERO_STAT, type FsRequest, type FsResponse, type FsStat } from '../../common/protocol/layer.js';
+import type { Logger } from '../../common/log.js';
 import { FsRules, type FsAccess, type FsDecision, type FsSettings } from '../fs/rules.js';
 
 type P<M extends keyof ApFileMethods> = ApFileMethods[M]['params'];
@@ -273,7 +273,8 @@ export class FileProxy {
     const fds = [...this.handles.keys()];
     this.handles.clear();
     this.byConn.clear();
-    await Promise.all(fds.map((fd) => this.agent?.request('fs.close', { fd }).catch(() => undefined)));
+    const agent = this.agent;
+    if (agent) await Promise.all(fds.map((fd) => agent.request('fs.close', { fd }).catch(() => undefined)));
   }
 }
 

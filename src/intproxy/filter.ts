@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { ExitCode, MirrordError } from '../errors.js';
+import { ExitCode, MirrordError } from '../../common/errors.js';
 
 /**
  * Outgoing and DNS filters: entries `[tcp://|udp://][name|ip|cidr][:port]`, as in mirrord.

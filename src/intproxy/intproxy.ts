@@ -1,7 +1,7 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { Logger } from '../log.js';
+import type { Logger } from '../../common/log.js';
 import {
   LpFrameReader,
   LpProtocolError,
@@ -10,7 +10,7 @@ import {
   encodeResponse,
   type LpRequest,
   type LpResponse,
-} from '../protocol/layer.js';
+} from '../../common/protocol/layer.js';
 import type { ResolvedFeatures } from '../config/schema.js';
 import { TrafficFilter, isLoopback } from './filter.js';
 import { EAI, connectErrno, dnsStatus } from './errno.js';

@@ -1,5 +1,5 @@
 import type { Duplex } from 'node:stream';
-import type { Logger } from '../log.js';
+import type { Logger } from '../../common/log.js';
 import type { Progress } from '../progress.js';
 import type { TargetSpec } from '../target.js';
 

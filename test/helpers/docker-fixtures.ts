@@ -9,8 +9,8 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
-import { createLogger, parseLevel } from '../../src/log.js';
-import { ensureImage } from '../../src/platforms/docker/images.js';
+import { createLogger, parseLevel } from '../../common/log.js';
+import { ensureImage } from '../../src/images/build.js';
 import { quietProgress } from '../../src/progress.js';
 
 export const TEST_LABEL = 'dev.mirrord.test';

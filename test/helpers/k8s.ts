@@ -18,9 +18,9 @@ import { PassThrough, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import * as k8s from '@kubernetes/client-node';
-import { createLogger, parseLevel } from '../../src/log.js';
-import { agentImageRecipe } from '../../src/platforms/docker/agent-image.js';
-import { ensureImage } from '../../src/platforms/docker/images.js';
+import { createLogger, parseLevel } from '../../common/log.js';
+import { agentImageRecipe } from '../../src/images/recipes.js';
+import { ensureImage } from '../../src/images/build.js';
 import { quietProgress } from '../../src/progress.js';
 import { RUN_ID, TEST_LABEL, docker, toolsImage } from './docker-fixtures.js';
 

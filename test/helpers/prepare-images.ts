@@ -2,9 +2,9 @@
  * Builds the images end-to-end tests need before they start, so a first build (minutes) is not
  * counted inside any test's timeout. Run by test/run-all.sh; prints one line per image.
  */
-import { createLogger, parseLevel } from '../../src/log.js';
-import { agentImageRecipe, sidecarImageRecipe } from '../../src/platforms/docker/agent-image.js';
-import { ensureBaseImage, ensureImage } from '../../src/platforms/docker/images.js';
+import { createLogger, parseLevel } from '../../common/log.js';
+import { agentImageRecipe, sidecarImageRecipe } from '../../src/images/recipes.js';
+import { ensureBaseImage, ensureImage } from '../../src/images/build.js';
 import { createProgress } from '../../src/progress.js';
 import { docker, staticClientImage, toolsImage } from './docker-fixtures.js';
 

@@ -10,8 +10,8 @@ import { FileService, fileHandlers } from '../../agent/src/files.js';
 import { configSchema, resolveFeatures } from '../../src/config/schema.js';
 import { layerHintEnv } from '../../src/fs/rules.js';
 import { Intproxy, type AgentPort } from '../../src/intproxy/intproxy.js';
-import { createLogger, parseLevel } from '../../src/log.js';
-import { ApFrameReader, decodeResponse, encodeResponse, type ApFileMethods } from '../../src/protocol/agent.js';
+import { createLogger, parseLevel } from '../../common/log.js';
+import { ApFrameReader, decodeResponse, encodeResponse, type ApFileMethods } from '../../common/protocol/agent.js';
 import { layerEnv } from './harness.js';
 
 export interface FsFixture {

@@ -9,7 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { AgentConnection, AgentLinkError } from '../../src/agent-link/connection.js';
-import { AP_VERSION, ApFrameReader, ApKind, encodeHelloOk } from '../../src/protocol/agent.js';
+import { AP_VERSION, ApFrameReader, ApKind, encodeHelloOk } from '../../common/protocol/agent.js';
 import { serveAgent } from '../../agent/src/server.js';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';

@@ -28,7 +28,7 @@ import {
   encodeRequest,
   encodeResponse,
   type ApFrame,
-} from '../../src/protocol/agent.js';
+} from '../../common/protocol/agent.js';
 
 const one = (buf: Buffer): ApFrame => {
   const frames = new ApFrameReader().push(buf);

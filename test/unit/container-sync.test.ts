@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
 import tar from 'tar-stream';
-import { bindDestinations, parseDockerRun } from '../../src/container/docker-run.js';
-import { commandLine } from '../../src/container/user-container.js';
-import type { ApFileStat, ApMethods } from '../../src/protocol/agent.js';
-import { SyncTooLarge, packSync, planSync, syncRoots, type FsAgent } from '../../src/sidecar/mounts.js';
+import { bindDestinations, parseDockerRun } from '../../src/local/container/docker-run.js';
+import { commandLine } from '../../src/local/container/user-container.js';
+import type { ApFileStat, ApMethods } from '../../common/protocol/agent.js';
+import { SyncTooLarge, packSync, planSync, syncRoots, type FsAgent } from '../../sidecar/src/mounts.js';
 
 /** An in-memory target file system answering the agent's fs.* methods, as the agent would. */
 function fakeAgent(tree: Record<string, { dir?: true; data?: string; link?: string; mode?: number; uid?: number }>, mounts: string[]): FsAgent {

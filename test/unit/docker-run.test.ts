@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createOptions, parseDockerRun } from '../../src/container/docker-run.js';
-import type { MirrordError } from '../../src/errors.js';
+import { createOptions, parseDockerRun } from '../../src/local/container/docker-run.js';
+import type { MirrordError } from '../../common/errors.js';
 
 describe('docker run arguments for container mode', () => {
   it('reads the supported flags in every spelling, then the image and its command', () => {

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import Docker from 'dockerode';
-import { ExitCode, MirrordError } from '../../src/errors.js';
-import { ensureBaseImage, ensureImage, imageExists, recipeTag, type ImageRecipe } from '../../src/platforms/docker/images.js';
+import { ExitCode, MirrordError } from '../../common/errors.js';
+import { ensureBaseImage, ensureImage, imageExists, recipeTag, type ImageRecipe } from '../../src/images/build.js';
 import { quietProgress, type Progress } from '../../src/progress.js';
 import { docker } from '../helpers/docker-fixtures.js';
 

@@ -6,12 +6,12 @@ import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import dnsPacket from 'dns-packet';
 import { validateConfig } from '../../src/config/load.js';
-import { silentLogger } from '../../src/log.js';
-import { CAPTURE_UID, captureRules } from '../../src/sidecar/capture.js';
-import { answer, startDnsResponder, type DnsAgent } from '../../src/sidecar/dns-responder.js';
+import { silentLogger } from '../../common/log.js';
+import { CAPTURE_UID, captureRules } from '../../sidecar/src/capture.js';
+import { answer, startDnsResponder, type DnsAgent } from '../../sidecar/src/dns-responder.js';
 import dgram from 'node:dgram';
 
-const INIT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../agent/sidecar-image/build/mirrord-init');
+const INIT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../sidecar/build/mirrord-init');
 
 /** Runs the real mirrord-init against a lifeline server of our own; `drop` closes the lifeline. */
 async function runInit(argv: string[], o: { lifeline?: boolean; afterStart?: (ctl: { drop(): void; signal(s: NodeJS.Signals): void }) => void } = {}) {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { MirrordError } from '../../src/errors.js';
+import type { MirrordError } from '../../common/errors.js';
 import { formatTarget, parseTarget } from '../../src/target.js';
 
 describe('target strings', () => {

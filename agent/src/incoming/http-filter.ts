@@ -8,8 +8,8 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { Duplex } from 'node:stream';
-import type { ApHttpFilter } from '../../../src/protocol/agent.js';
-import type { Logger } from '../../../src/log.js';
+import type { ApHttpFilter } from '../../../common/protocol/agent.js';
+import type { Logger } from '../../../common/log.js';
 
 export interface CompiledFilter {
   header?: RegExp;

@@ -11,7 +11,7 @@ import { execFile } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
 import { readProcText } from '../proc.js';
 import { promisify } from 'node:util';
-import type { Logger } from '../../../src/log.js';
+import type { Logger } from '../../../common/log.js';
 
 const run = promisify(execFile);
 export const CHAIN_PREFIX = 'MIRRORD_';

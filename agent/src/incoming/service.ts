@@ -9,10 +9,10 @@
  *   whichever side the filter picks.
  */
 import net from 'node:net';
-import { ApKind, decodeClose, decodeCredit, encodeOpen, type ApFrame, type ApMethods, type ApOpen } from '../../../src/protocol/agent.js';
-import { ApStream, type FrameSink } from '../../../src/agent-link/stream.js';
-import { AgentLinkError } from '../../../src/agent-link/errors.js';
-import type { Logger } from '../../../src/log.js';
+import { ApKind, decodeClose, decodeCredit, encodeOpen, type ApFrame, type ApMethods, type ApOpen } from '../../../common/protocol/agent.js';
+import { ApStream, type FrameSink } from '../../../common/link/stream.js';
+import { AgentLinkError } from '../../../common/link/errors.js';
+import type { Logger } from '../../../common/log.js';
 import { compileFilter, serveFiltered, type CompiledFilter } from './http-filter.js';
 import { Iptables, chainName, sweepStaleChains } from './iptables.js';
 

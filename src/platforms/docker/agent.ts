@@ -1,8 +1,8 @@
 import os from 'node:os';
 import { Duplex, PassThrough } from 'node:stream';
 import type Docker from 'dockerode';
-import { ExitCode, MirrordError } from '../../errors.js';
-import type { Logger } from '../../log.js';
+import { ExitCode, MirrordError } from '../../../common/errors.js';
+import type { Logger } from '../../../common/log.js';
 import type { AgentHandle, AgentStartOptions } from '../platform.js';
 import { dockerUnreachable } from './client.js';
 

@@ -1,5 +1,5 @@
 import Docker from 'dockerode';
-import { ExitCode, MirrordError, errnoCode } from '../../errors.js';
+import { ExitCode, MirrordError, errnoCode } from '../../../common/errors.js';
 
 /** Where the engine is, for messages: DOCKER_HOST or the default socket. */
 export function engineAddress(env: NodeJS.ProcessEnv = process.env): string {

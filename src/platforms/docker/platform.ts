@@ -1,13 +1,13 @@
 import type Docker from 'dockerode';
-import { ExitCode, MirrordError } from '../../errors.js';
+import { ExitCode, MirrordError } from '../../../common/errors.js';
 import { ownerGone } from '../owner.js';
-import type { Logger } from '../../log.js';
+import type { Logger } from '../../../common/log.js';
 import type { TargetSpec } from '../../target.js';
 import type { AgentHandle, AgentStartOptions, ResolvedTarget, TargetPlatform } from '../platform.js';
 import { LABEL_AGENT, LABEL_OWNER, forceRemove, startDockerAgent } from './agent.js';
-import { agentImageRecipe } from './agent-image.js';
+import { agentImageRecipe } from '../../images/recipes.js';
 import { checkEngine, createDocker } from './client.js';
-import { ensureImage } from './images.js';
+import { ensureImage } from '../../images/build.js';
 import { findContainer } from './target.js';
 
 /** `docker/NAME_OR_ID` targets on the local engine or DOCKER_HOST. */

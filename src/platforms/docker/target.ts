@@ -1,6 +1,6 @@
 import type Docker from 'dockerode';
 import { closest, distance } from 'fastest-levenshtein';
-import { ExitCode, MirrordError } from '../../errors.js';
+import { ExitCode, MirrordError } from '../../../common/errors.js';
 import { dockerUnreachable } from './client.js';
 
 export interface DockerTargetInfo {

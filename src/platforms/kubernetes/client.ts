@@ -5,7 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import * as k8s from '@kubernetes/client-node';
-import { ExitCode, MirrordError, errnoCode } from '../../errors.js';
+import { ExitCode, MirrordError, errnoCode } from '../../../common/errors.js';
 
 export interface KubeSettings {
   /** A kubeconfig file; default KUBECONFIG, then ~/.kube/config. */

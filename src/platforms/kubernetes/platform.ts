@@ -6,11 +6,11 @@
  */
 import { randomInt } from 'node:crypto';
 import type * as k8s from '@kubernetes/client-node';
-import { ExitCode, MirrordError } from '../../errors.js';
-import type { Logger } from '../../log.js';
+import { ExitCode, MirrordError } from '../../../common/errors.js';
+import type { Logger } from '../../../common/log.js';
 import type { TargetSpec } from '../../target.js';
-import { recipeTag } from '../docker/images.js';
-import { agentImageRecipe } from '../docker/agent-image.js';
+import { recipeTag } from '../../images/build.js';
+import { agentImageRecipe } from '../../images/recipes.js';
 import type { AgentHandle, AgentStartOptions, ResolvedTarget, TargetPlatform } from '../platform.js';
 import { AGENT_CONTAINER, ANNOTATION_OWNER, LABEL_APP, LABEL_SESSION, agentEphemeralContainer, agentJob, type KubeAgentSettings } from './agent-spec.js';
 import { ownerGone } from '../owner.js';

@@ -5,7 +5,7 @@
  */
 import type * as k8s from '@kubernetes/client-node';
 import { closest, distance } from 'fastest-levenshtein';
-import { ExitCode, MirrordError } from '../../errors.js';
+import { ExitCode, MirrordError } from '../../../common/errors.js';
 import { formatTarget, type TargetSpec } from '../../target.js';
 import { call, isApiStatus, type Kube } from './client.js';
 

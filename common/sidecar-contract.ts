@@ -1,5 +1,5 @@
 /**
- * What the CLI and the container-mode sidecar agree on (src/sidecar/main.ts runs in the sidecar
+ * What the CLI and the container-mode sidecar agree on (sidecar/src/main.ts runs in the sidecar
  * image; src/commands/container.ts drives it): the ready line on the sidecar's stderr, and the
  * socket a `docker exec` reads the target's mounted files from.
  */

@@ -6,11 +6,11 @@
  */
 import { PassThrough, type Duplex, type Readable } from 'node:stream';
 import type Docker from 'dockerode';
-import { ExitCode, MirrordError } from '../errors.js';
-import type { Logger } from '../log.js';
-import type { Progress } from '../progress.js';
-import { MOUNTS_SOCKET } from '../sidecar/contract.js';
-import { formatBytes } from '../sidecar/mounts.js';
+import { ExitCode, MirrordError } from '../../../common/errors.js';
+import type { Logger } from '../../../common/log.js';
+import type { Progress } from '../../progress.js';
+import { MOUNTS_SOCKET } from '../../../common/sidecar-contract.js';
+import { formatBytes } from '../../../common/bytes.js';
 
 interface Header {
   ok: boolean;

@@ -5,8 +5,8 @@
  */
 import type { Duplex } from 'node:stream';
 import type Docker from 'dockerode';
-import { ExitCode, MirrordError } from '../errors.js';
-import { INIT_IN_SIDECAR } from '../sidecar/contract.js';
+import { ExitCode, MirrordError } from '../../../common/errors.js';
+import { INIT_IN_SIDECAR } from '../../../common/sidecar-contract.js';
 import type { DockerRun } from './docker-run.js';
 
 /** What the container would run without us: `docker run`'s rules for ENTRYPOINT, CMD and their overrides. */

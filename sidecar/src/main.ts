@@ -10,13 +10,13 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { Duplex, type Writable } from 'node:stream';
-import { AgentConnection } from '../agent-link/connection.js';
-import type { ResolvedFeatures } from '../config/schema.js';
-import { layerHintEnv } from '../fs/rules.js';
-import { Intproxy } from '../intproxy/intproxy.js';
-import { createLogger, parseLevel, type Logger } from '../log.js';
+import { AgentConnection } from '../../src/agent-link/connection.js';
+import type { ResolvedFeatures } from '../../src/config/schema.js';
+import { layerHintEnv } from '../../src/fs/rules.js';
+import { Intproxy } from '../../src/intproxy/intproxy.js';
+import { createLogger, parseLevel, type Logger } from '../../common/log.js';
 import { startCapture } from './capture.js';
-import { LAYER_IN_SIDECAR, MOUNTS_SOCKET, READY_PREFIX, type SidecarReady } from './contract.js';
+import { LAYER_IN_SIDECAR, MOUNTS_SOCKET, READY_PREFIX, type SidecarReady } from '../../common/sidecar-contract.js';
 import { startDnsResponder } from './dns-responder.js';
 import { SyncTooLarge, packSync, planSync, syncRoots, type SyncOptions } from './mounts.js';
 

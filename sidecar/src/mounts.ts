@@ -10,8 +10,9 @@ import type { Writable } from 'node:stream';
 import tar from 'tar-stream';
 
 type EntryHeader = Parameters<tar.Pack['entry']>[0];
-import type { ApMethods } from '../protocol/agent.js';
-import { AP_FS_MAX_READ } from '../protocol/agent.js';
+import type { ApMethods } from '../../common/protocol/agent.js';
+import { AP_FS_MAX_READ } from '../../common/protocol/agent.js';
+import { formatBytes } from '../../common/bytes.js';
 
 /** What the sync needs of the agent link (AgentConnection in the sidecar). */
 export interface FsAgent {
@@ -175,11 +176,4 @@ async function fileEntry(agent: FsAgent, pack: tar.Pack, header: EntryHeader & {
   }
   (w as unknown as { end(): void }).end();
   await finished;
-}
-
-export function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
-  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
-  return `${(n / 1024 ** 3).toFixed(2)} GiB`;
 }

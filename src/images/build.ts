@@ -10,9 +10,9 @@ import os from 'node:os';
 import path from 'node:path';
 import type Docker from 'dockerode';
 import tar from 'tar-stream';
-import { ExitCode, MirrordError, errnoCode } from '../../errors.js';
-import { silentLogger, type Logger } from '../../log.js';
-import type { Progress } from '../../progress.js';
+import { ExitCode, MirrordError, errnoCode } from '../../common/errors.js';
+import { silentLogger, type Logger } from '../../common/log.js';
+import type { Progress } from '../progress.js';
 
 export interface ImageRecipe {
   repository: string;

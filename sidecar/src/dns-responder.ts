@@ -9,8 +9,8 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import dnsPacket from 'dns-packet';
-import type { ApDnsAddress, ApMethods } from '../protocol/agent.js';
-import type { Logger } from '../log.js';
+import type { ApDnsAddress, ApMethods } from '../../common/protocol/agent.js';
+import type { Logger } from '../../common/log.js';
 
 export interface DnsAgent {
   request(method: 'dns.lookup', params: ApMethods['dns.lookup']['params']): Promise<ApMethods['dns.lookup']['result']>;

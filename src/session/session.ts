@@ -1,15 +1,15 @@
 import { randomBytes } from 'node:crypto';
-import { AgentConnection } from './agent-link/connection.js';
-import type { MirrordConfig, ResolvedFeatures } from './config/schema.js';
-import { ExitCode, MirrordError } from './errors.js';
-import { Intproxy } from './intproxy/intproxy.js';
-import type { Logger } from './log.js';
-import { DockerPlatform } from './platforms/docker/platform.js';
-import type { KubeSettings } from './platforms/kubernetes/client.js';
-import type { KubeAgentConfig } from './platforms/kubernetes/platform.js';
-import type { AgentHandle, TargetPlatform } from './platforms/platform.js';
-import type { Progress } from './progress.js';
-import { formatTarget, type TargetSpec } from './target.js';
+import { AgentConnection } from '../agent-link/connection.js';
+import type { MirrordConfig, ResolvedFeatures } from '../config/schema.js';
+import { ExitCode, MirrordError } from '../../common/errors.js';
+import { Intproxy } from '../intproxy/intproxy.js';
+import type { Logger } from '../../common/log.js';
+import { DockerPlatform } from '../platforms/docker/platform.js';
+import type { KubeSettings } from '../platforms/kubernetes/client.js';
+import type { KubeAgentConfig } from '../platforms/kubernetes/platform.js';
+import type { AgentHandle, TargetPlatform } from '../platforms/platform.js';
+import type { Progress } from '../progress.js';
+import { formatTarget, type TargetSpec } from '../target.js';
 
 export interface SessionOptions {
   target: TargetSpec;
@@ -37,7 +37,7 @@ export interface Session {
 /** The platform of a target; the Kubernetes client (~0.3 s to load) only for Kubernetes targets. */
 export async function platformFor(target: TargetSpec, opts: Pick<SessionOptions, 'agent' | 'kube'>): Promise<TargetPlatform> {
   if (target.kind === 'docker') return new DockerPlatform();
-  const { KubernetesPlatform } = await import('./platforms/kubernetes/platform.js');
+  const { KubernetesPlatform } = await import('../platforms/kubernetes/platform.js');
   const a = opts.agent;
   return new KubernetesPlatform(opts.kube ?? {}, {
     ...a,

@@ -2,33 +2,13 @@
  * The agent image's recipe: its Dockerfile and the bundled agent, read from the installed package so
  * the image tag follows the exact agent code this CLI speaks to.
  */
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { ExitCode, MirrordError } from '../../errors.js';
-import type { ImageRecipe } from './images.js';
+import { ExitCode, MirrordError } from '../../common/errors.js';
+import { packageRoot } from '../package-root.js';
+import type { ImageRecipe } from './build.js';
 
 export const AGENT_REPOSITORY = 'mirrord-agent';
-
-/**
- * The package root: compiled we live in dist/src/platforms/docker/, under tsx in src/platforms/docker/,
- * and installed under node_modules/mirrord/..., so walk up to our own package.json.
- */
-export function packageRoot(from: string = fileURLToPath(import.meta.url)): string {
-  for (let dir = path.dirname(from); ; dir = path.dirname(dir)) {
-    const manifest = path.join(dir, 'package.json');
-    if (existsSync(manifest)) {
-      try {
-        if ((JSON.parse(readFileSync(manifest, 'utf8')) as { name?: unknown }).name === 'mirrord') return dir;
-      } catch {
-        // an unreadable manifest is not ours; keep walking
-      }
-    }
-    if (path.dirname(dir) === dir) {
-      throw new MirrordError(`cannot find the mirrord package root above ${from}`, ExitCode.Internal);
-    }
-  }
-}
 
 export function agentImageRecipe(root: string = packageRoot()): ImageRecipe {
   const read = (rel: string, hint: string) => {
@@ -69,11 +49,11 @@ export function sidecarImageRecipe(root: string = packageRoot()): ImageRecipe {
   return {
     repository: SIDECAR_REPOSITORY,
     files: {
-      Dockerfile: read('agent/sidecar-image/Dockerfile'),
-      'sidecar.mjs': read('agent/dist/sidecar.mjs'),
+      Dockerfile: read('sidecar/image/Dockerfile'),
+      'sidecar.mjs': read('sidecar/dist/sidecar.mjs'),
       'libmirrord_layer.so': read('layer/build/libmirrord_layer.so'),
-      'mirrord-init': read('agent/sidecar-image/build/mirrord-init'),
-      'mirrord-capture': read('agent/sidecar-image/build/mirrord-capture'),
+      'mirrord-init': read('sidecar/build/mirrord-init'),
+      'mirrord-capture': read('sidecar/build/mirrord-capture'),
     },
     labels: { 'dev.mirrord.component': 'sidecar' },
   };

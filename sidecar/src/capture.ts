@@ -13,7 +13,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
-import type { Logger } from '../log.js';
+import type { Logger } from '../../common/log.js';
 
 const run = promisify(execFile);
 export const CAPTURE_UID = 64613;

@@ -1,5 +1,5 @@
 import type Docker from 'dockerode';
-import { ExitCode, MirrordError } from '../errors.js';
+import { ExitCode, MirrordError } from '../../../common/errors.js';
 
 /**
  * The user's `docker run ...` (or `podman run ...`) for container mode, read into what dockerode
