@@ -45,3 +45,13 @@ export function formatTarget(t: TargetSpec): string {
   if (t.kind === 'docker') return `docker/${t.container}`;
   return `${t.kind}/${t.name}${t.container ? `/container/${t.container}` : ''}`;
 }
+
+/** The config's target (after -t), as a TargetSpec; `-n` wins over target.namespace. */
+export function targetFrom(cfg: { target?: string | { path?: string; namespace?: string } }, namespace?: string): TargetSpec {
+  const t = cfg.target;
+  const text = typeof t === 'string' ? t : t?.path;
+  if (!text) {
+    throw new MirrordError('no target given', ExitCode.Usage, 'Pass -t docker/NAME_OR_ID or set "target" in the config file');
+  }
+  return parseTarget(text, namespace ?? (typeof t === 'object' ? t.namespace : undefined));
+}

@@ -1,10 +1,11 @@
 import { flagOverrides } from '../config/flags.js';
 import { loadConfig } from '../config/load.js';
-import { resolveFeatures } from '../config/schema.js';
 import type { Logger } from '../../common/log.js';
 import { createProgress, type Progress } from '../progress.js';
 import { startSession } from '../session/session.js';
-import { targetFrom } from './exec.js';
+import { targetFrom } from '../target.js';
+import { sessionSettings } from '../session/from-config.js';
+import { inProcess } from '../session/in-process.js';
 
 /**
  * `mirrord diagnose latency`: round trips to the agent (a request it answers at once), so a slow
@@ -18,7 +19,7 @@ export async function diagnoseLatencyCommand(
 ): Promise<number> {
   const { config } = await loadConfig({ file: flags.configFile, overrides: flagOverrides({ target: flags.target }) });
   const startedAt = Date.now();
-  const session = await startSession({ target: targetFrom(config, flags.namespace), features: resolveFeatures(config), agent: config.agent, kube: { kubeconfig: config.kubeconfig, context: config.kube_context }, log, progress });
+  const session = await startSession({ target: targetFrom(config, flags.namespace), ...sessionSettings(config), intproxy: inProcess(), log, progress });
   const startMs = Date.now() - startedAt;
   try {
     progress.succeed();
@@ -26,7 +27,7 @@ export async function diagnoseLatencyCommand(
     const ms: number[] = [];
     for (let i = 0; i < n; i++) {
       const t = process.hrtime.bigint();
-      await session.agent.request('agent.info', {});
+      await session.host.agent.request('agent.info', {});
       ms.push(Number(process.hrtime.bigint() - t) / 1e6);
     }
     ms.sort((a, b) => a - b);

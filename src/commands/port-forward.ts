@@ -1,12 +1,13 @@
 import net from 'node:net';
 import { flagOverrides } from '../config/flags.js';
 import { loadConfig } from '../config/load.js';
-import { resolveFeatures } from '../config/schema.js';
 import { ExitCode, MirrordError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { createProgress, type Progress } from '../progress.js';
 import { startSession } from '../session/session.js';
-import { targetFrom } from './exec.js';
+import { targetFrom } from '../target.js';
+import { sessionSettings } from '../session/from-config.js';
+import { inProcess } from '../session/in-process.js';
 
 export interface Forward {
   localPort: number;
@@ -40,7 +41,7 @@ export async function portForwardCommand(
   if (forwards.length === 0) throw new MirrordError('nothing to forward', ExitCode.Usage, 'Give at least one -L [LOCAL_PORT:]HOST:REMOTE_PORT');
   const parsed = forwards.map(parseForward);
   const { config } = await loadConfig({ file: flags.configFile, overrides: flagOverrides({ target: flags.target }) });
-  const session = await startSession({ target: targetFrom(config, flags.namespace), features: resolveFeatures(config), agent: config.agent, kube: { kubeconfig: config.kubeconfig, context: config.kube_context }, log, progress });
+  const session = await startSession({ target: targetFrom(config, flags.namespace), ...sessionSettings(config), intproxy: inProcess(), log, progress });
   const servers: net.Server[] = [];
   try {
     for (const f of parsed) {
@@ -69,11 +70,11 @@ export async function portForwardCommand(
     try {
       let ip = f.host;
       if (net.isIP(ip) === 0) {
-        const r = await session.agent.request('dns.lookup', { name: f.host, family: 4 });
+        const r = await session.host.agent.request('dns.lookup', { name: f.host, family: 4 });
         ip = r.addresses[0]?.address ?? '';
         if (!ip) throw Object.assign(new Error(`${f.host} does not resolve in the target`), { code: 'ENOTFOUND' });
       }
-      const remote = await session.agent.connectTcp(ip, f.remotePort);
+      const remote = await session.host.agent.connectTcp(ip, f.remotePort);
       local.pipe(remote).pipe(local);
       remote.on('error', () => local.destroy());
       local.on('close', () => remote.destroy());

@@ -1,6 +1,6 @@
 import { ConfigError, loadConfig } from '../config/load.js';
 import { MirrordError } from '../../common/errors.js';
-import { targetFrom } from './exec.js';
+import { targetFrom } from '../target.js';
 
 /**
  * `mirrord verify-config`: every problem at once, by path. With --output json (for IDEs) the answer

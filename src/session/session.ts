@@ -1,41 +1,92 @@
 import { randomBytes } from 'node:crypto';
-import { AgentConnection } from '../agent-link/connection.js';
 import type { MirrordConfig, ResolvedFeatures } from '../config/schema.js';
 import { ExitCode, MirrordError } from '../../common/errors.js';
-import { Intproxy } from '../intproxy/intproxy.js';
 import type { Logger } from '../../common/log.js';
 import { DockerPlatform } from '../platforms/docker/platform.js';
 import type { KubeSettings } from '../platforms/kubernetes/client.js';
 import type { KubeAgentConfig } from '../platforms/kubernetes/platform.js';
-import type { AgentHandle, TargetPlatform } from '../platforms/platform.js';
+import type { AgentHandle, ResolvedTarget, TargetPlatform } from '../platforms/platform.js';
 import type { Progress } from '../progress.js';
 import { formatTarget, type TargetSpec } from '../target.js';
 
-export interface SessionOptions {
+/**
+ * One session for every local side: the agent next to the target, the intproxy wherever the local
+ * side needs it (in this process for `exec`, in a sidecar container for a local container), and one
+ * teardown path. A local side (a process, a container, later a dev container or compose service) is
+ * a module that takes a started Session and runs its program with `layerEnv()`.
+ */
+export interface SessionOptions<H> {
   target: TargetSpec;
   features: ResolvedFeatures;
   agent: MirrordConfig['agent'];
   /** Kubernetes targets: kubeconfig and context (config keys kubeconfig, kube_context). */
   kube?: KubeSettings;
+  /** Config skip_processes: programs the layer leaves alone. */
+  skipProcesses?: string[];
+  /** Where the intproxy runs (src/session/in-process.ts, src/session/sidecar.ts). */
+  intproxy: IntproxyHost<H>;
   log: Logger;
   progress: Progress;
   /** Injected for tests; chosen from the target kind otherwise. */
   platform?: TargetPlatform;
 }
 
-/** One running session: the agent, the link to it, and the intproxy the layers talk to. */
-export interface Session {
-  readonly id: string;
-  readonly targetDisplay: string;
-  readonly agent: AgentConnection;
-  readonly intproxy: Intproxy;
-  /** Called once if the agent link dies before close(). */
+/** What a host is given to start the intproxy against a running agent. */
+export interface HostContext {
+  id: string;
+  token: string;
+  target: ResolvedTarget;
+  agent: AgentHandle;
+  features: ResolvedFeatures;
+  agentConfig: MirrordConfig['agent'];
+  log: Logger;
+  progress: Progress;
+  /** Starts what removes the agent's rules if the agent dies (the platform's guard), once; a no-op without one. */
+  guard(agentPid: number | undefined): Promise<void>;
+  /** The error for an agent that never answered on its link, with its last log lines. */
+  didNotAnswer(err: unknown): MirrordError;
+}
+
+/** What every host gives the session, whatever it runs in. */
+export interface HostedIntproxy {
+  /** MIRRORD_LAYER_ADDR, as the layer sees it from where the program runs. */
+  readonly layerAddr: string;
+  /** The target's environment. */
+  remoteEnv(): Promise<Record<string, string>>;
+  /** The layer's file-rule hints (MIRRORD_FS_* variables). */
+  fileHints(): Promise<Record<string, string>>;
+  /** Called once if the link to the agent dies before close(). */
   onLinkLost(cb: (reason: string) => void): void;
+  /** Ends the intproxy; the session stops the agent after it (or beside it, see closesWithAgent). */
+  close(): Promise<void>;
+  /** The host's close waits on something the agent's exit does not (a container's removal): run both at once. */
+  readonly closesWithAgent?: boolean;
+}
+
+/** Where the intproxy runs; `H` is what the local side may use of it beyond HostedIntproxy. */
+export interface IntproxyHost<H> {
+  readonly name: string;
+  /** Before the agent starts: what can fail without leaving an agent behind (images, reaping). */
+  prepare?(log: Logger, progress: Progress): Promise<void>;
+  start(ctx: HostContext): Promise<H & HostedIntproxy>;
+}
+
+export interface Session<H> {
+  readonly id: string;
+  readonly target: ResolvedTarget;
+  readonly targetDisplay: string;
+  readonly features: ResolvedFeatures;
+  /** The intproxy as its host runs it. */
+  readonly host: H & HostedIntproxy;
+  /** Every variable the layer needs in a process, except LD_PRELOAD (its path is the local side's). */
+  layerEnv(): Promise<Record<string, string>>;
+  onLinkLost(cb: (reason: string) => void): void;
+  /** The one teardown path: the intproxy, the agent, its guard; safe to call twice. */
   close(): Promise<void>;
 }
 
 /** The platform of a target; the Kubernetes client (~0.3 s to load) only for Kubernetes targets. */
-export async function platformFor(target: TargetSpec, opts: Pick<SessionOptions, 'agent' | 'kube'>): Promise<TargetPlatform> {
+export async function platformFor(target: TargetSpec, opts: { agent: MirrordConfig['agent']; kube?: KubeSettings }): Promise<TargetPlatform> {
   if (target.kind === 'docker') return new DockerPlatform();
   const { KubernetesPlatform } = await import('../platforms/kubernetes/platform.js');
   const a = opts.agent;
@@ -47,7 +98,12 @@ export async function platformFor(target: TargetSpec, opts: Pick<SessionOptions,
   });
 }
 
-export async function startSession(opts: SessionOptions): Promise<Session> {
+/** The session may write the target's files: write mode, or read_write rules outside local mode. */
+export function needsFsWrite(features: ResolvedFeatures): boolean {
+  return features.fs.mode === 'write' || (features.fs.mode !== 'local' && (features.fs.read_write?.length ?? 0) > 0);
+}
+
+export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<H>> {
   const { log, progress } = opts;
   const platform = opts.platform ?? (await platformFor(opts.target, opts));
   const id = randomBytes(6).toString('hex');
@@ -56,68 +112,77 @@ export async function startSession(opts: SessionOptions): Promise<Session> {
   await platform.reap(log.child('reaper'));
   progress.update(`looking up ${formatTarget(opts.target)}`);
   const target = await platform.resolveTarget(opts.target);
-  const handle: AgentHandle = await platform.startAgent(target, {
+  await opts.intproxy.prepare?.(log, progress);
+  const agent = await platform.startAgent(target, {
     session: id,
     token,
     image: opts.agent.image,
     logLevel: opts.agent.log_level,
-    fsWrite: opts.features.fs.mode === 'write' || (opts.features.fs.mode !== 'local' && (opts.features.fs.read_write?.length ?? 0) > 0),
+    fsWrite: needsFsWrite(opts.features),
     startupTimeoutMs: opts.agent.startup_timeout * 1000,
     progress,
     log: log.child('agent'),
   });
 
-  let agent: AgentConnection;
+  let guarded: Promise<void> | undefined;
+  const ctx: HostContext = {
+    id,
+    token,
+    target,
+    agent,
+    features: opts.features,
+    agentConfig: opts.agent,
+    log,
+    progress,
+    guard: (pid) => (guarded ??= pid && agent.startGuard ? agent.startGuard(pid) : Promise.resolve()),
+    didNotAnswer(err) {
+      const logs = agent.recentLogs();
+      return new MirrordError(
+        `the agent on ${target.display} did not answer: ${(err as Error).message}${logs.length ? ` (agent said: ${logs.slice(-3).join(' | ')})` : ''}`,
+        ExitCode.Agent,
+        'Run with MIRRORD_LOG=debug for the agent log; raise agent.startup_timeout if the engine is slow',
+        { cause: err },
+      );
+    },
+  };
+  let host: H & HostedIntproxy;
   try {
-    progress.update(`waiting for the agent on ${target.display}`);
-    agent = await AgentConnection.connect(handle.link, {
-      token,
-      client: 'mirrord/0.1.0',
-      handshakeTimeoutMs: opts.agent.startup_timeout * 1000,
-      log: log.child('link'),
-    });
+    host = await opts.intproxy.start(ctx);
   } catch (err) {
-    const logs = handle.recentLogs();
-    await handle.stop();
-    throw new MirrordError(
-      `the agent on ${target.display} did not answer: ${(err as Error).message}${logs.length ? ` (agent said: ${logs.slice(-3).join(' | ')})` : ''}`,
-      ExitCode.Agent,
-      'Run with MIRRORD_LOG=debug for the agent log; raise agent.startup_timeout if the engine is slow',
-      { cause: err },
-    );
-  }
-
-  let intproxy: Intproxy;
-  try {
-    const agentPid = agent.info.agentPid;
-    const beforeIncoming = handle.startGuard && agentPid ? () => handle.startGuard!(agentPid) : undefined;
-    intproxy = await Intproxy.start({ agent, features: opts.features, log: log.child('intproxy'), beforeIncoming });
-  } catch (err) {
-    agent.close();
-    await handle.stop();
+    await agent.stop();
     throw err;
   }
 
-  let closing = false;
+  let closing: Promise<void> | undefined;
   const lost: Array<(reason: string) => void> = [];
-  agent.onClose((err) => {
+  host.onLinkLost((reason) => {
     if (closing) return;
-    const reason = err?.message ?? 'the agent closed the link';
     for (const cb of lost) cb(reason);
   });
 
   return {
     id,
+    target,
     targetDisplay: target.display,
-    agent,
-    intproxy,
+    features: opts.features,
+    host,
+    async layerEnv() {
+      const env: Record<string, string> = { ...(await host.fileHints()), MIRRORD_LAYER_ADDR: host.layerAddr, MIRRORD_SESSION: id };
+      if (opts.skipProcesses?.length) env.MIRRORD_SKIP_PROCESSES = opts.skipProcesses.join(';');
+      return env;
+    },
     onLinkLost: (cb) => lost.push(cb),
-    async close() {
-      if (closing) return;
-      closing = true;
-      await intproxy.close();
-      agent.close();
-      await handle.stop();
+    close() {
+      closing ??= (async () => {
+        if (host.closesWithAgent) {
+          // Independent exits: waiting for both at once saves a polling round at every session's end.
+          await Promise.all([host.close(), agent.stop()]);
+        } else {
+          await host.close();
+          await agent.stop();
+        }
+      })();
+      return closing;
     },
   };
 }

@@ -5,7 +5,7 @@ import { CLI, runCli } from '../helpers/cli.js';
 import { waitSessionGone, waitUserRunning } from '../helpers/sessions.js';
 import os from 'node:os';
 import { silentLogger } from '../../common/log.js';
-import { LABEL_AGENT, LABEL_OWNER } from '../../src/platforms/docker/agent.js';
+import { LABEL_AGENT, LABEL_OWNER } from '../../src/platforms/docker/labels.js';
 import { DockerPlatform } from '../../src/platforms/docker/platform.js';
 import { RUN_ID, TEST_LABEL, docker, runContainer, toolsImage, type TestContainer } from '../helpers/docker-fixtures.js';
 

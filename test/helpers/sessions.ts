@@ -4,7 +4,7 @@
  */
 import os from 'node:os';
 import type Docker from 'dockerode';
-import { LABEL_OWNER } from '../../src/platforms/docker/agent.js';
+import { LABEL_OWNER } from '../../src/platforms/docker/labels.js';
 import { listContainers } from './docker-fixtures.js';
 
 /** Agent, guard, sidecar and user containers of the CLI process `pid`. */

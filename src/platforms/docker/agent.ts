@@ -1,15 +1,10 @@
-import os from 'node:os';
-import { Duplex, PassThrough } from 'node:stream';
 import type Docker from 'dockerode';
 import { ExitCode, MirrordError } from '../../../common/errors.js';
-import type { Logger } from '../../../common/log.js';
 import type { AgentHandle, AgentStartOptions } from '../platform.js';
+import { attachContainer, type Attached } from './attach.js';
 import { dockerUnreachable } from './client.js';
-
-export const LABEL_AGENT = 'dev.mirrord.agent';
-export const LABEL_SESSION = 'dev.mirrord.session';
-export const LABEL_OWNER = 'dev.mirrord.owner';
-export const LABEL_TARGET = 'dev.mirrord.target';
+import { sessionLabels } from './labels.js';
+import { removeContainer } from './remove.js';
 
 /**
  * The least that works: reading the target's /proc/1/{root,environ} needs SYS_PTRACE (the target
@@ -51,12 +46,7 @@ export async function startDockerAgent(
         `MIRRORD_AGENT_LOG=${opts.logLevel}`,
         `MIRRORD_AGENT_SESSION=${opts.session}`,
       ],
-      Labels: {
-        [LABEL_AGENT]: 'true',
-        [LABEL_SESSION]: opts.session,
-        [LABEL_OWNER]: `${os.hostname()}:${process.pid}`,
-        [LABEL_TARGET]: target.id,
-      },
+      Labels: sessionLabels('true', opts.session, target.id),
       AttachStdin: true,
       AttachStdout: true,
       AttachStderr: true,
@@ -83,43 +73,26 @@ export async function startDockerAgent(
     throw new MirrordError(`cannot create the agent container: ${(err as Error).message}`, ExitCode.Agent, 'See the Docker engine log', { cause: err });
   }
 
-  const stderrTail: string[] = [];
-  let raw: NodeJS.ReadWriteStream;
+  let attached: Attached;
   try {
-    raw = (await container.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true })) as NodeJS.ReadWriteStream;
+    attached = await attachContainer(docker, container, { name: 'agent', log });
   } catch (err) {
-    await forceRemove(container, log);
+    await removeContainer(container, log);
     throw dockerUnreachable(err);
   }
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  docker.modem.demuxStream(raw, stdout, stderr);
-  raw.on('end', () => {
-    stdout.end();
-    stderr.end();
-  });
-  raw.on('error', (err) => stdout.destroy(err));
-  stderr.setEncoding('utf8');
-  stderr.on('data', (text: string) => {
-    for (const line of text.split('\n').filter(Boolean)) {
-      stderrTail.push(line);
-      if (stderrTail.length > 20) stderrTail.shift();
-      log.debug(`agent: ${line}`);
-    }
-  });
 
   try {
     await container.start();
   } catch (err) {
-    (raw as unknown as Duplex).destroy?.();
-    await forceRemove(container, log);
+    attached.raw.destroy();
+    await removeContainer(container, log);
     const msg = (err as { json?: { message?: string } }).json?.message ?? (err as Error).message;
     throw new MirrordError(`the agent container did not start: ${msg}`, ExitCode.Agent, 'Check that the target is still running (docker ps)', {
       cause: err,
     });
   }
 
-  const link = joinStreams(stdout, raw);
+  const link = attached.link();
   let guard: Promise<Docker.Container | undefined> | undefined;
   return {
     link,
@@ -134,13 +107,13 @@ export async function startDockerAgent(
     async stop() {
       link.end();
       // The agent exits on stdin EOF and AutoRemove deletes it; make sure nothing is left if not.
-      if (!(await waitGone(container, 5000))) await forceRemove(container, log);
-      (raw as unknown as Duplex).destroy?.();
+      await removeContainer(container, log, 5000);
+      attached.raw.destroy();
       // The guard exits by itself once the agent is gone.
       const g = await guard;
-      if (g && !(await waitGone(g, 3000))) await forceRemove(g, log);
+      if (g) await removeContainer(g, log, 3000);
     },
-    recentLogs: () => stderrTail.slice(),
+    recentLogs: () => attached.recentStderr(),
   };
 }
 
@@ -153,12 +126,7 @@ async function startGuard(docker: Docker, targetId: string, image: string, agent
     Image: image,
     name: `mirrord-guard-${opts.session}`,
     Env: ['MIRRORD_AGENT_MODE=guard', `MIRRORD_GUARD_PID=${agentPid}`, `MIRRORD_AGENT_SESSION=${opts.session}`, `MIRRORD_AGENT_LOG=${opts.logLevel}`],
-    Labels: {
-      [LABEL_AGENT]: 'guard',
-      [LABEL_SESSION]: opts.session,
-      [LABEL_OWNER]: `${os.hostname()}:${process.pid}`,
-      [LABEL_TARGET]: targetId,
-    },
+    Labels: sessionLabels('guard', opts.session, targetId),
     HostConfig: {
       NetworkMode: `container:${targetId}`,
       PidMode: `container:${targetId}`,
@@ -171,55 +139,4 @@ async function startGuard(docker: Docker, targetId: string, image: string, agent
   });
   await guard.start();
   return guard;
-}
-
-/** A Duplex reading the agent's demultiplexed stdout and writing its stdin, with backpressure. */
-function joinStreams(readable: PassThrough, writable: NodeJS.ReadWriteStream): Duplex {
-  const link = new Duplex({
-    write(chunk, _enc, cb) {
-      writable.write(chunk, (err) => cb(err ?? null));
-    },
-    final(cb) {
-      // Half-close of the hijacked socket: the engine closes the agent's stdin.
-      writable.end();
-      cb();
-    },
-    read() {
-      readable.resume();
-    },
-    destroy(err, cb) {
-      readable.destroy();
-      (writable as unknown as Duplex).destroy?.();
-      cb(err);
-    },
-  });
-  readable.on('data', (chunk: Buffer) => {
-    if (!link.push(chunk)) readable.pause();
-  });
-  readable.on('end', () => link.push(null));
-  readable.on('error', (err) => link.destroy(err));
-  return link;
-}
-
-async function waitGone(container: Docker.Container, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    try {
-      await container.inspect();
-    } catch (err) {
-      if ((err as { statusCode?: number }).statusCode === 404) return true;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return false;
-}
-
-export async function forceRemove(container: Docker.Container, log: Logger): Promise<void> {
-  try {
-    await container.remove({ force: true });
-  } catch (err) {
-    const status = (err as { statusCode?: number }).statusCode;
-    // 404: already gone; 409: AutoRemove is removing it right now.
-    if (status !== 404 && status !== 409) log.warn(`could not remove agent container ${container.id.slice(0, 12)}: ${(err as Error).message}`);
-  }
 }

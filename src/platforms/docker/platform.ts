@@ -4,7 +4,9 @@ import { ownerGone } from '../owner.js';
 import type { Logger } from '../../../common/log.js';
 import type { TargetSpec } from '../../target.js';
 import type { AgentHandle, AgentStartOptions, ResolvedTarget, TargetPlatform } from '../platform.js';
-import { LABEL_AGENT, LABEL_OWNER, forceRemove, startDockerAgent } from './agent.js';
+import { startDockerAgent } from './agent.js';
+import { LABEL_AGENT, LABEL_OWNER } from './labels.js';
+import { removeContainer } from './remove.js';
 import { agentImageRecipe } from '../../images/recipes.js';
 import { checkEngine, createDocker } from './client.js';
 import { ensureImage } from '../../images/build.js';
@@ -59,7 +61,7 @@ export class DockerPlatform implements TargetPlatform {
       // keeps it); one that never started was left half-made by a killed CLI.
       if (c.Labels[LABEL_AGENT] === 'user' && c.State !== 'created') continue;
       log.debug(`reaper: removing agent ${c.Id.slice(0, 12)} of dead session owner ${c.Labels[LABEL_OWNER]}`);
-      await forceRemove(this.docker.getContainer(c.Id), log);
+      await removeContainer(this.docker.getContainer(c.Id), log);
     }
   }
 }

@@ -1,0 +1,93 @@
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ExitCode, MirrordError } from '../../common/errors.js';
+import type { Logger } from '../../common/log.js';
+import { mergeEnv } from '../env/merge.js';
+import { packageRoot } from '../package-root.js';
+import { checkProgram } from '../program-check.js';
+import { findProgram } from '../program-path.js';
+import type { Progress } from '../progress.js';
+import type { InProcess } from '../session/in-process.js';
+import type { Session } from '../session/session.js';
+
+/**
+ * The local side of `mirrord exec`: the user's program as a child of this process, with the layer
+ * preloaded and the target's environment merged into ours.
+ */
+
+export function layerPath(env: NodeJS.ProcessEnv = process.env): string {
+  const p = env.MIRRORD_LAYER_PATH || path.join(packageRoot(), 'layer/build/libmirrord_layer.so');
+  if (!existsSync(p)) {
+    throw new MirrordError(`the layer library ${p} is missing`, ExitCode.Internal, 'Run `npm run build` in the mirrord checkout');
+  }
+  return p;
+}
+
+/** Checks made before any session starts: the program exists, the layer is there, and a warning when the loader will not preload it. */
+export function prepareProgram(cmd: string): { program: string; layer: string } {
+  const program = findProgram(cmd);
+  const layer = layerPath();
+  warnUnreachable(cmd, program);
+  return { program, layer };
+}
+
+/** Runs `program` in the session's context; resolves to its exit status. */
+export async function runProcess(
+  session: Session<InProcess>,
+  p: { program: string; layer: string; argv0: string; args: string[] },
+  log: Logger,
+  progress: Progress,
+): Promise<number> {
+  const { env, fromRemote } = mergeEnv(process.env, await session.host.remoteEnv(), session.features.env);
+  log.debug(`environment from ${session.targetDisplay}: ${fromRemote.join(', ') || '(none)'}`);
+  progress.succeed(`mirrord: running ${p.argv0} in the context of ${session.targetDisplay}`);
+  env.LD_PRELOAD = [p.layer, process.env.LD_PRELOAD].filter(Boolean).join(':');
+  // Remote files: the layer learns which paths it may keep local without asking (src/fs/rules.ts).
+  Object.assign(env, await session.layerEnv());
+  session.onLinkLost((reason) => {
+    process.stderr.write(`mirrord: lost the link to the agent (${reason}); remote connections and look-ups now fail\n`);
+  });
+  const status = await runProgram(p.program, p.argv0, p.args, env);
+  // A helper still copying an exec'd program's output to a remote file gets a moment to finish.
+  await session.host.intproxy.files.idle(3000);
+  return status;
+}
+
+/** One line on stderr when the loader will not preload the layer into the program. */
+function warnUnreachable(cmd: string, program: string): void {
+  const check = checkProgram(program);
+  const what = check.resolved === program ? cmd : `${cmd} (run by ${check.resolved})`;
+  if (check.static) {
+    process.stderr.write(
+      `mirrord: warning: ${what} is statically linked: LD_PRELOAD cannot intercept it, so its traffic, DNS and files stay local (its environment is still the target's)\n`,
+    );
+  } else if (check.setid) {
+    process.stderr.write(`mirrord: warning: ${what} is set-user/group-ID: the loader ignores LD_PRELOAD for it, so it runs without interception\n`);
+  }
+}
+
+/** Runs the program with our stdio; its exit code, or 128 + signal, becomes ours. */
+function runProgram(program: string, argv0: string, args: string[], env: Record<string, string>): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(program, args, { stdio: 'inherit', env, argv0 });
+    // Ctrl-C on a terminal already reaches the whole foreground group; a signal sent to us alone
+    // (kill, a supervisor) is passed on so the program can shut down its own way.
+    const forward = (sig: NodeJS.Signals) => {
+      if (sig === 'SIGINT' && process.stdin.isTTY) return;
+      child.kill(sig);
+    };
+    const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
+    for (const s of signals) process.on(s, forward);
+    const done = () => signals.forEach((s) => process.off(s, forward));
+    child.once('error', (err) => {
+      done();
+      reject(new MirrordError(`cannot start ${argv0}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, ExitCode.Program, 'Check the command', { cause: err }));
+    });
+    child.once('exit', (code, signal) => {
+      done();
+      resolve(signal ? 128 + (os.constants.signals[signal] ?? 0) : (code ?? 0));
+    });
+  });
+}

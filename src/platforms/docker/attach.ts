@@ -1,0 +1,76 @@
+import { Duplex, PassThrough } from 'node:stream';
+import type Docker from 'dockerode';
+import type { Logger } from '../../../common/log.js';
+
+/** A container's attached streams, demultiplexed: what it writes to stdout and stderr, and its stdin. */
+export interface Attached {
+  /** The hijacked connection itself: writing is the container's stdin, end() half-closes it. */
+  raw: Duplex;
+  stdout: PassThrough;
+  stderr: PassThrough;
+  /** stdout to read and stdin to write as one Duplex with backpressure (the agent link, the sidecar relay). */
+  link(): Duplex;
+  /** The last stderr lines (each also logged at debug as `NAME: line`), to explain a failed start. */
+  recentStderr(): string[];
+}
+
+/**
+ * Attaches before start (so no byte of output is lost), for every Docker API stream of a session:
+ * agent, sidecar. Only for containers created without a TTY, whose output the engine multiplexes.
+ * `stderrLines: false` leaves stderr unread for a caller that parses it itself.
+ */
+export async function attachContainer(
+  docker: Docker,
+  container: Docker.Container,
+  opts: { name: string; log: Logger; stdin?: boolean; stderrLines?: boolean },
+): Promise<Attached> {
+  const raw = (await container.attach({ stream: true, stdin: opts.stdin ?? true, stdout: true, stderr: true, hijack: true })) as unknown as Duplex;
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  docker.modem.demuxStream(raw, stdout, stderr);
+  raw.on('end', () => {
+    stdout.end();
+    stderr.end();
+  });
+  raw.on('error', (err) => stdout.destroy(err));
+  const tail: string[] = [];
+  if (opts.stderrLines !== false) {
+    stderr.setEncoding('utf8');
+    stderr.on('data', (text: string) => {
+      for (const line of text.split('\n').filter(Boolean)) {
+        tail.push(line);
+        if (tail.length > 20) tail.shift();
+        opts.log.debug(`${opts.name}: ${line}`);
+      }
+    });
+  }
+  return { raw, stdout, stderr, link: () => joinStreams(stdout, raw), recentStderr: () => tail.slice() };
+}
+
+/** A Duplex reading the demultiplexed stdout and writing the container's stdin, with backpressure. */
+function joinStreams(readable: PassThrough, writable: Duplex): Duplex {
+  const link = new Duplex({
+    write(chunk, _enc, cb) {
+      writable.write(chunk, (err) => cb(err ?? null));
+    },
+    final(cb) {
+      // Half-close of the hijacked socket: the engine closes the container's stdin.
+      writable.end();
+      cb();
+    },
+    read() {
+      readable.resume();
+    },
+    destroy(err, cb) {
+      readable.destroy();
+      writable.destroy();
+      cb(err);
+    },
+  });
+  readable.on('data', (chunk: Buffer) => {
+    if (!link.push(chunk)) readable.pause();
+  });
+  readable.on('end', () => link.push(null));
+  readable.on('error', (err) => link.destroy(err));
+  return link;
+}

@@ -1,0 +1,12 @@
+import { resolveFeatures, type MirrordConfig } from '../config/schema.js';
+import type { SessionOptions } from './session.js';
+
+/** The parts of a session every command takes from the loaded config in the same way. */
+export function sessionSettings(config: MirrordConfig): Pick<SessionOptions<unknown>, 'features' | 'agent' | 'kube' | 'skipProcesses'> {
+  return {
+    features: resolveFeatures(config),
+    agent: config.agent,
+    kube: { kubeconfig: config.kubeconfig, context: config.kube_context },
+    skipProcesses: config.skip_processes,
+  };
+}

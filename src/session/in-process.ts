@@ -1,0 +1,58 @@
+import { AgentConnection } from '../agent-link/connection.js';
+import { layerHintEnv } from '../fs/rules.js';
+import { Intproxy } from '../intproxy/intproxy.js';
+import type { IntproxyHost } from './session.js';
+
+/** The in-process host's extras: the agent link and the intproxy themselves. */
+export interface InProcess {
+  readonly agent: AgentConnection;
+  readonly intproxy: Intproxy;
+}
+
+/**
+ * The intproxy in this process (exec, port-forward, diagnose): it speaks to the agent over the
+ * platform's link directly, and the layers of the local program connect to it on loopback.
+ * `exe`: the program's executable, whose directory the file rules keep local.
+ */
+export function inProcess(opts: { exe?: string } = {}): IntproxyHost<InProcess> {
+  return {
+    name: 'in-process',
+    async start(ctx) {
+      ctx.progress.update(`waiting for the agent on ${ctx.target.display}`);
+      let agent: AgentConnection;
+      try {
+        agent = await AgentConnection.connect(ctx.agent.link, {
+          token: ctx.token,
+          handshakeTimeoutMs: ctx.agentConfig.startup_timeout * 1000,
+          log: ctx.log.child('link'),
+        });
+      } catch (err) {
+        throw ctx.didNotAnswer(err);
+      }
+      let intproxy: Intproxy;
+      try {
+        // The guard starts with the first subscription: sessions without incoming traffic need none.
+        const beforeIncoming = agent.info.agentPid ? () => ctx.guard(agent.info.agentPid) : undefined;
+        intproxy = await Intproxy.start({ agent, features: ctx.features, log: ctx.log.child('intproxy'), beforeIncoming });
+      } catch (err) {
+        agent.close();
+        throw err;
+      }
+      intproxy.files.exe = opts.exe;
+      return {
+        agent,
+        intproxy,
+        layerAddr: intproxy.address,
+        remoteEnv: async () => (await agent.request('env.get', {})).env,
+        fileHints: async () => layerHintEnv(await intproxy.files.rules()),
+        onLinkLost(cb) {
+          agent.onClose((err) => cb(err?.message ?? 'the agent closed the link'));
+        },
+        async close() {
+          await intproxy.close();
+          agent.close();
+        },
+      };
+    },
+  };
+}

@@ -1,0 +1,170 @@
+import type { Readable } from 'node:stream';
+import type Docker from 'dockerode';
+import { ExitCode, MirrordError } from '../../common/errors.js';
+import type { Logger } from '../../common/log.js';
+import { READY_PREFIX, type SidecarReady } from '../../common/sidecar-contract.js';
+import { ensureImage } from '../images/build.js';
+import { sidecarImageRecipe } from '../images/recipes.js';
+import { attachContainer, type Attached } from '../platforms/docker/attach.js';
+import { sessionLabels } from '../platforms/docker/labels.js';
+import { DockerPlatform } from '../platforms/docker/platform.js';
+import { removeContainer } from '../platforms/docker/remove.js';
+import type { IntproxyHost } from './session.js';
+
+export interface SidecarSpec {
+  /** The engine the local container runs on (the agent may run elsewhere: a cluster). */
+  docker: Docker;
+  /** The local container's --network: the sidecar owns the namespace, the container joins it. */
+  network?: string;
+  /** The local container's -p: published on the sidecar, which owns the namespace. */
+  publish: string[];
+  /** container.capture: iptables in the shared namespace (needs NET_ADMIN). */
+  capture: 'off' | 'namespace';
+  /** The target's mounted files to copy (container.mounts), or none. */
+  mounts?: { maxBytes: number; exclude: string[] };
+}
+
+/** The sidecar host's extras: the container a local container joins, and what it announced. */
+export interface InSidecar {
+  readonly container: Docker.Container;
+  readonly docker: Docker;
+  readonly ready: SidecarReady;
+}
+
+/**
+ * The intproxy in a sidecar container (container mode, and every local container to come): the
+ * local container joins its network namespace (`--network container:SIDECAR`) and mounts the layer
+ * from its volume. The sidecar speaks AP over its attached stdin/stdout, and this process relays
+ * those bytes to the agent's link, so a remote DOCKER_HOST works and the agent may be in a cluster.
+ */
+export function inSidecar(spec: SidecarSpec): IntproxyHost<InSidecar> {
+  let image: string | undefined;
+  return {
+    name: 'sidecar',
+    async prepare(log, progress) {
+      // Sidecars (and user containers) of dead CLIs on this engine; a Docker target's platform reaps
+      // them too, a Kubernetes target's does not.
+      await new DockerPlatform(spec.docker).reap(log.child('reaper'));
+      image = await ensureImage(spec.docker, sidecarImageRecipe(), { progress, log: log.child('images') });
+    },
+    async start(ctx) {
+      const { docker } = spec;
+      const log = ctx.log;
+      ctx.progress.update('starting the sidecar');
+      image ??= await ensureImage(docker, sidecarImageRecipe(), { progress: ctx.progress, log: log.child('images') });
+      const ports = portBindings(spec.publish);
+      const container = await docker.createContainer({
+        Image: image,
+        name: `mirrord-sidecar-${ctx.id}`,
+        Env: [
+          `MIRRORD_SIDECAR_TOKEN=${ctx.token}`,
+          `MIRRORD_SIDECAR_FEATURES=${JSON.stringify(ctx.features)}`,
+          `MIRRORD_SIDECAR_LOG=${ctx.agentConfig.log_level}`,
+          `MIRRORD_SIDECAR_CAPTURE=${spec.capture}`,
+          ...(spec.mounts ? [`MIRRORD_SIDECAR_MOUNTS=${JSON.stringify(spec.mounts)}`] : []),
+          ...(process.env.MIRRORD_LAYER_LOG ? [`MIRRORD_LAYER_LOG=${process.env.MIRRORD_LAYER_LOG}`] : []),
+        ],
+        Labels: sessionLabels('sidecar', ctx.id, ctx.target.id),
+        AttachStdin: true,
+        AttachStdout: true,
+        AttachStderr: true,
+        OpenStdin: true,
+        StdinOnce: true,
+        HostConfig: {
+          AutoRemove: true,
+          // iptables for namespace capture, in the namespace the user's container shares.
+          CapAdd: spec.capture === 'namespace' ? ['NET_ADMIN'] : undefined,
+          NetworkMode: spec.network,
+          PortBindings: ports,
+          LogConfig: { Type: 'none', Config: {} },
+        },
+        ExposedPorts: Object.fromEntries(Object.keys(ports ?? {}).map((p) => [p, {}])),
+      });
+      let attached: Attached | undefined;
+      try {
+        attached = await attachContainer(docker, container, { name: 'sidecar', log, stderrLines: false });
+        const readyLine = waitReady(attached.stderr, ctx.agentConfig.startup_timeout * 1000, log);
+        await container.start();
+        // The relay: AP frames flow untouched between the agent's stream and the sidecar's.
+        attached.stdout.pipe(ctx.agent.link);
+        ctx.agent.link.pipe(attached.raw);
+        const ready = await readyLine;
+        // Before the user's program can listen: the guard removes the agent's rules if the agent
+        // dies (in-process it starts with the first subscription; the sidecar's cannot be seen here).
+        if (ctx.features.incoming.mode !== 'off') await ctx.guard(ready.agentPid);
+        const sidecarIn = attached.raw;
+        const lost: Array<(reason: string) => void> = [];
+        let closed = false;
+        sidecarIn.once('close', () => {
+          if (!closed) for (const cb of lost) cb('the sidecar left');
+        });
+        return {
+          container,
+          docker,
+          ready,
+          layerAddr: ready.layerAddr,
+          remoteEnv: () => Promise.resolve(ready.env),
+          fileHints: () => Promise.resolve(ready.hints),
+          onLinkLost: (cb) => lost.push(cb),
+          closesWithAgent: true,
+          async close() {
+            closed = true;
+            // The sidecar exits when its stdin ends (the relay closes), and AutoRemove deletes it.
+            sidecarIn.end();
+            ctx.agent.link.end();
+            await removeContainer(container, log, 3000);
+          },
+        };
+      } catch (err) {
+        attached?.raw.destroy();
+        await removeContainer(container, log);
+        if (err instanceof MirrordError) throw err;
+        throw ctx.didNotAnswer(err);
+      }
+    },
+  };
+}
+
+function portBindings(publish: string[]): Record<string, Array<{ HostIp?: string; HostPort: string }>> | undefined {
+  if (publish.length === 0) return undefined;
+  const out: Record<string, Array<{ HostIp?: string; HostPort: string }>> = {};
+  for (const p of publish) {
+    const parts = p.split(':');
+    const container = parts.pop()!;
+    const key = container.includes('/') ? container : `${container}/tcp`;
+    const hostPort = parts.pop() ?? '';
+    const hostIp = parts.pop();
+    (out[key] ??= []).push({ HostPort: hostPort, ...(hostIp ? { HostIp: hostIp } : {}) });
+  }
+  return out;
+}
+
+/** The sidecar's one JSON line on stderr once its intproxy runs; its other lines go to the debug log. */
+function waitReady(stderr: Readable, timeoutMs: number, log: Logger): Promise<SidecarReady> {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    const tail: string[] = [];
+    const timer = setTimeout(() => fail('did not get ready in time'), timeoutMs);
+    const fail = (why: string) => {
+      clearTimeout(timer);
+      reject(new MirrordError(`the mirrord sidecar ${why}${tail.length ? ` (it said: ${tail.slice(-3).join(' | ')})` : ''}`, ExitCode.Agent, 'Run with MIRRORD_LOG=debug'));
+    };
+    stderr.setEncoding('utf8');
+    stderr.on('data', (d: string) => {
+      buf += d;
+      let nl;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (line.startsWith(READY_PREFIX)) {
+          clearTimeout(timer);
+          resolve(JSON.parse(line.slice(READY_PREFIX.length)) as SidecarReady);
+        } else if (line.trim()) {
+          tail.push(line);
+          log.debug(`sidecar: ${line}`);
+        }
+      }
+    });
+    stderr.once('end', () => fail('exited before it was ready'));
+  });
+}
