@@ -37,16 +37,16 @@ export interface KeyDoc {
 }
 
 /** Sections of the page: a key goes to the longest prefix that matches; `see` is a page under docs/. */
-const SECTIONS: { prefix: string; title: string; see?: string }[] = [
+const SECTIONS: { prefix: string; title: string; see?: string; note?: string }[] = [
   { prefix: '', title: 'Target and cluster', see: 'targets.md' },
   { prefix: 'agent', title: 'Agent', see: 'kubernetes.md' },
   { prefix: 'feature', title: 'Features' },
   { prefix: 'feature.network.outgoing', title: 'Outgoing traffic', see: 'outgoing.md' },
   { prefix: 'feature.network.dns', title: 'DNS', see: 'dns.md' },
   { prefix: 'feature.network.incoming', title: 'Incoming traffic', see: 'incoming.md' },
-  { prefix: 'feature.fs', title: 'Remote files', see: 'files.md' },
+  { prefix: 'feature.fs', title: 'Remote files', see: 'files.md', note: 'The order in which the mode and the four lists decide for a path: [files.md](files.md#which-paths-are-remote).' },
   { prefix: 'feature.env', title: 'Environment', see: 'env.md' },
-  { prefix: 'container', title: 'Container mode', see: 'container.md' },
+  { prefix: 'container', title: 'Container mode', see: 'container.md', note: 'Used by `mirrord container` only: [container.md](container.md#mounted-files) (mounted files) and [container.md](container.md#namespace-level-capture) (capture).' },
   { prefix: 'skip_processes', title: 'Processes', see: 'exec.md#child-processes' },
 ];
 
@@ -181,6 +181,7 @@ export function configDocs(): string {
     if (!rows.length) continue;
     parts.push(`\n## ${section.title}\n`);
     if (section.see) parts.push(`\nMore: [${section.see.replace(/#.*/, '')}](${section.see}).\n`);
+    if (section.note) parts.push(`\n${section.note}\n`);
     parts.push('\n| key | type | default | meaning |\n|---|---|---|---|\n');
     for (const k of rows) {
       parts.push(`| \`${k.path}\` | ${cell(k.type)} | ${k.default} | ${cell(k.description!)} |\n`);
