@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # npm run bench:k8s: the Kubernetes session-start benchmark (bench/k8s.ts) against the cluster
-# KUBECONFIG names, or the test cluster (test/cluster/up, stopped again afterwards).
+# KUBECONFIG names, or the test cluster (test/cluster/up, stopped again afterwards unless
+# MIRRORD_TEST_KEEP_CLUSTER=1). Ensures Docker and builds first. Figures: bench/README.md.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/ensure-docker.sh

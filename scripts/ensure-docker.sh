@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Make this machine ready for the test suite: a running Docker engine and the host tools the tests
-# call. Idempotent and quiet when there is nothing to do; one line per action otherwise.
+# Make this machine ready for the test suite, the demo and the benchmarks: a running Docker engine
+# and the host tools they call. Idempotent and quiet when there is nothing to do; one line per action otherwise.
 # Meant for root on Debian (CI and dev machines of this project); elsewhere it only checks.
 set -euo pipefail
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The long fuzz run (npm run fuzz): every decoder of both protocols, FUZZ_RUNS inputs each
 # (default 10^6). C: libFuzzer harnesses of layer/src/lp_codec.c built with ASan + UBSan
-# (layer/fuzz/). TS: fast-check properties of common/protocol/layer.ts and agent.ts (test/fuzz/).
+# (layer/fuzz/). TS: fast-check properties of the TypeScript LP and AP codecs (test/fuzz/run.ts;
+# FUZZ_SEED replays a run, FUZZ_ONLY=REGEX picks properties). About 7 minutes at the default.
 # Prints one line per decoder with its count and rate; exits non-zero on the first failure.
+# The short pass that npm test runs: test/unit/fuzz-*.test.ts, test/layer/fuzz-c.test.ts.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 RUNS="${FUZZ_RUNS:-1000000}"

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# The one test command (npm test): test/run-all.sh [unit|layer|e2e|k8s ...], default all four in order.
+# The one test command (npm test): test/run-all.sh [unit|layer|e2e|k8s ...], default all four in order,
+# after scripts/ensure-docker.sh, npm run build and npm run lint. Tiers and variables: CONTRIBUTING.md.
 # The layer tier runs twice: as built, then against the ASan+UBSan build (layer-asan, make -C layer asan).
 # Every tier runs even when an earlier one fails; the last line is "N passed, N failed".
 # MIRRORD_TEST_SKIP_BUILD=1 skips `npm run build` (quick reruns when dist/ is current);
-# MIRRORD_TEST_TIER_TIMEOUT (seconds, default 2400) bounds each tier.
+# MIRRORD_TEST_TIER_TIMEOUT (seconds, default 1200) bounds each tier; a test file without its own
+# timeout gets 600 s (--test-timeout).
 # k8s tier: uses the cluster KUBECONFIG names when it answers (images then loaded with the command in
 # MIRRORD_K8S_LOAD_IMAGE, e.g. "kind load docker-image", else assumed present); otherwise starts
-# test/cluster/up (first time: a ~30 min build, cached) and stops it with test/cluster/down after the
-# tier unless MIRRORD_TEST_KEEP_CLUSTER=1. See docs/test-cluster.md.
+# test/cluster/up (first time: an 8-11 min build, cached in /var/cache/mirrord-test-cluster) and
+# stops it with test/cluster/down after the tier unless MIRRORD_TEST_KEEP_CLUSTER=1.
+# See docs/test-cluster.md.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
