@@ -8,7 +8,7 @@
 #include "dns.h"
 #include "errors.h"
 #include "layer.h"
-#include "proto.h"
+#include "intproxy_conn.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -107,7 +107,7 @@ static int ask_intproxy(const char *node, int family, uint8_t **frame, struct lp
     if (!*frame) return EAI_MEMORY;
     struct lp_msg req = { .type = LP_GETADDRINFO, .node = { node, (uint16_t)strlen(node) }, .family = family };
     int r;
-    if (proto_call(&req, *frame, resp) < 0) r = LAYER_GAI_UNAVAILABLE;
+    if (intproxy_call(&req, *frame, resp) < 0) r = LAYER_GAI_UNAVAILABLE;
     else if (resp->status == LP_STATUS_OK) r = 0;
     else if (resp->status == LP_STATUS_BYPASS) r = LP_STATUS_BYPASS;
     else r = errors_gai(resp->status);

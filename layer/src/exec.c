@@ -7,7 +7,7 @@
 #include "exec_env.h"
 #include "files.h"
 #include "layer.h"
-#include "proto.h"
+#include "intproxy_conn.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -34,7 +34,7 @@ static pid_t session_parent(bool spawning)
 {
     if (spawning) return getpid();
     pid_t own = files_exec_own_pid();
-    return getpid() != own ? own : proto_parent_pid();
+    return getpid() != own ? own : intproxy_parent_pid();
 }
 
 int execve(const char *path, char *const argv[], char *const envp[])

@@ -8,7 +8,7 @@
 #include "files.h"
 #include "errors.h"
 #include "layer.h"
-#include "proto.h"
+#include "intproxy_conn.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -223,7 +223,7 @@ bool files_abs_path(int dirfd, const char *path, char *out, size_t cap)
 
 bool files_call(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp)
 {
-    if (proto_call(req, frame, resp) < 0) {
+    if (intproxy_call(req, frame, resp) < 0) {
         errno = EIO;
         return false;
     }
@@ -233,8 +233,8 @@ bool files_call(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp)
 /* A read waits like a read of a slow device: a signal handler may interrupt it (EINTR). */
 static bool files_call_intr(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp)
 {
-    int r = proto_call_intr(req, frame, resp);
-    if (r < 0) errno = r == PROTO_INTERRUPTED ? EINTR : EIO;
+    int r = intproxy_call_intr(req, frame, resp);
+    if (r < 0) errno = r == INTPROXY_INTERRUPTED ? EINTR : EIO;
     return r == 0;
 }
 
@@ -249,7 +249,7 @@ static void file_destroy(struct fd_obj *obj)
     uint8_t *frame = malloc(LP_MAX_FRAME);
     if (frame) {
         struct lp_msg req = { .type = LP_FS_CLOSE, .handle = f->handle }, resp;
-        if (proto_call(&req, frame, &resp) == 0 && resp.status < 0)
+        if (intproxy_call(&req, frame, &resp) == 0 && resp.status < 0)
             layer_log(LOG_DEBUG, "close %s: %s", f->path, strerror(status_errno(resp.status)));
         free(frame);
     }
@@ -316,7 +316,7 @@ int files_open_remote(const char *abs, int flags, mode_t mode)
         free(f);
         struct lp_msg close_req = { .type = LP_FS_CLOSE, .handle = resp.handle }, close_resp;
         uint8_t *fr = malloc(LP_MAX_FRAME);
-        if (fr) proto_call(&close_req, fr, &close_resp);
+        if (fr) intproxy_call(&close_req, fr, &close_resp);
         free(fr);
         errno = err;
         return -1;

@@ -12,7 +12,7 @@
 #include "listen.h"
 #include "fdtable.h"
 #include "layer.h"
-#include "proto.h"
+#include "intproxy_conn.h"
 #include "socket.h"
 
 #include <arpa/inet.h>
@@ -44,7 +44,7 @@ static void listen_destroy(struct fd_obj *obj)
     if (__atomic_load_n(&lo->announced, __ATOMIC_ACQUIRE)) {
         uint8_t *frame = malloc(LP_MAX_FRAME);
         struct lp_msg req = { .type = LP_UNLISTEN, .addr = lo->requested }, resp;
-        if (frame && proto_call(&req, frame, &resp) < 0)
+        if (frame && intproxy_call(&req, frame, &resp) < 0)
             layer_log(LOG_DEBUG, "unlisten %u: intproxy unreachable", (unsigned)lo->requested.port);
         free(frame);
     }
@@ -146,7 +146,7 @@ int listen(int fd, int backlog)
     if (!__atomic_load_n(&lo->announced, __ATOMIC_ACQUIRE)) {
         uint8_t *frame = malloc(LP_MAX_FRAME);
         struct lp_msg req = { .type = LP_LISTEN, .addr = lo->requested, .addr2 = lo->bound }, resp;
-        if (frame && proto_call(&req, frame, &resp) == 0 && resp.status == LP_STATUS_OK) {
+        if (frame && intproxy_call(&req, frame, &resp) == 0 && resp.status == LP_STATUS_OK) {
             __atomic_store_n(&lo->announced, 1, __ATOMIC_RELEASE);
             layer_log(LOG_DEBUG, "listen fd %d: port %u subscribed in the target", fd, (unsigned)lo->requested.port);
         }
@@ -166,7 +166,7 @@ static int accepted(int lfd, int cfd, struct sockaddr *addr, socklen_t *addrlen,
         is_loopback(&peer_lp)) {
         uint8_t *frame = malloc(LP_MAX_FRAME);
         struct lp_msg req = { .type = LP_ACCEPT, .addr = peer_lp }, resp;
-        if (frame && proto_call(&req, frame, &resp) == 0 && resp.status == LP_STATUS_OK) {
+        if (frame && intproxy_call(&req, frame, &resp) == 0 && resp.status == LP_STATUS_OK) {
             remote = resp.addr;
             found = 1;
         }

@@ -10,7 +10,7 @@
 #include "errors.h"
 #include "fdtable.h"
 #include "layer.h"
-#include "proto.h"
+#include "intproxy_conn.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -186,11 +186,11 @@ static int connect_via_intproxy(int fd, const struct sockaddr *addr, socklen_t l
     /* The kernel never answers EINTR to a non-blocking connect, and event loops do not expect it. */
     int fl = fcntl(fd, F_GETFL);
     bool blocking = fl >= 0 && !(fl & O_NONBLOCK);
-    int called = blocking ? proto_call_intr(&req, frame, &resp) : proto_call(&req, frame, &resp);
+    int called = blocking ? intproxy_call_intr(&req, frame, &resp) : intproxy_call(&req, frame, &resp);
     if (called < 0) {
         free(frame);
         /* Interrupted: the socket stays unconnected, so calling connect() again asks anew. */
-        errno = called == PROTO_INTERRUPTED ? EINTR : LAYER_CONNECT_UNAVAILABLE_ERRNO;
+        errno = called == INTPROXY_INTERRUPTED ? EINTR : LAYER_CONNECT_UNAVAILABLE_ERRNO;
         return -1;
     }
     free(frame);

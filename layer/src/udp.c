@@ -9,7 +9,7 @@
 #include "errors.h"
 #include "fdtable.h"
 #include "layer.h"
-#include "proto.h"
+#include "intproxy_conn.h"
 #include "socket.h"
 
 #include <errno.h>
@@ -63,7 +63,7 @@ static int route(int fd, int family, const struct lp_addr *remote, uint16_t *via
     uint8_t *frame = malloc(LP_MAX_FRAME);
     if (!frame) return -1;
     struct lp_msg req = { .type = LP_CONNECT, .proto = LP_PROTO_UDP, .addr = *remote }, resp;
-    int called = proto_call(&req, frame, &resp);
+    int called = intproxy_call(&req, frame, &resp);
     free(frame);
     if (called < 0) {
         errno = LAYER_CONNECT_UNAVAILABLE_ERRNO;

@@ -3,7 +3,7 @@
  * the socket is non-blocking and every wait goes through poll() with one deadline, so a dead
  * intproxy cannot hang the program and a retried EINTR never extends the timeout.
  *
- * Interruptible calls (proto_call_intr: connect, reads of remote files) give up with EINTR when a
+ * Interruptible calls (intproxy_call_intr: connect, reads of remote files) give up with EINTR when a
  * signal handler without SA_RESTART interrupts the wait for the answer, as the kernel would. The
  * request is then abandoned, not cancelled: its answer still arrives later, and the next exchange
  * skips it by id (ids only grow on a connection), so the link never desynchronises. Only calls
@@ -11,7 +11,7 @@
  * listener the intproxy drops when nobody dials it).
  */
 #define _GNU_SOURCE
-#include "proto.h"
+#include "intproxy_conn.h"
 #include "layer.h"
 
 #include <errno.h>
@@ -316,23 +316,23 @@ static int call(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp, bool in
     layer_leave();
     pthread_setcancelstate(cancel_state, NULL);
     errno = saved_errno;
-    return interrupted ? PROTO_INTERRUPTED : r;
+    return interrupted ? INTPROXY_INTERRUPTED : r;
 }
 
-int proto_call(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp) { return call(req, frame, resp, false); }
+int intproxy_call(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp) { return call(req, frame, resp, false); }
 
-int proto_call_intr(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp) { return call(req, frame, resp, true); }
+int intproxy_call_intr(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp) { return call(req, frame, resp, true); }
 
-pid_t proto_parent_pid(void) { return parent_pid; }
+pid_t intproxy_parent_pid(void) { return parent_pid; }
 
-void proto_set_parent_pid(pid_t pid) { parent_pid = pid; }
+void intproxy_set_parent_pid(pid_t pid) { parent_pid = pid; }
 
-bool proto_is_own_fd(int fd)
+bool intproxy_is_own_fd(int fd)
 {
     return fd >= 0 && fd == __atomic_load_n(&conn_fd, __ATOMIC_ACQUIRE);
 }
 
-void proto_move_off(int fd)
+void intproxy_move_off(int fd)
 {
     pthread_mutex_lock(&lock);
     if (fd == conn_fd) {
@@ -343,13 +343,13 @@ void proto_move_off(int fd)
     pthread_mutex_unlock(&lock);
 }
 
-void proto_fork_prepare(void)
+void intproxy_fork_prepare(void)
 {
     pthread_mutex_lock(&lock);
     forking_pid = getpid();
 }
 
-void proto_fork_release(bool in_child)
+void intproxy_fork_release(bool in_child)
 {
     if (in_child) {
         /* Sharing the parent's socket would interleave two processes' frames: the child opens
