@@ -6,6 +6,7 @@
  *   open PATH        open O_RDONLY: prints fd or the errno name
  *   write FILE       creat + write "x\n" + close, then mkdir FILE.d, rename FILE FILE.moved, unlink
  *   mmap FILE        fstat, then mmap the whole file read-only: prints its first line from the mapping
+ *   readlink LINK    readlink, readlinkat (relative to the link's directory), readlink into 1 byte
  */
 #include "common.h"
 
@@ -130,6 +131,30 @@ static int do_stat(const char *path)
     return 0;
 }
 
+static void print_link(const char *what, ssize_t n, const char *target)
+{
+    if (n < 0) printf("%s=%s\n", what, errname(errno));
+    else printf("%s=%zd [%.*s]\n", what, n, (int)n, target);
+}
+
+/* A target one byte long (or a buffer of one byte) must come back as 1, not as "not ours". */
+static int do_readlink(const char *path)
+{
+    char target[256];
+    print_link("readlink", readlink(path, target, sizeof target), target);
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir) return 1;
+    *slash = '\0';
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (dfd < 0) { printf("open_dir=%s\n", errname(errno)); return 1; }
+    print_link("readlinkat", readlinkat(dfd, slash + 1, target, sizeof target), target);
+    close(dfd);
+    print_link("readlink_1", readlink(path, target, 1), target);
+    return 0;
+}
+
 static int do_open(const char *path)
 {
     int fd = open(path, O_RDONLY);
@@ -171,6 +196,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[1], "open")) bad |= do_open(argv[i]);
         else if (!strcmp(argv[1], "write")) bad |= do_write(argv[i]);
         else if (!strcmp(argv[1], "mmap")) bad |= do_mmap(argv[i]);
+        else if (!strcmp(argv[1], "readlink")) bad |= do_readlink(argv[i]);
         else return 2;
     }
     return bad;
