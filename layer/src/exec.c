@@ -4,6 +4,7 @@
  * layer and the session settings back (exec_env.c), with the process whose session it continues.
  */
 #define _GNU_SOURCE
+#include "detour.h"
 #include "exec_env.h"
 #include "files.h"
 #include "layer.h"
@@ -25,8 +26,6 @@ LAYER_REAL(int, posix_spawn, (pid_t *, const char *, const posix_spawn_file_acti
                               char *const[], char *const[]))
 LAYER_REAL(int, posix_spawnp, (pid_t *, const char *, const posix_spawn_file_actions_t *, const posix_spawnattr_t *,
                                char *const[], char *const[]))
-
-#define REAL_OR_ENOSYS(name, ...) (real_##name##_fn() ? real_##name##_fn()(__VA_ARGS__) : (errno = ENOSYS, -1))
 
 /* The process whose session the new image continues: a forked child's parent, or this process
  * itself for a child it spawns (in a clone(CLONE_VM) child, the memory's process is the parent). */

@@ -10,6 +10,7 @@
  */
 #define _GNU_SOURCE
 #include "listen.h"
+#include "detour.h"
 #include "fdtable.h"
 #include "layer.h"
 #include "intproxy_conn.h"
@@ -97,22 +98,18 @@ static int remember(int fd, int family, const struct sockaddr *asked, socklen_t 
 
 /* ---- exported hooks ----------------------------------------------------------------------- */
 
-int bind(int fd, const struct sockaddr *addr, socklen_t len)
+/* bind of a TCP socket: what the machine gives, the asked address remembered (HANDLED: 0). */
+static detour_t bind_detour(int fd, const struct sockaddr *addr, socklen_t len)
 {
-    layer_init();
-    if (!real_bind_fn() || !real_getsockname_fn()) {
-        errno = ENOSYS;
-        return -1;
-    }
     int family;
     if (layer_inside() || !layer_config()->enabled || !addr || len > sizeof(struct sockaddr_storage) ||
         (family = socket_tcp_family(fd)) == 0 || addr->sa_family != family)
-        return real_bind_fn()(fd, addr, len);
+        return detour_bypass();
 
     int r = real_bind_fn()(fd, addr, len);
     if (r < 0) {
         int err = errno;
-        if (err != EACCES && err != EADDRINUSE && err != EADDRNOTAVAIL) return r;
+        if (err != EACCES && err != EADDRINUSE && err != EADDRNOTAVAIL) return detour_fail(err);
         struct sockaddr_storage alt;
         fallback_addr(addr, len, err, &alt);
         r = real_bind_fn()(fd, (struct sockaddr *)&alt, len);
@@ -120,16 +117,24 @@ int bind(int fd, const struct sockaddr *addr, socklen_t len)
             fallback_addr((struct sockaddr *)&alt, len, errno, &alt);
             r = real_bind_fn()(fd, (struct sockaddr *)&alt, len);
         }
-        if (r < 0) {
-            errno = err;
-            return -1;
-        }
+        if (r < 0) return detour_fail(err);
         layer_log(LOG_DEBUG, "bind fd %d: the asked address gave %s; bound another, reporting the asked one", fd, strerror(err));
     }
     layer_enter();
     remember(fd, family, addr, len);
     layer_leave();
-    return 0;
+    return detour_handled();
+}
+
+int bind(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    layer_init();
+    if (!real_bind_fn() || !real_getsockname_fn()) {
+        errno = ENOSYS;
+        return -1;
+    }
+    detour_t d = bind_detour(fd, addr, len);
+    return DETOUR_APPLY(d, 0, -1, real_bind_fn()(fd, addr, len));
 }
 
 int listen(int fd, int backlog)
