@@ -39,7 +39,7 @@ static inline detour_t detour_of(long r) { return r < 0 ? detour_fail(errno) : d
  * Applied at the shim, the only place a detour becomes the program's answer: BYPASS -> `libc`
  * (an expression calling the real function), FAILED -> errno set and `fail`, HANDLED -> `value`.
  */
-#define DETOUR_APPLY(d, value, fail, libc)                                                         \
+#define DETOUR_APPLY(d, value, fail, libc) \
     ((d).kind == DETOUR_BYPASS ? (libc) : (d).kind == DETOUR_FAILED ? (errno = (d).err, (fail)) : (value))
 
 /* The real libc function, or ENOSYS when there is none (for the `libc` argument above). */

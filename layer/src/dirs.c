@@ -26,20 +26,22 @@ LAYER_REAL(struct dirent64 *, readdir64, (DIR *))
 LAYER_REAL(int, closedir, (DIR *))
 LAYER_REAL(int, dirfd, (DIR *))
 LAYER_REAL(void, rewinddir, (DIR *))
-LAYER_REAL(int, scandir, (const char *, struct dirent ***, int (*)(const struct dirent *),
-                          int (*)(const struct dirent **, const struct dirent **)))
-LAYER_REAL(int, scandir64, (const char *, struct dirent64 ***, int (*)(const struct dirent64 *),
-                            int (*)(const struct dirent64 **, const struct dirent64 **)))
+LAYER_REAL(int, scandir,
+           (const char *, struct dirent ***, int (*)(const struct dirent *),
+            int (*)(const struct dirent **, const struct dirent **)))
+LAYER_REAL(int, scandir64,
+           (const char *, struct dirent64 ***, int (*)(const struct dirent64 *),
+            int (*)(const struct dirent64 **, const struct dirent64 **)))
 
 #define RDIR_MAGIC 0xfffffffe4d495252ull /* low word read as an int: negative, never a descriptor */
 
 struct rdir {
     uint64_t magic;
-    int fd;                    /* the program's descriptor (placeholder), closed by closedir */
-    struct file_obj *f;        /* a reference */
-    uint8_t *batch;            /* raw GETDENTS entries of the current batch */
+    int fd;             /* the program's descriptor (placeholder), closed by closedir */
+    struct file_obj *f; /* a reference */
+    uint8_t *batch;     /* raw GETDENTS entries of the current batch */
     size_t batch_len, pos;
-    unsigned dots;             /* "." and ".." handed out so far */
+    unsigned dots; /* "." and ".." handed out so far */
     bool eof;
     union {
         struct dirent64 d;

@@ -151,8 +151,8 @@ static struct addrinfo *new_entry(const struct addrinfo *tmpl, int flags, int fa
 }
 
 /* Builds the list: for each kept address (intproxy order), one entry per template socktype. */
-static int build_list(const struct lp_msg *resp, const struct addrinfo *tmpl, const char *node,
-                      int flags, int family, struct addrinfo **out)
+static int build_list(const struct lp_msg *resp, const struct addrinfo *tmpl, const char *node, int flags, int family,
+                      struct addrinfo **out)
 {
     bool have_v6 = false;
     for (unsigned i = 0; i < resp->count; i++) have_v6 |= resp->entries[i * LP_GAI_ENTRY_SIZE] == 6;
@@ -254,8 +254,8 @@ void freeaddrinfo(struct addrinfo *ai)
 
 /* Lays a hostent out in the caller's buffer; ERANGE when it does not fit, EAI_NONAME when the
  * answer holds no address of `af`. */
-static int fill_hostent(const struct lp_msg *resp, const char *name, int af, struct hostent *h,
-                        char *buf, size_t buflen)
+static int fill_hostent(const struct lp_msg *resp, const char *name, int af, struct hostent *h, char *buf,
+                        size_t buflen)
 {
     uint8_t want = af == AF_INET ? 4 : 6;
     size_t alen = af == AF_INET ? 4 : 16, n = 0;
@@ -295,8 +295,8 @@ static detour_t host_ask(const char *name, int af, uint8_t **frame, struct lp_ms
     return ask_intproxy(name, af, frame, resp);
 }
 
-int gethostbyname2_r(const char *name, int af, struct hostent *ret, char *buf, size_t buflen,
-                     struct hostent **result, int *h_errnop)
+int gethostbyname2_r(const char *name, int af, struct hostent *ret, char *buf, size_t buflen, struct hostent **result,
+                     int *h_errnop)
 {
     if (!real_gethostbyname2_r_fn()) return ENOSYS;
     uint8_t *frame;

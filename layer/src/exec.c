@@ -22,10 +22,12 @@ LAYER_REAL(int, execve, (const char *, char *const[], char *const[]))
 LAYER_REAL(int, execvpe, (const char *, char *const[], char *const[]))
 LAYER_REAL(int, fexecve, (int, char *const[], char *const[]))
 LAYER_REAL(int, execveat, (int, const char *, char *const[], char *const[], int))
-LAYER_REAL(int, posix_spawn, (pid_t *, const char *, const posix_spawn_file_actions_t *, const posix_spawnattr_t *,
-                              char *const[], char *const[]))
-LAYER_REAL(int, posix_spawnp, (pid_t *, const char *, const posix_spawn_file_actions_t *, const posix_spawnattr_t *,
-                               char *const[], char *const[]))
+LAYER_REAL(int, posix_spawn,
+           (pid_t *, const char *, const posix_spawn_file_actions_t *, const posix_spawnattr_t *, char *const[],
+            char *const[]))
+LAYER_REAL(int, posix_spawnp,
+           (pid_t *, const char *, const posix_spawn_file_actions_t *, const posix_spawnattr_t *, char *const[],
+            char *const[]))
 
 /* The process whose session the new image continues: a forked child's parent, or this process
  * itself for a child it spawns (in a clone(CLONE_VM) child, the memory's process is the parent). */
@@ -177,8 +179,7 @@ pid_t vfork(void)
         int saved = errno;
         syscall(SYS_close, p[1]);
         char c;
-        while (pid > 0 && syscall(SYS_read, p[0], &c, 1) < 0 && errno == EINTR) {
-        }
+        while (pid > 0 && syscall(SYS_read, p[0], &c, 1) < 0 && errno == EINTR) {}
         syscall(SYS_close, p[0]);
         errno = saved;
     }

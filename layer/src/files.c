@@ -185,7 +185,8 @@ static void file_destroy(struct fd_obj *obj)
 static void file_after_dup2(int to, struct fd_obj *obj)
 {
     struct file_obj *f = (struct file_obj *)obj;
-    if (to == STDIN_FILENO && !f->is_dir && (f->flags & O_ACCMODE) == O_RDONLY && !layer_inside()) files_materialize(to, f);
+    if (to == STDIN_FILENO && !f->is_dir && (f->flags & O_ACCMODE) == O_RDONLY && !layer_inside())
+        files_materialize(to, f);
 }
 
 static const struct fd_kind_ops file_ops = { .destroy = file_destroy, .after_dup2 = file_after_dup2 };
@@ -214,8 +215,11 @@ detour_t files_open_remote(const char *abs, int flags, mode_t mode, int *out)
 {
     uint8_t *frame = malloc(LP_MAX_FRAME);
     if (!frame) return detour_fail(ENOMEM);
-    struct lp_msg req = { .type = LP_FS_OPEN, .path = { abs, (uint16_t)strlen(abs) }, .flags = (uint32_t)flags,
-                          .mode = (uint32_t)mode }, resp;
+    struct lp_msg req = { .type = LP_FS_OPEN,
+                          .path = { abs, (uint16_t)strlen(abs) },
+                          .flags = (uint32_t)flags,
+                          .mode = (uint32_t)mode },
+                  resp;
     bool called = files_call(&req, frame, &resp);
     free(frame);
     if (!called) return detour_fail(errno);

@@ -26,18 +26,18 @@
 
 struct file_obj {
     struct fd_obj obj;
-    pthread_mutex_t lock;      /* pos and the read-ahead block */
-    uint32_t handle;           /* the intproxy's (the agent's) number */
+    pthread_mutex_t lock; /* pos and the read-ahead block */
+    uint32_t handle;      /* the intproxy's (the agent's) number */
     bool is_dir;
-    int flags;                 /* the program's open flags */
+    int flags; /* the program's open flags */
     uint64_t pos;
-    struct lp_stat st;         /* from open; refreshed after writes */
+    struct lp_stat st; /* from open; refreshed after writes */
     bool st_stale;
-    bool materialized;         /* the placeholder holds the content (files_exec.c) */
-    uint8_t *buf;              /* read-ahead: FILES_READ_AHEAD bytes of the file from buf_off */
+    bool materialized; /* the placeholder holds the content (files_exec.c) */
+    uint8_t *buf;      /* read-ahead: FILES_READ_AHEAD bytes of the file from buf_off */
     uint64_t buf_off;
     uint32_t buf_len;
-    char path[];               /* the path as the target sees it (for *at() relative to a dir) */
+    char path[]; /* the path as the target sees it (for *at() relative to a dir) */
 };
 
 void files_register(void);

@@ -74,8 +74,11 @@ static ssize_t read_at(struct file_obj *f, void *dst, size_t n, uint64_t off)
         errno = ENOMEM;
         return -1;
     }
-    struct lp_msg req = { .type = LP_FS_READ, .handle = f->handle, .offset = off,
-                          .len = direct ? (uint32_t)(n < LP_FS_MAX_IO ? n : LP_FS_MAX_IO) : FILES_READ_AHEAD }, resp;
+    struct lp_msg req = { .type = LP_FS_READ,
+                          .handle = f->handle,
+                          .offset = off,
+                          .len = direct ? (uint32_t)(n < LP_FS_MAX_IO ? n : LP_FS_MAX_IO) : FILES_READ_AHEAD },
+                  resp;
     if (!files_call_intr(&req, frame, &resp)) {
         free(frame);
         return -1;
@@ -208,8 +211,12 @@ static ssize_t file_write(struct file_obj *f, const void *src, size_t n, const u
     while (done < n || n == 0) {
         size_t k = n - done < LP_FS_MAX_IO ? n - done : LP_FS_MAX_IO;
         uint64_t off = at ? *at + done : (f->flags & O_APPEND) ? LP_FS_APPEND : f->pos;
-        struct lp_msg req = { .type = LP_FS_WRITE, .handle = f->handle, .offset = off,
-                              .data = (const uint8_t *)src + done, .data_len = (uint32_t)k }, resp;
+        struct lp_msg req = { .type = LP_FS_WRITE,
+                              .handle = f->handle,
+                              .offset = off,
+                              .data = (const uint8_t *)src + done,
+                              .data_len = (uint32_t)k },
+                      resp;
         if (!files_call(&req, frame, &resp)) {
             result = -1;
             break;
@@ -229,7 +236,10 @@ static ssize_t file_write(struct file_obj *f, const void *src, size_t n, const u
     return (ssize_t)done;
 }
 
-ssize_t files_write(struct file_obj *f, const void *src, size_t n, const uint64_t *at) { return file_write(f, src, n, at); }
+ssize_t files_write(struct file_obj *f, const void *src, size_t n, const uint64_t *at)
+{
+    return file_write(f, src, n, at);
+}
 
 /* Fills the file from the iovecs in order; stops at a short write. */
 static ssize_t file_writev(struct file_obj *f, const struct iovec *iov, int cnt)
@@ -301,9 +311,27 @@ static off64_t file_seek(struct file_obj *f, off64_t off, int whence)
     case SEEK_SET: base = 0; break;
     case SEEK_CUR: base = (int64_t)f->pos; break;
     case SEEK_END: base = st.size; break;
-    case SEEK_DATA: base = 0; if (off >= st.size) { pthread_mutex_unlock(&f->lock); errno = ENXIO; return -1; } break;
-    case SEEK_HOLE: base = 0; if (off >= st.size) { pthread_mutex_unlock(&f->lock); errno = ENXIO; return -1; } off = st.size; break;
-    default: pthread_mutex_unlock(&f->lock); errno = EINVAL; return -1;
+    case SEEK_DATA:
+        base = 0;
+        if (off >= st.size) {
+            pthread_mutex_unlock(&f->lock);
+            errno = ENXIO;
+            return -1;
+        }
+        break;
+    case SEEK_HOLE:
+        base = 0;
+        if (off >= st.size) {
+            pthread_mutex_unlock(&f->lock);
+            errno = ENXIO;
+            return -1;
+        }
+        off = st.size;
+        break;
+    default:
+        pthread_mutex_unlock(&f->lock);
+        errno = EINVAL;
+        return -1;
     }
     int64_t to = base + off;
     if (to < 0) {

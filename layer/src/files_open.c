@@ -50,40 +50,40 @@ static mode_t va_mode(int flags, va_list ap)
     return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE ? (mode_t)va_arg(ap, int) : 0;
 }
 
-#define OPEN_SHIM(name)                                                                            \
-    int name(const char *path, int flags, ...)                                                     \
-    {                                                                                              \
-        va_list ap;                                                                                \
-        va_start(ap, flags);                                                                       \
-        mode_t mode = va_mode(flags, ap);                                                          \
-        va_end(ap);                                                                                \
-        int fd = -1;                                                                               \
-        detour_t d = files_open_detour(AT_FDCWD, path, flags, mode, &fd);                          \
-        return DETOUR_APPLY(d, fd, -1, REAL_OR_ENOSYS(name, path, flags, mode));                   \
+#define OPEN_SHIM(name)                                                          \
+    int name(const char *path, int flags, ...)                                   \
+    {                                                                            \
+        va_list ap;                                                              \
+        va_start(ap, flags);                                                     \
+        mode_t mode = va_mode(flags, ap);                                        \
+        va_end(ap);                                                              \
+        int fd = -1;                                                             \
+        detour_t d = files_open_detour(AT_FDCWD, path, flags, mode, &fd);        \
+        return DETOUR_APPLY(d, fd, -1, REAL_OR_ENOSYS(name, path, flags, mode)); \
     }
 OPEN_SHIM(open)
 OPEN_SHIM(open64)
 
-#define OPENAT_SHIM(name)                                                                          \
-    int name(int dirfd, const char *path, int flags, ...)                                          \
-    {                                                                                              \
-        va_list ap;                                                                                \
-        va_start(ap, flags);                                                                       \
-        mode_t mode = va_mode(flags, ap);                                                          \
-        va_end(ap);                                                                                \
-        int fd = -1;                                                                               \
-        detour_t d = files_open_detour(dirfd, path, flags, mode, &fd);                             \
-        return DETOUR_APPLY(d, fd, -1, REAL_OR_ENOSYS(name, dirfd, path, flags, mode));            \
+#define OPENAT_SHIM(name)                                                               \
+    int name(int dirfd, const char *path, int flags, ...)                               \
+    {                                                                                   \
+        va_list ap;                                                                     \
+        va_start(ap, flags);                                                            \
+        mode_t mode = va_mode(flags, ap);                                               \
+        va_end(ap);                                                                     \
+        int fd = -1;                                                                    \
+        detour_t d = files_open_detour(dirfd, path, flags, mode, &fd);                  \
+        return DETOUR_APPLY(d, fd, -1, REAL_OR_ENOSYS(name, dirfd, path, flags, mode)); \
     }
 OPENAT_SHIM(openat)
 OPENAT_SHIM(openat64)
 
-#define FORTIFY_OPEN(name, args, dirfd_expr, ...)                                                  \
-    int name args                                                                                  \
-    {                                                                                              \
-        int fd = -1;                                                                               \
-        detour_t d = files_open_detour(dirfd_expr, path, flags, 0, &fd);                           \
-        return DETOUR_APPLY(d, fd, -1, REAL_OR_ENOSYS(name, __VA_ARGS__));                         \
+#define FORTIFY_OPEN(name, args, dirfd_expr, ...)                          \
+    int name args                                                          \
+    {                                                                      \
+        int fd = -1;                                                       \
+        detour_t d = files_open_detour(dirfd_expr, path, flags, 0, &fd);   \
+        return DETOUR_APPLY(d, fd, -1, REAL_OR_ENOSYS(name, __VA_ARGS__)); \
     }
 FORTIFY_OPEN(__open_2, (const char *path, int flags), AT_FDCWD, path, flags)
 FORTIFY_OPEN(__open64_2, (const char *path, int flags), AT_FDCWD, path, flags)
@@ -153,12 +153,13 @@ static detour_t fopen_detour(const char *path, const char *mode, FILE **out)
     return detour_handled();
 }
 
-#define FOPEN_SHIM(name)                                                                           \
-    FILE *name(const char *path, const char *mode)                                                 \
-    {                                                                                              \
-        FILE *fp = NULL;                                                                           \
-        detour_t d = fopen_detour(path, mode, &fp);                                                \
-        return DETOUR_APPLY(d, fp, NULL, real_##name##_fn() ? real_##name##_fn()(path, mode) : (errno = ENOSYS, (FILE *)NULL)); \
+#define FOPEN_SHIM(name)                                                                                           \
+    FILE *name(const char *path, const char *mode)                                                                 \
+    {                                                                                                              \
+        FILE *fp = NULL;                                                                                           \
+        detour_t d = fopen_detour(path, mode, &fp);                                                                \
+        return DETOUR_APPLY(d, fp, NULL,                                                                           \
+                            real_##name##_fn() ? real_##name##_fn()(path, mode) : (errno = ENOSYS, (FILE *)NULL)); \
     }
 FOPEN_SHIM(fopen)
 FOPEN_SHIM(fopen64)

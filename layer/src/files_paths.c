@@ -126,8 +126,10 @@ static detour_t rename_detour(int d1, const char *p1, int d2, const char *p2)
     int saved = errno;
     uint8_t *frame = malloc(LP_MAX_FRAME);
     if (!frame) return detour_bypass();
-    struct lp_msg req = { .type = LP_FS_RENAME, .path = { a1, (uint16_t)strlen(a1) },
-                          .path2 = { a2, (uint16_t)strlen(a2) } }, resp;
+    struct lp_msg req = { .type = LP_FS_RENAME,
+                          .path = { a1, (uint16_t)strlen(a1) },
+                          .path2 = { a2, (uint16_t)strlen(a2) } },
+                  resp;
     detour_t d;
     if (!files_call(&req, frame, &resp)) d = detour_fail(errno);
     else if (resp.status == LP_STATUS_BYPASS) d = detour_bypass(), errno = saved;

@@ -129,7 +129,6 @@ int files_refresh(struct file_obj *f)
     return files_fstat_remote(f, &st);
 }
 
-
 /* Every stat by path (AT_EMPTY_PATH: of the descriptor `dirfd`): HANDLED with *out filled. */
 static detour_t stat_detour(int dirfd, const char *path, int flags, struct lp_stat *out)
 {
@@ -148,8 +147,10 @@ static detour_t stat_detour(int dirfd, const char *path, int flags, struct lp_st
     int saved = errno;
     uint8_t *frame = malloc(LP_MAX_FRAME);
     if (!frame) return detour_bypass();
-    struct lp_msg req = { .type = LP_FS_STAT, .path = { abs, (uint16_t)strlen(abs) },
-                          .flags = (uint32_t)(flags & AT_SYMLINK_NOFOLLOW) }, resp;
+    struct lp_msg req = { .type = LP_FS_STAT,
+                          .path = { abs, (uint16_t)strlen(abs) },
+                          .flags = (uint32_t)(flags & AT_SYMLINK_NOFOLLOW) },
+                  resp;
     detour_t d;
     if (!files_call(&req, frame, &resp)) d = detour_fail(errno);
     else if (resp.status == LP_STATUS_BYPASS) d = detour_bypass(), errno = saved;
@@ -169,33 +170,43 @@ static detour_t fstat_detour(int fd, struct lp_stat *out)
 }
 
 /* One stat shim: `detour` fills `ls`, HANDLED converts it into the program's buffer `b`. */
-#define STAT_SHIM(ret_decl, detour, real_call)                                          \
-    ret_decl                                                                                       \
-    {                                                                                              \
-        struct lp_stat ls;                                                                         \
-        detour_t dt = detour;                                                                      \
-        if (dt.kind == DETOUR_HANDLED) to_stat(&ls, (struct stat *)b);                              \
-        return DETOUR_APPLY(dt, 0, -1, real_call);                                                  \
+#define STAT_SHIM(ret_decl, detour, real_call)                         \
+    ret_decl                                                           \
+    {                                                                  \
+        struct lp_stat ls;                                             \
+        detour_t dt = detour;                                          \
+        if (dt.kind == DETOUR_HANDLED) to_stat(&ls, (struct stat *)b); \
+        return DETOUR_APPLY(dt, 0, -1, real_call);                     \
     }
 
 #define NOFOLLOW AT_SYMLINK_NOFOLLOW
 STAT_SHIM(int stat(const char *p, struct stat *b), stat_detour(AT_FDCWD, p, 0, &ls), REAL_OR_ENOSYS(stat, p, b))
-STAT_SHIM(int lstat(const char *p, struct stat *b), stat_detour(AT_FDCWD, p, NOFOLLOW, &ls), REAL_OR_ENOSYS(lstat, p, b))
+STAT_SHIM(int lstat(const char *p, struct stat *b), stat_detour(AT_FDCWD, p, NOFOLLOW, &ls),
+          REAL_OR_ENOSYS(lstat, p, b))
 STAT_SHIM(int fstat(int fd, struct stat *b), fstat_detour(fd, &ls), REAL_OR_ENOSYS(fstat, fd, b))
-STAT_SHIM(int fstatat(int d, const char *p, struct stat *b, int fl), stat_detour(d, p, fl, &ls), REAL_OR_ENOSYS(fstatat, d, p, b, fl))
+STAT_SHIM(int fstatat(int d, const char *p, struct stat *b, int fl), stat_detour(d, p, fl, &ls),
+          REAL_OR_ENOSYS(fstatat, d, p, b, fl))
 /* struct stat64 is struct stat on 64-bit Linux. */
 STAT_SHIM(int stat64(const char *p, struct stat64 *b), stat_detour(AT_FDCWD, p, 0, &ls), REAL_OR_ENOSYS(stat64, p, b))
-STAT_SHIM(int lstat64(const char *p, struct stat64 *b), stat_detour(AT_FDCWD, p, NOFOLLOW, &ls), REAL_OR_ENOSYS(lstat64, p, b))
+STAT_SHIM(int lstat64(const char *p, struct stat64 *b), stat_detour(AT_FDCWD, p, NOFOLLOW, &ls),
+          REAL_OR_ENOSYS(lstat64, p, b))
 STAT_SHIM(int fstat64(int fd, struct stat64 *b), fstat_detour(fd, &ls), REAL_OR_ENOSYS(fstat64, fd, b))
-STAT_SHIM(int fstatat64(int d, const char *p, struct stat64 *b, int fl), stat_detour(d, p, fl, &ls), REAL_OR_ENOSYS(fstatat64, d, p, b, fl))
-STAT_SHIM(int __xstat(int v, const char *p, struct stat *b), stat_detour(AT_FDCWD, p, 0, &ls), REAL_OR_ENOSYS(__xstat, v, p, b))
-STAT_SHIM(int __lxstat(int v, const char *p, struct stat *b), stat_detour(AT_FDCWD, p, NOFOLLOW, &ls), REAL_OR_ENOSYS(__lxstat, v, p, b))
+STAT_SHIM(int fstatat64(int d, const char *p, struct stat64 *b, int fl), stat_detour(d, p, fl, &ls),
+          REAL_OR_ENOSYS(fstatat64, d, p, b, fl))
+STAT_SHIM(int __xstat(int v, const char *p, struct stat *b), stat_detour(AT_FDCWD, p, 0, &ls),
+          REAL_OR_ENOSYS(__xstat, v, p, b))
+STAT_SHIM(int __lxstat(int v, const char *p, struct stat *b), stat_detour(AT_FDCWD, p, NOFOLLOW, &ls),
+          REAL_OR_ENOSYS(__lxstat, v, p, b))
 STAT_SHIM(int __fxstat(int v, int fd, struct stat *b), fstat_detour(fd, &ls), REAL_OR_ENOSYS(__fxstat, v, fd, b))
-STAT_SHIM(int __fxstatat(int v, int d, const char *p, struct stat *b, int fl), stat_detour(d, p, fl, &ls), REAL_OR_ENOSYS(__fxstatat, v, d, p, b, fl))
-STAT_SHIM(int __xstat64(int v, const char *p, struct stat64 *b), stat_detour(AT_FDCWD, p, 0, &ls), REAL_OR_ENOSYS(__xstat64, v, p, b))
-STAT_SHIM(int __lxstat64(int v, const char *p, struct stat64 *b), stat_detour(AT_FDCWD, p, NOFOLLOW, &ls), REAL_OR_ENOSYS(__lxstat64, v, p, b))
+STAT_SHIM(int __fxstatat(int v, int d, const char *p, struct stat *b, int fl), stat_detour(d, p, fl, &ls),
+          REAL_OR_ENOSYS(__fxstatat, v, d, p, b, fl))
+STAT_SHIM(int __xstat64(int v, const char *p, struct stat64 *b), stat_detour(AT_FDCWD, p, 0, &ls),
+          REAL_OR_ENOSYS(__xstat64, v, p, b))
+STAT_SHIM(int __lxstat64(int v, const char *p, struct stat64 *b), stat_detour(AT_FDCWD, p, NOFOLLOW, &ls),
+          REAL_OR_ENOSYS(__lxstat64, v, p, b))
 STAT_SHIM(int __fxstat64(int v, int fd, struct stat64 *b), fstat_detour(fd, &ls), REAL_OR_ENOSYS(__fxstat64, v, fd, b))
-STAT_SHIM(int __fxstatat64(int v, int d, const char *p, struct stat64 *b, int fl), stat_detour(d, p, fl, &ls), REAL_OR_ENOSYS(__fxstatat64, v, d, p, b, fl))
+STAT_SHIM(int __fxstatat64(int v, int d, const char *p, struct stat64 *b, int fl), stat_detour(d, p, fl, &ls),
+          REAL_OR_ENOSYS(__fxstatat64, v, d, p, b, fl))
 
 int statx(int d, const char *p, int fl, unsigned mask, struct statx *b)
 {

@@ -35,14 +35,14 @@ LAYER_REAL(int, connect, (int, const struct sockaddr *, socklen_t))
 LAYER_REAL(int, close, (int))
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static int conn_fd = -1;       /* read without the lock by close()/dup2(): atomics */
-static pid_t conn_pid;         /* process that opened conn_fd (vfork/clone without atfork) */
-static ino_t conn_ino;         /* proves conn_fd is still our socket before each use */
+static int conn_fd = -1; /* read without the lock by close()/dup2(): atomics */
+static pid_t conn_pid;   /* process that opened conn_fd (vfork/clone without atfork) */
+static ino_t conn_ino;   /* proves conn_fd is still our socket before each use */
 static uint32_t next_id = 1;
-static pid_t parent_pid;       /* set in a forked child: its HELLO names the parent */
+static pid_t parent_pid; /* set in a forked child: its HELLO names the parent */
 static pid_t forking_pid;
-static bool warned;            /* "intproxy unreachable" is an error once, debug afterwards */
-static uint32_t abandoned;     /* requests sent whose answers nobody waits for any more */
+static bool warned;        /* "intproxy unreachable" is an error once, debug afterwards */
+static uint32_t abandoned; /* requests sent whose answers nobody waits for any more */
 
 /*
  * poll() cannot say which signal interrupted it, so the layer asks whether the program handles
@@ -59,7 +59,7 @@ static bool handler_wants_eintr(void)
         struct sigaction sa;
         if (sigaction(sig, NULL, &sa) < 0) continue;
         bool handled = (sa.sa_flags & SA_SIGINFO) ? sa.sa_sigaction != NULL
-                                                   : (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN);
+                                                  : (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN);
         if (handled && !(sa.sa_flags & SA_RESTART)) return true;
     }
     return false;
@@ -189,7 +189,8 @@ static int exchange(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp, boo
         if (read_frame(frame, resp, &deadline, intr) < 0) {
             if (errno == EINTR) {
                 abandoned++;
-                layer_log(LOG_DEBUG, "request %u interrupted by a signal: its answer will be skipped", (unsigned)req->id);
+                layer_log(LOG_DEBUG, "request %u interrupted by a signal: its answer will be skipped",
+                          (unsigned)req->id);
             }
             return -1;
         }
@@ -244,8 +245,11 @@ static int open_connection(uint8_t *frame)
     char exe[4096];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe);
     struct lp_msg hello = {
-        .type = LP_HELLO, .version = LP_VERSION, .pid = (uint32_t)conn_pid,
-        .ppid = (uint32_t)getppid(), .parent_pid = (uint32_t)parent_pid,
+        .type = LP_HELLO,
+        .version = LP_VERSION,
+        .pid = (uint32_t)conn_pid,
+        .ppid = (uint32_t)getppid(),
+        .parent_pid = (uint32_t)parent_pid,
         .exe = { exe, (uint16_t)(n > 0 ? n : 0) },
     };
     struct lp_msg resp;
@@ -327,10 +331,7 @@ pid_t intproxy_parent_pid(void) { return parent_pid; }
 
 void intproxy_set_parent_pid(pid_t pid) { parent_pid = pid; }
 
-bool intproxy_is_own_fd(int fd)
-{
-    return fd >= 0 && fd == __atomic_load_n(&conn_fd, __ATOMIC_ACQUIRE);
-}
+bool intproxy_is_own_fd(int fd) { return fd >= 0 && fd == __atomic_load_n(&conn_fd, __ATOMIC_ACQUIRE); }
 
 void intproxy_move_off(int fd)
 {

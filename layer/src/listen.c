@@ -86,7 +86,8 @@ static int remember(int fd, int family, const struct sockaddr *asked, socklen_t 
     if (!lo) return -1;
     struct sockaddr_storage got;
     socklen_t glen = sizeof got;
-    if (socket_from_sockaddr(asked, len, &lo->requested) < 0 || real_getsockname_fn()(fd, (struct sockaddr *)&got, &glen) < 0 ||
+    if (socket_from_sockaddr(asked, len, &lo->requested) < 0 ||
+        real_getsockname_fn()(fd, (struct sockaddr *)&got, &glen) < 0 ||
         socket_from_sockaddr((struct sockaddr *)&got, glen, &lo->bound) < 0) {
         free(lo);
         return -1;
@@ -118,7 +119,8 @@ static detour_t bind_detour(int fd, const struct sockaddr *addr, socklen_t len)
             r = real_bind_fn()(fd, (struct sockaddr *)&alt, len);
         }
         if (r < 0) return detour_fail(err);
-        layer_log(LOG_DEBUG, "bind fd %d: the asked address gave %s; bound another, reporting the asked one", fd, strerror(err));
+        layer_log(LOG_DEBUG, "bind fd %d: the asked address gave %s; bound another, reporting the asked one", fd,
+                  strerror(err));
     }
     layer_enter();
     remember(fd, family, addr, len);
@@ -162,13 +164,14 @@ int listen(int fd, int backlog)
 }
 
 /* The remote client behind a connection the intproxy dialled in, reported and remembered. */
-static int accepted(int lfd, int cfd, struct sockaddr *addr, socklen_t *addrlen, const struct sockaddr_storage *peer, socklen_t plen)
+static int accepted(int lfd, int cfd, struct sockaddr *addr, socklen_t *addrlen, const struct sockaddr_storage *peer,
+                    socklen_t plen)
 {
     struct listen_obj *lo = layer_inside() ? NULL : (struct listen_obj *)fdtable_get(lfd, FD_KIND_LISTEN);
     struct lp_addr peer_lp, remote;
     int found = 0;
-    if (lo && __atomic_load_n(&lo->announced, __ATOMIC_ACQUIRE) && socket_from_sockaddr((const struct sockaddr *)peer, plen, &peer_lp) == 0 &&
-        is_loopback(&peer_lp)) {
+    if (lo && __atomic_load_n(&lo->announced, __ATOMIC_ACQUIRE) &&
+        socket_from_sockaddr((const struct sockaddr *)peer, plen, &peer_lp) == 0 && is_loopback(&peer_lp)) {
         uint8_t *frame = malloc(LP_MAX_FRAME);
         struct lp_msg req = { .type = LP_ACCEPT, .addr = peer_lp }, resp;
         if (frame && intproxy_call(&req, frame, &resp) == 0 && resp.status == LP_STATUS_OK) {
@@ -213,7 +216,10 @@ static int accept_common(int fd, struct sockaddr *addr, socklen_t *addrlen, int 
     return accepted(fd, c, addr, addrlen, &peer, plen);
 }
 
-int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags) { return accept_common(fd, addr, addrlen, flags, true); }
+int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
+{
+    return accept_common(fd, addr, addrlen, flags, true);
+}
 
 int accept(int fd, struct sockaddr *addr, socklen_t *addrlen) { return accept_common(fd, addr, addrlen, 0, false); }
 

@@ -80,8 +80,8 @@ static bool state_get(int fd, struct fd_state *out)
 /* ---- decision ---------------------------------------------------------------------------- */
 
 /* Only TCP over IPv4/IPv6 goes to the intproxy; anything unusual is left for libc to judge. */
-static detour_t decide_connect(int fd, const struct sockaddr *addr, socklen_t len,
-                                    struct lp_addr *remote, int *sock_family, uint8_t *proto)
+static detour_t decide_connect(int fd, const struct sockaddr *addr, socklen_t len, struct lp_addr *remote,
+                               int *sock_family, uint8_t *proto)
 {
     if (!addr || len < sizeof(sa_family_t)) return detour_bypass();
     int domain = socket_tcp_family(fd);
@@ -212,8 +212,8 @@ static detour_t connect_via_intproxy(int fd, const struct lp_addr *remote, int s
     /* EINPROGRESS (non-blocking) and EINTR (blocking, interrupted) both leave the connection
      * going on in the kernel: the fd is ours to remember. */
     if (r == 0 || err == EINPROGRESS || err == EINTR) state_set(fd, &st);
-    layer_log(LOG_DEBUG, "connect fd %d to %s:%u: handled via port %u -> %d", fd, text,
-              (unsigned)remote->port, (unsigned)resp.addr.port, r == 0 ? 0 : -err);
+    layer_log(LOG_DEBUG, "connect fd %d to %s:%u: handled via port %u -> %d", fd, text, (unsigned)remote->port,
+              (unsigned)resp.addr.port, r == 0 ? 0 : -err);
     *out = r;
     return r < 0 ? detour_fail(err) : detour_handled();
 }
