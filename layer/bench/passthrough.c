@@ -52,7 +52,8 @@ static double loopback_connect(void)
     int l = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     socklen_t alen = sizeof a;
-    if (bind(l, (struct sockaddr *)&a, sizeof a) < 0 || listen(l, 64) < 0 || getsockname(l, (struct sockaddr *)&a, &alen) < 0)
+    if (bind(l, (struct sockaddr *)&a, sizeof a) < 0 || listen(l, 64) < 0 ||
+        getsockname(l, (struct sockaddr *)&a, &alen) < 0)
         return -1;
     struct linger lg = { .l_onoff = 1, .l_linger = 0 }; /* RST: no TIME_WAIT piling up */
     double best = 1e30;

@@ -14,8 +14,8 @@
 
 #include "lp_codec.h"
 
-#define CHECK(c) \
-    do { \
+#define CHECK(c)           \
+    do {                   \
         if (!(c)) abort(); \
     } while (0)
 
@@ -59,7 +59,8 @@ static void check_msg(const uint8_t *frame, size_t size, const struct lp_msg *m)
             }
         }
     }
-    if (m->type == LP_CONNECT || m->type == (LP_CONNECT | LP_RESPONSE)) CHECK(m->addr.family == 4 || m->addr.family == 6);
+    if (m->type == LP_CONNECT || m->type == (LP_CONNECT | LP_RESPONSE))
+        CHECK(m->addr.family == 4 || m->addr.family == 6);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -15,8 +15,8 @@
 
 #include "lp_codec.h"
 
-#define CHECK(c) \
-    do { \
+#define CHECK(c)           \
+    do {                   \
         if (!(c)) abort(); \
     } while (0)
 
@@ -39,10 +39,7 @@ static uint32_t take(struct src *s, unsigned bytes)
 }
 
 /* Mostly short strings; sometimes up to the u16 maximum, to hit the frame size limit. */
-static size_t take_len(struct src *s)
-{
-    return take(s, 1) < 0xf0 ? take(s, 1) : take(s, 2);
-}
+static size_t take_len(struct src *s) { return take(s, 1) < 0xf0 ? take(s, 1) : take(s, 2); }
 
 static void take_addr(struct src *s, struct lp_addr *a)
 {
@@ -56,11 +53,13 @@ static void take_addr(struct src *s, struct lp_addr *a)
 static int known_type(uint16_t t)
 {
     switch (t) {
-    case LP_HELLO: case LP_CONNECT: case LP_GETADDRINFO:
-    case LP_HELLO | LP_RESPONSE: case LP_CONNECT | LP_RESPONSE: case LP_GETADDRINFO | LP_RESPONSE:
-        return 1;
-    default:
-        return 0;
+    case LP_HELLO:
+    case LP_CONNECT:
+    case LP_GETADDRINFO:
+    case LP_HELLO | LP_RESPONSE:
+    case LP_CONNECT | LP_RESPONSE:
+    case LP_GETADDRINFO | LP_RESPONSE: return 1;
+    default: return 0;
     }
 }
 
@@ -70,14 +69,10 @@ static int family_ok(uint8_t f) { return f == 4 || f == 6; }
 static size_t expected_size(const struct lp_msg *m)
 {
     switch (m->type) {
-    case LP_HELLO:
-        return LP_HEADER_SIZE + 2 + 12 + 2 + m->exe.len;
-    case LP_CONNECT:
-        return family_ok(m->addr.family) ? LP_HEADER_SIZE + 1 + LP_ADDR_SIZE : 0;
-    case LP_GETADDRINFO:
-        return LP_HEADER_SIZE + 2 + m->node.len + 4;
-    case LP_HELLO | LP_RESPONSE:
-        return LP_HEADER_SIZE + 4;
+    case LP_HELLO: return LP_HEADER_SIZE + 2 + 12 + 2 + m->exe.len;
+    case LP_CONNECT: return family_ok(m->addr.family) ? LP_HEADER_SIZE + 1 + LP_ADDR_SIZE : 0;
+    case LP_GETADDRINFO: return LP_HEADER_SIZE + 2 + m->node.len + 4;
+    case LP_HELLO | LP_RESPONSE: return LP_HEADER_SIZE + 4;
     case LP_CONNECT | LP_RESPONSE:
         return m->status != LP_STATUS_OK || family_ok(m->addr.family) ? LP_HEADER_SIZE + 4 + LP_ADDR_SIZE : 0;
     case LP_GETADDRINFO | LP_RESPONSE: {
@@ -87,8 +82,7 @@ static size_t expected_size(const struct lp_msg *m)
             if (!family_ok(m->entries[(size_t)i * LP_GAI_ENTRY_SIZE])) return 0;
         return size;
     }
-    default:
-        return 0;
+    default: return 0;
     }
 }
 
@@ -96,7 +90,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     /* Request types the codec knows (numbers, so a renamed constant does not break the build);
      * each is also tried as a response. */
-    static const uint16_t types[] = { 1, 2, 3, 0x10, 0x11, 0x12, 0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28, 0x29, 0x2a };
+    static const uint16_t types[] = { 1,    2,    3,    0x10, 0x11, 0x12, 0x20, 0x21, 0x22,
+                                      0x23, 0x24, 0x25, 0x26, 0x27, 0x28, 0x29, 0x2a };
     static uint8_t pool[65536];
     static uint8_t entries[4000 * LP_GAI_ENTRY_SIZE];
     static uint8_t frame[LP_MAX_FRAME + 64];
@@ -105,7 +100,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&m, 0, sizeof m);
 
     uint32_t t = take(&s, 1);
-    m.type = t < 0xf8 ? (uint16_t)(types[t % (sizeof types / sizeof types[0])] | (t & 0x80 ? LP_RESPONSE : 0)) : (uint16_t)take(&s, 2);
+    m.type = t < 0xf8 ? (uint16_t)(types[t % (sizeof types / sizeof types[0])] | (t & 0x80 ? LP_RESPONSE : 0))
+                      : (uint16_t)take(&s, 2);
     m.id = take(&s, 4);
     m.status = (int32_t)take(&s, 4);
     m.version = (uint16_t)take(&s, 2);
@@ -202,9 +198,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case LP_GETADDRINFO:
             CHECK(d.family == m.family && d.node.len == m.node.len && memcmp(d.node.ptr, m.node.ptr, m.node.len) == 0);
             break;
-        case LP_HELLO | LP_RESPONSE:
-            CHECK(d.status == m.status);
-            break;
+        case LP_HELLO | LP_RESPONSE: CHECK(d.status == m.status); break;
         case LP_CONNECT | LP_RESPONSE:
             CHECK(d.status == m.status);
             if (m.status == LP_STATUS_OK) {
@@ -224,8 +218,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
             CHECK(d.canonname.len == m.canonname.len && memcmp(d.canonname.ptr, m.canonname.ptr, m.canonname.len) == 0);
             break;
-        default:
-            break;
+        default: break;
         }
     }
     if (out != frame) free(out);

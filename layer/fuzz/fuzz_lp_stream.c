@@ -13,8 +13,8 @@
 
 #include "lp_codec.h"
 
-#define CHECK(c) \
-    do { \
+#define CHECK(c)           \
+    do {                   \
         if (!(c)) abort(); \
     } while (0)
 
@@ -26,7 +26,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(head);
         memcpy(head, data + pos, 4);
         size_t fsize = lp_frame_size(head);
-        uint32_t len = (uint32_t)head[0] | ((uint32_t)head[1] << 8) | ((uint32_t)head[2] << 16) | ((uint32_t)head[3] << 24);
+        uint32_t len = (uint32_t)head[0] | ((uint32_t)head[1] << 8) | ((uint32_t)head[2] << 16) |
+                       ((uint32_t)head[3] << 24);
         free(head);
         if (fsize == 0) {
             CHECK(len < LP_HEADER_SIZE - 4 || len > LP_MAX_FRAME - 4);

@@ -6,6 +6,7 @@
  * batches (GETDENTS); "." and ".." are added first, as the kernel lists them.
  */
 #define _GNU_SOURCE
+#include "detour.h"
 #include "files.h"
 #include "layer.h"
 
@@ -25,20 +26,22 @@ LAYER_REAL(struct dirent64 *, readdir64, (DIR *))
 LAYER_REAL(int, closedir, (DIR *))
 LAYER_REAL(int, dirfd, (DIR *))
 LAYER_REAL(void, rewinddir, (DIR *))
-LAYER_REAL(int, scandir, (const char *, struct dirent ***, int (*)(const struct dirent *),
-                          int (*)(const struct dirent **, const struct dirent **)))
-LAYER_REAL(int, scandir64, (const char *, struct dirent64 ***, int (*)(const struct dirent64 *),
-                            int (*)(const struct dirent64 **, const struct dirent64 **)))
+LAYER_REAL(int, scandir,
+           (const char *, struct dirent ***, int (*)(const struct dirent *),
+            int (*)(const struct dirent **, const struct dirent **)))
+LAYER_REAL(int, scandir64,
+           (const char *, struct dirent64 ***, int (*)(const struct dirent64 *),
+            int (*)(const struct dirent64 **, const struct dirent64 **)))
 
 #define RDIR_MAGIC 0xfffffffe4d495252ull /* low word read as an int: negative, never a descriptor */
 
 struct rdir {
     uint64_t magic;
-    int fd;                    /* the program's descriptor (placeholder), closed by closedir */
-    struct file_obj *f;        /* a reference */
-    uint8_t *batch;            /* raw GETDENTS entries of the current batch */
+    int fd;             /* the program's descriptor (placeholder), closed by closedir */
+    struct file_obj *f; /* a reference */
+    uint8_t *batch;     /* raw GETDENTS entries of the current batch */
     size_t batch_len, pos;
-    unsigned dots;             /* "." and ".." handed out so far */
+    unsigned dots; /* "." and ".." handed out so far */
     bool eof;
     union {
         struct dirent64 d;
@@ -140,63 +143,87 @@ static struct dirent64 *rdir_next(struct rdir *r)
     }
 }
 
-DIR *opendir(const char *path)
+/* A DIR the layer made (HANDLED, *r set), or glibc's (BYPASS). */
+static detour_t rdir_of(DIR *d, struct rdir **r)
+{
+    *r = ours(d);
+    return *r ? detour_handled() : detour_bypass();
+}
+
+/* A remote directory `abs` opened as the layer's DIR (as opendir would). */
+static detour_t rdir_open(const char *abs, DIR **out)
+{
+    int saved = errno, fd = -1;
+    detour_t d = files_open_remote(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, &fd);
+    if (d.kind == DETOUR_BYPASS) errno = saved;
+    if (d.kind != DETOUR_HANDLED) return d;
+    struct file_obj *f = files_get(fd);
+    *out = f ? rdir_new(fd, f) : NULL;
+    if (*out) return detour_handled();
+    int err = errno;
+    if (f) fdtable_put(&f->obj);
+    close(fd);
+    return detour_fail(err);
+}
+
+static detour_t opendir_detour(const char *path, DIR **out)
 {
     layer_init();
-    if (!layer_inside() && files_enabled()) {
-        char abs[PATH_MAX];
-        if (files_abs_path(AT_FDCWD, path, abs, sizeof abs) && files_should_ask(abs)) {
-            int saved = errno;
-            int fd = files_open_remote(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-            if (fd >= 0) {
-                struct file_obj *f = files_get(fd);
-                DIR *d = f ? rdir_new(fd, f) : NULL;
-                if (!d) {
-                    if (f) fdtable_put(&f->obj);
-                    close(fd);
-                }
-                return d;
-            }
-            if (fd == -1) return NULL;
-            errno = saved;
-        }
+    if (layer_inside() || !files_enabled()) return detour_bypass();
+    char abs[PATH_MAX];
+    if (!files_abs_path(AT_FDCWD, path, abs, sizeof abs) || !files_should_ask(abs)) return detour_bypass();
+    return rdir_open(abs, out);
+}
+
+DIR *opendir(const char *path)
+{
+    DIR *dir = NULL;
+    detour_t d = opendir_detour(path, &dir);
+    return DETOUR_APPLY(d, dir, NULL, real_opendir_fn() ? real_opendir_fn()(path) : (errno = ENOSYS, (DIR *)NULL));
+}
+
+static detour_t fdopendir_detour(int fd, DIR **out)
+{
+    struct file_obj *f = layer_inside() ? NULL : files_get(fd);
+    if (!f) return detour_bypass();
+    if (!f->is_dir) {
+        fdtable_put(&f->obj);
+        return detour_fail(ENOTDIR);
     }
-    return real_opendir_fn() ? real_opendir_fn()(path) : (errno = ENOSYS, NULL);
+    *out = rdir_new(fd, f);
+    if (*out) return detour_handled();
+    fdtable_put(&f->obj);
+    return detour_fail(ENOMEM);
 }
 
 DIR *fdopendir(int fd)
 {
-    struct file_obj *f = layer_inside() ? NULL : files_get(fd);
-    if (!f) return real_fdopendir_fn() ? real_fdopendir_fn()(fd) : (errno = ENOSYS, NULL);
-    if (!f->is_dir) {
-        fdtable_put(&f->obj);
-        errno = ENOTDIR;
-        return NULL;
-    }
-    DIR *d = rdir_new(fd, f);
-    if (!d) fdtable_put(&f->obj);
-    return d;
+    DIR *dir = NULL;
+    detour_t d = fdopendir_detour(fd, &dir);
+    return DETOUR_APPLY(d, dir, NULL, real_fdopendir_fn() ? real_fdopendir_fn()(fd) : (errno = ENOSYS, (DIR *)NULL));
 }
 
+/* readdir's NULL (the end, or an error with errno) is a handled answer like any entry. */
 struct dirent64 *readdir64(DIR *d)
 {
-    struct rdir *r = ours(d);
-    if (!r) return real_readdir64_fn() ? real_readdir64_fn()(d) : (errno = ENOSYS, NULL);
+    struct rdir *r;
+    if (rdir_of(d, &r).kind == DETOUR_BYPASS)
+        return real_readdir64_fn() ? real_readdir64_fn()(d) : (errno = ENOSYS, NULL);
     return rdir_next(r);
 }
 
 /* struct dirent and struct dirent64 have the same layout on 64-bit Linux. */
 struct dirent *readdir(DIR *d)
 {
-    struct rdir *r = ours(d);
-    if (!r) return real_readdir_fn() ? real_readdir_fn()(d) : (errno = ENOSYS, NULL);
+    struct rdir *r;
+    if (rdir_of(d, &r).kind == DETOUR_BYPASS) return real_readdir_fn() ? real_readdir_fn()(d) : (errno = ENOSYS, NULL);
     return (struct dirent *)rdir_next(r);
 }
 
 int closedir(DIR *d)
 {
-    struct rdir *r = ours(d);
-    if (!r) return real_closedir_fn() ? real_closedir_fn()(d) : (errno = ENOSYS, -1);
+    struct rdir *r;
+    if (rdir_of(d, &r).kind == DETOUR_BYPASS) return REAL_OR_ENOSYS(closedir, d);
     r->magic = 0;
     fdtable_put(&r->f->obj);
     int rc = close(r->fd);
@@ -207,21 +234,22 @@ int closedir(DIR *d)
 
 int dirfd(DIR *d)
 {
-    struct rdir *r = ours(d);
-    if (!r) return real_dirfd_fn() ? real_dirfd_fn()(d) : (errno = ENOSYS, -1);
+    struct rdir *r;
+    if (rdir_of(d, &r).kind == DETOUR_BYPASS) return REAL_OR_ENOSYS(dirfd, d);
     return r->fd;
 }
 
 void rewinddir(DIR *d)
 {
-    struct rdir *r = ours(d);
-    if (!r) {
+    struct rdir *r;
+    if (rdir_of(d, &r).kind == DETOUR_BYPASS) {
         if (real_rewinddir_fn()) real_rewinddir_fn()(d);
         return;
     }
     /* Re-open remotely: the agent streams a directory once. */
-    int fd = files_open_remote(r->f->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-    struct file_obj *f = fd >= 0 ? files_get(fd) : NULL;
+    int fd = -1;
+    detour_t o = files_open_remote(r->f->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, &fd);
+    struct file_obj *f = o.kind == DETOUR_HANDLED ? files_get(fd) : NULL;
     if (!f) return;
     fdtable_dup(fd, r->fd); /* the program's number now names the fresh handle */
     close(fd);
@@ -237,25 +265,14 @@ void rewinddir(DIR *d)
 typedef int (*filter64_fn)(const struct dirent64 *);
 typedef int (*compar64_fn)(const struct dirent64 **, const struct dirent64 **);
 
-/* scandir over a remote directory: -2 when the path is local. */
-static int scandir_remote(const char *path, struct dirent64 ***out, filter64_fn filter, compar64_fn compar)
+/* scandir over a remote directory: HANDLED with the entry count in *count. */
+static detour_t scandir_detour(const char *path, struct dirent64 ***out, filter64_fn filter, compar64_fn compar,
+                               int *count)
 {
-    layer_init();
-    if (layer_inside() || !files_enabled()) return -2;
-    char abs[PATH_MAX];
-    if (!files_abs_path(AT_FDCWD, path, abs, sizeof abs) || !files_should_ask(abs)) return -2;
     int saved = errno;
-    int fd = files_open_remote(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-    if (fd == -2) {
-        errno = saved;
-        return -2;
-    }
-    if (fd < 0) return -1;
-    DIR *d = fdopendir(fd);
-    if (!d) {
-        close(fd);
-        return -1;
-    }
+    DIR *d = NULL;
+    detour_t o = opendir_detour(path, &d);
+    if (o.kind != DETOUR_HANDLED) return o;
     struct dirent64 **list = NULL, *e;
     size_t n = 0, cap = 0;
     int result = 0;
@@ -287,28 +304,28 @@ static int scandir_remote(const char *path, struct dirent64 ***out, filter64_fn 
     if (result < 0) {
         while (n) free(list[--n]);
         free(list);
-        errno = err ? err : ENOMEM;
-        return -1;
+        return detour_fail(err ? err : ENOMEM);
     }
     if (compar && n > 1) qsort(list, n, sizeof *list, (int (*)(const void *, const void *))compar);
     *out = list;
     errno = saved;
-    return (int)n;
+    *count = (int)n;
+    return detour_handled();
 }
 
 int scandir64(const char *path, struct dirent64 ***out, int (*filter)(const struct dirent64 *),
               int (*compar)(const struct dirent64 **, const struct dirent64 **))
 {
-    int r = scandir_remote(path, out, filter, compar);
-    if (r != -2) return r;
-    return real_scandir64_fn() ? real_scandir64_fn()(path, out, filter, compar) : (errno = ENOSYS, -1);
+    int n = -1;
+    detour_t d = scandir_detour(path, out, filter, compar, &n);
+    return DETOUR_APPLY(d, n, -1, REAL_OR_ENOSYS(scandir64, path, out, filter, compar));
 }
 
 int scandir(const char *path, struct dirent ***out, int (*filter)(const struct dirent *),
             int (*compar)(const struct dirent **, const struct dirent **))
 {
-    int r = scandir_remote(path, (struct dirent64 ***)out, (filter64_fn)(void (*)(void))filter,
-                           (compar64_fn)(void (*)(void))compar);
-    if (r != -2) return r;
-    return real_scandir_fn() ? real_scandir_fn()(path, out, filter, compar) : (errno = ENOSYS, -1);
+    int n = -1;
+    detour_t d = scandir_detour(path, (struct dirent64 ***)out, (filter64_fn)(void (*)(void))filter,
+                                (compar64_fn)(void (*)(void))compar, &n);
+    return DETOUR_APPLY(d, n, -1, REAL_OR_ENOSYS(scandir, path, out, filter, compar));
 }

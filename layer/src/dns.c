@@ -6,9 +6,10 @@
  */
 #define _GNU_SOURCE
 #include "dns.h"
+#include "detour.h"
 #include "errors.h"
 #include "layer.h"
-#include "proto.h"
+#include "intproxy_conn.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -100,24 +101,26 @@ static bool should_ask(const char *node)
 
 /* ---- proxy logic ------------------------------------------------------------------------- */
 
-/* Returns 0 with `resp` pointing into *frame (caller frees), LP_STATUS_BYPASS, or an EAI code. */
-static int ask_intproxy(const char *node, int family, uint8_t **frame, struct lp_msg *resp)
+/* HANDLED with `resp` pointing into *frame (caller frees), BYPASS, or FAILED with an EAI code. */
+static detour_t ask_intproxy(const char *node, int family, uint8_t **frame, struct lp_msg *resp)
 {
     *frame = malloc(LP_MAX_FRAME);
-    if (!*frame) return EAI_MEMORY;
+    if (!*frame) return detour_fail(EAI_MEMORY);
     struct lp_msg req = { .type = LP_GETADDRINFO, .node = { node, (uint16_t)strlen(node) }, .family = family };
-    int r;
-    if (proto_call(&req, *frame, resp) < 0) r = LAYER_GAI_UNAVAILABLE;
-    else if (resp->status == LP_STATUS_OK) r = 0;
-    else if (resp->status == LP_STATUS_BYPASS) r = LP_STATUS_BYPASS;
-    else r = errors_gai(resp->status);
+    detour_t d;
+    if (intproxy_call(&req, *frame, resp) < 0) d = detour_fail(LAYER_GAI_UNAVAILABLE);
+    else if (resp->status == LP_STATUS_OK) d = detour_handled();
+    else if (resp->status == LP_STATUS_BYPASS) d = detour_bypass();
+    else d = detour_fail(errors_gai(resp->status));
     layer_log(LOG_DEBUG, "resolve %s (family %d): %s", node, family,
-              r == 0 ? "answered" : r == LP_STATUS_BYPASS ? "bypass" : gai_strerror(r));
-    if (r != 0) {
+              d.kind == DETOUR_HANDLED  ? "answered"
+              : d.kind == DETOUR_BYPASS ? "bypass"
+                                        : gai_strerror(d.err));
+    if (d.kind != DETOUR_HANDLED) {
         free(*frame);
         *frame = NULL;
     }
-    return r;
+    return d;
 }
 
 static struct addrinfo *new_entry(const struct addrinfo *tmpl, int flags, int family, const uint8_t *bytes)
@@ -148,8 +151,8 @@ static struct addrinfo *new_entry(const struct addrinfo *tmpl, int flags, int fa
 }
 
 /* Builds the list: for each kept address (intproxy order), one entry per template socktype. */
-static int build_list(const struct lp_msg *resp, const struct addrinfo *tmpl, const char *node,
-                      int flags, int family, struct addrinfo **out)
+static int build_list(const struct lp_msg *resp, const struct addrinfo *tmpl, const char *node, int flags, int family,
+                      struct addrinfo **out)
 {
     bool have_v6 = false;
     for (unsigned i = 0; i < resp->count; i++) have_v6 |= resp->entries[i * LP_GAI_ENTRY_SIZE] == 6;
@@ -219,8 +222,8 @@ int getaddrinfo(const char *node, const char *service, const struct addrinfo *hi
     int ask_family = family == AF_INET6 && (flags & AI_V4MAPPED) ? AF_UNSPEC : family;
     uint8_t *frame;
     struct lp_msg resp;
-    r = ask_intproxy(node, ask_family, &frame, &resp);
-    if (r == LP_STATUS_BYPASS) {
+    detour_t d = ask_intproxy(node, ask_family, &frame, &resp);
+    if (d.kind == DETOUR_BYPASS) {
         /* Local means local all the way: the resolver's own files and UDP queries are not ours. */
         real_freeaddrinfo_fn()(tmpl);
         layer_enter();
@@ -228,7 +231,8 @@ int getaddrinfo(const char *node, const char *service, const struct addrinfo *hi
         layer_leave();
         return r;
     }
-    if (r == 0) {
+    r = d.err;
+    if (d.kind == DETOUR_HANDLED) {
         r = build_list(&resp, tmpl, node, flags, family, res);
         free(frame);
     }
@@ -250,8 +254,8 @@ void freeaddrinfo(struct addrinfo *ai)
 
 /* Lays a hostent out in the caller's buffer; ERANGE when it does not fit, EAI_NONAME when the
  * answer holds no address of `af`. */
-static int fill_hostent(const struct lp_msg *resp, const char *name, int af, struct hostent *h,
-                        char *buf, size_t buflen)
+static int fill_hostent(const struct lp_msg *resp, const char *name, int af, struct hostent *h, char *buf,
+                        size_t buflen)
 {
     uint8_t want = af == AF_INET ? 4 : 6;
     size_t alen = af == AF_INET ? 4 : 16, n = 0;
@@ -284,23 +288,24 @@ static int fill_hostent(const struct lp_msg *resp, const char *name, int af, str
     return 0;
 }
 
-/* 0 answered (fill with fill_hostent, then free *frame), LP_STATUS_BYPASS, or an EAI code. */
-static int host_ask(const char *name, int af, uint8_t **frame, struct lp_msg *resp)
+/* HANDLED (fill with fill_hostent, then free *frame), BYPASS, or FAILED with an EAI code. */
+static detour_t host_ask(const char *name, int af, uint8_t **frame, struct lp_msg *resp)
 {
-    if (!should_ask(name) || (af != AF_INET && af != AF_INET6)) return LP_STATUS_BYPASS;
+    if (!should_ask(name) || (af != AF_INET && af != AF_INET6)) return detour_bypass();
     return ask_intproxy(name, af, frame, resp);
 }
 
-int gethostbyname2_r(const char *name, int af, struct hostent *ret, char *buf, size_t buflen,
-                     struct hostent **result, int *h_errnop)
+int gethostbyname2_r(const char *name, int af, struct hostent *ret, char *buf, size_t buflen, struct hostent **result,
+                     int *h_errnop)
 {
     if (!real_gethostbyname2_r_fn()) return ENOSYS;
     uint8_t *frame;
     struct lp_msg resp;
-    int r = host_ask(name, af, &frame, &resp);
-    if (r == LP_STATUS_BYPASS) return real_gethostbyname2_r_fn()(name, af, ret, buf, buflen, result, h_errnop);
+    detour_t d = host_ask(name, af, &frame, &resp);
+    if (d.kind == DETOUR_BYPASS) return real_gethostbyname2_r_fn()(name, af, ret, buf, buflen, result, h_errnop);
     *result = NULL;
-    if (r == 0) {
+    int r = d.err;
+    if (d.kind == DETOUR_HANDLED) {
         r = fill_hostent(&resp, name, af, ret, buf, buflen);
         free(frame);
         if (r == ERANGE) {
@@ -341,12 +346,13 @@ struct hostent *gethostbyname2(const char *name, int af)
     if (!real_gethostbyname2_fn()) return NULL;
     uint8_t *frame;
     struct lp_msg resp;
-    int r = host_ask(name, af, &frame, &resp);
-    if (r == LP_STATUS_BYPASS) return real_gethostbyname2_fn()(name, af);
-    if (r != 0) {
-        h_errno = errors_h_errno(r);
+    detour_t d = host_ask(name, af, &frame, &resp);
+    if (d.kind == DETOUR_BYPASS) return real_gethostbyname2_fn()(name, af);
+    if (d.kind == DETOUR_FAILED) {
+        h_errno = errors_h_errno(d.err);
         return NULL;
     }
+    int r;
     pthread_once(&host_key_once, host_key_init);
     struct host_tls *t = pthread_getspecific(host_key);
     for (;;) {

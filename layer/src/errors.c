@@ -20,10 +20,8 @@ int errors_gai(int32_t status)
     case EAI_FAMILY:
     case EAI_SERVICE:
     case EAI_MEMORY:
-    case EAI_SYSTEM:
-        return (int)status;
-    default:
-        return EAI_FAIL;
+    case EAI_SYSTEM: return (int)status;
+    default: return EAI_FAIL;
     }
 }
 
@@ -31,12 +29,9 @@ int errors_h_errno(int eai)
 {
     switch (eai) {
     case EAI_NONAME:
-    case EAI_NODATA:
-        return HOST_NOT_FOUND;
-    case EAI_AGAIN:
-        return TRY_AGAIN;
-    default:
-        return NO_RECOVERY;
+    case EAI_NODATA: return HOST_NOT_FOUND;
+    case EAI_AGAIN: return TRY_AGAIN;
+    default: return NO_RECOVERY;
     }
 }
 
@@ -44,11 +39,8 @@ int errors_hostent_r(int eai)
 {
     /* glibc: "not found" is a successful look-up with no result; only transient trouble is an error. */
     switch (errors_h_errno(eai)) {
-    case HOST_NOT_FOUND:
-        return 0;
-    case TRY_AGAIN:
-        return EAGAIN;
-    default:
-        return ENOENT;
+    case HOST_NOT_FOUND: return 0;
+    case TRY_AGAIN: return EAGAIN;
+    default: return ENOENT;
     }
 }

@@ -4,10 +4,11 @@
  * layer and the session settings back (exec_env.c), with the process whose session it continues.
  */
 #define _GNU_SOURCE
+#include "detour.h"
 #include "exec_env.h"
 #include "files.h"
 #include "layer.h"
-#include "proto.h"
+#include "intproxy_conn.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,12 +22,12 @@ LAYER_REAL(int, execve, (const char *, char *const[], char *const[]))
 LAYER_REAL(int, execvpe, (const char *, char *const[], char *const[]))
 LAYER_REAL(int, fexecve, (int, char *const[], char *const[]))
 LAYER_REAL(int, execveat, (int, const char *, char *const[], char *const[], int))
-LAYER_REAL(int, posix_spawn, (pid_t *, const char *, const posix_spawn_file_actions_t *, const posix_spawnattr_t *,
-                              char *const[], char *const[]))
-LAYER_REAL(int, posix_spawnp, (pid_t *, const char *, const posix_spawn_file_actions_t *, const posix_spawnattr_t *,
-                               char *const[], char *const[]))
-
-#define REAL_OR_ENOSYS(name, ...) (real_##name##_fn() ? real_##name##_fn()(__VA_ARGS__) : (errno = ENOSYS, -1))
+LAYER_REAL(int, posix_spawn,
+           (pid_t *, const char *, const posix_spawn_file_actions_t *, const posix_spawnattr_t *, char *const[],
+            char *const[]))
+LAYER_REAL(int, posix_spawnp,
+           (pid_t *, const char *, const posix_spawn_file_actions_t *, const posix_spawnattr_t *, char *const[],
+            char *const[]))
 
 /* The process whose session the new image continues: a forked child's parent, or this process
  * itself for a child it spawns (in a clone(CLONE_VM) child, the memory's process is the parent). */
@@ -34,7 +35,7 @@ static pid_t session_parent(bool spawning)
 {
     if (spawning) return getpid();
     pid_t own = files_exec_own_pid();
-    return getpid() != own ? own : proto_parent_pid();
+    return getpid() != own ? own : intproxy_parent_pid();
 }
 
 int execve(const char *path, char *const argv[], char *const envp[])
@@ -178,8 +179,7 @@ pid_t vfork(void)
         int saved = errno;
         syscall(SYS_close, p[1]);
         char c;
-        while (pid > 0 && syscall(SYS_read, p[0], &c, 1) < 0 && errno == EINTR) {
-        }
+        while (pid > 0 && syscall(SYS_read, p[0], &c, 1) < 0 && errno == EINTR) {}
         syscall(SYS_close, p[0]);
         errno = saved;
     }

@@ -31,9 +31,9 @@
  */
 static const char *session[MAX_SESSION]; /* "MIRRORD_X=value" */
 static size_t session_count;
-static const char *preload_list;          /* LD_PRELOAD as the process started */
+static const char *preload_list; /* LD_PRELOAD as the process started */
 static pthread_once_t head_once = PTHREAD_ONCE_INIT;
-static size_t head;                       /* length of its entries up to ours (0: not in it) */
+static size_t head; /* length of its entries up to ours (0: not in it) */
 static const char *own_path;
 
 static bool has_prefix(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }

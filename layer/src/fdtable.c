@@ -3,7 +3,7 @@
 #define _GNU_SOURCE
 #include "fdtable.h"
 #include "layer.h"
-#include "proto.h"
+#include "intproxy_conn.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -169,7 +169,7 @@ LAYER_REAL(int, fcntl64, (int, int, ...))
 
 int close(int fd)
 {
-    if (proto_is_own_fd(fd)) {
+    if (intproxy_is_own_fd(fd)) {
         layer_log(LOG_DEBUG, "refusing to close the intproxy descriptor %d", fd);
         return 0;
     }
@@ -196,7 +196,7 @@ int dup(int fd)
 
 static int dup_onto(int oldfd, int newfd, int flags, bool is_dup3)
 {
-    if (oldfd != newfd && proto_is_own_fd(newfd)) proto_move_off(newfd);
+    if (oldfd != newfd && intproxy_is_own_fd(newfd)) intproxy_move_off(newfd);
     int r = is_dup3 ? real_dup3_fn()(oldfd, newfd, flags) : real_dup2_fn()(oldfd, newfd);
     if (r >= 0 && oldfd != newfd) {
         int saved = errno;

@@ -16,7 +16,14 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
-enum fd_kind { FD_KIND_SOCKET = 1, FD_KIND_FILE = 2, FD_KIND_DIR = 3, FD_KIND_LISTEN = 4, FD_KIND_UDP = 5, FD_KIND_MAX = 8 };
+enum fd_kind {
+    FD_KIND_SOCKET = 1,
+    FD_KIND_FILE = 2,
+    FD_KIND_DIR = 3,
+    FD_KIND_LISTEN = 4,
+    FD_KIND_UDP = 5,
+    FD_KIND_MAX = 8
+};
 
 struct fd_obj {
     int kind;
@@ -25,10 +32,10 @@ struct fd_obj {
 };
 
 struct fd_kind_ops {
-    void (*on_close)(int fd, struct fd_obj *obj); /* optional; table lock held: no I/O */
+    void (*on_close)(int fd, struct fd_obj *obj);         /* optional; table lock held: no I/O */
     void (*on_dup)(int from, int to, struct fd_obj *obj); /* optional; table lock held */
-    void (*destroy)(struct fd_obj *obj);          /* required; last reference gone */
-    void (*after_dup2)(int to, struct fd_obj *obj); /* optional; after dup2/dup3 onto `to`, no lock held */
+    void (*destroy)(struct fd_obj *obj);                  /* required; last reference gone */
+    void (*after_dup2)(int to, struct fd_obj *obj);       /* optional; after dup2/dup3 onto `to`, no lock held */
 };
 
 void fdtable_register(int kind, const struct fd_kind_ops *ops);

@@ -1,16 +1,20 @@
 /*
- * Remote files: the open / read / write / seek / stat / access / readlink / mkdir / unlink /
- * rename family (files.c) and directories (dirs.c). Protocol: docs/protocol.md, "Files".
+ * Remote files: the open (files_open.c), read / write / seek (files_io.c), stat / access
+ * (files_stat.c), readlink / mkdir / unlink / rename (files_paths.c) families, directories
+ * (dirs.c), mmap (mmap.c), exec (files_exec.c); shared parts in files.c. Protocol:
+ * docs/protocol.md, "Files".
  *
- * Each hook: exported shim -> files_route() (local prefixes the CLI computed from the fs rules:
- * answer "local" without asking; otherwise ask the intproxy, which applies every rule) -> the
- * remote operation. The program holds a real descriptor for each remote file: an empty memfd
- * named after the path (poll says ready, fcntl/dup/F_GETFD work, the number is the lowest free
- * one); its state lives in the shared descriptor table (fdtable.h) as FD_KIND_FILE.
+ * Each hook: exported shim -> a *_detour() function returning detour_t (detour.h): local
+ * prefixes the CLI computed from the fs rules answer BYPASS without asking; otherwise the
+ * intproxy is asked, which applies every rule -> the shim applies the answer. The program holds
+ * a real descriptor for each remote file: an empty memfd named after the path (poll says ready,
+ * fcntl/dup/F_GETFD work, the number is the lowest free one); its state lives in the shared
+ * descriptor table (fdtable.h) as FD_KIND_FILE.
  */
 #ifndef MIRRORD_FILES_H
 #define MIRRORD_FILES_H
 
+#include "detour.h"
 #include "fdtable.h"
 #include "lp_codec.h"
 
@@ -22,18 +26,18 @@
 
 struct file_obj {
     struct fd_obj obj;
-    pthread_mutex_t lock;      /* pos and the read-ahead block */
-    uint32_t handle;           /* the intproxy's (the agent's) number */
+    pthread_mutex_t lock; /* pos and the read-ahead block */
+    uint32_t handle;      /* the intproxy's (the agent's) number */
     bool is_dir;
-    int flags;                 /* the program's open flags */
+    int flags; /* the program's open flags */
     uint64_t pos;
-    struct lp_stat st;         /* from open; refreshed after writes */
+    struct lp_stat st; /* from open; refreshed after writes */
     bool st_stale;
-    bool materialized;         /* the placeholder holds the content (files_exec.c) */
-    uint8_t *buf;              /* read-ahead: FILES_READ_AHEAD bytes of the file from buf_off */
+    bool materialized; /* the placeholder holds the content (files_exec.c) */
+    uint8_t *buf;      /* read-ahead: FILES_READ_AHEAD bytes of the file from buf_off */
     uint64_t buf_off;
     uint32_t buf_len;
-    char path[];               /* the path as the target sees it (for *at() relative to a dir) */
+    char path[]; /* the path as the target sees it (for *at() relative to a dir) */
 };
 
 void files_register(void);
@@ -51,8 +55,9 @@ bool files_should_ask(const char *abs);
 /* One request/response; false when the intproxy is unreachable (errno set for the caller). */
 bool files_call(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp);
 
-/* Opens `abs` remotely; returns the program's descriptor, -1 with errno, or -2 for "local". */
-int files_open_remote(const char *abs, int flags, mode_t mode);
+/* Opens `abs` remotely: HANDLED with the program's descriptor in *fd, BYPASS when the intproxy
+ * says "local", FAILED with the errno. */
+detour_t files_open_remote(const char *abs, int flags, mode_t mode, int *fd);
 
 struct file_obj *files_get(int fd); /* with a reference (fdtable_put), or NULL */
 

@@ -92,8 +92,13 @@ static int pconn_open(struct pconn *c, pid_t holder)
     setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    struct lp_msg hello = { .type = LP_HELLO, .version = LP_VERSION, .pid = (uint32_t)getpid(),
-                            .ppid = (uint32_t)getppid(), .parent_pid = (uint32_t)holder, .exe = { "", 0 } }, resp;
+    struct lp_msg hello = { .type = LP_HELLO,
+                            .version = LP_VERSION,
+                            .pid = (uint32_t)getpid(),
+                            .ppid = (uint32_t)getppid(),
+                            .parent_pid = (uint32_t)holder,
+                            .exe = { "", 0 } },
+                  resp;
     if (syscall(SYS_connect, c->fd, &cfg->intproxy, sizeof cfg->intproxy) < 0 || pconn_call(c, &hello, &resp) < 0 ||
         resp.status != 0) {
         pconn_close(c);
@@ -101,7 +106,6 @@ static int pconn_open(struct pconn *c, pid_t holder)
     }
     return 0;
 }
-
 
 static void after_fork_child(void) { own_pid = getpid(); }
 
@@ -166,8 +170,12 @@ static void forward_loop(int in, int ready, struct file_obj *f, int limit, pid_t
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;
         for (ssize_t done = 0; done < n;) {
-            struct lp_msg req = { .type = LP_FS_WRITE, .handle = f->handle, .data = buf + done, .data_len = (uint32_t)(n - done),
-                                  .offset = (f->flags & O_APPEND) ? LP_FS_APPEND : pos }, resp;
+            struct lp_msg req = { .type = LP_FS_WRITE,
+                                  .handle = f->handle,
+                                  .data = buf + done,
+                                  .data_len = (uint32_t)(n - done),
+                                  .offset = (f->flags & O_APPEND) ? LP_FS_APPEND : pos },
+                          resp;
             if (pconn_call(&c, &req, &resp) < 0 || resp.status < 0 || resp.written == 0) _exit(1);
             done += resp.written;
             pos = resp.offset;
@@ -201,8 +209,7 @@ static void forward_writes(int fd, struct file_obj *f)
     syscall(SYS_close, p[0]);
     syscall(SYS_close, r[1]);
     if (mid > 0) {
-        while (waitpid(mid, NULL, 0) < 0 && errno == EINTR) {
-        }
+        while (waitpid(mid, NULL, 0) < 0 && errno == EINTR) {}
         char ok = 'n';
         struct pollfd pfd = { .fd = r[0], .events = POLLIN };
         if (poll(&pfd, 1, layer_config()->timeout_ms) == 1) syscall(SYS_read, r[0], &ok, 1);

@@ -9,7 +9,7 @@
 #include "exec_env.h"
 #include "files.h"
 #include "fdtable.h"
-#include "proto.h"
+#include "intproxy_conn.h"
 #include "listen.h"
 #include "socket.h"
 #include "udp.h"
@@ -56,7 +56,7 @@ static bool parse_addr(const char *text, struct sockaddr_in *out)
  * that does not exist there. Locks are never nested, so this order cannot deadlock. */
 static void fork_prepare(void)
 {
-    proto_fork_prepare();
+    intproxy_fork_prepare();
     fdtable_fork_prepare();
     dns_fork_prepare();
 }
@@ -65,14 +65,14 @@ static void fork_parent(void)
 {
     dns_fork_release();
     fdtable_fork_release();
-    proto_fork_release(false);
+    intproxy_fork_release(false);
 }
 
 static void fork_child(void)
 {
     dns_fork_release();
     fdtable_fork_release();
-    proto_fork_release(true);
+    intproxy_fork_release(true);
 }
 
 /*
@@ -126,7 +126,7 @@ static void init_once_body(void)
      * names a process that is not our parent. */
     const char *parent = getenv(EXEC_ENV_PARENT);
     long ppid = parent ? strtol(parent, NULL, 10) : 0;
-    if (ppid > 0 && ppid == (long)getppid()) proto_set_parent_pid((pid_t)ppid);
+    if (ppid > 0 && ppid == (long)getppid()) intproxy_set_parent_pid((pid_t)ppid);
     socket_register();
     files_register();
     listen_register();

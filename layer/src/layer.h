@@ -12,7 +12,7 @@ struct layer_config {
     bool enabled;                /* MIRRORD_LAYER_ADDR set and valid */
     struct sockaddr_in intproxy; /* where the intproxy listens */
     int log_level;
-    int timeout_ms;              /* receive timeout on the intproxy connection */
+    int timeout_ms; /* receive timeout on the intproxy connection */
 };
 
 /* Idempotent, safe from any thread and from other libraries' constructors. */
@@ -30,16 +30,15 @@ void layer_log(int level, const char *fmt, ...) __attribute__((format(printf, 2,
 void *layer_next_symbol(const char *name, void *self);
 
 /* Declares `real_NAME`, resolved lazily on first use. `self` is the hook of the same name. */
-#define LAYER_REAL(ret, name, params)                                                          \
-    static ret(*real_##name##_ptr) params;                                                     \
-    static ret(*real_##name##_fn(void)) params                                                 \
-    {                                                                                          \
-        if (!__atomic_load_n(&real_##name##_ptr, __ATOMIC_ACQUIRE)) {                          \
-            __atomic_store_n(&real_##name##_ptr,                                               \
-                             (ret(*) params)layer_next_symbol(#name, (void *)name),            \
-                             __ATOMIC_RELEASE);                                                \
-        }                                                                                      \
-        return real_##name##_ptr;                                                              \
+#define LAYER_REAL(ret, name, params)                                                                   \
+    static ret(*real_##name##_ptr) params;                                                              \
+    static ret(*real_##name##_fn(void)) params                                                          \
+    {                                                                                                   \
+        if (!__atomic_load_n(&real_##name##_ptr, __ATOMIC_ACQUIRE)) {                                   \
+            __atomic_store_n(&real_##name##_ptr, (ret(*) params)layer_next_symbol(#name, (void *)name), \
+                             __ATOMIC_RELEASE);                                                         \
+        }                                                                                               \
+        return real_##name##_ptr;                                                                       \
     }
 
 #endif

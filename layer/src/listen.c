@@ -10,9 +10,10 @@
  */
 #define _GNU_SOURCE
 #include "listen.h"
+#include "detour.h"
 #include "fdtable.h"
 #include "layer.h"
-#include "proto.h"
+#include "intproxy_conn.h"
 #include "socket.h"
 
 #include <arpa/inet.h>
@@ -44,7 +45,7 @@ static void listen_destroy(struct fd_obj *obj)
     if (__atomic_load_n(&lo->announced, __ATOMIC_ACQUIRE)) {
         uint8_t *frame = malloc(LP_MAX_FRAME);
         struct lp_msg req = { .type = LP_UNLISTEN, .addr = lo->requested }, resp;
-        if (frame && proto_call(&req, frame, &resp) < 0)
+        if (frame && intproxy_call(&req, frame, &resp) < 0)
             layer_log(LOG_DEBUG, "unlisten %u: intproxy unreachable", (unsigned)lo->requested.port);
         free(frame);
     }
@@ -85,7 +86,8 @@ static int remember(int fd, int family, const struct sockaddr *asked, socklen_t 
     if (!lo) return -1;
     struct sockaddr_storage got;
     socklen_t glen = sizeof got;
-    if (socket_from_sockaddr(asked, len, &lo->requested) < 0 || real_getsockname_fn()(fd, (struct sockaddr *)&got, &glen) < 0 ||
+    if (socket_from_sockaddr(asked, len, &lo->requested) < 0 ||
+        real_getsockname_fn()(fd, (struct sockaddr *)&got, &glen) < 0 ||
         socket_from_sockaddr((struct sockaddr *)&got, glen, &lo->bound) < 0) {
         free(lo);
         return -1;
@@ -97,22 +99,18 @@ static int remember(int fd, int family, const struct sockaddr *asked, socklen_t 
 
 /* ---- exported hooks ----------------------------------------------------------------------- */
 
-int bind(int fd, const struct sockaddr *addr, socklen_t len)
+/* bind of a TCP socket: what the machine gives, the asked address remembered (HANDLED: 0). */
+static detour_t bind_detour(int fd, const struct sockaddr *addr, socklen_t len)
 {
-    layer_init();
-    if (!real_bind_fn() || !real_getsockname_fn()) {
-        errno = ENOSYS;
-        return -1;
-    }
     int family;
     if (layer_inside() || !layer_config()->enabled || !addr || len > sizeof(struct sockaddr_storage) ||
         (family = socket_tcp_family(fd)) == 0 || addr->sa_family != family)
-        return real_bind_fn()(fd, addr, len);
+        return detour_bypass();
 
     int r = real_bind_fn()(fd, addr, len);
     if (r < 0) {
         int err = errno;
-        if (err != EACCES && err != EADDRINUSE && err != EADDRNOTAVAIL) return r;
+        if (err != EACCES && err != EADDRINUSE && err != EADDRNOTAVAIL) return detour_fail(err);
         struct sockaddr_storage alt;
         fallback_addr(addr, len, err, &alt);
         r = real_bind_fn()(fd, (struct sockaddr *)&alt, len);
@@ -120,16 +118,25 @@ int bind(int fd, const struct sockaddr *addr, socklen_t len)
             fallback_addr((struct sockaddr *)&alt, len, errno, &alt);
             r = real_bind_fn()(fd, (struct sockaddr *)&alt, len);
         }
-        if (r < 0) {
-            errno = err;
-            return -1;
-        }
-        layer_log(LOG_DEBUG, "bind fd %d: the asked address gave %s; bound another, reporting the asked one", fd, strerror(err));
+        if (r < 0) return detour_fail(err);
+        layer_log(LOG_DEBUG, "bind fd %d: the asked address gave %s; bound another, reporting the asked one", fd,
+                  strerror(err));
     }
     layer_enter();
     remember(fd, family, addr, len);
     layer_leave();
-    return 0;
+    return detour_handled();
+}
+
+int bind(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    layer_init();
+    if (!real_bind_fn() || !real_getsockname_fn()) {
+        errno = ENOSYS;
+        return -1;
+    }
+    detour_t d = bind_detour(fd, addr, len);
+    return DETOUR_APPLY(d, 0, -1, real_bind_fn()(fd, addr, len));
 }
 
 int listen(int fd, int backlog)
@@ -146,7 +153,7 @@ int listen(int fd, int backlog)
     if (!__atomic_load_n(&lo->announced, __ATOMIC_ACQUIRE)) {
         uint8_t *frame = malloc(LP_MAX_FRAME);
         struct lp_msg req = { .type = LP_LISTEN, .addr = lo->requested, .addr2 = lo->bound }, resp;
-        if (frame && proto_call(&req, frame, &resp) == 0 && resp.status == LP_STATUS_OK) {
+        if (frame && intproxy_call(&req, frame, &resp) == 0 && resp.status == LP_STATUS_OK) {
             __atomic_store_n(&lo->announced, 1, __ATOMIC_RELEASE);
             layer_log(LOG_DEBUG, "listen fd %d: port %u subscribed in the target", fd, (unsigned)lo->requested.port);
         }
@@ -157,16 +164,17 @@ int listen(int fd, int backlog)
 }
 
 /* The remote client behind a connection the intproxy dialled in, reported and remembered. */
-static int accepted(int lfd, int cfd, struct sockaddr *addr, socklen_t *addrlen, const struct sockaddr_storage *peer, socklen_t plen)
+static int accepted(int lfd, int cfd, struct sockaddr *addr, socklen_t *addrlen, const struct sockaddr_storage *peer,
+                    socklen_t plen)
 {
     struct listen_obj *lo = layer_inside() ? NULL : (struct listen_obj *)fdtable_get(lfd, FD_KIND_LISTEN);
     struct lp_addr peer_lp, remote;
     int found = 0;
-    if (lo && __atomic_load_n(&lo->announced, __ATOMIC_ACQUIRE) && socket_from_sockaddr((const struct sockaddr *)peer, plen, &peer_lp) == 0 &&
-        is_loopback(&peer_lp)) {
+    if (lo && __atomic_load_n(&lo->announced, __ATOMIC_ACQUIRE) &&
+        socket_from_sockaddr((const struct sockaddr *)peer, plen, &peer_lp) == 0 && is_loopback(&peer_lp)) {
         uint8_t *frame = malloc(LP_MAX_FRAME);
         struct lp_msg req = { .type = LP_ACCEPT, .addr = peer_lp }, resp;
-        if (frame && proto_call(&req, frame, &resp) == 0 && resp.status == LP_STATUS_OK) {
+        if (frame && intproxy_call(&req, frame, &resp) == 0 && resp.status == LP_STATUS_OK) {
             remote = resp.addr;
             found = 1;
         }
@@ -208,7 +216,10 @@ static int accept_common(int fd, struct sockaddr *addr, socklen_t *addrlen, int 
     return accepted(fd, c, addr, addrlen, &peer, plen);
 }
 
-int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags) { return accept_common(fd, addr, addrlen, flags, true); }
+int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
+{
+    return accept_common(fd, addr, addrlen, flags, true);
+}
 
 int accept(int fd, struct sockaddr *addr, socklen_t *addrlen) { return accept_common(fd, addr, addrlen, 0, false); }
 

@@ -83,14 +83,10 @@ size_t lp_encode(const struct lp_msg *m, uint8_t *out, size_t cap)
         put_addr(&w, &m->addr2);
         break;
     case LP_ACCEPT:
-    case LP_UNLISTEN:
-        put_addr(&w, &m->addr);
-        break;
+    case LP_UNLISTEN: put_addr(&w, &m->addr); break;
     case LP_HELLO | LP_RESPONSE:
     case LP_LISTEN | LP_RESPONSE:
-    case LP_UNLISTEN | LP_RESPONSE:
-        put_u32(&w, (uint32_t)m->status);
-        break;
+    case LP_UNLISTEN | LP_RESPONSE: put_u32(&w, (uint32_t)m->status); break;
     case LP_ACCEPT | LP_RESPONSE: {
         struct lp_addr none = { .family = 4 };
         put_u32(&w, (uint32_t)m->status);
@@ -218,14 +214,10 @@ int lp_decode(const uint8_t *frame, size_t size, struct lp_msg *m)
         get_addr(&r, &m->addr2);
         break;
     case LP_ACCEPT:
-    case LP_UNLISTEN:
-        get_addr(&r, &m->addr);
-        break;
+    case LP_UNLISTEN: get_addr(&r, &m->addr); break;
     case LP_HELLO | LP_RESPONSE:
     case LP_LISTEN | LP_RESPONSE:
-    case LP_UNLISTEN | LP_RESPONSE:
-        m->status = (int32_t)get_u32(&r);
-        break;
+    case LP_UNLISTEN | LP_RESPONSE: m->status = (int32_t)get_u32(&r); break;
     case LP_ACCEPT | LP_RESPONSE:
     case LP_CONNECT | LP_RESPONSE:
         m->status = (int32_t)get_u32(&r);
@@ -333,26 +325,62 @@ static bool fs_is_response(uint16_t type)
 static int fs_encode(const struct lp_msg *m, struct writer *w)
 {
     switch (m->type) {
-    case LP_FS_OPEN: put_str(w, m->path); put_u32(w, m->flags); put_u32(w, m->mode); return 0;
-    case LP_FS_READ: put_u32(w, m->handle); put_u64(w, m->offset); put_u32(w, m->len); return 0;
-    case LP_FS_WRITE: put_u32(w, m->handle); put_u64(w, m->offset); put_data(w, m->data, m->data_len); return 0;
-    case LP_FS_CLOSE: case LP_FS_GETDENTS: put_u32(w, m->handle); return 0;
-    case LP_FS_STAT: put_str(w, m->path); put_u32(w, m->flags); put_u32(w, m->handle); return 0;
-    case LP_FS_ACCESS: case LP_FS_MKDIR: put_str(w, m->path); put_u32(w, m->mode); return 0;
+    case LP_FS_OPEN:
+        put_str(w, m->path);
+        put_u32(w, m->flags);
+        put_u32(w, m->mode);
+        return 0;
+    case LP_FS_READ:
+        put_u32(w, m->handle);
+        put_u64(w, m->offset);
+        put_u32(w, m->len);
+        return 0;
+    case LP_FS_WRITE:
+        put_u32(w, m->handle);
+        put_u64(w, m->offset);
+        put_data(w, m->data, m->data_len);
+        return 0;
+    case LP_FS_CLOSE:
+    case LP_FS_GETDENTS: put_u32(w, m->handle); return 0;
+    case LP_FS_STAT:
+        put_str(w, m->path);
+        put_u32(w, m->flags);
+        put_u32(w, m->handle);
+        return 0;
+    case LP_FS_ACCESS:
+    case LP_FS_MKDIR:
+        put_str(w, m->path);
+        put_u32(w, m->mode);
+        return 0;
     case LP_FS_READLINK: put_str(w, m->path); return 0;
-    case LP_FS_UNLINK: put_str(w, m->path); put_u32(w, m->flags); return 0;
-    case LP_FS_RENAME: put_str(w, m->path); put_str(w, m->path2); return 0;
+    case LP_FS_UNLINK:
+        put_str(w, m->path);
+        put_u32(w, m->flags);
+        return 0;
+    case LP_FS_RENAME:
+        put_str(w, m->path);
+        put_str(w, m->path2);
+        return 0;
     default: break;
     }
     if (!fs_is_response(m->type)) return -1;
     put_u32(w, (uint32_t)m->status);
     switch (m->type & ~LP_RESPONSE) {
-    case LP_FS_OPEN: put_u32(w, m->handle); put_stat(w, &m->st); break;
+    case LP_FS_OPEN:
+        put_u32(w, m->handle);
+        put_stat(w, &m->st);
+        break;
     case LP_FS_READ: put_data(w, m->data, m->data_len); break;
-    case LP_FS_WRITE: put_u32(w, m->written); put_u64(w, m->offset); break;
+    case LP_FS_WRITE:
+        put_u32(w, m->written);
+        put_u64(w, m->offset);
+        break;
     case LP_FS_STAT: put_stat(w, &m->st); break;
     case LP_FS_READLINK: put_str(w, m->path); break;
-    case LP_FS_GETDENTS: put_u16(w, m->dent_count); put(w, m->dents, m->dents_len); break;
+    case LP_FS_GETDENTS:
+        put_u16(w, m->dent_count);
+        put(w, m->dents, m->dents_len);
+        break;
     default: break;
     }
     return 0;
@@ -373,23 +401,56 @@ int lp_dent_next(const struct lp_msg *m, size_t *pos, uint64_t *ino, uint8_t *ty
 static int fs_decode(struct reader *r, struct lp_msg *m)
 {
     switch (m->type) {
-    case LP_FS_OPEN: m->path = get_str(r); m->flags = get_u32(r); m->mode = get_u32(r); return 0;
-    case LP_FS_READ: m->handle = get_u32(r); m->offset = get_u64(r); m->len = get_u32(r); return 0;
-    case LP_FS_WRITE: m->handle = get_u32(r); m->offset = get_u64(r); m->data = get_data(r, &m->data_len); return 0;
-    case LP_FS_CLOSE: case LP_FS_GETDENTS: m->handle = get_u32(r); return 0;
-    case LP_FS_STAT: m->path = get_str(r); m->flags = get_u32(r); m->handle = get_u32(r); return 0;
-    case LP_FS_ACCESS: case LP_FS_MKDIR: m->path = get_str(r); m->mode = get_u32(r); return 0;
+    case LP_FS_OPEN:
+        m->path = get_str(r);
+        m->flags = get_u32(r);
+        m->mode = get_u32(r);
+        return 0;
+    case LP_FS_READ:
+        m->handle = get_u32(r);
+        m->offset = get_u64(r);
+        m->len = get_u32(r);
+        return 0;
+    case LP_FS_WRITE:
+        m->handle = get_u32(r);
+        m->offset = get_u64(r);
+        m->data = get_data(r, &m->data_len);
+        return 0;
+    case LP_FS_CLOSE:
+    case LP_FS_GETDENTS: m->handle = get_u32(r); return 0;
+    case LP_FS_STAT:
+        m->path = get_str(r);
+        m->flags = get_u32(r);
+        m->handle = get_u32(r);
+        return 0;
+    case LP_FS_ACCESS:
+    case LP_FS_MKDIR:
+        m->path = get_str(r);
+        m->mode = get_u32(r);
+        return 0;
     case LP_FS_READLINK: m->path = get_str(r); return 0;
-    case LP_FS_UNLINK: m->path = get_str(r); m->flags = get_u32(r); return 0;
-    case LP_FS_RENAME: m->path = get_str(r); m->path2 = get_str(r); return 0;
+    case LP_FS_UNLINK:
+        m->path = get_str(r);
+        m->flags = get_u32(r);
+        return 0;
+    case LP_FS_RENAME:
+        m->path = get_str(r);
+        m->path2 = get_str(r);
+        return 0;
     default: break;
     }
     if (!fs_is_response(m->type)) return -1;
     m->status = (int32_t)get_u32(r);
     switch (m->type & ~LP_RESPONSE) {
-    case LP_FS_OPEN: m->handle = get_u32(r); get_stat(r, &m->st); break;
+    case LP_FS_OPEN:
+        m->handle = get_u32(r);
+        get_stat(r, &m->st);
+        break;
     case LP_FS_READ: m->data = get_data(r, &m->data_len); break;
-    case LP_FS_WRITE: m->written = get_u32(r); m->offset = get_u64(r); break;
+    case LP_FS_WRITE:
+        m->written = get_u32(r);
+        m->offset = get_u64(r);
+        break;
     case LP_FS_STAT: get_stat(r, &m->st); break;
     case LP_FS_READLINK: m->path = get_str(r); break;
     case LP_FS_GETDENTS: {

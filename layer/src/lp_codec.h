@@ -17,16 +17,31 @@
 #define LP_GAI_ENTRY_SIZE 17u
 #define LP_RESPONSE 0x8000u
 
-enum lp_type { LP_HELLO = 1, LP_CONNECT = 2, LP_GETADDRINFO = 3, LP_LISTEN = 0x10, LP_ACCEPT = 0x11, LP_UNLISTEN = 0x12 };
+enum lp_type {
+    LP_HELLO = 1,
+    LP_CONNECT = 2,
+    LP_GETADDRINFO = 3,
+    LP_LISTEN = 0x10,
+    LP_ACCEPT = 0x11,
+    LP_UNLISTEN = 0x12
+};
 
 /* ---- remote files (docs/protocol.md, "Files"): types 0x20..0x2f ---- */
 enum lp_fs_type {
-    LP_FS_OPEN = 0x20, LP_FS_READ = 0x21, LP_FS_WRITE = 0x22, LP_FS_CLOSE = 0x23, LP_FS_STAT = 0x24,
-    LP_FS_ACCESS = 0x25, LP_FS_READLINK = 0x26, LP_FS_GETDENTS = 0x27, LP_FS_MKDIR = 0x28,
-    LP_FS_UNLINK = 0x29, LP_FS_RENAME = 0x2a,
+    LP_FS_OPEN = 0x20,
+    LP_FS_READ = 0x21,
+    LP_FS_WRITE = 0x22,
+    LP_FS_CLOSE = 0x23,
+    LP_FS_STAT = 0x24,
+    LP_FS_ACCESS = 0x25,
+    LP_FS_READLINK = 0x26,
+    LP_FS_GETDENTS = 0x27,
+    LP_FS_MKDIR = 0x28,
+    LP_FS_UNLINK = 0x29,
+    LP_FS_RENAME = 0x2a,
 };
-#define LP_FS_MAX_IO (60u * 1024u)          /* READ response / WRITE request payload */
-#define LP_FS_APPEND UINT64_MAX             /* WRITE offset: at the end of the file */
+#define LP_FS_MAX_IO (60u * 1024u) /* READ response / WRITE request payload */
+#define LP_FS_APPEND UINT64_MAX    /* WRITE offset: at the end of the file */
 #define LP_FS_STAT_SIZE 96u
 
 struct lp_stat {
@@ -57,29 +72,29 @@ struct lp_addr {
 struct lp_msg {
     uint32_t id;
     uint16_t type;
-    int32_t status;                          /* every response */
-    uint16_t version;                        /* HELLO request */
+    int32_t status;   /* every response */
+    uint16_t version; /* HELLO request */
     uint32_t pid, ppid, parent_pid;
     struct lp_str exe;
-    uint8_t proto;                           /* CONNECT request */
-    struct lp_addr addr;                     /* CONNECT: remote (request) or via (response);
+    uint8_t proto;        /* CONNECT request */
+    struct lp_addr addr;  /* CONNECT: remote (request) or via (response);
                                                 LISTEN/UNLISTEN: requested; ACCEPT: peer (request)
                                                 or remote client (response) */
-    struct lp_addr addr2;                    /* LISTEN: where the layer really bound */
-    struct lp_str node;                      /* GETADDRINFO request */
+    struct lp_addr addr2; /* LISTEN: where the layer really bound */
+    struct lp_str node;   /* GETADDRINFO request */
     int32_t family;
-    uint16_t count;                          /* GETADDRINFO response */
-    const uint8_t *entries;                  /* count x 17 raw bytes: u8 family, 16 address bytes */
+    uint16_t count;         /* GETADDRINFO response */
+    const uint8_t *entries; /* count x 17 raw bytes: u8 family, 16 address bytes */
     struct lp_str canonname;
     /* ---- remote files ---- */
-    struct lp_str path, path2;               /* requests with paths; READLINK response: the target */
-    uint32_t flags, mode, handle, len;       /* len: READ request size */
-    uint64_t offset;                         /* READ/WRITE request; WRITE response: position after */
-    const uint8_t *data;                     /* WRITE request / READ response bytes (data_len) */
+    struct lp_str path, path2;         /* requests with paths; READLINK response: the target */
+    uint32_t flags, mode, handle, len; /* len: READ request size */
+    uint64_t offset;                   /* READ/WRITE request; WRITE response: position after */
+    const uint8_t *data;               /* WRITE request / READ response bytes (data_len) */
     uint32_t data_len, written;
-    struct lp_stat st;                       /* OPEN / STAT response */
-    uint16_t dent_count;                     /* GETDENTS response: raw entries, each u64 ino, */
-    const uint8_t *dents;                    /* u8 type, u16 name length, name bytes */
+    struct lp_stat st;    /* OPEN / STAT response */
+    uint16_t dent_count;  /* GETDENTS response: raw entries, each u64 ino, */
+    const uint8_t *dents; /* u8 type, u16 name length, name bytes */
     size_t dents_len;
 };
 

@@ -1,16 +1,18 @@
 /*
  * connect / getpeername (close and the dup family, shared by every kind of descriptor, are in
- * fdtable.c). Each hook: exported shim -> decide() (handle or
- * pass to libc) -> connect_via_intproxy(). Per-fd state remembers the remote address the program
- * asked for (getpeername reports it) and the local `via` address the socket really went to.
+ * fdtable.c). connect: exported shim -> connect_detour() (decide_connect: handle or pass to
+ * libc; then connect_via_intproxy()) -> DETOUR_APPLY (detour.h). Per-fd state remembers the
+ * remote address the program asked for (getpeername reports it) and the local `via` address the
+ * socket really went to.
  */
 #define _GNU_SOURCE
 #include "socket.h"
 #include "udp.h"
+#include "detour.h"
 #include "errors.h"
 #include "fdtable.h"
 #include "layer.h"
-#include "proto.h"
+#include "intproxy_conn.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -77,20 +79,18 @@ static bool state_get(int fd, struct fd_state *out)
 
 /* ---- decision ---------------------------------------------------------------------------- */
 
-enum decision { BYPASS, HANDLE };
-
 /* Only TCP over IPv4/IPv6 goes to the intproxy; anything unusual is left for libc to judge. */
-static enum decision decide_connect(int fd, const struct sockaddr *addr, socklen_t len,
-                                    struct lp_addr *remote, int *sock_family, uint8_t *proto)
+static detour_t decide_connect(int fd, const struct sockaddr *addr, socklen_t len, struct lp_addr *remote,
+                               int *sock_family, uint8_t *proto)
 {
-    if (!addr || len < sizeof(sa_family_t)) return BYPASS;
+    if (!addr || len < sizeof(sa_family_t)) return detour_bypass();
     int domain = socket_tcp_family(fd);
     *proto = LP_PROTO_TCP;
     if (domain == 0 && (domain = socket_udp_family(fd)) != 0) *proto = LP_PROTO_UDP;
-    if (domain == 0) return BYPASS;
+    if (domain == 0) return detour_bypass();
     *sock_family = domain;
-    if (addr->sa_family != domain || socket_from_sockaddr(addr, len, remote) < 0) return BYPASS;
-    return HANDLE;
+    if (addr->sa_family != domain || socket_from_sockaddr(addr, len, remote) < 0) return detour_bypass();
+    return detour_handled();
 }
 
 /* AF_INET or AF_INET6 for a socket of `type` and `protocol`, else 0 (anything unusual is left for
@@ -172,45 +172,39 @@ static const char *addr_text(const struct lp_addr *a, char *buf, size_t n)
 
 /* ---- proxy logic ------------------------------------------------------------------------- */
 
-static int connect_via_intproxy(int fd, const struct sockaddr *addr, socklen_t len,
-                                const struct lp_addr *remote, int sock_family, uint8_t proto)
+/* HANDLED: *out is the real connect's result to the intproxy's `via` (errno kept on -1). */
+static detour_t connect_via_intproxy(int fd, const struct lp_addr *remote, int sock_family, uint8_t proto, int *out)
 {
     char text[INET6_ADDRSTRLEN];
     addr_text(remote, text, sizeof text);
     uint8_t *frame = malloc(LP_MAX_FRAME);
-    if (!frame) {
-        errno = ENOMEM;
-        return -1;
-    }
+    if (!frame) return detour_fail(ENOMEM);
     struct lp_msg req = { .type = LP_CONNECT, .proto = proto, .addr = *remote }, resp;
     /* The kernel never answers EINTR to a non-blocking connect, and event loops do not expect it. */
     int fl = fcntl(fd, F_GETFL);
     bool blocking = fl >= 0 && !(fl & O_NONBLOCK);
-    int called = blocking ? proto_call_intr(&req, frame, &resp) : proto_call(&req, frame, &resp);
+    int called = blocking ? intproxy_call_intr(&req, frame, &resp) : intproxy_call(&req, frame, &resp);
     if (called < 0) {
         free(frame);
         /* Interrupted: the socket stays unconnected, so calling connect() again asks anew. */
-        errno = called == PROTO_INTERRUPTED ? EINTR : LAYER_CONNECT_UNAVAILABLE_ERRNO;
-        return -1;
+        return detour_fail(called == INTPROXY_INTERRUPTED ? EINTR : LAYER_CONNECT_UNAVAILABLE_ERRNO);
     }
     free(frame);
     if (resp.status == LP_STATUS_BYPASS) {
         layer_log(LOG_DEBUG, "connect fd %d to %s:%u: bypass", fd, text, (unsigned)remote->port);
-        return real_connect_fn()(fd, addr, len);
+        return detour_bypass();
     }
     if (resp.status != LP_STATUS_OK) {
         int err = errors_connect_errno(resp.status);
         layer_log(LOG_DEBUG, "connect fd %d to %s:%u: failed: %s", fd, text, (unsigned)remote->port, strerror(err));
-        errno = err;
-        return -1;
+        return detour_fail(err);
     }
     struct fd_state st;
     st.via_len = socket_to_sockaddr(&resp.addr, sock_family, &st.via);
     st.remote_len = socket_to_sockaddr(remote, sock_family, &st.remote);
     if (st.via_len == 0) {
         layer_log(LOG_ERROR, "intproxy answered an IPv6 `via` for IPv4 socket %d", fd);
-        errno = LAYER_CONNECT_UNAVAILABLE_ERRNO;
-        return -1;
+        return detour_fail(LAYER_CONNECT_UNAVAILABLE_ERRNO);
     }
     st.ino = inode_of(fd);
     int r = real_connect_fn()(fd, (const struct sockaddr *)&st.via, st.via_len);
@@ -218,13 +212,36 @@ static int connect_via_intproxy(int fd, const struct sockaddr *addr, socklen_t l
     /* EINPROGRESS (non-blocking) and EINTR (blocking, interrupted) both leave the connection
      * going on in the kernel: the fd is ours to remember. */
     if (r == 0 || err == EINPROGRESS || err == EINTR) state_set(fd, &st);
-    layer_log(LOG_DEBUG, "connect fd %d to %s:%u: handled via port %u -> %d", fd, text,
-              (unsigned)remote->port, (unsigned)resp.addr.port, r == 0 ? 0 : -err);
-    errno = err;
-    return r;
+    layer_log(LOG_DEBUG, "connect fd %d to %s:%u: handled via port %u -> %d", fd, text, (unsigned)remote->port,
+              (unsigned)resp.addr.port, r == 0 ? 0 : -err);
+    *out = r;
+    return r < 0 ? detour_fail(err) : detour_handled();
 }
 
 /* ---- exported hooks ---------------------------------------------------------------------- */
+
+static detour_t connect_detour(int fd, const struct sockaddr *addr, socklen_t len, int *out)
+{
+    if (layer_inside() || !layer_config()->enabled) return detour_bypass();
+    struct lp_addr remote;
+    int sock_family;
+    uint8_t proto;
+    if (decide_connect(fd, addr, len, &remote, &sock_family, &proto).kind == DETOUR_BYPASS) return detour_bypass();
+
+    /* Polling a non-blocking connect by calling connect() again must reach the same local
+     * socket (EALREADY / EISCONN), not open a second remote connection. */
+    struct fd_state st;
+    if (state_get(fd, &st)) {
+        struct sockaddr_storage asked;
+        socklen_t asked_len = socket_to_sockaddr(&remote, sock_family, &asked);
+        if (asked_len == st.remote_len && memcmp(&asked, &st.remote, asked_len) == 0) {
+            *out = real_connect_fn()(fd, (const struct sockaddr *)&st.via, st.via_len);
+            return detour_of(*out);
+        }
+        state_forget(fd);
+    }
+    return connect_via_intproxy(fd, &remote, sock_family, proto, out);
+}
 
 int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
@@ -233,24 +250,9 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
         errno = ENOSYS;
         return -1;
     }
-    if (layer_inside() || !layer_config()->enabled) return real_connect_fn()(fd, addr, len);
-
-    struct lp_addr remote;
-    int sock_family;
-    uint8_t proto;
-    if (decide_connect(fd, addr, len, &remote, &sock_family, &proto) == BYPASS) return real_connect_fn()(fd, addr, len);
-
-    /* Polling a non-blocking connect by calling connect() again must reach the same local
-     * socket (EALREADY / EISCONN), not open a second remote connection. */
-    struct fd_state st;
-    if (state_get(fd, &st)) {
-        struct sockaddr_storage asked;
-        socklen_t asked_len = socket_to_sockaddr(&remote, sock_family, &asked);
-        if (asked_len == st.remote_len && memcmp(&asked, &st.remote, asked_len) == 0)
-            return real_connect_fn()(fd, (const struct sockaddr *)&st.via, st.via_len);
-        state_forget(fd);
-    }
-    return connect_via_intproxy(fd, addr, len, &remote, sock_family, proto);
+    int r = -1;
+    detour_t d = connect_detour(fd, addr, len, &r);
+    return DETOUR_APPLY(d, r, -1, real_connect_fn()(fd, addr, len));
 }
 
 /* An accepted incoming connection stands for a remote client: getpeername reports it. */

@@ -6,10 +6,11 @@
  */
 #define _GNU_SOURCE
 #include "udp.h"
+#include "detour.h"
 #include "errors.h"
 #include "fdtable.h"
 #include "layer.h"
-#include "proto.h"
+#include "intproxy_conn.h"
 #include "socket.h"
 
 #include <errno.h>
@@ -45,14 +46,14 @@ static int same(const struct lp_addr *a, const struct lp_addr *b)
     return a->family == b->family && a->port == b->port && memcmp(a->bytes, b->bytes, a->family == 4 ? 4 : 16) == 0;
 }
 
-/* Where a datagram for `remote` really goes: 1 and `*via` set, 0 to send as asked, -1 on error. */
-static int route(int fd, int family, const struct lp_addr *remote, uint16_t *via)
+/* Where a datagram for `remote` really goes: HANDLED with `*via` set, BYPASS to send as asked. */
+static detour_t route(int fd, int family, const struct lp_addr *remote, uint16_t *via)
 {
     struct udp_obj *uo = (struct udp_obj *)fdtable_get(fd, FD_KIND_UDP);
     if (uo) {
         for (unsigned i = 0; i < uo->n; i++) {
             if (same(&uo->dests[i].remote, remote)) {
-                int r = uo->dests[i].bypass ? 0 : 1;
+                detour_t r = uo->dests[i].bypass ? detour_bypass() : detour_handled();
                 *via = uo->dests[i].via;
                 fdtable_put(&uo->obj);
                 return r;
@@ -61,18 +62,12 @@ static int route(int fd, int family, const struct lp_addr *remote, uint16_t *via
         fdtable_put(&uo->obj);
     }
     uint8_t *frame = malloc(LP_MAX_FRAME);
-    if (!frame) return -1;
+    if (!frame) return detour_fail(ENOMEM);
     struct lp_msg req = { .type = LP_CONNECT, .proto = LP_PROTO_UDP, .addr = *remote }, resp;
-    int called = proto_call(&req, frame, &resp);
+    int called = intproxy_call(&req, frame, &resp);
     free(frame);
-    if (called < 0) {
-        errno = LAYER_CONNECT_UNAVAILABLE_ERRNO;
-        return -1;
-    }
-    if (resp.status < 0) {
-        errno = errors_connect_errno(resp.status);
-        return -1;
-    }
+    if (called < 0) return detour_fail(LAYER_CONNECT_UNAVAILABLE_ERRNO);
+    if (resp.status < 0) return detour_fail(errors_connect_errno(resp.status));
     struct udp_dest d = { .remote = *remote, .bypass = resp.status == LP_STATUS_BYPASS, .via = resp.addr.port };
     uo = (struct udp_obj *)fdtable_get(fd, FD_KIND_UDP);
     if (!uo) {
@@ -93,22 +88,24 @@ static int route(int fd, int family, const struct lp_addr *remote, uint16_t *via
         fdtable_put(&uo->obj);
     }
     *via = d.via;
-    return d.bypass ? 0 : 1;
+    return d.bypass ? detour_bypass() : detour_handled();
 }
 
 /* Shared by sendto and sendmsg: fills `out` with the relay's address when the datagram is ours. */
-static int redirect(int fd, const struct sockaddr *dest, socklen_t len, struct sockaddr_storage *out, socklen_t *out_len)
+static detour_t redirect(int fd, const struct sockaddr *dest, socklen_t len, struct sockaddr_storage *out,
+                         socklen_t *out_len)
 {
-    if (!dest || layer_inside() || !layer_config()->enabled) return 0;
+    if (!dest || layer_inside() || !layer_config()->enabled) return detour_bypass();
     int family = socket_udp_family(fd);
     struct lp_addr remote;
-    if (family == 0 || dest->sa_family != family || socket_from_sockaddr(dest, len, &remote) < 0) return 0;
+    if (family == 0 || dest->sa_family != family || socket_from_sockaddr(dest, len, &remote) < 0)
+        return detour_bypass();
     uint16_t via = 0;
-    int r = route(fd, family, &remote, &via);
-    if (r <= 0) return r;
+    detour_t r = route(fd, family, &remote, &via);
+    if (r.kind != DETOUR_HANDLED) return r;
     struct lp_addr relay = { .family = 4, .bytes = { 127, 0, 0, 1 }, .port = via };
     *out_len = socket_to_sockaddr(&relay, family, out);
-    return *out_len ? 1 : 0;
+    return *out_len ? detour_handled() : detour_bypass();
 }
 
 ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *dest, socklen_t len)
@@ -120,10 +117,9 @@ ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockad
     }
     struct sockaddr_storage relay;
     socklen_t rlen = 0;
-    int r = redirect(fd, dest, len, &relay, &rlen);
-    if (r < 0) return -1;
-    if (r == 0) return real_sendto_fn()(fd, buf, n, flags, dest, len);
-    return real_sendto_fn()(fd, buf, n, flags, (struct sockaddr *)&relay, rlen);
+    detour_t d = redirect(fd, dest, len, &relay, &rlen);
+    return DETOUR_APPLY(d, real_sendto_fn()(fd, buf, n, flags, (struct sockaddr *)&relay, rlen), -1,
+                        real_sendto_fn()(fd, buf, n, flags, dest, len));
 }
 
 ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
@@ -136,13 +132,11 @@ ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
     if (!msg || !msg->msg_name) return real_sendmsg_fn()(fd, msg, flags);
     struct sockaddr_storage relay;
     socklen_t rlen = 0;
-    int r = redirect(fd, (const struct sockaddr *)msg->msg_name, msg->msg_namelen, &relay, &rlen);
-    if (r < 0) return -1;
-    if (r == 0) return real_sendmsg_fn()(fd, msg, flags);
+    detour_t d = redirect(fd, (const struct sockaddr *)msg->msg_name, msg->msg_namelen, &relay, &rlen);
     struct msghdr copy = *msg;
     copy.msg_name = &relay;
     copy.msg_namelen = rlen;
-    return real_sendmsg_fn()(fd, &copy, flags);
+    return DETOUR_APPLY(d, real_sendmsg_fn()(fd, &copy, flags), -1, real_sendmsg_fn()(fd, msg, flags));
 }
 
 int udp_translate_source(int fd, struct sockaddr *addr, socklen_t *len)

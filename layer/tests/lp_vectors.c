@@ -16,15 +16,18 @@ enum jtype { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ };
 struct json {
     enum jtype type;
     double num;
-    char *str;           /* J_STR */
-    size_t n;            /* J_ARR / J_OBJ: items */
-    char **keys;         /* J_OBJ */
+    char *str;   /* J_STR */
+    size_t n;    /* J_ARR / J_OBJ: items */
+    char **keys; /* J_OBJ */
     struct json **items;
 };
 
 static const char *p;
 
-static void skip(void) { while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t') p++; }
+static void skip(void)
+{
+    while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t') p++;
+}
 
 static void die(const char *what)
 {
@@ -51,8 +54,14 @@ static char *parse_string(void)
                 if (sscanf(p, "%4x", &cp) != 1) die("bad \\u");
                 p += 4;
                 if (cp < 0x80) *o++ = (char)cp;
-                else if (cp < 0x800) { *o++ = (char)(0xc0 | cp >> 6); *o++ = (char)(0x80 | (cp & 0x3f)); }
-                else { *o++ = (char)(0xe0 | cp >> 12); *o++ = (char)(0x80 | ((cp >> 6) & 0x3f)); *o++ = (char)(0x80 | (cp & 0x3f)); }
+                else if (cp < 0x800) {
+                    *o++ = (char)(0xc0 | cp >> 6);
+                    *o++ = (char)(0x80 | (cp & 0x3f));
+                } else {
+                    *o++ = (char)(0xe0 | cp >> 12);
+                    *o++ = (char)(0x80 | ((cp >> 6) & 0x3f));
+                    *o++ = (char)(0x80 | (cp & 0x3f));
+                }
             } else *o++ = c;
         } else {
             *o++ = *p++;
@@ -83,8 +92,10 @@ static struct json *parse_value(void)
             }
             j->items[j->n++] = parse_value();
             skip();
-            if (*p == ',') { p++; skip(); }
-            else if (*p != close) die("',' expected");
+            if (*p == ',') {
+                p++;
+                skip();
+            } else if (*p != close) die("',' expected");
         }
         p++;
     } else if (*p == '"') {
@@ -206,7 +217,10 @@ static void to_msg(const struct json *m, bool response, struct lp_msg *out, uint
     }
 }
 
-static bool str_eq(struct lp_str a, struct lp_str b) { return a.len == b.len && (!a.len || !memcmp(a.ptr, b.ptr, a.len)); }
+static bool str_eq(struct lp_str a, struct lp_str b)
+{
+    return a.len == b.len && (!a.len || !memcmp(a.ptr, b.ptr, a.len));
+}
 
 static bool msg_eq(const struct lp_msg *a, const struct lp_msg *b)
 {
@@ -214,9 +228,9 @@ static bool msg_eq(const struct lp_msg *a, const struct lp_msg *b)
            a->pid == b->pid && a->ppid == b->ppid && a->parent_pid == b->parent_pid && str_eq(a->exe, b->exe) &&
            a->proto == b->proto && a->addr.family == b->addr.family && a->addr.port == b->addr.port &&
            !memcmp(a->addr.bytes, b->addr.bytes, 16) && a->addr2.family == b->addr2.family &&
-           a->addr2.port == b->addr2.port && !memcmp(a->addr2.bytes, b->addr2.bytes, 16) &&
-           str_eq(a->node, b->node) && a->family == b->family &&
-           a->count == b->count && (!a->count || !memcmp(a->entries, b->entries, a->count * LP_GAI_ENTRY_SIZE)) &&
+           a->addr2.port == b->addr2.port && !memcmp(a->addr2.bytes, b->addr2.bytes, 16) && str_eq(a->node, b->node) &&
+           a->family == b->family && a->count == b->count &&
+           (!a->count || !memcmp(a->entries, b->entries, a->count * LP_GAI_ENTRY_SIZE)) &&
            str_eq(a->canonname, b->canonname);
 }
 
@@ -227,7 +241,10 @@ int main(int argc, char **argv)
         return 2;
     }
     FILE *f = fopen(argv[1], "rb");
-    if (!f) { perror(argv[1]); return 2; }
+    if (!f) {
+        perror(argv[1]);
+        return 2;
+    }
     static char text[1 << 20];
     text[fread(text, 1, sizeof text - 1, f)] = '\0';
     fclose(f);
@@ -245,8 +262,14 @@ int main(int argc, char **argv)
         to_msg(get(v, "message"), !strcmp(str(v, "direction"), "response"), &expected, entries);
         size_t len = lp_encode(&expected, got, sizeof got);
         checks += 2;
-        if (len != n || memcmp(got, want, n)) { printf("FAIL encode: %s\n", name); failures++; }
-        if (lp_decode(want, n, &decoded) != 0 || !msg_eq(&decoded, &expected)) { printf("FAIL decode: %s\n", name); failures++; }
+        if (len != n || memcmp(got, want, n)) {
+            printf("FAIL encode: %s\n", name);
+            failures++;
+        }
+        if (lp_decode(want, n, &decoded) != 0 || !msg_eq(&decoded, &expected)) {
+            printf("FAIL decode: %s\n", name);
+            failures++;
+        }
     }
     const struct json *malformed = get(doc, "malformed");
     for (size_t i = 0; i < malformed->n; i++) {
@@ -255,7 +278,10 @@ int main(int argc, char **argv)
         checks++;
         /* Also exercised the way the layer reads: the announced size must match what arrived. */
         bool rejected = n < 4 || lp_frame_size(want) == 0 || lp_frame_size(want) != n || lp_decode(want, n, &m) != 0;
-        if (!rejected) { printf("FAIL accepted malformed: %s\n", str(malformed->items[i], "name")); failures++; }
+        if (!rejected) {
+            printf("FAIL accepted malformed: %s\n", str(malformed->items[i], "name"));
+            failures++;
+        }
     }
     const struct json *lengths = get(doc, "lengths");
     for (size_t i = 0; i < lengths->n; i++) {
@@ -276,9 +302,16 @@ int main(int argc, char **argv)
             size_t n = unhex(str(files->items[k], "hex"), want);
             struct lp_msg m;
             checks += 2;
-            if (lp_decode(want, n, &m) != 0) { printf("FAIL decode: %s\n", name); failures++; continue; }
+            if (lp_decode(want, n, &m) != 0) {
+                printf("FAIL decode: %s\n", name);
+                failures++;
+                continue;
+            }
             size_t len = lp_encode(&m, got, sizeof got);
-            if (len != n || memcmp(got, want, n)) { printf("FAIL re-encode: %s\n", name); failures++; }
+            if (len != n || memcmp(got, want, n)) {
+                printf("FAIL re-encode: %s\n", name);
+                failures++;
+            }
         }
     }
     json_free(doc);

@@ -15,7 +15,11 @@ void __libc_free(void *);
 
 static bool ready, initialising;
 
-static void say(const char *s) { ssize_t w = write(STDERR_FILENO, s, strlen(s)); (void)w; }
+static void say(const char *s)
+{
+    ssize_t w = write(STDERR_FILENO, s, strlen(s));
+    (void)w;
+}
 
 static void first_call(void)
 {

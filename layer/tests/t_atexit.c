@@ -20,7 +20,8 @@ static void calls(const char *who)
         err = errno;
         freeaddrinfo(res);
     }
-    printf("%s gai=%d connect=%s read=%s\n", who, r, c == 0 ? "0" : errname(err), c == 0 ? read_line(fd, line, sizeof line) : "");
+    printf("%s gai=%d connect=%s read=%s\n", who, r, c == 0 ? "0" : errname(err),
+           c == 0 ? read_line(fd, line, sizeof line) : "");
     if (fd >= 0) close(fd);
     int f = open(path, O_RDONLY);
     printf("%s open=%s line=%s\n", who, f >= 0 ? "0" : errname(errno), f >= 0 ? read_line(f, buf, sizeof buf) : "");

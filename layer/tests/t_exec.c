@@ -37,9 +37,9 @@ int main(int argc, char **argv)
         snprintf(preload, sizeof preload, "LD_PRELOAD=%s", getenv("OTHER_PRELOAD") ? getenv("OTHER_PRELOAD") : "");
         char *env[] = { bare_env[0], preload, NULL };
         execve(prog, args, env);
-    }
-    else if (strcmp(mode, "execvpe") == 0) execvpe(prog, args, bare_env);
-    else if (strcmp(mode, "execle") == 0 && argc == 6) execle(prog, args[0], args[1], args[2], args[3], (char *)NULL, bare_env);
+    } else if (strcmp(mode, "execvpe") == 0) execvpe(prog, args, bare_env);
+    else if (strcmp(mode, "execle") == 0 && argc == 6)
+        execle(prog, args[0], args[1], args[2], args[3], (char *)NULL, bare_env);
     else if (strcmp(mode, "fexecve") == 0) {
         int fd = open(prog, O_RDONLY | O_CLOEXEC);
         fexecve(fd, args, bare_env);
@@ -54,7 +54,8 @@ int main(int argc, char **argv)
         execv(prog, args);
     } else if (strcmp(mode, "spawn") == 0 || strcmp(mode, "spawnp") == 0) {
         pid_t pid;
-        int r = mode[5] ? posix_spawnp(&pid, prog, NULL, NULL, args, bare_env) : posix_spawn(&pid, prog, NULL, NULL, args, bare_env);
+        int r = mode[5] ? posix_spawnp(&pid, prog, NULL, NULL, args, bare_env)
+                        : posix_spawn(&pid, prog, NULL, NULL, args, bare_env);
         if (r != 0) {
             printf("spawn=%s\n", errname(r));
             return 1;

@@ -6,6 +6,7 @@
  *   open PATH        open O_RDONLY: prints fd or the errno name
  *   write FILE       creat + write "x\n" + close, then mkdir FILE.d, rename FILE FILE.moved, unlink
  *   mmap FILE        fstat, then mmap the whole file read-only: prints its first line from the mapping
+ *   readlink LINK    readlink, readlinkat (relative to the link's directory), readlink into 1 byte
  */
 #include "common.h"
 
@@ -19,11 +20,20 @@
 static int do_mmap(const char *path)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) { printf("open=%s\n", errname(errno)); return 1; }
+    if (fd < 0) {
+        printf("open=%s\n", errname(errno));
+        return 1;
+    }
     struct stat st;
-    if (fstat(fd, &st) != 0 || st.st_size == 0) { printf("fstat size=0\n"); return 1; }
+    if (fstat(fd, &st) != 0 || st.st_size == 0) {
+        printf("fstat size=0\n");
+        return 1;
+    }
     const char *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (m == MAP_FAILED) { printf("mmap=%s\n", errname(errno)); return 1; }
+    if (m == MAP_FAILED) {
+        printf("mmap=%s\n", errname(errno));
+        return 1;
+    }
     const char *nl = memchr(m, '\n', (size_t)st.st_size);
     printf("mmap_first_line=%.*s\n", nl ? (int)(nl - m) : (int)st.st_size, m);
     printf("mmap_last_byte=%d\n", m[st.st_size - 1]);
@@ -37,7 +47,10 @@ static int cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, 
 static int do_read(const char *path)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) { printf("open=%s\n", errname(errno)); return 1; }
+    if (fd < 0) {
+        printf("open=%s\n", errname(errno));
+        return 1;
+    }
     struct stat st;
     int fr = fstat(fd, &st);
     printf("fstat=%d size=%lld reg=%d\n", fr, (long long)st.st_size, S_ISREG(st.st_mode));
@@ -80,7 +93,10 @@ static int do_read(const char *path)
 static int do_lines(const char *path)
 {
     FILE *fp = fopen(path, "r");
-    if (!fp) { printf("fopen=%s\n", errname(errno)); return 1; }
+    if (!fp) {
+        printf("fopen=%s\n", errname(errno));
+        return 1;
+    }
     char line[512], last[512] = "";
     long count = 0;
     while (fgets(line, sizeof line, fp)) {
@@ -95,17 +111,26 @@ static int do_lines(const char *path)
 static int do_dir(const char *path)
 {
     DIR *d = opendir(path);
-    if (!d) { printf("opendir=%s\n", errname(errno)); return 1; }
+    if (!d) {
+        printf("opendir=%s\n", errname(errno));
+        return 1;
+    }
     char *names[256];
     int n = 0, dots = 0;
     struct dirent *e;
     while ((e = readdir(d)) && n < 256) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) { dots++; continue; }
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) {
+            dots++;
+            continue;
+        }
         names[n++] = strdup(e->d_name);
     }
     qsort(names, (size_t)n, sizeof *names, cmp);
     printf("dots=%d entries=", dots);
-    for (int i = 0; i < n; i++) { printf("%s%s", i ? "," : "", names[i]); free(names[i]); }
+    for (int i = 0; i < n; i++) {
+        printf("%s%s", i ? "," : "", names[i]);
+        free(names[i]);
+    }
     printf("\n");
     struct stat st;
     int fr = fstat(dirfd(d), &st);
@@ -130,10 +155,40 @@ static int do_stat(const char *path)
     return 0;
 }
 
+static void print_link(const char *what, ssize_t n, const char *target)
+{
+    if (n < 0) printf("%s=%s\n", what, errname(errno));
+    else printf("%s=%zd [%.*s]\n", what, n, (int)n, target);
+}
+
+/* A target one byte long (or a buffer of one byte) must come back as 1, not as "not ours". */
+static int do_readlink(const char *path)
+{
+    char target[256];
+    print_link("readlink", readlink(path, target, sizeof target), target);
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir) return 1;
+    *slash = '\0';
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (dfd < 0) {
+        printf("open_dir=%s\n", errname(errno));
+        return 1;
+    }
+    print_link("readlinkat", readlinkat(dfd, slash + 1, target, sizeof target), target);
+    close(dfd);
+    print_link("readlink_1", readlink(path, target, 1), target);
+    return 0;
+}
+
 static int do_open(const char *path)
 {
     int fd = open(path, O_RDONLY);
-    if (fd < 0) { printf("open=%s\n", errname(errno)); return 0; }
+    if (fd < 0) {
+        printf("open=%s\n", errname(errno));
+        return 0;
+    }
     char buf[128] = { 0 };
     ssize_t n = read(fd, buf, sizeof buf - 1);
     if (n > 0 && buf[n - 1] == '\n') buf[n - 1] = '\0';
@@ -145,7 +200,10 @@ static int do_open(const char *path)
 static int do_write(const char *path)
 {
     int fd = creat(path, 0644);
-    if (fd < 0) { printf("creat=%s\n", errname(errno)); return 1; }
+    if (fd < 0) {
+        printf("creat=%s\n", errname(errno));
+        return 1;
+    }
     printf("write=%zd\n", write(fd, "x\n", 2));
     printf("close=%d\n", close(fd));
     char dir[512], moved[512];
@@ -171,6 +229,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[1], "open")) bad |= do_open(argv[i]);
         else if (!strcmp(argv[1], "write")) bad |= do_write(argv[i]);
         else if (!strcmp(argv[1], "mmap")) bad |= do_mmap(argv[i]);
+        else if (!strcmp(argv[1], "readlink")) bad |= do_readlink(argv[i]);
         else return 2;
     }
     return bad;

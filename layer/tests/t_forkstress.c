@@ -42,8 +42,7 @@ int main(int argc, char **argv)
         if (pid == 0) {
             close(go[1]);
             char c;
-            while (read(go[0], &c, 1) < 0 && errno == EINTR) {
-            }
+            while (read(go[0], &c, 1) < 0 && errno == EINTR) {}
             _exit(one("child", ip, port));
         }
     }

@@ -8,8 +8,8 @@ static void print_list(const char *op, struct addrinfo *res)
     char buf[128];
     if (res && res->ai_canonname) printf("%s canon=%s\n", op, res->ai_canonname);
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
-        printf("%s family=%d socktype=%d protocol=%d addr=%s\n", op, ai->ai_family, ai->ai_socktype,
-               ai->ai_protocol, fmt_sa(ai->ai_addr, buf, sizeof buf));
+        printf("%s family=%d socktype=%d protocol=%d addr=%s\n", op, ai->ai_family, ai->ai_socktype, ai->ai_protocol,
+               fmt_sa(ai->ai_addr, buf, sizeof buf));
 }
 
 static void gai(const char *op, const char *name, int family, int socktype, int flags, const char *service)
@@ -27,8 +27,7 @@ static void print_hostent(const char *op, const struct hostent *h)
 {
     char ip[INET6_ADDRSTRLEN];
     printf("%s name=%s length=%d\n", op, h->h_name, h->h_length);
-    for (char **a = h->h_addr_list; *a; a++)
-        printf("%s addr=%s\n", op, inet_ntop(h->h_addrtype, *a, ip, sizeof ip));
+    for (char **a = h->h_addr_list; *a; a++) printf("%s addr=%s\n", op, inet_ntop(h->h_addrtype, *a, ip, sizeof ip));
 }
 
 int main(int argc, char **argv)

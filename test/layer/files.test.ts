@@ -39,6 +39,7 @@ function populate(root: string): void {
   writeFileSync(path.join(root, 'srv/dir/b.txt'), 'b');
   writeFileSync(path.join(root, 'srv/big.txt'), Array.from({ length: 10_000 }, (_, i) => `line ${i}`).join('\n') + '\n');
   symlinkSync('data.txt', path.join(root, 'srv/link'));
+  symlinkSync('a', path.join(root, 'srv/one'));
   symlinkSync('/', path.join(root, 'srv/to-root'));
   symlinkSync('../../../../../../../../tmp', path.join(root, 'srv/up-tmp'));
   symlinkSync(`../../../../../../..${HOST_MARKER}`, path.join(root, 'srv/up-marker'));
@@ -99,6 +100,20 @@ describe('remote files: C program', () => {
     const f = await start();
     const r = await runIn(f, cTest('t_files'), ['stat', '/srv/link']);
     assert.deepEqual(lines(r.stdout), [`stat=0 size=${CONTENT.length}`, 'lstat=0 link=1', 'access=0', 'readlink=data.txt']);
+  });
+
+  it('readlink of a remote symlink whose target is one byte long, and into a one-byte buffer', async () => {
+    // A length of 1 once meant "not ours": the hook then asked the local file system (ENOENT).
+    const f = await start();
+    const r = await runIn(f, cTest('t_files'), ['readlink', '/srv/one', '/srv/link']);
+    assert.equal(r.code, 0, describeRun(r));
+    assert.deepEqual(lines(r.stdout), [
+      'readlink=1 [a]', 'readlinkat=1 [a]', 'readlink_1=1 [a]',
+      'readlink=8 [data.txt]', 'readlinkat=8 [data.txt]', 'readlink_1=1 [d]',
+    ]);
+    const py = await runIn(f, python, ['-c', "import os; print(os.readlink('/srv/one'), os.readlink('/srv/link'))"]);
+    assert.equal(py.code, 0, describeRun(py));
+    assert.equal(py.stdout, 'a data.txt\n');
   });
 
   it('symlinks to / and ../../.., and absolute symlinks, never reach a host file', async () => {

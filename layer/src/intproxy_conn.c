@@ -3,7 +3,7 @@
  * the socket is non-blocking and every wait goes through poll() with one deadline, so a dead
  * intproxy cannot hang the program and a retried EINTR never extends the timeout.
  *
- * Interruptible calls (proto_call_intr: connect, reads of remote files) give up with EINTR when a
+ * Interruptible calls (intproxy_call_intr: connect, reads of remote files) give up with EINTR when a
  * signal handler without SA_RESTART interrupts the wait for the answer, as the kernel would. The
  * request is then abandoned, not cancelled: its answer still arrives later, and the next exchange
  * skips it by id (ids only grow on a connection), so the link never desynchronises. Only calls
@@ -11,7 +11,7 @@
  * listener the intproxy drops when nobody dials it).
  */
 #define _GNU_SOURCE
-#include "proto.h"
+#include "intproxy_conn.h"
 #include "layer.h"
 
 #include <errno.h>
@@ -35,14 +35,14 @@ LAYER_REAL(int, connect, (int, const struct sockaddr *, socklen_t))
 LAYER_REAL(int, close, (int))
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static int conn_fd = -1;       /* read without the lock by close()/dup2(): atomics */
-static pid_t conn_pid;         /* process that opened conn_fd (vfork/clone without atfork) */
-static ino_t conn_ino;         /* proves conn_fd is still our socket before each use */
+static int conn_fd = -1; /* read without the lock by close()/dup2(): atomics */
+static pid_t conn_pid;   /* process that opened conn_fd (vfork/clone without atfork) */
+static ino_t conn_ino;   /* proves conn_fd is still our socket before each use */
 static uint32_t next_id = 1;
-static pid_t parent_pid;       /* set in a forked child: its HELLO names the parent */
+static pid_t parent_pid; /* set in a forked child: its HELLO names the parent */
 static pid_t forking_pid;
-static bool warned;            /* "intproxy unreachable" is an error once, debug afterwards */
-static uint32_t abandoned;     /* requests sent whose answers nobody waits for any more */
+static bool warned;        /* "intproxy unreachable" is an error once, debug afterwards */
+static uint32_t abandoned; /* requests sent whose answers nobody waits for any more */
 
 /*
  * poll() cannot say which signal interrupted it, so the layer asks whether the program handles
@@ -59,7 +59,7 @@ static bool handler_wants_eintr(void)
         struct sigaction sa;
         if (sigaction(sig, NULL, &sa) < 0) continue;
         bool handled = (sa.sa_flags & SA_SIGINFO) ? sa.sa_sigaction != NULL
-                                                   : (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN);
+                                                  : (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN);
         if (handled && !(sa.sa_flags & SA_RESTART)) return true;
     }
     return false;
@@ -189,7 +189,8 @@ static int exchange(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp, boo
         if (read_frame(frame, resp, &deadline, intr) < 0) {
             if (errno == EINTR) {
                 abandoned++;
-                layer_log(LOG_DEBUG, "request %u interrupted by a signal: its answer will be skipped", (unsigned)req->id);
+                layer_log(LOG_DEBUG, "request %u interrupted by a signal: its answer will be skipped",
+                          (unsigned)req->id);
             }
             return -1;
         }
@@ -244,8 +245,11 @@ static int open_connection(uint8_t *frame)
     char exe[4096];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe);
     struct lp_msg hello = {
-        .type = LP_HELLO, .version = LP_VERSION, .pid = (uint32_t)conn_pid,
-        .ppid = (uint32_t)getppid(), .parent_pid = (uint32_t)parent_pid,
+        .type = LP_HELLO,
+        .version = LP_VERSION,
+        .pid = (uint32_t)conn_pid,
+        .ppid = (uint32_t)getppid(),
+        .parent_pid = (uint32_t)parent_pid,
         .exe = { exe, (uint16_t)(n > 0 ? n : 0) },
     };
     struct lp_msg resp;
@@ -316,23 +320,20 @@ static int call(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp, bool in
     layer_leave();
     pthread_setcancelstate(cancel_state, NULL);
     errno = saved_errno;
-    return interrupted ? PROTO_INTERRUPTED : r;
+    return interrupted ? INTPROXY_INTERRUPTED : r;
 }
 
-int proto_call(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp) { return call(req, frame, resp, false); }
+int intproxy_call(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp) { return call(req, frame, resp, false); }
 
-int proto_call_intr(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp) { return call(req, frame, resp, true); }
+int intproxy_call_intr(struct lp_msg *req, uint8_t *frame, struct lp_msg *resp) { return call(req, frame, resp, true); }
 
-pid_t proto_parent_pid(void) { return parent_pid; }
+pid_t intproxy_parent_pid(void) { return parent_pid; }
 
-void proto_set_parent_pid(pid_t pid) { parent_pid = pid; }
+void intproxy_set_parent_pid(pid_t pid) { parent_pid = pid; }
 
-bool proto_is_own_fd(int fd)
-{
-    return fd >= 0 && fd == __atomic_load_n(&conn_fd, __ATOMIC_ACQUIRE);
-}
+bool intproxy_is_own_fd(int fd) { return fd >= 0 && fd == __atomic_load_n(&conn_fd, __ATOMIC_ACQUIRE); }
 
-void proto_move_off(int fd)
+void intproxy_move_off(int fd)
 {
     pthread_mutex_lock(&lock);
     if (fd == conn_fd) {
@@ -343,13 +344,13 @@ void proto_move_off(int fd)
     pthread_mutex_unlock(&lock);
 }
 
-void proto_fork_prepare(void)
+void intproxy_fork_prepare(void)
 {
     pthread_mutex_lock(&lock);
     forking_pid = getpid();
 }
 
-void proto_fork_release(bool in_child)
+void intproxy_fork_release(bool in_child)
 {
     if (in_child) {
         /* Sharing the parent's socket would interleave two processes' frames: the child opens
