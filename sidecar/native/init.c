@@ -28,121 +28,125 @@
 /* After the lifeline drops: SIGTERM first, SIGKILL if the command is still there this much later. */
 #define GRACE_MS 2000
 
-static int lifeline_connect(const char *port_text) {
-  char *end = NULL;
-  long port = strtol(port_text, &end, 10);
-  if (!end || *end || port < 1 || port > 65535) return -1;
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
+static int lifeline_connect(const char *port_text)
+{
+    char *end = NULL;
+    long port = strtol(port_text, &end, 10);
+    if (!end || *end || port < 1 || port > 65535) return -1;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
 }
 
-static long long now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int status_code(int status) {
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return 1;
+static int status_code(int status)
+{
+    if (WIFEXITED(status)) return WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+    return 1;
 }
 
-int main(int argc, char **argv) {
-  if (argc < 3) {
-    fprintf(stderr, "mirrord-init: usage: mirrord-init PORT COMMAND [ARG...]\n");
-    return 125;
-  }
-  int lifeline = lifeline_connect(argv[1]);
-  if (lifeline < 0) {
-    fprintf(stderr, "mirrord-init: the mirrord sidecar is not reachable: %s\n", strerror(errno));
-    return 125;
-  }
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "mirrord-init: usage: mirrord-init PORT COMMAND [ARG...]\n");
+        return 125;
+    }
+    int lifeline = lifeline_connect(argv[1]);
+    if (lifeline < 0) {
+        fprintf(stderr, "mirrord-init: the mirrord sidecar is not reachable: %s\n", strerror(errno));
+        return 125;
+    }
 
-  /* Every asynchronous signal is read from a signalfd: as PID 1 a signal with no handler would be
+    /* Every asynchronous signal is read from a signalfd: as PID 1 a signal with no handler would be
      dropped, while a blocked one stays pending and can be passed on. */
-  sigset_t all, old;
-  sigfillset(&all);
-  int sync_signals[] = {SIGFPE, SIGILL, SIGSEGV, SIGBUS, SIGABRT, SIGTRAP, SIGSYS};
-  for (size_t i = 0; i < sizeof sync_signals / sizeof sync_signals[0]; i++) sigdelset(&all, sync_signals[i]);
-  sigprocmask(SIG_SETMASK, &all, &old);
-  int sfd = signalfd(-1, &all, SFD_CLOEXEC);
-  if (sfd < 0) {
-    perror("mirrord-init: signalfd");
-    return 125;
-  }
+    sigset_t all, old;
+    sigfillset(&all);
+    int sync_signals[] = { SIGFPE, SIGILL, SIGSEGV, SIGBUS, SIGABRT, SIGTRAP, SIGSYS };
+    for (size_t i = 0; i < sizeof sync_signals / sizeof sync_signals[0]; i++) sigdelset(&all, sync_signals[i]);
+    sigprocmask(SIG_SETMASK, &all, &old);
+    int sfd = signalfd(-1, &all, SFD_CLOEXEC);
+    if (sfd < 0) {
+        perror("mirrord-init: signalfd");
+        return 125;
+    }
 
-  int tty = isatty(STDIN_FILENO);
-  pid_t child = fork();
-  if (child < 0) {
-    perror("mirrord-init: fork");
-    return 125;
-  }
-  if (child == 0) {
-    if (tty) {
-      /* The command gets the terminal's foreground group, so Ctrl-C reaches it once, not twice
+    int tty = isatty(STDIN_FILENO);
+    pid_t child = fork();
+    if (child < 0) {
+        perror("mirrord-init: fork");
+        return 125;
+    }
+    if (child == 0) {
+        if (tty) {
+            /* The command gets the terminal's foreground group, so Ctrl-C reaches it once, not twice
          (the tty's SIGINT and our forwarded copy). */
-      setpgid(0, 0);
-      signal(SIGTTOU, SIG_IGN);
-      tcsetpgrp(STDIN_FILENO, getpgrp());
-      signal(SIGTTOU, SIG_DFL);
+            setpgid(0, 0);
+            signal(SIGTTOU, SIG_IGN);
+            tcsetpgrp(STDIN_FILENO, getpgrp());
+            signal(SIGTTOU, SIG_DFL);
+        }
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        execvp(argv[2], argv + 2);
+        int err = errno;
+        fprintf(stderr, "mirrord-init: cannot run %s: %s\n", argv[2], strerror(err));
+        _exit(err == ENOENT ? 127 : 126);
     }
-    sigprocmask(SIG_SETMASK, &old, NULL);
-    execvp(argv[2], argv + 2);
-    int err = errno;
-    fprintf(stderr, "mirrord-init: cannot run %s: %s\n", argv[2], strerror(err));
-    _exit(err == ENOENT ? 127 : 126);
-  }
 
-  long long kill_at = -1;
-  struct pollfd fds[2] = {{.fd = sfd, .events = POLLIN}, {.fd = lifeline, .events = POLLIN}};
-  for (;;) {
-    int timeout = -1;
-    if (kill_at >= 0) {
-      long long left = kill_at - now_ms();
-      timeout = left > 0 ? (int)left : 0;
+    long long kill_at = -1;
+    struct pollfd fds[2] = { { .fd = sfd, .events = POLLIN }, { .fd = lifeline, .events = POLLIN } };
+    for (;;) {
+        int timeout = -1;
+        if (kill_at >= 0) {
+            long long left = kill_at - now_ms();
+            timeout = left > 0 ? (int)left : 0;
+        }
+        int n = poll(fds, fds[1].fd >= 0 ? 2 : 1, timeout);
+        if (n < 0 && errno != EINTR) {
+            perror("mirrord-init: poll");
+            kill(child, SIGKILL);
+        }
+        if (kill_at >= 0 && now_ms() >= kill_at) {
+            kill(child, SIGKILL);
+            kill_at = -1;
+        }
+        if (n > 0 && fds[1].fd >= 0 && fds[1].revents) {
+            char b;
+            ssize_t r = read(lifeline, &b, 1);
+            if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+                /* The sidecar is gone: the session ended under us (the CLI was killed). */
+                fprintf(stderr, "mirrord-init: the mirrord session ended; stopping the container\n");
+                close(lifeline);
+                fds[1].fd = -1;
+                kill(child, SIGTERM);
+                kill_at = now_ms() + GRACE_MS;
+            }
+        }
+        if (n > 0 && fds[0].revents & POLLIN) {
+            struct signalfd_siginfo si;
+            if (read(sfd, &si, sizeof si) != (ssize_t)sizeof si) continue;
+            if (si.ssi_signo != SIGCHLD) {
+                kill(child, (int)si.ssi_signo);
+                continue;
+            }
+            /* Reap every child (orphans are ours as PID 1); the command's end is the container's end. */
+            int status;
+            pid_t pid;
+            while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+                if (pid == child) return status_code(status);
+            }
+        }
     }
-    int n = poll(fds, fds[1].fd >= 0 ? 2 : 1, timeout);
-    if (n < 0 && errno != EINTR) {
-      perror("mirrord-init: poll");
-      kill(child, SIGKILL);
-    }
-    if (kill_at >= 0 && now_ms() >= kill_at) {
-      kill(child, SIGKILL);
-      kill_at = -1;
-    }
-    if (n > 0 && fds[1].fd >= 0 && fds[1].revents) {
-      char b;
-      ssize_t r = read(lifeline, &b, 1);
-      if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
-        /* The sidecar is gone: the session ended under us (the CLI was killed). */
-        fprintf(stderr, "mirrord-init: the mirrord session ended; stopping the container\n");
-        close(lifeline);
-        fds[1].fd = -1;
-        kill(child, SIGTERM);
-        kill_at = now_ms() + GRACE_MS;
-      }
-    }
-    if (n > 0 && fds[0].revents & POLLIN) {
-      struct signalfd_siginfo si;
-      if (read(sfd, &si, sizeof si) != (ssize_t)sizeof si) continue;
-      if (si.ssi_signo != SIGCHLD) {
-        kill(child, (int)si.ssi_signo);
-        continue;
-      }
-      /* Reap every child (orphans are ours as PID 1); the command's end is the container's end. */
-      int status;
-      pid_t pid;
-      while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        if (pid == child) return status_code(status);
-      }
-    }
-  }
 }
