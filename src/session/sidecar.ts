@@ -110,6 +110,8 @@ export function inSidecar(spec: SidecarSpec): IntproxyHost<InSidecar> {
           async close() {
             closed = true;
             // The sidecar exits when its stdin ends (the relay closes), and AutoRemove deletes it.
+            ctx.agent.link.unpipe(sidecarIn);
+            attached!.stdout.unpipe(ctx.agent.link);
             sidecarIn.end();
             ctx.agent.link.end();
             await removeContainer(container, log, 3000);

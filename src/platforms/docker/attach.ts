@@ -32,7 +32,11 @@ export async function attachContainer(
     stdout.end();
     stderr.end();
   });
+  // A broken attach ends the reader with its error; the reader's users see it as an error or an end
+  // (a relay that was just unpiped has none, and an unheard error would end the process).
   raw.on('error', (err) => stdout.destroy(err));
+  stdout.on('error', () => undefined);
+  stderr.on('error', () => undefined);
   const tail: string[] = [];
   if (opts.stderrLines !== false) {
     stderr.setEncoding('utf8');
