@@ -64,7 +64,7 @@ Logs: MIRRORD_LOG=debug (CLI, intproxy, agent), MIRRORD_LAYER_LOG=debug (the lay
     .command('container')
     .description('run a local container (docker run ...) in the context of a target, through a sidecar')
     .usage('[options] -- docker run [DOCKER RUN OPTIONS] IMAGE [COMMAND...]')
-    .option('-t, --target <target>', 'docker/NAME_OR_ID'))
+    .option('-t, --target <target>', 'docker/NAME_OR_ID, or a Kubernetes target (pod/NAME, deployment/NAME, ...)'))
     .argument('<docker-run...>', 'docker run (or podman run) and its arguments')
     .addHelpText(
       'after',

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 
 /**
- * The one schema of the configuration file. Types, defaults, `verify-config`, the README's key table
+ * The one schema of the configuration file. Types, defaults, `verify-config`, docs/configuration.md
  * and the shipped JSON Schema (`schema/mirrord.schema.json`) all come from here. Keys keep mirrord's
  * own names so that an existing `mirrord.json` works unchanged.
  */

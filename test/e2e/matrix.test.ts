@@ -270,7 +270,7 @@ print(r.text.strip())`;
     assert.equal(r.code, 0, show(r));
     assert.match(r.stdout, new RegExp(`path=/go greeting=${GREETING}`), show(r));
     const peer = /peer=([0-9.]+)/.exec(r.stdout)?.[1];
-    assert.notEqual(peer, targetIp, `the Go program's connection came from the target: connect() interception works for Go now, update this test and the README\n${show(r)}`);
+    assert.notEqual(peer, targetIp, `the Go program's connection came from the target: connect() interception works for Go now, update this test and docs/compatibility.md\n${show(r)}`);
   });
 
   it('a Rust program using std (TcpStream::connect("name:port"))', async () => {

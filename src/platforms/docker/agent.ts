@@ -119,7 +119,7 @@ export async function startDockerAgent(
 
 /**
  * The guard: the agent image in guard mode, in the target's namespaces, watching the agent's pid
- * and removing the session's iptables rules the moment it is gone (docs: README "Incoming traffic").
+ * and removing the session's iptables rules the moment it is gone (docs/incoming.md).
  */
 async function startGuard(docker: Docker, targetId: string, image: string, agentPid: number, opts: AgentStartOptions): Promise<Docker.Container> {
   const guard = await docker.createContainer({
