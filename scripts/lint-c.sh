@@ -2,7 +2,7 @@
 # Checks the C sources against the root .clang-format: layer/ (every .c and .h) and
 # sidecar/native/*.c when that folder exists. Installs clang-format with apt-get when it is
 # missing and the machine allows it (root, Debian/Ubuntu); otherwise fails saying what to do.
-# Fix findings with: clang-format -i FILE...
+# Fix findings with: scripts/lint-c.sh --fix (npm run format), or clang-format -i FILE...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +30,10 @@ if [ ${#files[@]} -eq 0 ]; then
   exit 1
 fi
 
+if [ "${1:-}" = --fix ]; then
+  clang-format -i "${files[@]}"
+  exit 0
+fi
 if clang-format --dry-run -Werror "${files[@]}"; then
   echo "lint-c: ${#files[@]} files formatted ($(clang-format --version | head -1))"
 else
