@@ -14,19 +14,11 @@ import {
 import type { ResolvedFeatures } from '../config/schema.js';
 import { TrafficFilter, isLoopback } from './filter.js';
 import { EAI, connectErrno, dnsStatus } from './errno.js';
-import { FileProxy, type FileAgentPort } from './files.js';
-import { IncomingManager, type IncomingAgentPort } from './incoming.js';
+import { FileProxy } from './files.js';
+import { IncomingManager } from './incoming.js';
+import type { AgentPort } from './agent-port.js';
 
-/** What the intproxy needs of the agent link (an AgentConnection, or a test double below it). */
-export interface AgentPort {
-  connectTcp(host: string, port: number): Promise<Duplex>;
-  /** Optional: without it UDP stays local. */
-  connectUdp?(host: string, port: number): Promise<Duplex>;
-  request(method: 'dns.lookup', params: { name: string; family: 0 | 4 | 6 }): Promise<{
-    addresses: { address: string; family: number }[];
-    canonname?: string;
-  }>;
-}
+export type { AgentCapabilities, AgentPort } from './agent-port.js';
 
 export interface IntproxyOptions {
   agent: AgentPort;
@@ -71,10 +63,8 @@ export class Intproxy {
   ) {
     this.outgoingFilter = TrafficFilter.compile(opts.features.outgoing.filter, 'feature.network.outgoing.filter');
     this.dnsFilter = TrafficFilter.compile(opts.features.dns.filter, 'feature.network.dns.filter');
-    const fileAgent = typeof (opts.agent as Partial<FileAgentPort>).request === 'function' ? (opts.agent as unknown as FileAgentPort) : undefined;
-    this.files = new FileProxy(fileAgent, opts.features.fs, opts.log.child('files'));
-    const inc = opts.agent as unknown as Partial<IncomingAgentPort>;
-    if (typeof inc.onIncoming === 'function') this.incoming = new IncomingManager(inc as IncomingAgentPort, opts.features, opts.log.child('incoming'), opts.beforeIncoming);
+    this.files = new FileProxy(opts.agent, opts.features.fs, opts.log.child('files'));
+    if (opts.agent.capabilities.incoming) this.incoming = new IncomingManager(opts.agent, opts.features, opts.log.child('incoming'), opts.beforeIncoming);
   }
 
   static async start(opts: IntproxyOptions, host = '127.0.0.1'): Promise<Intproxy> {
@@ -191,7 +181,7 @@ export class Intproxy {
       return { status: LpStatus.Bypass, via: NOWHERE };
     };
     const udp = req.proto === 'udp';
-    if (udp && !this.opts.agent.connectUdp) return bypass('the agent link carries no UDP');
+    if (udp && !this.opts.agent.capabilities.udp) return bypass('the agent link carries no UDP');
     if (udp ? !out.udp : !out.tcp) return bypass(`feature.network.outgoing.${req.proto} is false`);
     // DNS over UDP follows the DNS setting: with remote DNS off, resolvers talk to local servers.
     if (udp && port === 53 && !this.opts.features.dns.enabled) return bypass('feature.network.dns.enabled is false');
@@ -201,7 +191,7 @@ export class Intproxy {
 
     let remote: Duplex;
     try {
-      remote = this.track(await (udp ? this.opts.agent.connectUdp!(ip, port) : this.opts.agent.connectTcp(ip, port)));
+      remote = this.track(await (udp ? this.opts.agent.connectUdp(ip, port) : this.opts.agent.connectTcp(ip, port)));
     } catch (err) {
       const code = (err as { code?: string }).code;
       this.opts.log.debug(`connect ${ip}:${port} through the target failed: ${code ?? (err as Error).message}`);
@@ -295,7 +285,7 @@ export class Intproxy {
       const res = await this.opts.agent.request('dns.lookup', { name: req.node, family });
       const addresses = res.addresses
         .filter((a) => a.family === 4 || a.family === 6)
-        .map((a) => ({ family: a.family as 4 | 6, address: a.address }));
+        .map((a) => ({ family: a.family, address: a.address }));
       for (const a of addresses) {
         const set = this.namesByIp.get(a.address) ?? new Set<string>();
         set.add(req.node.toLowerCase());
