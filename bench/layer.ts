@@ -20,7 +20,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { configSchema, resolveFeatures } from '../src/config/schema.js';
 import { layerHintEnv } from '../src/fs/rules.js';
-import { Intproxy, type AgentPort } from '../src/intproxy/intproxy.js';
+import { Intproxy } from '../src/intproxy/intproxy.js';
+import { fakeAgentPort } from '../test/helpers/fake-agent-port.js';
 import { createLogger } from '../common/log.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -50,13 +51,12 @@ async function runProgram(files: string[], env: NodeJS.ProcessEnv): Promise<Map<
 
 export async function benchLayer(): Promise<Array<[string, number, number]>> {
   const log = createLogger('bench', 'error');
-  const agent = {
-    connectTcp: () => Promise.reject(Object.assign(new Error('no network in this bench'), { code: 'ENETUNREACH' })),
-    request: (method: string) =>
+  const agent = fakeAgentPort({
+    request: (method) =>
       method === 'dns.lookup'
         ? Promise.resolve({ addresses: [{ address: '127.0.0.1', family: 4 }] })
         : method === 'fs.mounts' ? Promise.resolve({ mounts: [] }) : Promise.reject(new Error(`unexpected ${method}`)),
-  } as unknown as AgentPort;
+  });
   const features = resolveFeatures(configSchema.parse({ feature: { network: { incoming: 'off', outgoing: { ignore_localhost: true } } } }));
   const intproxy = await Intproxy.start({ agent, features, log });
   const dir = mkdtempSync(path.join(os.tmpdir(), 'mirrord-bench-layer-'));

@@ -22,6 +22,7 @@ import {
   type ApOpen,
 } from '../../common/protocol/agent.js';
 import type { Logger } from '../../common/log.js';
+import type { AgentCapabilities, AgentPort } from '../intproxy/agent-port.js';
 import { AgentLinkError } from '../../common/link/errors.js';
 import { FramedLink } from '../../common/link/framed-link.js';
 import { ApStream } from '../../common/link/stream.js';
@@ -68,7 +69,9 @@ type Phase =
   | { name: 'open' }
   | { name: 'closed'; err?: AgentLinkError };
 
-export class AgentConnection {
+export class AgentConnection implements AgentPort {
+  /** This link carries UDP flows and incoming connections (the intproxy's agent port). */
+  readonly capabilities: AgentCapabilities = { udp: true, incoming: true };
   private readonly link: FramedLink;
   private phase: Phase;
   private nextRequestId = 1;

@@ -8,16 +8,11 @@
  * parent); the agent file is closed when the last reference goes (close, or a connection ending).
  */
 import os from 'node:os';
-import type { ApFileMethods, ApFileStat } from '../../common/protocol/agent.js';
+import type { ApFileStat } from '../../common/protocol/agent.js';
 import { FS_MAX_IO, FS_ZERO_STAT, type FsRequest, type FsResponse, type FsStat } from '../../common/protocol/layer.js';
 import type { Logger } from '../../common/log.js';
 import { FsRules, type FsAccess, type FsDecision, type FsSettings } from '../fs/rules.js';
-
-type P<M extends keyof ApFileMethods> = ApFileMethods[M]['params'];
-type R<M extends keyof ApFileMethods> = ApFileMethods[M]['result'];
-export interface FileAgentPort {
-  request<M extends keyof ApFileMethods>(method: M, params: P<M>): Promise<R<M>>;
-}
+import type { RequestAgentPort } from './agent-port.js';
 
 const BYPASS = 1;
 const READ_AHEAD = 512 * 1024;
@@ -57,7 +52,7 @@ export class FileProxy {
   exe?: string;
 
   constructor(
-    private readonly agent: FileAgentPort | undefined,
+    private readonly agent: RequestAgentPort | undefined,
     private readonly settings: FsSettings,
     private readonly log: Logger,
   ) {}

@@ -4,13 +4,7 @@ import type { ResolvedFeatures } from '../config/schema.js';
 import type { Logger } from '../../common/log.js';
 import type { ApHttpFilter, ApOpen } from '../../common/protocol/agent.js';
 import type { LpAddr } from '../../common/protocol/layer.js';
-
-/** What incoming traffic needs of the agent link. */
-export interface IncomingAgentPort {
-  request(method: 'incoming.subscribe', params: { port: number; mode: 'mirror' | 'steal'; httpFilter?: ApHttpFilter }): Promise<unknown>;
-  request(method: 'incoming.unsubscribe', params: { port: number }): Promise<unknown>;
-  onIncoming(handler: (info: ApOpen, stream: Duplex) => void): void;
-}
+import type { IncomingAgentPort } from './agent-port.js';
 
 interface Listening {
   owner: unknown;

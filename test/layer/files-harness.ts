@@ -9,9 +9,10 @@ import path from 'node:path';
 import { FileService, fileHandlers } from '../../agent/src/files.js';
 import { configSchema, resolveFeatures } from '../../src/config/schema.js';
 import { layerHintEnv } from '../../src/fs/rules.js';
-import { Intproxy, type AgentPort } from '../../src/intproxy/intproxy.js';
+import { Intproxy } from '../../src/intproxy/intproxy.js';
 import { createLogger, parseLevel } from '../../common/log.js';
-import { ApFrameReader, decodeResponse, encodeResponse, type ApFileMethods } from '../../common/protocol/agent.js';
+import { ApFrameReader, decodeResponse, encodeResponse } from '../../common/protocol/agent.js';
+import { fakeAgentPort } from '../helpers/fake-agent-port.js';
 import { layerEnv } from './harness.js';
 
 export interface FsFixture {
@@ -30,9 +31,8 @@ export async function startFsFixture(fs: Record<string, unknown> = {}, mounts: s
   const files = new FileService(root, '/proc', process.pid, log.child('agent-files'));
   const handlers = fileHandlers(files) as Record<string, (p: unknown) => Promise<{ result: unknown }>>;
   const calls: string[] = [];
-  const agent = {
-    connectTcp: () => Promise.reject(Object.assign(new Error('no network here'), { code: 'ENETUNREACH' })),
-    async request(method: string, params: unknown) {
+  const agent = fakeAgentPort({
+    async request(method, params) {
       calls.push(method);
       if (method === 'fs.mounts') return { mounts };
       const h = handlers[method];
@@ -43,7 +43,7 @@ export async function startFsFixture(fs: Record<string, unknown> = {}, mounts: s
       const r = decodeResponse(frame!);
       return r.ok ? r.result : undefined;
     },
-  } as unknown as AgentPort & { request<M extends keyof ApFileMethods>(m: M, p: ApFileMethods[M]['params']): Promise<ApFileMethods[M]['result']> };
+  });
   const features = resolveFeatures(configSchema.parse({ feature: { fs } }));
   const intproxy = await Intproxy.start({ agent, features, log: log.child('intproxy') });
   return {

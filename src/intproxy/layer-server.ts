@@ -1,0 +1,143 @@
+/**
+ * The layer side of the intproxy: accepts the LP connection of every process of the program,
+ * reads its frames, hands each request to the part that serves it and writes the answers back.
+ * A connection is numbered; files and incoming listeners are held per connection (a process), and
+ * let go when it ends.
+ */
+import net from 'node:net';
+import type { Logger } from '../../common/log.js';
+import {
+  LpFrameReader,
+  LpProtocolError,
+  LpStatus,
+  decodeRequest,
+  encodeResponse,
+  type LpRequest,
+  type LpResponse,
+} from '../../common/protocol/layer.js';
+import type { DnsResolver } from './dns.js';
+import type { FileProxy } from './files.js';
+import type { IncomingManager } from './incoming.js';
+import { NOWHERE, type Outgoing } from './outgoing.js';
+
+/** The parts that answer the layers' requests. */
+export interface LayerHandlers {
+  files: Pick<FileProxy, 'handle' | 'onHello' | 'onConnectionClosed'>;
+  outgoing: Pick<Outgoing, 'connect'>;
+  dns: Pick<DnsResolver, 'lookup'>;
+  /** Absent when the agent link carries no incoming traffic: every listen() stays local. */
+  incoming?: Pick<IncomingManager, 'listen' | 'unlisten' | 'remoteOf' | 'dropOwner'>;
+}
+
+export interface LayerStats {
+  layers: number;
+}
+
+export class LayerServer {
+  private readonly sockets = new Set<net.Socket>();
+  private nextConn = 1;
+
+  private constructor(
+    private readonly server: net.Server,
+    private readonly handlers: LayerHandlers,
+    private readonly log: Logger,
+    private readonly stats: LayerStats,
+  ) {
+    server.on('connection', (sock) => this.onLayer(sock));
+  }
+
+  static async listen(host: string, handlers: LayerHandlers, log: Logger, stats: LayerStats): Promise<LayerServer> {
+    const server = net.createServer();
+    const layers = new LayerServer(server, handlers, log, stats);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, host, () => resolve());
+    });
+    return layers;
+  }
+
+  /** host:port, the value of MIRRORD_LAYER_ADDR. */
+  get address(): string {
+    const a = this.server.address() as net.AddressInfo;
+    return `${a.address}:${a.port}`;
+  }
+
+  /** Drops every layer connection; resolves once the listener is closed. */
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    this.sockets.clear();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private onLayer(sock: net.Socket): void {
+    this.sockets.add(sock);
+    sock.setNoDelay(true);
+    this.stats.layers++;
+    const { log, handlers } = this;
+    const reader = new LpFrameReader();
+    let who = 'layer';
+    const conn = this.nextConn++;
+    sock.once('close', () => {
+      this.sockets.delete(sock);
+      handlers.files.onConnectionClosed(conn);
+      void handlers.incoming?.dropOwner(conn);
+    });
+    sock.on('data', (chunk: Buffer) => {
+      let frames;
+      try {
+        frames = reader.push(chunk);
+      } catch (err) {
+        log.warn(`${who}: bad frame, closing: ${(err as Error).message}`);
+        sock.destroy();
+        return;
+      }
+      for (const frame of frames) {
+        let req: LpRequest;
+        try {
+          req = decodeRequest(frame);
+        } catch (err) {
+          log.warn(`${who}: ${err instanceof LpProtocolError ? err.message : String(err)}`);
+          sock.destroy();
+          return;
+        }
+        if (req.kind === 'hello') {
+          who = `pid ${req.pid}${req.parentPid ? ` (forked from ${req.parentPid})` : ''} ${req.exe}`;
+          log.debug(`layer connected: ${who}`);
+          handlers.files.onHello(conn, req.pid, req.parentPid);
+        }
+        this.handle(req, conn).then(
+          (resp) => sock.writable && sock.write(encodeResponse(resp)),
+          (err) => {
+            log.error(`${who}: ${req.kind} failed unexpectedly`, err);
+            sock.destroy();
+          },
+        );
+      }
+    });
+    sock.on('error', (err) => log.debug(`${who}: ${err.message}`));
+  }
+
+  private async handle(req: LpRequest, conn: number): Promise<LpResponse> {
+    const { files, outgoing, dns, incoming } = this.handlers;
+    switch (req.kind) {
+      case 'open': case 'read': case 'write': case 'close': case 'stat': case 'access': case 'readlink':
+      case 'getdents': case 'mkdir': case 'unlink': case 'rename':
+        return files.handle(conn, req);
+      case 'hello':
+        return { id: req.id, kind: 'hello', status: 0 };
+      case 'connect':
+        return { id: req.id, kind: 'connect', ...(await outgoing.connect(req)) };
+      case 'getaddrinfo':
+        return { id: req.id, kind: 'getaddrinfo', ...(await dns.lookup(req)) };
+      case 'listen':
+        return { id: req.id, kind: 'listen', status: incoming ? await incoming.listen(conn, req.requested, req.bound) : LpStatus.Bypass };
+      case 'unlisten':
+        await incoming?.unlisten(conn, req.requested.port);
+        return { id: req.id, kind: 'unlisten', status: 0 };
+      case 'accept': {
+        const remote = await incoming?.remoteOf(req.peer.port);
+        return remote ? { id: req.id, kind: 'accept', status: LpStatus.Ok, remote } : { id: req.id, kind: 'accept', status: LpStatus.Bypass, remote: NOWHERE };
+      }
+    }
+  }
+}

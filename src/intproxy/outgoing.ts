@@ -1,0 +1,180 @@
+/**
+ * Outgoing traffic on the intproxy side: a layer's connect() is routed by the outgoing settings
+ * and filter; a remote one gets a stream from the agent and a local endpoint the program's own
+ * socket is redirected to (a one-shot TCP listener, or a UDP relay), spliced to that stream.
+ */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Logger } from '../../common/log.js';
+import { LpStatus, type LpAddr, type LpRequest } from '../../common/protocol/layer.js';
+import type { ResolvedFeatures } from '../config/schema.js';
+import type { OutgoingAgentPort } from './agent-port.js';
+import { connectErrno } from './errno.js';
+import { TrafficFilter, isLoopback } from './filter.js';
+
+export const NOWHERE: LpAddr = { family: 4, address: '0.0.0.0', port: 0 };
+
+export interface OutgoingStats {
+  connectsRemote: number;
+  connectsBypassed: number;
+}
+
+export interface OutgoingOptions {
+  features: Pick<ResolvedFeatures, 'outgoing' | 'dns'>;
+  log: Logger;
+  stats: OutgoingStats;
+  /** The names an IP was resolved from (DnsResolver's cache), for filters written with names. */
+  namesOf: (ip: string) => string[];
+  /** How long a redirected socket has to dial its one-shot local listener. */
+  acceptTimeoutMs?: number;
+}
+
+type Connect = Extract<LpRequest, { kind: 'connect' }>;
+
+export class Outgoing {
+  private readonly filter: TrafficFilter;
+  private readonly sockets = new Set<net.Socket | net.Server | Duplex>();
+  private readonly udpSockets = new Set<dgram.Socket>();
+
+  constructor(
+    private readonly agent: OutgoingAgentPort,
+    private readonly opts: OutgoingOptions,
+  ) {
+    this.filter = TrafficFilter.compile(opts.features.outgoing.filter, 'feature.network.outgoing.filter');
+  }
+
+  /** Every socket, listener and agent stream of the data path. */
+  close(): void {
+    for (const u of this.udpSockets) u.close();
+    this.udpSockets.clear();
+    for (const s of this.sockets) {
+      if (s instanceof net.Server) s.close();
+      else s.destroy();
+    }
+    this.sockets.clear();
+  }
+
+  private track<T extends net.Socket | net.Server | Duplex>(s: T): T {
+    this.sockets.add(s);
+    s.once('close', () => this.sockets.delete(s));
+    return s;
+  }
+
+  async connect(req: Connect): Promise<{ status: number; via: LpAddr }> {
+    const { address: ip, port } = req.remote;
+    const { features, log, stats } = this.opts;
+    const out = features.outgoing;
+    const bypass = (why: string) => {
+      stats.connectsBypassed++;
+      log.debug(`connect ${ip}:${port} stays local (${why})`);
+      return { status: LpStatus.Bypass, via: NOWHERE };
+    };
+    const udp = req.proto === 'udp';
+    if (udp && !this.agent.capabilities.udp) return bypass('the agent link carries no UDP');
+    if (udp ? !out.udp : !out.tcp) return bypass(`feature.network.outgoing.${req.proto} is false`);
+    // DNS over UDP follows the DNS setting: with remote DNS off, resolvers talk to local servers.
+    if (udp && port === 53 && !features.dns.enabled) return bypass('feature.network.dns.enabled is false');
+    if (out.ignore_localhost && isLoopback(ip)) return bypass('ignore_localhost');
+    const names = this.opts.namesOf(ip);
+    if (this.filter.route({ proto: req.proto, ip, port, names }) === 'local') return bypass('outgoing filter');
+
+    let remote: Duplex;
+    try {
+      remote = this.track(await (udp ? this.agent.connectUdp(ip, port) : this.agent.connectTcp(ip, port)));
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      log.debug(`connect ${ip}:${port} through the target failed: ${code ?? (err as Error).message}`);
+      return { status: connectErrno(code), via: NOWHERE };
+    }
+    stats.connectsRemote++;
+    const viaPort = udp ? await this.udpRelay(remote, `${ip}:${port}`) : await this.oneShotListener(remote, `${ip}:${port}`);
+    return { status: LpStatus.Ok, via: { family: 4, address: '127.0.0.1', port: viaPort } };
+  }
+
+  /**
+   * The program's own socket connects here right after our answer; its bytes then flow between it
+   * and the agent stream with Node's backpressure on both sides.
+   */
+  private async oneShotListener(remote: Duplex, label: string): Promise<number> {
+    const listener = this.track(net.createServer({ allowHalfOpen: true }));
+    const timer = setTimeout(() => {
+      this.opts.log.warn(`the program never used its connection to ${label}; dropped`);
+      listener.close();
+      remote.destroy();
+    }, this.opts.acceptTimeoutMs ?? 15_000);
+    listener.once('connection', (local) => {
+      clearTimeout(timer);
+      listener.close();
+      this.track(local);
+      local.setNoDelay(true);
+      splice(local, remote);
+    });
+    await new Promise<void>((resolve, reject) => {
+      listener.once('error', reject);
+      listener.listen(0, '127.0.0.1', () => resolve());
+    });
+    return (listener.address() as net.AddressInfo).port;
+  }
+
+  /**
+   * The local end of a UDP flow: the program's connected socket sends here, and answers go back to
+   * whichever local address sent last. Idle flows are closed (UDP never says it is done).
+   */
+  private async udpRelay(remote: Duplex, label: string, idleMs = 60_000): Promise<number> {
+    const sock = dgram.createSocket('udp4');
+    await new Promise<void>((resolve, reject) => {
+      sock.once('error', reject);
+      sock.bind(0, '127.0.0.1', () => resolve());
+    });
+    let peer: { address: string; port: number } | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const touch = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        this.opts.log.debug(`udp flow to ${label} idle: closed`);
+        remote.destroy();
+      }, idleMs);
+      timer.unref();
+    };
+    touch();
+    sock.on('message', (msg, rinfo) => {
+      peer = { address: rinfo.address, port: rinfo.port };
+      touch();
+      remote.write(msg);
+    });
+    remote.on('data', (d: Buffer) => {
+      touch();
+      if (peer) sock.send(d, peer.port, peer.address);
+    });
+    const done = () => {
+      clearTimeout(timer);
+      try {
+        sock.close();
+      } catch {
+        // already closed
+      }
+    };
+    remote.once('close', done);
+    remote.once('error', done);
+    sock.on('error', () => remote.destroy());
+    this.udpSockets.add(sock);
+    sock.once('close', () => this.udpSockets.delete(sock));
+    return sock.address().port;
+  }
+}
+
+/**
+ * Joins two byte streams both ways. A FIN travels as a half-close (pipe ends the other side), and
+ * both streams then close themselves once flushed; an error on either tears both down at once.
+ */
+export function splice(a: Duplex, b: Duplex): void {
+  a.pipe(b);
+  b.pipe(a);
+  const teardown = () => {
+    a.destroy();
+    b.destroy();
+  };
+  a.once('error', teardown);
+  b.once('error', teardown);
+}
