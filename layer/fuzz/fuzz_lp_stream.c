@@ -1,5 +1,5 @@
 /*
- * libFuzzer harness: lp_frame_size() as the layer uses it (layer/src/proto.c): read 4 bytes, ask
+ * libFuzzer harness: lp_frame_size() as the layer uses it (layer/src/intproxy_conn.c): read 4 bytes, ask
  * for the frame size, read the rest, lp_decode(). The input is an arbitrary byte stream holding any
  * number of frames, so the harness walks it frame by frame the way the receive loop does.
  *

@@ -34,7 +34,7 @@
 static pid_t own_pid; /* this memory's process: differs from getpid() in a clone(CLONE_VM) child */
 
 /* ---- a private connection ----------------------------------------------------------------- */
-/* Used where the process's own connection (proto.c) must not be touched: in a clone(CLONE_VM) child, which
+/* Used where the process's own connection (intproxy_conn.c) must not be touched: in a clone(CLONE_VM) child, which
  * shares the parent's memory, and in the write helper. Its HELLO names `holder`, a process whose
  * connection holds the handles, so the intproxy lets this connection use them too. Blocking, with
  * the layer's timeout; raw system calls only (the hooks are not re-entered). */
