@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import type Docker from 'dockerode';
 import { parse as parseDotenv } from 'dotenv';
 import type { Logger } from '../../../common/log.js';
 import { LAYER_IN_SIDECAR } from '../../../common/sidecar-contract.js';
@@ -31,10 +30,10 @@ export async function runContainer(
   const options = underInit(run, image, { ...createOptions(run, sidecar.id, env), Labels: sessionLabels('user', session.id, session.target.id) }, ready.lifelinePort);
   const restore: Array<() => void> = [];
   try {
-    return await runUserContainer(docker as Docker, run, options, restore, async (user) => {
+    return await runUserContainer(docker, run, options, restore, async (user) => {
       if (opts.syncMounts && ready.mountRoots?.length !== 0) await syncMounts(docker, sidecar, user, { maxBytes: opts.maxBytes, progress: opts.progress, log: opts.log.child('mounts') });
       opts.progress.succeed(`mirrord: running ${run.image} in the context of ${session.targetDisplay}`);
-    });
+    }, opts.log);
   } finally {
     for (const r of restore) r();
   }

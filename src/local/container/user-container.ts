@@ -3,9 +3,11 @@
  * into it before its program starts), run under mirrord-init (which ends it when the session's
  * sidecar goes away), attached, signalled and waited for like `docker run`.
  */
-import type { Duplex } from 'node:stream';
 import type Docker from 'dockerode';
 import { ExitCode, MirrordError } from '../../../common/errors.js';
+import type { Logger } from '../../../common/log.js';
+import { attachContainer } from '../../platforms/docker/attach.js';
+import { removeContainer } from '../../platforms/docker/remove.js';
 import { INIT_IN_SIDECAR } from '../../../common/sidecar-contract.js';
 import type { DockerRun } from './docker-run.js';
 
@@ -53,18 +55,21 @@ export async function runUserContainer(
   options: Docker.ContainerCreateOptions,
   restore: Array<() => void>,
   beforeStart: (c: Docker.Container) => Promise<void>,
+  log: Logger,
 ): Promise<number> {
   const user = await docker.createContainer(options);
   try {
     await beforeStart(user);
   } catch (err) {
-    await user.remove({ force: true, v: true }).catch(() => undefined);
+    await removeContainer(user, log);
     throw err;
   }
-  const stream = (await user.attach({ stream: true, stdin: run.interactive, stdout: true, stderr: true, hijack: true })) as unknown as Duplex;
-  if (run.tty) stream.pipe(process.stdout);
-  else docker.modem.demuxStream(stream, process.stdout, process.stderr);
-  const finished = new Promise<void>((resolve) => stream.once('end', () => resolve()));
+  const attached = await attachContainer(docker, user, { name: 'container', log, stdin: run.interactive, tty: run.tty, stderrLines: false });
+  const stream = attached.raw;
+  // process.stdout and stderr are never ended by a pipe; backpressure holds the container's output.
+  attached.stdout.pipe(process.stdout);
+  attached.stderr.pipe(process.stderr);
+  const finished = new Promise<void>((resolve) => attached.stdout.once('end', () => resolve()));
   if (run.interactive) {
     if (run.tty && process.stdin.isTTY) {
       process.stdin.setRawMode(true);

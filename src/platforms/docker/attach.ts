@@ -16,18 +16,20 @@ export interface Attached {
 
 /**
  * Attaches before start (so no byte of output is lost), for every Docker API stream of a session:
- * agent, sidecar. Only for containers created without a TTY, whose output the engine multiplexes.
- * `stderrLines: false` leaves stderr unread for a caller that parses it itself.
+ * the agent, the sidecar, the user's container. Without a TTY the engine multiplexes stdout and
+ * stderr on one stream, which is split here; with one (`tty`), everything is stdout.
+ * `stderrLines: false` leaves stderr unread for a caller that reads it itself.
  */
 export async function attachContainer(
   docker: Docker,
   container: Docker.Container,
-  opts: { name: string; log: Logger; stdin?: boolean; stderrLines?: boolean },
+  opts: { name: string; log: Logger; stdin?: boolean; tty?: boolean; stderrLines?: boolean },
 ): Promise<Attached> {
   const raw = (await container.attach({ stream: true, stdin: opts.stdin ?? true, stdout: true, stderr: true, hijack: true })) as unknown as Duplex;
   const stdout = new PassThrough();
   const stderr = new PassThrough();
-  docker.modem.demuxStream(raw, stdout, stderr);
+  if (opts.tty) raw.pipe(stdout);
+  else docker.modem.demuxStream(raw, stdout, stderr);
   raw.on('end', () => {
     stdout.end();
     stderr.end();
