@@ -10,6 +10,7 @@ import type { KubeAgentConfig } from '../platforms/kubernetes/platform.js';
 import type { AgentHandle, TargetPlatform } from '../platforms/platform.js';
 import type { Progress } from '../progress.js';
 import { formatTarget, type TargetSpec } from '../target.js';
+import { AP_CLIENT } from '../../common/version.js';
 
 export interface SessionOptions {
   target: TargetSpec;
@@ -72,7 +73,7 @@ export async function startSession(opts: SessionOptions): Promise<Session> {
     progress.update(`waiting for the agent on ${target.display}`);
     agent = await AgentConnection.connect(handle.link, {
       token,
-      client: 'mirrord/0.1.0',
+      client: AP_CLIENT,
       handshakeTimeoutMs: opts.agent.startup_timeout * 1000,
       log: log.child('link'),
     });
