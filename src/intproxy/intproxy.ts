@@ -10,7 +10,7 @@ import {
   encodeResponse,
   type LpRequest,
   type LpResponse,
-} from '../../common/protocol/layer.js';
+} from '../../common/protocol/layer/index.js';
 import type { ResolvedFeatures } from '../config/schema.js';
 import { TrafficFilter, isLoopback } from './filter.js';
 import { EAI, connectErrno, dnsStatus } from './errno.js';

@@ -11,7 +11,7 @@ import { configSchema, resolveFeatures } from '../../src/config/schema.js';
 import { layerHintEnv } from '../../src/fs/rules.js';
 import { Intproxy, type AgentPort } from '../../src/intproxy/intproxy.js';
 import { createLogger, parseLevel } from '../../common/log.js';
-import { ApFrameReader, decodeResponse, encodeResponse, type ApFileMethods } from '../../common/protocol/agent.js';
+import { ApFrameReader, decodeResponse, encodeResponse, type ApFileMethods } from '../../common/protocol/agent/index.js';
 import { layerEnv } from './harness.js';
 
 export interface FsFixture {

@@ -3,7 +3,6 @@ import assert from 'node:assert/strict';
 import {
   AP_MAX_PAYLOAD,
   AP_PARAM_CHECKS,
-  AP_VERSION,
   ApFrameReader,
   ApKind,
   ApProtocolError,
@@ -28,7 +27,8 @@ import {
   encodeRequest,
   encodeResponse,
   type ApFrame,
-} from '../../common/protocol/agent.js';
+} from '../../common/protocol/agent/index.js';
+import { AP_VERSION } from '../../common/version.js';
 
 const one = (buf: Buffer): ApFrame => {
   const frames = new ApFrameReader().push(buf);
