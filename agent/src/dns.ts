@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { Resolver } from 'node:dns/promises';
 import { isIP } from 'node:net';
-import type { ApDnsAddress, ApMethods } from '../../common/protocol/agent.js';
+import type { ApDnsAddress, ApMethods } from '../../common/protocol/agent/index.js';
 import type { Logger } from '../../common/log.js';
 
 type LookupParams = ApMethods['dns.lookup']['params'];

@@ -9,7 +9,7 @@
 import { constants, type BigIntStats, type Dir } from 'node:fs';
 import { access, lstat, mkdir, open, opendir, rename, rmdir, unlink, readlink, type FileHandle } from 'node:fs/promises';
 import { readProcText } from './proc.js';
-import type { ApDirent, ApFileMethods, ApFileStat } from '../../common/protocol/agent.js';
+import type { ApDirent, ApFileMethods, FileStat } from '../../common/protocol/agent/index.js';
 import type { Logger } from '../../common/log.js';
 import { resolveInRoot } from './files-resolve.js';
 
@@ -19,7 +19,7 @@ type R<M extends keyof ApFileMethods> = ApFileMethods[M]['result'];
 const MAX_OPEN = 1024;
 const fail = (code: string, message: string) => Object.assign(new Error(message), { code });
 
-export function toApStat(s: BigIntStats): ApFileStat {
+export function toApStat(s: BigIntStats): FileStat {
   const n = (v: bigint) => Number(v);
   return {
     dev: n(s.dev), ino: n(s.ino), mode: n(s.mode), nlink: n(s.nlink), uid: n(s.uid), gid: n(s.gid), rdev: n(s.rdev),

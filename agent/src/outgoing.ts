@@ -5,7 +5,7 @@
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { ApKind, decodeClose, decodeCredit, type ApFrame, type ApMethods } from '../../common/protocol/agent.js';
+import { ApKind, decodeClose, decodeCredit, type ApFrame, type ApMethods } from '../../common/protocol/agent/index.js';
 import { ApStream, type FrameSink } from '../../common/link/stream.js';
 import { AgentLinkError } from '../../common/link/errors.js';
 import type { Logger } from '../../common/log.js';

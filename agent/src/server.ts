@@ -8,8 +8,6 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import {
-  AP_PARAM_CHECKS,
-  AP_VERSION,
   ApKind,
   apKindName,
   decodeHello,
@@ -18,10 +16,12 @@ import {
   encodeHelloOk,
   encodeResponse,
   isApMethod,
+  parseApParams,
   type ApFrame,
   type ApMethod,
   type ApMethods,
-} from '../../common/protocol/agent.js';
+} from '../../common/protocol/agent/index.js';
+import { AP_VERSION, PRODUCT_VERSION } from '../../common/version.js';
 import { FramedLink } from '../../common/link/framed-link.js';
 import { AgentLinkError } from '../../common/link/errors.js';
 import { errnoCode } from '../../common/errors.js';
@@ -32,8 +32,6 @@ import { FileService, fileHandlers } from './files.js';
 import type { Iptables } from './incoming/iptables.js';
 import { IncomingService } from './incoming/service.js';
 import { OutgoingStreams } from './outgoing.js';
-
-export const AGENT_VERSION = '0.1.0';
 
 export interface ServeAgentOptions {
   token: string;
@@ -110,10 +108,10 @@ export function serveAgent(link: Duplex, opts: ServeAgentOptions): Promise<void>
     let handled: Handled<unknown>;
     try {
       if (!isApMethod(method)) throw codeError('ENOSYS', `unknown method ${method}`);
-      const problem = AP_PARAM_CHECKS[method](params);
-      if (problem) throw codeError('EINVAL', `${method}: ${problem}`);
+      const parsed = parseApParams(method, params);
+      if (!parsed.ok) throw codeError('EINVAL', `${method}: ${parsed.problem}`);
       const handler = handlers[method] as (p: unknown) => Promise<Handled<unknown>>;
-      handled = await handler(params);
+      handled = await handler(parsed.params);
     } catch (err) {
       const code = errnoCode(err) ?? 'EINTERNAL';
       log?.debug(`request ${id} ${method} failed: ${code} ${(err as Error).message}`);
@@ -144,7 +142,7 @@ export function serveAgent(link: Duplex, opts: ServeAgentOptions): Promise<void>
       if (!sameToken(hello.token, opts.token)) return refuse('wrong session token');
       state = 'open';
       log?.info(`client ${hello.client || '(unnamed)'} connected`);
-      send(encodeHelloOk({ version: AP_VERSION, agent: AGENT_VERSION, targetPid: opts.targetPid, agentPid: process.pid }));
+      send(encodeHelloOk({ version: AP_VERSION, agent: PRODUCT_VERSION, targetPid: opts.targetPid, agentPid: process.pid }));
       framed?.startHeartbeat();
       return;
     }

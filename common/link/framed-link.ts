@@ -13,7 +13,7 @@ import {
   encodePing,
   encodePong,
   type ApFrame,
-} from '../protocol/agent.js';
+} from '../protocol/agent/index.js';
 import type { Logger } from '../log.js';
 import { AgentLinkError } from './errors.js';
 

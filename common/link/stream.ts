@@ -15,7 +15,7 @@ import {
   encodeData,
   encodeEof,
   type ApErrorBody,
-} from '../protocol/agent.js';
+} from '../protocol/agent/index.js';
 import { AgentLinkError } from './errors.js';
 
 /** Where a stream's outgoing frames go: the link (returns false once the link is gone). */

@@ -9,7 +9,7 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import dnsPacket from 'dns-packet';
-import type { ApDnsAddress, ApMethods } from '../../common/protocol/agent.js';
+import type { ApDnsAddress, ApMethods } from '../../common/protocol/agent/index.js';
 import type { Logger } from '../../common/log.js';
 
 export interface DnsAgent {

@@ -15,6 +15,7 @@ import type { ResolvedFeatures } from '../../src/config/schema.js';
 import { layerHintEnv } from '../../src/fs/rules.js';
 import { Intproxy } from '../../src/intproxy/intproxy.js';
 import { createLogger, parseLevel, type Logger } from '../../common/log.js';
+import { PRODUCT_NAME, PRODUCT_VERSION } from '../../common/version.js';
 import { startCapture } from './capture.js';
 import { LAYER_IN_SIDECAR, MOUNTS_SOCKET, READY_PREFIX, type SidecarReady } from '../../common/sidecar-contract.js';
 import { startDnsResponder } from './dns-responder.js';
@@ -32,7 +33,7 @@ async function main(): Promise<void> {
   const token = process.env.MIRRORD_SIDECAR_TOKEN ?? '';
   const features = JSON.parse(process.env.MIRRORD_SIDECAR_FEATURES ?? '{}') as ResolvedFeatures;
   const link = Duplex.from({ readable: process.stdin, writable: stdoutStream() });
-  const agent = await AgentConnection.connect(link, { token, client: 'mirrord-sidecar/0.1.0', log: log.child('link') });
+  const agent = await AgentConnection.connect(link, { token, client: `${PRODUCT_NAME}-sidecar/${PRODUCT_VERSION}`, log: log.child('link') });
   const mounts = process.env.MIRRORD_SIDECAR_MOUNTS ? (JSON.parse(process.env.MIRRORD_SIDECAR_MOUNTS) as SyncOptions) : undefined;
   let mountRoots: string[] | undefined;
   if (mounts) {

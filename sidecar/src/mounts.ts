@@ -10,8 +10,8 @@ import type { Writable } from 'node:stream';
 import tar from 'tar-stream';
 
 type EntryHeader = Parameters<tar.Pack['entry']>[0];
-import type { ApMethods } from '../../common/protocol/agent.js';
-import { AP_FS_MAX_READ } from '../../common/protocol/agent.js';
+import type { ApMethods } from '../../common/protocol/agent/index.js';
+import { AP_FS_MAX_READ } from '../../common/protocol/agent/index.js';
 import { formatBytes } from '../../common/bytes.js';
 
 /** What the sync needs of the agent link (AgentConnection in the sidecar). */

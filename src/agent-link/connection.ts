@@ -5,7 +5,6 @@
  */
 import type { Duplex } from 'node:stream';
 import {
-  AP_VERSION,
   ApKind,
   apKindName,
   decodeClose,
@@ -20,7 +19,8 @@ import {
   type ApFrame,
   type ApMethods,
   type ApOpen,
-} from '../../common/protocol/agent.js';
+} from '../../common/protocol/agent/index.js';
+import { AP_CLIENT, AP_VERSION } from '../../common/version.js';
 import type { Logger } from '../../common/log.js';
 import type { AgentCapabilities, AgentPort } from '../intproxy/agent-port.js';
 import { AgentLinkError } from '../../common/link/errors.js';
@@ -116,7 +116,7 @@ export class AgentConnection implements AgentPort {
       fn(v);
     };
     this.phase = { name: 'handshake', resolve: settle(handshake.resolve), reject: settle(handshake.reject) };
-    this.link.send(encodeHello({ version: AP_VERSION, token: opts.token, client: opts.client ?? 'mirrord/0.1.0' }));
+    this.link.send(encodeHello({ version: AP_VERSION, token: opts.token, client: opts.client ?? AP_CLIENT }));
   }
 
   get info(): AgentInfo {

@@ -5,6 +5,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { ExitCode, MirrordError } from '../../common/errors.js';
+import { AP_VERSION, PRODUCT_VERSION } from '../../common/version.js';
 import { packageRoot } from '../package-root.js';
 import type { ImageRecipe } from './build.js';
 
@@ -31,7 +32,9 @@ export function agentImageRecipe(root: string = packageRoot()): ImageRecipe {
   const files: Record<string, Buffer> = {};
   for (const name of names) files[name] = read(`agent/image/${name}`, 'The installation is incomplete: reinstall mirrord.');
   files['agent.mjs'] = read('agent/dist/agent.mjs', 'Build the agent first (npm run build), or reinstall mirrord.');
-  return { repository: AGENT_REPOSITORY, files, labels: { 'dev.mirrord.component': 'agent' } };
+  // The protocol and version labels come from common/version.ts, so they cannot drift from the bundle's.
+  const labels = { 'dev.mirrord.component': 'agent', 'dev.mirrord.protocol': String(AP_VERSION), 'dev.mirrord.version': PRODUCT_VERSION };
+  return { repository: AGENT_REPOSITORY, files, labels };
 }
 
 export const SIDECAR_REPOSITORY = 'mirrord-sidecar';

@@ -4,7 +4,7 @@
  * part of the intproxy takes only the slice it uses (a Pick of this interface).
  */
 import type { Duplex } from 'node:stream';
-import type { ApMethods, ApOpen } from '../../common/protocol/agent.js';
+import type { ApMethods, ApOpen } from '../../common/protocol/agent/index.js';
 
 /** What a link can carry beyond TCP streams and requests; a fake that cannot says so here. */
 export interface AgentCapabilities {

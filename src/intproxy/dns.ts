@@ -5,7 +5,7 @@
  * to one of the addresses the name resolved to.
  */
 import type { Logger } from '../../common/log.js';
-import { LpStatus, type LpRequest } from '../../common/protocol/layer.js';
+import { LpStatus, type LpRequest } from '../../common/protocol/layer/index.js';
 import type { ResolvedFeatures } from '../config/schema.js';
 import type { RequestAgentPort } from './agent-port.js';
 import { EAI, dnsStatus } from './errno.js';

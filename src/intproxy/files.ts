@@ -8,8 +8,7 @@
  * parent); the agent file is closed when the last reference goes (close, or a connection ending).
  */
 import os from 'node:os';
-import type { ApFileStat } from '../../common/protocol/agent.js';
-import { FS_MAX_IO, FS_ZERO_STAT, type FsRequest, type FsResponse, type FsStat } from '../../common/protocol/layer.js';
+import { FS_MAX_IO, FS_ZERO_STAT, type FsRequest, type FsResponse} from '../../common/protocol/layer/index.js';
 import type { Logger } from '../../common/log.js';
 import { FsRules, type FsAccess, type FsDecision, type FsSettings } from '../fs/rules.js';
 import type { RequestAgentPort } from './agent-port.js';
@@ -141,7 +140,7 @@ export class FileProxy {
           this.handles.set(r.fd, { fd: r.fd, refs: 0, path: q.path, writable: writing });
           this.ref(conn, r.fd);
           this.stats.opens++;
-          return { id, kind: q.kind, status: 0, handle: r.fd, stat: toFsStat(r.stat) };
+          return { id, kind: q.kind, status: 0, handle: r.fd, stat: r.stat };
         }
         case 'read': {
           const h = this.held(conn, q.handle);
@@ -202,13 +201,13 @@ export class FileProxy {
           if (q.path === '') {
             const h = this.held(conn, q.handle);
             if (!h || !agent) return { id, kind: q.kind, status: fsErrno({ code: 'EBADF' }), stat: FS_ZERO_STAT };
-            return { id, kind: q.kind, status: 0, stat: toFsStat((await agent.request('fs.fstat', { fd: q.handle })).stat) };
+            return { id, kind: q.kind, status: 0, stat: (await agent.request('fs.fstat', { fd: q.handle })).stat };
           }
           const d = await this.decide(q.path, 'read');
           if (d.kind === 'local' || !agent) return { id, kind: q.kind, status: BYPASS, stat: FS_ZERO_STAT };
           if (d.kind === 'not_found') return { id, kind: q.kind, status: fsErrno({ code: 'ENOENT' }), stat: FS_ZERO_STAT };
           const r = await agent.request('fs.stat', { path: q.path, follow: (q.flags & AT_SYMLINK_NOFOLLOW) === 0 });
-          return { id, kind: q.kind, status: 0, stat: toFsStat(r.stat) };
+          return { id, kind: q.kind, status: 0, stat: r.stat };
         }
         case 'access':
         case 'readlink': {
@@ -271,10 +270,6 @@ export class FileProxy {
     const agent = this.agent;
     if (agent) await Promise.all(fds.map((fd) => agent.request('fs.close', { fd }).catch(() => undefined)));
   }
-}
-
-function toFsStat(s: ApFileStat): FsStat {
-  return { ...s };
 }
 
 function errorResponse(q: FsRequest, status: number): FsResponse {

@@ -2,8 +2,8 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ResolvedFeatures } from '../config/schema.js';
 import type { Logger } from '../../common/log.js';
-import type { ApHttpFilter, ApOpen } from '../../common/protocol/agent.js';
-import type { LpAddr } from '../../common/protocol/layer.js';
+import type { ApHttpFilter, ApOpen } from '../../common/protocol/agent/index.js';
+import type { LpAddr } from '../../common/protocol/layer/index.js';
 import type { IncomingAgentPort } from './agent-port.js';
 
 interface Listening {

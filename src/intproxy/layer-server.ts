@@ -14,7 +14,7 @@ import {
   encodeResponse,
   type LpRequest,
   type LpResponse,
-} from '../../common/protocol/layer.js';
+} from '../../common/protocol/layer/index.js';
 import type { DnsResolver } from './dns.js';
 import type { FileProxy } from './files.js';
 import type { IncomingManager } from './incoming.js';

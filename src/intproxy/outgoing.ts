@@ -7,7 +7,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../../common/log.js';
-import { LpStatus, type LpAddr, type LpRequest } from '../../common/protocol/layer.js';
+import { LpStatus, type LpAddr, type LpRequest } from '../../common/protocol/layer/index.js';
 import type { ResolvedFeatures } from '../config/schema.js';
 import type { OutgoingAgentPort } from './agent-port.js';
 import { connectErrno } from './errno.js';

@@ -1,13 +1,13 @@
 /**
- * Fuzz properties for AP, the intproxy <-> agent codec (common/protocol/agent.ts): ApFrameReader and
+ * Fuzz properties for AP, the intproxy <-> agent codec (common/protocol/agent/): ApFrameReader and
  * every `decode*` payload decoder on arbitrary frames, the params checks on arbitrary JSON, and
  * encode -> decode round trips of valid messages. Used by test/unit/fuzz-ap.test.ts (short) and
  * scripts/fuzz.sh (10^6 inputs each).
  */
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import * as ap from '../../common/protocol/agent.js';
-import { AP_HEADER_SIZE, AP_MAX_PAYLOAD, ApFrameReader, ApKind, ApProtocolError, type ApFrame, type ApKindValue } from '../../common/protocol/agent.js';
+import * as ap from '../../common/protocol/agent/index.js';
+import { AP_HEADER_SIZE, AP_MAX_PAYLOAD, ApFrameReader, ApKind, ApProtocolError, type ApFrame, type ApKindValue } from '../../common/protocol/agent/index.js';
 import { cut, onlyThrows, type FuzzTarget } from './oracle.js';
 
 /** Every payload decoder the module exports (decodeHello, decodeResponse, ... and any added later). */

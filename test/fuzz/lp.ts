@@ -1,12 +1,12 @@
 /**
- * Fuzz properties for LP, the layer <-> intproxy codec (common/protocol/layer.ts): the frame reader and
+ * Fuzz properties for LP, the layer <-> intproxy codec (common/protocol/layer/): the frame reader and
  * every `decode*` export on arbitrary bytes, and encode -> decode round trips of valid messages.
  * Used by test/unit/fuzz-lp.test.ts (short) and scripts/fuzz.sh (10^6 inputs each).
  */
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import * as lp from '../../common/protocol/layer.js';
-import { LP_MAX_FRAME, LpFrameReader, LpProtocolError, type LpAddr, type LpFrame, type LpRequest, type LpResponse } from '../../common/protocol/layer.js';
+import * as lp from '../../common/protocol/layer/index.js';
+import { LP_MAX_FRAME, LpFrameReader, LpProtocolError, type LpAddr, type LpFrame, type LpRequest, type LpResponse } from '../../common/protocol/layer/index.js';
 import { cut, onlyThrows, type FuzzTarget } from './oracle.js';
 
 const HEADER = 12;

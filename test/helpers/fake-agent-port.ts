@@ -5,7 +5,7 @@
  * ENETUNREACH and requests with ENOSYS; give the parts a test needs.
  */
 import type { Duplex } from 'node:stream';
-import type { ApMethods, ApOpen } from '../../common/protocol/agent.js';
+import type { ApMethods, ApOpen } from '../../common/protocol/agent/index.js';
 import type { AgentCapabilities, AgentPort } from '../../src/intproxy/agent-port.js';
 
 export interface FakeAgentPortParts {

@@ -5,6 +5,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { after, afterEach, before, describe, it } from 'node:test';
+import { LP_VERSION } from '../../common/version.js';
 import { FakeIntproxy, type FakeScript } from './fake-intproxy.js';
 import { GREETING, buildLayer, cTest, describeRun, layerEnv, lines, run, startServers, type Servers } from './harness.js';
 
@@ -54,7 +55,7 @@ describe('connect', () => {
     assert.deepEqual(fake!.calls(), [TCP80]);
     const [hello] = fake!.hellos();
     assert.equal(fake!.hellos().length, 1);
-    assert.equal(hello!.version, 1);
+    assert.equal(hello!.version, LP_VERSION);
     assert.equal(hello!.pid, r.pid);
     assert.equal(hello!.ppid, process.pid);
     assert.equal(hello!.parentPid, 0);

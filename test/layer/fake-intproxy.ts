@@ -1,5 +1,5 @@
 /**
- * A scripted stand-in for the intproxy: speaks LP through common/protocol/layer.ts, records every
+ * A scripted stand-in for the intproxy: speaks LP through common/protocol/layer/, records every
  * request (per connection) and answers from a per-test script. Anything the script does not
  * mention is answered "bypass", as the real intproxy does for traffic it leaves local.
  * It also checks the layer's side of the contract (HELLO first, ids counting from 1) and lists
@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import {
   FS_ZERO_STAT, LpFrameReader, LpStatus, decodeRequest, encodeResponse, type LpAddr, type LpRequest, type LpResponse,
-} from '../../common/protocol/layer.js';
+} from '../../common/protocol/layer/index.js';
 
 export interface FakeScript {
   /** name -> addresses (v4 and/or v6 text), or a negative EAI status (-2 = EAI_NONAME). */

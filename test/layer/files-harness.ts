@@ -11,7 +11,7 @@ import { configSchema, resolveFeatures } from '../../src/config/schema.js';
 import { layerHintEnv } from '../../src/fs/rules.js';
 import { Intproxy } from '../../src/intproxy/intproxy.js';
 import { createLogger, parseLevel } from '../../common/log.js';
-import { ApFrameReader, decodeResponse, encodeResponse } from '../../common/protocol/agent.js';
+import { ApFrameReader, decodeResponse, encodeResponse } from '../../common/protocol/agent/index.js';
 import { fakeAgentPort } from '../helpers/fake-agent-port.js';
 import { layerEnv } from './harness.js';
 

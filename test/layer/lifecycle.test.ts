@@ -11,7 +11,7 @@ import {
   ASAN, GREETING, LAYER_SO, buildLayer, cTest, describeRun, layerEnv, lines, run, startServers, type RunResult,
   type Servers,
 } from './harness.js';
-import type { LpRequest } from '../../common/protocol/layer.js';
+import type { LpRequest } from '../../common/protocol/layer/index.js';
 
 let servers: Servers;
 let fake: FakeIntproxy | undefined;

@@ -9,7 +9,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { AgentConnection, AgentLinkError } from '../../src/agent-link/connection.js';
-import { AP_VERSION, ApFrameReader, ApKind, encodeHelloOk } from '../../common/protocol/agent.js';
+import { ApFrameReader, ApKind, encodeHelloOk } from '../../common/protocol/agent/index.js';
+import { AP_VERSION, PRODUCT_VERSION } from '../../common/version.js';
 import { serveAgent } from '../../agent/src/server.js';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -83,7 +84,7 @@ async function silentDnsRoot() {
 
 test('handshake succeeds and agent.info answers', async () => {
   const h = await startAgent();
-  assert.deepEqual(h.conn.info, { version: AP_VERSION, agent: '0.1.0', targetPid: process.pid, agentPid: process.pid });
+  assert.deepEqual(h.conn.info, { version: AP_VERSION, agent: PRODUCT_VERSION, targetPid: process.pid, agentPid: process.pid });
   const info = await h.conn.request('agent.info', {});
   assert.equal(info.targetPid, process.pid);
   assert.equal(typeof info.hostname, 'string');

@@ -9,7 +9,7 @@ import { Duplex } from 'node:stream';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AgentConnection, AgentLinkError } from '../../src/agent-link/connection.js';
-import { AP_VERSION } from '../../common/protocol/agent.js';
+import { AP_VERSION } from '../../common/version.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const bundle = path.join(repo, 'agent/dist/agent.mjs');

@@ -3,7 +3,6 @@ import assert from 'node:assert/strict';
 import {
   AP_MAX_PAYLOAD,
   AP_PARAM_CHECKS,
-  AP_VERSION,
   ApFrameReader,
   ApKind,
   ApProtocolError,
@@ -27,8 +26,10 @@ import {
   encodePong,
   encodeRequest,
   encodeResponse,
+  parseApParams,
   type ApFrame,
-} from '../../common/protocol/agent.js';
+} from '../../common/protocol/agent/index.js';
+import { AP_VERSION } from '../../common/version.js';
 
 const one = (buf: Buffer): ApFrame => {
   const frames = new ApFrameReader().push(buf);
@@ -185,4 +186,15 @@ test('a RESPONSE with Buffer data carries the bytes raw after the JSON, and malf
   const head = Buffer.from('{"ok":true,"result":{}}');
   const noMarker = Buffer.concat([Buffer.from([0, head.length, 0, 0, 0]), head, Buffer.from('x')]);
   assert.throws(() => decodeResponse(bin(noMarker)), ApProtocolError);
+});
+
+test('params are parsed by the method schemas: each problem names its field, unknown keys are dropped', () => {
+  assert.match(AP_PARAM_CHECKS['fs.open']({ path: 'relative', flags: 0, mode: 0 }) ?? '', /^path must be an absolute path/);
+  assert.match(AP_PARAM_CHECKS['fs.rename']({ from: '/a', to: '/b\0' }) ?? '', /^to must be/);
+  assert.match(AP_PARAM_CHECKS['fs.read']({ fd: 1, offset: 0, len: 1 << 30 }) ?? '', /^len must be an integer 0\.\.524288/);
+  assert.match(AP_PARAM_CHECKS['fs.close']({ fd: 0 }) ?? '', /^fd must be a non-zero u32/);
+  assert.match(AP_PARAM_CHECKS['incoming.subscribe']({ port: 80, mode: 'steal', httpFilter: { path: 1 } }) ?? '', /^httpFilter\.path/);
+  assert.equal(AP_PARAM_CHECKS['fs.mounts']([]), 'params must be an object');
+  const r = parseApParams('outgoing.connect', { stream: 1, host: '10.0.0.1', port: 80, extra: true });
+  assert.deepEqual(r, { ok: true, params: { stream: 1, host: '10.0.0.1', port: 80 } });
 });

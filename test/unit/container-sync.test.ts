@@ -4,14 +4,14 @@ import { describe, it } from 'node:test';
 import tar from 'tar-stream';
 import { bindDestinations, parseDockerRun } from '../../src/local/container/docker-run.js';
 import { commandLine } from '../../src/local/container/user-container.js';
-import type { ApFileStat, ApMethods } from '../../common/protocol/agent.js';
+import type { ApMethods, FileStat } from '../../common/protocol/agent/index.js';
 import { SyncTooLarge, packSync, planSync, syncRoots, type FsAgent } from '../../sidecar/src/mounts.js';
 
 /** An in-memory target file system answering the agent's fs.* methods, as the agent would. */
 function fakeAgent(tree: Record<string, { dir?: true; data?: string; link?: string; mode?: number; uid?: number }>, mounts: string[]): FsAgent {
   const open = new Map<number, { path: string; sent: boolean }>();
   let next = 1;
-  const stat = (p: string): ApFileStat => {
+  const stat = (p: string): FileStat => {
     const n = tree[p];
     if (!n) throw Object.assign(new Error(`${p}: ENOENT`), { code: 'ENOENT' });
     const type = n.dir ? 0o040000 : n.link !== undefined ? 0o120000 : 0o100000;

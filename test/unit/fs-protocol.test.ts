@@ -10,7 +10,7 @@ import fc from 'fast-check';
 import {
   FS_MAX_IO, LpFrameReader, LpProtocolError, decodeRequest, decodeResponse, encodeRequest, encodeResponse,
   type FsRequest, type FsResponse, type LpRequest, type LpResponse,
-} from '../../common/protocol/layer.js';
+} from '../../common/protocol/layer/index.js';
 
 interface Vector { name: string; direction: 'request' | 'response'; message: Record<string, unknown>; hex: string }
 const doc = JSON.parse(readFileSync(new URL('../vectors/layer-protocol.json', import.meta.url), 'utf8')) as { files: Vector[] };

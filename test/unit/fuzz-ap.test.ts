@@ -1,10 +1,10 @@
 /**
- * Short fuzz run of the AP codec (common/protocol/agent.ts): ApFrameReader, every payload decoder and
+ * Short fuzz run of the AP codec (common/protocol/agent/): ApFrameReader, every payload decoder and
  * params check on arbitrary input, encode -> decode round trips. The long run is scripts/fuzz.sh.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { AP_MAX_PAYLOAD, ApFrameReader, ApKind, encodeFrame } from '../../common/protocol/agent.js';
+import { AP_MAX_PAYLOAD, ApFrameReader, ApKind, encodeFrame } from '../../common/protocol/agent/index.js';
 import { apTargets } from '../fuzz/ap.js';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 10_000);

@@ -1,5 +1,5 @@
 /**
- * Short fuzz run of the LP codec (common/protocol/layer.ts): every decoder on arbitrary frames, the
+ * Short fuzz run of the LP codec (common/protocol/layer/): every decoder on arbitrary frames, the
  * frame reader on arbitrary chunked bytes and huge declared lengths, encode -> decode round trips.
  * The long run (10^6 inputs each) is scripts/fuzz.sh; FUZZ_RUNS / FUZZ_SEED override here.
  */

@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import {
   LP_MAX_FRAME, LpFrameReader, LpProtocolError, decodeRequest, decodeResponse, encodeRequest, encodeResponse,
   type LpFrame, type LpRequest, type LpResponse,
-} from '../../common/protocol/layer.js';
+} from '../../common/protocol/layer/index.js';
 
 interface Vector { name: string; direction: 'request' | 'response'; message: LpRequest | LpResponse; hex: string }
 const file = JSON.parse(readFileSync(new URL('../vectors/layer-protocol.json', import.meta.url), 'utf8')) as {

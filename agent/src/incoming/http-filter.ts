@@ -8,7 +8,7 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { Duplex } from 'node:stream';
-import type { ApHttpFilter } from '../../../common/protocol/agent.js';
+import type { ApHttpFilter } from '../../../common/protocol/agent/index.js';
 import type { Logger } from '../../../common/log.js';
 
 export interface CompiledFilter {

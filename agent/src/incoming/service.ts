@@ -9,7 +9,7 @@
  *   whichever side the filter picks.
  */
 import net from 'node:net';
-import { ApKind, decodeClose, decodeCredit, encodeOpen, type ApFrame, type ApMethods, type ApOpen } from '../../../common/protocol/agent.js';
+import { ApKind, decodeClose, decodeCredit, encodeOpen, type ApFrame, type ApMethods, type ApOpen } from '../../../common/protocol/agent/index.js';
 import { ApStream, type FrameSink } from '../../../common/link/stream.js';
 import { AgentLinkError } from '../../../common/link/errors.js';
 import type { Logger } from '../../../common/log.js';

@@ -14,7 +14,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../../common/log.js';
-import { AP_LISTENER_BANNER } from '../../../common/protocol/agent.js';
+import { AP_LISTENER_BANNER } from '../../../common/protocol/agent/index.js';
 import { findContainerPid } from './find-pid.js';
 
 

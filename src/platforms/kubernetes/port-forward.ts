@@ -12,7 +12,7 @@ import { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type * as k8s from '@kubernetes/client-node';
 import WebSocket from 'ws';
-import { AP_LISTENER_BANNER } from '../../../common/protocol/agent.js';
+import { AP_LISTENER_BANNER } from '../../../common/protocol/agent/index.js';
 
 const LISTENER_BANNER = Buffer.from(AP_LISTENER_BANNER);
 const PROTOCOL = 'v4.channel.k8s.io';

@@ -1,0 +1,77 @@
+/**
+ * AP's network methods (docs/protocol.md section 2, "Methods"): outgoing connections, DNS, and
+ * incoming traffic (subscriptions, and the OPEN frame that carries each incoming connection).
+ */
+import * as z from 'zod/mini';
+import { ApKind, badPayload, encodeFrame, jsonPayload, parseJsonPayload, type ApFrame } from './framing.js';
+import { nonZeroU32, params, port, str, type MethodTable } from './params.js';
+
+export type ApIncomingMode = 'mirror' | 'steal';
+const incomingMode = z.enum(['mirror', 'steal'], { error: 'mode must be mirror or steal' });
+
+const filterRegex = (name: string) => z.optional(str(`httpFilter.${name} must be a regex string shorter than 4096 characters`, 0, 4095));
+/** Regexes (case-insensitive); a request is stolen when every one that is set matches. */
+const httpFilter = z.object(
+  { header: filterRegex('header'), path: filterRegex('path'), method: filterRegex('method') },
+  { error: 'httpFilter must be an object holding header, path and method regex strings' },
+);
+export type ApHttpFilter = z.infer<typeof httpFilter>;
+
+export const AP_NET_PARAMS = {
+  /** host: an IP literal (the agent says EINVAL otherwise). `udp`: each DATA frame is one datagram, both ways. */
+  'outgoing.connect': params({
+    stream: nonZeroU32('stream'),
+    host: z.string({ error: 'host must be a string' }),
+    port: port(),
+    protocol: z.optional(z.enum(['tcp', 'udp'], { error: 'protocol must be tcp or udp' })),
+  }),
+  'dns.lookup': params({
+    name: str('name must be a non-empty string of at most 1024 characters', 1, 1024),
+    family: z.literal([0, 4, 6], { error: 'family must be 0, 4 or 6' }),
+  }),
+  'incoming.subscribe': params({ port: port(), mode: incomingMode, httpFilter: z.optional(httpFilter) }),
+  'incoming.unsubscribe': params({ port: port() }),
+};
+
+export interface ApDnsAddress {
+  address: string;
+  family: 4 | 6;
+}
+
+export type ApNetMethods = MethodTable<typeof AP_NET_PARAMS, {
+  /** The agent side's socket. */
+  'outgoing.connect': { localAddress: string; localPort: number };
+  'dns.lookup': { addresses: ApDnsAddress[]; canonname: string };
+  'incoming.subscribe': { port: number; backend: string };
+  'incoming.unsubscribe': Record<string, never>;
+}>;
+
+// ---- OPEN: agent -> client, a new agent-initiated stream (even id) for one incoming connection --
+
+/** What an OPEN frame says about the incoming connection it carries. */
+export interface ApOpen {
+  port: number;
+  mode: ApIncomingMode;
+  remoteAddress: string;
+  remotePort: number;
+  localAddress: string;
+  localPort: number;
+}
+
+export const encodeOpen = (stream: number, o: ApOpen) => encodeFrame(ApKind.OPEN, stream, jsonPayload(o));
+
+export function decodeOpen(f: ApFrame): ApOpen {
+  const v = parseJsonPayload(f);
+  const isPort = (x: unknown) => Number.isInteger(x) && (x as number) >= 1 && (x as number) <= 65535;
+  if (!isPort(v.port) || (v.mode !== 'mirror' && v.mode !== 'steal')) badPayload(f, 'needs port and mode');
+  const text = (x: unknown) => (typeof x === 'string' ? x : '');
+  const num = (x: unknown) => (Number.isInteger(x) ? (x as number) : 0);
+  return {
+    port: v.port as number,
+    mode: v.mode,
+    remoteAddress: text(v.remoteAddress),
+    remotePort: num(v.remotePort),
+    localAddress: text(v.localAddress),
+    localPort: num(v.localPort),
+  };
+}
