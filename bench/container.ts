@@ -52,7 +52,10 @@ async function main(): Promise<void> {
     const variants: Array<[string, () => number]> = [
       ['docker run --rm IMAGE true', () => timed('docker', run)],
       ['mirrord container ... (default)', () => timed(process.execPath, [cli, 'container', '-t', `docker/${target.name}`, '--', 'docker', ...run])],
-      ['mirrord container ... (capture: namespace)', () => timed(process.execPath, [cli, 'container', '-f', captureCfg, '-t', `docker/${target.name}`, '--', 'docker', ...run])],
+      [
+        'mirrord container ... (capture: namespace)',
+        () => timed(process.execPath, [cli, 'container', '-f', captureCfg, '-t', `docker/${target.name}`, '--', 'docker', ...run]),
+      ],
     ];
     // One warm-up of each: the first run may build an image or fill the engine's caches.
     for (const [, f] of variants) f();
@@ -66,7 +69,11 @@ async function main(): Promise<void> {
       const xs = times[k]!;
       const m = median(xs);
       process.stdout.write(
-        `${name.padEnd(w)}  ${m.toFixed(0).padStart(10)}  ${Math.min(...xs).toFixed(0).padStart(8)}  ${Math.max(...xs).toFixed(0).padStart(8)}  ${(m / plain).toFixed(2)}x (+${(m - plain).toFixed(0)} ms)\n`,
+        `${name.padEnd(w)}  ${m.toFixed(0).padStart(10)}  ${Math.min(...xs)
+          .toFixed(0)
+          .padStart(8)}  ${Math.max(...xs)
+          .toFixed(0)
+          .padStart(8)}  ${(m / plain).toFixed(2)}x (+${(m - plain).toFixed(0)} ms)\n`,
       );
     });
   } finally {

@@ -37,11 +37,19 @@ export async function benchFiles(): Promise<Array<[string, number, number, strin
   const makeLines = "import sys; sys.stdout.write(''.join('line %d of the ten thousand line file\\n' % i for i in range(10000)))";
   const target = await runContainer({
     name: 'bench-files-target',
-    cmd: ['sh', '-c', `mkdir -p /srv/bench && head -c ${MIB}M /dev/urandom > /srv/bench/big.bin && python3 -c "${makeLines}" > /srv/bench/lines.txt && exec sleep 100000`],
+    cmd: [
+      'sh',
+      '-c',
+      `mkdir -p /srv/bench && head -c ${MIB}M /dev/urandom > /srv/bench/big.bin && python3 -c "${makeLines}" > /srv/bench/lines.txt && exec sleep 100000`,
+    ],
   });
   try {
     for (let i = 0; i < 300; i++) {
-      const r = await target.exec(['sh', '-c', `test $(stat -c %s /srv/bench/big.bin 2>/dev/null || echo 0) -eq ${MIB * 1048576} && test -s /srv/bench/lines.txt && echo ok`]);
+      const r = await target.exec([
+        'sh',
+        '-c',
+        `test $(stat -c %s /srv/bench/big.bin 2>/dev/null || echo 0) -eq ${MIB * 1048576} && test -s /srv/bench/lines.txt && echo ok`,
+      ]);
       if (r.stdout.includes('ok')) break;
       await new Promise((res) => setTimeout(res, 200));
     }
@@ -49,8 +57,7 @@ export async function benchFiles(): Promise<Array<[string, number, number, strin
     writeFileSync(path.join(dir, 'lines.txt'), LINES);
     const local = (args: string[]) => run('python3', [client, ...args]);
     const remote = (args: string[]) => run(process.execPath, [cli, 'exec', '-t', `docker/${target.name}`, '--', 'python3', client, ...args]);
-    const measure = (f: (a: string[]) => Record<string, number>, args: string[], key: string) =>
-      median(Array.from({ length: ROUNDS }, () => f(args)[key]!));
+    const measure = (f: (a: string[]) => Record<string, number>, args: string[], key: string) => median(Array.from({ length: ROUNDS }, () => f(args)[key]!));
     const rows: Array<[string, number, number, string]> = [];
     const lr = measure(local, ['read', path.join(dir, 'big.bin')], 'mbps');
     const rr = measure(remote, ['read', '/srv/bench/big.bin'], 'mbps');

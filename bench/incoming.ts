@@ -72,9 +72,13 @@ async function main(): Promise<void> {
     const mirrored = await underMirrord(target.name, [], client, false);
     const row = (name: string, f: Figures) =>
       `${name.padEnd(34)} ${f.rps.toFixed(0).padStart(8)} ${f.p50.toFixed(3).padStart(9)} ${f.p99.toFixed(3).padStart(9)}  rps ratio ${(f.rps / direct.rps).toFixed(2)}, p50 +${(f.p50 - direct.p50).toFixed(3)} ms`;
-    process.stdout.write(`\nmirrord incoming bench (client container -> target:${PORT}, same run; ${SEQUENTIAL} sequential + ${SEQUENTIAL * 2} at concurrency 8)\n`);
+    process.stdout.write(
+      `\nmirrord incoming bench (client container -> target:${PORT}, same run; ${SEQUENTIAL} sequential + ${SEQUENTIAL * 2} at concurrency 8)\n`,
+    );
     process.stdout.write(`${'path'.padEnd(34)} ${'req/s'.padStart(8)} ${'p50 ms'.padStart(9)} ${'p99 ms'.padStart(9)}\n`);
-    process.stdout.write(`${'direct (target app answers)'.padEnd(34)} ${direct.rps.toFixed(0).padStart(8)} ${direct.p50.toFixed(3).padStart(9)} ${direct.p99.toFixed(3).padStart(9)}\n`);
+    process.stdout.write(
+      `${'direct (target app answers)'.padEnd(34)} ${direct.rps.toFixed(0).padStart(8)} ${direct.p50.toFixed(3).padStart(9)} ${direct.p99.toFixed(3).padStart(9)}\n`,
+    );
     process.stdout.write(row('stolen (local server answers)', stolen) + '\n');
     process.stdout.write(row('mirrored (target app, copy local)', mirrored) + '\n');
   } finally {

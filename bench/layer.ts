@@ -55,7 +55,9 @@ export async function benchLayer(): Promise<Array<[string, number, number]>> {
     request: (method) =>
       method === 'dns.lookup'
         ? Promise.resolve({ addresses: [{ address: '127.0.0.1', family: 4 }] })
-        : method === 'fs.mounts' ? Promise.resolve({ mounts: [] }) : Promise.reject(new Error(`unexpected ${method}`)),
+        : method === 'fs.mounts'
+          ? Promise.resolve({ mounts: [] })
+          : Promise.reject(new Error(`unexpected ${method}`)),
   });
   const features = resolveFeatures(configSchema.parse({ feature: { network: { incoming: 'off', outgoing: { ignore_localhost: true } } } }));
   const intproxy = await Intproxy.start({ agent, features, log });
@@ -80,9 +82,7 @@ export async function benchLayer(): Promise<Array<[string, number, number]>> {
       [`open_close:${tmpFile}`]: 'open + close, $TMPDIR file',
       getaddrinfo_localhost: 'getaddrinfo("localhost") (intproxy)',
     };
-    return [...without[0]!.keys()].map((name) => [
-      labels[name] ?? name, median(without.map((m) => m.get(name)!)), median(under.map((m) => m.get(name)!)),
-    ]);
+    return [...without[0]!.keys()].map((name) => [labels[name] ?? name, median(without.map((m) => m.get(name)!)), median(under.map((m) => m.get(name)!))]);
   } finally {
     await intproxy.close();
     rmSync(dir, { recursive: true, force: true });
@@ -94,6 +94,8 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   console.log(`layer pass-through cost, ns per call (median of ${ROUNDS} runs, each the best of 7 batches)`);
   console.log(`${'operation'.padEnd(42)} ${'without'.padStart(10)} ${'with layer'.padStart(11)} ${'ratio'.padStart(7)} ${'added'.padStart(9)}`);
   for (const [name, a, b] of rows) {
-    console.log(`${name.padEnd(42)} ${a.toFixed(0).padStart(10)} ${b.toFixed(0).padStart(11)} ${(b / a).toFixed(2).padStart(7)} ${(b - a).toFixed(0).padStart(9)}`);
+    console.log(
+      `${name.padEnd(42)} ${a.toFixed(0).padStart(10)} ${b.toFixed(0).padStart(11)} ${(b / a).toFixed(2).padStart(7)} ${(b - a).toFixed(0).padStart(9)}`,
+    );
   }
 }

@@ -31,7 +31,12 @@ async function main(): Promise<void> {
   await ensureImage(docker(), agentImageRecipe(), { progress: createProgress(), log: createLogger('bench') });
   const network = await createNetwork('mirrord-bench');
   try {
-    const sink = await runContainer({ name: 'bench-sink', network: network.name, cmd: ['node', '--input-type=module', '-e', serverCode], waitFor: { tcpPort: 7000 } });
+    const sink = await runContainer({
+      name: 'bench-sink',
+      network: network.name,
+      cmd: ['node', '--input-type=module', '-e', serverCode],
+      waitFor: { tcpPort: 7000 },
+    });
     const target = await runContainer({ name: 'bench-target', network: network.name, cmd: ['sleep', '100000'] });
     const ip = await sink.ip(network.name);
     const viaMirrord = (args: string[]) => run(process.execPath, [cli, 'exec', '-t', `docker/${target.name}`, '--', process.execPath, client, ...args]);

@@ -25,11 +25,13 @@ export function createLogger(
   sink: (line: string) => void = (line) => process.stderr.write(line + '\n'),
 ): Logger {
   const max = LEVELS.indexOf(level);
-  const at = (l: LogLevel) => (msg: string, ...rest: unknown[]) => {
-    if (LEVELS.indexOf(l) > max) return;
-    const extra = rest.map((r) => (r instanceof Error ? r.message : typeof r === 'string' ? r : JSON.stringify(r)));
-    sink([`[${namespace}] ${l}:`, msg, ...extra].join(' '));
-  };
+  const at =
+    (l: LogLevel) =>
+    (msg: string, ...rest: unknown[]) => {
+      if (LEVELS.indexOf(l) > max) return;
+      const extra = rest.map((r) => (r instanceof Error ? r.message : typeof r === 'string' ? r : JSON.stringify(r)));
+      sink([`[${namespace}] ${l}:`, msg, ...extra].join(' '));
+    };
   return {
     error: at('error'),
     warn: at('warn'),

@@ -39,7 +39,13 @@ function buildProgram(setCode: (c: number) => void): Command {
     .exitOverride()
     // Usage errors follow the same one-line form as every other error.
     .configureOutput({
-      outputError: (str, write) => write(`mirrord: ${str.replace(/^error: /, '').trim().replace(/\.$/, '')}. Run \`mirrord --help\` or \`mirrord COMMAND --help\` for usage\n`),
+      outputError: (str, write) =>
+        write(
+          `mirrord: ${str
+            .replace(/^error: /, '')
+            .trim()
+            .replace(/\.$/, '')}. Run \`mirrord --help\` or \`mirrord COMMAND --help\` for usage\n`,
+        ),
     })
     .addHelpText(
       'after',
@@ -49,26 +55,33 @@ Exit status: the program's own (128 + signal if a signal killed it), or mirrord'
 Logs: MIRRORD_LOG=debug (CLI, intproxy, agent), MIRRORD_LAYER_LOG=debug (the layer), on stderr.`,
     );
 
-  sessionOptions(program
-    .command('exec')
-    .description('run a local program in the context of a target')
-    .usage('[options] -- CMD [ARGS...]')
-    .option('-t, --target <target>', 'docker/NAME_OR_ID, pod/NAME[/container/C], deployment/NAME, statefulset/, rollout/, job/, cronjob/, service/, or targetless'))
+  sessionOptions(
+    program
+      .command('exec')
+      .description('run a local program in the context of a target')
+      .usage('[options] -- CMD [ARGS...]')
+      .option(
+        '-t, --target <target>',
+        'docker/NAME_OR_ID, pod/NAME[/container/C], deployment/NAME, statefulset/, rollout/, job/, cronjob/, service/, or targetless',
+      ),
+  )
     .argument('<command...>', 'the program and its arguments')
     .passThroughOptions()
     .action(async (command: string[], flags: ExecFlags) => {
       setCode(await execCommand(command, flags, log));
     });
 
-  sessionOptions(program
-    .command('container')
-    .description('run a local container (docker run ...) in the context of a target, through a sidecar')
-    .usage('[options] -- docker run [DOCKER RUN OPTIONS] IMAGE [COMMAND...]')
-    .option('-t, --target <target>', 'docker/NAME_OR_ID, or a Kubernetes target (pod/NAME, deployment/NAME, ...)'))
+  sessionOptions(
+    program
+      .command('container')
+      .description('run a local container (docker run ...) in the context of a target, through a sidecar')
+      .usage('[options] -- docker run [DOCKER RUN OPTIONS] IMAGE [COMMAND...]')
+      .option('-t, --target <target>', 'docker/NAME_OR_ID, or a Kubernetes target (pod/NAME, deployment/NAME, ...)'),
+  )
     .argument('<docker-run...>', 'docker run (or podman run) and its arguments')
     .addHelpText(
       'after',
-      '\nThe target\'s volumes and bind mounts are copied into the container before it starts (config: container.mounts.sync,\n' +
+      "\nThe target's volumes and bind mounts are copied into the container before it starts (config: container.mounts.sync,\n" +
         'container.mounts.max_size). container.capture = namespace also sends every TCP connection and DNS query of the\n' +
         'container through the target, for statically linked programs. Example:\n' +
         '  mirrord container -t docker/web -- docker run --rm -it myimage redis-cli -h cache ping',
@@ -81,7 +94,7 @@ Logs: MIRRORD_LOG=debug (CLI, intproxy, agent), MIRRORD_LAYER_LOG=debug (the lay
   program
     .command('ls')
     .description('list targets: Kubernetes pods and workloads of a namespace, and running Docker containers')
-    .option('-n, --namespace <ns>', 'namespace to list (default: the config\'s target namespace, then the context\'s)')
+    .option('-n, --namespace <ns>', "namespace to list (default: the config's target namespace, then the context's)")
     .option('--context <name>', 'kubeconfig context')
     .option('--kubeconfig <file>', 'kubeconfig file')
     .option('-f, --config-file <file>', 'config file')

@@ -51,7 +51,7 @@ export function checkProgram(path: string, pathVar = process.env.PATH ?? ''): Pr
   if (head.subarray(0, 2).toString() === '#!') {
     const [interp, arg] = head.toString('utf8').slice(2).split('\n')[0]!.trim().split(/\s+/);
     if (interp) {
-      resolved = interp.endsWith('/env') && arg ? safeFind(arg, pathVar) ?? interp : interp;
+      resolved = interp.endsWith('/env') && arg ? (safeFind(arg, pathVar) ?? interp) : interp;
     }
   }
   let st;

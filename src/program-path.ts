@@ -4,7 +4,12 @@ import { ExitCode, MirrordError } from '../common/errors.js';
 
 /** The program as the local PATH finds it, so a typo fails before any agent starts. */
 export function findProgram(cmd: string, pathVar = process.env.PATH ?? ''): string {
-  const candidates = cmd.includes('/') ? [path.resolve(cmd)] : pathVar.split(':').filter(Boolean).map((d) => path.join(d, cmd));
+  const candidates = cmd.includes('/')
+    ? [path.resolve(cmd)]
+    : pathVar
+        .split(':')
+        .filter(Boolean)
+        .map((d) => path.join(d, cmd));
   for (const c of candidates) {
     try {
       accessSync(c, constants.X_OK);
@@ -13,5 +18,9 @@ export function findProgram(cmd: string, pathVar = process.env.PATH ?? ''): stri
       // try the next PATH entry
     }
   }
-  throw new MirrordError(`command not found: ${cmd}`, ExitCode.Program, cmd.includes('/') ? 'Check the path and its execute bit' : 'Check the name and your PATH');
+  throw new MirrordError(
+    `command not found: ${cmd}`,
+    ExitCode.Program,
+    cmd.includes('/') ? 'Check the path and its execute bit' : 'Check the name and your PATH',
+  );
 }

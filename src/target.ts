@@ -13,8 +13,7 @@ export type TargetSpec =
 
 const KUBE_KINDS = ['pod', 'deployment', 'statefulset', 'rollout', 'job', 'cronjob', 'service'] as const;
 
-const USAGE =
-  'Use docker/NAME_OR_ID, pod/NAME[/container/C], deployment/NAME[/container/C], statefulset/, rollout/, job/, cronjob/, service/ or targetless';
+const USAGE = 'Use docker/NAME_OR_ID, pod/NAME[/container/C], deployment/NAME[/container/C], statefulset/, rollout/, job/, cronjob/, service/ or targetless';
 
 export function parseTarget(text: string, namespace?: string): TargetSpec {
   const t = text.trim();

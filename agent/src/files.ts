@@ -22,11 +22,22 @@ const fail = (code: string, message: string) => Object.assign(new Error(message)
 export function toApStat(s: BigIntStats): FileStat {
   const n = (v: bigint) => Number(v);
   return {
-    dev: n(s.dev), ino: n(s.ino), mode: n(s.mode), nlink: n(s.nlink), uid: n(s.uid), gid: n(s.gid), rdev: n(s.rdev),
-    size: n(s.size), blksize: n(s.blksize), blocks: n(s.blocks),
-    atimeSec: n(s.atimeNs / 1_000_000_000n), atimeNsec: n(s.atimeNs % 1_000_000_000n),
-    mtimeSec: n(s.mtimeNs / 1_000_000_000n), mtimeNsec: n(s.mtimeNs % 1_000_000_000n),
-    ctimeSec: n(s.ctimeNs / 1_000_000_000n), ctimeNsec: n(s.ctimeNs % 1_000_000_000n),
+    dev: n(s.dev),
+    ino: n(s.ino),
+    mode: n(s.mode),
+    nlink: n(s.nlink),
+    uid: n(s.uid),
+    gid: n(s.gid),
+    rdev: n(s.rdev),
+    size: n(s.size),
+    blksize: n(s.blksize),
+    blocks: n(s.blocks),
+    atimeSec: n(s.atimeNs / 1_000_000_000n),
+    atimeNsec: n(s.atimeNs % 1_000_000_000n),
+    mtimeSec: n(s.mtimeNs / 1_000_000_000n),
+    mtimeNsec: n(s.mtimeNs % 1_000_000_000n),
+    ctimeSec: n(s.ctimeNs / 1_000_000_000n),
+    ctimeNsec: n(s.ctimeNs % 1_000_000_000n),
   };
 }
 
@@ -82,7 +93,7 @@ export class FileService {
     const wantsDir = (p.flags & constants.O_DIRECTORY) !== 0;
     // The resolved path has no symlink left but (maybe) the last component: O_NOFOLLOW makes the
     // kernel refuse it (ELOOP) rather than follow it outside the root.
-    const flags = (p.flags & ~(constants.O_DIRECTORY | 0x400000 /* O_PATH */)) | constants.O_NOFOLLOW; // libuv adds O_CLOEXEC
+    const flags = (p.flags & ~((constants.O_DIRECTORY | 0x400000) /* O_PATH */)) | constants.O_NOFOLLOW; // libuv adds O_CLOEXEC
     const st0 = r.missing ? undefined : await lstat(r.host, { bigint: true });
     if (st0?.isDirectory() || wantsDir) {
       if (!st0?.isDirectory()) throw fail(st0 ? 'ENOTDIR' : 'ENOENT', `${p.path}: not a directory`);
@@ -164,8 +175,21 @@ export class FileService {
     while (entries.length < p.max) {
       const e = await f.dir.read();
       if (!e) break;
-      const type = e.isFile() ? DT.reg : e.isDirectory() ? DT.dir : e.isSymbolicLink() ? DT.lnk : e.isFIFO() ? DT.fifo
-        : e.isSocket() ? DT.sock : e.isCharacterDevice() ? DT.chr : e.isBlockDevice() ? DT.blk : DT.unknown;
+      const type = e.isFile()
+        ? DT.reg
+        : e.isDirectory()
+          ? DT.dir
+          : e.isSymbolicLink()
+            ? DT.lnk
+            : e.isFIFO()
+              ? DT.fifo
+              : e.isSocket()
+                ? DT.sock
+                : e.isCharacterDevice()
+                  ? DT.chr
+                  : e.isBlockDevice()
+                    ? DT.blk
+                    : DT.unknown;
       // Node's Dirent has no inode number: a stable non-zero stand-in (readdir callers rarely use it).
       entries.push({ name: e.name, type, ino: 0 });
     }
@@ -221,8 +245,6 @@ export class FileService {
     await Promise.all(all.map((f) => Promise.resolve(f.file ? f.file.close() : f.dir?.close()).catch(() => undefined)));
   }
 }
-
-
 
 type FileHandlers = { [M in keyof ApFileMethods]: (p: P<M>) => Promise<{ result: R<M> }> };
 

@@ -5,15 +5,7 @@
  */
 import type { Duplex } from 'node:stream';
 import { randomBytes } from 'node:crypto';
-import {
-  ApFrameReader,
-  ApKind,
-  apKindName,
-  decodePing,
-  encodePing,
-  encodePong,
-  type ApFrame,
-} from '../protocol/agent/index.js';
+import { ApFrameReader, ApKind, apKindName, decodePing, encodePing, encodePong, type ApFrame } from '../protocol/agent/index.js';
 import type { Logger } from '../log.js';
 import { AgentLinkError } from './errors.js';
 

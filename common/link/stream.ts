@@ -7,15 +7,7 @@
  * stops the sender instead of making anyone buffer the whole transfer.
  */
 import { Duplex } from 'node:stream';
-import {
-  AP_INITIAL_WINDOW,
-  AP_MAX_DATA_CHUNK,
-  encodeClose,
-  encodeCredit,
-  encodeData,
-  encodeEof,
-  type ApErrorBody,
-} from '../protocol/agent/index.js';
+import { AP_INITIAL_WINDOW, AP_MAX_DATA_CHUNK, encodeClose, encodeCredit, encodeData, encodeEof, type ApErrorBody } from '../protocol/agent/index.js';
 import { AgentLinkError } from './errors.js';
 
 /** Where a stream's outgoing frames go: the link (returns false once the link is gone). */

@@ -7,9 +7,21 @@ import * as z from 'zod/mini';
 
 const n = z.number();
 export const fileStatSchema = z.object({
-  dev: n, ino: n, mode: n, nlink: n, uid: n, gid: n, rdev: n,
-  size: n, blksize: n, blocks: n,
-  atimeSec: n, atimeNsec: n, mtimeSec: n, mtimeNsec: n, ctimeSec: n, ctimeNsec: n,
+  dev: n,
+  ino: n,
+  mode: n,
+  nlink: n,
+  uid: n,
+  gid: n,
+  rdev: n,
+  size: n,
+  blksize: n,
+  blocks: n,
+  atimeSec: n,
+  atimeNsec: n,
+  mtimeSec: n,
+  mtimeNsec: n,
+  ctimeSec: n,
+  ctimeNsec: n,
 });
 export type FileStat = z.infer<typeof fileStatSchema>;
-

@@ -59,7 +59,9 @@ export async function answer(agent: DnsAgent, query: Buffer, log: Logger): Promi
   log.debug(`dns ${question.name} ${question.type}: ${addresses.map((a) => a.address).join(', ')}`);
   return reply(
     RCODE.NOERROR,
-    addresses.filter((a) => a.family === family).map((a) => ({ type: question.type, class: 'IN', name: question.name, ttl: TTL, data: a.address }) as dnsPacket.Answer),
+    addresses
+      .filter((a) => a.family === family)
+      .map((a) => ({ type: question.type, class: 'IN', name: question.name, ttl: TTL, data: a.address }) as dnsPacket.Answer),
   );
 }
 

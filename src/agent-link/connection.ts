@@ -111,10 +111,12 @@ export class AgentConnection implements AgentPort {
       const ms = opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
       this.link.destroy(new AgentLinkError('EHANDSHAKE', `the agent did not answer the handshake within ${ms} ms`));
     }, opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS);
-    const settle = <T>(fn: (v: T) => void) => (v: T) => {
-      clearTimeout(timer);
-      fn(v);
-    };
+    const settle =
+      <T>(fn: (v: T) => void) =>
+      (v: T) => {
+        clearTimeout(timer);
+        fn(v);
+      };
     this.phase = { name: 'handshake', resolve: settle(handshake.resolve), reject: settle(handshake.reject) };
     this.link.send(encodeHello({ version: AP_VERSION, token: opts.token, client: opts.client ?? AP_CLIENT }));
   }
@@ -136,11 +138,7 @@ export class AgentConnection implements AgentPort {
     }
   }
 
-  request<M extends keyof ApMethods>(
-    method: M,
-    params: ApMethods[M]['params'],
-    opts?: { timeoutMs?: number },
-  ): Promise<ApMethods[M]['result']> {
+  request<M extends keyof ApMethods>(method: M, params: ApMethods[M]['params'], opts?: { timeoutMs?: number }): Promise<ApMethods[M]['result']> {
     const site = new Error();
     if (this.phase.name !== 'open') {
       const why = this.phase.name === 'closed' ? (this.phase.err?.message ?? 'the agent link is closed') : 'handshake not done';
@@ -175,7 +173,11 @@ export class AgentConnection implements AgentPort {
     const id = this.nextStreamId;
     this.nextStreamId = (this.nextStreamId + 2) >>> 0 || 1;
     // Registered before asking: DATA may follow the RESPONSE at once.
-    const stream = new ApStream(id, (f) => this.link.send(f), (s) => this.forgetStream(s));
+    const stream = new ApStream(
+      id,
+      (f) => this.link.send(f),
+      (s) => this.forgetStream(s),
+    );
     // An error nobody listens for must not take the intproxy down; it stays readable on .errored.
     stream.on('error', () => undefined);
     stream.datagram = protocol === 'udp';
@@ -247,7 +249,11 @@ export class AgentConnection implements AgentPort {
           this.link.send(encodeClose(f.channel, { code: 'ECONNREFUSED', message: 'no listener for incoming connections' }));
           return;
         }
-        const stream = new ApStream(f.channel, (fr) => this.link.send(fr), (st) => this.forgetStream(st));
+        const stream = new ApStream(
+          f.channel,
+          (fr) => this.link.send(fr),
+          (st) => this.forgetStream(st),
+        );
         stream.on('error', () => undefined);
         this.streams.set(f.channel, stream);
         this.incomingHandler(info, stream);
@@ -280,9 +286,7 @@ export class AgentConnection implements AgentPort {
     this.phase = { name: 'closed', err };
     this.opts.log?.debug(`agent link closed${err ? `: ${err.message}` : ''}`);
     if (phase.name === 'handshake') {
-      phase.reject(
-        err?.code === 'EHANDSHAKE' ? err : new AgentLinkError('EHANDSHAKE', `link closed during the handshake${err ? `: ${err.message}` : ''}`),
-      );
+      phase.reject(err?.code === 'EHANDSHAKE' ? err : new AgentLinkError('EHANDSHAKE', `link closed during the handshake${err ? `: ${err.message}` : ''}`));
     }
     const why = err?.message ?? 'the agent link was closed';
     for (const [id, p] of this.pending) {

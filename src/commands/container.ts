@@ -52,7 +52,9 @@ export async function containerCommand(argv: string[], flags: ExecFlags, log: Lo
     progress.fail();
     const status = (err as { statusCode?: number }).statusCode;
     if (status === 404 && !(err instanceof MirrordError)) {
-      throw new MirrordError(`image ${run.image} is not on the Docker engine`, ExitCode.Program, `Build or pull it first (docker pull ${run.image})`, { cause: err });
+      throw new MirrordError(`image ${run.image} is not on the Docker engine`, ExitCode.Program, `Build or pull it first (docker pull ${run.image})`, {
+        cause: err,
+      });
     }
     throw err;
   } finally {

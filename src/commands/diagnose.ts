@@ -32,11 +32,22 @@ export async function diagnoseLatencyCommand(
     }
     ms.sort((a, b) => a - b);
     const at = (q: number) => ms[Math.min(ms.length - 1, Math.floor(q * ms.length))]!;
-    const result = { target: session.targetDisplay, sessionStartMs: startMs, roundTrips: n, minMs: ms[0]!, p50Ms: at(0.5), p90Ms: at(0.9), p99Ms: at(0.99), maxMs: ms[ms.length - 1]! };
+    const result = {
+      target: session.targetDisplay,
+      sessionStartMs: startMs,
+      roundTrips: n,
+      minMs: ms[0]!,
+      p50Ms: at(0.5),
+      p90Ms: at(0.9),
+      p99Ms: at(0.99),
+      maxMs: ms[ms.length - 1]!,
+    };
     if (flags.output === 'json') out(JSON.stringify(result));
     else {
       out(`agent on ${result.target}: session start ${startMs} ms`);
-      out(`${n} round trips: min ${result.minMs.toFixed(3)} ms, p50 ${result.p50Ms.toFixed(3)} ms, p90 ${result.p90Ms.toFixed(3)} ms, p99 ${result.p99Ms.toFixed(3)} ms, max ${result.maxMs.toFixed(3)} ms`);
+      out(
+        `${n} round trips: min ${result.minMs.toFixed(3)} ms, p50 ${result.p50Ms.toFixed(3)} ms, p90 ${result.p90Ms.toFixed(3)} ms, p99 ${result.p99Ms.toFixed(3)} ms, max ${result.maxMs.toFixed(3)} ms`,
+      );
     }
     return 0;
   } finally {

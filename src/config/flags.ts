@@ -35,4 +35,3 @@ export function flagOverrides(f: ExecFlags): ConfigOverrides {
   if (f.envFile) o.push({ path: ['feature', 'env', 'env_file'], value: path.resolve(f.envFile) });
   return o;
 }
-

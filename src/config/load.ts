@@ -53,12 +53,7 @@ export class ConfigError extends MirrordError {
 /** Flag values that override the file; applied before validation so they are checked the same way. */
 export type ConfigOverrides = Array<{ path: string[]; value: unknown }>;
 
-export async function loadConfig(opts: {
-  file?: string;
-  cwd?: string;
-  env?: NodeJS.ProcessEnv;
-  overrides?: ConfigOverrides;
-}): Promise<LoadedConfig> {
+export async function loadConfig(opts: { file?: string; cwd?: string; env?: NodeJS.ProcessEnv; overrides?: ConfigOverrides }): Promise<LoadedConfig> {
   const env = opts.env ?? process.env;
   const cwd = opts.cwd ?? process.cwd();
   const explorer = cosmiconfig('mirrord', {

@@ -44,9 +44,19 @@ const SECTIONS: { prefix: string; title: string; see?: string; note?: string }[]
   { prefix: 'feature.network.outgoing', title: 'Outgoing traffic', see: 'outgoing.md' },
   { prefix: 'feature.network.dns', title: 'DNS', see: 'dns.md' },
   { prefix: 'feature.network.incoming', title: 'Incoming traffic', see: 'incoming.md' },
-  { prefix: 'feature.fs', title: 'Remote files', see: 'files.md', note: 'The order in which the mode and the four lists decide for a path: [files.md](files.md#which-paths-are-remote).' },
+  {
+    prefix: 'feature.fs',
+    title: 'Remote files',
+    see: 'files.md',
+    note: 'The order in which the mode and the four lists decide for a path: [files.md](files.md#which-paths-are-remote).',
+  },
   { prefix: 'feature.env', title: 'Environment', see: 'env.md' },
-  { prefix: 'container', title: 'Container mode', see: 'container.md', note: 'Used by `mirrord container` only: [container.md](container.md#mounted-files) (mounted files) and [container.md](container.md#namespace-level-capture) (capture).' },
+  {
+    prefix: 'container',
+    title: 'Container mode',
+    see: 'container.md',
+    note: 'Used by `mirrord container` only: [container.md](container.md#mounted-files) (mounted files) and [container.md](container.md#namespace-level-capture) (capture).',
+  },
   { prefix: 'skip_processes', title: 'Processes', see: 'exec.md#child-processes' },
 ];
 
@@ -103,7 +113,9 @@ function objectsOf(s: Json): Json[] {
 
 function walk(input: Json, output: Json | undefined, prefix: string, out: KeyDoc[]): void {
   for (const obj of objectsOf(input)) {
-    const outObj = output ? (objectsOf(output).find((o) => o.properties && Object.keys(o.properties).join() === Object.keys(obj.properties!).join()) ?? output) : undefined;
+    const outObj = output
+      ? (objectsOf(output).find((o) => o.properties && Object.keys(o.properties).join() === Object.keys(obj.properties!).join()) ?? output)
+      : undefined;
     for (const [key, child] of Object.entries(obj.properties!)) {
       const keyPath = prefix ? `${prefix}.${key}` : key;
       const outChild = outObj?.properties?.[key];

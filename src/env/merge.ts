@@ -34,7 +34,15 @@ export interface EnvSettings {
 /** `*` and `?` wildcards, whole-name, case-sensitive like environment names. */
 export function wildcardMatcher(patterns: string[]): (name: string) => boolean {
   const res = patterns.map(
-    (p) => new RegExp('^' + p.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.') + '$'),
+    (p) =>
+      new RegExp(
+        '^' +
+          p
+            .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+            .replace(/\*/g, '.*')
+            .replace(/\?/g, '.') +
+          '$',
+      ),
   );
   return (name) => res.some((r) => r.test(name));
 }

@@ -48,8 +48,22 @@ export type FsAccess = 'read' | 'write';
 
 export const REMOTE_DEFAULT_FILES = ['/etc/resolv.conf', '/etc/hosts', '/etc/hostname'];
 export const LOCAL_DEFAULT_DIRS = [
-  '/proc', '/sys', '/dev', '/usr', '/lib', '/lib32', '/lib64', '/libx32', '/bin', '/sbin', '/etc', '/tmp',
-  '/var/tmp', '/run', '/nix', '/snap',
+  '/proc',
+  '/sys',
+  '/dev',
+  '/usr',
+  '/lib',
+  '/lib32',
+  '/lib64',
+  '/libx32',
+  '/bin',
+  '/sbin',
+  '/etc',
+  '/tmp',
+  '/var/tmp',
+  '/run',
+  '/nix',
+  '/snap',
 ];
 const LOCAL_DEFAULT_PATTERNS = [/\/node_modules(\/|$)/, /\/site-packages(\/|$)/, /\/__pycache__(\/|$)/, /\.so(\.\d+)*$/];
 
@@ -151,7 +165,11 @@ export class FsRules {
     }
     if (this.mode === 'localwithoverrides') return { kind: 'local', why: 'mode localwithoverrides' };
     const byMode = (why: string): FsDecision =>
-      this.mode === 'write' ? { kind: 'remote-rw', why } : access === 'write' ? { kind: 'local', why: `${why}, written locally in read mode` } : { kind: 'remote-ro', why };
+      this.mode === 'write'
+        ? { kind: 'remote-rw', why }
+        : access === 'write'
+          ? { kind: 'local', why: `${why}, written locally in read mode` }
+          : { kind: 'remote-ro', why };
     if (this.remoteExact.includes(path)) return byMode('remote default');
     if (this.remoteDirs.some((m) => under(path, m))) return byMode('mount point of the target');
     if (this.localDirs.some((d) => under(path, d))) return { kind: 'local', why: 'local default' };
@@ -169,7 +187,7 @@ export class FsRules {
     if (this.mode === 'local') return { off: true, local: [], ask: [] };
     const ask = [...this.remoteExact, ...this.remoteDirs];
     let anywhere = false;
-    for (const src of [...this.settings.not_found ?? [], ...this.settings.read_write ?? [], ...this.settings.read_only ?? []]) {
+    for (const src of [...(this.settings.not_found ?? []), ...(this.settings.read_write ?? []), ...(this.settings.read_only ?? [])]) {
       const prefix = anchoredPrefix(src);
       if (prefix === undefined || prefix === '') anywhere = true;
       else ask.push(prefix);

@@ -107,7 +107,10 @@ async function ensureImageUncached(docker: Docker, recipe: ImageRecipe, tag: str
     });
     await followProgress(docker, stream, (ev) => {
       if (typeof ev.stream === 'string') {
-        for (const line of ev.stream.split('\n').map((l) => l.trimEnd()).filter(Boolean)) {
+        for (const line of ev.stream
+          .split('\n')
+          .map((l) => l.trimEnd())
+          .filter(Boolean)) {
           log.debug(`build ${recipe.repository}: ${line}`);
           // The builder's own chatter says nothing about why a step failed; the command's output does.
           if (!BUILDER_CHATTER.test(line)) lastLine = line;
@@ -123,11 +126,7 @@ async function ensureImageUncached(docker: Docker, recipe: ImageRecipe, tag: str
   if (failure !== undefined || !(await imageExists(docker, tag))) {
     const parts = [failure ?? 'no image was produced'];
     if (lastLine && lastLine !== failure) parts.push(`last output: ${lastLine}`);
-    throw new MirrordError(
-      `building image ${tag} failed: ${parts.join('; ')}`,
-      ExitCode.Platform,
-      'Run with MIRRORD_LOG=debug to see the full build output.',
-    );
+    throw new MirrordError(`building image ${tag} failed: ${parts.join('; ')}`, ExitCode.Platform, 'Run with MIRRORD_LOG=debug to see the full build output.');
   }
   log.debug(`built ${tag} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   return tag;
@@ -248,24 +247,28 @@ async function debootstrapBase(docker: Docker, opts: ImageOptions, log: Logger):
     return undefined;
   }
   const lockPath = path.join(os.tmpdir(), 'mirrord-base-image.lock');
-  return withFileLock(lockPath, () => opts.progress.update('waiting for another mirrord to build the base image'), async () => {
-    // The process we waited for may have built it already.
-    if (await imageExists(docker, MIRRORD_BASE)) return MIRRORD_BASE;
-    opts.progress.update('building base image with debootstrap (about a minute)');
-    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mirrord-debootstrap-'));
-    const started = Date.now();
-    try {
-      await runLogged('debootstrap', ['--variant=minbase', 'bookworm', dir], log);
-      await importDir(docker, dir, log);
-    } finally {
-      await removeRootfs(dir, log);
-    }
-    if (!(await imageExists(docker, MIRRORD_BASE))) {
-      throw new MirrordError(`importing ${MIRRORD_BASE} produced no image`, ExitCode.Platform);
-    }
-    log.debug(`built ${MIRRORD_BASE} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-    return MIRRORD_BASE;
-  });
+  return withFileLock(
+    lockPath,
+    () => opts.progress.update('waiting for another mirrord to build the base image'),
+    async () => {
+      // The process we waited for may have built it already.
+      if (await imageExists(docker, MIRRORD_BASE)) return MIRRORD_BASE;
+      opts.progress.update('building base image with debootstrap (about a minute)');
+      const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mirrord-debootstrap-'));
+      const started = Date.now();
+      try {
+        await runLogged('debootstrap', ['--variant=minbase', 'bookworm', dir], log);
+        await importDir(docker, dir, log);
+      } finally {
+        await removeRootfs(dir, log);
+      }
+      if (!(await imageExists(docker, MIRRORD_BASE))) {
+        throw new MirrordError(`importing ${MIRRORD_BASE} produced no image`, ExitCode.Platform);
+      }
+      log.debug(`built ${MIRRORD_BASE} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      return MIRRORD_BASE;
+    },
+  );
 }
 
 /** Why debootstrap cannot be used here, or undefined when it can. */
@@ -299,7 +302,10 @@ function runLogged(cmd: string, args: string[], log: Logger): Promise<void> {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
     let last = '';
     const onData = (b: Buffer) => {
-      for (const line of b.toString().split('\n').filter((l) => l.trim())) {
+      for (const line of b
+        .toString()
+        .split('\n')
+        .filter((l) => l.trim())) {
         last = line;
         log.debug(`${cmd}: ${line}`);
       }
@@ -309,10 +315,7 @@ function runLogged(cmd: string, args: string[], log: Logger): Promise<void> {
     child.on('error', (err) => reject(platformError(`cannot run ${cmd}`, err)));
     child.on('close', (code, signal) => {
       if (code === 0) resolve();
-      else
-        reject(
-          new MirrordError(`${cmd} failed (${signal ?? `exit ${code}`}): ${last}`, ExitCode.Platform, 'Run with MIRRORD_LOG=debug to see its output.'),
-        );
+      else reject(new MirrordError(`${cmd} failed (${signal ?? `exit ${code}`}): ${last}`, ExitCode.Platform, 'Run with MIRRORD_LOG=debug to see its output.'));
     });
   });
 }

@@ -24,7 +24,9 @@ export function agentImageRecipe(root: string = packageRoot()): ImageRecipe {
   const imageDir = path.join(root, 'agent/image');
   let names: string[];
   try {
-    names = readdirSync(imageDir, { withFileTypes: true }).filter((e) => e.isFile()).map((e) => e.name);
+    names = readdirSync(imageDir, { withFileTypes: true })
+      .filter((e) => e.isFile())
+      .map((e) => e.name);
   } catch {
     names = ['Dockerfile'];
   }
@@ -46,7 +48,9 @@ export function sidecarImageRecipe(root: string = packageRoot()): ImageRecipe {
     try {
       return readFileSync(file);
     } catch (err) {
-      throw new MirrordError(`the sidecar image needs ${file}, which cannot be read`, ExitCode.Internal, 'Run `npm run build` in the mirrord checkout', { cause: err });
+      throw new MirrordError(`the sidecar image needs ${file}, which cannot be read`, ExitCode.Internal, 'Run `npm run build` in the mirrord checkout', {
+        cause: err,
+      });
     }
   };
   return {

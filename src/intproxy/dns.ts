@@ -95,9 +95,7 @@ export class DnsResolver {
     this.stats.lookups++;
     try {
       const res = await this.agent.request('dns.lookup', { name: req.node, family });
-      const addresses = res.addresses
-        .filter((a) => a.family === 4 || a.family === 6)
-        .map((a) => ({ family: a.family, address: a.address }));
+      const addresses = res.addresses.filter((a) => a.family === 4 || a.family === 6).map((a) => ({ family: a.family, address: a.address }));
       for (const a of addresses) this.names.add(a.address, req.node);
       if (addresses.length === 0) return { status: EAI.NODATA, ...none };
       this.log.debug(`resolved ${req.node} in the target: ${addresses.map((a) => a.address).join(', ')}`);

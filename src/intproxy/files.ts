@@ -8,7 +8,7 @@
  * parent); the agent file is closed when the last reference goes (close, or a connection ending).
  */
 import os from 'node:os';
-import { FS_MAX_IO, FS_ZERO_STAT, type FsRequest, type FsResponse} from '../../common/protocol/layer/index.js';
+import { FS_MAX_IO, FS_ZERO_STAT, type FsRequest, type FsResponse } from '../../common/protocol/layer/index.js';
 import type { Logger } from '../../common/log.js';
 import { FsRules, type FsAccess, type FsDecision, type FsSettings } from '../fs/rules.js';
 import type { RequestAgentPort } from './agent-port.js';
@@ -275,12 +275,19 @@ export class FileProxy {
 function errorResponse(q: FsRequest, status: number): FsResponse {
   const id = q.id;
   switch (q.kind) {
-    case 'open': return { id, kind: q.kind, status, handle: 0, stat: FS_ZERO_STAT };
-    case 'read': return { id, kind: q.kind, status, data: Buffer.alloc(0) };
-    case 'write': return { id, kind: q.kind, status, written: 0, offset: 0 };
-    case 'stat': return { id, kind: q.kind, status, stat: FS_ZERO_STAT };
-    case 'readlink': return { id, kind: q.kind, status, target: '' };
-    case 'getdents': return { id, kind: q.kind, status, entries: [] };
-    default: return { id, kind: q.kind, status };
+    case 'open':
+      return { id, kind: q.kind, status, handle: 0, stat: FS_ZERO_STAT };
+    case 'read':
+      return { id, kind: q.kind, status, data: Buffer.alloc(0) };
+    case 'write':
+      return { id, kind: q.kind, status, written: 0, offset: 0 };
+    case 'stat':
+      return { id, kind: q.kind, status, stat: FS_ZERO_STAT };
+    case 'readlink':
+      return { id, kind: q.kind, status, target: '' };
+    case 'getdents':
+      return { id, kind: q.kind, status, entries: [] };
+    default:
+      return { id, kind: q.kind, status };
   }
 }

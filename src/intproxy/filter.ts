@@ -100,8 +100,16 @@ export class TrafficFilter {
   ) {}
 
   static compile(filter: { remote?: string[]; local?: string[] } | undefined, where: string): TrafficFilter {
-    if (filter?.remote) return new TrafficFilter('remote', filter.remote.map((t, i) => parseFilterEntry(t, `${where}.remote[${i}]`)));
-    if (filter?.local) return new TrafficFilter('local', filter.local.map((t, i) => parseFilterEntry(t, `${where}.local[${i}]`)));
+    if (filter?.remote)
+      return new TrafficFilter(
+        'remote',
+        filter.remote.map((t, i) => parseFilterEntry(t, `${where}.remote[${i}]`)),
+      );
+    if (filter?.local)
+      return new TrafficFilter(
+        'local',
+        filter.local.map((t, i) => parseFilterEntry(t, `${where}.local[${i}]`)),
+      );
     return new TrafficFilter('none', []);
   }
 

@@ -6,15 +6,7 @@
  */
 import net from 'node:net';
 import type { Logger } from '../../common/log.js';
-import {
-  LpFrameReader,
-  LpProtocolError,
-  LpStatus,
-  decodeRequest,
-  encodeResponse,
-  type LpRequest,
-  type LpResponse,
-} from '../../common/protocol/layer/index.js';
+import { LpFrameReader, LpProtocolError, LpStatus, decodeRequest, encodeResponse, type LpRequest, type LpResponse } from '../../common/protocol/layer/index.js';
 import type { DnsResolver } from './dns.js';
 import type { FileProxy } from './files.js';
 import type { IncomingManager } from './incoming.js';
@@ -120,8 +112,17 @@ export class LayerServer {
   private async handle(req: LpRequest, conn: number): Promise<LpResponse> {
     const { files, outgoing, dns, incoming } = this.handlers;
     switch (req.kind) {
-      case 'open': case 'read': case 'write': case 'close': case 'stat': case 'access': case 'readlink':
-      case 'getdents': case 'mkdir': case 'unlink': case 'rename':
+      case 'open':
+      case 'read':
+      case 'write':
+      case 'close':
+      case 'stat':
+      case 'access':
+      case 'readlink':
+      case 'getdents':
+      case 'mkdir':
+      case 'unlink':
+      case 'rename':
         return files.handle(conn, req);
       case 'hello':
         return { id: req.id, kind: 'hello', status: 0 };

@@ -83,7 +83,9 @@ function runProgram(program: string, argv0: string, args: string[], env: Record<
     const done = () => signals.forEach((s) => process.off(s, forward));
     child.once('error', (err) => {
       done();
-      reject(new MirrordError(`cannot start ${argv0}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, ExitCode.Program, 'Check the command', { cause: err }));
+      reject(
+        new MirrordError(`cannot start ${argv0}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, ExitCode.Program, 'Check the command', { cause: err }),
+      );
     });
     child.once('exit', (code, signal) => {
       done();

@@ -149,7 +149,13 @@ function waitReady(stderr: Readable, timeoutMs: number, log: Logger): Promise<Si
     const timer = setTimeout(() => fail('did not get ready in time'), timeoutMs);
     const fail = (why: string) => {
       clearTimeout(timer);
-      reject(new MirrordError(`the mirrord sidecar ${why}${tail.length ? ` (it said: ${tail.slice(-3).join(' | ')})` : ''}`, ExitCode.Agent, 'Run with MIRRORD_LOG=debug'));
+      reject(
+        new MirrordError(
+          `the mirrord sidecar ${why}${tail.length ? ` (it said: ${tail.slice(-3).join(' | ')})` : ''}`,
+          ExitCode.Agent,
+          'Run with MIRRORD_LOG=debug',
+        ),
+      );
     };
     stderr.setEncoding('utf8');
     stderr.on('data', (d: string) => {

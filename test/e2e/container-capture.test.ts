@@ -35,7 +35,13 @@ describe('mirrord container with container.capture = namespace', { timeout: 600_
     cfgDir = mkdtempSync(path.join(os.tmpdir(), 'mirrord-capture-cfg-'));
     network = await createNetwork('mirrord-capture');
     const server = `require('http').createServer((q, s) => s.end('from ' + q.socket.remoteAddress.replace('::ffff:', ''))).listen(8080)`;
-    neighbour = await runContainer({ name: 'capture-nb', network: network.name, aliases: [NEIGHBOUR], cmd: ['node', '-e', server], waitFor: { tcpPort: 8080 } });
+    neighbour = await runContainer({
+      name: 'capture-nb',
+      network: network.name,
+      aliases: [NEIGHBOUR],
+      cmd: ['node', '-e', server],
+      waitFor: { tcpPort: 8080 },
+    });
     target = await runContainer({ name: 'capture-target', network: network.name, cmd: ['sleep', '100000'] });
     targetIp = await target.ip(network.name);
   });
@@ -46,10 +52,25 @@ describe('mirrord container with container.capture = namespace', { timeout: 600_
     if (cfgDir) rmSync(cfgDir, { recursive: true, force: true });
   });
 
-  it('a static busybox wget reaches a neighbour by a name only the target resolves, from the target\'s address', async () => {
+  it("a static busybox wget reaches a neighbour by a name only the target resolves, from the target's address", async () => {
     let pid = 0;
     const r = await runCli(
-      ['container', ...withConfig({ container: { capture: 'namespace' } }), '-t', `docker/${target.name}`, '--', 'docker', 'run', '--rm', staticImage, 'wget', '-q', '-O', '-', `http://${NEIGHBOUR}:8080/`],
+      [
+        'container',
+        ...withConfig({ container: { capture: 'namespace' } }),
+        '-t',
+        `docker/${target.name}`,
+        '--',
+        'docker',
+        'run',
+        '--rm',
+        staticImage,
+        'wget',
+        '-q',
+        '-O',
+        '-',
+        `http://${NEIGHBOUR}:8080/`,
+      ],
       { timeoutMs: 120_000, onSpawn: (c) => (pid = c.pid!) },
     );
     assert.equal(r.code, 0, r.stderr);
@@ -70,7 +91,22 @@ describe('mirrord container with container.capture = namespace', { timeout: 600_
         timeout: 300_000,
       });
       const r = await runCli(
-        ['container', ...withConfig({ container: { capture: 'namespace' } }), '-t', `docker/${target.name}`, '--', 'docker', 'run', '--rm', '-v', `${dir}/client:/client:ro`, '--entrypoint', '/client', staticImage, `http://${NEIGHBOUR}:8080/`],
+        [
+          'container',
+          ...withConfig({ container: { capture: 'namespace' } }),
+          '-t',
+          `docker/${target.name}`,
+          '--',
+          'docker',
+          'run',
+          '--rm',
+          '-v',
+          `${dir}/client:/client:ro`,
+          '--entrypoint',
+          '/client',
+          staticImage,
+          `http://${NEIGHBOUR}:8080/`,
+        ],
         { timeoutMs: 120_000 },
       );
       assert.equal(r.code, 0, r.stderr);
@@ -81,16 +117,32 @@ describe('mirrord container with container.capture = namespace', { timeout: 600_
   });
 
   it('without capture the same static program cannot resolve the name (the layer cannot reach it)', async () => {
-    const r = await runCli(['container', '-t', `docker/${target.name}`, '--', 'docker', 'run', '--rm', staticImage, 'wget', '-q', '-O', '-', `http://${NEIGHBOUR}:8080/`], {
-      timeoutMs: 120_000,
-    });
+    const r = await runCli(
+      ['container', '-t', `docker/${target.name}`, '--', 'docker', 'run', '--rm', staticImage, 'wget', '-q', '-O', '-', `http://${NEIGHBOUR}:8080/`],
+      {
+        timeoutMs: 120_000,
+      },
+    );
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /bad address/);
   });
 
   it('a dynamically linked program still works under capture: its layer and the capture never both take one connection', async () => {
     const r = await runCli(
-      ['container', ...withConfig({ container: { capture: 'namespace' } }), '-t', `docker/${target.name}`, '--', 'docker', 'run', '--rm', tools, 'sh', '-c', `curl -s http://${NEIGHBOUR}:8080/; echo; python3 -c 'import socket; print(socket.gethostbyname("${NEIGHBOUR}"))'`],
+      [
+        'container',
+        ...withConfig({ container: { capture: 'namespace' } }),
+        '-t',
+        `docker/${target.name}`,
+        '--',
+        'docker',
+        'run',
+        '--rm',
+        tools,
+        'sh',
+        '-c',
+        `curl -s http://${NEIGHBOUR}:8080/; echo; python3 -c 'import socket; print(socket.gethostbyname("${NEIGHBOUR}"))'`,
+      ],
       { timeoutMs: 120_000 },
     );
     assert.equal(r.code, 0, r.stderr);

@@ -22,7 +22,9 @@ function startLongRun(): { pid: number; exited: Promise<{ code: number | null; s
     stdio: ['ignore', 'ignore', 'ignore'],
     env: { ...process.env, MIRRORD_LOG: 'warn' },
   });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal })),
+  );
   return { pid: child.pid!, exited, kill: (s) => child.kill(s) };
 }
 
@@ -38,7 +40,10 @@ describe('mirrord container leaves nothing behind', { timeout: 600_000 }, () => 
 
   it('after a normal exit', async () => {
     let pid = 0;
-    const r = await runCli(['container', '-t', `docker/${target.name}`, '--', 'docker', 'run', '--rm', image, 'true'], { timeoutMs: 120_000, onSpawn: (c) => (pid = c.pid!) });
+    const r = await runCli(['container', '-t', `docker/${target.name}`, '--', 'docker', 'run', '--rm', image, 'true'], {
+      timeoutMs: 120_000,
+      onSpawn: (c) => (pid = c.pid!),
+    });
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(await waitSessionGone(pid), []);
   });
@@ -72,7 +77,7 @@ describe('mirrord container leaves nothing behind', { timeout: 600_000 }, () => 
     assert.equal((await target.exec(['true'])).code, 0);
   });
 
-  it('the next session\'s reaper removes a user container a killed CLI left unstarted, and keeps one that ran (no --rm)', async () => {
+  it("the next session's reaper removes a user container a killed CLI left unstarted, and keeps one that ran (no --rm)", async () => {
     // A pid that has been and gone: the owner of both containers is dead.
     const dead = spawn('true');
     await new Promise((resolve) => dead.on('exit', resolve));

@@ -40,7 +40,7 @@ async function container(args: string[], opts: { config?: object; env?: NodeJS.P
   return { ...r, pid };
 }
 
-describe('mirrord container: the target\'s mounted files', { timeout: 600_000 }, () => {
+describe("mirrord container: the target's mounted files", { timeout: 600_000 }, () => {
   before(async () => {
     image = await toolsImage();
     volume = await createVolume('mirrord-sync');
@@ -58,7 +58,11 @@ describe('mirrord container: the target\'s mounted files', { timeout: 600_000 },
     target = await runContainer({
       name: 'sync-target',
       binds: [`${volume.name}:/data/shared`, `${hostDir}:/srv/bind:ro`, `${singleDir}/single.conf:/etc/app/single.conf:ro`],
-      cmd: ['sh', '-c', `printf '%s' '${SETTINGS}' > /data/shared/settings.json && chown 1234:2345 /data/shared/settings.json && chmod 640 /data/shared/settings.json && echo ready && exec sleep 100000`],
+      cmd: [
+        'sh',
+        '-c',
+        `printf '%s' '${SETTINGS}' > /data/shared/settings.json && chown 1234:2345 /data/shared/settings.json && chmod 640 /data/shared/settings.json && echo ready && exec sleep 100000`,
+      ],
       waitFor: { log: /ready/ },
     });
   });
@@ -99,7 +103,14 @@ describe('mirrord container: the target\'s mounted files', { timeout: 600_000 },
   });
 
   it('a -v of the user at the same path wins, and nothing is written into it', async () => {
-    const r = await container(['-v', `${userDir}:/srv/bind`, image, 'sh', '-c', `${noLayer('cat /srv/bind/mine.txt')}; echo; ${noLayer('ls /srv/bind')}; ${noLayer('cat /data/shared/settings.json')}`]);
+    const r = await container([
+      '-v',
+      `${userDir}:/srv/bind`,
+      image,
+      'sh',
+      '-c',
+      `${noLayer('cat /srv/bind/mine.txt')}; echo; ${noLayer('ls /srv/bind')}; ${noLayer('cat /data/shared/settings.json')}`,
+    ]);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(r.stdout.trim().split('\n'), ['user-content', 'mine.txt', SETTINGS]);
     assert.deepEqual(readdirSync(userDir), ['mine.txt']);

@@ -27,7 +27,13 @@ describe('mirrord container -- docker run ...', { timeout: 600_000 }, () => {
   before(async () => {
     image = await toolsImage();
     network = await createNetwork('mirrord-container');
-    redis = await runContainer({ name: 'ct-redis', network: network.name, aliases: [REDIS], cmd: ['redis-server', '--protected-mode', 'no'], waitFor: { tcpPort: 6379 } });
+    redis = await runContainer({
+      name: 'ct-redis',
+      network: network.name,
+      aliases: [REDIS],
+      cmd: ['redis-server', '--protected-mode', 'no'],
+      waitFor: { tcpPort: 6379 },
+    });
     target = await runContainer({ name: 'ct-target', network: network.name, env: { TARGET_VAR: 'from-target' }, cmd: ['sleep', '100000'] });
   });
 
@@ -36,17 +42,32 @@ describe('mirrord container -- docker run ...', { timeout: 600_000 }, () => {
     await network?.remove().catch(() => undefined);
   });
 
-  it('redis-cli in a local container reaches a neighbour only the target can name, with the target\'s env', async () => {
-    const r = await cli(['container', '-t', `docker/${target.name}`, '--', 'docker', 'run', '--rm', image, 'sh', '-c', `echo "TARGET_VAR=$TARGET_VAR"; redis-cli -h ${REDIS} ping`]);
+  it("redis-cli in a local container reaches a neighbour only the target can name, with the target's env", async () => {
+    const r = await cli([
+      'container',
+      '-t',
+      `docker/${target.name}`,
+      '--',
+      'docker',
+      'run',
+      '--rm',
+      image,
+      'sh',
+      '-c',
+      `echo "TARGET_VAR=$TARGET_VAR"; redis-cli -h ${REDIS} ping`,
+    ]);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(r.stdout.trim().split('\n'), ['TARGET_VAR=from-target', 'PONG']);
     assert.deepEqual(await waitSessionGone(r.pid), [], 'no sidecar or agent may remain');
   });
 
-  it('passes the container\'s exit status through and feeds stdin with -i', async () => {
+  it("passes the container's exit status through and feeds stdin with -i", async () => {
     const five = await cli(['container', '-t', `docker/${target.name}`, '--', 'docker', 'run', '--rm', image, 'sh', '-c', 'exit 5']);
     assert.equal(five.code, 5);
-    const piped = await cli(['container', '-t', `docker/${target.name}`, '--', 'docker', 'run', '--rm', '-i', image, 'sh', '-c', 'read line; echo "got $line"'], { input: 'hello\n' });
+    const piped = await cli(
+      ['container', '-t', `docker/${target.name}`, '--', 'docker', 'run', '--rm', '-i', image, 'sh', '-c', 'read line; echo "got $line"'],
+      { input: 'hello\n' },
+    );
     assert.equal(piped.stdout.trim(), 'got hello', piped.stderr);
     assert.deepEqual(await waitSessionGone(five.pid), []);
     assert.deepEqual(await waitSessionGone(piped.pid), []);
@@ -70,7 +91,7 @@ describe('mirrord container -- docker run ...', { timeout: 600_000 }, () => {
     assert.match(out, /tty=\/dev\/pts\/\d+ var=from-target/);
   });
 
-  it('refuses docker run flags that cannot share the sidecar\'s namespace, in one line', async () => {
+  it("refuses docker run flags that cannot share the sidecar's namespace, in one line", async () => {
     const r = await cli(['container', '-t', `docker/${target.name}`, '--', 'docker', 'run', '--network', 'host', image, 'true']);
     assert.equal(r.code, 64);
     assert.match(r.stderr, /^mirrord: docker run --network host cannot be combined with mirrord container\. .+\n$/);
@@ -79,7 +100,7 @@ describe('mirrord container -- docker run ...', { timeout: 600_000 }, () => {
 });
 
 describe('mirrord container --steal', { timeout: 300_000 }, () => {
-  it('the local container serving the target\'s port answers a client that calls the target; the guard covers a killed agent; SIGTERM ends it all', async () => {
+  it("the local container serving the target's port answers a client that calls the target; the guard covers a killed agent; SIGTERM ends it all", async () => {
     const { spawn } = await import('node:child_process');
     const { CLI } = await import('../helpers/cli.js');
     const img = await toolsImage();
@@ -87,7 +108,11 @@ describe('mirrord container --steal', { timeout: 300_000 }, () => {
     const app = `require('http').createServer((q, s) => s.end(process.argv[1])).listen(8080)`;
     const tgt = await runContainer({ name: 'cs-target', network: net.name, cmd: ['node', '-e', app, 'from-target'], waitFor: { tcpPort: 8080 } });
     const client = await runContainer({ name: 'cs-client', network: net.name, cmd: ['sleep', '100000'] });
-    const cli = spawn(process.execPath, [CLI, 'container', '--steal', '-t', `docker/${tgt.name}`, '--', 'docker', 'run', '--rm', img, 'node', '-e', app, 'from-local-container'], { stdio: 'ignore' });
+    const cli = spawn(
+      process.execPath,
+      [CLI, 'container', '--steal', '-t', `docker/${tgt.name}`, '--', 'docker', 'run', '--rm', img, 'node', '-e', app, 'from-local-container'],
+      { stdio: 'ignore' },
+    );
     const exited = new Promise<number | null>((resolve) => cli.on('exit', (code) => resolve(code)));
     try {
       let answer = '';
@@ -101,13 +126,15 @@ describe('mirrord container --steal', { timeout: 300_000 }, () => {
       const ours = await sessionContainers(cli.pid!);
       assert.equal(ours.filter((c) => c.Labels['dev.mirrord.agent'] === 'guard').length, 1, 'a guard runs with the session');
       const { docker } = await import('../helpers/docker-fixtures.js');
-      await docker().getContainer(ours.find((c) => c.Labels['dev.mirrord.agent'] === 'true')!.Id).kill({ signal: 'SIGKILL' });
+      await docker()
+        .getContainer(ours.find((c) => c.Labels['dev.mirrord.agent'] === 'true')!.Id)
+        .kill({ signal: 'SIGKILL' });
       const back = Date.now() + 10_000;
       while (answer !== 'from-target' && Date.now() < back) {
         answer = (await client.exec(['curl', '-s', '-m', '1', `http://${tgt.name}:8080/`])).stdout;
         if (answer !== 'from-target') await new Promise((r) => setTimeout(r, 200));
       }
-      assert.equal(answer, 'from-target', 'the guard removes the dead agent\'s rules');
+      assert.equal(answer, 'from-target', "the guard removes the dead agent's rules");
     } finally {
       cli.kill('SIGTERM');
     }

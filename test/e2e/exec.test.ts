@@ -34,7 +34,13 @@ describe('mirrord exec -t docker/NAME', { timeout: 600_000 }, () => {
   before(async () => {
     network = await createNetwork('mirrord-e2e');
     neighbours.push(
-      await runContainer({ name: 'e2e-redis', network: network.name, aliases: [REDIS], cmd: ['redis-server', '--protected-mode', 'no'], waitFor: { tcpPort: 6379 } }),
+      await runContainer({
+        name: 'e2e-redis',
+        network: network.name,
+        aliases: [REDIS],
+        cmd: ['redis-server', '--protected-mode', 'no'],
+        waitFor: { tcpPort: 6379 },
+      }),
     );
     neighbours.push(
       await runContainer({
@@ -49,7 +55,11 @@ describe('mirrord exec -t docker/NAME', { timeout: 600_000 }, () => {
       name: 'e2e-target',
       network: network.name,
       env: { TARGET_VAR: 'target-value', TARGET_OTHER: 'other', APP_MODE: 'remote', PATH: '/target-only/bin:/usr/local/bin:/usr/bin:/bin' },
-      cmd: ['sh', '-c', `mkdir -p /inside && echo only-inside-target > /inside/index.html && exec python3 -m http.server ${INSIDE_PORT} --bind 127.0.0.1 --directory /inside`],
+      cmd: [
+        'sh',
+        '-c',
+        `mkdir -p /inside && echo only-inside-target > /inside/index.html && exec python3 -m http.server ${INSIDE_PORT} --bind 127.0.0.1 --directory /inside`,
+      ],
       waitFor: { tcpPort: INSIDE_PORT },
     });
     targetName = target.name;
@@ -121,7 +131,7 @@ describe('mirrord exec -t docker/NAME', { timeout: 600_000 }, () => {
     assert.notEqual((await exec(['-f', path.join(dir, 'filter.json')], curl)).code, 0);
   });
 
-  it('UDP from the target: a DNS query to the target\'s own 127.0.0.11 is answered; outgoing.udp false keeps it local', async () => {
+  it("UDP from the target: a DNS query to the target's own 127.0.0.11 is answered; outgoing.udp false keeps it local", async () => {
     const py = `
 import socket, struct
 q = struct.pack('>HHHHHH', 0x1234, 0x0100, 1, 0, 0, 0) + b''.join(bytes([len(p)]) + p.encode() for p in '${REDIS}'.split('.')) + b'\\x00' + struct.pack('>HH', 1, 1)
@@ -154,7 +164,10 @@ except socket.timeout:
     writeFileSync(path.join(dir, 'skip.json'), JSON.stringify({ skip_processes: ['curl'] }));
     // The target's own 127.0.0.1:INSIDE_PORT: refused at once on the host, served inside the target.
     const url = `http://127.0.0.1:${INSIDE_PORT}/`;
-    const r = await exec(['-f', path.join(dir, 'skip.json')], ['sh', '-c', `curl -s -m 5 ${url}; echo "curl=$?"; python3 -c 'import urllib.request as u;print(u.urlopen("${url}").read().decode().strip())'`]);
+    const r = await exec(
+      ['-f', path.join(dir, 'skip.json')],
+      ['sh', '-c', `curl -s -m 5 ${url}; echo "curl=$?"; python3 -c 'import urllib.request as u;print(u.urlopen("${url}").read().decode().strip())'`],
+    );
     assert.match(r.stdout, /curl=[1-9]/, 'curl is skipped: it connects on the host, where nothing listens');
     assert.match(r.stdout, /only-inside-target/, 'python3, not skipped, still connects in the target');
   });
@@ -168,10 +181,12 @@ except socket.timeout:
     assert.match(r.stderr, /static-prog is statically linked: LD_PRELOAD cannot intercept it/);
   });
 
-  it('port-forward: a local port reaches a neighbour by the target\'s name; diagnose latency answers', async () => {
+  it("port-forward: a local port reaches a neighbour by the target's name; diagnose latency answers", async () => {
     const port = 16000 + (parseInt(tag, 16) % 1000);
     let stderr = '';
-    const child = spawn(process.execPath, [CLI, 'port-forward', '-t', `docker/${targetName}`, '-L', `${port}:${REDIS}:6379`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, 'port-forward', '-t', `docker/${targetName}`, '-L', `${port}:${REDIS}:6379`], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     try {
@@ -259,7 +274,13 @@ except socket.timeout:
     const before = await docker().getContainer(target.id).inspect();
     // The target's processes by name, minus the `ps` that lists them (a shell pipeline here would
     // count itself differently from run to run).
-    const processes = async () => (await target.exec(['ps', '-eo', 'comm='])).stdout.split('\n').map((l) => l.trim()).filter((l) => l && l !== 'ps').sort().join(',');
+    const processes = async () =>
+      (await target.exec(['ps', '-eo', 'comm='])).stdout
+        .split('\n')
+        .map((l) => l.trim())
+        .filter((l) => l && l !== 'ps')
+        .sort()
+        .join(',');
     const procsBefore = await processes();
     let pid = 0;
     const run = runCli(['exec', '-t', `docker/${targetName}`, '--', 'sleep', '30'], { onSpawn: (c) => (pid = c.pid ?? 0) });

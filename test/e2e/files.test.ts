@@ -85,7 +85,10 @@ describe('remote files (mirrord exec)', { timeout: 600_000 }, () => {
 
   after(async () => {
     await target?.remove({ force: true, v: true }).catch(() => undefined);
-    await docker().getVolume(volume).remove().catch(() => undefined);
+    await docker()
+      .getVolume(volume)
+      .remove()
+      .catch(() => undefined);
     rmSync(HOST_MARKER, { force: true });
     rmSync(cfgDir, { recursive: true, force: true });
     rmSync(bindDir, { recursive: true, force: true });
@@ -99,12 +102,20 @@ describe('remote files (mirrord exec)', { timeout: 600_000 }, () => {
   });
 
   it('python3: open().read(), os.listdir, os.stat', async () => {
-    const r = await exec([], ['python3', '-c', "import os; print(open('/srv/hello.txt').read().split()[0]); print(sorted(os.listdir('/srv/dir'))); print(os.stat('/srv/hello.txt').st_size)"]);
+    const r = await exec(
+      [],
+      [
+        'python3',
+        '-c',
+        "import os; print(open('/srv/hello.txt').read().split()[0]); print(sorted(os.listdir('/srv/dir'))); print(os.stat('/srv/hello.txt').st_size)",
+      ],
+    );
     assert.deepEqual(r.stdout.trim().split('\n'), ['only', "['a.txt', 'b.txt', 'sub']", '26'], r.stderr);
   });
 
   it('node: fs.readFileSync, fs.readdirSync, fs.promises', async () => {
-    const script = "const fs=require('fs');console.log(fs.readFileSync('/srv/hello.txt','utf8').split('\\n')[0]);console.log(fs.readdirSync('/srv/dir').sort().join(','));" +
+    const script =
+      "const fs=require('fs');console.log(fs.readFileSync('/srv/hello.txt','utf8').split('\\n')[0]);console.log(fs.readdirSync('/srv/dir').sort().join(','));" +
       "fs.promises.readFile('/srv/dir/b.txt','utf8').then(async (t)=>{console.log(t.trim());console.log((await fs.promises.readdir('/srv/dir')).sort().join(','))})";
     const r = await exec([], ['node', '-e', script]);
     assert.deepEqual(r.stdout.trim().split('\n'), ['only in the target', 'a.txt,b.txt,sub', 'b', 'a.txt,b.txt,sub'], r.stderr);
@@ -134,7 +145,7 @@ describe('remote files (mirrord exec)', { timeout: 600_000 }, () => {
     }
   });
 
-  it('remote files handed to exec\'d programs: `wc -l < /srv/...`, and in write mode `tr > /srv/...`', async () => {
+  it("remote files handed to exec'd programs: `wc -l < /srv/...`, and in write mode `tr > /srv/...`", async () => {
     const r = await exec(['--fs-mode', 'write'], ['sh', '-c', 'wc -l < /srv/hello.txt; tr a-z A-Z < /srv/hello.txt > /srv/upper.txt']);
     assert.equal(r.stdout.trim(), '2', r.stderr);
     let upper = '';
@@ -147,24 +158,42 @@ describe('remote files (mirrord exec)', { timeout: 600_000 }, () => {
 
   it('not_found and local rules behave as documented', async () => {
     const f = config({ not_found: ['^/srv/secret'], local: ['\\.local$'] });
-    const r = await exec(['-f', f], ['sh', '-c', 'cat /srv/secret.txt 2>&1 || echo secret-missing; cat /srv/rule.local 2>&1 || echo rule-local-missing; cat /srv/hello.txt | head -1']);
-    assert.deepEqual(r.stdout.trim().split('\n').filter((l) => !l.startsWith('cat:')), ['secret-missing', 'rule-local-missing', 'only in the target'], r.stdout + r.stderr);
+    const r = await exec(
+      ['-f', f],
+      ['sh', '-c', 'cat /srv/secret.txt 2>&1 || echo secret-missing; cat /srv/rule.local 2>&1 || echo rule-local-missing; cat /srv/hello.txt | head -1'],
+    );
+    assert.deepEqual(
+      r.stdout
+        .trim()
+        .split('\n')
+        .filter((l) => !l.startsWith('cat:')),
+      ['secret-missing', 'rule-local-missing', 'only in the target'],
+      r.stdout + r.stderr,
+    );
   });
 
   it('symlinks to /, ../../.. and absolute host paths never expose a host or agent file', async () => {
     const probes = [
-      `/srv/to-root${HOST_MARKER}`, '/srv/abs-marker', '/srv/up-marker', `/srv/../../..${HOST_MARKER.replace('/tmp/', '/srv/to-root/tmp/')}`,
+      `/srv/to-root${HOST_MARKER}`,
+      '/srv/abs-marker',
+      '/srv/up-marker',
+      `/srv/../../..${HOST_MARKER.replace('/tmp/', '/srv/to-root/tmp/')}`,
       '/srv/to-root/opt/mirrord/agent.mjs', // exists in the agent's own container only
     ];
     const r = await exec([], ['sh', '-c', probes.map((p) => `head -c 64 ${p} 2>/dev/null || echo missing`).join('; ')]);
     assert.ok(!r.stdout.includes(MARKER_TEXT), `a host file leaked: ${r.stdout}`);
-    assert.deepEqual(r.stdout.trim().split('\n'), probes.map(() => 'missing'), r.stdout + r.stderr);
+    assert.deepEqual(
+      r.stdout.trim().split('\n'),
+      probes.map(() => 'missing'),
+      r.stdout + r.stderr,
+    );
     const shadow = await exec([], ['cat', '/srv/up-shadow']);
     assert.equal(shadow.stdout, await inTarget('cat /etc/shadow'), "../../../../etc/shadow is the target's own");
   });
 
   it("the program's own runtime loads locally: python imports cost no remote round trip", async () => {
-    const script = 'import time;t=time.perf_counter();import json,decimal,asyncio,email.mime.text,http.client,sqlite3;print(round((time.perf_counter()-t)*1000,1))';
+    const script =
+      'import time;t=time.perf_counter();import json,decimal,asyncio,email.mime.text,http.client,sqlite3;print(round((time.perf_counter()-t)*1000,1))';
     const plain: number[] = [];
     const mirrored: number[] = [];
     const { execFileSync } = await import('node:child_process');

@@ -14,7 +14,11 @@ const ENGINE_TIMEOUT = 10 * 60_000;
 describe('ensureImage against the real engine', { timeout: ENGINE_TIMEOUT }, () => {
   const made: string[] = [];
   after(async () => {
-    for (const tag of made) await docker().getImage(tag).remove({ force: true }).catch(() => undefined);
+    for (const tag of made)
+      await docker()
+        .getImage(tag)
+        .remove({ force: true })
+        .catch(() => undefined);
   });
 
   it('builds from the resolved base once, then is a fast no-op', async () => {
@@ -46,10 +50,7 @@ describe('ensureImage against the real engine', { timeout: ENGINE_TIMEOUT }, () 
       repository: 'mirrord-unit-tiny',
       files: { Dockerfile: `${BASE_DOCKERFILE}RUN true\n`, nonce: randomBytes(8).toString('hex') },
     };
-    const [a, b] = await Promise.all([
-      ensureImage(docker(), recipe, { progress: quietProgress }),
-      ensureImage(docker(), recipe, { progress: quietProgress }),
-    ]);
+    const [a, b] = await Promise.all([ensureImage(docker(), recipe, { progress: quietProgress }), ensureImage(docker(), recipe, { progress: quietProgress })]);
     made.push(a);
     assert.equal(a, b);
   });

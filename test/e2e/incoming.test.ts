@@ -135,7 +135,7 @@ describe('incoming traffic: mirror, steal, HTTP filter', { timeout: 600_000 }, (
     target = await runContainer({ name: 'in-target', network: network.name, cmd: ['node', '-e', TARGET_APP], waitFor: { tcpPort: PORT } });
     client = await runContainer({ name: 'in-client', network: network.name, cmd: ['sleep', '100000'] });
     baseline = await natTable();
-    assert.match(baseline, /DOCKER_OUTPUT/, 'the nat table dump should show Docker\'s own DNS rules');
+    assert.match(baseline, /DOCKER_OUTPUT/, "the nat table dump should show Docker's own DNS rules");
   });
 
   after(async () => {
@@ -144,7 +144,7 @@ describe('incoming traffic: mirror, steal, HTTP filter', { timeout: 600_000 }, (
     await network?.remove().catch(() => undefined);
   });
 
-  it('mirror (default): the client gets the target\'s answer and the local server sees the request', async () => {
+  it("mirror (default): the client gets the target's answer and the local server sees the request", async () => {
     const r = startMirrord([], ['node', LOCAL_SERVER]);
     try {
       await until('the local server to receive a mirrored request', async () => {
@@ -152,7 +152,11 @@ describe('incoming traffic: mirror, steal, HTTP filter', { timeout: 600_000 }, (
         return r.out().includes('local got GET /mirrored');
       });
       const clientIp = await client.ip(network.name);
-      assert.match(r.out(), new RegExp(`local got GET /mirrored from (::ffff:)?${clientIp.replace(/\./g, '\\.')}`), 'the local server sees the remote client\'s address');
+      assert.match(
+        r.out(),
+        new RegExp(`local got GET /mirrored from (::ffff:)?${clientIp.replace(/\./g, '\\.')}`),
+        "the local server sees the remote client's address",
+      );
     } finally {
       await stop(r);
     }

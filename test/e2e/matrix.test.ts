@@ -73,7 +73,9 @@ function serversImage(): Promise<string> {
 
 /** The program under mirrord; every variable of the target except http_proxy (only curl's test uses it). */
 function exec(cmd: string[], opts: { keepProxy?: boolean; timeoutMs?: number } = {}) {
-  return runCli(['exec', '-t', `docker/${target.name}`, ...(opts.keepProxy ? [] : ['-x', 'http_proxy']), '--', ...cmd], { timeoutMs: opts.timeoutMs ?? 90_000 });
+  return runCli(['exec', '-t', `docker/${target.name}`, ...(opts.keepProxy ? [] : ['-x', 'http_proxy']), '--', ...cmd], {
+    timeoutMs: opts.timeoutMs ?? 90_000,
+  });
 }
 
 const show = (r: { code: number | null; stdout: string; stderr: string }) => `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
@@ -135,13 +137,26 @@ describe('program matrix under mirrord exec -t docker/TARGET', { timeout: 900_00
     const servers = await serversImage();
     const started = await Promise.all([
       runContainer({ name: 'matrix-whoami', network: network.name, aliases: [WHOAMI], cmd: ['python3', '-c', WHOAMI_PY], waitFor: { tcpPort: 8080 } }),
-      runContainer({ name: 'matrix-redis', network: network.name, aliases: [REDIS], cmd: ['redis-server', '--requirepass', PASSWORD, '--protected-mode', 'no'], waitFor: { tcpPort: 6379 } }),
+      runContainer({
+        name: 'matrix-redis',
+        network: network.name,
+        aliases: [REDIS],
+        cmd: ['redis-server', '--requirepass', PASSWORD, '--protected-mode', 'no'],
+        waitFor: { tcpPort: 6379 },
+      }),
       runContainer({
         name: 'matrix-pg',
         image: servers,
         network: network.name,
         aliases: [PG],
-        cmd: ['su', 'postgres', '-s', '/bin/sh', '-c', 'exec /usr/local/pgbin/postgres -D /var/pgdata -c config_file=/etc/pgmain/postgresql.conf -c listen_addresses=*'],
+        cmd: [
+          'su',
+          'postgres',
+          '-s',
+          '/bin/sh',
+          '-c',
+          'exec /usr/local/pgbin/postgres -D /var/pgdata -c config_file=/etc/pgmain/postgresql.conf -c listen_addresses=*',
+        ],
         waitFor: { tcpPort: 5432 },
       }),
       runContainer({
@@ -213,7 +228,7 @@ print(r.text.strip())`;
     assertFromTarget(await exec(['node', '-e', js]), '/node-fetch');
   });
 
-  it('node dns.resolve4 (c-ares: its own UDP queries, bypassing getaddrinfo) asks the target\'s nameserver', async () => {
+  it("node dns.resolve4 (c-ares: its own UDP queries, bypassing getaddrinfo) asks the target's nameserver", async () => {
     const js = `console.log("env=" + process.env.MATRIX_GREETING);
       const r = new (require("dns").promises.Resolver)({ timeout: 3000, tries: 1 });
       r.resolve4("${WHOAMI}").then((a) => console.log("resolved=" + a.join(",")), (e) => console.log("error=" + e.code));`;
@@ -224,25 +239,25 @@ print(r.text.strip())`;
     assert.match(r.stdout, new RegExp(`resolved=${(await whoami.ip(network.name)).replace(/\./g, '\\.')}$`, 'm'), show(r));
   });
 
-  it('curl (the Debian package, dynamically linked), through the target\'s http_proxy', async () => {
+  it("curl (the Debian package, dynamically linked), through the target's http_proxy", async () => {
     // The URL's host exists nowhere: only the target's http_proxy (the whoami neighbour) can answer.
     const r = await exec(['curl', '-sS', '--max-time', '10', '-H', `X-Greeting: curl`, 'http://only-through-the-proxy.invalid/curl'], { keepProxy: true });
     assertFromTarget(r, 'only-through-the-proxy.invalid/curl', 'curl');
   });
 
-  it('redis-cli, authenticated with the target\'s REDISCLI_AUTH', async () => {
+  it("redis-cli, authenticated with the target's REDISCLI_AUTH", async () => {
     const r = await exec(['redis-cli', '-h', REDIS, '--no-auth-warning', 'CLIENT', 'INFO'], { timeoutMs: 30_000 });
     assert.equal(r.code, 0, show(r));
     assert.match(r.stdout, new RegExp(`addr=${targetIp.replace(/\./g, '\\.')}:\\d+`), show(r));
   });
 
-  it('psql, connecting by the target\'s PGHOST/PGUSER/PGAPPNAME', async () => {
+  it("psql, connecting by the target's PGHOST/PGUSER/PGAPPNAME", async () => {
     const r = await exec(['psql', '-X', '-A', '-t', '-c', "select host(inet_client_addr()) || ' ' || current_setting('application_name')"]);
     assert.equal(r.code, 0, show(r));
     assert.equal(r.stdout.trim(), `${targetIp} app-${tag}`, show(r));
   });
 
-  it('git ls-remote git://NAME/repo (and the target\'s url.insteadOf from GIT_CONFIG_*)', async () => {
+  it("git ls-remote git://NAME/repo (and the target's url.insteadOf from GIT_CONFIG_*)", async () => {
     const direct = await exec(['git', 'ls-remote', `git://${GIT}/repo.git`]);
     assert.equal(direct.code, 0, show(direct));
     assert.match(direct.stdout, /^[0-9a-f]{40}\trefs\/heads\/main$/m, show(direct));
@@ -270,7 +285,11 @@ print(r.text.strip())`;
     assert.equal(r.code, 0, show(r));
     assert.match(r.stdout, new RegExp(`path=/go greeting=${GREETING}`), show(r));
     const peer = /peer=([0-9.]+)/.exec(r.stdout)?.[1];
-    assert.notEqual(peer, targetIp, `the Go program's connection came from the target: connect() interception works for Go now, update this test and docs/compatibility.md\n${show(r)}`);
+    assert.notEqual(
+      peer,
+      targetIp,
+      `the Go program's connection came from the target: connect() interception works for Go now, update this test and docs/compatibility.md\n${show(r)}`,
+    );
   });
 
   it('a Rust program using std (TcpStream::connect("name:port"))', async () => {

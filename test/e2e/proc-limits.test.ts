@@ -44,9 +44,25 @@ describe('targets with long /proc files', { timeout: 300_000 }, () => {
 
   it('a mount listed after the first page of mountinfo is copied into a local container', async () => {
     // fs mode local: the only way the file can appear is the mounted-file copy.
-    const r = await runCli(['container', '--fs-mode', 'local', '-t', `docker/${target.name}`, '--', 'docker', 'run', '--rm', await toolsImage(), 'cat', '/data/deeper/than/the/others/settings.json'], {
-      timeoutMs: 120_000,
-    });
+    const r = await runCli(
+      [
+        'container',
+        '--fs-mode',
+        'local',
+        '-t',
+        `docker/${target.name}`,
+        '--',
+        'docker',
+        'run',
+        '--rm',
+        await toolsImage(),
+        'cat',
+        '/data/deeper/than/the/others/settings.json',
+      ],
+      {
+        timeoutMs: 120_000,
+      },
+    );
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, '{"from":"the last mount"}\n');
   });

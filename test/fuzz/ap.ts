@@ -30,9 +30,36 @@ const arbFieldValue = fc.oneof(
   fc.string({ maxLength: 20 }),
   u32,
 );
-const FIELD_NAMES = ['version', 'token', 'client', 'agent', 'targetPid', 'message', 'method', 'params', 'ok', 'result', 'error', 'code',
-  'stream', 'host', 'port', 'name', 'family', 'path', 'mode', 'flags', 'offset', 'len', 'handle'];
-const arbNearValid = fc.dictionary(fc.constantFrom(...FIELD_NAMES), fc.oneof(arbFieldValue, fc.dictionary(fc.constantFrom(...FIELD_NAMES), arbFieldValue, { maxKeys: 4 })), { maxKeys: 6 });
+const FIELD_NAMES = [
+  'version',
+  'token',
+  'client',
+  'agent',
+  'targetPid',
+  'message',
+  'method',
+  'params',
+  'ok',
+  'result',
+  'error',
+  'code',
+  'stream',
+  'host',
+  'port',
+  'name',
+  'family',
+  'path',
+  'mode',
+  'flags',
+  'offset',
+  'len',
+  'handle',
+];
+const arbNearValid = fc.dictionary(
+  fc.constantFrom(...FIELD_NAMES),
+  fc.oneof(arbFieldValue, fc.dictionary(fc.constantFrom(...FIELD_NAMES), arbFieldValue, { maxKeys: 4 })),
+  { maxKeys: 6 },
+);
 
 const arbPayload = fc.oneof(
   fc.uint8Array({ maxLength: 200 }).map((a) => Buffer.from(a)),
@@ -69,8 +96,14 @@ const errorBody = fc.record({ code: str, message: str }).map((o) => ({ ...o }));
 
 type RoundTrip = { encode: Buffer; check(f: ApFrame): void };
 const arbRoundTrip: fc.Arbitrary<RoundTrip> = fc.oneof(
-  fc.record({ version: u32, token: str, client: str }).map(plain).map((h) => ({ encode: ap.encodeHello(h), check: (f: ApFrame) => assert.deepEqual(ap.decodeHello(f), h) })),
-  fc.record({ version: u32, agent: str, targetPid: u32 }).map(plain).map((h) => ({ encode: ap.encodeHelloOk(h), check: (f: ApFrame) => assert.deepEqual(ap.decodeHelloOk(f), h) })),
+  fc
+    .record({ version: u32, token: str, client: str })
+    .map(plain)
+    .map((h) => ({ encode: ap.encodeHello(h), check: (f: ApFrame) => assert.deepEqual(ap.decodeHello(f), h) })),
+  fc
+    .record({ version: u32, agent: str, targetPid: u32 })
+    .map(plain)
+    .map((h) => ({ encode: ap.encodeHelloOk(h), check: (f: ApFrame) => assert.deepEqual(ap.decodeHelloOk(f), h) })),
   str.map((m) => ({ encode: ap.encodeHelloErr(m), check: (f: ApFrame) => assert.deepEqual(ap.decodeHelloErr(f), { message: m }) })),
   fc.tuple(u32, str, json).map(([id, method, params]) => ({
     encode: ap.encodeRequest(id, method, params),
@@ -79,13 +112,21 @@ const arbRoundTrip: fc.Arbitrary<RoundTrip> = fc.oneof(
       assert.deepEqual(ap.decodeRequest(f), { method, params: params ?? {} });
     },
   })),
-  fc.tuple(u32, fc.oneof(json.map((result) => ({ ok: true as const, result })), errorBody.map((error) => ({ ok: false as const, error })))).map(([id, r]) => ({
-    encode: ap.encodeResponse(id, r),
-    check: (f: ApFrame) => {
-      assert.equal(f.channel, id);
-      assert.deepEqual(ap.decodeResponse(f), r);
-    },
-  })),
+  fc
+    .tuple(
+      u32,
+      fc.oneof(
+        json.map((result) => ({ ok: true as const, result })),
+        errorBody.map((error) => ({ ok: false as const, error })),
+      ),
+    )
+    .map(([id, r]) => ({
+      encode: ap.encodeResponse(id, r),
+      check: (f: ApFrame) => {
+        assert.equal(f.channel, id);
+        assert.deepEqual(ap.decodeResponse(f), r);
+      },
+    })),
   // The binary form: a result whose `data` is a Buffer travels raw after the JSON.
   fc.tuple(u32, fc.nat(), fc.uint8Array({ maxLength: 2000 })).map(([id, n, b]) => ({
     encode: ap.encodeResponse(id, { ok: true, result: { n, data: Buffer.from(b) } }),
@@ -99,7 +140,9 @@ const arbRoundTrip: fc.Arbitrary<RoundTrip> = fc.oneof(
     check: (f: ApFrame) => assert.deepEqual(ap.decodeClose(f), error ? { error } : {}),
   })),
   fc.tuple(u32, u32).map(([s, n]) => ({ encode: ap.encodeCredit(s, n), check: (f: ApFrame) => assert.equal(ap.decodeCredit(f), n) })),
-  fc.uint8Array({ minLength: 8, maxLength: 8 }).map((b) => ({ encode: ap.encodePing(Buffer.from(b)), check: (f: ApFrame) => assert.deepEqual(ap.decodePing(f), Buffer.from(b)) })),
+  fc
+    .uint8Array({ minLength: 8, maxLength: 8 })
+    .map((b) => ({ encode: ap.encodePing(Buffer.from(b)), check: (f: ApFrame) => assert.deepEqual(ap.decodePing(f), Buffer.from(b)) })),
   fc.tuple(u32, fc.uint8Array({ maxLength: 2000 })).map(([s, b]) => ({
     encode: ap.encodeData(s, Buffer.from(b)),
     check: (f: ApFrame) => assert.deepEqual({ ...f, payload: Buffer.from(f.payload) }, { kind: ApKind.DATA, channel: s, payload: Buffer.from(b) }),
@@ -118,50 +161,64 @@ export const apTargets: FuzzTarget[] = [
   ...AP_DECODERS.map(([name, decode]) =>
     prop(`AP ${name}: arbitrary frames`, () => fc.property(arbFrame, (f) => void onlyThrows(ApProtocolError, name, () => decode(f))) as never),
   ),
-  prop(`AP params checks (${AP_CHECKS.length} methods): arbitrary JSON never throws`, () =>
-    fc.property(fc.constantFrom(...AP_CHECKS), fc.oneof(arbNearValid, fc.jsonValue({ maxDepth: 3 })), ([name, check], params) => {
-      const verdict = onlyThrows(class Never extends Error {}, name, () => check(params));
-      assert.ok(verdict === undefined || typeof verdict === 'string');
-    }) as never,
+  prop(
+    `AP params checks (${AP_CHECKS.length} methods): arbitrary JSON never throws`,
+    () =>
+      fc.property(fc.constantFrom(...AP_CHECKS), fc.oneof(arbNearValid, fc.jsonValue({ maxDepth: 3 })), ([name, check], params) => {
+        const verdict = onlyThrows(class Never extends Error {}, name, () => check(params));
+        assert.ok(verdict === undefined || typeof verdict === 'string');
+      }) as never,
   ),
-  prop('ApFrameReader: arbitrary bytes in arbitrary chunks', () =>
-    fc.property(
-      fc.oneof(fc.uint8Array({ maxLength: 400 }).map((a) => Buffer.from(a)), fc.array(arbFrame.map(frameBytes), { maxLength: 6 }).map((b) => Buffer.concat(b))),
-      fc.array(fc.nat(), { maxLength: 12 }),
-      fc.constantFrom(AP_MAX_PAYLOAD, 64, 0),
-      (bytes, points, max) => {
-        const whole = new ApFrameReader(max);
-        let wholeFrames: ApFrame[] = [];
-        const wholeOk = onlyThrows(ApProtocolError, 'ApFrameReader.push', () => ((wholeFrames = whole.push(bytes)), true)) ?? false;
-        const reader = new ApFrameReader(max);
-        const got: ApFrame[] = [];
-        let ok = true;
-        for (const c of cut(bytes, points)) {
-          const r = onlyThrows(ApProtocolError, 'ApFrameReader.push', () => reader.push(c));
-          if (r === undefined) { ok = false; break; }
-          got.push(...r);
-          // Never more than one incomplete frame is held, and never a frame larger than allowed.
-          assert.ok(reader.pending < 4 + 5 + max, `reader holds ${reader.pending} bytes`);
-        }
-        assert.equal(ok, wholeOk);
-        if (wholeOk) assert.deepEqual(got, wholeFrames);
-        for (const f of got) assert.ok(f.payload.length <= max);
-      },
-    ) as never,
+  prop(
+    'ApFrameReader: arbitrary bytes in arbitrary chunks',
+    () =>
+      fc.property(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 400 }).map((a) => Buffer.from(a)),
+          fc.array(arbFrame.map(frameBytes), { maxLength: 6 }).map((b) => Buffer.concat(b)),
+        ),
+        fc.array(fc.nat(), { maxLength: 12 }),
+        fc.constantFrom(AP_MAX_PAYLOAD, 64, 0),
+        (bytes, points, max) => {
+          const whole = new ApFrameReader(max);
+          let wholeFrames: ApFrame[] = [];
+          const wholeOk = onlyThrows(ApProtocolError, 'ApFrameReader.push', () => ((wholeFrames = whole.push(bytes)), true)) ?? false;
+          const reader = new ApFrameReader(max);
+          const got: ApFrame[] = [];
+          let ok = true;
+          for (const c of cut(bytes, points)) {
+            const r = onlyThrows(ApProtocolError, 'ApFrameReader.push', () => reader.push(c));
+            if (r === undefined) {
+              ok = false;
+              break;
+            }
+            got.push(...r);
+            // Never more than one incomplete frame is held, and never a frame larger than allowed.
+            assert.ok(reader.pending < 4 + 5 + max, `reader holds ${reader.pending} bytes`);
+          }
+          assert.equal(ok, wholeOk);
+          if (wholeOk) assert.deepEqual(got, wholeFrames);
+          for (const f of got) assert.ok(f.payload.length <= max);
+        },
+      ) as never,
   ),
-  prop('ApFrameReader: a declared length over the maximum is refused at the header', () =>
-    fc.property(fc.integer({ min: 5 + AP_MAX_PAYLOAD + 1, max: 0xffffffff }), fc.nat(3), (len, split) => {
-      const r = new ApFrameReader();
-      const head = Buffer.alloc(4);
-      head.writeUInt32LE(len);
-      r.push(head.subarray(0, split));
-      assert.throws(() => r.push(head.subarray(split)), ApProtocolError);
-    }) as never,
+  prop(
+    'ApFrameReader: a declared length over the maximum is refused at the header',
+    () =>
+      fc.property(fc.integer({ min: 5 + AP_MAX_PAYLOAD + 1, max: 0xffffffff }), fc.nat(3), (len, split) => {
+        const r = new ApFrameReader();
+        const head = Buffer.alloc(4);
+        head.writeUInt32LE(len);
+        r.push(head.subarray(0, split));
+        assert.throws(() => r.push(head.subarray(split)), ApProtocolError);
+      }) as never,
   ),
-  prop('AP encode -> ApFrameReader -> decode round trip', () =>
-    fc.property(arbRoundTrip, fc.array(fc.nat(), { maxLength: 4 }), (rt, points) => {
-      assert.ok(rt.encode.length >= AP_HEADER_SIZE);
-      rt.check(readOne(rt.encode, points));
-    }) as never,
+  prop(
+    'AP encode -> ApFrameReader -> decode round trip',
+    () =>
+      fc.property(arbRoundTrip, fc.array(fc.nat(), { maxLength: 4 }), (rt, points) => {
+        assert.ok(rt.encode.length >= AP_HEADER_SIZE);
+        rt.check(readOne(rt.encode, points));
+      }) as never,
   ),
 ];

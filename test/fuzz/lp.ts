@@ -24,8 +24,16 @@ const arbType = fc.oneof(
   { weight: 1, arbitrary: fc.integer({ min: 0, max: 0xffff }) },
 );
 
-const u16le = (n: number) => { const b = Buffer.alloc(2); b.writeUInt16LE(n); return b; };
-const u32le = (n: number) => { const b = Buffer.alloc(4); b.writeUInt32LE(n >>> 0); return b; };
+const u16le = (n: number) => {
+  const b = Buffer.alloc(2);
+  b.writeUInt16LE(n);
+  return b;
+};
+const u32le = (n: number) => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n >>> 0);
+  return b;
+};
 
 /** Payload pieces that look like the protocol's own fields, so decoders get past their first check. */
 const arbField = fc.oneof(
@@ -35,7 +43,11 @@ const arbField = fc.oneof(
   fc.constantFrom(0, 1, 2, 10, 0xffffffff, 60 * 1024, 60 * 1024 + 1, 0x7fffffff).map(u32le),
   fc.string({ maxLength: 40 }).map((s) => Buffer.concat([u16le(Buffer.byteLength(s)), Buffer.from(s)])),
   fc.integer({ min: 0, max: 0xffff }).map((n) => Buffer.concat([u16le(n), Buffer.alloc(Math.min(n, 64), 0x61)])),
-  fc.bigInt({ min: 0n, max: 0xffffffffffffffffn }).map((v) => { const b = Buffer.alloc(8); b.writeBigUInt64LE(v); return b; }),
+  fc.bigInt({ min: 0n, max: 0xffffffffffffffffn }).map((v) => {
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64LE(v);
+    return b;
+  }),
 );
 const arbPayload = fc.oneof(
   fc.uint8Array({ maxLength: 300 }).map((a) => Buffer.from(a)),
@@ -53,7 +65,10 @@ function frameBytes(f: LpFrame): Buffer {
 
 const arbV4 = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((b) => b.join('.'));
 /** IPv6 in any spelling fast-check makes (compressed, embedded IPv4, upper case...). */
-const arbV6 = fc.oneof(fc.ipV6(), fc.uint8Array({ minLength: 16, maxLength: 16 }).map((b) => Array.from({ length: 8 }, (_, i) => ((b[2 * i]! << 8) | b[2 * i + 1]!).toString(16)).join(':')));
+const arbV6 = fc.oneof(
+  fc.ipV6(),
+  fc.uint8Array({ minLength: 16, maxLength: 16 }).map((b) => Array.from({ length: 8 }, (_, i) => ((b[2 * i]! << 8) | b[2 * i + 1]!).toString(16)).join(':')),
+);
 const arbPort = fc.nat(0xffff);
 export const arbAddr: fc.Arbitrary<LpAddr> = fc.oneof(
   fc.record({ family: fc.constant(4 as const), address: arbV4, port: arbPort }),
@@ -83,7 +98,10 @@ export const arbResponse: fc.Arbitrary<LpResponse> = fc.oneof(
     id,
     kind: fc.constant('getaddrinfo' as const),
     status,
-    addresses: fc.array(arbAddr.map(({ family, address }) => ({ family, address })), { maxLength: 40 }),
+    addresses: fc.array(
+      arbAddr.map(({ family, address }) => ({ family, address })),
+      { maxLength: 40 },
+    ),
     canonname: text(200),
   }),
 ) as fc.Arbitrary<LpResponse>;
@@ -128,7 +146,10 @@ function readOne(bytes: Buffer): LpFrame {
 /** A valid frame, then damaged: bytes overwritten, cut short or extended, type changed. */
 const arbMutated: fc.Arbitrary<LpFrame> = fc
   .tuple(
-    fc.oneof(arbRequest.map((m) => lp.encodeRequest(m)), arbResponse.map((m) => lp.encodeResponse(m))),
+    fc.oneof(
+      arbRequest.map((m) => lp.encodeRequest(m)),
+      arbResponse.map((m) => lp.encodeResponse(m)),
+    ),
     fc.array(fc.tuple(fc.nat(), fc.nat(255)), { maxLength: 4 }),
     fc.option(fc.nat(), { freq: 3 }),
     fc.option(fc.uint8Array({ minLength: 1, maxLength: 8 }), { freq: 4 }),
@@ -157,79 +178,97 @@ const prop = (name: string, p: () => fc.IProperty<never> | fc.IPropertyWithHooks
 
 export const lpTargets: FuzzTarget[] = [
   ...LP_DECODERS.map(([name, decode]) =>
-    prop(`LP ${name}: arbitrary frames`, () =>
-      fc.property(arbFrame, (f) => {
-        const out = onlyThrows(LpProtocolError, name, () => decode(f));
-        // Anything a decoder accepts was read whole: the payload holds no unread bytes.
-        if (out !== undefined) assert.equal(typeof out, 'object');
-      }) as never,
+    prop(
+      `LP ${name}: arbitrary frames`,
+      () =>
+        fc.property(arbFrame, (f) => {
+          const out = onlyThrows(LpProtocolError, name, () => decode(f));
+          // Anything a decoder accepts was read whole: the payload holds no unread bytes.
+          if (out !== undefined) assert.equal(typeof out, 'object');
+        }) as never,
     ),
   ),
-  prop('LP decodeRequest/decodeResponse: encode o decode is a fixed point after one step', () =>
-    fc.property(arbFrame, (f) => {
-      const isResp = (f.type & RESPONSE) !== 0;
-      const decode = isResp ? lp.decodeResponse : lp.decodeRequest;
-      const encode = (m: unknown) => (isResp ? lp.encodeResponse(m as LpResponse) : lp.encodeRequest(m as LpRequest));
-      const first = onlyThrows(LpProtocolError, 'decode', () => decode(f));
-      if (first === undefined || (first as { kind: string }).kind in lp.FS_TYPES) return;
-      // The first encode may normalise (zeros for a refused connect's address, IPv4 padding);
-      // from there on, encode and decode must agree exactly.
-      const bytes = encode(first);
-      const second = decode(readOne(bytes));
-      assert.deepEqual(encode(second), bytes);
-      assert.deepEqual(decode(readOne(encode(second))), second);
-    }) as never,
+  prop(
+    'LP decodeRequest/decodeResponse: encode o decode is a fixed point after one step',
+    () =>
+      fc.property(arbFrame, (f) => {
+        const isResp = (f.type & RESPONSE) !== 0;
+        const decode = isResp ? lp.decodeResponse : lp.decodeRequest;
+        const encode = (m: unknown) => (isResp ? lp.encodeResponse(m as LpResponse) : lp.encodeRequest(m as LpRequest));
+        const first = onlyThrows(LpProtocolError, 'decode', () => decode(f));
+        if (first === undefined || (first as { kind: string }).kind in lp.FS_TYPES) return;
+        // The first encode may normalise (zeros for a refused connect's address, IPv4 padding);
+        // from there on, encode and decode must agree exactly.
+        const bytes = encode(first);
+        const second = decode(readOne(bytes));
+        assert.deepEqual(encode(second), bytes);
+        assert.deepEqual(decode(readOne(encode(second))), second);
+      }) as never,
   ),
-  prop('LpFrameReader: arbitrary bytes in arbitrary chunks', () =>
-    fc.property(
-      fc.oneof(fc.uint8Array({ maxLength: 400 }).map((a) => Buffer.from(a)), fc.array(arbFrame.map(frameBytes), { maxLength: 6 }).map((b) => Buffer.concat(b))),
-      fc.array(fc.nat(), { maxLength: 12 }),
-      (bytes, points) => {
-        // Whole: the reference answer.
-        const whole = new LpFrameReader();
-        let wholeFrames: LpFrame[] = [];
-        const wholeOk = onlyThrows(LpProtocolError, 'LpFrameReader.push', () => (wholeFrames = whole.push(bytes), true)) ?? false;
-        // Chunked: the same frames, the same verdict, and never more than one frame held back.
+  prop(
+    'LpFrameReader: arbitrary bytes in arbitrary chunks',
+    () =>
+      fc.property(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 400 }).map((a) => Buffer.from(a)),
+          fc.array(arbFrame.map(frameBytes), { maxLength: 6 }).map((b) => Buffer.concat(b)),
+        ),
+        fc.array(fc.nat(), { maxLength: 12 }),
+        (bytes, points) => {
+          // Whole: the reference answer.
+          const whole = new LpFrameReader();
+          let wholeFrames: LpFrame[] = [];
+          const wholeOk = onlyThrows(LpProtocolError, 'LpFrameReader.push', () => ((wholeFrames = whole.push(bytes)), true)) ?? false;
+          // Chunked: the same frames, the same verdict, and never more than one frame held back.
+          const reader = new LpFrameReader();
+          const got: LpFrame[] = [];
+          let ok = true;
+          for (const c of cut(bytes, points)) {
+            const r = onlyThrows(LpProtocolError, 'LpFrameReader.push', () => reader.push(c));
+            if (r === undefined) {
+              ok = false;
+              break;
+            }
+            got.push(...r);
+            const held = (reader as unknown as { buf: Buffer }).buf.length;
+            assert.ok(held < LP_MAX_FRAME, `reader holds ${held} bytes`);
+          }
+          assert.equal(ok, wholeOk);
+          if (wholeOk) assert.deepEqual(got, wholeFrames);
+          else assert.deepEqual(got, wholeFrames.length ? wholeFrames : got);
+        },
+      ) as never,
+  ),
+  prop(
+    'LpFrameReader: a declared length over the maximum is refused at the header',
+    () =>
+      fc.property(fc.integer({ min: LP_MAX_FRAME - 3, max: 0xffffffff }), fc.nat(3), (len, split) => {
+        const r = new LpFrameReader();
+        const head = u32le(len);
+        r.push(head.subarray(0, split));
+        assert.throws(() => r.push(head.subarray(split)), LpProtocolError);
+      }) as never,
+  ),
+  prop(
+    'LP encodeRequest -> LpFrameReader -> decodeRequest round trip',
+    () =>
+      fc.property(arbRequest, fc.array(fc.nat(), { maxLength: 4 }), (m, points) => {
+        const bytes = lp.encodeRequest(m);
         const reader = new LpFrameReader();
-        const got: LpFrame[] = [];
-        let ok = true;
-        for (const c of cut(bytes, points)) {
-          const r = onlyThrows(LpProtocolError, 'LpFrameReader.push', () => reader.push(c));
-          if (r === undefined) { ok = false; break; }
-          got.push(...r);
-          const held = (reader as unknown as { buf: Buffer }).buf.length;
-          assert.ok(held < LP_MAX_FRAME, `reader holds ${held} bytes`);
-        }
-        assert.equal(ok, wholeOk);
-        if (wholeOk) assert.deepEqual(got, wholeFrames);
-        else assert.deepEqual(got, wholeFrames.length ? wholeFrames : got);
-      },
-    ) as never,
+        const frames = cut(bytes, points).flatMap((c) => reader.push(c));
+        assert.equal(frames.length, 1);
+        assertSameMessage(lp.decodeRequest(frames[0]!), m);
+      }) as never,
   ),
-  prop('LpFrameReader: a declared length over the maximum is refused at the header', () =>
-    fc.property(fc.integer({ min: LP_MAX_FRAME - 3, max: 0xffffffff }), fc.nat(3), (len, split) => {
-      const r = new LpFrameReader();
-      const head = u32le(len);
-      r.push(head.subarray(0, split));
-      assert.throws(() => r.push(head.subarray(split)), LpProtocolError);
-    }) as never,
-  ),
-  prop('LP encodeRequest -> LpFrameReader -> decodeRequest round trip', () =>
-    fc.property(arbRequest, fc.array(fc.nat(), { maxLength: 4 }), (m, points) => {
-      const bytes = lp.encodeRequest(m);
-      const reader = new LpFrameReader();
-      const frames = cut(bytes, points).flatMap((c) => reader.push(c));
-      assert.equal(frames.length, 1);
-      assertSameMessage(lp.decodeRequest(frames[0]!), m);
-    }) as never,
-  ),
-  prop('LP encodeResponse -> LpFrameReader -> decodeResponse round trip', () =>
-    fc.property(arbResponse, fc.array(fc.nat(), { maxLength: 4 }), (m, points) => {
-      const bytes = lp.encodeResponse(m);
-      const reader = new LpFrameReader();
-      const frames = cut(bytes, points).flatMap((c) => reader.push(c));
-      assert.equal(frames.length, 1);
-      assertSameMessage(lp.decodeResponse(frames[0]!), expectedResponse(m));
-    }) as never,
+  prop(
+    'LP encodeResponse -> LpFrameReader -> decodeResponse round trip',
+    () =>
+      fc.property(arbResponse, fc.array(fc.nat(), { maxLength: 4 }), (m, points) => {
+        const bytes = lp.encodeResponse(m);
+        const reader = new LpFrameReader();
+        const frames = cut(bytes, points).flatMap((c) => reader.push(c));
+        assert.equal(frames.length, 1);
+        assertSameMessage(lp.decodeResponse(frames[0]!), expectedResponse(m));
+      }) as never,
   ),
 ];

@@ -49,10 +49,7 @@ export interface Harness extends LinkPair {
   agentDone: Promise<void>;
 }
 
-export async function startAgent(
-  agentOpts: Partial<ServeAgentOptions> = {},
-  clientOpts: Partial<AgentConnectionOptions> = {},
-): Promise<Harness> {
+export async function startAgent(agentOpts: Partial<ServeAgentOptions> = {}, clientOpts: Partial<AgentConnectionOptions> = {}): Promise<Harness> {
   const pair = linkPair();
   const agentDone = serveAgent(pair.agent, { token: TOKEN, targetPid: process.pid, ...agentOpts });
   const conn = await AgentConnection.connect(pair.client, { token: TOKEN, ...clientOpts });

@@ -58,7 +58,10 @@ export async function deployApp(namespace: string, tools: string, smoke: string)
       { volumes: [{ name: 'config', configMap: { name: 'app-config', items: [{ key: 'config.yaml', path: 'config.yaml' }] } }] },
     ),
   });
-  await core.createNamespacedService({ namespace, body: { metadata: { name: 'app' }, spec: { selector: { app: 'app' }, ports: [{ port: 80, targetPort: 8080 }] } } });
+  await core.createNamespacedService({
+    namespace,
+    body: { metadata: { name: 'app' }, spec: { selector: { app: 'app' }, ports: [{ port: 80, targetPort: 8080 }] } },
+  });
   await core.createNamespacedPod({
     namespace,
     body: {

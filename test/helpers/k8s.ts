@@ -42,7 +42,9 @@ let clients: Clients | undefined;
 export function kube(): Clients {
   if (clients) return clients;
   if (!process.env.KUBECONFIG) {
-    throw new Error('KUBECONFIG is not set: start the test cluster with `eval "$(test/cluster/up | tail -n 1 | sed s/^/export\\ /)"`, or point KUBECONFIG at an existing cluster');
+    throw new Error(
+      'KUBECONFIG is not set: start the test cluster with `eval "$(test/cluster/up | tail -n 1 | sed s/^/export\\ /)"`, or point KUBECONFIG at an existing cluster',
+    );
   }
   const kc = new k8s.KubeConfig();
   kc.loadFromDefault();
@@ -72,7 +74,8 @@ export async function waitFor<T>(what: string, f: () => Promise<T | undefined | 
 }
 
 export function errText(err: unknown): string {
-  if (err instanceof k8s.ApiException) return `HTTP ${err.code}: ${typeof err.body === 'string' ? err.body.slice(0, 300) : JSON.stringify(err.body).slice(0, 300)}`;
+  if (err instanceof k8s.ApiException)
+    return `HTTP ${err.code}: ${typeof err.body === 'string' ? err.body.slice(0, 300) : JSON.stringify(err.body).slice(0, 300)}`;
   return err instanceof Error ? err.message : String(err);
 }
 
@@ -136,7 +139,10 @@ export async function execInPod(namespace: string, pod: string, container: strin
     });
   const exec = new k8s.Exec(kube().kc);
   return new Promise<ExecResult>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`exec ${JSON.stringify(command)} in ${namespace}/${pod}: no result after ${timeoutMs / 1000} s`)), timeoutMs);
+    const timer = setTimeout(
+      () => reject(new Error(`exec ${JSON.stringify(command)} in ${namespace}/${pod}: no result after ${timeoutMs / 1000} s`)),
+      timeoutMs,
+    );
     exec
       .exec(namespace, pod, container, command, sink(out), sink(err), null, false, (status) => {
         clearTimeout(timer);

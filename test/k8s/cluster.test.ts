@@ -114,10 +114,14 @@ describe('kubernetes test cluster', { timeout: 900_000 }, () => {
     const fqdn = `${APP}.${ns.name}.svc.cluster.local`;
     for (const name of [fqdn, APP, `${APP}.${ns.name}`]) {
       // CoreDNS learns of a new Service within a moment; retry briefly.
-      const r = await waitFor(`${name} to resolve in pod ${clientPod}`, async () => {
-        const res = await execInPod(ns.name, clientPod, 'main', ['getent', 'hosts', name]);
-        return res.code === 0 ? res : undefined;
-      }, 30_000);
+      const r = await waitFor(
+        `${name} to resolve in pod ${clientPod}`,
+        async () => {
+          const res = await execInPod(ns.name, clientPod, 'main', ['getent', 'hosts', name]);
+          return res.code === 0 ? res : undefined;
+        },
+        30_000,
+      );
       assert.equal(r.stdout.trim().split(/\s+/)[0], clusterIP, `${name} -> ${r.stdout.trim()}`);
       const http = await execInPod(ns.name, clientPod, 'main', ['curl', '-sS', '--max-time', '10', `http://${name}:${PORT}/`]);
       assert.equal(http.code, 0, `curl ${name}: ${http.stderr}`);
@@ -183,12 +187,17 @@ describe('kubernetes test cluster', { timeout: 900_000 }, () => {
       { name: 'debugger', image: tools, imagePullPolicy: 'IfNotPresent', command: ['sleep', 'infinity'], targetContainerName: 'app' },
     ];
     await core.replaceNamespacedPodEphemeralcontainers({ name, namespace: ns.name, body: pod });
-    await waitFor('the ephemeral container to run', async () => {
-      const p = await core.readNamespacedPod({ name, namespace: ns.name });
-      const s = p.status?.ephemeralContainerStatuses?.find((c) => c.name === 'debugger');
-      if (s?.state?.waiting?.reason && s.state.waiting.reason !== 'ContainerCreating') throw new Error(`waiting: ${s.state.waiting.reason} ${s.state.waiting.message ?? ''}`);
-      return s?.state?.running !== undefined;
-    }, 60_000);
+    await waitFor(
+      'the ephemeral container to run',
+      async () => {
+        const p = await core.readNamespacedPod({ name, namespace: ns.name });
+        const s = p.status?.ephemeralContainerStatuses?.find((c) => c.name === 'debugger');
+        if (s?.state?.waiting?.reason && s.state.waiting.reason !== 'ContainerCreating')
+          throw new Error(`waiting: ${s.state.waiting.reason} ${s.state.waiting.message ?? ''}`);
+        return s?.state?.running !== undefined;
+      },
+      60_000,
+    );
     const ps = await execInPod(ns.name, name, 'debugger', ['ps', '-eo', 'args']);
     assert.equal(ps.code, 0, ps.stderr);
     assert.match(ps.stdout, /python3 -u \/srv\/server\.py/, `the target's process is visible:\n${ps.stdout}`);
@@ -238,17 +247,21 @@ describe('kubernetes test cluster', { timeout: 900_000 }, () => {
       },
     });
     let succeeded = false;
-    await waitFor('the Job to finish and be deleted by the TTL controller', async () => {
-      try {
-        const job = await batch.readNamespacedJob({ name, namespace: ns.name });
-        if ((job.status?.succeeded ?? 0) >= 1) succeeded = true;
-        if ((job.status?.failed ?? 0) >= 1) throw new Error('the Job failed');
-        return false;
-      } catch (err) {
-        if (isNotFound(err)) return true;
-        throw new Error(errText(err), { cause: err });
-      }
-    }, 120_000);
+    await waitFor(
+      'the Job to finish and be deleted by the TTL controller',
+      async () => {
+        try {
+          const job = await batch.readNamespacedJob({ name, namespace: ns.name });
+          if ((job.status?.succeeded ?? 0) >= 1) succeeded = true;
+          if ((job.status?.failed ?? 0) >= 1) throw new Error('the Job failed');
+          return false;
+        } catch (err) {
+          if (isNotFound(err)) return true;
+          throw new Error(errText(err), { cause: err });
+        }
+      },
+      120_000,
+    );
     assert.ok(succeeded, 'the Job was seen finished before it was deleted');
   });
 });

@@ -90,10 +90,32 @@ describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
     const cfg = config(name, { feature: { network: { incoming: { ...incoming, port_mapping: [[port, 8080]] } } } });
     writeFileSync(path.join(tmp, 'index.html'), body);
     // Its own process group, so that a program orphaned by a killed CLI is ended with it.
-    const child = spawn(process.execPath, [CLI, 'exec', '-f', cfg, '-n', ns.name, '-t', 'deployment/app', '--', 'python3', '-m', 'http.server', String(port), '--bind', '127.0.0.1', '--directory', tmp], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-      detached: true,
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        CLI,
+        'exec',
+        '-f',
+        cfg,
+        '-n',
+        ns.name,
+        '-t',
+        'deployment/app',
+        '--',
+        'python3',
+        '-m',
+        'http.server',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--directory',
+        tmp,
+      ],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        detached: true,
+      },
+    );
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     // 'exit', not 'close': after a SIGKILL the orphaned program still holds the stderr pipe.
@@ -110,14 +132,17 @@ describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
     return { child, stderr: () => stderr, stop };
   };
 
-  it('deployment/app: redis-cli reaches a Service name only the cluster resolves, from the pod\'s address', async () => {
+  it("deployment/app: redis-cli reaches a Service name only the cluster resolves, from the pod's address", async () => {
     const before = await restarts();
     const r = await mirrord(['exec', '-n', ns.name, '-t', 'deployment/app', '--', 'sh', '-c', 'redis-cli -h redis ping && redis-cli -h redis client list']);
     assert.equal(r.code, 0, r.stderr);
     const [pong, ...clients] = r.stdout.trim().split('\n');
     assert.equal(pong, 'PONG');
     const podIP = app.appPod.status!.podIP!;
-    assert.ok(clients.some((l) => l.includes(`addr=${podIP}:`)), `redis saw the app pod ${podIP}: ${clients.join(' | ')}`);
+    assert.ok(
+      clients.some((l) => l.includes(`addr=${podIP}:`)),
+      `redis saw the app pod ${podIP}: ${clients.join(' | ')}`,
+    );
     // Without mirrord the name means nothing here.
     const plain = await run('redis-cli', ['-h', 'redis', 'ping']).catch((e: { stdout?: string; stderr?: string }) => e);
     assert.notEqual((plain as { stdout?: string }).stdout?.trim(), 'PONG');
@@ -125,7 +150,8 @@ describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
   });
 
   it('pod/APP: env from a ConfigMap and a Secret, a ConfigMap-mounted file and the service-account token', async () => {
-    const script = 'echo "$FROM_CONFIGMAP"; echo "$FROM_SECRET"; cat /etc/app/config.yaml; cat /var/run/secrets/kubernetes.io/serviceaccount/namespace; echo; wc -c < /var/run/secrets/kubernetes.io/serviceaccount/token';
+    const script =
+      'echo "$FROM_CONFIGMAP"; echo "$FROM_SECRET"; cat /etc/app/config.yaml; cat /var/run/secrets/kubernetes.io/serviceaccount/namespace; echo; wc -c < /var/run/secrets/kubernetes.io/serviceaccount/token';
     const r = await mirrord(['exec', '-n', ns.name, '-t', `pod/${appPod}`, '--', 'sh', '-c', script]);
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stdout.split('\n');
@@ -138,11 +164,18 @@ describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
 
   // dns.resolve* (c-ares) sends its own UDP to the pod's nameserver and, as in the pod itself,
   // applies no search domains; getaddrinfo (dns.lookup) applies them.
-  it('DNS: short names through the pod\'s search domains, and resolvers that send their own UDP', async () => {
+  it("DNS: short names through the pod's search domains, and resolvers that send their own UDP", async () => {
     const svc = await kube().core.readNamespacedService({ name: 'redis', namespace: ns.name });
     const ip = svc.spec!.clusterIP!;
     const r = await mirrord([
-      'exec', '-n', ns.name, '-t', 'service/app', '--', 'node', '-e',
+      'exec',
+      '-n',
+      ns.name,
+      '-t',
+      'service/app',
+      '--',
+      'node',
+      '-e',
       `const dns = require('dns'); dns.lookup('redis', (e, a) => { console.log(e ? e.code : a); dns.resolve4('redis.${ns.name}.svc.cluster.local', (e2, b) => console.log(e2 ? e2.code : b.join(','))); });`,
     ]);
     assert.equal(r.code, 0, r.stderr);
@@ -168,16 +201,37 @@ describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
   it('mirror (the default): the pod keeps answering and the local program gets a copy of each request', async () => {
     const port = await freePort();
     const cfg = config('mirror', { feature: { network: { incoming: { port_mapping: [[port, 8080]] } } } });
-    const child = spawn(process.execPath, [CLI, 'exec', '-f', cfg, '-n', ns.name, '-t', 'deployment/app', '--', 'python3', '-u', '-c',
-      `import http.server\nclass H(http.server.BaseHTTPRequestHandler):\n  def do_GET(self):\n    print("copy of " + self.path, flush=True); self.send_response(200); self.end_headers()\n  def log_message(self, *a): pass\nhttp.server.HTTPServer(("127.0.0.1", ${port}), H).serve_forever()`,
-    ], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      process.execPath,
+      [
+        CLI,
+        'exec',
+        '-f',
+        cfg,
+        '-n',
+        ns.name,
+        '-t',
+        'deployment/app',
+        '--',
+        'python3',
+        '-u',
+        '-c',
+        `import http.server\nclass H(http.server.BaseHTTPRequestHandler):\n  def do_GET(self):\n    print("copy of " + self.path, flush=True); self.send_response(200); self.end_headers()\n  def log_message(self, *a): pass\nhttp.server.HTTPServer(("127.0.0.1", ${port}), H).serve_forever()`,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let stdout = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     try {
-      await waitFor('a mirrored request', async () => {
-        assert.match(await curlAppPath('/mirrored-path'), /^hello from app-/);
-        return stdout.includes('copy of /mirrored-path');
-      }, 60_000, 500);
+      await waitFor(
+        'a mirrored request',
+        async () => {
+          assert.match(await curlAppPath('/mirrored-path'), /^hello from app-/);
+          return stdout.includes('copy of /mirrored-path');
+        },
+        60_000,
+        500,
+      );
     } finally {
       child.kill('SIGTERM');
       await new Promise((r) => child.once('close', r));
@@ -194,10 +248,21 @@ describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
       spec: {
         terminationGracePeriodSeconds: 1,
         restartPolicy: label === 'sts' ? 'Always' : 'Never',
-        containers: [{ name: 'main', image: tools, imagePullPolicy: 'Never', command: ['sh', '-c', `export WHO=${label}; exec sleep infinity`], env: [{ name: 'WHO', value: label }] }],
+        containers: [
+          {
+            name: 'main',
+            image: tools,
+            imagePullPolicy: 'Never',
+            command: ['sh', '-c', `export WHO=${label}; exec sleep infinity`],
+            env: [{ name: 'WHO', value: label }],
+          },
+        ],
       },
     });
-    await apps.createNamespacedStatefulSet({ namespace: ns.name, body: { metadata: { name: 'sts' }, spec: { serviceName: 'sts', replicas: 1, selector: { matchLabels: { app: 'sts' } }, template: podSpec('sts') } } });
+    await apps.createNamespacedStatefulSet({
+      namespace: ns.name,
+      body: { metadata: { name: 'sts' }, spec: { serviceName: 'sts', replicas: 1, selector: { matchLabels: { app: 'sts' } }, template: podSpec('sts') } },
+    });
     await batch.createNamespacedJob({ namespace: ns.name, body: { metadata: { name: 'batch' }, spec: { template: podSpec('batch') } } });
     const cron = await batch.createNamespacedCronJob({
       namespace: ns.name,
@@ -207,7 +272,10 @@ describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
     await batch.createNamespacedJob({
       namespace: ns.name,
       body: {
-        metadata: { name: 'nightly-run', ownerReferences: [{ apiVersion: 'batch/v1', kind: 'CronJob', name: 'nightly', uid: cron.metadata!.uid!, controller: true }] },
+        metadata: {
+          name: 'nightly-run',
+          ownerReferences: [{ apiVersion: 'batch/v1', kind: 'CronJob', name: 'nightly', uid: cron.metadata!.uid!, controller: true }],
+        },
         spec: { template: podSpec('nightly') },
       },
     });
@@ -218,19 +286,38 @@ describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
         metadata: { name: 'multi', labels: { app: 'multi' } },
         spec: {
           terminationGracePeriodSeconds: 1,
-          containers: ['istio-proxy', 'main', 'other'].map((name) => ({ name, image: tools, imagePullPolicy: 'Never' as const, command: ['sleep', 'infinity'], env: [{ name: 'WHO', value: name }] })),
+          containers: ['istio-proxy', 'main', 'other'].map((name) => ({
+            name,
+            image: tools,
+            imagePullPolicy: 'Never' as const,
+            command: ['sleep', 'infinity'],
+            env: [{ name: 'WHO', value: name }],
+          })),
         },
       },
     });
-    for (const [target, who] of [['pod/multi', 'main'], ['pod/multi/container/other', 'other'], ['statefulset/sts', 'sts'], ['job/batch', 'batch'], ['cronjob/nightly', 'nightly'], ['service/redis', '']] as const) {
-      const r = await waitFor(`a session on ${target}`, async () => {
-        const res = await mirrord(['exec', '-n', ns.name, '-t', target, '--', 'sh', '-c', 'echo "who=$WHO"; redis-cli -h redis ping']);
-        return res.code === 0 ? res : res.code === 65 && /no ready pod|not running/.test(res.stderr) ? undefined : Promise.reject(new Error(res.stderr));
-      }, 120_000, 1000);
+    for (const [target, who] of [
+      ['pod/multi', 'main'],
+      ['pod/multi/container/other', 'other'],
+      ['statefulset/sts', 'sts'],
+      ['job/batch', 'batch'],
+      ['cronjob/nightly', 'nightly'],
+      ['service/redis', ''],
+    ] as const) {
+      const r = await waitFor(
+        `a session on ${target}`,
+        async () => {
+          const res = await mirrord(['exec', '-n', ns.name, '-t', target, '--', 'sh', '-c', 'echo "who=$WHO"; redis-cli -h redis ping']);
+          return res.code === 0 ? res : res.code === 65 && /no ready pod|not running/.test(res.stderr) ? undefined : Promise.reject(new Error(res.stderr));
+        },
+        120_000,
+        1000,
+      );
       assert.deepEqual(r.stdout.trim().split('\n'), [`who=${who}`, 'PONG'], target);
     }
     const ls = (await mirrord(['ls', '-n', ns.name, '--no-docker'])).stdout.split('\n');
-    for (const t of ['pod/multi/container/main', 'pod/multi/container/other', 'statefulset/sts', 'job/batch', 'cronjob/nightly']) assert.ok(ls.includes(t), `${t} listed: ${ls.join(' ')}`);
+    for (const t of ['pod/multi/container/main', 'pod/multi/container/other', 'statefulset/sts', 'job/batch', 'cronjob/nightly'])
+      assert.ok(ls.includes(t), `${t} listed: ${ls.join(' ')}`);
     assert.ok(!ls.includes('pod/multi/container/istio-proxy'), 'mesh sidecars are not offered');
   });
 
@@ -248,20 +335,36 @@ describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
           group: 'argoproj.io',
           scope: 'Namespaced',
           names: { plural: 'rollouts', singular: 'rollout', kind: 'Rollout' },
-          versions: [{ name: 'v1alpha1', served: true, storage: true, schema: { openAPIV3Schema: { type: 'object', x_kubernetes_preserve_unknown_fields: true } } }],
+          versions: [
+            { name: 'v1alpha1', served: true, storage: true, schema: { openAPIV3Schema: { type: 'object', x_kubernetes_preserve_unknown_fields: true } } },
+          ],
         },
       },
     });
     try {
-      await waitFor('the Rollout CRD to be established', async () => {
-        const c = await ext.readCustomResourceDefinition({ name: crd });
-        return c.status?.conditions?.some((x) => x.type === 'Established' && x.status === 'True');
-      }, 60_000);
-      await waitFor('a Rollout to be created', () =>
-        kube().kc.makeApiClient(k8s.CustomObjectsApi).createNamespacedCustomObject({
-          group: 'argoproj.io', version: 'v1alpha1', namespace: ns.name, plural: 'rollouts',
-          body: { apiVersion: 'argoproj.io/v1alpha1', kind: 'Rollout', metadata: { name: 'web' }, spec: { selector: { matchLabels: { app: 'app' } } } },
-        }).then(() => true), 30_000);
+      await waitFor(
+        'the Rollout CRD to be established',
+        async () => {
+          const c = await ext.readCustomResourceDefinition({ name: crd });
+          return c.status?.conditions?.some((x) => x.type === 'Established' && x.status === 'True');
+        },
+        60_000,
+      );
+      await waitFor(
+        'a Rollout to be created',
+        () =>
+          kube()
+            .kc.makeApiClient(k8s.CustomObjectsApi)
+            .createNamespacedCustomObject({
+              group: 'argoproj.io',
+              version: 'v1alpha1',
+              namespace: ns.name,
+              plural: 'rollouts',
+              body: { apiVersion: 'argoproj.io/v1alpha1', kind: 'Rollout', metadata: { name: 'web' }, spec: { selector: { matchLabels: { app: 'app' } } } },
+            })
+            .then(() => true),
+        30_000,
+      );
       const r = await mirrord(['exec', '-n', ns.name, '-t', 'rollout/web', '--', 'sh', '-c', 'echo "$FROM_CONFIGMAP"']);
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stdout.trim(), FROM_CONFIGMAP);
@@ -277,7 +380,7 @@ describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
     const local = await serveLocally('steal-all', { mode: 'steal' }, 'stolen\n');
     try {
       await waitFor('the steal to start', async () => (await curlApp()) === 'stolen', 60_000, 500);
-      assert.match(await appNat(), /MIRRORD_/, 'the steal rule is in the pod\'s namespace while the session runs');
+      assert.match(await appNat(), /MIRRORD_/, "the steal rule is in the pod's namespace while the session runs");
     } finally {
       await local.stop('SIGKILL');
     }
@@ -330,19 +433,29 @@ describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
     const cfg = config('stuck-kill', { agent: { image: 'mirrord-agent:never-there', image_pull_policy: 'IfNotPresent', startup_timeout: 120 } });
     const child = spawn(process.execPath, [CLI, 'exec', '-f', cfg, '-n', ns.name, '-t', 'deployment/app', '--', 'true'], { stdio: 'ignore' });
     const closed = new Promise((r) => child.once('close', r));
-    const [orphan] = await waitFor('the agent Job to exist', async () => {
-      const jobs = (await kube().batch.listNamespacedJob({ namespace: ns.name, labelSelector: 'app.kubernetes.io/name=mirrord-agent' })).items;
-      return jobs.length ? jobs.map((j) => j.metadata!.name!) : undefined;
-    }, 60_000, 200);
+    const [orphan] = await waitFor(
+      'the agent Job to exist',
+      async () => {
+        const jobs = (await kube().batch.listNamespacedJob({ namespace: ns.name, labelSelector: 'app.kubernetes.io/name=mirrord-agent' })).items;
+        return jobs.length ? jobs.map((j) => j.metadata!.name!) : undefined;
+      },
+      60_000,
+      200,
+    );
     child.kill('SIGKILL');
     await closed;
     // Its pod never runs, so no listener will ever end it: only a reaper can.
     const r = await mirrord(['exec', '-n', ns.name, '-t', 'deployment/app', '--', 'true']);
     assert.equal(r.code, 0, r.stderr);
-    await waitFor(`the orphan Job ${orphan} to be deleted`, async () => {
-      const jobs = (await kube().batch.listNamespacedJob({ namespace: ns.name, labelSelector: 'app.kubernetes.io/name=mirrord-agent' })).items;
-      return !jobs.some((j) => j.metadata?.name === orphan);
-    }, 20_000, 250);
+    await waitFor(
+      `the orphan Job ${orphan} to be deleted`,
+      async () => {
+        const jobs = (await kube().batch.listNamespacedJob({ namespace: ns.name, labelSelector: 'app.kubernetes.io/name=mirrord-agent' })).items;
+        return !jobs.some((j) => j.metadata?.name === orphan);
+      },
+      20_000,
+      250,
+    );
     await noAgentLeft();
   });
 
@@ -353,7 +466,10 @@ describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(r.stdout.trim().split('\n'), ['PONG', FROM_CONFIGMAP]);
     const pod = await kube().core.readNamespacedPod({ name: appPod, namespace: ns.name });
-    assert.ok(pod.spec?.ephemeralContainers?.some((c) => c.name.startsWith('mirrord-agent-')), 'the agent was an ephemeral container');
+    assert.ok(
+      pod.spec?.ephemeralContainers?.some((c) => c.name.startsWith('mirrord-agent-')),
+      'the agent was an ephemeral container',
+    );
     assert.equal(await restarts(), before);
   });
 
@@ -366,12 +482,19 @@ describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
 
   it('port-forward and diagnose latency work against a Deployment', async () => {
     const port = await freePort();
-    const child = spawn(process.execPath, [CLI, 'port-forward', '-n', ns.name, '-t', 'deployment/app', '-L', `${port}:redis:6379`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, 'port-forward', '-n', ns.name, '-t', 'deployment/app', '-L', `${port}:redis:6379`], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     try {
-      const pong = await waitFor('PONG through the forwarded port', async () => {
-        const r = await run('redis-cli', ['-p', String(port), 'ping']).catch(() => undefined);
-        return r?.stdout.trim() === 'PONG' ? r.stdout.trim() : undefined;
-      }, 60_000, 300);
+      const pong = await waitFor(
+        'PONG through the forwarded port',
+        async () => {
+          const r = await run('redis-cli', ['-p', String(port), 'ping']).catch(() => undefined);
+          return r?.stdout.trim() === 'PONG' ? r.stdout.trim() : undefined;
+        },
+        60_000,
+        300,
+      );
       assert.equal(pong, 'PONG');
     } finally {
       child.kill('SIGINT');
@@ -386,19 +509,36 @@ describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
     await noAgentLeft();
   });
 
-  it('mirrord container: a local container gets the pod\'s network, env, ConfigMap volume and service-account token', async () => {
+  it("mirrord container: a local container gets the pod's network, env, ConfigMap volume and service-account token", async () => {
     // fs mode local: the files can only come from the mounted-file copy made before the container starts.
     const script = 'redis-cli -h redis ping; echo "$FROM_SECRET"; cat /etc/app/config.yaml; cat /var/run/secrets/kubernetes.io/serviceaccount/namespace';
-    const r = await mirrord(['container', '--fs-mode', 'local', '-n', ns.name, '-t', 'deployment/app', '--', 'docker', 'run', '--rm', app.appPod.spec!.containers[0]!.image!, 'sh', '-c', script]);
+    const r = await mirrord([
+      'container',
+      '--fs-mode',
+      'local',
+      '-n',
+      ns.name,
+      '-t',
+      'deployment/app',
+      '--',
+      'docker',
+      'run',
+      '--rm',
+      app.appPod.spec!.containers[0]!.image!,
+      'sh',
+      '-c',
+      script,
+    ]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, `PONG\n${FROM_SECRET}\n${CONFIG_YAML}${ns.name}`);
     await noAgentLeft();
   });
 
-  it('mirrord ls lists the namespace\'s pods and workloads, as text and JSON', async () => {
+  it("mirrord ls lists the namespace's pods and workloads, as text and JSON", async () => {
     const text = await mirrord(['ls', '-n', ns.name, '--no-docker']);
     assert.equal(text.code, 0, text.stderr);
-    for (const t of [`pod/${appPod}`, 'deployment/app', 'deployment/redis', 'service/app']) assert.ok(text.stdout.split('\n').includes(t), `${t} in ${text.stdout}`);
+    for (const t of [`pod/${appPod}`, 'deployment/app', 'deployment/redis', 'service/app'])
+      assert.ok(text.stdout.split('\n').includes(t), `${t} in ${text.stdout}`);
     const json = await mirrord(['ls', '-n', ns.name, '--no-docker', '--output', 'json']);
     assert.deepEqual(JSON.parse(json.stdout), text.stdout.trim().split('\n'));
   });
@@ -410,7 +550,14 @@ describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
 
     await kube().apps.createNamespacedDeployment({
       namespace: ns.name,
-      body: { metadata: { name: 'idle' }, spec: { replicas: 0, selector: { matchLabels: { app: 'idle' } }, template: { metadata: { labels: { app: 'idle' } }, spec: { containers: [{ name: 'c', image: 'none' }] } } } },
+      body: {
+        metadata: { name: 'idle' },
+        spec: {
+          replicas: 0,
+          selector: { matchLabels: { app: 'idle' } },
+          template: { metadata: { labels: { app: 'idle' } }, spec: { containers: [{ name: 'c', image: 'none' }] } },
+        },
+      },
     });
     const idle = await mirrord(['exec', '-n', ns.name, '-t', 'deployment/idle', '--', 'true']);
     assert.equal(idle.code, 65);
@@ -461,7 +608,11 @@ describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
     const allowed = await kubeconfigFor('dev');
     await authz.createNamespacedRoleBinding({
       namespace: ns.name,
-      body: { metadata: { name: 'dev-mirrord' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: role.metadata!.name! }, subjects: [{ kind: 'ServiceAccount', name: 'dev', namespace: ns.name }] },
+      body: {
+        metadata: { name: 'dev-mirrord' },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: role.metadata!.name! },
+        subjects: [{ kind: 'ServiceAccount', name: 'dev', namespace: ns.name }],
+      },
     });
     const denied = await kubeconfigFor('nobody');
     const ok = await mirrord(['exec', '--kubeconfig', allowed, '-t', 'deployment/app', '--', 'redis-cli', '-h', 'redis', 'ping']);
@@ -473,12 +624,26 @@ describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
     await noAgentLeft();
   });
 
-  it('a dropped port-forward fails the program\'s remote calls promptly and is reported', async () => {
-    const child = spawn(process.execPath, [CLI, 'exec', '-n', ns.name, '-t', 'deployment/app', '--', 'sh', '-c',
-      'redis-cli -h redis ping; while [ ! -e "$STOP" ]; do sleep 0.2; done; redis-cli -h redis ping; echo "second=$?"'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, STOP: path.join(tmp, 'stop') },
-    });
+  it("a dropped port-forward fails the program's remote calls promptly and is reported", async () => {
+    const child = spawn(
+      process.execPath,
+      [
+        CLI,
+        'exec',
+        '-n',
+        ns.name,
+        '-t',
+        'deployment/app',
+        '--',
+        'sh',
+        '-c',
+        'redis-cli -h redis ping; while [ ! -e "$STOP" ]; do sleep 0.2; done; redis-cli -h redis ping; echo "second=$?"',
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, STOP: path.join(tmp, 'stop') },
+      },
+    );
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

@@ -49,8 +49,12 @@ describe('connect', () => {
     const r = await runC('t_connect', ['v4', '10.77.0.5', '80']);
     assert.equal(r.code, 0, describeRun(r));
     assert.deepEqual(lines(r.stdout), [
-      'connect=0 errno=0', 'peer=10.77.0.5:80', 'dup_peer=10.77.0.5:80', 'dup2_peer=10.77.0.5:80',
-      `read=${GREETING}`, 'fresh_peer=error:ENOTCONN',
+      'connect=0 errno=0',
+      'peer=10.77.0.5:80',
+      'dup_peer=10.77.0.5:80',
+      'dup2_peer=10.77.0.5:80',
+      `read=${GREETING}`,
+      'fresh_peer=error:ENOTCONN',
     ]);
     assert.deepEqual(fake!.calls(), [TCP80]);
     const [hello] = fake!.hellos();
@@ -82,9 +86,7 @@ describe('connect', () => {
   it('non-blocking: EINPROGRESS, poll, then connect() again succeeds without a second request', async () => {
     const r = await runC('t_connect', ['nonblock', '10.77.0.5', '80']);
     assert.equal(r.code, 0, describeRun(r));
-    assert.deepEqual(lines(r.stdout).slice(0, 4), [
-      'connect=-1 errno=EINPROGRESS', 'poll=1 so_error=0', 'reconnect=0 errno=0', 'peer=10.77.0.5:80',
-    ]);
+    assert.deepEqual(lines(r.stdout).slice(0, 4), ['connect=-1 errno=EINPROGRESS', 'poll=1 so_error=0', 'reconnect=0 errno=0', 'peer=10.77.0.5:80']);
     assert.ok(r.stdout.includes(`read=${GREETING}`), describeRun(r));
     assert.deepEqual(fake!.calls(), [TCP80]);
   });
@@ -191,7 +193,7 @@ describe('name resolution', () => {
     assert.deepEqual(fake!.calls(), [{ kind: 'getaddrinfo', node: 'only-remote.test', family: 2 }]);
   });
 
-  it('... and that constructor really runs before the layer\'s own (the loader\'s trace says so)', async () => {
+  it("... and that constructor really runs before the layer's own (the loader's trace says so)", async () => {
     fake = await FakeIntproxy.start(script());
     const r = await run(cTest('t_ctor'), [], layerEnv(fake.addr, { LD_DEBUG: 'files' }));
     assert.equal(r.code, 0, describeRun(r));
@@ -238,16 +240,22 @@ describe('processes and threads', () => {
     assert.equal(fake!.hellos().length, 1, 'one connection per process, shared by its threads');
   });
 
-  it('close_range(3, ~0) really closes the layer\'s descriptor: the layer notices and reconnects', async () => {
+  it("close_range(3, ~0) really closes the layer's descriptor: the layer notices and reconnects", async () => {
     const r = await runC('t_closefds', ['close_range', 'only-remote.test', '80']);
     assert.equal(r.code, 0, describeRun(r));
     assert.deepEqual(lines(r.stdout), [
-      'gai=0', `connect=0 peer=10.77.0.5:80 read=${GREETING}`, 'close_range=0',
-      'gai=0', `connect=0 peer=10.77.0.5:80 read=${GREETING}`,
+      'gai=0',
+      `connect=0 peer=10.77.0.5:80 read=${GREETING}`,
+      'close_range=0',
+      'gai=0',
+      `connect=0 peer=10.77.0.5:80 read=${GREETING}`,
     ]);
     const hellos = fake!.hellos();
     assert.equal(hellos.length, 2, 'a second connection after the first was closed behind its back');
-    assert.deepEqual(fake!.requests.filter((x) => x.req.kind !== 'hello').map((x) => x.conn), [1, 1, 2, 2]);
+    assert.deepEqual(
+      fake!.requests.filter((x) => x.req.kind !== 'hello').map((x) => x.conn),
+      [1, 1, 2, 2],
+    );
   });
 
   for (const mode of ['close', 'dup2'] as const) {
@@ -255,10 +263,10 @@ describe('processes and threads', () => {
       const r = await runC('t_closefds', [mode, 'only-remote.test', '80']);
       assert.equal(r.code, 0, describeRun(r));
       const out = lines(r.stdout);
-      assert.deepEqual(out.filter((l) => !l.startsWith('touched=')), [
-        'gai=0', `connect=0 peer=10.77.0.5:80 read=${GREETING}`,
-        'gai=0', `connect=0 peer=10.77.0.5:80 read=${GREETING}`,
-      ]);
+      assert.deepEqual(
+        out.filter((l) => !l.startsWith('touched=')),
+        ['gai=0', `connect=0 peer=10.77.0.5:80 read=${GREETING}`, 'gai=0', `connect=0 peer=10.77.0.5:80 read=${GREETING}`],
+      );
       assert.equal(fake!.hellos().length, 1, 'the connection survived: no second HELLO');
       assert.equal(fake!.calls().length, 4);
     });

@@ -7,9 +7,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { FakeIntproxy } from './fake-intproxy.js';
-import {
-  GREETING, buildLayer, cTest, describeRun, layerEnv, lines, programEnv, run, startServers, type Servers,
-} from './harness.js';
+import { GREETING, buildLayer, cTest, describeRun, layerEnv, lines, programEnv, run, startServers, type Servers } from './harness.js';
 
 let servers: Servers;
 let fake: FakeIntproxy | undefined;
@@ -35,7 +33,10 @@ async function closedPort(): Promise<number> {
 }
 
 describe('no session', () => {
-  for (const [label, addr] of [['unset', undefined], ['empty', '']] as const) {
+  for (const [label, addr] of [
+    ['unset', undefined],
+    ['empty', ''],
+  ] as const) {
     it(`MIRRORD_LAYER_ADDR ${label}: everything native, nothing sent`, async () => {
       fake = await FakeIntproxy.start({ dns: { localhost: ['10.99.99.99'] } });
       const env = layerEnv(addr, { MIRRORD_LAYER_LOG: 'debug' });
@@ -99,7 +100,10 @@ describe('logging', () => {
     const errs = lines(r.stderr);
     assert.ok(errs.length >= 2, describeRun(r));
     for (const l of errs) assert.ok(l.startsWith(`mirrord-layer[${r.pid}]: `), l);
-    assert.ok(errs.some((l) => /connect fd \d+ to 10\.77\.0\.5:80: handled/.test(l)), describeRun(r));
+    assert.ok(
+      errs.some((l) => /connect fd \d+ to 10\.77\.0\.5:80: handled/.test(l)),
+      describeRun(r),
+    );
     assert.equal(r.stdout.split('\n')[0], 'connect=0 errno=0');
   });
 });

@@ -8,7 +8,14 @@
 import { once } from 'node:events';
 import net from 'node:net';
 import {
-  FS_ZERO_STAT, LpFrameReader, LpStatus, decodeRequest, encodeResponse, type LpAddr, type LpRequest, type LpResponse,
+  FS_ZERO_STAT,
+  LpFrameReader,
+  LpStatus,
+  decodeRequest,
+  encodeResponse,
+  type LpAddr,
+  type LpRequest,
+  type LpResponse,
 } from '../../common/protocol/layer/index.js';
 
 export interface FakeScript {
@@ -30,7 +37,10 @@ export interface FakeScript {
   hold?: (req: LpRequest) => boolean;
 }
 
-export interface Recorded { conn: number; req: LpRequest }
+export interface Recorded {
+  conn: number;
+  req: LpRequest;
+}
 /** A request without its id (distributes over the union, unlike a bare Omit). */
 export type Call = LpRequest extends infer T ? (T extends unknown ? Omit<T, 'id'> : never) : never;
 
@@ -44,7 +54,10 @@ export class FakeIntproxy {
   private nextHandle = 1;
   private readonly handles = new Map<number, Buffer>();
 
-  private constructor(private readonly server: net.Server, private readonly script: FakeScript) {}
+  private constructor(
+    private readonly server: net.Server,
+    private readonly script: FakeScript,
+  ) {}
 
   static async start(script: FakeScript = {}): Promise<FakeIntproxy> {
     const server = net.createServer();
@@ -55,9 +68,13 @@ export class FakeIntproxy {
     return fake;
   }
 
-  get port(): number { return (this.server.address() as net.AddressInfo).port; }
+  get port(): number {
+    return (this.server.address() as net.AddressInfo).port;
+  }
   /** The value for MIRRORD_LAYER_ADDR. */
-  get addr(): string { return `127.0.0.1:${this.port}`; }
+  get addr(): string {
+    return `127.0.0.1:${this.port}`;
+  }
 
   hellos(): Extract<LpRequest, { kind: 'hello' }>[] {
     return this.requests.flatMap((r) => (r.req.kind === 'hello' ? [r.req] : []));
@@ -65,10 +82,12 @@ export class FakeIntproxy {
 
   /** Requests other than HELLO, ids stripped, for order-insensitive or exact comparisons. */
   calls(): Call[] {
-    return this.requests.filter((r) => r.req.kind !== 'hello').map(({ req }) => {
-      const { id: _id, ...rest } = req;
-      return rest as Call;
-    });
+    return this.requests
+      .filter((r) => r.req.kind !== 'hello')
+      .map(({ req }) => {
+        const { id: _id, ...rest } = req;
+        return rest as Call;
+      });
   }
 
   /** Resolves once an answer is being held back. */
@@ -83,7 +102,9 @@ export class FakeIntproxy {
   }
 
   /** Remote files still open (every OPEN answered "ok" minus every CLOSE). */
-  get openFiles(): number { return this.handles.size; }
+  get openFiles(): number {
+    return this.handles.size;
+  }
 
   async stop(): Promise<void> {
     for (const s of this.sockets) s.destroy();

@@ -66,18 +66,30 @@ describe('remote files: C program', () => {
     const r = await runIn(f, cTest('t_files'), ['read', '/srv/data.txt']);
     assert.equal(r.code, 0, describeRun(r));
     assert.deepEqual(lines(r.stdout), [
-      `fstat=0 size=${CONTENT.length} reg=1`, 'read=5 [hello]', 'lseek_cur=5', `lseek_end=${CONTENT.length}`,
-      'pread=3 [ell]', 'readv=5 [he|llo]', 'dup_read=2 [ r]', 'fcntl_dupfd=1 getfd=1', 'poll=1 revents_in=1',
-      'after_close_dup_read=2 [he]', 'fopen=1 fileno_ok=1', 'first_line=hello remote',
+      `fstat=0 size=${CONTENT.length} reg=1`,
+      'read=5 [hello]',
+      'lseek_cur=5',
+      `lseek_end=${CONTENT.length}`,
+      'pread=3 [ell]',
+      'readv=5 [he|llo]',
+      'dup_read=2 [ r]',
+      'fcntl_dupfd=1 getfd=1',
+      'poll=1 revents_in=1',
+      'after_close_dup_read=2 [he]',
+      'fopen=1 fileno_ok=1',
+      'first_line=hello remote',
     ]);
   });
 
-  it('mmap of a remote file maps its content (C, and python3\'s mmap module)', async () => {
+  it("mmap of a remote file maps its content (C, and python3's mmap module)", async () => {
     const f = await start();
     const r = await runIn(f, cTest('t_files'), ['mmap', '/srv/data.txt']);
     assert.equal(r.code, 0, describeRun(r));
     assert.deepEqual(lines(r.stdout), ['mmap_first_line=hello remote', 'mmap_last_byte=10']);
-    const py = await runIn(f, python, ['-c', "import mmap; f = open('/srv/big.txt', 'rb'); m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ); print(len(m), m[-10:].decode().strip())"]);
+    const py = await runIn(f, python, [
+      '-c',
+      "import mmap; f = open('/srv/big.txt', 'rb'); m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ); print(len(m), m[-10:].decode().strip())",
+    ]);
     assert.equal(py.code, 0, describeRun(py));
     assert.equal(py.stdout.trim(), `${readFileSync(path.join(f.root, 'srv/big.txt')).length} line 9999`);
   });
@@ -108,8 +120,12 @@ describe('remote files: C program', () => {
     const r = await runIn(f, cTest('t_files'), ['readlink', '/srv/one', '/srv/link']);
     assert.equal(r.code, 0, describeRun(r));
     assert.deepEqual(lines(r.stdout), [
-      'readlink=1 [a]', 'readlinkat=1 [a]', 'readlink_1=1 [a]',
-      'readlink=8 [data.txt]', 'readlinkat=8 [data.txt]', 'readlink_1=1 [d]',
+      'readlink=1 [a]',
+      'readlinkat=1 [a]',
+      'readlink_1=1 [a]',
+      'readlink=8 [data.txt]',
+      'readlinkat=8 [data.txt]',
+      'readlink_1=1 [d]',
     ]);
     const py = await runIn(f, python, ['-c', "import os; print(os.readlink('/srv/one'), os.readlink('/srv/link'))"]);
     assert.equal(py.code, 0, describeRun(py));
@@ -119,7 +135,11 @@ describe('remote files: C program', () => {
   it('symlinks to / and ../../.., and absolute symlinks, never reach a host file', async () => {
     const f = await start();
     const r = await runIn(f, cTest('t_files'), [
-      'open', `/srv/to-root${HOST_MARKER}`, `/srv/up-tmp/${path.basename(HOST_MARKER)}`, '/srv/up-marker', '/srv/abs-marker',
+      'open',
+      `/srv/to-root${HOST_MARKER}`,
+      `/srv/up-tmp/${path.basename(HOST_MARKER)}`,
+      '/srv/up-marker',
+      '/srv/abs-marker',
       `/srv/../../../..${HOST_MARKER.replace('/tmp', '/srv/up-tmp')}`,
     ]);
     assert.ok(!r.stdout.includes('HOST-MARKER'), describeRun(r));
@@ -171,7 +191,7 @@ describe('remote files: C program', () => {
 });
 
 describe('remote files: exec and children', () => {
-  it('a remote file as the stdin of an exec\'d program (sh redirection, python subprocess)', async () => {
+  it("a remote file as the stdin of an exec'd program (sh redirection, python subprocess)", async () => {
     const f = await start();
     const r = await runIn(f, 'sh', ['-c', 'cat < /srv/data.txt; wc -l < /srv/data.txt']);
     assert.deepEqual(lines(r.stdout), [...lines(CONTENT), '3'], describeRun(r));
@@ -179,7 +199,7 @@ describe('remote files: exec and children', () => {
     assert.equal(r2.stdout, 'hello remote\n', describeRun(r2));
   });
 
-  it('write mode: an exec\'d program writing to a remote file (through the helper)', async () => {
+  it("write mode: an exec'd program writing to a remote file (through the helper)", async () => {
     const f = await start({ mode: 'write' });
     const r = await runIn(f, 'sh', ['-c', 'printf "from-date\\n" | cat > /srv/exec-out.txt']);
     assert.equal(r.code, 0, describeRun(r));
@@ -190,7 +210,10 @@ describe('remote files: exec and children', () => {
 
   it('a forked child reads the remote file its parent opened', async () => {
     const f = await start();
-    const r = await runIn(f, python, ['-c', "import os\nf=open('/srv/data.txt')\npid=os.fork()\nif pid==0:\n  print('child', f.readline().strip()); os._exit(0)\nos.waitpid(pid,0); print('parent', f.readline().strip())"]);
+    const r = await runIn(f, python, [
+      '-c',
+      "import os\nf=open('/srv/data.txt')\npid=os.fork()\nif pid==0:\n  print('child', f.readline().strip()); os._exit(0)\nos.waitpid(pid,0); print('parent', f.readline().strip())",
+    ]);
     assert.deepEqual(lines(r.stdout), ['child hello remote', 'parent hello remote'], describeRun(r));
   });
 });
@@ -204,14 +227,18 @@ describe('remote files: real programs', () => {
 
   it('python3: open().read(), os.listdir, os.stat', async () => {
     const f = await start();
-    const r = await runIn(f, python, ['-c', "import os; print(repr(open('/srv/data.txt').read())); print(sorted(os.listdir('/srv/dir'))); print(os.stat('/srv/data.txt').st_size)"]);
+    const r = await runIn(f, python, [
+      '-c',
+      "import os; print(repr(open('/srv/data.txt').read())); print(sorted(os.listdir('/srv/dir'))); print(os.stat('/srv/data.txt').st_size)",
+    ]);
     assert.equal(r.code, 0, describeRun(r));
     assert.deepEqual(lines(r.stdout), [JSON.stringify(CONTENT).replace(/"/g, "'"), "['a.txt', 'b.txt', 'sub']", String(CONTENT.length)]);
   });
 
   it('node: fs.readFileSync, fs.readdirSync, fs.promises', async () => {
     const f = await start();
-    const script = "const fs=require('fs');console.log(JSON.stringify(fs.readFileSync('/srv/data.txt','utf8')));console.log(fs.readdirSync('/srv/dir').sort().join(','));" +
+    const script =
+      "const fs=require('fs');console.log(JSON.stringify(fs.readFileSync('/srv/data.txt','utf8')));console.log(fs.readdirSync('/srv/dir').sort().join(','));" +
       "console.log(fs.statSync('/srv/data.txt').size, fs.existsSync('/srv/dir/a.txt'));" +
       "fs.promises.readFile('/srv/dir/a.txt','utf8').then(async (t)=>{console.log(t);console.log((await fs.promises.readdir('/srv/dir')).sort().join(','))})";
     const r = await runIn(f, process.execPath, ['-e', script]);

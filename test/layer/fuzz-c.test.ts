@@ -31,8 +31,17 @@ describe(`C LP codec under libFuzzer (${RUNS} inputs per harness)`, { timeout: 3
       try {
         const r = spawnSync(
           'nice',
-          [path.join(OUT, h), `-runs=${RUNS}`, `-max_len=${h.endsWith('roundtrip') ? 2048 : 65536}`, '-len_control=20', '-timeout=10', '-rss_limit_mb=512',
-            '-print_final_stats=1', `-artifact_prefix=${OUT}/crash-${h}-`, corpus],
+          [
+            path.join(OUT, h),
+            `-runs=${RUNS}`,
+            `-max_len=${h.endsWith('roundtrip') ? 2048 : 65536}`,
+            '-len_control=20',
+            '-timeout=10',
+            '-rss_limit_mb=512',
+            '-print_final_stats=1',
+            `-artifact_prefix=${OUT}/crash-${h}-`,
+            corpus,
+          ],
           { encoding: 'utf8', timeout: 240_000 },
         );
         const stats = /stat::number_of_executed_units:\s*(\d+)/.exec(r.stderr);

@@ -67,7 +67,14 @@ export async function startServers(): Promise<Servers> {
   return servers;
 }
 
-export interface RunResult { code: number | null; signal: string | null; stdout: string; stderr: string; ms: number; pid: number }
+export interface RunResult {
+  code: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+  pid: number;
+}
 
 /** The environment a program gets: ours minus proxies and old MIRRORD_*, plus `extra`. */
 export function programEnv(extra: Record<string, string | undefined>): NodeJS.ProcessEnv {
@@ -113,7 +120,11 @@ export function sanitizerReport(stderr: string): string | undefined {
 
 /** Runs a program to its end; `onLine` (optional) sees each stdout line as it arrives, to act mid-run. */
 export async function run(
-  cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs = 20000, onLine?: (line: string, pid: number) => void,
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  timeoutMs = 20000,
+  onLine?: (line: string, pid: number) => void,
 ): Promise<RunResult> {
   const started = Date.now();
   const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -155,5 +166,7 @@ export function describeRun(r: RunResult): string {
 
 /** The real interpreter, not pyenv's shell shim (whose own processes would muddy the records). */
 export function realPython(): string {
-  return execFileSync('python3', ['-c', 'import sys; print(sys.executable)'], { env: programEnv({}) }).toString().trim();
+  return execFileSync('python3', ['-c', 'import sys; print(sys.executable)'], { env: programEnv({}) })
+    .toString()
+    .trim();
 }

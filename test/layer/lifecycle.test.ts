@@ -7,10 +7,7 @@
 import { strict as assert } from 'node:assert';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { FakeIntproxy, type FakeScript } from './fake-intproxy.js';
-import {
-  ASAN, GREETING, LAYER_SO, buildLayer, cTest, describeRun, layerEnv, lines, run, startServers, type RunResult,
-  type Servers,
-} from './harness.js';
+import { ASAN, GREETING, LAYER_SO, buildLayer, cTest, describeRun, layerEnv, lines, run, startServers, type RunResult, type Servers } from './harness.js';
 import type { LpRequest } from '../../common/protocol/layer/index.js';
 
 let servers: Servers;
@@ -73,7 +70,11 @@ describe('exec and spawn with an environment without the session', () => {
     const r = await run(cTest('t_exec'), ['optout', cTest('t_connect'), 'v4', '127.0.0.1', String(servers.tcpPort)], env(f));
     assert.equal(r.code, 0, describeRun(r));
     assert.ok(r.stdout.includes(`read=${GREETING}`), describeRun(r));
-    assert.deepEqual(f.hellos().map(({ exe }) => exe), [cTest('t_exec')], 'only the parent spoke to the intproxy');
+    assert.deepEqual(
+      f.hellos().map(({ exe }) => exe),
+      [cTest('t_exec')],
+      'only the parent spoke to the intproxy',
+    );
     assert.equal(f.calls().filter((c) => c.kind === 'connect').length, 0);
   });
 
@@ -109,7 +110,10 @@ describe('exec and spawn with an environment without the session', () => {
     assert.equal(r.code, 0, describeRun(r));
     assert.equal(lines(r.stdout)[1], CONNECTED, describeRun(r));
     assert.ok(r.stdout.includes(`read=${GREETING}`) && r.stdout.trim().endsWith('sh-done'), describeRun(r));
-    assert.ok(f.hellos().some((h) => h.exe === cTest('t_connect')), JSON.stringify(f.hellos()));
+    assert.ok(
+      f.hellos().some((h) => h.exe === cTest('t_connect')),
+      JSON.stringify(f.hellos()),
+    );
   });
 });
 
@@ -203,19 +207,23 @@ describe('a signal interrupting a call that waits for the intproxy', () => {
 
 describe('start-up', () => {
   // ASan replaces malloc itself (libasan comes first), so this allocator would never be called.
-  it('an allocator whose first call reaches a hook (jemalloc: readlink) gets the layer initialised without allocating', { skip: ASAN ? 'ASan replaces malloc' : false }, async () => {
-    const f = await startFake();
-    // /etc local without asking, as the CLI's hints say (asking allocates a frame: layer/README.md).
-    const e = { ...env(f), MIRRORD_FS_LOCAL: '/etc', LD_PRELOAD: `${LAYER_SO}:${cTest('libmallocinit.so')}`, MIRRORD_LAYER_LOG: 'debug' };
-    const r = await run(cTest('t_resolve'), ['gai=only-remote.test'], e);
-    assert.equal(r.code, 0, describeRun(r));
-    const err = lines(r.stderr);
-    const begin = err.indexOf('malloc-init: begin');
-    const loaded = err.findIndex((l) => /^mirrord-layer\[\d+\]: loaded, intproxy /.test(l));
-    const end = err.indexOf('malloc-init: end');
-    assert.ok(begin >= 0 && begin < loaded && loaded < end, `the layer initialised inside the allocator's init\n${describeRun(r)}`);
-    assert.equal(lines(r.stdout)[0], 'gai only-remote.test rc=0 (ok)');
-  });
+  it(
+    'an allocator whose first call reaches a hook (jemalloc: readlink) gets the layer initialised without allocating',
+    { skip: ASAN ? 'ASan replaces malloc' : false },
+    async () => {
+      const f = await startFake();
+      // /etc local without asking, as the CLI's hints say (asking allocates a frame: layer/README.md).
+      const e = { ...env(f), MIRRORD_FS_LOCAL: '/etc', LD_PRELOAD: `${LAYER_SO}:${cTest('libmallocinit.so')}`, MIRRORD_LAYER_LOG: 'debug' };
+      const r = await run(cTest('t_resolve'), ['gai=only-remote.test'], e);
+      assert.equal(r.code, 0, describeRun(r));
+      const err = lines(r.stderr);
+      const begin = err.indexOf('malloc-init: begin');
+      const loaded = err.findIndex((l) => /^mirrord-layer\[\d+\]: loaded, intproxy /.test(l));
+      const end = err.indexOf('malloc-init: end');
+      assert.ok(begin >= 0 && begin < loaded && loaded < end, `the layer initialised inside the allocator's init\n${describeRun(r)}`);
+      assert.equal(lines(r.stdout)[0], 'gai only-remote.test rc=0 (ok)');
+    },
+  );
 });
 
 describe('calls after exit() began', () => {
@@ -226,9 +234,10 @@ describe('calls after exit() began', () => {
       assert.equal(r.code, 0, describeRun(r));
       assert.equal(r.signal, null);
       const who = [...(early ? ['main'] : []), 'atexit', 'destructor'];
-      assert.deepEqual(lines(r.stdout), who.flatMap((w) => [
-        `${w} gai=0 connect=0 read=${GREETING}`, `${w} open=0 line=remote first line`,
-      ]));
+      assert.deepEqual(
+        lines(r.stdout),
+        who.flatMap((w) => [`${w} gai=0 connect=0 read=${GREETING}`, `${w} open=0 line=remote first line`]),
+      );
       assert.equal(f.openFiles, 0);
     });
   }

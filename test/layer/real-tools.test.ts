@@ -43,7 +43,10 @@ const NODE_FETCH = `require('http').get('http://only-remote.test/', (res) => {
 
 function assertRedirected(f: FakeIntproxy): void {
   const calls = f.calls();
-  assert.ok(calls.some((c) => c.kind === 'getaddrinfo' && c.node === 'only-remote.test'), JSON.stringify(calls));
+  assert.ok(
+    calls.some((c) => c.kind === 'getaddrinfo' && c.node === 'only-remote.test'),
+    JSON.stringify(calls),
+  );
   assert.ok(
     calls.some((c) => c.kind === 'connect' && c.remote.address === '10.77.0.5' && c.remote.port === 80),
     JSON.stringify(calls),
@@ -79,7 +82,7 @@ describe('real programs', () => {
     assertRedirected(f);
     const hello = f.hellos().find((h) => h.exe === pythonExe);
     assert.ok(hello, JSON.stringify(f.hellos()));
-    assert.equal(hello.ppid, r.pid, 'python3 is the shell\'s child');
+    assert.equal(hello.ppid, r.pid, "python3 is the shell's child");
   });
 
   it('python3 subprocess.run(env={PATH}) (vfork + execve): the child, given no session, is still intercepted', async () => {

@@ -117,7 +117,9 @@ test('IP literals come back as they are', async () => {
 });
 
 test('resolv.conf and hosts parsing follow glibc', () => {
-  const c = parseResolvConf('domain a.example\nsearch b.example c.example.\nnameserver 10.0.0.1\nnameserver ::1\nnameserver bogus\noptions ndots:5 timeout:2 attempts:3 rotate\n');
+  const c = parseResolvConf(
+    'domain a.example\nsearch b.example c.example.\nnameserver 10.0.0.1\nnameserver ::1\nnameserver bogus\noptions ndots:5 timeout:2 attempts:3 rotate\n',
+  );
   assert.deepEqual(c, { nameservers: ['10.0.0.1', '::1'], search: ['b.example', 'c.example'], ndots: 5, timeoutMs: 2000, attempts: 3 });
   assert.deepEqual(parseResolvConf(''), { nameservers: ['127.0.0.1'], search: [], ndots: 1, timeoutMs: 5000, attempts: 2 });
   assert.deepEqual(searchCandidates('a', { search: ['x'], ndots: 1 }), ['a.x', 'a']);

@@ -166,7 +166,9 @@ test('outgoing TCP: 50 MiB each way intact, memory bounded', async () => {
   assert.equal(received, total);
   assert.equal(got.digest('hex'), sent.digest('hex'));
   const mbps = (2 * total) / MiB / secs;
-  console.log(`# 50 MiB each way in ${secs.toFixed(2)} s: ${mbps.toFixed(0)} MiB/s through the link (both directions counted); peak backlog ${(peakBacklog / MiB).toFixed(2)} MiB`);
+  console.log(
+    `# 50 MiB each way in ${secs.toFixed(2)} s: ${mbps.toFixed(0)} MiB/s through the link (both directions counted); peak backlog ${(peakBacklog / MiB).toFixed(2)} MiB`,
+  );
   // Two 1 MiB windows, the stream's 64 KiB queues and one write of ours in flight.
   assert.ok(peakBacklog < 4 * MiB, `backlog reached ${peakBacklog} bytes`);
 
@@ -204,11 +206,14 @@ test('credit: a reader that does not read stops the sender instead of filling me
 
 test('half-close works both ways', async () => {
   // The server answers after our EOF, then sends its own FIN.
-  const counter = await listen((s) => {
-    let n = 0;
-    s.on('data', (c: Buffer) => (n += c.length));
-    s.on('end', () => s.end(`got ${n}`));
-  }, { allowHalfOpen: true });
+  const counter = await listen(
+    (s) => {
+      let n = 0;
+      s.on('data', (c: Buffer) => (n += c.length));
+      s.on('end', () => s.end(`got ${n}`));
+    },
+    { allowHalfOpen: true },
+  );
   const h = await startAgent();
   const a = await h.conn.connectTcp('127.0.0.1', counter.port);
   a.end(Buffer.alloc(100_000, 9));
@@ -217,11 +222,14 @@ test('half-close works both ways', async () => {
   // The server says hello and sends its FIN first; we keep writing afterwards.
   let late = '';
   const lateDone = new Promise<void>((resolve) => {
-    void listen((s) => {
-      s.end('hello');
-      s.on('data', (c: Buffer) => (late += c.toString()));
-      s.on('end', () => resolve());
-    }, { allowHalfOpen: true }).then((srv) => (greeter = srv));
+    void listen(
+      (s) => {
+        s.end('hello');
+        s.on('data', (c: Buffer) => (late += c.toString()));
+        s.on('end', () => resolve());
+      },
+      { allowHalfOpen: true },
+    ).then((srv) => (greeter = srv));
   });
   let greeter: Awaited<ReturnType<typeof listen>> | undefined;
   while (!greeter) await new Promise((r) => setTimeout(r, 5));

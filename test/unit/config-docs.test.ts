@@ -35,7 +35,13 @@ test('keys the README and the design promise are on the page, with their default
     ['container.mounts.max_size', '`"100MiB"`'],
   ];
   for (const [p, d] of expect) assert.equal(byPath.get(p)?.default, d, p);
-  for (const p of ['target.namespace', 'feature.network.incoming.http_filter.header_filter', 'feature.fs.not_found', 'feature.env.env_file', 'skip_processes']) {
+  for (const p of [
+    'target.namespace',
+    'feature.network.incoming.http_filter.header_filter',
+    'feature.fs.not_found',
+    'feature.env.env_file',
+    'skip_processes',
+  ]) {
     assert.ok(byPath.has(p), p);
   }
 });

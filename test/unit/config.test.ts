@@ -54,7 +54,10 @@ describe('config validation', () => {
       'mirrord.json': JSON.stringify({ feature: { fs: { mode: 'readd' }, network: { outgoing: { tcp: 'yes' } } }, agent: { ttl: -1 }, bogus: 1 }),
       'package.json': '{}',
     });
-    const err = await loadConfig({ cwd: d, env: {} }).then(() => undefined, (e: unknown) => e);
+    const err = await loadConfig({ cwd: d, env: {} }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     assert.ok(err instanceof ConfigError);
     const paths = err.problems.map((p) => p.path).sort();
     assert.deepEqual(paths, ['agent.ttl', 'bogus', 'feature.fs.mode', 'feature.network.outgoing.tcp']);
@@ -63,7 +66,9 @@ describe('config validation', () => {
   });
   it('accepts mirrord shorthands and semicolon lists', async () => {
     const d = dir({
-      'mirrord.json': JSON.stringify({ feature: { fs: 'write', network: { incoming: 'steal', dns: false, outgoing: { filter: { local: ['10.0.0.0/8'] } } }, env: { include: 'A;B_*' } } }),
+      'mirrord.json': JSON.stringify({
+        feature: { fs: 'write', network: { incoming: 'steal', dns: false, outgoing: { filter: { local: ['10.0.0.0/8'] } } }, env: { include: 'A;B_*' } },
+      }),
       'package.json': '{}',
     });
     const f = resolveFeatures((await loadConfig({ cwd: d, env: {} })).config);
@@ -73,12 +78,22 @@ describe('config validation', () => {
     assert.deepEqual(f.env.include, ['A', 'B_*']);
   });
   it('rejects both remote and local filters', async () => {
-    const d = dir({ 'mirrord.json': JSON.stringify({ feature: { network: { outgoing: { filter: { local: ['a'], remote: ['b'] } } } } }), 'package.json': '{}' });
+    const d = dir({
+      'mirrord.json': JSON.stringify({ feature: { network: { outgoing: { filter: { local: ['a'], remote: ['b'] } } } } }),
+      'package.json': '{}',
+    });
     await assert.rejects(loadConfig({ cwd: d, env: {} }), /feature\.network\.outgoing\.filter.*not both/);
   });
   it('flags override the file and are validated the same way', async () => {
-    const d = dir({ 'mirrord.json': JSON.stringify({ target: 'docker/file', feature: { network: { dns: false, incoming: 'mirror' } } }), 'package.json': '{}' });
-    const { config } = await loadConfig({ cwd: d, env: {}, overrides: flagOverrides({ target: 'docker/flag', steal: true, outgoing: false, includeEnv: 'X;Y' }) });
+    const d = dir({
+      'mirrord.json': JSON.stringify({ target: 'docker/file', feature: { network: { dns: false, incoming: 'mirror' } } }),
+      'package.json': '{}',
+    });
+    const { config } = await loadConfig({
+      cwd: d,
+      env: {},
+      overrides: flagOverrides({ target: 'docker/flag', steal: true, outgoing: false, includeEnv: 'X;Y' }),
+    });
     const f = resolveFeatures(config);
     assert.equal(config.target, 'docker/flag');
     assert.equal(f.incoming.mode, 'steal');

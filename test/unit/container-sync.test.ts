@@ -17,8 +17,22 @@ function fakeAgent(tree: Record<string, { dir?: true; data?: string; link?: stri
     const type = n.dir ? 0o040000 : n.link !== undefined ? 0o120000 : 0o100000;
     const size = n.data ? Buffer.byteLength(n.data) : 0;
     return {
-      dev: 1, ino: 1, mode: type | (n.mode ?? 0o644), nlink: 1, uid: n.uid ?? 0, gid: 0, rdev: 0, size, blksize: 4096, blocks: 0,
-      atimeSec: 0, atimeNsec: 0, mtimeSec: 1_700_000_000, mtimeNsec: 0, ctimeSec: 0, ctimeNsec: 0,
+      dev: 1,
+      ino: 1,
+      mode: type | (n.mode ?? 0o644),
+      nlink: 1,
+      uid: n.uid ?? 0,
+      gid: 0,
+      rdev: 0,
+      size,
+      blksize: 4096,
+      blocks: 0,
+      atimeSec: 0,
+      atimeNsec: 0,
+      mtimeSec: 1_700_000_000,
+      mtimeNsec: 0,
+      ctimeSec: 0,
+      ctimeNsec: 0,
     };
   };
   const handlers: { [M in keyof ApMethods]?: (p: ApMethods[M]['params']) => ApMethods[M]['result'] } = {
@@ -70,8 +84,21 @@ async function untar(stream: PassThrough): Promise<Array<{ name: string; type: s
 }
 
 describe('mounted-file sync (container mode)', () => {
-  it('copies data mounts only: not pseudo file systems, not Docker\'s per-container files, not what a user -v covers', () => {
-    const mounts = ['/', '/proc', '/proc/bus', '/sys/fs/cgroup', '/dev/shm', '/etc/hosts', '/etc/resolv.conf', '/etc/hostname', '/data/shared', '/data/shared/inner', '/srv/bind/', '/opt/mine/x'];
+  it("copies data mounts only: not pseudo file systems, not Docker's per-container files, not what a user -v covers", () => {
+    const mounts = [
+      '/',
+      '/proc',
+      '/proc/bus',
+      '/sys/fs/cgroup',
+      '/dev/shm',
+      '/etc/hosts',
+      '/etc/resolv.conf',
+      '/etc/hostname',
+      '/data/shared',
+      '/data/shared/inner',
+      '/srv/bind/',
+      '/opt/mine/x',
+    ];
     assert.deepEqual(syncRoots(mounts, []), ['/data/shared', '/opt/mine/x', '/srv/bind']);
     assert.deepEqual(syncRoots(mounts, ['/opt/mine', '/srv/bind']), ['/data/shared']);
     assert.deepEqual(syncRoots(['/data'], ['/data/x']), ['/data'], 'a user mount below a synced root only trims that root (see planSync)');
@@ -109,10 +136,13 @@ describe('mounted-file sync (container mode)', () => {
 
   it('stops at the size limit before anything is copied, naming the mount', async () => {
     const agent = fakeAgent({ '/data': { dir: true }, '/data/a': { data: 'x'.repeat(100) }, '/data/b': { data: 'y'.repeat(100) } }, ['/data']);
-    await assert.rejects(planSync(agent, { maxBytes: 150, exclude: [] }), (e: SyncTooLarge) => e instanceof SyncTooLarge && e.where === '/data' && e.bytes === 200);
+    await assert.rejects(
+      planSync(agent, { maxBytes: 150, exclude: [] }),
+      (e: SyncTooLarge) => e instanceof SyncTooLarge && e.where === '/data' && e.bytes === 200,
+    );
   });
 
-  it('the user\'s -v destinations, and docker run\'s command rules that mirrord-init runs', () => {
+  it("the user's -v destinations, and docker run's command rules that mirrord-init runs", () => {
     assert.deepEqual(bindDestinations(['/a:/b:ro', 'vol:/data/', '/anon', 'name:/x:rw,z']), ['/b', '/data', '/anon', '/x']);
     const img = { Entrypoint: ['/entry'], Cmd: ['default'] };
     assert.deepEqual(commandLine(parseDockerRun(['docker', 'run', 'i']), img), ['/entry', 'default']);

@@ -8,11 +8,25 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import {
-  FS_MAX_IO, LpFrameReader, LpProtocolError, decodeRequest, decodeResponse, encodeRequest, encodeResponse,
-  type FsRequest, type FsResponse, type LpRequest, type LpResponse,
+  FS_MAX_IO,
+  LpFrameReader,
+  LpProtocolError,
+  decodeRequest,
+  decodeResponse,
+  encodeRequest,
+  encodeResponse,
+  type FsRequest,
+  type FsResponse,
+  type LpRequest,
+  type LpResponse,
 } from '../../common/protocol/layer/index.js';
 
-interface Vector { name: string; direction: 'request' | 'response'; message: Record<string, unknown>; hex: string }
+interface Vector {
+  name: string;
+  direction: 'request' | 'response';
+  message: Record<string, unknown>;
+  hex: string;
+}
 const doc = JSON.parse(readFileSync(new URL('../vectors/layer-protocol.json', import.meta.url), 'utf8')) as { files: Vector[] };
 
 /** JSON `{hex}` -> Buffer, as the vectors write binary fields. */
@@ -56,8 +70,21 @@ describe('LP file messages: round trips', () => {
   );
   it('requests', () => fc.assert(fc.property(req, (r) => assert.deepEqual(decodeRequest(new LpFrameReader().push(encodeRequest(r))[0]!), { ...r }))));
   const resp: fc.Arbitrary<FsResponse> = fc.oneof(
-    fc.record({ id: u32, kind: fc.constant('getdents' as const), status: fc.integer({ min: -4095, max: 1 }), entries: fc.array(fc.record({ ino: fc.integer({ min: 0, max: 2 ** 53 - 1 }), type: fc.integer({ min: 0, max: 255 }), name: fc.string({ minLength: 1, maxLength: 100 }) }), { maxLength: 50 }) }),
+    fc.record({
+      id: u32,
+      kind: fc.constant('getdents' as const),
+      status: fc.integer({ min: -4095, max: 1 }),
+      entries: fc.array(
+        fc.record({ ino: fc.integer({ min: 0, max: 2 ** 53 - 1 }), type: fc.integer({ min: 0, max: 255 }), name: fc.string({ minLength: 1, maxLength: 100 }) }),
+        { maxLength: 50 },
+      ),
+    }),
     fc.record({ id: u32, kind: fc.constant('readlink' as const), status: fc.integer({ min: -4095, max: 1 }), target: fc.string({ maxLength: 300 }) }),
   );
-  it('responses', () => fc.assert(fc.property(resp, (r) => assert.deepEqual(JSON.parse(JSON.stringify(decodeResponse(new LpFrameReader().push(encodeResponse(r))[0]!))), JSON.parse(JSON.stringify(r))))));
+  it('responses', () =>
+    fc.assert(
+      fc.property(resp, (r) =>
+        assert.deepEqual(JSON.parse(JSON.stringify(decodeResponse(new LpFrameReader().push(encodeResponse(r))[0]!))), JSON.parse(JSON.stringify(r))),
+      ),
+    ));
 });

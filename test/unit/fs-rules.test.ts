@@ -15,14 +15,23 @@ describe('fs rules', () => {
     assert.equal(kind(r, '/srv/data.txt', 'write'), 'local');
     assert.equal(kind(r, '/home'), 'local', 'a parent of the home directory');
     assert.equal(kind(r, '/home/other'), 'remote-ro', 'but not its other children');
-    for (const p of ['/usr/lib/python3.11/os.py', '/proc/self/maps', '/etc/passwd', '/home/dev/project/x.py', '/app/node_modules/x/index.js', '/opt/lib/libfoo.so.1', '/tmp/x']) {
+    for (const p of [
+      '/usr/lib/python3.11/os.py',
+      '/proc/self/maps',
+      '/etc/passwd',
+      '/home/dev/project/x.py',
+      '/app/node_modules/x/index.js',
+      '/opt/lib/libfoo.so.1',
+      '/tmp/x',
+    ]) {
       assert.equal(kind(r, p), 'local', p);
     }
   });
 
   it('/etc/resolv.conf, hosts, hostname and mount points are remote even under /etc', () => {
     const r = rules();
-    for (const p of ['/etc/resolv.conf', '/etc/hosts', '/etc/hostname', '/etc/app', '/etc/app/config.ini', '/data/db/file']) assert.equal(kind(r, p), 'remote-ro', p);
+    for (const p of ['/etc/resolv.conf', '/etc/hosts', '/etc/hostname', '/etc/app', '/etc/app/config.ini', '/data/db/file'])
+      assert.equal(kind(r, p), 'remote-ro', p);
     assert.equal(kind(r, '/etc/apple'), 'local', 'a sibling with a longer name is not under the mount');
     assert.equal(kind(r, '/dev/shm/x'), 'local', 'runtime mounts are not volumes');
   });
@@ -60,21 +69,53 @@ describe('fs rules', () => {
 
   it('layer hints are sound: a path under a local hint and outside every ask prefix is decided local', () => {
     const settings: FsSettings[] = [
-      { mode: 'read' }, { mode: 'write' }, { mode: 'read', read_only: ['^/usr/share/app'], not_found: ['^/etc/secret'] },
-      { mode: 'localwithoverrides', read_write: ['^/srv/'] }, { mode: 'read', local: ['^/srv'] },
+      { mode: 'read' },
+      { mode: 'write' },
+      { mode: 'read', read_only: ['^/usr/share/app'], not_found: ['^/etc/secret'] },
+      { mode: 'localwithoverrides', read_write: ['^/srv/'] },
+      { mode: 'read', local: ['^/srv'] },
     ];
-    const seg = fc.constantFrom('usr', 'dev', 'home', 'project', 'dev', 'etc', 'srv', 'share', 'app', 'hosts', 'resolv.conf', 'data', 'proc', 'home', 'dev', 'project', 'secret', 'x.so', 'node_modules', '..', '.');
+    const seg = fc.constantFrom(
+      'usr',
+      'dev',
+      'home',
+      'project',
+      'dev',
+      'etc',
+      'srv',
+      'share',
+      'app',
+      'hosts',
+      'resolv.conf',
+      'data',
+      'proc',
+      'home',
+      'dev',
+      'project',
+      'secret',
+      'x.so',
+      'node_modules',
+      '..',
+      '.',
+    );
     for (const s of settings) {
       const r = new FsRules(s, ctx);
       const h = r.layerHints();
-      fc.assert(fc.property(fc.array(seg, { minLength: 1, maxLength: 5 }), fc.constantFrom<'read' | 'write'>('read', 'write'), (parts, access) => {
-        const p = normalizePath(`/${parts.join('/')}`);
-        const local = h.local.some((d) => (d.startsWith('=') ? p === d.slice(1) : d === '/' || p === d || p.startsWith(`${d}/`))) && !h.ask.some((a) => p.startsWith(a));
-        if (local) assert.equal(r.decide(p, access).kind, 'local', `${JSON.stringify(s)} ${p}`);
-      }));
+      fc.assert(
+        fc.property(fc.array(seg, { minLength: 1, maxLength: 5 }), fc.constantFrom<'read' | 'write'>('read', 'write'), (parts, access) => {
+          const p = normalizePath(`/${parts.join('/')}`);
+          const local =
+            h.local.some((d) => (d.startsWith('=') ? p === d.slice(1) : d === '/' || p === d || p.startsWith(`${d}/`))) && !h.ask.some((a) => p.startsWith(a));
+          if (local) assert.equal(r.decide(p, access).kind, 'local', `${JSON.stringify(s)} ${p}`);
+        }),
+      );
     }
     assert.deepEqual(new FsRules({ mode: 'local' }).layerHints(), { off: true, local: [], ask: [] });
-    assert.deepEqual(new FsRules({ mode: 'read', read_only: ['\\.json$'] }, ctx).layerHints().local, [], 'an unanchored rule makes the layer ask about everything');
+    assert.deepEqual(
+      new FsRules({ mode: 'read', read_only: ['\\.json$'] }, ctx).layerHints().local,
+      [],
+      'an unanchored rule makes the layer ask about everything',
+    );
   });
 
   it('rejects an invalid regex with the key name', () => {

@@ -36,9 +36,6 @@ describe('recipeTag', () => {
   });
 
   it('does not confuse moving bytes between a name and its content', () => {
-    assert.notEqual(
-      recipeTag({ repository: 'r', files: { ab: 'c' } }),
-      recipeTag({ repository: 'r', files: { a: 'bc' } }),
-    );
+    assert.notEqual(recipeTag({ repository: 'r', files: { ab: 'c' } }), recipeTag({ repository: 'r', files: { a: 'bc' } }));
   });
 });

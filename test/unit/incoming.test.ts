@@ -13,10 +13,11 @@ import { startAgent, type Harness } from '../helpers/agent-harness.js';
  * runner that records commands instead of touching this machine's tables.
  */
 function recordingIptables(commands: string[]) {
-  return () => Iptables.detect(undefined, async (bin, args) => {
-    commands.push(`${bin} ${args.join(' ')}`);
-    return '';
-  });
+  return () =>
+    Iptables.detect(undefined, async (bin, args) => {
+      commands.push(`${bin} ${args.join(' ')}`);
+      return '';
+    });
 }
 
 /** Every socket a server accepted, so cleanup can end keep-alive connections instead of waiting. */
@@ -40,11 +41,13 @@ function redirectTo(commands: string[], port: number): number {
 
 function get(port: number, path: string, headers: Record<string, string> = {}, agent?: http.Agent): Promise<string> {
   return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path, headers, agent }, (res) => {
-      let b = '';
-      res.on('data', (d) => (b += d));
-      res.on('end', () => resolve(b));
-    }).on('error', reject);
+    http
+      .get({ host: '127.0.0.1', port, path, headers, agent }, (res) => {
+        let b = '';
+        res.on('data', (d) => (b += d));
+        res.on('end', () => resolve(b));
+      })
+      .on('error', reject);
   });
 }
 
@@ -66,14 +69,14 @@ describe('iptables back end', () => {
     if (out instanceof Error) throw out;
     return out;
   };
-  it('uses the back end that already holds the namespace\'s nat rules', async () => {
+  it("uses the back end that already holds the namespace's nat rules", async () => {
     const rules = '*nat\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -d 127.0.0.11/32 -j DOCKER_OUTPUT\nCOMMIT\n';
     assert.equal((await Iptables.detect(undefined, runner('*nat\nCOMMIT\n', rules))).backend, 'legacy');
     assert.equal((await Iptables.detect(undefined, runner(rules, '*nat\nCOMMIT\n'))).backend, 'nft');
     assert.equal((await Iptables.detect(undefined, runner('', ''))).backend, 'nft', 'nft when neither has rules');
     assert.equal((await Iptables.detect(undefined, runner(new Error('no nf_tables'), ''))).backend, 'legacy', 'legacy when nft is unusable');
   });
-  it('chain names fit iptables\' 28 characters', () => {
+  it("chain names fit iptables' 28 characters", () => {
     assert.ok(chainName('0123456789abcdef0123456789abcdef').length <= 28);
   });
 });
@@ -131,7 +134,10 @@ describe('incoming service (in-process, recorded iptables)', () => {
     assert.ok(commands.some((c) => c.includes(`-D ${chain} -p tcp --dport ${appPort} -j REDIRECT`)));
     h.conn.close();
     await h.agentDone;
-    assert.ok(commands.some((c) => c.includes(`-X ${chain}`)), 'the chain is deleted when the link ends');
+    assert.ok(
+      commands.some((c) => c.includes(`-X ${chain}`)),
+      'the chain is deleted when the link ends',
+    );
   });
 
   it('steal: every request reaches the local program', async () => {
@@ -139,11 +145,14 @@ describe('incoming service (in-process, recorded iptables)', () => {
     assert.equal(await get(agentPort, '/one'), 'local /one');
   });
 
-  it('mirror: the client gets the application\'s answer, the local program a copy', async () => {
+  it("mirror: the client gets the application's answer, the local program a copy", async () => {
     const { agentPort, seenLocally } = await setup('mirror');
     assert.equal(await get(agentPort, '/m'), 'app /m');
     for (let i = 0; i < 50 && !seenLocally.some((s) => s.startsWith('local /m')); i++) await new Promise((r) => setTimeout(r, 20));
-    assert.ok(seenLocally.some((s) => s.startsWith('local /m')), `local saw: ${seenLocally.join(', ')}`);
+    assert.ok(
+      seenLocally.some((s) => s.startsWith('local /m')),
+      `local saw: ${seenLocally.join(', ')}`,
+    );
     assert.ok(seenLocally.some((s) => s.startsWith('app /m')));
   });
 

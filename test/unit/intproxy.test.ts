@@ -36,7 +36,10 @@ describe('intproxy name cache (names by IP, for outgoing filters written with na
     for (let i = 0; i < 40; i++) cache.add('203.0.113.7', `cdn${i}.example`);
     const names = cache.namesOf('203.0.113.7');
     assert.equal(names.length, NAME_CACHE_MAX_NAMES_PER_IP);
-    assert.deepEqual(names, Array.from({ length: 16 }, (_, i) => `cdn${24 + i}.example`));
+    assert.deepEqual(
+      names,
+      Array.from({ length: 16 }, (_, i) => `cdn${24 + i}.example`),
+    );
     cache.add('203.0.113.7', 'CDN24.example');
     cache.add('203.0.113.7', 'new.example');
     assert.ok(cache.namesOf('203.0.113.7').includes('cdn24.example'), 'resolving a name again refreshes it (lowercased, once)');
@@ -63,14 +66,23 @@ describe('intproxy DNS', () => {
     const agent = fakeAgentPort({
       request: (method, params) => {
         asked.push([method, params]);
-        return Promise.resolve({ addresses: [{ address: '10.0.0.5', family: 4 }, { address: 'fd00::5', family: 6 }], canonname: 'db.internal' });
+        return Promise.resolve({
+          addresses: [
+            { address: '10.0.0.5', family: 4 },
+            { address: 'fd00::5', family: 6 },
+          ],
+          canonname: 'db.internal',
+        });
       },
     });
     const stats = { lookups: 0 };
     const dns = new DnsResolver(agent, features({}), log, stats);
     const r = await dns.lookup(lookup('DB', 2));
     assert.equal(r.status, LpStatus.Ok);
-    assert.deepEqual(r.addresses, [{ family: 4, address: '10.0.0.5' }, { family: 6, address: 'fd00::5' }]);
+    assert.deepEqual(r.addresses, [
+      { family: 4, address: '10.0.0.5' },
+      { family: 6, address: 'fd00::5' },
+    ]);
     assert.deepEqual(asked, [['dns.lookup', { name: 'DB', family: 4 }]]);
     assert.deepEqual(dns.names.namesOf('fd00::5'), ['db']);
     assert.equal(stats.lookups, 1);
@@ -158,7 +170,11 @@ describe('intproxy over LP, with a fake agent port', () => {
     assert.equal(filtered.status, LpStatus.Bypass, 'db.example stays local, written as a name');
     const udp = await layer.ask({ kind: 'connect', proto: 'udp', remote: { family: 4, address: '10.9.9.8', port: 53 } });
     assert.equal(udp.status, LpStatus.Bypass, 'the port says it carries no UDP');
-    const listen = await layer.ask({ kind: 'listen', requested: { family: 4, address: '0.0.0.0', port: 8080 }, bound: { family: 4, address: '0.0.0.0', port: 8080 } });
+    const listen = await layer.ask({
+      kind: 'listen',
+      requested: { family: 4, address: '0.0.0.0', port: 8080 },
+      bound: { family: 4, address: '0.0.0.0', port: 8080 },
+    });
     assert.equal(listen.status, LpStatus.Bypass, 'the port says it carries no incoming traffic');
     assert.equal(intproxy.incoming, undefined);
 

@@ -29,7 +29,7 @@ describe('finding the target container by its ID in /proc/*/cgroup', () => {
     assert.equal(bareContainerId(`cri-o://${ID}`), ID);
   });
 
-  it('picks the container\'s first process: the member whose parent is outside it', async () => {
+  it("picks the container's first process: the member whose parent is outside it", async () => {
     add(1, 0, '0::/init.scope\n');
     add(500, 1, '0::/system.slice/containerd.service\n'); // the shim
     add(501, 500, `12:memory:/kubepods/pod9/${ID}\n3:pids:/kubepods/pod9/${ID}\n`);
@@ -42,7 +42,15 @@ describe('finding the target container by its ID in /proc/*/cgroup', () => {
 });
 
 describe('agent objects', () => {
-  const target = { namespace: 'shop', pod: 'web-1', container: 'app', containerId: `containerd://${ID}`, nodeName: 'node-a', podUid: 'u1', display: 'pod/web-1' };
+  const target = {
+    namespace: 'shop',
+    pod: 'web-1',
+    container: 'app',
+    containerId: `containerd://${ID}`,
+    nodeName: 'node-a',
+    podUid: 'u1',
+    display: 'pod/web-1',
+  };
   const input = (over: Partial<AgentSpecInput> = {}): AgentSpecInput => ({
     session: 'abc123',
     token: 't0k',
@@ -55,7 +63,7 @@ describe('agent objects', () => {
   });
   const env = (c: k8s.V1Container | k8s.V1EphemeralContainer) => Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value]));
 
-  it('job mode: on the target\'s node, hostPID, the fewest capabilities, expiring, labelled with the session', () => {
+  it("job mode: on the target's node, hostPID, the fewest capabilities, expiring, labelled with the session", () => {
     const job = agentJob(input());
     const pod = job.spec!.template.spec!;
     assert.equal(pod.nodeName, 'node-a');
@@ -108,11 +116,14 @@ describe('target resolution helpers', () => {
     assert.equal(chooseContainer(pod(['istio-proxy', 'app', 'side'])), 'app');
     assert.equal(chooseContainer(pod(['app', 'side'], { 'kubectl.kubernetes.io/default-container': 'side' })), 'side');
     assert.equal(chooseContainer(pod(['app', 'side']), 'side'), 'side');
-    assert.throws(() => chooseContainer(pod(['app']), 'nope'), (e: Error & { hint?: string }) => /has no container "nope"/.test(e.message) && e.hint === 'Its containers: app');
+    assert.throws(
+      () => chooseContainer(pod(['app']), 'nope'),
+      (e: Error & { hint?: string }) => /has no container "nope"/.test(e.message) && e.hint === 'Its containers: app',
+    );
     assert.throws(() => chooseContainer(pod(['linkerd-proxy'])), /only mesh containers/);
   });
 
-  it('writes label selectors as the API\'s query text', () => {
+  it("writes label selectors as the API's query text", () => {
     assert.equal(
       selectorText({
         matchLabels: { app: 'web', tier: 'fe' },

@@ -68,7 +68,7 @@ describe('port-forward stream (kubelet framing)', () => {
     });
   }
 
-  it('reports the kubelet\'s error when nothing listens yet', async () => {
+  it("reports the kubelet's error when nothing listens yet", async () => {
     mode = 'refused';
     await assert.rejects(connectOnce(kc, 'ns', 'pod', PORT), /port-forward: failed to connect to localhost:47000: connection refused/);
   });

@@ -6,11 +6,24 @@ import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import {
-  LP_MAX_FRAME, LpFrameReader, LpProtocolError, decodeRequest, decodeResponse, encodeRequest, encodeResponse,
-  type LpFrame, type LpRequest, type LpResponse,
+  LP_MAX_FRAME,
+  LpFrameReader,
+  LpProtocolError,
+  decodeRequest,
+  decodeResponse,
+  encodeRequest,
+  encodeResponse,
+  type LpFrame,
+  type LpRequest,
+  type LpResponse,
 } from '../../common/protocol/layer/index.js';
 
-interface Vector { name: string; direction: 'request' | 'response'; message: LpRequest | LpResponse; hex: string }
+interface Vector {
+  name: string;
+  direction: 'request' | 'response';
+  message: LpRequest | LpResponse;
+  hex: string;
+}
 const file = JSON.parse(readFileSync(new URL('../vectors/layer-protocol.json', import.meta.url), 'utf8')) as {
   vectors: Vector[];
   malformed: { name: string; hex: string }[];
@@ -80,14 +93,8 @@ describe('LP codec malformed input', () => {
     const justFits = 'x'.repeat(LP_MAX_FRAME - 12 - 2 - 4);
     assert.equal(encodeRequest({ id: 1, kind: 'getaddrinfo', node: justFits, family: 0 }).length, LP_MAX_FRAME);
     assert.throws(() => encodeRequest({ id: 1, kind: 'getaddrinfo', node: justFits + 'x', family: 0 }), LpProtocolError);
-    assert.throws(
-      () => encodeRequest({ id: 1, kind: 'connect', proto: 'tcp', remote: { family: 4, address: '::1', port: 1 } }),
-      LpProtocolError,
-    );
-    assert.throws(
-      () => encodeRequest({ id: 1, kind: 'connect', proto: 'tcp', remote: { family: 4, address: '1.2.3.4', port: 70000 } }),
-      LpProtocolError,
-    );
+    assert.throws(() => encodeRequest({ id: 1, kind: 'connect', proto: 'tcp', remote: { family: 4, address: '::1', port: 1 } }), LpProtocolError);
+    assert.throws(() => encodeRequest({ id: 1, kind: 'connect', proto: 'tcp', remote: { family: 4, address: '1.2.3.4', port: 70000 } }), LpProtocolError);
     assert.throws(() => encodeResponse({ id: -1, kind: 'hello', status: 0 }), LpProtocolError);
   });
 

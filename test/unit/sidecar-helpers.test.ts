@@ -39,14 +39,16 @@ async function runInit(argv: string[], o: { lifeline?: boolean; afterStart?: (ct
 }
 
 describe('mirrord-init (PID 1 of the user container)', () => {
-  it('exits with its command\'s status, and 128 + signal when a signal ended it', async () => {
+  it("exits with its command's status, and 128 + signal when a signal ended it", async () => {
     assert.equal((await runInit(['sh', '-c', 'exit 7'])).code, 7);
     assert.equal((await runInit(['sh', '-c', 'kill -USR1 $$'])).code, 128 + 10);
     assert.equal((await runInit(['no-such-program-here'])).code, 127);
   });
 
   it('passes signals on to the command', async () => {
-    const r = await runInit(['sh', '-c', 'trap "echo got-term; exit 9" TERM; echo up; while :; do sleep 0.1; done'], { afterStart: (c) => c.signal('SIGTERM') });
+    const r = await runInit(['sh', '-c', 'trap "echo got-term; exit 9" TERM; echo up; while :; do sleep 0.1; done'], {
+      afterStart: (c) => c.signal('SIGTERM'),
+    });
     assert.equal(r.code, 9);
     assert.match(r.out, /got-term/);
   });
@@ -66,7 +68,7 @@ describe('mirrord-init (PID 1 of the user container)', () => {
 });
 
 describe('namespace capture', () => {
-  it('skips its own helper and loopback, redirects DNS first (Docker\'s resolver is 127.0.0.11), then all TCP', () => {
+  it("skips its own helper and loopback, redirects DNS first (Docker's resolver is 127.0.0.11), then all TCP", () => {
     assert.deepEqual(captureRules(4, { tcpPort: 4000, dns: { udpPort: 5000, tcpPort: 5001 } }), [
       ['-m', 'owner', '--uid-owner', String(CAPTURE_UID), '-j', 'RETURN'],
       ['-p', 'udp', '--dport', '53', '-j', 'REDIRECT', '--to-ports', '5000'],
@@ -75,10 +77,14 @@ describe('namespace capture', () => {
       ['-p', 'tcp', '-j', 'REDIRECT', '--to-ports', '4000'],
     ]);
     assert.deepEqual(captureRules(6, { tcpPort: 4000 }).at(-2), ['-d', '::1/128', '-j', 'RETURN']);
-    assert.equal(captureRules(4, { dns: { udpPort: 1, tcpPort: 2 } }).some((r) => r.includes('4000')), false, 'outgoing.tcp off: no TCP redirect');
+    assert.equal(
+      captureRules(4, { dns: { udpPort: 1, tcpPort: 2 } }).some((r) => r.includes('4000')),
+      false,
+      'outgoing.tcp off: no TCP redirect',
+    );
   });
 
-  it('answers A and AAAA with the agent\'s lookup, NXDOMAIN for unknown names, empty for other types', async () => {
+  it("answers A and AAAA with the agent's lookup, NXDOMAIN for unknown names, empty for other types", async () => {
     const asked: string[] = [];
     const agent: DnsAgent = {
       async request(_m, p) {
@@ -88,11 +94,23 @@ describe('namespace capture', () => {
       },
     };
     const ask = async (name: string, type: 'A' | 'AAAA' | 'MX') =>
-      dnsPacket.decode((await answer(agent, dnsPacket.encode({ type: 'query', id: 42, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type, name, class: 'IN' }] }), silentLogger))!);
+      dnsPacket.decode(
+        (await answer(
+          agent,
+          dnsPacket.encode({ type: 'query', id: 42, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type, name, class: 'IN' }] }),
+          silentLogger,
+        ))!,
+      );
     const a = await ask('redis', 'A');
     assert.equal(a.id, 42);
-    assert.deepEqual(a.answers?.map((x) => [x.type, (x as { data?: unknown }).data]), [['A', '10.1.2.3']]);
-    assert.deepEqual((await ask('redis', 'AAAA')).answers?.map((x) => (x as { data?: unknown }).data), ['fd00::5']);
+    assert.deepEqual(
+      a.answers?.map((x) => [x.type, (x as { data?: unknown }).data]),
+      [['A', '10.1.2.3']],
+    );
+    assert.deepEqual(
+      (await ask('redis', 'AAAA')).answers?.map((x) => (x as { data?: unknown }).data),
+      ['fd00::5'],
+    );
     assert.equal(((await ask('missing', 'A')).flags ?? 0) & 0xf, 3);
     assert.deepEqual((await ask('redis', 'MX')).answers, []);
     assert.deepEqual(asked, ['redis/4', 'redis/6', 'missing/4']);
@@ -102,7 +120,9 @@ describe('namespace capture', () => {
 
 describe('the DNS responder over real sockets', () => {
   it('answers over UDP and over TCP (length-prefixed, two queries on one connection)', async () => {
-    const agent: DnsAgent = { request: async (_m, p) => ({ addresses: [{ address: p.name === 'a' ? '10.0.0.1' : '10.0.0.2', family: 4 }], canonname: p.name }) };
+    const agent: DnsAgent = {
+      request: async (_m, p) => ({ addresses: [{ address: p.name === 'a' ? '10.0.0.1' : '10.0.0.2', family: 4 }], canonname: p.name }),
+    };
     const dns = await startDnsResponder(agent, silentLogger);
     try {
       const query = (name: string, id: number) => dnsPacket.encode({ type: 'query', id, questions: [{ type: 'A', name, class: 'IN' }] });
@@ -130,7 +150,13 @@ describe('the DNS responder over real sockets', () => {
       sock.write(Buffer.concat([framed(query('a', 2)), framed(query('b', 3))]));
       await two;
       sock.destroy();
-      assert.deepEqual(frames.map((f) => [dnsPacket.decode(f).id, data(f)]), [[2, ['10.0.0.1']], [3, ['10.0.0.2']]]);
+      assert.deepEqual(
+        frames.map((f) => [dnsPacket.decode(f).id, data(f)]),
+        [
+          [2, ['10.0.0.1']],
+          [3, ['10.0.0.2']],
+        ],
+      );
     } finally {
       dns.close();
     }

@@ -14,7 +14,11 @@ describe('target strings', () => {
   });
   it('rejects malformed targets with the accepted forms', () => {
     for (const bad of ['docker/', 'docker/a/b', 'docker/..', 'docker/%2e', 'docker/a b', 'docker/-x', 'pod', 'pod/x/cont/y', 'vm/x', '']) {
-      assert.throws(() => parseTarget(bad), (e: MirrordError) => /invalid target/.test(e.message) && /docker\/NAME_OR_ID/.test(e.hint ?? ''), bad);
+      assert.throws(
+        () => parseTarget(bad),
+        (e: MirrordError) => /invalid target/.test(e.message) && /docker\/NAME_OR_ID/.test(e.hint ?? ''),
+        bad,
+      );
     }
   });
 });

@@ -24,7 +24,7 @@ test('common/version.ts is what scripts/write-version.mjs writes for package.jso
   execFileSync(process.execPath, [path.join(repo, 'scripts/write-version.mjs'), '--check'], { stdio: 'pipe' });
 });
 
-test('LP_VERSION is the C codec\'s', () => {
+test("LP_VERSION is the C codec's", () => {
   const header = readFileSync(path.join(repo, 'layer/src/lp_codec.h'), 'utf8');
   assert.equal(Number(/^#define LP_VERSION (\d+)$/m.exec(header)?.[1]), LP_VERSION);
 });

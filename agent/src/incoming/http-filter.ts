@@ -65,7 +65,9 @@ export function serveFiltered(c: FilteredConnection): void {
   socket.once('data', (first: Buffer) => {
     socket.pause();
     socket.unshift(first);
-    const h2 = first.length >= 3 && H2_PREFACE.subarray(0, Math.min(first.length, H2_PREFACE.length)).equals(first.subarray(0, Math.min(first.length, H2_PREFACE.length)));
+    const h2 =
+      first.length >= 3 &&
+      H2_PREFACE.subarray(0, Math.min(first.length, H2_PREFACE.length)).equals(first.subarray(0, Math.min(first.length, H2_PREFACE.length)));
     if (h2) serveH2({ ...c, socket: replaying(socket) as net.Socket });
     else serveH1(c);
   });
@@ -91,7 +93,10 @@ function serveH1(c: FilteredConnection): void {
     });
     upstream.on('error', (err) => {
       c.log?.debug(`upstream ${toLocal ? 'local' : 'app'} failed: ${err.message}`);
-      if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' }).end(`mirrord: ${toLocal ? 'the local program' : 'the application'} did not answer: ${err.message}\n`);
+      if (!res.headersSent)
+        res
+          .writeHead(502, { 'content-type': 'text/plain' })
+          .end(`mirrord: ${toLocal ? 'the local program' : 'the application'} did not answer: ${err.message}\n`);
       else res.destroy();
     });
     req.pipe(upstream);

@@ -17,7 +17,6 @@ import type { Logger } from '../../../common/log.js';
 import { AP_LISTENER_BANNER } from '../../../common/protocol/agent/index.js';
 import { findContainerPid } from './find-pid.js';
 
-
 export interface ListenerOptions {
   port: number;
   /** Job mode: the target container's ID from the pod status (`containerd://...`). */

@@ -39,21 +39,28 @@ export const AP_FILE_PARAMS = {
   'fs.mounts': params({}),
 };
 
-export interface ApDirent { name: string; type: number; ino: number }
+export interface ApDirent {
+  name: string;
+  type: number;
+  ino: number;
+}
 type Empty = Record<string, never>;
 
-export type ApFileMethods = MethodTable<typeof AP_FILE_PARAMS, {
-  'fs.open': { fd: number; stat: FileStat };
-  'fs.read': { data: Buffer };
-  'fs.write': { written: number; offset: number };
-  'fs.close': Empty;
-  'fs.stat': { stat: FileStat };
-  'fs.fstat': { stat: FileStat };
-  'fs.access': Empty;
-  'fs.readlink': { target: string };
-  'fs.readdir': { entries: ApDirent[] };
-  'fs.mkdir': Empty;
-  'fs.unlink': Empty;
-  'fs.rename': Empty;
-  'fs.mounts': { mounts: string[] };
-}>;
+export type ApFileMethods = MethodTable<
+  typeof AP_FILE_PARAMS,
+  {
+    'fs.open': { fd: number; stat: FileStat };
+    'fs.read': { data: Buffer };
+    'fs.write': { written: number; offset: number };
+    'fs.close': Empty;
+    'fs.stat': { stat: FileStat };
+    'fs.fstat': { stat: FileStat };
+    'fs.access': Empty;
+    'fs.readlink': { target: string };
+    'fs.readdir': { entries: ApDirent[] };
+    'fs.mkdir': Empty;
+    'fs.unlink': Empty;
+    'fs.rename': Empty;
+    'fs.mounts': { mounts: string[] };
+  }
+>;

@@ -30,8 +30,11 @@ export function parseApParams<M extends ApMethod>(method: M, params: unknown): A
 
 /** Each method's check as a message (undefined: well formed); the same schemas, for tests and fuzzing. */
 export const AP_PARAM_CHECKS = Object.fromEntries(
-  Object.keys(AP_PARAM_SCHEMAS).map((m) => [m, (p: unknown) => {
-    const r = parseApParams(m as ApMethod, p);
-    return r.ok ? undefined : r.problem;
-  }]),
+  Object.keys(AP_PARAM_SCHEMAS).map((m) => [
+    m,
+    (p: unknown) => {
+      const r = parseApParams(m as ApMethod, p);
+      return r.ok ? undefined : r.problem;
+    },
+  ]),
 ) as { [M in ApMethod]: (p: unknown) => string | undefined };

@@ -38,13 +38,16 @@ export interface ApDnsAddress {
   family: 4 | 6;
 }
 
-export type ApNetMethods = MethodTable<typeof AP_NET_PARAMS, {
-  /** The agent side's socket. */
-  'outgoing.connect': { localAddress: string; localPort: number };
-  'dns.lookup': { addresses: ApDnsAddress[]; canonname: string };
-  'incoming.subscribe': { port: number; backend: string };
-  'incoming.unsubscribe': Record<string, never>;
-}>;
+export type ApNetMethods = MethodTable<
+  typeof AP_NET_PARAMS,
+  {
+    /** The agent side's socket. */
+    'outgoing.connect': { localAddress: string; localPort: number };
+    'dns.lookup': { addresses: ApDnsAddress[]; canonname: string };
+    'incoming.subscribe': { port: number; backend: string };
+    'incoming.unsubscribe': Record<string, never>;
+  }
+>;
 
 // ---- OPEN: agent -> client, a new agent-initiated stream (even id) for one incoming connection --
 

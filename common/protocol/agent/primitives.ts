@@ -30,19 +30,21 @@ export const AP_PRIMITIVE_PARAMS = {
   'env.get': params({}),
   'agent.info': params({}),
 };
-export type ApPrimitiveMethods = MethodTable<typeof AP_PRIMITIVE_PARAMS, {
-  /** The target process's environment. */
-  'env.get': { env: Record<string, string> };
-  'agent.info': { version: number; targetPid: number; hostname: string };
-}>;
+export type ApPrimitiveMethods = MethodTable<
+  typeof AP_PRIMITIVE_PARAMS,
+  {
+    /** The target process's environment. */
+    'env.get': { env: Record<string, string> };
+    'agent.info': { version: number; targetPid: number; hostname: string };
+  }
+>;
 
 // ---- encoding -----------------------------------------------------------------------------------
 
 export const encodeHello = (h: ApHello) => encodeFrame(ApKind.HELLO, 0, jsonPayload(h));
 export const encodeHelloOk = (h: ApHelloOk) => encodeFrame(ApKind.HELLO_OK, 0, jsonPayload(h));
 export const encodeHelloErr = (message: string) => encodeFrame(ApKind.HELLO_ERR, 0, jsonPayload({ message }));
-export const encodeRequest = (id: number, method: string, params: unknown) =>
-  encodeFrame(ApKind.REQUEST, id, jsonPayload({ method, params }));
+export const encodeRequest = (id: number, method: string, params: unknown) => encodeFrame(ApKind.REQUEST, id, jsonPayload({ method, params }));
 /**
  * A RESPONSE whose result has a Buffer `data` sends those bytes raw after the JSON (no base64):
  * payload = 0x00, u32 JSON length, JSON (with `"data"` left out and `"$bin": "data"`), the bytes.
@@ -57,8 +59,7 @@ export function encodeResponse(id: number, r: ApResponse): Buffer {
   prefix.writeUInt32LE(head.length, 1);
   return encodeFrame(ApKind.RESPONSE, id, Buffer.concat([prefix, head, data]));
 }
-export const encodeClose = (stream: number, error?: ApErrorBody) =>
-  encodeFrame(ApKind.CLOSE, stream, jsonPayload(error ? { error } : {}));
+export const encodeClose = (stream: number, error?: ApErrorBody) => encodeFrame(ApKind.CLOSE, stream, jsonPayload(error ? { error } : {}));
 
 // ---- decoding (each throws ApProtocolError when the payload is malformed) -----------------------
 

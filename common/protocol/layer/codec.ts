@@ -16,8 +16,16 @@ export class LpProtocolError extends Error {
   override readonly name = 'LpProtocolError';
 }
 
-export interface LpAddr { family: 4 | 6; address: string; port: number }
-export interface LpFrame { id: number; type: number; payload: Buffer }
+export interface LpAddr {
+  family: 4 | 6;
+  address: string;
+  port: number;
+}
+export interface LpFrame {
+  id: number;
+  type: number;
+  payload: Buffer;
+}
 
 /** Splits a byte stream into frames; throws on a length the protocol forbids (caller closes). */
 export class LpFrameReader {
@@ -112,11 +120,22 @@ export function addrText(family: number, bytes: Buffer): string {
 
 export class Writer {
   private parts: Buffer[] = [];
-  u8(v: number): this { return this.int(1, v, 0, 0xff); }
-  u16(v: number): this { return this.int(2, v, 0, 0xffff); }
-  u32(v: number): this { return this.int(4, v, 0, 0xffffffff); }
-  i32(v: number): this { return this.int(4, v, -0x80000000, 0x7fffffff); }
-  bytes(b: Buffer): this { this.parts.push(b); return this; }
+  u8(v: number): this {
+    return this.int(1, v, 0, 0xff);
+  }
+  u16(v: number): this {
+    return this.int(2, v, 0, 0xffff);
+  }
+  u32(v: number): this {
+    return this.int(4, v, 0, 0xffffffff);
+  }
+  i32(v: number): this {
+    return this.int(4, v, -0x80000000, 0x7fffffff);
+  }
+  bytes(b: Buffer): this {
+    this.parts.push(b);
+    return this;
+  }
   str(s: string): this {
     const b = Buffer.from(s, 'utf8');
     if (b.length > 0xffff) throw new LpProtocolError(`string of ${b.length} bytes is too long`);
@@ -137,7 +156,11 @@ export class Writer {
   frame(id: number, type: number): Buffer {
     const payload = Buffer.concat(this.parts);
     if (payload.length + LP_HEADER > LP_MAX_FRAME) throw new LpProtocolError('frame too large');
-    const head = new Writer().u32(payload.length + LP_HEADER - 4).u32(id).u16(type).u16(0);
+    const head = new Writer()
+      .u32(payload.length + LP_HEADER - 4)
+      .u32(id)
+      .u16(type)
+      .u16(0);
     return Buffer.concat([...head.parts, payload]);
   }
 }
@@ -153,12 +176,25 @@ export class Reader {
     this.pos += n;
     return at;
   }
-  u8(): number { return this.b.readUInt8(this.need(1)); }
-  u16(): number { return this.b.readUInt16LE(this.need(2)); }
-  u32(): number { return this.b.readUInt32LE(this.need(4)); }
-  i32(): number { return this.b.readInt32LE(this.need(4)); }
-  bytes(n: number): Buffer { const at = this.need(n); return this.b.subarray(at, at + n); }
-  str(): string { return this.bytes(this.u16()).toString('utf8'); }
+  u8(): number {
+    return this.b.readUInt8(this.need(1));
+  }
+  u16(): number {
+    return this.b.readUInt16LE(this.need(2));
+  }
+  u32(): number {
+    return this.b.readUInt32LE(this.need(4));
+  }
+  i32(): number {
+    return this.b.readInt32LE(this.need(4));
+  }
+  bytes(n: number): Buffer {
+    const at = this.need(n);
+    return this.b.subarray(at, at + n);
+  }
+  str(): string {
+    return this.bytes(this.u16()).toString('utf8');
+  }
   family(): 4 | 6 {
     const f = this.u8();
     if (f !== 4 && f !== 6) throw new LpProtocolError(`address family must be 4 or 6, got ${f}`);

@@ -7,8 +7,17 @@ import { fileStatSchema, type FileStat } from '../stat.js';
 import { LpProtocolError, RESPONSE, Reader, Writer, type LpFrame } from './codec.js';
 
 export const FS_TYPES = {
-  open: 0x20, read: 0x21, write: 0x22, close: 0x23, stat: 0x24, access: 0x25, readlink: 0x26,
-  getdents: 0x27, mkdir: 0x28, unlink: 0x29, rename: 0x2a,
+  open: 0x20,
+  read: 0x21,
+  write: 0x22,
+  close: 0x23,
+  stat: 0x24,
+  access: 0x25,
+  readlink: 0x26,
+  getdents: 0x27,
+  mkdir: 0x28,
+  unlink: 0x29,
+  rename: 0x2a,
 } as const;
 export type FsKind = keyof typeof FS_TYPES;
 const FS_KIND_OF = new Map<number, FsKind>(Object.entries(FS_TYPES).map(([k, v]) => [v, k as FsKind]));
@@ -18,7 +27,11 @@ export const FS_APPEND = -1;
 /** Size of the stat block on the wire. */
 export const FS_STAT_SIZE = 96;
 
-export interface FsDirent { ino: number; type: number; name: string }
+export interface FsDirent {
+  ino: number;
+  type: number;
+  name: string;
+}
 
 export type FsRequest =
   | { id: number; kind: 'open'; path: string; flags: number; mode: number }
@@ -43,9 +56,7 @@ export type FsResponse =
   | { id: number; kind: 'close' | 'access' | 'mkdir' | 'unlink' | 'rename'; status: number };
 
 /** Every field 0: the stat of a failed or bypassed response. */
-export const FS_ZERO_STAT: Readonly<FileStat> = Object.freeze(
-  Object.fromEntries(Object.keys(fileStatSchema.shape).map((k) => [k, 0])) as FileStat,
-);
+export const FS_ZERO_STAT: Readonly<FileStat> = Object.freeze(Object.fromEntries(Object.keys(fileStatSchema.shape).map((k) => [k, 0])) as FileStat);
 
 /** A request or response type of this family. */
 export function isFsType(type: number): boolean {
@@ -74,15 +85,42 @@ function readI64(r: Reader): number {
 
 /** The 96-byte block, in wire order (FS_STAT_SIZE). */
 function putStat(w: Writer, s: FileStat): Writer {
-  return w.bytes(u64(s.dev)).bytes(u64(s.ino)).u32(s.mode).u32(s.nlink).u32(s.uid).u32(s.gid).bytes(u64(s.rdev))
-    .bytes(i64(s.size)).u32(s.blksize).bytes(i64(s.blocks))
-    .bytes(i64(s.atimeSec)).u32(s.atimeNsec).bytes(i64(s.mtimeSec)).u32(s.mtimeNsec).bytes(i64(s.ctimeSec)).u32(s.ctimeNsec);
+  return w
+    .bytes(u64(s.dev))
+    .bytes(u64(s.ino))
+    .u32(s.mode)
+    .u32(s.nlink)
+    .u32(s.uid)
+    .u32(s.gid)
+    .bytes(u64(s.rdev))
+    .bytes(i64(s.size))
+    .u32(s.blksize)
+    .bytes(i64(s.blocks))
+    .bytes(i64(s.atimeSec))
+    .u32(s.atimeNsec)
+    .bytes(i64(s.mtimeSec))
+    .u32(s.mtimeNsec)
+    .bytes(i64(s.ctimeSec))
+    .u32(s.ctimeNsec);
 }
 function getStat(r: Reader): FileStat {
   return {
-    dev: readU64(r), ino: readU64(r), mode: r.u32(), nlink: r.u32(), uid: r.u32(), gid: r.u32(), rdev: readU64(r),
-    size: readI64(r), blksize: r.u32(), blocks: readI64(r),
-    atimeSec: readI64(r), atimeNsec: r.u32(), mtimeSec: readI64(r), mtimeNsec: r.u32(), ctimeSec: readI64(r), ctimeNsec: r.u32(),
+    dev: readU64(r),
+    ino: readU64(r),
+    mode: r.u32(),
+    nlink: r.u32(),
+    uid: r.u32(),
+    gid: r.u32(),
+    rdev: readU64(r),
+    size: readI64(r),
+    blksize: r.u32(),
+    blocks: readI64(r),
+    atimeSec: readI64(r),
+    atimeNsec: r.u32(),
+    mtimeSec: readI64(r),
+    mtimeNsec: r.u32(),
+    ctimeSec: readI64(r),
+    ctimeNsec: r.u32(),
   };
 }
 function putData(w: Writer, d: Buffer): Writer {
@@ -98,15 +136,36 @@ function getData(r: Reader): Buffer {
 export function encodeFsRequest(q: FsRequest): Buffer {
   const w = new Writer();
   switch (q.kind) {
-    case 'open': w.str(q.path).u32(q.flags).u32(q.mode); break;
-    case 'read': w.u32(q.handle).bytes(u64(q.offset)).u32(q.len); break;
-    case 'write': w.u32(q.handle).bytes(u64(q.offset)); putData(w, q.data); break;
-    case 'close': case 'getdents': w.u32(q.handle); break;
-    case 'stat': w.str(q.path).u32(q.flags).u32(q.handle); break;
-    case 'access': case 'mkdir': w.str(q.path).u32(q.mode); break;
-    case 'readlink': w.str(q.path); break;
-    case 'unlink': w.str(q.path).u32(q.flags); break;
-    case 'rename': w.str(q.path).str(q.path2); break;
+    case 'open':
+      w.str(q.path).u32(q.flags).u32(q.mode);
+      break;
+    case 'read':
+      w.u32(q.handle).bytes(u64(q.offset)).u32(q.len);
+      break;
+    case 'write':
+      w.u32(q.handle).bytes(u64(q.offset));
+      putData(w, q.data);
+      break;
+    case 'close':
+    case 'getdents':
+      w.u32(q.handle);
+      break;
+    case 'stat':
+      w.str(q.path).u32(q.flags).u32(q.handle);
+      break;
+    case 'access':
+    case 'mkdir':
+      w.str(q.path).u32(q.mode);
+      break;
+    case 'readlink':
+      w.str(q.path);
+      break;
+    case 'unlink':
+      w.str(q.path).u32(q.flags);
+      break;
+    case 'rename':
+      w.str(q.path).str(q.path2);
+      break;
   }
   return w.frame(q.id, FS_TYPES[q.kind]);
 }
@@ -114,16 +173,27 @@ export function encodeFsRequest(q: FsRequest): Buffer {
 export function encodeFsResponse(s: FsResponse): Buffer {
   const w = new Writer().i32(s.status);
   switch (s.kind) {
-    case 'open': putStat(w.u32(s.handle), s.stat); break;
-    case 'read': putData(w, s.data); break;
-    case 'write': w.u32(s.written).bytes(u64(s.offset)); break;
-    case 'stat': putStat(w, s.stat); break;
-    case 'readlink': w.str(s.target); break;
+    case 'open':
+      putStat(w.u32(s.handle), s.stat);
+      break;
+    case 'read':
+      putData(w, s.data);
+      break;
+    case 'write':
+      w.u32(s.written).bytes(u64(s.offset));
+      break;
+    case 'stat':
+      putStat(w, s.stat);
+      break;
+    case 'readlink':
+      w.str(s.target);
+      break;
     case 'getdents':
       w.u16(s.entries.length);
       for (const e of s.entries) w.bytes(u64(e.ino)).u8(e.type).str(e.name);
       break;
-    default: break;
+    default:
+      break;
   }
   return w.frame(s.id, FS_TYPES[s.kind] | RESPONSE);
 }
@@ -135,15 +205,35 @@ export function decodeFsRequest(f: LpFrame): FsRequest {
   const id = f.id;
   let q: FsRequest;
   switch (kind) {
-    case 'open': q = { id, kind, path: r.str(), flags: r.u32(), mode: r.u32() }; break;
-    case 'read': q = { id, kind, handle: r.u32(), offset: readU64(r), len: r.u32() }; break;
-    case 'write': q = { id, kind, handle: r.u32(), offset: readU64(r), data: getData(r) }; break;
-    case 'close': case 'getdents': q = { id, kind, handle: r.u32() }; break;
-    case 'stat': q = { id, kind, path: r.str(), flags: r.u32(), handle: r.u32() }; break;
-    case 'access': case 'mkdir': q = { id, kind, path: r.str(), mode: r.u32() }; break;
-    case 'readlink': q = { id, kind, path: r.str() }; break;
-    case 'unlink': q = { id, kind, path: r.str(), flags: r.u32() }; break;
-    case 'rename': q = { id, kind, path: r.str(), path2: r.str() }; break;
+    case 'open':
+      q = { id, kind, path: r.str(), flags: r.u32(), mode: r.u32() };
+      break;
+    case 'read':
+      q = { id, kind, handle: r.u32(), offset: readU64(r), len: r.u32() };
+      break;
+    case 'write':
+      q = { id, kind, handle: r.u32(), offset: readU64(r), data: getData(r) };
+      break;
+    case 'close':
+    case 'getdents':
+      q = { id, kind, handle: r.u32() };
+      break;
+    case 'stat':
+      q = { id, kind, path: r.str(), flags: r.u32(), handle: r.u32() };
+      break;
+    case 'access':
+    case 'mkdir':
+      q = { id, kind, path: r.str(), mode: r.u32() };
+      break;
+    case 'readlink':
+      q = { id, kind, path: r.str() };
+      break;
+    case 'unlink':
+      q = { id, kind, path: r.str(), flags: r.u32() };
+      break;
+    case 'rename':
+      q = { id, kind, path: r.str(), path2: r.str() };
+      break;
   }
   r.end();
   return q;
@@ -157,11 +247,21 @@ export function decodeFsResponse(f: LpFrame): FsResponse {
   const status = r.i32();
   let s: FsResponse;
   switch (kind) {
-    case 'open': s = { id, kind, status, handle: r.u32(), stat: getStat(r) }; break;
-    case 'read': s = { id, kind, status, data: getData(r) }; break;
-    case 'write': s = { id, kind, status, written: r.u32(), offset: readU64(r) }; break;
-    case 'stat': s = { id, kind, status, stat: getStat(r) }; break;
-    case 'readlink': s = { id, kind, status, target: r.str() }; break;
+    case 'open':
+      s = { id, kind, status, handle: r.u32(), stat: getStat(r) };
+      break;
+    case 'read':
+      s = { id, kind, status, data: getData(r) };
+      break;
+    case 'write':
+      s = { id, kind, status, written: r.u32(), offset: readU64(r) };
+      break;
+    case 'stat':
+      s = { id, kind, status, stat: getStat(r) };
+      break;
+    case 'readlink':
+      s = { id, kind, status, target: r.str() };
+      break;
     case 'getdents': {
       const n = r.u16();
       const entries: FsDirent[] = [];
@@ -169,7 +269,9 @@ export function decodeFsResponse(f: LpFrame): FsResponse {
       s = { id, kind, status, entries };
       break;
     }
-    default: s = { id, kind, status }; break;
+    default:
+      s = { id, kind, status };
+      break;
   }
   r.end();
   return s;

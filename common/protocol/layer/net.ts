@@ -31,11 +31,21 @@ const NO_ADDR: LpAddr = { family: 4, address: '0.0.0.0', port: 0 };
 export function encodeNetRequest(r: NetRequest): Buffer {
   const w = new Writer();
   switch (r.kind) {
-    case 'connect': w.u8(r.proto === 'tcp' ? 1 : 2).addr(r.remote); break;
-    case 'getaddrinfo': w.str(r.node).i32(r.family); break;
-    case 'listen': w.addr(r.requested).addr(r.bound); break;
-    case 'accept': w.addr(r.peer); break;
-    case 'unlisten': w.addr(r.requested); break;
+    case 'connect':
+      w.u8(r.proto === 'tcp' ? 1 : 2).addr(r.remote);
+      break;
+    case 'getaddrinfo':
+      w.str(r.node).i32(r.family);
+      break;
+    case 'listen':
+      w.addr(r.requested).addr(r.bound);
+      break;
+    case 'accept':
+      w.addr(r.peer);
+      break;
+    case 'unlisten':
+      w.addr(r.requested);
+      break;
   }
   return w.frame(r.id, NET_TYPES[r.kind]);
 }
@@ -81,9 +91,15 @@ export function decodeNetRequest(f: LpFrame): NetRequest {
       out = { id, kind, node, family };
       break;
     }
-    case 'listen': out = { id, kind, requested: r.addr(), bound: r.addr() }; break;
-    case 'accept': out = { id, kind, peer: r.addr() }; break;
-    case 'unlisten': out = { id, kind, requested: r.addr() }; break;
+    case 'listen':
+      out = { id, kind, requested: r.addr(), bound: r.addr() };
+      break;
+    case 'accept':
+      out = { id, kind, peer: r.addr() };
+      break;
+    case 'unlisten':
+      out = { id, kind, requested: r.addr() };
+      break;
   }
   r.end();
   return out;
@@ -96,7 +112,9 @@ export function decodeNetResponse(f: LpFrame): NetResponse {
   const id = f.id;
   let out: NetResponse;
   switch (kind) {
-    case 'connect': out = { id, kind, status: r.i32(), via: r.addr() }; break;
+    case 'connect':
+      out = { id, kind, status: r.i32(), via: r.addr() };
+      break;
     case 'getaddrinfo': {
       const status = r.i32();
       const count = r.u16();
@@ -108,8 +126,13 @@ export function decodeNetResponse(f: LpFrame): NetResponse {
       out = { id, kind, status, addresses, canonname: r.str() };
       break;
     }
-    case 'listen': case 'unlisten': out = { id, kind, status: r.i32() }; break;
-    case 'accept': out = { id, kind, status: r.i32(), remote: r.addr() }; break;
+    case 'listen':
+    case 'unlisten':
+      out = { id, kind, status: r.i32() };
+      break;
+    case 'accept':
+      out = { id, kind, status: r.i32(), remote: r.addr() };
+      break;
   }
   r.end();
   return out;

@@ -59,8 +59,8 @@ const BOOL_FLAGS: Record<string, (r: DockerRun) => void> = {
 const REFUSED: Record<string, string> = {
   '-d': 'mirrord container runs the container attached, for the length of the session',
   '--detach': 'mirrord container runs the container attached, for the length of the session',
-  '-h': 'the container shares the sidecar\'s network namespace, whose host name it cannot change',
-  '--hostname': 'the container shares the sidecar\'s network namespace, whose host name it cannot change',
+  '-h': "the container shares the sidecar's network namespace, whose host name it cannot change",
+  '--hostname': "the container shares the sidecar's network namespace, whose host name it cannot change",
   '--network-alias': 'aliases belong to the sidecar, which owns the network namespace',
 };
 
@@ -69,7 +69,7 @@ function setNetwork(r: DockerRun, v: string): void {
     throw new MirrordError(
       `docker run --network ${v} cannot be combined with mirrord container`,
       ExitCode.Usage,
-      'The container joins the mirrord sidecar\'s network namespace; drop --network, or give a user-defined network for the sidecar',
+      "The container joins the mirrord sidecar's network namespace; drop --network, or give a user-defined network for the sidecar",
     );
   }
   r.network = v;
@@ -114,7 +114,10 @@ export function parseDockerRun(argv: string[]): DockerRun {
         VALUE_FLAGS[first](run, arg.slice(2));
         continue;
       }
-      const letters = arg.slice(1).split('').map((c) => `-${c}`);
+      const letters = arg
+        .slice(1)
+        .split('')
+        .map((c) => `-${c}`);
       const unknown = letters.find((l) => !BOOL_FLAGS[l]);
       if (unknown) throw unsupported(unknown);
       letters.forEach((l) => BOOL_FLAGS[l]!(run));

@@ -45,7 +45,11 @@ export async function syncMounts(
         'Raise container.mounts.max_size, or set container.mounts.sync to false to read them through the layer instead',
       );
     }
-    throw new MirrordError(`cannot copy the target's mounted files: ${header.error}`, ExitCode.Agent, 'Run with MIRRORD_LOG=debug; container.mounts.sync = false skips the copy');
+    throw new MirrordError(
+      `cannot copy the target's mounted files: ${header.error}`,
+      ExitCode.Agent,
+      'Run with MIRRORD_LOG=debug; container.mounts.sync = false skips the copy',
+    );
   }
   o.log.debug(`mounts: ${header.roots?.join(', ') || 'none'} (${header.entries} entries, ${header.bytes} bytes)`);
   if (!header.entries) {
@@ -56,7 +60,12 @@ export async function syncMounts(
   try {
     await user.putArchive(out as unknown as NodeJS.ReadableStream, { path: '/' });
   } catch (e) {
-    throw new MirrordError(`copying the target's mounted files failed: ${(e as Error).message}`, ExitCode.Agent, 'container.mounts.sync = false skips the copy', { cause: e });
+    throw new MirrordError(
+      `copying the target's mounted files failed: ${(e as Error).message}`,
+      ExitCode.Agent,
+      'container.mounts.sync = false skips the copy',
+      { cause: e },
+    );
   }
 }
 
@@ -108,7 +117,13 @@ function readHeader(stream: Readable, stderr: () => string): Promise<Header> {
       }
     };
     const onEnd = () =>
-      reject(new MirrordError(`the mirrord sidecar did not send the mounted files${stderr().trim() ? ` (${stderr().trim()})` : ''}`, ExitCode.Agent, 'Run with MIRRORD_LOG=debug'));
+      reject(
+        new MirrordError(
+          `the mirrord sidecar did not send the mounted files${stderr().trim() ? ` (${stderr().trim()})` : ''}`,
+          ExitCode.Agent,
+          'Run with MIRRORD_LOG=debug',
+        ),
+      );
     stream.on('data', onData);
     stream.once('end', onEnd);
   });

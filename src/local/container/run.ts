@@ -27,13 +27,26 @@ export async function runContainer(
   const { env } = mergeEnv({}, await session.host.remoteEnv(), session.features.env);
   for (const file of run.envFiles) run.env.push(...Object.entries(parseDotenv(readFileSync(file, 'utf8'))).map(([k, v]) => `${k}=${v}`));
   Object.assign(env, await session.layerEnv(), { LD_PRELOAD: LAYER_IN_SIDECAR });
-  const options = underInit(run, image, { ...createOptions(run, sidecar.id, env), Labels: sessionLabels('user', session.id, session.target.id) }, ready.lifelinePort);
+  const options = underInit(
+    run,
+    image,
+    { ...createOptions(run, sidecar.id, env), Labels: sessionLabels('user', session.id, session.target.id) },
+    ready.lifelinePort,
+  );
   const restore: Array<() => void> = [];
   try {
-    return await runUserContainer(docker, run, options, restore, async (user) => {
-      if (opts.syncMounts && ready.mountRoots?.length !== 0) await syncMounts(docker, sidecar, user, { maxBytes: opts.maxBytes, progress: opts.progress, log: opts.log.child('mounts') });
-      opts.progress.succeed(`mirrord: running ${run.image} in the context of ${session.targetDisplay}`);
-    }, opts.log);
+    return await runUserContainer(
+      docker,
+      run,
+      options,
+      restore,
+      async (user) => {
+        if (opts.syncMounts && ready.mountRoots?.length !== 0)
+          await syncMounts(docker, sidecar, user, { maxBytes: opts.maxBytes, progress: opts.progress, log: opts.log.child('mounts') });
+        opts.progress.succeed(`mirrord: running ${run.image} in the context of ${session.targetDisplay}`);
+      },
+      opts.log,
+    );
   } finally {
     for (const r of restore) r();
   }

@@ -109,4 +109,3 @@ export async function runUserContainer(
   clearTimeout(grace);
   return result.StatusCode;
 }
-

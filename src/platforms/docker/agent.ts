@@ -28,24 +28,14 @@ export const GUARD_CAPABILITIES = ['NET_ADMIN', 'NET_RAW', 'KILL'];
  * DOCKER_HOST. With StdinOnce + AutoRemove the container goes away as soon as the link closes,
  * including when this process is killed.
  */
-export async function startDockerAgent(
-  docker: Docker,
-  target: { id: string; name: string },
-  image: string,
-  opts: AgentStartOptions,
-): Promise<AgentHandle> {
+export async function startDockerAgent(docker: Docker, target: { id: string; name: string }, image: string, opts: AgentStartOptions): Promise<AgentHandle> {
   const log = opts.log;
   let container: Docker.Container;
   try {
     container = await docker.createContainer({
       Image: image,
       name: `mirrord-agent-${opts.session}`,
-      Env: [
-        `MIRRORD_AGENT_TOKEN=${opts.token}`,
-        'MIRRORD_AGENT_TARGET_PID=1',
-        `MIRRORD_AGENT_LOG=${opts.logLevel}`,
-        `MIRRORD_AGENT_SESSION=${opts.session}`,
-      ],
+      Env: [`MIRRORD_AGENT_TOKEN=${opts.token}`, 'MIRRORD_AGENT_TARGET_PID=1', `MIRRORD_AGENT_LOG=${opts.logLevel}`, `MIRRORD_AGENT_SESSION=${opts.session}`],
       Labels: sessionLabels('true', opts.session, target.id),
       AttachStdin: true,
       AttachStdout: true,

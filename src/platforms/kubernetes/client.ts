@@ -35,7 +35,11 @@ export function connectKube(s: KubeSettings = {}): Kube {
       kc.loadFromDefault();
     }
   } catch (err) {
-    throw new MirrordError(`cannot read the kubeconfig: ${(err as Error).message}`, ExitCode.Config, 'Set KUBECONFIG or the "kubeconfig" config key to a valid kubeconfig file');
+    throw new MirrordError(
+      `cannot read the kubeconfig: ${(err as Error).message}`,
+      ExitCode.Config,
+      'Set KUBECONFIG or the "kubeconfig" config key to a valid kubeconfig file',
+    );
   }
   if (s.context) {
     if (!kc.getContextObject(s.context)) {
@@ -105,9 +109,19 @@ export function apiError(err: unknown, a: ApiAction, server?: string): MirrordEr
       );
     }
     if (err.code === 401) {
-      return new MirrordError(`the API server rejected the credentials while trying to ${describe(a)}`, ExitCode.Platform, 'Refresh your kubeconfig credentials (log in again)', { cause: err });
+      return new MirrordError(
+        `the API server rejected the credentials while trying to ${describe(a)}`,
+        ExitCode.Platform,
+        'Refresh your kubeconfig credentials (log in again)',
+        { cause: err },
+      );
     }
-    return new MirrordError(`cannot ${describe(a)}: HTTP ${err.code}${msg ? ` ${msg}` : ''}`, ExitCode.Platform, 'Check the cluster with kubectl; run with MIRRORD_LOG=debug for details', { cause: err });
+    return new MirrordError(
+      `cannot ${describe(a)}: HTTP ${err.code}${msg ? ` ${msg}` : ''}`,
+      ExitCode.Platform,
+      'Check the cluster with kubectl; run with MIRRORD_LOG=debug for details',
+      { cause: err },
+    );
   }
   const code = errnoCode(err) ?? errnoCode((err as { cause?: unknown })?.cause);
   const text = (err as Error)?.message ?? String(err);

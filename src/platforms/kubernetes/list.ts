@@ -19,7 +19,7 @@ export async function listKubeTargets(kube: Kube, namespace: string): Promise<st
     // Argo Rollouts is optional: no CRD (404) or no right to read it means no rollouts to offer.
     kube.custom
       .listNamespacedCustomObject({ group: 'argoproj.io', version: 'v1alpha1', namespace: ns, plural: 'rollouts' })
-      .then((r) => ((r as { items?: Array<{ metadata?: k8s.V1ObjectMeta; spec?: { selector?: k8s.V1LabelSelector } }> }).items ?? []))
+      .then((r) => (r as { items?: Array<{ metadata?: k8s.V1ObjectMeta; spec?: { selector?: k8s.V1LabelSelector } }> }).items ?? [])
       .catch((err: unknown) => {
         if (isApiStatus(err, 404) || isApiStatus(err, 403)) return [];
         throw err;
@@ -37,7 +37,7 @@ export async function listKubeTargets(kube: Kube, namespace: string): Promise<st
   }
   const matches = (sel: k8s.V1LabelSelector | undefined) => {
     const labels = sel?.matchLabels ?? {};
-    if (Object.keys(labels).length === 0 && !(sel?.matchExpressions?.length)) return false;
+    if (Object.keys(labels).length === 0 && !sel?.matchExpressions?.length) return false;
     // matchLabels is all a picker needs; expressions are checked when the target is used.
     return targetsOf.some((p) => Object.entries(labels).every(([k, v]) => p.metadata?.labels?.[k] === v));
   };

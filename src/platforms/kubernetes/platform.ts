@@ -62,9 +62,18 @@ export class KubernetesPlatform implements TargetPlatform {
     if (spec.kind === 'targetless') {
       const namespace = this.agent.namespace ?? kube.defaultNamespace;
       // Fails early, with the usual message, when the cluster does not answer or the namespace is missing.
-      await call({ verb: 'get', resource: 'namespaces', name: namespace }, () => kube.core.readNamespace({ name: namespace }), kube.server, () => {
-        throw new MirrordError(`namespace ${namespace} not found`, ExitCode.Target, 'Set agent.namespace (or the kube context namespace) to an existing namespace');
-      }).catch((err: unknown) => {
+      await call(
+        { verb: 'get', resource: 'namespaces', name: namespace },
+        () => kube.core.readNamespace({ name: namespace }),
+        kube.server,
+        () => {
+          throw new MirrordError(
+            `namespace ${namespace} not found`,
+            ExitCode.Target,
+            'Set agent.namespace (or the kube context namespace) to an existing namespace',
+          );
+        },
+      ).catch((err: unknown) => {
         // Reading namespaces is cluster-scoped: a namespaced Role cannot, and need not.
         if (err instanceof MirrordError && err.code === ExitCode.Platform && /RBAC denied/.test(err.message)) return;
         throw err;
@@ -81,7 +90,11 @@ export class KubernetesPlatform implements TargetPlatform {
     const kube = this.kube();
     const target = this.resolved.get(resolved.id);
     const targetless = resolved.spec.kind === 'targetless';
-    const namespace = targetless ? resolved.id.slice('targetless:'.length) : (this.agent.ephemeral ? target!.namespace : (this.agent.namespace ?? target!.namespace));
+    const namespace = targetless
+      ? resolved.id.slice('targetless:'.length)
+      : this.agent.ephemeral
+        ? target!.namespace
+        : (this.agent.namespace ?? target!.namespace);
     const ephemeral = this.agent.ephemeral && !targetless;
     const settings: KubeAgentSettings = { ...this.agent, image: opts.image ?? this.agent.image ?? recipeTag(agentImageRecipe()) };
     // Job mode: the agent pod's own loopback, any fixed port does. Ephemeral: the target pod's
@@ -105,9 +118,14 @@ export class KubernetesPlatform implements TargetPlatform {
       void this.reapNamespace(kube, namespace, opts.log);
       const job = agentJob(input);
       opts.progress.update(`creating agent job ${job.metadata!.name} in namespace ${namespace}`);
-      await call({ verb: 'create', resource: 'jobs', namespace }, () => kube.batch.createNamespacedJob({ namespace, body: job }), kube.server, () => {
-        throw new MirrordError(`namespace ${namespace} not found`, ExitCode.Target, 'Set agent.namespace to an existing namespace');
-      });
+      await call(
+        { verb: 'create', resource: 'jobs', namespace },
+        () => kube.batch.createNamespacedJob({ namespace, body: job }),
+        kube.server,
+        () => {
+          throw new MirrordError(`namespace ${namespace} not found`, ExitCode.Target, 'Set agent.namespace to an existing namespace');
+        },
+      );
     }
 
     const logs: string[] = [];
@@ -131,7 +149,15 @@ export class KubernetesPlatform implements TargetPlatform {
     try {
       await this.waitRunning(kube, place, opts, settings.image, deadline);
       opts.progress.update(`connecting to the agent (pod/${place.pod}) through port-forward`);
-      const link = await connectAgent(kube.kc, namespace, place.pod!, port, deadline, async () => void (await this.agentStatus(kube, place, settings.image)), (m) => opts.log.debug(m)).catch((err: unknown) => {
+      const link = await connectAgent(
+        kube.kc,
+        namespace,
+        place.pod!,
+        port,
+        deadline,
+        async () => void (await this.agentStatus(kube, place, settings.image)),
+        (m) => opts.log.debug(m),
+      ).catch((err: unknown) => {
         throw this.startError(err, place, opts);
       });
       releaseSignals();
@@ -186,7 +212,11 @@ export class KubernetesPlatform implements TargetPlatform {
         // Someone else changed the pod between our read and write: read it again.
         if (isApiStatus(err, 409) && attempt < 5) continue;
         if (isApiStatus(err, 404) || isApiStatus(err, 405)) {
-          throw new MirrordError(`this cluster does not support ephemeral containers (${(err as Error).message})`, ExitCode.Agent, 'Set agent.ephemeral to false (job mode)');
+          throw new MirrordError(
+            `this cluster does not support ephemeral containers (${(err as Error).message})`,
+            ExitCode.Agent,
+            'Set agent.ephemeral to false (job mode)',
+          );
         }
         throw apiError(err, { verb: 'update', resource: 'pods/ephemeralcontainers', namespace, name }, kube.server);
       }
@@ -197,10 +227,17 @@ export class KubernetesPlatform implements TargetPlatform {
   private async agentStatus(kube: Kube, place: AgentPlace, image: string): Promise<k8s.V1ContainerStatus | undefined> {
     let pod: k8s.V1Pod | undefined;
     if (place.ephemeral) {
-      pod = await call({ verb: 'get', resource: 'pods', namespace: place.namespace, name: place.pod }, () => kube.core.readNamespacedPod({ name: place.pod!, namespace: place.namespace }), kube.server);
+      pod = await call(
+        { verb: 'get', resource: 'pods', namespace: place.namespace, name: place.pod },
+        () => kube.core.readNamespacedPod({ name: place.pod!, namespace: place.namespace }),
+        kube.server,
+      );
     } else {
-      const list = await call({ verb: 'list', resource: 'pods', namespace: place.namespace }, () =>
-        kube.core.listNamespacedPod({ namespace: place.namespace, labelSelector: `${LABEL_SESSION}=${place.session}` }), kube.server);
+      const list = await call(
+        { verb: 'list', resource: 'pods', namespace: place.namespace },
+        () => kube.core.listNamespacedPod({ namespace: place.namespace, labelSelector: `${LABEL_SESSION}=${place.session}` }),
+        kube.server,
+      );
       pod = list.items[0];
       if (pod) place.pod = pod.metadata?.name;
     }
@@ -215,17 +252,32 @@ export class KubernetesPlatform implements TargetPlatform {
       throw new MirrordError(
         `the node cannot pull the agent image ${image} (${waiting.reason}${waiting.message ? `: ${waiting.message.slice(0, 200)}` : ''})`,
         ExitCode.Agent,
-        'Make the image available to the cluster (push it to a registry the nodes can reach, or load it: kind load docker-image ' + image + ') and set agent.image to its name',
+        'Make the image available to the cluster (push it to a registry the nodes can reach, or load it: kind load docker-image ' +
+          image +
+          ') and set agent.image to its name',
       );
     }
     if (waiting?.reason && START_FAILURES.includes(waiting.reason)) {
-      throw new MirrordError(`the agent container cannot start (${waiting.reason}${waiting.message ? `: ${waiting.message.slice(0, 200)}` : ''})`, ExitCode.Agent, 'Run with MIRRORD_LOG=debug; check the agent pod with kubectl describe');
+      throw new MirrordError(
+        `the agent container cannot start (${waiting.reason}${waiting.message ? `: ${waiting.message.slice(0, 200)}` : ''})`,
+        ExitCode.Agent,
+        'Run with MIRRORD_LOG=debug; check the agent pod with kubectl describe',
+      );
     }
     const term = s?.state?.terminated;
     if (term) {
-      throw new MirrordError(`the agent exited before the session started (${term.reason ?? 'exit ' + term.exitCode}${term.message ? `: ${term.message.slice(0, 200)}` : ''})`, ExitCode.Agent, 'Run with MIRRORD_LOG=debug for the agent log');
+      throw new MirrordError(
+        `the agent exited before the session started (${term.reason ?? 'exit ' + term.exitCode}${term.message ? `: ${term.message.slice(0, 200)}` : ''})`,
+        ExitCode.Agent,
+        'Run with MIRRORD_LOG=debug for the agent log',
+      );
     }
-    if (pod.status?.phase === 'Failed') throw new MirrordError(`the agent pod failed (${pod.status.reason ?? ''} ${pod.status.message ?? ''})`.trim(), ExitCode.Agent, 'Check it with kubectl describe pod ' + pod.metadata?.name);
+    if (pod.status?.phase === 'Failed')
+      throw new MirrordError(
+        `the agent pod failed (${pod.status.reason ?? ''} ${pod.status.message ?? ''})`.trim(),
+        ExitCode.Agent,
+        'Check it with kubectl describe pod ' + pod.metadata?.name,
+      );
     return s;
   }
 
@@ -237,14 +289,24 @@ export class KubernetesPlatform implements TargetPlatform {
       // port-forward works as soon as the pod's sandbox has an address, and is retried until the
       // listener answers, so waiting for that is enough.
       if (s?.state?.running || (place.scheduled && s?.state?.waiting?.reason === 'ContainerCreating') || (place.ephemeral && place.scheduled)) return;
-      const what = place.note ?? (s?.state?.waiting?.reason ? `agent ${s.state.waiting.reason}` : place.pod ? `agent pod/${place.pod} starting` : 'waiting for the agent pod to be created');
+      const what =
+        place.note ??
+        (s?.state?.waiting?.reason
+          ? `agent ${s.state.waiting.reason}`
+          : place.pod
+            ? `agent pod/${place.pod} starting`
+            : 'waiting for the agent pod to be created');
       if (what !== shown) {
         opts.progress.update(what);
         opts.log.debug(what);
         shown = what;
       }
       if (Date.now() > deadline) {
-        throw new MirrordError(`the agent did not start within ${opts.startupTimeoutMs / 1000} s (${what})`, ExitCode.Agent, 'Raise agent.startup_timeout, or check the agent pod with kubectl describe');
+        throw new MirrordError(
+          `the agent did not start within ${opts.startupTimeoutMs / 1000} s (${what})`,
+          ExitCode.Agent,
+          'Raise agent.startup_timeout, or check the agent pod with kubectl describe',
+        );
       }
       await new Promise((r) => setTimeout(r, 100));
     }

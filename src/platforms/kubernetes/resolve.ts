@@ -9,7 +9,17 @@ import { ExitCode, MirrordError } from '../../../common/errors.js';
 import { formatTarget, type TargetSpec } from '../../target.js';
 import { call, isApiStatus, type Kube } from './client.js';
 
-export const MESH_CONTAINERS = ['istio-proxy', 'istio-init', 'linkerd-proxy', 'linkerd-init', 'kuma-sidecar', 'kuma-init', 'vault-agent', 'vault-agent-init', 'queue-proxy'];
+export const MESH_CONTAINERS = [
+  'istio-proxy',
+  'istio-init',
+  'linkerd-proxy',
+  'linkerd-init',
+  'kuma-sidecar',
+  'kuma-init',
+  'vault-agent',
+  'vault-agent-init',
+  'queue-proxy',
+];
 
 export interface KubeTarget {
   namespace: string;
@@ -53,7 +63,8 @@ export function chooseContainer(pod: k8s.V1Pod, wanted?: string): string {
   const annotated = pod.metadata?.annotations?.['kubectl.kubernetes.io/default-container'];
   if (annotated && names.includes(annotated)) return annotated;
   const app = names.find((n) => !MESH_CONTAINERS.includes(n));
-  if (!app) throw new MirrordError(`pod ${pod.metadata?.name} has only mesh containers (${names.join(', ')})`, ExitCode.Target, 'Name one with /container/NAME');
+  if (!app)
+    throw new MirrordError(`pod ${pod.metadata?.name} has only mesh containers (${names.join(', ')})`, ExitCode.Target, 'Name one with /container/NAME');
   return app;
 }
 
@@ -65,7 +76,10 @@ function suggestion(name: string, known: string[], kind: string): string {
     const list = [best, ...near.filter((n) => n !== best)].slice(0, 3);
     return `Did you mean ${list.map((n) => `${kind}/${n}`).join(', ')}? (\`mirrord ls\` lists targets)`;
   }
-  return `This namespace has ${known.slice(0, 5).map((n) => `${kind}/${n}`).join(', ')}${known.length > 5 ? ', ...' : ''} (\`mirrord ls\` lists targets)`;
+  return `This namespace has ${known
+    .slice(0, 5)
+    .map((n) => `${kind}/${n}`)
+    .join(', ')}${known.length > 5 ? ', ...' : ''} (\`mirrord ls\` lists targets)`;
 }
 
 async function notFound(kind: WorkloadKind, name: string, namespace: string, list: () => Promise<string[]>): Promise<never> {
@@ -78,8 +92,15 @@ const names = (items: Array<{ metadata?: k8s.V1ObjectMeta }>) => items.map((i) =
 /** The pods a workload selects, ready ones first, newest first among those. */
 async function podsFor(kube: Kube, namespace: string, selector: string, what: string): Promise<k8s.V1Pod[]> {
   if (!selector) throw new MirrordError(`${what} has no selector`, ExitCode.Target, 'Target one of its pods with pod/NAME');
-  const pods = await call({ verb: 'list', resource: 'pods', namespace }, () => kube.core.listNamespacedPod({ namespace, labelSelector: selector }), kube.server);
-  return pods.items.sort((a, b) => Number(isPodReady(b)) - Number(isPodReady(a)) || String(b.metadata?.creationTimestamp ?? '').localeCompare(String(a.metadata?.creationTimestamp ?? '')));
+  const pods = await call(
+    { verb: 'list', resource: 'pods', namespace },
+    () => kube.core.listNamespacedPod({ namespace, labelSelector: selector }),
+    kube.server,
+  );
+  return pods.items.sort(
+    (a, b) =>
+      Number(isPodReady(b)) - Number(isPodReady(a)) || String(b.metadata?.creationTimestamp ?? '').localeCompare(String(a.metadata?.creationTimestamp ?? '')),
+  );
 }
 
 interface Named {
@@ -129,8 +150,11 @@ const KINDS = {
 /** Reads `kind/name`; a missing one becomes "not found" with the closest names of the namespace. */
 function readKind<K extends keyof typeof KINDS>(kube: Kube, kind: K, name: string, namespace: string): Promise<Awaited<ReturnType<(typeof KINDS)[K]['read']>>> {
   const api = KINDS[kind] as KindApi<Named>;
-  return call({ verb: 'get', resource: api.resource, namespace, name }, () => api.read(kube, name, namespace), kube.server, () =>
-    notFound(kind, name, namespace, async () => names((await api.list(kube, namespace)).items)),
+  return call(
+    { verb: 'get', resource: api.resource, namespace, name },
+    () => api.read(kube, name, namespace),
+    kube.server,
+    () => notFound(kind, name, namespace, async () => names((await api.list(kube, namespace)).items)),
   ) as Promise<Awaited<ReturnType<(typeof KINDS)[K]['read']>>>;
 }
 
@@ -149,13 +173,19 @@ async function workloadSelector(kube: Kube, spec: Extract<TargetSpec, { name: st
         .filter((j) => j.metadata?.ownerReferences?.some((o) => o.kind === 'CronJob' && o.uid === cj.metadata?.uid) && (j.status?.active ?? 0) > 0)
         .sort((a, b) => String(b.metadata?.creationTimestamp ?? '').localeCompare(String(a.metadata?.creationTimestamp ?? '')));
       const newest = mine[0];
-      if (!newest) throw new MirrordError(`cronjob/${name} has no running job now`, ExitCode.Target, 'Wait for its next run, or trigger one: kubectl create job --from=cronjob/' + name + ' NAME');
+      if (!newest)
+        throw new MirrordError(
+          `cronjob/${name} has no running job now`,
+          ExitCode.Target,
+          'Wait for its next run, or trigger one: kubectl create job --from=cronjob/' + name + ' NAME',
+        );
       return selectorText(newest.spec?.selector);
     }
     case 'service': {
       const s = await readKind(kube, 'service', name, ns);
       const sel = s.spec?.selector ?? {};
-      if (Object.keys(sel).length === 0) throw new MirrordError(`service/${name} has no selector (its endpoints are managed by hand)`, ExitCode.Target, 'Target a pod with pod/NAME');
+      if (Object.keys(sel).length === 0)
+        throw new MirrordError(`service/${name} has no selector (its endpoints are managed by hand)`, ExitCode.Target, 'Target a pod with pod/NAME');
       return selectorText({ matchLabels: sel });
     }
     case 'rollout': {
@@ -164,11 +194,17 @@ async function workloadSelector(kube: Kube, spec: Extract<TargetSpec, { name: st
         r = (await kube.custom.getNamespacedCustomObject({ group: 'argoproj.io', version: 'v1alpha1', namespace: ns, plural: 'rollouts', name })) as typeof r;
       } catch (err) {
         if (isApiStatus(err, 404)) {
-          const list = await kube.custom.listNamespacedCustomObject({ group: 'argoproj.io', version: 'v1alpha1', namespace: ns, plural: 'rollouts' }).catch((e: unknown) => e);
+          const list = await kube.custom
+            .listNamespacedCustomObject({ group: 'argoproj.io', version: 'v1alpha1', namespace: ns, plural: 'rollouts' })
+            .catch((e: unknown) => e);
           if (isApiStatus(list, 404)) {
-            throw new MirrordError(`rollout/${name}: Argo Rollouts is not installed in this cluster (no rollouts.argoproj.io resource)`, ExitCode.Target, 'Target the rollout\'s pods with pod/NAME, or install Argo Rollouts');
+            throw new MirrordError(
+              `rollout/${name}: Argo Rollouts is not installed in this cluster (no rollouts.argoproj.io resource)`,
+              ExitCode.Target,
+              "Target the rollout's pods with pod/NAME, or install Argo Rollouts",
+            );
           }
-          const items = ((list as { items?: Array<{ metadata?: k8s.V1ObjectMeta }> })?.items ?? []);
+          const items = (list as { items?: Array<{ metadata?: k8s.V1ObjectMeta }> })?.items ?? [];
           return notFound('rollout', name, ns, async () => names(items));
         }
         return call({ verb: 'get', resource: 'rollouts.argoproj.io', namespace: ns, name }, () => Promise.reject(err), kube.server);
@@ -186,7 +222,11 @@ function toTarget(pod: k8s.V1Pod, wanted: string | undefined, what: string): Kub
   const podName = pod.metadata?.name ?? '';
   if (!status?.state?.running || !status.containerID) {
     const why = status?.state?.waiting?.reason ?? status?.state?.terminated?.reason ?? pod.status?.phase ?? 'not started';
-    throw new MirrordError(`${what}: container ${container} of pod ${podName} is not running (${why})`, ExitCode.Target, 'Wait until it runs (kubectl get pod ' + podName + '), then try again');
+    throw new MirrordError(
+      `${what}: container ${container} of pod ${podName} is not running (${why})`,
+      ExitCode.Target,
+      'Wait until it runs (kubectl get pod ' + podName + '), then try again',
+    );
   }
   return {
     namespace: pod.metadata?.namespace ?? '',
@@ -211,7 +251,14 @@ export async function resolveKubeTarget(kube: Kube, spec: Extract<TargetSpec, { 
   const ready = pods.find(isPodReady);
   if (!ready) {
     throw new MirrordError(
-      `${what} in namespace ${namespace} has no ready pod${pods.length ? ` (${pods.length} not ready: ${pods.map((p) => `${p.metadata?.name} ${p.status?.phase}`).slice(0, 3).join(', ')})` : ''}`,
+      `${what} in namespace ${namespace} has no ready pod${
+        pods.length
+          ? ` (${pods.length} not ready: ${pods
+              .map((p) => `${p.metadata?.name} ${p.status?.phase}`)
+              .slice(0, 3)
+              .join(', ')})`
+          : ''
+      }`,
       ExitCode.Target,
       'Wait until a pod is ready (kubectl get pods -l ' + selector + '), or target a pod with pod/NAME',
     );
