@@ -5,6 +5,7 @@ import { diagnoseLatencyCommand } from './commands/diagnose.js';
 import { execCommand, type ExecFlags } from './commands/exec.js';
 import { lsCommand, type LsFlags } from './commands/ls.js';
 import { portForwardCommand } from './commands/port-forward.js';
+import { upCommand, upDownCommand, upDetached, type UpFlags } from './commands/up.js';
 import { verifyConfigCommand } from './commands/verify-config.js';
 import { ExitCode, MirrordError } from '../common/errors.js';
 import { createLogger } from '../common/log.js';
@@ -89,6 +90,31 @@ Logs: MIRRORD_LOG=debug (CLI, intproxy, agent), MIRRORD_LAYER_LOG=debug (the lay
     .passThroughOptions()
     .action(async (command: string[], flags: ExecFlags) => {
       setCode(await containerCommand(command, flags, log));
+    });
+
+  const up = program
+    .command('up')
+    .description('run every service of mirrord-up.yaml, each in the context of its own target, with their output together')
+    .usage('[options] [SERVICE...]')
+    .argument('[services...]', 'only these services (default: every service not marked skip)')
+    .option('-f, --file <file>', 'the up file (default: mirrord-up.yaml, then mirrord-up.yml)')
+    .option('-k, --key <key>', 'session key: {{ key }} in the file and the default split filter (default: your user name)')
+    .addOption(new Option('-m, --mode <mode>', "every service's mode, over default_mode").choices(['split', 'replace', 'mirror']))
+    .option('--context <name>', "kubeconfig context, over common.context and the services'")
+    .option('--no-color', 'no colours in the output prefixes')
+    .option('--no-log-prefix', "print the services' output lines without their name")
+    .option('--no-abort', 'keep the other services running when one exits')
+    .option('--timeout <seconds>', 'seconds between the stop signal and SIGKILL', '10')
+    .option('--wait', 'return once every service runs, leaving them running in the background (stop them with mirrord up down)')
+    .action(async (services: string[], flags: UpFlags & { wait?: boolean }) => {
+      setCode(flags.wait ? await upDetached(process.argv.slice(2), flags, log) : await upCommand(services, flags, log));
+    });
+  up.command('down')
+    .description('stop what an earlier mirrord up left running (by the label of its key)')
+    .option('-k, --key <key>', 'session key of that up (default: your user name)')
+    .option('--timeout <seconds>', 'seconds a running up gets to stop before its containers are removed', '10')
+    .action(async (flags: { key?: string; timeout?: string }) => {
+      setCode(await upDownCommand(flags, log, (s) => process.stdout.write(s + '\n')));
     });
 
   program

@@ -84,16 +84,20 @@ int main(int argc, char **argv)
     }
 
     int tty = isatty(STDIN_FILENO);
+    /* Outside a container (mirrord up runs programs under it on the host) the command and whatever
+     it starts get a process group of their own, so that a signal reaches all of them and none is
+     left behind; as a container's PID 1 the container's end already takes every process. */
+    int own_group = tty || getpid() != 1;
     pid_t child = fork();
     if (child < 0) {
         perror("mirrord-init: fork");
         return 125;
     }
     if (child == 0) {
+        if (own_group) setpgid(0, 0);
         if (tty) {
             /* The command gets the terminal's foreground group, so Ctrl-C reaches it once, not twice
          (the tty's SIGINT and our forwarded copy). */
-            setpgid(0, 0);
             signal(SIGTTOU, SIG_IGN);
             tcsetpgrp(STDIN_FILENO, getpgrp());
             signal(SIGTTOU, SIG_DFL);
@@ -104,6 +108,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "mirrord-init: cannot run %s: %s\n", argv[2], strerror(err));
         _exit(err == ENOENT ? 127 : 126);
     }
+
+    if (own_group) setpgid(child, child); /* also here: no signal may come before the child's own call */
+    pid_t target = own_group ? -child : child;
 
     long long kill_at = -1;
     struct pollfd fds[2] = { { .fd = sfd, .events = POLLIN }, { .fd = lifeline, .events = POLLIN } };
@@ -116,10 +123,10 @@ int main(int argc, char **argv)
         int n = poll(fds, fds[1].fd >= 0 ? 2 : 1, timeout);
         if (n < 0 && errno != EINTR) {
             perror("mirrord-init: poll");
-            kill(child, SIGKILL);
+            kill(target, SIGKILL);
         }
         if (kill_at >= 0 && now_ms() >= kill_at) {
-            kill(child, SIGKILL);
+            kill(target, SIGKILL);
             kill_at = -1;
         }
         if (n > 0 && fds[1].fd >= 0 && fds[1].revents) {
@@ -130,7 +137,7 @@ int main(int argc, char **argv)
                 fprintf(stderr, "mirrord-init: the mirrord session ended; stopping the container\n");
                 close(lifeline);
                 fds[1].fd = -1;
-                kill(child, SIGTERM);
+                kill(target, SIGTERM);
                 kill_at = now_ms() + GRACE_MS;
             }
         }
@@ -138,7 +145,7 @@ int main(int argc, char **argv)
             struct signalfd_siginfo si;
             if (read(sfd, &si, sizeof si) != (ssize_t)sizeof si) continue;
             if (si.ssi_signo != SIGCHLD) {
-                kill(child, (int)si.ssi_signo);
+                kill(target, (int)si.ssi_signo);
                 continue;
             }
             /* Reap every child (orphans are ours as PID 1); the command's end is the container's end. */

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { Writable } from 'node:stream';
 import { ExitCode, MirrordError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { mergeEnv } from '../env/merge.js';
@@ -33,12 +34,23 @@ export function prepareProgram(cmd: string): { program: string; layer: string } 
   return { program, layer };
 }
 
+/** How a supervisor (mirrord up) runs the program instead of with our own stdio and signals. */
+export interface Supervised {
+  stdout: Writable;
+  stderr: Writable;
+  /** The program runs under mirrord-init holding this loopback port: when it closes, the program ends. */
+  lifelinePort?: number;
+  /** Called once the program runs, with what stops it. */
+  onStart(stop: (signal: NodeJS.Signals) => void): void;
+}
+
 /** Runs `program` in the session's context; resolves to its exit status. */
 export async function runProcess(
   session: Session<InProcess>,
   p: { program: string; layer: string; argv0: string; args: string[] },
   log: Logger,
   progress: Progress,
+  supervised?: Supervised,
 ): Promise<number> {
   const { env, fromRemote } = mergeEnv(process.env, await session.host.remoteEnv(), session.features.env);
   log.debug(`environment from ${session.targetDisplay}: ${fromRemote.join(', ') || '(none)'}`);
@@ -49,7 +61,7 @@ export async function runProcess(
   session.onLinkLost((reason) => {
     process.stderr.write(`mirrord: lost the link to the agent (${reason}); remote connections and look-ups now fail\n`);
   });
-  const status = await runProgram(p.program, p.argv0, p.args, env);
+  const status = supervised ? await superviseProgram(p, env, supervised) : await runProgram(p.program, p.argv0, p.args, env);
   // A helper still copying an exec'd program's output to a remote file gets a moment to finish.
   await session.host.intproxy.files.idle(3000);
   return status;
@@ -66,6 +78,43 @@ function warnUnreachable(cmd: string, program: string): void {
   } else if (check.setid) {
     process.stderr.write(`mirrord: warning: ${what} is set-user/group-ID: the loader ignores LD_PRELOAD for it, so it runs without interception\n`);
   }
+}
+
+/** mirrord-init, the sidecar's PID 1, also serves as a lifeline on the host (built with the sidecar). */
+export function initPath(): string | undefined {
+  const p = path.join(packageRoot(), 'sidecar/build/mirrord-init');
+  return existsSync(p) ? p : undefined;
+}
+
+/** The program with piped output, under mirrord-init when a lifeline is given; signals are the supervisor's. */
+function superviseProgram(p: { program: string; argv0: string; args: string[] }, env: Record<string, string>, s: Supervised): Promise<number> {
+  const init = s.lifelinePort ? initPath() : undefined;
+  const [file, args] = init ? [init, [String(s.lifelinePort), p.program, ...p.args]] : [p.program, p.args];
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+    child.stdout.pipe(s.stdout, { end: false });
+    child.stderr.pipe(s.stderr, { end: false });
+    s.onStart((sig) => void child.kill(sig));
+    child.once('error', (err) =>
+      reject(
+        new MirrordError(`cannot start ${p.argv0}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, ExitCode.Program, 'Check the command', {
+          cause: err,
+        }),
+      ),
+    );
+    child.once('exit', (code, signal) => {
+      const status = signal ? 128 + (os.constants.signals[signal] ?? 0) : (code ?? 0);
+      // Its last output may still be in the pipes; a grandchild holding them open must not hold us.
+      const done = () => {
+        clearTimeout(grace);
+        child.stdout.destroy();
+        child.stderr.destroy();
+        resolve(status);
+      };
+      const grace = setTimeout(done, 500);
+      child.once('close', done);
+    });
+  });
 }
 
 /** Runs the program with our stdio; its exit code, or 128 + signal, becomes ours. */

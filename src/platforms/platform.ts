@@ -20,6 +20,8 @@ export interface AgentStartOptions {
   /** The session may write the target's files (feature.fs write mode or read_write rules). */
   fsWrite?: boolean;
   startupTimeoutMs: number;
+  /** Added to the labels of everything the platform creates for the session (mirrord up's key). */
+  labels?: Record<string, string>;
   progress: Progress;
   log: Logger;
 }

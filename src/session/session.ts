@@ -21,6 +21,8 @@ export interface SessionOptions<H> {
   agent: MirrordConfig['agent'];
   /** Kubernetes targets: kubeconfig and context (config keys kubeconfig, kube_context). */
   kube?: KubeSettings;
+  /** Added to the labels of everything the session creates (mirrord up's key). */
+  labels?: Record<string, string>;
   /** Config skip_processes: programs the layer leaves alone. */
   skipProcesses?: string[];
   /** Where the intproxy runs (src/session/in-process.ts, src/session/sidecar.ts). */
@@ -120,6 +122,7 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
     logLevel: opts.agent.log_level,
     fsWrite: needsFsWrite(opts.features),
     startupTimeoutMs: opts.agent.startup_timeout * 1000,
+    labels: opts.labels,
     progress,
     log: log.child('agent'),
   });

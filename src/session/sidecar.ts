@@ -22,6 +22,8 @@ export interface SidecarSpec {
   capture: 'off' | 'namespace';
   /** The target's mounted files to copy (container.mounts), or none. */
   mounts?: { maxBytes: number; exclude: string[] };
+  /** Added to the sidecar's labels. */
+  labels?: Record<string, string>;
 }
 
 /** The sidecar host's extras: the container a local container joins, and what it announced. */
@@ -64,7 +66,7 @@ export function inSidecar(spec: SidecarSpec): IntproxyHost<InSidecar> {
           ...(spec.mounts ? [`MIRRORD_SIDECAR_MOUNTS=${JSON.stringify(spec.mounts)}`] : []),
           ...(process.env.MIRRORD_LAYER_LOG ? [`MIRRORD_LAYER_LOG=${process.env.MIRRORD_LAYER_LOG}`] : []),
         ],
-        Labels: sessionLabels('sidecar', ctx.id, ctx.target.id),
+        Labels: { ...sessionLabels('sidecar', ctx.id, ctx.target.id), ...spec.labels },
         AttachStdin: true,
         AttachStdout: true,
         AttachStderr: true,

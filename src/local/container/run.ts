@@ -5,6 +5,7 @@ import { LAYER_IN_SIDECAR } from '../../../common/sidecar-contract.js';
 import { mergeEnv } from '../../env/merge.js';
 import { sessionLabels } from '../../platforms/docker/labels.js';
 import type { Progress } from '../../progress.js';
+import type { Supervised } from '../process.js';
 import type { InSidecar } from '../../session/sidecar.js';
 import type { Session } from '../../session/session.js';
 import type { DockerRun } from './docker-run.js';
@@ -21,7 +22,7 @@ export async function runContainer(
   session: Session<InSidecar>,
   run: DockerRun,
   image: ImageConfig,
-  opts: { syncMounts: boolean; maxBytes: number; log: Logger; progress: Progress },
+  opts: { syncMounts: boolean; maxBytes: number; log: Logger; progress: Progress; supervised?: Supervised; labels?: Record<string, string> },
 ): Promise<number> {
   const { docker, container: sidecar, ready } = session.host;
   const { env } = mergeEnv({}, await session.host.remoteEnv(), session.features.env);
@@ -30,7 +31,7 @@ export async function runContainer(
   const options = underInit(
     run,
     image,
-    { ...createOptions(run, sidecar.id, env), Labels: sessionLabels('user', session.id, session.target.id) },
+    { ...createOptions(run, sidecar.id, env), Labels: { ...sessionLabels('user', session.id, session.target.id), ...opts.labels } },
     ready.lifelinePort,
   );
   const restore: Array<() => void> = [];
@@ -46,6 +47,7 @@ export async function runContainer(
         opts.progress.succeed(`mirrord: running ${run.image} in the context of ${session.targetDisplay}`);
       },
       opts.log,
+      opts.supervised,
     );
   } finally {
     for (const r of restore) r();

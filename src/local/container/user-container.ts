@@ -3,6 +3,7 @@
  * into it before its program starts), run under mirrord-init (which ends it when the session's
  * sidecar goes away), attached, signalled and waited for like `docker run`.
  */
+import type { Writable } from 'node:stream';
 import type Docker from 'dockerode';
 import { ExitCode, MirrordError } from '../../../common/errors.js';
 import type { Logger } from '../../../common/log.js';
@@ -56,6 +57,7 @@ export async function runUserContainer(
   restore: Array<() => void>,
   beforeStart: (c: Docker.Container) => Promise<void>,
   log: Logger,
+  supervised?: { stdout: Writable; stderr: Writable; onStart(stop: (signal: NodeJS.Signals) => void): void },
 ): Promise<number> {
   const user = await docker.createContainer(options);
   try {
@@ -67,8 +69,8 @@ export async function runUserContainer(
   const attached = await attachContainer(docker, user, { name: 'container', log, stdin: run.interactive, tty: run.tty, stderrLines: false });
   const stream = attached.raw;
   // process.stdout and stderr are never ended by a pipe; backpressure holds the container's output.
-  attached.stdout.pipe(process.stdout);
-  attached.stderr.pipe(process.stderr);
+  attached.stdout.pipe(supervised?.stdout ?? process.stdout, { end: false });
+  attached.stderr.pipe(supervised?.stderr ?? process.stderr, { end: false });
   const finished = new Promise<void>((resolve) => attached.stdout.once('end', () => resolve()));
   if (run.interactive) {
     if (run.tty && process.stdin.isTTY) {
@@ -86,7 +88,8 @@ export async function runUserContainer(
     void user.kill({ signal }).catch(() => undefined);
     killer ??= setTimeout(() => void user.kill({ signal: 'SIGKILL' }).catch(() => undefined), 5000);
   };
-  for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  supervised?.onStart(forward);
+  for (const s of supervised ? [] : (['SIGINT', 'SIGTERM', 'SIGHUP'] as const)) {
     // With a TTY, Ctrl-C is a byte on stdin the container's terminal turns into SIGINT itself.
     if (s === 'SIGINT' && run.tty && run.interactive) continue;
     process.on(s, forward);

@@ -36,7 +36,7 @@ export async function startDockerAgent(docker: Docker, target: { id: string; nam
       Image: image,
       name: `mirrord-agent-${opts.session}`,
       Env: [`MIRRORD_AGENT_TOKEN=${opts.token}`, 'MIRRORD_AGENT_TARGET_PID=1', `MIRRORD_AGENT_LOG=${opts.logLevel}`, `MIRRORD_AGENT_SESSION=${opts.session}`],
-      Labels: sessionLabels('true', opts.session, target.id),
+      Labels: { ...sessionLabels('true', opts.session, target.id), ...opts.labels },
       AttachStdin: true,
       AttachStdout: true,
       AttachStderr: true,
@@ -116,7 +116,7 @@ async function startGuard(docker: Docker, targetId: string, image: string, agent
     Image: image,
     name: `mirrord-guard-${opts.session}`,
     Env: ['MIRRORD_AGENT_MODE=guard', `MIRRORD_GUARD_PID=${agentPid}`, `MIRRORD_AGENT_SESSION=${opts.session}`, `MIRRORD_AGENT_LOG=${opts.logLevel}`],
-    Labels: sessionLabels('guard', opts.session, targetId),
+    Labels: { ...sessionLabels('guard', opts.session, targetId), ...opts.labels },
     HostConfig: {
       NetworkMode: `container:${targetId}`,
       PidMode: `container:${targetId}`,

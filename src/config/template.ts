@@ -1,0 +1,53 @@
+import { execFileSync } from 'node:child_process';
+import { ExitCode, MirrordError } from '../../common/errors.js';
+
+/**
+ * The templating mirrord applies to its config files before parsing them: `{{ key }}`,
+ * `{{ git_branch }}` and `{{ get_env(name="X", default="y") }}`. Only these forms exist; anything
+ * else inside `{{ }}` is an error naming its line, so a typo never reaches the parser as text.
+ */
+export interface TemplateContext {
+  /** The session key (`-k`, else the user name). */
+  key: string;
+  env?: NodeJS.ProcessEnv;
+  /** The current git branch; computed on first use (git in the file's directory). */
+  gitBranch?: () => string;
+}
+
+const EXPR = /\{\{\s*([\s\S]*?)\s*\}\}/g;
+const GET_ENV = /^get_env\(\s*name\s*=\s*"([^"]*)"\s*(?:,\s*default\s*=\s*"([^"]*)"\s*)?\)$/;
+
+export function renderTemplate(text: string, ctx: TemplateContext, file = 'the config file'): string {
+  const env = ctx.env ?? process.env;
+  return text.replace(EXPR, (whole, expr: string, offset: number) => {
+    if (expr === 'key') return ctx.key;
+    if (expr === 'git_branch') return (ctx.gitBranch ?? (() => gitBranch()))();
+    const m = GET_ENV.exec(expr);
+    if (m) {
+      const value = env[m[1]!] ?? m[2];
+      if (value === undefined) throw templateError(file, text, offset, `get_env: ${m[1]} is not set and has no default`);
+      return value;
+    }
+    throw templateError(file, text, offset, `unknown template expression ${whole}`);
+  });
+}
+
+function templateError(file: string, text: string, offset: number, what: string): MirrordError {
+  const line = text.slice(0, offset).split('\n').length;
+  return new MirrordError(
+    `${file}:${line}: ${what}`,
+    ExitCode.Config,
+    'Templates know {{ key }}, {{ git_branch }} and {{ get_env(name="NAME", default="VALUE") }}',
+  );
+}
+
+/** The branch checked out in `cwd`; an error when there is none (no git, not a repository, detached). */
+export function gitBranch(cwd = process.cwd()): string {
+  try {
+    const out = execFileSync('git', ['rev-parse', '--abbrev-ref', 'HEAD'], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    if (out && out !== 'HEAD') return out;
+  } catch {
+    // handled below
+  }
+  throw new MirrordError(`{{ git_branch }}: no git branch is checked out in ${cwd}`, ExitCode.Config, 'Run mirrord up inside a git checkout, or use {{ key }}');
+}
