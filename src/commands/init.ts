@@ -107,6 +107,7 @@ export async function resolveTargets(texts: string[], namespace: string | undefi
   const specs = [...new Set(texts)].map((t) => parseTarget(t, namespace));
   const targets: InitTarget[] = [];
   const taken = new Set<string>();
+  const seen = new Set<string>();
   let docker: Docker | undefined;
   for (let spec of specs) {
     let composeService: string | undefined;
@@ -127,6 +128,9 @@ export async function resolveTargets(texts: string[], namespace: string | undefi
     const text = formatTarget(spec);
     const ns = spec.kind === 'docker' ? undefined : spec.namespace;
     const value = ns ? { path: text, namespace: ns } : text;
+    // docker/ID and docker/NAME of one container are one target.
+    if (seen.has(JSON.stringify(value))) continue;
+    seen.add(JSON.stringify(value));
     targets.push({
       spec,
       value,

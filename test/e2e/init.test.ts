@@ -99,6 +99,11 @@ describe('mirrord init against Docker containers', { timeout: 300_000 }, () => {
     await init({ target: [`docker/${api.id.slice(0, 12)}`], dir });
     const json = JSON.parse(readFileSync(path.join(dir, 'mirrord.json'), 'utf8')) as { target: string };
     assert.equal(json.target, `docker/${api.name}`);
+    // Its ID and its name are one target: one service, not two.
+    const both = freshDir();
+    await init({ target: [`docker/${api.id}`, `docker/${api.name}`], up: true, dir: both });
+    const up = parseYaml(readFileSync(path.join(both, 'mirrord-up.yaml'), 'utf8')) as { services: Record<string, unknown> };
+    assert.deepEqual(Object.keys(up.services), [api.name]);
   });
 
   it('several -t: mirrord-up.yaml with one service per container, and mirrord.json for the first', async () => {
