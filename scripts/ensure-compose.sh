@@ -104,7 +104,7 @@ if [ ! -f "$BUILD_DIR/.complete" ]; then
 fi
 
 mkdir -p "$PLUGIN_DIR" || die "cannot create the Docker CLI plugin directory $PLUGIN_DIR"
-install -m 0755 "$BIN" "$PLUGIN_DIR/docker-compose.tmp" && mv -f "$PLUGIN_DIR/docker-compose.tmp" "$PLUGIN_DIR/docker-compose" \
+install -m 0755 "$BIN" "$PLUGIN_DIR/.docker-compose.$$" && mv -f "$PLUGIN_DIR/.docker-compose.$$" "$PLUGIN_DIR/docker-compose" \
   || die "cannot install the plugin into $PLUGIN_DIR"
 now="$(compose_version)"
 [ -n "$now" ] || die "installed $PLUGIN_DIR/docker-compose but \`docker compose version\` still fails ($(command -v docker) does not look in $PLUGIN_DIR; set MIRRORD_COMPOSE_PLUGIN_DIR)"
