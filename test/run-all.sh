@@ -110,6 +110,8 @@ run_tier() {
     return
   fi
   if [ "$tier" = e2e ]; then
+    # Docker Compose v2 for the compose tests (built once from the Go module proxy, then cached); a failure is counted, the tier still runs.
+    bash scripts/ensure-compose.sh || step_failed "scripts/ensure-compose.sh (docker compose for e2e)"
     echo "run-all: preparing images for e2e (agent, test tools)"
     if ! node --import tsx test/helpers/prepare-images.ts; then
       step_failed "image preparation for e2e (tier not run)"
