@@ -5,6 +5,7 @@ import { diagnoseLatencyCommand } from './commands/diagnose.js';
 import { execCommand, type ExecFlags } from './commands/exec.js';
 import { lsCommand, type LsFlags } from './commands/ls.js';
 import { portForwardCommand } from './commands/port-forward.js';
+import { initCommand, type InitFlags } from './commands/init.js';
 import { upCommand, upDownCommand, upDetached, type UpFlags } from './commands/up.js';
 import { verifyConfigCommand } from './commands/verify-config.js';
 import { ExitCode, MirrordError } from '../common/errors.js';
@@ -90,6 +91,24 @@ Logs: MIRRORD_LOG=debug (CLI, intproxy, agent), MIRRORD_LAYER_LOG=debug (the lay
     .passThroughOptions()
     .action(async (command: string[], flags: ExecFlags) => {
       setCode(await containerCommand(command, flags, log));
+    });
+
+  program
+    .command('init')
+    .description('write starting files from templates: mirrord.json, mirrord-up.yaml (--up or several -t); --compose prints x-mirrord blocks')
+    .option(
+      '-t, --target <target>',
+      'a target, repeatable: docker/NAME_OR_ID (checked on the engine), pod/NAME, deployment/NAME, ... or targetless',
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
+    .option('-n, --namespace <ns>', 'namespace of the Kubernetes targets (written as {path, namespace})')
+    .option('--up', 'also write mirrord-up.yaml, one service per -t (implied by several -t)')
+    .option('--compose <file>', 'print x-mirrord blocks for this compose file on stdout; writes nothing')
+    .option('--dir <dir>', 'directory to write into (default: the current one; created when missing)')
+    .option('--force', 'overwrite existing files')
+    .option('--schema <ref>', '"$schema" of mirrord.json (default: ./node_modules/mirrord/schema/mirrord.schema.json, relative to the file)')
+    .action(async (flags: InitFlags) => {
+      setCode(await initCommand(flags, log, (s) => process.stdout.write(s + '\n')));
     });
 
   const up = program

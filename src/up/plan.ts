@@ -59,7 +59,8 @@ function planService(name: string, s: UpService, file: UpFile, opts: PlanOptions
           mode: 'steal',
           ignore_ports: s.ignore_ports,
           // split without a filter: the session key in the baggage header, as mirrord's up does.
-          http_filter: mode === 'split' ? (s.http_filter ?? { header_filter: `^baggage: (.*[,;] *)?mirrord-session=${escapeRegex(opts.key)}( *[,;].*)?$` }) : undefined,
+          http_filter:
+            mode === 'split' ? (s.http_filter ?? { header_filter: `^baggage: (.*[,;] *)?mirrord-session=${escapeRegex(opts.key)}( *[,;].*)?$` }) : undefined,
         };
   const raw = {
     target: target ? (target.kind === 'targetless' ? 'targetless' : { path: text, namespace }) : undefined,
