@@ -38,6 +38,8 @@ interface Running {
   name: string;
   session: Session<unknown>;
   stop?: (signal: NodeJS.Signals) => void;
+  /** After --timeout: what ends the service for good (containers; programs end through their lifeline). */
+  kill?: () => void;
   exited?: Promise<number>;
   out: Writable;
   err: Writable;
@@ -69,9 +71,11 @@ export async function runUp(services: PlannedService[], o: UpRunOptions): Promis
     if (stopping) return;
     stopping = true;
     for (const r of running) r.stop?.(signal);
-    // Then SIGKILL, and the lifelines: mirrord-init ends what is left of each program.
+    // Then the end: containers get SIGKILL; each program's mirrord-init, its lifeline cut, sends
+    // SIGTERM and 2 s later SIGKILL to the program's whole process group (a program that ignores the
+    // signal, or a child it left, included), then exits itself.
     setTimeout(() => {
-      for (const r of running) r.stop?.('SIGKILL');
+      for (const r of running) r.kill?.();
       lifelines.cut();
     }, o.timeoutS * 1000).unref();
   };
@@ -168,7 +172,14 @@ export async function runUp(services: PlannedService[], o: UpRunOptions): Promis
         log,
         progress: o.progress,
         labels,
-        supervised: { stdout: out, stderr: err, onStart: (stop) => (r.stop = stop) },
+        supervised: {
+          stdout: out,
+          stderr: err,
+          onStart: (stop) => {
+            r.stop = stop;
+            r.kill = () => stop('SIGKILL');
+          },
+        },
       });
     }
     log.debug(`service ${s.name}: ${formatTarget(target)}`);

@@ -203,7 +203,9 @@ services:
       ['SIGTERM', 143],
       ['SIGKILL', 137],
     ] as const) {
-      const up = startUp(['-f', file, '-k', KEY, '--no-color']);
+      // A program may ignore the signal (SIGINT is ignored under a shell's background job): --timeout
+      // bounds the wait before its lifeline is cut.
+      const up = startUp(['-f', file, '-k', KEY, '--no-color', '--timeout', '3']);
       await until(`both services to run (${how})`, () => up.out().includes('sleeper | up') && up.out().includes('boxed   | up'), 120_000);
       if (how === 'group-SIGINT') process.kill(-up.child.pid!, 'SIGINT');
       else process.kill(up.child.pid!, how);
