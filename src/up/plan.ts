@@ -16,8 +16,10 @@ export type UpMode = 'split' | 'replace' | 'mirror';
 export interface PlannedService {
   name: string;
   config: MirrordConfig;
-  /** Undefined until inferred (a service without `target`). */
+  /** Undefined until inferred (a service without `target`, or with only `{namespace}`). */
   target?: TargetSpec;
+  /** The namespace inference looks in (`target: {namespace}`). */
+  namespace?: string;
   mode: UpMode;
   run: UpService['run'];
 }
@@ -68,7 +70,7 @@ function planService(name: string, s: UpService, file: UpFile, opts: PlanOptions
     feature: { env: s.env, network: { incoming } },
   };
   try {
-    return { name, config: validateConfig(raw), target, mode, run: s.run };
+    return { name, config: validateConfig(raw), target, namespace, mode, run: s.run };
   } catch (err) {
     if (err instanceof ConfigError) {
       const where = (p: string) => p.replace(/^feature\.network\.incoming\./, '').replace(/^feature\./, '');
@@ -113,7 +115,7 @@ export async function inferTarget(s: PlannedService, log: Logger): Promise<Targe
   const kubeconfig = s.config.kubeconfig ?? process.env.KUBECONFIG ?? path.join(os.homedir(), '.kube/config');
   if (process.env.KUBERNETES_SERVICE_HOST || kubeconfig.split(':').some((f) => f && existsSync(f))) {
     for (const kind of ['deployment', 'statefulset', 'rollout', 'pod'] as const) {
-      const spec: TargetSpec = { kind, name: s.name };
+      const spec: TargetSpec = { kind, name: s.name, namespace: s.namespace };
       tried.push(formatTarget(spec));
       try {
         const platform = await platformFor(spec, { agent: s.config.agent, kube: { kubeconfig: s.config.kubeconfig, context: s.config.kube_context } });

@@ -40,6 +40,8 @@ interface Running {
   stop?: (signal: NodeJS.Signals) => void;
   /** After --timeout: what ends the service for good (containers; programs end through their lifeline). */
   kill?: () => void;
+  /** Starts the program or container; called once every session is up. */
+  launch?: () => void;
   exited?: Promise<number>;
   out: Writable;
   err: Writable;
@@ -92,6 +94,9 @@ export async function runUp(services: PlannedService[], o: UpRunOptions): Promis
     const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
     if (interrupted) return 128 + signalNumber(interrupted);
+    // Every session is up before any program starts: a target that cannot be reached stops the
+    // whole up before anything ran, and no service can end before the others exist.
+    for (const r of running) r.launch!();
     o.progress.succeed(`mirrord up: ${services.map((s) => `${s.name} (${running.find((r) => r.name === s.name)!.session.targetDisplay})`).join(', ')}`);
     o.onRunning?.();
 
@@ -132,14 +137,14 @@ export async function runUp(services: PlannedService[], o: UpRunOptions): Promis
       const { program, layer } = prepareProgram(cmd);
       const session = await startSession({ target, ...settings, intproxy: inProcess({ exe: program }), labels, log, progress: o.progress });
       const r: Running = { name: s.name, session, out, err };
+      r.launch = () =>
+        (r.exited = runProcess(session, { program, layer, argv0: cmd, args }, log, o.progress, {
+          stdout: out,
+          stderr: err,
+          lifelinePort: initPath() ? lifelines.port : undefined,
+          onStart: (stop) => (r.stop = stop),
+        }));
       running.push(r);
-      if (interrupted) return;
-      r.exited = runProcess(session, { program, layer, argv0: cmd, args }, log, o.progress, {
-        stdout: out,
-        stderr: err,
-        lifelinePort: initPath() ? lifelines.port : undefined,
-        onStart: (stop) => (r.stop = stop),
-      });
     } else {
       const argv = s.run.command;
       const dockerRun = parseDockerRun(argv);
@@ -165,22 +170,22 @@ export async function runUp(services: PlannedService[], o: UpRunOptions): Promis
       });
       const r: Running = { name: s.name, session, out, err };
       running.push(r);
-      if (interrupted) return;
-      r.exited = runContainer(session, dockerRun, image, {
-        syncMounts: sync,
-        maxBytes: mounts.max_size,
-        log,
-        progress: o.progress,
-        labels,
-        supervised: {
-          stdout: out,
-          stderr: err,
-          onStart: (stop) => {
-            r.stop = stop;
-            r.kill = () => stop('SIGKILL');
+      r.launch = () =>
+        (r.exited = runContainer(session, dockerRun, image, {
+          syncMounts: sync,
+          maxBytes: mounts.max_size,
+          log,
+          progress: o.progress,
+          labels,
+          supervised: {
+            stdout: out,
+            stderr: err,
+            onStart: (stop) => {
+              r.stop = stop;
+              r.kill = () => stop('SIGKILL');
+            },
           },
-        },
-      });
+        }));
     }
     log.debug(`service ${s.name}: ${formatTarget(target)}`);
   }
