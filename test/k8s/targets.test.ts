@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import * as k8s from '@kubernetes/client-node';
 import { findContainerPid } from '../../agent/src/kube/find-pid.js';
 import { CLI, runCli } from '../helpers/cli.js';
+import { runContainer } from '../helpers/docker-fixtures.js';
 import { CONFIG_YAML, FROM_CONFIGMAP, FROM_SECRET, deployApp, type AppFixture } from '../helpers/k8s-app.js';
 import { createTestNamespace, ensureImagesLoaded, execInPod, k8sTestImages, kube, waitFor } from '../helpers/k8s.js';
 
@@ -147,6 +148,35 @@ describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
     const plain = await run('redis-cli', ['-h', 'redis', 'ping']).catch((e: { stdout?: string; stderr?: string }) => e);
     assert.notEqual((plain as { stdout?: string }).stdout?.trim(), 'PONG');
     assert.equal(await restarts(), before, 'the target pod never restarted');
+  });
+
+  it('mirrord up: a Deployment service (inferred from its name in the namespace) beside a Docker one', async () => {
+    const side = await runContainer({ name: 'k8s-up-side', env: { WHO: 'docker-side' }, cmd: ['sleep', 'infinity'] });
+    try {
+      const file = path.join(tmp, 'mirrord-up.yaml');
+      writeFileSync(
+        file,
+        `services:
+  app:
+    target: { namespace: ${ns.name} }
+    default_mode: mirror
+    run: { type: exec, command: [sh, -c, 'sleep 1; echo "cm=$FROM_CONFIGMAP"; redis-cli -h redis ping'] }
+  side:
+    target: docker/${side.name}
+    default_mode: mirror
+    run: { type: exec, command: [sh, -c, 'echo "who=$WHO"; exec sleep 60'] }
+`,
+      );
+      const r = await mirrord(['up', '-f', file, '--no-color']);
+      assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+      const lines = r.stdout.split('\n');
+      assert.ok(lines.includes(`app  | cm=${FROM_CONFIGMAP}`), r.stdout);
+      assert.ok(lines.includes('app  | PONG'), r.stdout);
+      assert.ok(lines.includes('side | who=docker-side'), r.stdout);
+    } finally {
+      await side.remove();
+    }
+    await noAgentLeft();
   });
 
   it('pod/APP: env from a ConfigMap and a Secret, a ConfigMap-mounted file and the service-account token', async () => {
