@@ -10,6 +10,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { Duplex, type Writable } from 'node:stream';
+import { escapeRegex } from '../../common/regex.js';
 import { AgentConnection } from '../../src/agent-link/connection.js';
 import type { ResolvedFeatures } from '../../src/config/schema.js';
 import { layerHintEnv } from '../../src/fs/rules.js';
@@ -48,8 +49,7 @@ async function main(): Promise<void> {
       // not for a path the user's own read_write/read_only rules name: those ask for the target.
       const named = [...(features.fs.read_write ?? []), ...(features.fs.read_only ?? [])].map((r) => new RegExp(r));
       const local = mountRoots.filter((r) => !named.some((re) => re.test(r) || re.test(`${r}/`)));
-      const escape = (p: string) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-      features.fs.local = [...(features.fs.local ?? []), ...local.map((r) => `^${escape(r)}(/|$)`)];
+      features.fs.local = [...(features.fs.local ?? []), ...local.map((r) => `^${escapeRegex(r)}(/|$)`)];
     }
   }
   const intproxy = await Intproxy.start({ agent, features, log: log.child('intproxy') });

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ExitCode, MirrordError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
-import { ownerGone } from '../platforms/owner.js';
+import { isAlive, ownerPidHere } from '../platforms/owner.js';
 import { createDocker, checkEngine } from '../platforms/docker/client.js';
 import { LABEL_OWNER } from '../platforms/docker/labels.js';
 import { removeContainer } from '../platforms/docker/remove.js';
@@ -68,11 +68,10 @@ export async function upDownCommand(flags: { key?: string; timeout?: string }, l
   await checkEngine(docker);
   const list = async () => docker.listContainers({ all: true, filters: { label: [`${LABEL_UP}=${value}`] } });
   const found = await list();
-  const here = `${os.hostname()}:`;
   const pids = new Set<number>();
   for (const c of found) {
-    const owner = c.Labels[LABEL_OWNER];
-    if (owner?.startsWith(here) && !ownerGone(owner)) pids.add(Number(owner.slice(here.length)));
+    const pid = ownerPidHere(c.Labels[LABEL_OWNER]);
+    if (pid !== undefined && isAlive(pid)) pids.add(pid);
   }
   for (const pid of pids) {
     log.debug(`up down: asking mirrord up (pid ${pid}) to stop`);
@@ -83,20 +82,11 @@ export async function upDownCommand(flags: { key?: string; timeout?: string }, l
     }
   }
   const deadline = Date.now() + (Number(flags.timeout ?? 10) + 5) * 1000;
-  while (pids.size > 0 && Date.now() < deadline && [...pids].some((p) => alive(p))) await new Promise((r) => setTimeout(r, 200));
+  while (pids.size > 0 && Date.now() < deadline && [...pids].some((p) => isAlive(p))) await new Promise((r) => setTimeout(r, 200));
   const left = await list();
   await Promise.all(left.map((c) => removeContainer(docker.getContainer(c.Id), log)));
   out(`mirrord up down: ${found.length} container${found.length === 1 ? '' : 's'} of key ${value} (${pids.size} running up stopped, ${left.length} removed)`);
   return 0;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /**

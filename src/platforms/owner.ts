@@ -4,7 +4,7 @@
  */
 import os from 'node:os';
 
-function isAlive(pid: number): boolean {
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -13,9 +13,14 @@ function isAlive(pid: number): boolean {
   }
 }
 
+/** The pid of an owner on this host; undefined for another host's (or a malformed tag). */
+export function ownerPidHere(tag: string | undefined): number | undefined {
+  const m = /(?:^|@)([^@:]+):(\d+)$/.exec(tag ?? '');
+  return m && m[1] === os.hostname() ? Number(m[2]) : undefined;
+}
+
 /** True only for an owner on this host whose process is gone; other hosts' owners are never judged. */
 export function ownerGone(tag: string | undefined): boolean {
-  const m = /(?:^|@)([^@:]+):(\d+)$/.exec(tag ?? '');
-  if (!m || m[1] !== os.hostname()) return false;
-  return !isAlive(Number(m[2]));
+  const pid = ownerPidHere(tag);
+  return pid !== undefined && !isAlive(pid);
 }

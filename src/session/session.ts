@@ -69,7 +69,7 @@ export interface HostedIntproxy {
 export interface IntproxyHost<H> {
   readonly name: string;
   /** Before the agent starts: what can fail without leaving an agent behind (images, reaping). */
-  prepare?(log: Logger, progress: Progress): Promise<void>;
+  prepare?(target: ResolvedTarget, log: Logger, progress: Progress): Promise<void>;
   start(ctx: HostContext): Promise<H & HostedIntproxy>;
 }
 
@@ -114,7 +114,7 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
   await platform.reap(log.child('reaper'));
   progress.update(`looking up ${formatTarget(opts.target)}`);
   const target = await platform.resolveTarget(opts.target);
-  await opts.intproxy.prepare?.(log, progress);
+  await opts.intproxy.prepare?.(target, log, progress);
   const agent = await platform.startAgent(target, {
     session: id,
     token,

@@ -43,10 +43,10 @@ export function inSidecar(spec: SidecarSpec): IntproxyHost<InSidecar> {
   let image: string | undefined;
   return {
     name: 'sidecar',
-    async prepare(log, progress) {
-      // Sidecars (and user containers) of dead CLIs on this engine; a Docker target's platform reaps
-      // them too, a Kubernetes target's does not.
-      await new DockerPlatform(spec.docker).reap(log.child('reaper'));
+    async prepare(target, log, progress) {
+      // Sidecars (and user containers) of dead CLIs on this engine: a Docker target's platform has
+      // just reaped them; a Kubernetes target's reaps only its cluster.
+      if (target.spec.kind !== 'docker') await new DockerPlatform(spec.docker).reap(log.child('reaper'));
       image = await ensureImage(spec.docker, sidecarImageRecipe(), { progress, log: log.child('images') });
     },
     async start(ctx) {

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { LineCounter, parseDocument, isMap, isSeq, isPair, isScalar, type Node } from 'yaml';
 import { z } from 'zod';
@@ -53,15 +53,8 @@ export const UP_FILE_NAMES = ['mirrord-up.yaml', 'mirrord-up.yml'];
 /** The up file named by -f, else mirrord-up.yaml or .yml in the current directory. */
 export function findUpFile(file: string | undefined, cwd = process.cwd()): string {
   if (file) return path.resolve(cwd, file);
-  for (const name of UP_FILE_NAMES) {
-    const p = path.join(cwd, name);
-    try {
-      readFileSync(p);
-      return p;
-    } catch {
-      // next
-    }
-  }
+  const found = UP_FILE_NAMES.map((n) => path.join(cwd, n)).find((p) => existsSync(p));
+  if (found) return found;
   throw new MirrordError(`no mirrord-up.yaml in ${cwd}`, ExitCode.Usage, 'Pass -f FILE, or write one with `mirrord init --up -t TARGET`');
 }
 

@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ExitCode, MirrordError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
+import { escapeRegex } from '../../common/regex.js';
 import { ConfigError, validateConfig } from '../config/load.js';
 import type { MirrordConfig } from '../config/schema.js';
 import { DockerPlatform } from '../platforms/docker/platform.js';
@@ -140,8 +141,4 @@ export async function inferTarget(s: PlannedService, log: Logger): Promise<Targe
     ExitCode.Target,
     'Set services.NAME.target in the up file',
   );
-}
-
-function escapeRegex(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }

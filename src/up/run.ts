@@ -1,6 +1,6 @@
 import net from 'node:net';
+import os from 'node:os';
 import type { Writable } from 'node:stream';
-import { ExitCode, MirrordError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { DEFAULT_MOUNTS_MAX_SIZE } from '../config/schema.js';
 import { bindDestinations, parseDockerRun } from '../local/container/docker-run.js';
@@ -93,7 +93,7 @@ export async function runUp(services: PlannedService[], o: UpRunOptions): Promis
     const started = await Promise.allSettled(services.map((s, i) => startService(s, i)));
     const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
-    if (interrupted) return 128 + signalNumber(interrupted);
+    if (interrupted) return 128 + os.constants.signals[interrupted];
     // Every session is up before any program starts: a target that cannot be reached stops the
     // whole up before anything ran, and no service can end before the others exist.
     for (const r of running) r.launch!();
@@ -114,7 +114,7 @@ export async function runUp(services: PlannedService[], o: UpRunOptions): Promis
         if (!o.noAbort) stopAll('SIGTERM');
       }),
     );
-    if (interrupted) return 128 + signalNumber(interrupted);
+    if (interrupted) return 128 + os.constants.signals[interrupted];
     return firstFailure ?? 0;
   } catch (err) {
     o.progress.fail();
@@ -191,10 +191,6 @@ export async function runUp(services: PlannedService[], o: UpRunOptions): Promis
   }
 }
 
-function signalNumber(s: NodeJS.Signals): number {
-  return { SIGINT: 2, SIGTERM: 15, SIGHUP: 1 }[s as 'SIGINT'] ?? 15;
-}
-
 /** One loopback server for every program's mirrord-init: each connection is one program's lifeline. */
 async function lifelineServer(): Promise<{ port: number; cut(): void; close(): void }> {
   const held = new Set<net.Socket>();
@@ -219,8 +215,4 @@ async function lifelineServer(): Promise<{ port: number; cut(): void; close(): v
       server.close();
     },
   };
-}
-
-export function noServices(): never {
-  throw new MirrordError('the up file has no services', ExitCode.Config, 'Add services to the up file (docs/up.md)');
 }

@@ -6,8 +6,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { parse as parseYaml } from 'yaml';
-import { silentLogger } from '../../common/log.js';
-import { initCommand, type InitFlags } from '../../src/commands/init.js';
+import { type InitFlags } from '../../src/commands/init.js';
+import { runInit } from '../helpers/init.js';
 import { runCli } from '../helpers/cli.js';
 import { runContainer, type TestContainer } from '../helpers/docker-fixtures.js';
 
@@ -45,17 +45,7 @@ function initInChild(flags: InitFlags, env: NodeJS.ProcessEnv = {}) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-async function init(flags: InitFlags) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await initCommand(
-    flags,
-    silentLogger,
-    (s) => out.push(s),
-    (s) => err.push(s),
-  );
-  return { code, out, err };
-}
+const init = runInit;
 
 describe('mirrord init against Docker containers', { timeout: 300_000 }, () => {
   let web: TestContainer;

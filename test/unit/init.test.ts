@@ -5,10 +5,10 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { parse as parseYaml } from 'yaml';
 import { silentLogger } from '../../common/log.js';
+import { runInit } from '../helpers/init.js';
 import { loadConfig } from '../../src/config/load.js';
 import {
   composeServiceNames,
-  initCommand,
   readTemplate,
   renderMirrordJson,
   renderUpFile,
@@ -26,18 +26,7 @@ async function targets(...texts: string[]): Promise<InitTarget[]> {
   return resolveTargets(texts, undefined, silentLogger);
 }
 
-/** Runs initCommand, collecting what it prints. */
-async function init(flags: Parameters<typeof initCommand>[0]) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await initCommand(
-    flags,
-    silentLogger,
-    (s) => out.push(s),
-    (s) => err.push(s),
-  );
-  return { code, out, err };
-}
+const init = runInit;
 
 /** The mirrord-up.yaml shape (common, services.NAME.{target, ..., run}) as the format defines it. */
 function assertUpShape(file: unknown): asserts file is { services: Record<string, Record<string, unknown>> } {
