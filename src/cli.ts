@@ -6,7 +6,7 @@ import { execCommand, type ExecFlags } from './commands/exec.js';
 import { lsCommand, type LsFlags } from './commands/ls.js';
 import { portForwardCommand } from './commands/port-forward.js';
 import { initCommand, type InitFlags } from './commands/init.js';
-import { upCommand, upDownCommand, upDetached, type UpFlags } from './commands/up.js';
+import { upCommand, upWatchdog, UP_WATCHDOG, upDownCommand, upDetached, type UpFlags } from './commands/up.js';
 import { verifyConfigCommand } from './commands/verify-config.js';
 import { ExitCode, MirrordError } from '../common/errors.js';
 import { createLogger } from '../common/log.js';
@@ -116,18 +116,30 @@ Logs: MIRRORD_LOG=debug (CLI, intproxy, agent), MIRRORD_LAYER_LOG=debug (the lay
     .description('run every service of mirrord-up.yaml, each in the context of its own target, with their output together')
     .usage('[options] [SERVICE...]')
     .argument('[services...]', 'only these services (default: every service not marked skip)')
-    .option('-f, --file <file>', 'the up file (default: mirrord-up.yaml, then mirrord-up.yml)')
+    .option(
+      '-f, --file <file>',
+      'the up file or compose file; repeat for compose override files (default: mirrord-up.yaml, then compose.yaml and the other names Compose looks for)',
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
+    .option('--profile <name>', 'compose files: a profile to enable, repeatable (as docker compose --profile)', (v: string, prev: string[] = []) => [
+      ...prev,
+      v,
+    ])
+    .option('-p, --project-name <name>', 'compose files: the project name (as docker compose -p)')
+    .option('--build', 'compose files: build images before starting (as docker compose up --build)')
     .option('-k, --key <key>', 'session key: {{ key }} in the file and the default split filter (default: your user name)')
     .addOption(new Option('-m, --mode <mode>', "every service's mode, over default_mode").choices(['split', 'replace', 'mirror']))
     .option('--context <name>', "kubeconfig context, over common.context and the services'")
     .option('--no-color', 'no colours in the output prefixes')
     .option('--no-log-prefix', "print the services' output lines without their name")
     .option('--no-abort', 'keep the other services running when one exits')
-    .option('--timeout <seconds>', 'seconds between the stop signal and SIGKILL', '10')
+    .option('--timeout <seconds>', "seconds between the stop signal and SIGKILL (default 10; compose files: each service's stop_grace_period)")
     .option('--wait', 'return once every service runs, leaving them running in the background (stop them with mirrord up down)')
     .action(async (services: string[], flags: UpFlags & { wait?: boolean }) => {
       setCode(flags.wait ? await upDetached(process.argv.slice(2), flags, log) : await upCommand(services, flags, log));
     });
+  // The detached process that ends a compose project if `mirrord up` is killed (src/up/watchdog.ts).
+  program.command(UP_WATCHDOG, { hidden: true }).argument('<spec>').action(upWatchdog);
   up.command('down')
     .description('stop what an earlier mirrord up left running (by the label of its key)')
     .option('-k, --key <key>', 'session key of that up (default: your user name)')

@@ -33,6 +33,13 @@ function stdoutStream(): Writable {
 async function main(): Promise<void> {
   const token = process.env.MIRRORD_SIDECAR_TOKEN ?? '';
   const features = JSON.parse(process.env.MIRRORD_SIDECAR_FEATURES ?? '{}') as ResolvedFeatures;
+  // The file rules take the program's working directory as local, and the intproxy reads its own:
+  // this throwaway container takes the user container's (made here when the sidecar image lacks it).
+  const cwd = process.env.MIRRORD_SIDECAR_CWD;
+  if (cwd) {
+    fs.mkdirSync(cwd, { recursive: true });
+    process.chdir(cwd);
+  }
   const link = Duplex.from({ readable: process.stdin, writable: stdoutStream() });
   const agent = await AgentConnection.connect(link, { token, client: `${PRODUCT_NAME}-sidecar/${PRODUCT_VERSION}`, log: log.child('link') });
   const mounts = process.env.MIRRORD_SIDECAR_MOUNTS ? (JSON.parse(process.env.MIRRORD_SIDECAR_MOUNTS) as SyncOptions) : undefined;
@@ -52,7 +59,7 @@ async function main(): Promise<void> {
       features.fs.local = [...(features.fs.local ?? []), ...local.map((r) => `^${escapeRegex(r)}(/|$)`)];
     }
   }
-  const intproxy = await Intproxy.start({ agent, features, log: log.child('intproxy') });
+  const intproxy = await Intproxy.start({ agent, features, log: log.child('intproxy'), ownNamespace: true });
   const env = (await agent.request('env.get', {})).env;
   const hints = layerHintEnv(await intproxy.files.rules());
   const lifeline = await startLifeline();

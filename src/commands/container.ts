@@ -42,6 +42,7 @@ export async function containerCommand(argv: string[], flags: ExecFlags, log: Lo
         publish: run.publish,
         capture: config.container?.capture ?? 'off',
         mounts: sync ? { maxBytes: mounts.max_size, exclude: [...bindDestinations(run.binds), '/mirrord'] } : undefined,
+        cwd: run.workdir ?? (image.WorkingDir || '/'),
       }),
       log,
       progress,

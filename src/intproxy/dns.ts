@@ -4,6 +4,7 @@
  * are remembered by IP (NameCache), so an outgoing filter written with names matches a connect()
  * to one of the addresses the name resolved to.
  */
+import { lookup as localLookup } from 'node:dns/promises';
 import type { Logger } from '../../common/log.js';
 import { LpStatus, type LpRequest } from '../../common/protocol/layer/index.js';
 import type { ResolvedFeatures } from '../config/schema.js';
@@ -77,7 +78,7 @@ export class DnsResolver {
 
   constructor(
     private readonly agent: RequestAgentPort,
-    private readonly features: Pick<ResolvedFeatures, 'dns'>,
+    private readonly features: Pick<ResolvedFeatures, 'dns' | 'outgoing'>,
     private readonly log: Logger,
     private readonly stats: DnsStats,
     readonly names = new NameCache(),
@@ -89,6 +90,10 @@ export class DnsResolver {
     const none = { addresses: [] as { family: 4 | 6; address: string }[], canonname: '' };
     const dns = this.features.dns;
     if (!dns.enabled || this.filter.route({ proto: 'udp', names: [req.node] }) === 'local') {
+      // The program resolves the name itself; an outgoing filter written with names (a compose
+      // service's `redis`) must still know the IPs it gets, so resolve it here too, where the
+      // program's resolver is (the same host, or the sidecar's shared namespace).
+      if (this.features.outgoing.filter) await this.rememberLocal(req.node);
       return { status: LpStatus.Bypass, ...none };
     }
     const family = req.family === 2 ? 4 : req.family === 10 ? 6 : 0;
@@ -104,6 +109,14 @@ export class DnsResolver {
       const code = (err as { code?: string }).code;
       this.log.debug(`lookup ${req.node} in the target failed: ${code ?? (err as Error).message}`);
       return { status: dnsStatus(code), ...none };
+    }
+  }
+
+  private async rememberLocal(name: string): Promise<void> {
+    try {
+      for (const a of await localLookup(name, { all: true })) this.names.add(a.address, name);
+    } catch {
+      // Not resolvable here either: the program's own lookup fails the same way.
     }
   }
 }

@@ -29,6 +29,11 @@ export interface IntproxyOptions {
   acceptTimeoutMs?: number;
   /** Runs before the first port is subscribed (the platform's guard for the agent's rules). */
   beforeIncoming?: () => Promise<void>;
+  /**
+   * The intproxy shares a namespace with the program alone (the sidecar of a local container): a
+   * loopback port something listens on there is the program's own, and stays local.
+   */
+  ownNamespace?: boolean;
 }
 
 export interface IntproxyStats {
@@ -54,7 +59,14 @@ export class Intproxy {
     const stats: IntproxyStats = { layers: 0, connectsRemote: 0, connectsBypassed: 0, lookups: 0 };
     const names = new NameCache();
     // Filters are compiled here: a bad one fails start() before anything listens.
-    const outgoing = new Outgoing(agent, { features, log, stats, namesOf: (ip) => names.namesOf(ip), acceptTimeoutMs: opts.acceptTimeoutMs });
+    const outgoing = new Outgoing(agent, {
+      features,
+      log,
+      stats,
+      namesOf: (ip) => names.namesOf(ip),
+      acceptTimeoutMs: opts.acceptTimeoutMs,
+      ownNamespace: opts.ownNamespace,
+    });
     const dns = new DnsResolver(agent, features, log, stats, names);
     const files = new FileProxy(agent, features.fs, log.child('files'));
     const incoming = agent.capabilities.incoming ? new IncomingManager(agent, features, log.child('incoming'), opts.beforeIncoming) : undefined;

@@ -12,6 +12,7 @@ import type { ResolvedFeatures } from '../config/schema.js';
 import type { OutgoingAgentPort } from './agent-port.js';
 import { connectErrno } from './errno.js';
 import { TrafficFilter, isLoopback } from './filter.js';
+import { listensOnLoopback } from './local-listeners.js';
 
 export const NOWHERE: LpAddr = { family: 4, address: '0.0.0.0', port: 0 };
 
@@ -27,6 +28,8 @@ export interface OutgoingOptions {
   /** The names an IP was resolved from (DnsResolver's cache), for filters written with names. */
   namesOf: (ip: string) => string[];
   /** How long a redirected socket has to dial its one-shot local listener. */
+  /** IntproxyOptions.ownNamespace: loopback ports with a listener here stay local. */
+  ownNamespace?: boolean;
   acceptTimeoutMs?: number;
 }
 
@@ -76,6 +79,7 @@ export class Outgoing {
     // DNS over UDP follows the DNS setting: with remote DNS off, resolvers talk to local servers.
     if (udp && port === 53 && !features.dns.enabled) return bypass('feature.network.dns.enabled is false');
     if (out.ignore_localhost && isLoopback(ip)) return bypass('ignore_localhost');
+    if (this.opts.ownNamespace && !udp && isLoopback(ip) && (await listensOnLoopback(port))) return bypass('a local program listens on that port');
     const names = this.opts.namesOf(ip);
     if (this.filter.route({ proto: req.proto, ip, port, names }) === 'local') return bypass('outgoing filter');
 

@@ -24,6 +24,20 @@ export interface SidecarSpec {
   mounts?: { maxBytes: number; exclude: string[] };
   /** Added to the sidecar's labels. */
   labels?: Record<string, string>;
+  /** The working directory of the program in the local container: local to the layer, as a program's own directory is. */
+  cwd?: string;
+  /**
+   * A sidecar something else creates (a Compose service of `mirrord up`), given what it must run
+   * with; resolves to the created, not yet started, container. Absent: the sidecar is created here.
+   */
+  created?: (settings: SidecarSettings) => Promise<Docker.Container>;
+}
+
+/** What a sidecar container runs with: its image, its env (the session's token and features), its labels. */
+export interface SidecarSettings {
+  image: string;
+  env: string[];
+  labels: Record<string, string>;
 }
 
 /** The sidecar host's extras: the container a local container joins, and what it announced. */
@@ -54,34 +68,20 @@ export function inSidecar(spec: SidecarSpec): IntproxyHost<InSidecar> {
       const log = ctx.log;
       ctx.progress.update('starting the sidecar');
       image ??= await ensureImage(docker, sidecarImageRecipe(), { progress: ctx.progress, log: log.child('images') });
-      const ports = portBindings(spec.publish);
-      const container = await docker.createContainer({
-        Image: image,
-        name: `mirrord-sidecar-${ctx.id}`,
-        Env: [
+      const settings: SidecarSettings = {
+        image,
+        env: [
           `MIRRORD_SIDECAR_TOKEN=${ctx.token}`,
           `MIRRORD_SIDECAR_FEATURES=${JSON.stringify(ctx.features)}`,
           `MIRRORD_SIDECAR_LOG=${ctx.agentConfig.log_level}`,
           `MIRRORD_SIDECAR_CAPTURE=${spec.capture}`,
           ...(spec.mounts ? [`MIRRORD_SIDECAR_MOUNTS=${JSON.stringify(spec.mounts)}`] : []),
+          ...(spec.cwd ? [`MIRRORD_SIDECAR_CWD=${spec.cwd}`] : []),
           ...(process.env.MIRRORD_LAYER_LOG ? [`MIRRORD_LAYER_LOG=${process.env.MIRRORD_LAYER_LOG}`] : []),
         ],
-        Labels: { ...sessionLabels('sidecar', ctx.id, ctx.target.id), ...spec.labels },
-        AttachStdin: true,
-        AttachStdout: true,
-        AttachStderr: true,
-        OpenStdin: true,
-        StdinOnce: true,
-        HostConfig: {
-          AutoRemove: true,
-          // iptables for namespace capture, in the namespace the user's container shares.
-          CapAdd: spec.capture === 'namespace' ? ['NET_ADMIN'] : undefined,
-          NetworkMode: spec.network,
-          PortBindings: ports,
-          LogConfig: { Type: 'none', Config: {} },
-        },
-        ExposedPorts: Object.fromEntries(Object.keys(ports ?? {}).map((p) => [p, {}])),
-      });
+        labels: { ...sessionLabels('sidecar', ctx.id, ctx.target.id), ...spec.labels },
+      };
+      const container = spec.created ? await spec.created(settings) : await createSidecar(docker, ctx.id, settings, spec);
       let attached: Attached | undefined;
       try {
         attached = await attachContainer(docker, container, { name: 'sidecar', log, stderrLines: false });
@@ -116,7 +116,8 @@ export function inSidecar(spec: SidecarSpec): IntproxyHost<InSidecar> {
             attached!.stdout.unpipe(ctx.agent.link);
             sidecarIn.end();
             ctx.agent.link.end();
-            await removeContainer(container, log, 3000);
+            // Created here: AutoRemove deletes it once it exits. A Compose sidecar is stopped by then.
+            await removeContainer(container, log, spec.created ? 0 : 3000);
           },
         };
       } catch (err) {
@@ -127,6 +128,31 @@ export function inSidecar(spec: SidecarSpec): IntproxyHost<InSidecar> {
       }
     },
   };
+}
+
+/** The sidecar as `mirrord container` runs it: created here, removed by the engine when its stdin closes. */
+function createSidecar(docker: Docker, id: string, settings: SidecarSettings, spec: SidecarSpec): Promise<Docker.Container> {
+  const ports = portBindings(spec.publish);
+  return docker.createContainer({
+    Image: settings.image,
+    name: `mirrord-sidecar-${id}`,
+    Env: settings.env,
+    Labels: settings.labels,
+    AttachStdin: true,
+    AttachStdout: true,
+    AttachStderr: true,
+    OpenStdin: true,
+    StdinOnce: true,
+    HostConfig: {
+      AutoRemove: true,
+      // iptables for namespace capture, in the namespace the user's container shares.
+      CapAdd: spec.capture === 'namespace' ? ['NET_ADMIN'] : undefined,
+      NetworkMode: spec.network,
+      PortBindings: ports,
+      LogConfig: { Type: 'none', Config: {} },
+    },
+    ExposedPorts: Object.fromEntries(Object.keys(ports ?? {}).map((p) => [p, {}])),
+  });
 }
 
 function portBindings(publish: string[]): Record<string, Array<{ HostIp?: string; HostPort: string }>> | undefined {

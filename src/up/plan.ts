@@ -22,8 +22,15 @@ export interface PlannedService {
   /** The namespace inference looks in (`target: {namespace}`). */
   namespace?: string;
   mode: UpMode;
-  run: UpService['run'];
+  /** How it runs: a program or a container of the up file, or a service of the compose project. */
+  run: UpService['run'] | { type: 'compose' };
 }
+
+/** What a service says about its session, in an up file or in a compose file's x-mirrord. */
+export type ServiceSettings = Pick<UpService, 'target' | 'env' | 'default_mode' | 'http_filter' | 'ignore_ports' | 'context'> & {
+  /** A mirrord config fragment (x-mirrord's config), below the keys above. */
+  config?: Record<string, unknown>;
+};
 
 export interface PlanOptions {
   key: string;
@@ -43,14 +50,18 @@ export function planServices(file: UpFile, opts: PlanOptions): PlannedService[] 
   }
   const chosen = opts.only.length ? names.filter((n) => opts.only.includes(n)) : names.filter((n) => !file.services[n]!.skip);
   if (chosen.length === 0) throw new MirrordError('every service of the up file is skipped', ExitCode.Usage, 'Name the services to run: mirrord up SERVICE...');
-  const planned = chosen.map((name) => planService(name, file.services[name]!, file, opts));
+  const planned = chosen.map((name) => {
+    const svc = file.services[name]!;
+    return { ...planService(name, svc, file.common?.context, opts), run: svc.run };
+  });
   refuseSharedSteal(planned);
   return planned;
 }
 
-function planService(name: string, s: UpService, file: UpFile, opts: PlanOptions): PlannedService {
+/** One service's mirrord config, target and mode (the caller says how it runs). */
+export function planService(name: string, s: ServiceSettings, commonContext: string | undefined, opts: Omit<PlanOptions, 'only'>): Omit<PlannedService, 'run'> {
   const mode = opts.mode ?? s.default_mode ?? 'split';
-  const context = opts.context ?? s.context ?? file.common?.context;
+  const context = opts.context ?? s.context ?? commonContext;
   const t = s.target;
   const text = typeof t === 'string' ? t : t?.path;
   const namespace = typeof t === 'object' ? t.namespace : undefined;
@@ -65,13 +76,13 @@ function planService(name: string, s: UpService, file: UpFile, opts: PlanOptions
           http_filter:
             mode === 'split' ? (s.http_filter ?? { header_filter: `^baggage: (.*[,;] *)?mirrord-session=${escapeRegex(opts.key)}( *[,;].*)?$` }) : undefined,
         };
-  const raw = {
+  const raw = mergeConfig(s.config ?? {}, {
     target: target ? (target.kind === 'targetless' ? 'targetless' : { path: text, namespace }) : undefined,
     kube_context: context,
     feature: { env: s.env, network: { incoming } },
-  };
+  });
   try {
-    return { name, config: validateConfig(raw), target, namespace, mode, run: s.run };
+    return { name, config: validateConfig(raw), target, namespace, mode };
   } catch (err) {
     if (err instanceof ConfigError) {
       const where = (p: string) => p.replace(/^feature\.network\.incoming\./, '').replace(/^feature\./, '');
@@ -85,11 +96,26 @@ function planService(name: string, s: UpService, file: UpFile, opts: PlanOptions
   }
 }
 
+/** `over` merged into `base`, key by key into objects; an undefined value in `over` keeps `base`'s. */
+export function mergeConfig(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    if (v === undefined) continue;
+    const b = out[k];
+    out[k] = isPlain(v) && isPlain(b) ? mergeConfig(b, v) : v;
+  }
+  return out;
+}
+
+function isPlain(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
 /**
  * Two services of one up stealing the same target would fight over its ports: the first rule wins
  * on the agent. Concurrent filtered steal (one agent, a filter per session) is not there yet.
  */
-function refuseSharedSteal(services: PlannedService[]): void {
+export function refuseSharedSteal(services: Array<Omit<PlannedService, 'run'>>): void {
   const byTarget = new Map<string, string[]>();
   for (const s of services) {
     if (s.mode === 'mirror' || !s.target || s.target.kind === 'targetless') continue;

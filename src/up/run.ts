@@ -145,7 +145,7 @@ export async function runUp(services: PlannedService[], o: UpRunOptions): Promis
           onStart: (stop) => (r.stop = stop),
         }));
       running.push(r);
-    } else {
+    } else if (s.run.type === 'container') {
       const argv = s.run.command;
       const dockerRun = parseDockerRun(argv);
       const docker = createDocker();
@@ -163,6 +163,7 @@ export async function runUp(services: PlannedService[], o: UpRunOptions): Promis
           publish: dockerRun.publish,
           capture: s.config.container?.capture ?? 'off',
           mounts: sync ? { maxBytes: mounts.max_size, exclude: [...bindDestinations(dockerRun.binds), '/mirrord'] } : undefined,
+          cwd: dockerRun.workdir ?? (image.WorkingDir || '/'),
           labels,
         }),
         log,

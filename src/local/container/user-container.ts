@@ -23,6 +23,7 @@ export function commandLine(run: DockerRun, image: ImageConfig): string[] {
 export interface ImageConfig {
   Entrypoint?: string[] | null;
   Cmd?: string[] | null;
+  WorkingDir?: string;
 }
 
 /** The image's own entrypoint and command; a missing image is the user's to fix, said before any session starts. */
