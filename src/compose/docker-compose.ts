@@ -57,7 +57,9 @@ export function composeStep(args: string[], log: Logger, opts: { tty: boolean })
     child.once('error', (err) =>
       reject(new MirrordError(`cannot run docker: ${err.message}`, ExitCode.Platform, 'Install the Docker CLI and its compose plugin')),
     );
+    const started = Date.now();
     child.once('exit', (code, signal) => {
+      log.debug(`docker compose ${args.find((a) => STEPS.has(a)) ?? ''}: ${signal ?? `exit ${code}`} after ${Date.now() - started} ms`);
       if (code === 0) return resolve();
       log.debug(out);
       reject(

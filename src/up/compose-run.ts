@@ -92,7 +92,11 @@ export async function runComposeUp(
       service: m.plan.name,
       sidecar: m.sidecar,
       image: m.settings!.image,
-      env: Object.fromEntries(m.settings!.env.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)])),
+      env: {
+        ...Object.fromEntries(m.settings!.env.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)])),
+        // The program's working directory: local to the layer (src/session/sidecar.ts says the same for container mode).
+        MIRRORD_SIDECAR_CWD: (doc.services[m.plan.name]!.working_dir as string | undefined) ?? (m.image?.WorkingDir || '/'),
+      },
       labels: { ...m.settings!.labels, ...labels },
       netAdmin: m.plan.config.container?.capture === 'namespace',
     }));
@@ -112,22 +116,27 @@ export async function runComposeUp(
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   for (const s of signals) process.on(s, onSignal);
   let created = false;
+  let imagesRead: Promise<void> | undefined;
   const volumes = new Set<string>();
   try {
     // Before any agent: every target exists (an unknown one stops here, with nothing created), and
     // every marked service's image is built or pulled, as Compose creates it, to read its command.
     for (const m of marked) m.target = await resolveTarget(m.plan, o.log);
-    if (marked.length) {
-      o.progress.update('building and creating the services with x-mirrord');
+    // While the agents start: the images (their command and working directory are read from them).
+    imagesRead = (async () => {
+      if (!marked.length) return;
       created = true;
       await composeStep(composeArgs(p, p.files, 'up', '--no-start', '--no-deps', ...(o.build ? ['--build'] : []), ...marked.map((m) => m.plan.name)), o.log, {
         tty: o.tty,
       });
       for (const m of marked) m.image = await containerImage(docker, await serviceContainer(docker, name, m.plan.name));
-    }
+    })();
+    imagesRead.catch(() => undefined);
+    const images = imagesRead;
     o.progress.update(marked.length ? `starting ${marked.length} session${marked.length > 1 ? 's' : ''}` : 'starting the compose project');
     // Every sidecar is created by one `compose up --no-start`, once every session has its agent.
     const sidecarsCreated = barrier(marked.length, async () => {
+      await images;
       write(withSidecars(doc, sidecarServices(), labels));
       created = true;
       await step('up', '--no-start', ...marked.flatMap((m) => [m.sidecar, m.plan.name]));
@@ -211,6 +220,8 @@ export async function runComposeUp(
   } finally {
     for (const s of signals) process.off(s, onSignal);
     await Promise.all(marked.flatMap((m) => (m.session ? [m.session.close()] : [])));
+    // A build still running when a session failed: down only once it has created what it creates.
+    await imagesRead?.catch(() => undefined);
     if (created) await composeStep(down, o.log, { tty: false }).catch((err: Error) => o.log.warn(err.message));
     await Promise.all(
       [...volumes].map((v) =>
@@ -240,7 +251,6 @@ export async function runComposeUp(
         mounts: m.sync ? { maxBytes: m.maxBytes, exclude: m.exclude } : undefined,
         labels,
         created,
-        cwd: (doc.services[s.name]!.working_dir as string | undefined) ?? (m.image?.WorkingDir || '/'),
       }),
       log: o.log.child(s.name),
       progress: o.progress,

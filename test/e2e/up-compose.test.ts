@@ -183,6 +183,21 @@ describe('mirrord up with a compose file', { timeout: 900_000 }, () => {
     await until('the project to be gone', async () => (await left(q)).length === 0 && (await networksOf(q)).length === 0, 60_000);
   });
 
+  it('--wait returns with the project running; mirrord up down removes it', async () => {
+    const p = project();
+    const r = await runCli(['up', '--wait', '-k', KEY, '-f', path.join(PROJECT_DIR, 'compose.yaml'), '-p', p], {
+      env: { TOOLS_IMAGE: image, TARGET: target.name },
+      timeoutMs: 300_000,
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /every service is running/);
+    assert.ok(await running(p, 'app'), 'app runs, healthy, when --wait returns');
+    const down = await runCli(['up', 'down', '-k', KEY], { timeoutMs: 120_000 });
+    assert.equal(down.code, 0, down.stderr);
+    assert.deepEqual(await left(p), []);
+    assert.deepEqual(await networksOf(p), []);
+  });
+
   it('a service exiting 3 stops the others: up exits 3, nothing left', async () => {
     const p = project();
     const file = path.join(work, 'exit3.yaml');
