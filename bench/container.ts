@@ -7,36 +7,19 @@
  * Each is timed from launch to exit; medians of BENCH_CONTAINER_ROUNDS (default 7), alternating the
  * variants so a slow moment of the engine hits all of them.
  */
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createLogger } from '../common/log.js';
-import { agentImageRecipe, sidecarImageRecipe } from '../src/images/recipes.js';
-import { ensureImage } from '../src/images/build.js';
-import { createProgress } from '../src/progress.js';
-import { RUN_ID, createVolume, docker, removeTestResources, runContainer, toolsImage } from '../test/helpers/docker-fixtures.js';
+import { median, prepareImages, timed } from './timing.js';
+import { RUN_ID, createVolume, removeTestResources, runContainer } from '../test/helpers/docker-fixtures.js';
 
 const cli = fileURLToPath(new URL('../bin/mirrord.js', import.meta.url));
 const ROUNDS = Number(process.env.BENCH_CONTAINER_ROUNDS ?? 7);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-function timed(cmd: string, args: string[]): number {
-  const t0 = process.hrtime.bigint();
-  const r = spawnSync(cmd, args, { encoding: 'utf8', env: { ...process.env, MIRRORD_LOG: 'error' } });
-  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
-  return ms;
-}
 
 async function main(): Promise<void> {
-  const progress = createProgress();
-  const log = createLogger('bench');
-  await ensureImage(docker(), agentImageRecipe(), { progress, log });
-  await ensureImage(docker(), sidecarImageRecipe(), { progress, log });
-  const image = await toolsImage();
-  progress.succeed();
+  const image = await prepareImages();
   const volume = await createVolume('mirrord-bench-ct');
   const cfgDir = mkdtempSync(path.join(os.tmpdir(), 'mirrord-bench-ct-'));
   const captureCfg = path.join(cfgDir, 'capture.json');

@@ -5,28 +5,16 @@
  * `--wait` (return once every container runs), then torn down (`mirrord up down`, `compose down`,
  * not timed). Medians of BENCH_UP_ROUNDS (default 3), the variants alternating.
  */
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createLogger } from '../common/log.js';
-import { agentImageRecipe, sidecarImageRecipe } from '../src/images/recipes.js';
-import { ensureImage } from '../src/images/build.js';
-import { createProgress } from '../src/progress.js';
-import { RUN_ID, docker, removeTestResources, runContainer, toolsImage } from '../test/helpers/docker-fixtures.js';
+import { median, prepareImages, timed } from './timing.js';
+import { RUN_ID, removeTestResources, runContainer } from '../test/helpers/docker-fixtures.js';
 
 const cli = fileURLToPath(new URL('../bin/mirrord.js', import.meta.url));
 const ROUNDS = Number(process.env.BENCH_UP_ROUNDS ?? 3);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-function run(cmd: string, args: string[]): number {
-  const t0 = process.hrtime.bigint();
-  const r = spawnSync(cmd, args, { encoding: 'utf8', env: { ...process.env, MIRRORD_LOG: 'error' } });
-  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
-  return ms;
-}
 
 function project(dir: string, n: number, image: string, target: string, marked: boolean): string {
   const file = path.join(dir, `${marked ? 'marked' : 'plain'}-${n}.yaml`);
@@ -44,12 +32,7 @@ function project(dir: string, n: number, image: string, target: string, marked: 
 }
 
 async function main(): Promise<void> {
-  const progress = createProgress();
-  const log = createLogger('bench');
-  await ensureImage(docker(), agentImageRecipe(), { progress, log });
-  await ensureImage(docker(), sidecarImageRecipe(), { progress, log });
-  const image = await toolsImage();
-  progress.succeed();
+  const image = await prepareImages();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'mirrord-bench-up-'));
   try {
     const target = await runContainer({ name: 'bench-up-target', cmd: ['sleep', 'infinity'] });
@@ -61,16 +44,16 @@ async function main(): Promise<void> {
         [
           `docker compose up --wait (${n})`,
           () => {
-            const ms = run('docker', ['compose', '-f', plain, '-p', `bench-plain-${n}`, 'up', '--wait', '-d']);
-            run('docker', ['compose', '-f', plain, '-p', `bench-plain-${n}`, 'down', '-t', '0']);
+            const ms = timed('docker', ['compose', '-f', plain, '-p', `bench-plain-${n}`, 'up', '--wait', '-d']);
+            timed('docker', ['compose', '-f', plain, '-p', `bench-plain-${n}`, 'down', '-t', '0']);
             return ms;
           },
         ],
         [
           `mirrord up --wait (${n} with x-mirrord)`,
           () => {
-            const ms = run(process.execPath, [cli, 'up', '--wait', '-k', key, '-f', marked, '-p', `bench-marked-${n}`]);
-            run(process.execPath, [cli, 'up', 'down', '-k', key, '--timeout', '2']);
+            const ms = timed(process.execPath, [cli, 'up', '--wait', '-k', key, '-f', marked, '-p', `bench-marked-${n}`]);
+            timed(process.execPath, [cli, 'up', 'down', '-k', key, '--timeout', '2']);
             return ms;
           },
         ],

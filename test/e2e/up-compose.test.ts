@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -7,8 +7,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { CLI, runCli } from '../helpers/cli.js';
+import { runCli } from '../helpers/cli.js';
+import { startUp as startUpIn, until as untilIn } from '../helpers/up.js';
 import { createNetwork, createVolume, docker, listContainers, runContainer, toolsImage, type TestContainer } from '../helpers/docker-fixtures.js';
 
 /**
@@ -30,35 +30,8 @@ let image = '';
 const children = new Set<ChildProcess>();
 const projects = new Set<string>();
 
-interface Up {
-  child: ChildProcess;
-  out(): string;
-  err(): string;
-  done: Promise<number | null>;
-}
-
-function startUp(args: string[], env: NodeJS.ProcessEnv = {}): Up {
-  const child = spawn(process.execPath, [CLI, 'up', '-k', KEY, ...args], {
-    env: { ...process.env, MIRRORD_LOG: 'warn', TOOLS_IMAGE: image, TARGET: target.name, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
-  children.add(child);
-  let out = '';
-  let err = '';
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const done = new Promise<number | null>((resolve) => child.on('exit', (code, signal) => resolve(signal ? 128 + (os.constants.signals[signal] ?? 0) : code)));
-  return { child, out: () => out, err: () => err, done };
-}
-
-async function until(what: string, check: () => boolean | Promise<boolean>, ms = 120_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(250);
-  }
-}
+const startUp = (args: string[]) => startUpIn(['-k', KEY, ...args], { TOOLS_IMAGE: image, TARGET: target.name }, children);
+const until = (what: string, check: () => Promise<boolean>, ms = 120_000) => untilIn(what, check, ms);
 
 /** Every container of the project, and every one carrying this up's key (agents, guards, sidecars). */
 async function left(project: string): Promise<string[]> {

@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { CLI, runCli } from '../helpers/cli.js';
+import { runCli } from '../helpers/cli.js';
 import { createNetwork, listContainers, runContainer, toolsImage, type TestContainer } from '../helpers/docker-fixtures.js';
 import { waitSessionGone } from '../helpers/sessions.js';
+import { startUp as startUpIn, until } from '../helpers/up.js';
 
 /**
  * `mirrord up` against real containers: two targets on one network, each with a neighbour only it
@@ -33,35 +33,7 @@ function upFile(name: string, yaml: string): string {
   return file;
 }
 
-interface Up {
-  child: ChildProcess;
-  out(): string;
-  err(): string;
-  done: Promise<number | null>;
-}
-
-function startUp(args: string[]): Up {
-  const child = spawn(process.execPath, [CLI, 'up', ...args], {
-    env: { ...process.env, MIRRORD_LOG: 'warn' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
-  children.add(child);
-  let out = '';
-  let err = '';
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const done = new Promise<number | null>((resolve) => child.on('exit', (code, signal) => resolve(signal ? 128 + (os.constants.signals[signal] ?? 0) : code)));
-  return { child, out: () => out, err: () => err, done };
-}
-
-async function until(what: string, check: () => boolean | Promise<boolean>, ms = 60_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(200);
-  }
-}
+const startUp = (args: string[]) => startUpIn(args, {}, children);
 
 /** Every container carrying this up's label (agents, guards, sidecars, user containers). */
 async function leftByLabel(key = KEY): Promise<string[]> {
