@@ -8,18 +8,16 @@ export type { DevcontainerFlags };
 const out = (s: string) => void process.stdout.write(s + '\n');
 const err = (s: string) => void process.stderr.write(s + '\n');
 
-/** Whether this process is the single executable (scripts/build-sea.mjs): then it is its own command. */
-async function isSea(): Promise<boolean> {
-  try {
-    const sea = (await import('node:sea')) as { isSea(): boolean };
-    return sea.isSea();
-  } catch {
-    return false;
-  }
+/**
+ * Whether this process is the single executable: its bundle's banner says so (scripts/build-sea.mjs;
+ * the SEA's main script cannot import('node:sea')). Then it is its own command.
+ */
+function isSea(): boolean {
+  return (globalThis as { __mirrordSingleExecutable?: boolean }).__mirrordSingleExecutable === true;
 }
 
 async function self(): Promise<SelfCommand> {
-  if (await isSea()) return { file: process.execPath, args: [] };
+  if (isSea()) return { file: process.execPath, args: [] };
   return { file: process.execPath, args: [...process.execArgv, process.argv[1]!] };
 }
 
@@ -35,6 +33,6 @@ export async function devcontainerCommand(action: 'start' | 'status' | 'stop' | 
     case 'logs':
       return devcontainerLogs(out);
     case 'daemon':
-      return runDaemon(flags, log, (await isSea()) ? process.execPath : '');
+      return runDaemon(flags, log, isSea() ? process.execPath : '');
   }
 }

@@ -19,7 +19,7 @@ describe('the single executable', { timeout: 300_000 }, () => {
   let target: TestContainer;
 
   before(async () => {
-    execFileSync(process.execPath, ['scripts/build-sea.mjs'], { cwd: repo, stdio: ['ignore', 'ignore', 'inherit'] });
+    execFileSync(process.execPath, ['scripts/build-sea.mjs', '--if-stale'], { cwd: repo, stdio: ['ignore', 'ignore', 'inherit'] });
     work = mkdtempSync(path.join(os.tmpdir(), 'mirrord-sea-'));
     cpSync(path.join(repo, 'dist/sea/mirrord'), path.join(work, 'mirrord'), { recursive: true });
     exe = path.join(work, 'mirrord/mirrord');
