@@ -10,8 +10,8 @@ import { kubeconfigFromSecret } from './kubeconfig.js';
 import type { DaemonReport } from './daemon.js';
 import { daemonArgs, preloadMode, type DevcontainerFlags } from './options.js';
 import { disablePreload, enablePreload } from './preload.js';
-import { clearStale, ensureDir, liveSession, readDaemonInfo, statePaths } from './state.js';
-import { sessionFileLive } from './session-file.js';
+import { clearStale, ensureDir, liveSession, readDaemonInfo, statePaths, type PreloadMode, type StatePaths } from './state.js';
+import { sessionFileLive, takeLock } from './session-file.js';
 
 type Print = (line: string) => void;
 
@@ -29,6 +29,19 @@ export interface SelfCommand {
 export async function startDevcontainer(flags: DevcontainerFlags, self: SelfCommand, print: Print, warn: Print): Promise<number> {
   const mode = preloadMode(flags);
   const paths = statePaths();
+  ensureDir(paths);
+  // One start at a time (the entrypoint's and postStartCommand's run together at a container's
+  // first start): the second waits here, then finds the session live.
+  const startLock = openSync(paths.startLock, 'a');
+  try {
+    takeLock(startLock, undefined, true);
+    return await startLocked(flags, mode, paths, self, print, warn);
+  } finally {
+    closeSync(startLock);
+  }
+}
+
+async function startLocked(flags: DevcontainerFlags, mode: PreloadMode, paths: StatePaths, self: SelfCommand, print: Print, warn: Print): Promise<number> {
   const live = liveSession(paths);
   if (live) {
     print(`mirrord: the session on ${live.target} is already live (daemon ${live.pid})`);
@@ -36,7 +49,6 @@ export async function startDevcontainer(flags: DevcontainerFlags, self: SelfComm
   }
   let timeoutMs: number;
   try {
-    ensureDir(paths);
     clearStale(paths);
     if (flags.kubeconfigSecret) flags = { ...flags, kubeconfig: kubeconfigFromSecret(flags.kubeconfigSecret, process.env, paths.kubeconfig) };
     // Checked here so that a config problem is the one line of start, not a line in the daemon's log.

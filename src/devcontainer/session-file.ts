@@ -53,9 +53,9 @@ export function lockHelperPath(root: string = packageRoot()): string {
   return path.join(root, 'layer/build/mirrord-session-lock');
 }
 
-/** Tries the lock on an open descriptor; true when it is now held (for as long as `fd` stays open). */
-export function takeLock(fd: number, helper: string = lockHelperPath()): boolean {
-  const r = spawnSync(helper, [], { stdio: ['ignore', 'ignore', 'pipe', fd] });
+/** Tries the lock on an open descriptor (`wait`: waits for it); true when it is now held (for as long as `fd` stays open). */
+export function takeLock(fd: number, helper: string = lockHelperPath(), wait = false): boolean {
+  const r = spawnSync(helper, wait ? ['wait'] : [], { stdio: ['ignore', 'ignore', 'pipe', fd] });
   if (r.error)
     throw new MirrordError(`cannot run ${helper}: ${r.error.message}`, ExitCode.Internal, 'The installation is incomplete: reinstall mirrord', {
       cause: r.error,

@@ -21,6 +21,8 @@ export interface StatePaths {
   log: string;
   /** A kubeconfig decoded from a secret (mode 0600). */
   kubeconfig: string;
+  /** Held by a running `start`, so that two starts never start two daemons. */
+  startLock: string;
 }
 
 export function statePaths(dir: string = stateDir()): StatePaths {
@@ -30,6 +32,7 @@ export function statePaths(dir: string = stateDir()): StatePaths {
     daemon: path.join(dir, 'daemon.json'),
     log: path.join(dir, 'daemon.log'),
     kubeconfig: path.join(dir, 'kubeconfig'),
+    startLock: path.join(dir, 'start.lock'),
   };
 }
 

@@ -124,7 +124,11 @@ describe('the devcontainer feature under devcontainer up', { timeout: 600_000 },
     const plain = await up(path.join(work, 'plain'));
     const withFeature = await up(workspace());
     devc = withFeature.id;
-    assert.match(withFeature.log, /mirrord: session on docker\/e2e-devc-target-\w+ \(\w+\) live \(daemon \d+\); every new process runs in its context/);
+    // The entrypoint's start and postStartCommand's run together: whichever comes second says so.
+    assert.match(
+      withFeature.log,
+      /mirrord: (session on docker\/e2e-devc-target-\w+ \(\w+\) live \(daemon \d+\); every new process runs in its context|the session on docker\/e2e-devc-target-\w+ \(\w+\) is already live \(daemon \d+\))/,
+    );
     t.diagnostic(`devcontainer up: ${plain.ms} ms without the feature, ${withFeature.ms} ms with it (image build and session start)`);
     assert.equal((await dockerExec(['cat', '/etc/ld.so.preload'])).trim(), '/usr/local/lib/mirrord/layer/build/libmirrord_layer.so');
   });
@@ -150,6 +154,22 @@ describe('the devcontainer feature under devcontainer up', { timeout: 600_000 },
       { timeout: 60_000 },
     );
     assert.deepEqual(r.stdout.trim().split('\n'), ['from-the-target', '200', '+PONG']);
+  });
+
+  it('docker restart: processes run while the session is down, and it comes back by itself', async () => {
+    await docker().getContainer(devc).restart({ t: 5 });
+    // Right after the restart the old session file is stale (or already gone): nothing breaks.
+    assert.equal((await dockerExec(['sh', '-c', 'echo ok'])).trim(), 'ok');
+    let status = { code: 1, out: '' };
+    for (let i = 0; i < 120 && status.code !== 0; i++) {
+      status = await run('docker', ['exec', devc, 'mirrord', 'devcontainer', 'status']).then(
+        (r) => ({ code: 0, out: r.stdout }),
+        (e: { code?: number; stdout?: string }) => ({ code: e.code ?? 1, out: e.stdout ?? '' }),
+      );
+      if (status.code !== 0) await new Promise((r) => setTimeout(r, 500));
+    }
+    assert.equal(status.code, 0, `no session after the restart: ${status.out}\n${await dockerExec(['cat', '/run/mirrord/entrypoint.log']).catch(() => '')}`);
+    assert.equal((await dockerExec(['redis-cli', '-h', 'devc-cache', 'ping'])).trim(), 'PONG');
   });
 
   it('the CLI in the dev container reports the session; docker stop ends it and its agent', async () => {

@@ -4,6 +4,8 @@
 # `mirrord devcontainer start` exits 0 with a warning when the session cannot start.
 . /usr/local/share/mirrord/options.env
 [ "$MIRRORD_OPT_START" = true ] || exit 0
+# Where the config file is searched from, for the entrypoint's start after a restart.
+pwd > /run/mirrord/workspace 2>/dev/null || true
 set --
 [ -z "$MIRRORD_OPT_TARGET" ] || set -- "$@" --target "$MIRRORD_OPT_TARGET"
 [ -z "$MIRRORD_OPT_CONFIG_FILE" ] || set -- "$@" --config-file "$MIRRORD_OPT_CONFIG_FILE"
