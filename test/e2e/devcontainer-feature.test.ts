@@ -6,7 +6,17 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
-import { createNetwork, docker, listContainers, RUN_ID, runContainer, TEST_LABEL, toolsImage, type TestContainer } from '../helpers/docker-fixtures.js';
+import {
+  createNetwork,
+  createVolume,
+  docker,
+  listContainers,
+  RUN_ID,
+  runContainer,
+  TEST_LABEL,
+  toolsImage,
+  type TestContainer,
+} from '../helpers/docker-fixtures.js';
 
 /**
  * The devcontainer feature with the real `devcontainer` CLI (@devcontainers/cli, a pinned dev
@@ -27,6 +37,7 @@ interface Up {
 describe('the devcontainer feature under devcontainer up', { timeout: 600_000 }, () => {
   let work = '';
   let net: { name: string; remove(): Promise<void> };
+  let vol: { name: string; remove(): Promise<void> };
   let target: TestContainer;
   const neighbours: TestContainer[] = [];
   let devc = '';
@@ -89,7 +100,14 @@ describe('the devcontainer feature under devcontainer up', { timeout: 600_000 },
         waitFor: { tcpPort: 8000 },
       }),
     );
-    target = await runContainer({ name: 'e2e-devc-target', network: net.name, env: { DEVC_VAR: 'from-the-target' }, cmd: ['sleep', 'infinity'] });
+    vol = await createVolume('e2e-devc-data');
+    target = await runContainer({
+      name: 'e2e-devc-target',
+      network: net.name,
+      env: { DEVC_VAR: 'from-the-target' },
+      binds: [`${vol.name}:/srv/devc-data`],
+      cmd: ['sh', '-c', 'echo from-the-volume > /srv/devc-data/greeting.txt && exec sleep infinity'],
+    });
     const base = {
       image: await toolsImage(),
       mounts: ['source=/var/run/docker.sock,target=/var/run/docker.sock,type=bind'],
@@ -117,6 +135,7 @@ describe('the devcontainer feature under devcontainer up', { timeout: 600_000 },
           .catch(() => undefined);
     await Promise.all([target, ...neighbours].map((c) => c?.remove().catch(() => undefined)));
     await net?.remove().catch(() => undefined);
+    await vol?.remove().catch(() => undefined);
     if (work) rmSync(work, { recursive: true, force: true });
   });
 
@@ -140,6 +159,10 @@ describe('the devcontainer feature under devcontainer up', { timeout: 600_000 },
   it("docker exec env -i: the target's variables, the dev container's PATH", async () => {
     const out = await dockerExec(['env', '-i', '/bin/sh', '-c', 'echo "$DEVC_VAR|$PATH"']);
     assert.equal(out.trim(), 'from-the-target|/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
+  });
+
+  it("docker exec cat: a file of the target's volume, read through the layer", async () => {
+    assert.equal((await dockerExec(['cat', '/srv/devc-data/greeting.txt'])).trim(), 'from-the-volume');
   });
 
   it('devcontainer exec: curl and python reach neighbours by name, with the target env', async () => {
