@@ -29,10 +29,19 @@ export interface SelfCommand {
 export async function startDevcontainer(flags: DevcontainerFlags, self: SelfCommand, print: Print, warn: Print): Promise<number> {
   const mode = preloadMode(flags);
   const paths = statePaths();
-  ensureDir(paths);
+  let startLock: number;
+  try {
+    ensureDir(paths);
+    startLock = openSync(paths.startLock, 'a');
+  } catch (err) {
+    // The feature's install.sh gives the directory to the remote user; anyone else cannot start a session there.
+    warn(
+      `mirrord: warning: cannot write ${paths.dir} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): run as the dev container's remote user, or set MIRRORD_DEVCONTAINER_DIR; the dev container runs without mirrord`,
+    );
+    return 0;
+  }
   // One start at a time (the entrypoint's and postStartCommand's run together at a container's
   // first start): the second waits here, then finds the session live.
-  const startLock = openSync(paths.startLock, 'a');
   try {
     takeLock(startLock, undefined, true);
     return await startLocked(flags, mode, paths, self, print, warn);

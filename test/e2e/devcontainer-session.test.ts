@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -147,5 +147,16 @@ describe('mirrord devcontainer: the background session', { timeout: 300_000 }, (
       assert.match(lines[0]!, /the dev container runs without mirrord/);
       assert.equal((await dc(['status'])).code, 1);
     }
+  });
+
+  it('a state directory that cannot be written: one warning line, exit 0', async () => {
+    // A path under a regular file: ENOTDIR, whoever runs the test (root ignores EACCES).
+    writeFileSync(path.join(state, 'a-file'), '');
+    const r = await runCli(['devcontainer', 'start', '-t', `docker/${target.name}`, '--preload', 'none'], {
+      env: { MIRRORD_DEVCONTAINER_DIR: path.join(state, 'a-file', 'dir') },
+      timeoutMs: 60_000,
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /^mirrord: warning: cannot write .*a-file\/dir \(ENOTDIR\): .*; the dev container runs without mirrord\n$/);
   });
 });
