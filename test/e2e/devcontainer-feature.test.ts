@@ -115,6 +115,8 @@ describe('the devcontainer feature under devcontainer up', { timeout: 600_000 },
       runArgs: ['--label', `${TEST_LABEL}=${RUN_ID}`],
     };
     writeWorkspace(workspace(), { ...base, features: { './mirrord': { target: `docker/${target.name}` } } }, true);
+    // Found by postStartCommand from the workspace folder, as mirrord exec finds it: incoming traffic is stolen.
+    writeFileSync(path.join(workspace(), 'mirrord.json'), JSON.stringify({ feature: { network: { incoming: { mode: 'steal' } } } }));
     writeWorkspace(path.join(work, 'plain'), base, false);
   });
 
@@ -177,6 +179,19 @@ describe('the devcontainer feature under devcontainer up', { timeout: 600_000 },
       { timeout: 60_000 },
     );
     assert.deepEqual(r.stdout.trim().split('\n'), ['from-the-target', '200', '+PONG']);
+  });
+
+  it("a server started in the dev container answers the target's incoming requests (steal, from the config file)", async () => {
+    await dockerExec(['sh', '-c', 'mkdir -p /tmp/www && echo from-the-devcontainer > /tmp/www/who']);
+    await run('docker', ['exec', '-d', devc, 'python3', '-m', 'http.server', '8080', '--directory', '/tmp/www']);
+    // The server subscribes when it listens; until then the target refuses port 8080 (it has no server there).
+    let answer = '';
+    for (let i = 0; i < 100 && answer !== 'from-the-devcontainer'; i++) {
+      const r = await neighbours[0]!.exec(['curl', '-sS', '-m', '5', `http://${target.name}:8080/who`]);
+      answer = r.stdout.trim();
+      if (answer !== 'from-the-devcontainer') await new Promise((res) => setTimeout(res, 200));
+    }
+    assert.equal(answer, 'from-the-devcontainer');
   });
 
   it('docker restart: processes run while the session is down, and it comes back by itself', async () => {
