@@ -29,7 +29,7 @@ const layers = [
   },
   { name: 'platforms and images', files: ['src/platforms/**/*.ts', 'src/images/**/*.ts', 'src/compose/**/*.ts'], forbid: { ...pick(UPPER, 'agent-link', 'intproxy', 'session', 'local', 'commands', 'cli'), ...OUTSIDE_SRC } },
   { name: 'intproxy and agent-link', files: ['src/intproxy/**/*.ts', 'src/agent-link/**/*.ts'], forbid: { ...pick(UPPER, 'platforms', 'images', 'compose', 'session', 'local', 'commands', 'cli'), ...OUTSIDE_SRC } },
-  { name: 'session, local sides and up', files: ['src/session/**/*.ts', 'src/local/**/*.ts', 'src/up/**/*.ts'], forbid: { ...pick(UPPER, 'commands', 'cli'), ...OUTSIDE_SRC } },
+  { name: 'session, local sides and up', files: ['src/session/**/*.ts', 'src/local/**/*.ts', 'src/up/**/*.ts', 'src/devcontainer/**/*.ts'], forbid: { ...pick(UPPER, 'commands', 'cli'), ...OUTSIDE_SRC } },
   { name: 'commands', files: ['src/commands/**/*.ts'], forbid: { ...pick(UPPER, 'cli'), ...OUTSIDE_SRC } },
   { name: 'agent', files: ['agent/**/*.ts'], forbid: { src: '^(\\.\\./)+src/', sidecar: OUTSIDE_SRC.sidecar } },
   { name: 'sidecar', files: ['sidecar/**/*.ts'], forbid: { ...pick(UPPER, 'platforms', 'images', 'session', 'local', 'commands', 'cli'), agent: OUTSIDE_SRC.agent } },

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { containerCommand } from './commands/container.js';
+import { devcontainerCommand, type DevcontainerFlags } from './commands/devcontainer.js';
 import { diagnoseLatencyCommand } from './commands/diagnose.js';
 import { execCommand, type ExecFlags } from './commands/exec.js';
 import { lsCommand, type LsFlags } from './commands/ls.js';
@@ -146,6 +147,38 @@ Logs: MIRRORD_LOG=debug (CLI, intproxy, agent), MIRRORD_LAYER_LOG=debug (the lay
     .option('--timeout <seconds>', 'seconds a running up gets to stop before its containers are removed', '10')
     .action(async (flags: { key?: string; timeout?: string }) => {
       setCode(await upDownCommand(flags, log, (s) => process.stdout.write(s + '\n')));
+    });
+
+  const dc = program.command('devcontainer').description('the session of a dev container: every process in it runs in the context of the target');
+  const sessionFlags = (c: Command) =>
+    c
+      .option('-t, --target <target>', 'docker/NAME_OR_ID, pod/NAME, deployment/NAME, ... (default: the config file)')
+      .option('-n, --namespace <ns>', 'namespace of the target (Kubernetes)')
+      .option('--context <name>', 'kubeconfig context')
+      .option('--kubeconfig <file>', 'kubeconfig file')
+      .option('-f, --config-file <file>', 'config file (default: the same search as exec)')
+      .addOption(new Option('--preload <mode>', 'which processes get the layer').choices(['all', 'shell', 'none']).default('all'))
+      .option('--skip <programs>', '";"-separated programs the layer leaves alone (file names, or path parts with a "/"), besides IDE servers and daemons');
+  sessionFlags(dc.command('start'))
+    .description('start the session in the background (idempotent); returns once it is live, exit 0 with a warning when it cannot start')
+    .option('--kubeconfig-secret <var>', 'environment variable holding a kubeconfig, base64 (a Codespaces secret)')
+    .option('--timeout <seconds>', 'how long to wait for the session (default: agent.startup_timeout + 60)')
+    .action(async (flags: DevcontainerFlags) => {
+      setCode(await devcontainerCommand('start', flags, log));
+    });
+  dc.command('status')
+    .description('one line about the session; exit 1 when none is running')
+    .action(async () => setCode(await devcontainerCommand('status', {}, log)));
+  dc.command('stop')
+    .description('end the session and take the layer out of /etc/ld.so.preload (idempotent)')
+    .action(async () => setCode(await devcontainerCommand('stop', {}, log)));
+  dc.command('logs')
+    .description("print the session daemon's log")
+    .action(async () => setCode(await devcontainerCommand('logs', {}, log)));
+  sessionFlags(dc.command('daemon', { hidden: true }))
+    .description('the session daemon itself (started by start)')
+    .action(async (flags: DevcontainerFlags) => {
+      setCode(await devcontainerCommand('daemon', flags, log));
     });
 
   program

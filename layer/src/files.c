@@ -59,9 +59,9 @@ static char *copy_list(char *buf, const char *text)
 
 static void settings_load(void)
 {
-    const char *mode = getenv("MIRRORD_FS");
+    const char *mode = layer_setting("MIRRORD_FS");
     enabled = layer_config()->enabled && mode && strcmp(mode, "on") == 0;
-    const char *l = getenv("MIRRORD_FS_LOCAL"), *a = getenv("MIRRORD_FS_ASK");
+    const char *l = layer_setting("MIRRORD_FS_LOCAL"), *a = layer_setting("MIRRORD_FS_ASK");
     n_local = split(copy_list(local_buf, l), local_dirs);
     n_ask = split(copy_list(ask_buf, a), ask_prefixes);
     /* A dropped "ask" entry could turn a remote path local: with an ask list too long to hold,

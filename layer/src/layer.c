@@ -1,7 +1,8 @@
 /*
  * Init, settings, logging, symbol lookup and the re-entry guard.
- * Settings come from the environment only; the CLI sets them and exec keeps them, so every
- * process of the program (and its children) sees the same ones.
+ * Settings come from the environment (`mirrord exec` sets them and exec keeps them, so every
+ * process of the program and its children sees the same ones) or, when the environment names no
+ * intproxy, from a live devcontainer session file (session_file.c).
  */
 #define _GNU_SOURCE
 #include "layer.h"
@@ -11,6 +12,7 @@
 #include "fdtable.h"
 #include "intproxy_conn.h"
 #include "listen.h"
+#include "session_file.h"
 #include "socket.h"
 #include "udp.h"
 
@@ -22,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -75,32 +78,66 @@ static void fork_child(void)
     intproxy_fork_release(true);
 }
 
-/*
- * skip_processes: MIRRORD_SKIP_PROCESSES="name;name" (file names of executables) leaves those
- * programs untouched; their children still check for themselves, since LD_PRELOAD stays.
- */
-static bool skipped_process(void)
+const char *layer_setting(const char *name) { return config.from_file ? session_file_get(name) : getenv(name); }
+
+/* The path of this process's executable into `exe`, or false. The raw system call: readlink is
+ * hooked (remote files), and we are inside layer_init. */
+static bool own_exe(char *exe, size_t size)
 {
-    const char *list = getenv("MIRRORD_SKIP_PROCESSES");
-    if (!list || !*list) return false;
-    char exe[4096];
-    /* The raw system call: readlink is hooked (remote files), and we are inside layer_init. */
-    ssize_t n = syscall(SYS_readlink, "/proc/self/exe", exe, sizeof exe - 1);
+    ssize_t n = syscall(SYS_readlink, "/proc/self/exe", exe, size - 1);
     if (n <= 0) return false;
     exe[n] = '\0';
+    return true;
+}
+
+/* True when `entry` (len bytes) names `exe`: its file name, or, holding a '/', any part of its path
+ * (`/.vscode-server/` skips every program under an IDE server's directory). */
+static bool names_exe(const char *entry, size_t len, const char *exe)
+{
+    if (len == 0) return false;
+    if (memchr(entry, '/', len)) {
+        for (const char *p = exe; (p = strchr(p, entry[0])); p++)
+            if (strncmp(p, entry, len) == 0) return true;
+        return false;
+    }
     const char *base = strrchr(exe, '/');
     base = base ? base + 1 : exe;
-    size_t blen = strlen(base);
+    return len == strlen(base) && strncmp(entry, base, len) == 0;
+}
+
+/*
+ * skip_processes: MIRRORD_SKIP_PROCESSES="name;name" (file names of executables, or path parts
+ * holding a '/') leaves those programs untouched; their children still check for themselves, since
+ * LD_PRELOAD stays.
+ */
+static bool skipped_process(const char *exe)
+{
+    const char *list = layer_setting("MIRRORD_SKIP_PROCESSES");
+    if (!list || !*list) return false;
     for (const char *p = list; *p;) {
         const char *end = strchr(p, ';');
         size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (len == blen && strncmp(p, base, len) == 0) {
-            layer_log(LOG_DEBUG, "%s is in skip_processes: not intercepted", base);
+        if (names_exe(p, len, exe)) {
+            layer_log(LOG_DEBUG, "%s is in skip_processes: not intercepted", exe);
             return true;
         }
         p += len + (end ? 1 : 0);
     }
     return false;
+}
+
+/* No variable names an intproxy: a devcontainer session, if its file is live and this process is
+ * one it covers (not the daemon or its children, not the mirrord CLI itself). */
+static const char *session_from_file(const char *exe)
+{
+    if (getenv(SESSION_DAEMON_MARK) || !session_file_load()) return NULL;
+    config.from_file = true;
+    const char *cli = session_file_get("mirrord.exe");
+    if (cli && strcmp(cli, exe) == 0) {
+        layer_log(LOG_DEBUG, "the mirrord CLI is not intercepted");
+        return NULL;
+    }
+    return session_file_get("MIRRORD_LAYER_ADDR");
 }
 
 static void init_once_body(void)
@@ -115,12 +152,18 @@ static void init_once_body(void)
     long ms = timeout ? strtol(timeout, NULL, 10) : 0;
     config.timeout_ms = ms > 0 ? (int)ms : DEFAULT_TIMEOUT_MS;
 
+    char exe[4096];
+    if (!own_exe(exe, sizeof exe)) exe[0] = '\0';
     const char *addr = getenv("MIRRORD_LAYER_ADDR");
+    /* A set-user/group-ID program is never intercepted: /etc/ld.so.preload loads the layer into it
+     * too, and its traffic and files must not follow settings an unprivileged user chose. */
+    if (getauxval(AT_SECURE)) addr = NULL;
+    else if (!addr || !*addr) addr = session_from_file(exe);
     if (addr && *addr) {
         config.enabled = parse_addr(addr, &config.intproxy);
         if (!config.enabled) layer_log(LOG_ERROR, "ignoring invalid MIRRORD_LAYER_ADDR=%s", addr);
     }
-    if (config.enabled && skipped_process()) config.enabled = false;
+    if (config.enabled && skipped_process(exe)) config.enabled = false;
     exec_env_init();
     /* Set by the exec or spawn that started this image; a stale copy inherited from further up
      * names a process that is not our parent. */
@@ -145,7 +188,13 @@ const struct layer_config *layer_config(void)
 
 /* Early so settings are read before the program starts threads; hooks still call layer_init()
  * because another library's constructor may run before this one. */
-__attribute__((constructor)) static void layer_constructor(void) { layer_init(); }
+__attribute__((constructor)) static void layer_constructor(void)
+{
+    layer_init();
+    /* Here rather than in init: setenv allocates, and init may run inside the allocator's own
+     * first call. With `mirrord exec` the CLI merged the environment before starting the program. */
+    if (config.enabled && config.from_file) session_file_apply_env();
+}
 
 void layer_log(int level, const char *fmt, ...)
 {

@@ -9,7 +9,8 @@
 enum layer_log_level { LOG_OFF = 0, LOG_ERROR = 1, LOG_DEBUG = 2 };
 
 struct layer_config {
-    bool enabled;                /* MIRRORD_LAYER_ADDR set and valid */
+    bool enabled;                /* MIRRORD_LAYER_ADDR (or the session file's) set and valid */
+    bool from_file;              /* settings from a live devcontainer session file (session_file.c) */
     struct sockaddr_in intproxy; /* where the intproxy listens */
     int log_level;
     int timeout_ms; /* receive timeout on the intproxy connection */
@@ -18,6 +19,9 @@ struct layer_config {
 /* Idempotent, safe from any thread and from other libraries' constructors. */
 void layer_init(void);
 const struct layer_config *layer_config(void);
+
+/* A MIRRORD_* setting: from the session file when the session came from there, else the environment. */
+const char *layer_setting(const char *name);
 
 /* True while this thread runs layer code: hooks then go straight to libc. */
 bool layer_inside(void);

@@ -1,0 +1,78 @@
+import { closeSync, writeSync } from 'node:fs';
+import { flagOverrides } from '../config/flags.js';
+import { loadConfig } from '../config/load.js';
+import { mergeEnv } from '../env/merge.js';
+import { ExitCode, MirrordError } from '../../common/errors.js';
+import type { Logger } from '../../common/log.js';
+import { quietProgress } from '../progress.js';
+import { sessionSettings } from '../session/from-config.js';
+import { inProcess } from '../session/in-process.js';
+import { startSession } from '../session/session.js';
+import { targetFrom } from '../target.js';
+import { DEFAULT_SKIP, preloadMode, type DevcontainerFlags } from './options.js';
+import { writeLockedSessionFile } from './session-file.js';
+import { ensureDir, statePaths, writeDaemonInfo } from './state.js';
+
+/** What the daemon tells `start` on descriptor 3, one JSON line, once. */
+export type DaemonReport = { ok: true; pid: number; target: string } | { ok: false; message: string };
+
+/** The descriptor `start` reads the report from. */
+export const REPORT_FD = 3;
+
+function report(r: DaemonReport): void {
+  try {
+    writeSync(REPORT_FD, JSON.stringify(r) + '\n');
+    closeSync(REPORT_FD);
+  } catch {
+    // started by hand, without the pipe: the log says the same
+  }
+}
+
+/**
+ * The session daemon of a dev container (`mirrord devcontainer daemon`, started by `start`): the
+ * intproxy and the agent link in this process, as with `mirrord exec`, and the session file that
+ * every process's layer reads, locked for as long as this process lives. It ends when the link to
+ * the agent drops (the agent then leaves too), on SIGTERM (`stop`), or with the container.
+ * `cliExe`: this executable when it is the single executable, so the layer leaves the CLI alone.
+ */
+export async function runDaemon(flags: DevcontainerFlags, log: Logger, cliExe: string): Promise<number> {
+  const paths = statePaths();
+  let session: Awaited<ReturnType<typeof startSession>> | undefined;
+  try {
+    preloadMode(flags);
+    const { config } = await loadConfig({ file: flags.configFile, overrides: flagOverrides(flags) });
+    const target = targetFrom(config, flags.namespace);
+    const settings = sessionSettings(config);
+    const skip = [...DEFAULT_SKIP, ...(settings.skipProcesses ?? []), ...(flags.skip ? flags.skip.split(';').filter(Boolean) : [])];
+    session = await startSession({ target, ...settings, skipProcesses: skip, intproxy: inProcess(), log, progress: quietProgress });
+    // Only what the rules let through, without the dev container's own variables: the layer applies it over each process's.
+    const { env } = mergeEnv({}, await session.host.remoteEnv(), session.features.env);
+    ensureDir(paths);
+    const held = writeLockedSessionFile(paths.session, { settings: await session.layerEnv(), cliExe, env });
+    writeDaemonInfo(paths, { pid: process.pid, target: session.targetDisplay, started: new Date().toISOString(), preload: preloadMode(flags) });
+    const s = session;
+    let ending = false;
+    const end = async (code: number, why: string) => {
+      if (ending) return;
+      ending = true;
+      log.warn(`session ends: ${why}`);
+      held.release();
+      await s.close().catch(() => undefined);
+      process.exit(code);
+    };
+    session.onLinkLost((reason) => void end(1, `lost the link to the agent (${reason})`));
+    for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => void end(0, sig));
+    process.stderr.write(
+      `mirrord devcontainer: ${new Date().toISOString()} session ${session.id} live on ${session.targetDisplay}, intproxy ${session.host.layerAddr}\n`,
+    );
+    report({ ok: true, pid: process.pid, target: session.targetDisplay });
+    // The intproxy's listener and the agent link keep this process alive from here on.
+    return await new Promise<number>(() => undefined);
+  } catch (err) {
+    await session?.close().catch(() => undefined);
+    const message = err instanceof MirrordError ? err.oneLine().replace(/^mirrord: /, '') : `internal error: ${(err as Error).stack ?? String(err)}`;
+    process.stderr.write(`mirrord devcontainer: ${message}\n`);
+    report({ ok: false, message });
+    return err instanceof MirrordError ? err.code : ExitCode.Internal;
+  }
+}

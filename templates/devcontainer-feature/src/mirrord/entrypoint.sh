@@ -1,0 +1,17 @@
+#!/bin/sh
+# Runs at every container start (a `docker restart` too), before postStartCommand. A session cannot
+# survive a restart, so what the last one left (the layer in /etc/ld.so.preload, the session file)
+# is cleared first; the layer already ignores a stale session file, this keeps the preload list
+# clean. Then, with the option start on, the session is started again in the background, from the
+# workspace folder postStartCommand last ran in: postStartCommand runs only when the tooling starts
+# the container, a plain `docker restart` runs only this. Its start and postStartCommand's are
+# serialised by mirrord (the second finds the session live). Then the container's own command.
+mirrord devcontainer stop >/dev/null 2>&1 || true
+. /usr/local/share/mirrord/options.env
+if [ "$MIRRORD_OPT_START" = true ]; then
+  (
+    cd "$(cat /run/mirrord/workspace 2>/dev/null || echo /)" 2>/dev/null || cd /
+    exec /usr/local/share/mirrord/post-start.sh
+  ) >/run/mirrord/entrypoint.log 2>&1 </dev/null &
+fi
+exec "$@"
