@@ -15,7 +15,9 @@ export interface TemplateContext {
 }
 
 const EXPR = /\{\{\s*([\s\S]*?)\s*\}\}/g;
-const GET_ENV = /^get_env\(\s*name\s*=\s*"([^"]*)"\s*(?:,\s*default\s*=\s*"([^"]*)"\s*)?\)$/;
+/** Tera's strings take double or single quotes (single ones are what a JSON file can hold unescaped). */
+const STR = `(?:"([^"]*)"|'([^']*)')`;
+const GET_ENV = new RegExp(`^get_env\\(\\s*name\\s*=\\s*${STR}\\s*(?:,\\s*default\\s*=\\s*${STR}\\s*)?\\)$`);
 
 export function renderTemplate(text: string, ctx: TemplateContext, file = 'the config file'): string {
   const env = ctx.env ?? process.env;
@@ -24,8 +26,9 @@ export function renderTemplate(text: string, ctx: TemplateContext, file = 'the c
     if (expr === 'git_branch') return (ctx.gitBranch ?? (() => gitBranch()))();
     const m = GET_ENV.exec(expr);
     if (m) {
-      const value = env[m[1]!] ?? m[2];
-      if (value === undefined) throw templateError(file, text, offset, `get_env: ${m[1]} is not set and has no default`);
+      const name = (m[1] ?? m[2])!;
+      const value = env[name] ?? m[3] ?? m[4];
+      if (value === undefined) throw templateError(file, text, offset, `get_env: ${name} is not set and has no default`);
       return value;
     }
     throw templateError(file, text, offset, `unknown template expression ${whole}`);
