@@ -129,7 +129,8 @@ column *here* says what each does in this tool:
 
 Before parsing, every file (JSON, YAML, TOML; not package.json) is rendered as mirrord's templates
 are: \`{{ key }}\` (the session key: \`MIRRORD_KEY\`, else the file's own \`key\`, else the user name),
-\`{{ git_branch }}\` and \`{{ get_env(name="X", default="y") }}\`. No \`target\` (or \`{namespace}\`
+\`{{ git_branch }}\` and \`{{ get_env(name="X", default="y") }}\`, each optionally with Tera's
+\`| default(value="z")\` for a missing value. No \`target\` (or \`{namespace}\`
 alone) is targetless.
 
 Summary: ${summary}.

@@ -8,6 +8,7 @@ import { expandKubeconfig } from '../../src/config/kubeconfig.js';
 import { ConfigError, loadConfig, validateConfig } from '../../src/config/load.js';
 import { levelOfFilter } from '../../src/config/log-level.js';
 import { resolveFeatures, skippedProcesses } from '../../src/config/schema.js';
+import { renderTemplate } from '../../src/config/template.js';
 import { parseTarget, targetFrom } from '../../src/target.js';
 
 /** mirrord's value shapes (issue 17, items 1, 2 and 5), each checked for acceptance and for what it resolves to. */
@@ -149,6 +150,16 @@ describe('mirrord semantics', () => {
     const noKey = await load('mirrord.json', '{"feature":{"env":{"override":{"K":"{{ key }}"}}}}');
     assert.equal(noKey.config.key, os.userInfo().username);
     assert.deepEqual(noKey.config.feature?.env?.override, { K: os.userInfo().username });
+  });
+  it("Tera's | default(value=...) covers a missing branch or variable", () => {
+    const noBranch = () => {
+      throw new Error('not a git checkout');
+    };
+    const ctx = { key: 'k', env: { SET: 'yes' }, gitBranch: noBranch };
+    assert.equal(renderTemplate(`{{ git_branch | default(value='main') }}`, ctx), 'main');
+    assert.equal(renderTemplate(`{{ get_env(name="UNSET") | default(value="d") }}-{{ get_env(name='SET')|default(value='d') }}`, ctx), 'd-yes');
+    assert.equal(renderTemplate('{{ key | default(value="x") }}', ctx), 'k');
+    assert.throws(() => renderTemplate('{{ git_branch }}', ctx), /not a git checkout/);
   });
   it('an unknown template expression is a config error naming its line', async () => {
     await assert.rejects(
