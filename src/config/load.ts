@@ -195,16 +195,26 @@ export function formatIssues(issues: z.core.$ZodIssue[]): ConfigProblem[] {
   });
 }
 
+/** What `false` stands for in each section mirrord lets be a bare boolean (`true` is `{}`), as the schema reads it. */
+const FALSE_MEANS: Record<string, Record<string, unknown>> = {
+  'feature.network': { incoming: { mode: 'off' }, outgoing: { tcp: false, udp: false }, dns: { enabled: false } },
+  'feature.network.incoming': { mode: 'off' },
+  'feature.network.outgoing': { tcp: false, udp: false },
+  'feature.network.dns': { enabled: false },
+  'feature.fs': { mode: 'local' },
+  'feature.env': { include: [] },
+};
+
 function applyOverrides(raw: unknown, overrides: ConfigOverrides): unknown {
   if (overrides.length === 0) return raw;
   const root: Record<string, unknown> = isPlainObject(raw) ? structuredClone(raw) : {};
   for (const { path: keys, value } of overrides) {
     let node = root;
-    for (const key of keys.slice(0, -1)) {
+    for (const [i, key] of keys.slice(0, -1).entries()) {
       const next = node[key];
       // mirrord's shorthand forms (a bare mode string or boolean) become objects when a flag adds to them.
       if (typeof next === 'string') node[key] = { mode: next };
-      else if (typeof next === 'boolean') node[key] = next ? {} : { enabled: false };
+      else if (typeof next === 'boolean') node[key] = next ? {} : structuredClone(FALSE_MEANS[keys.slice(0, i + 1).join('.')] ?? {});
       else if (!isPlainObject(next)) node[key] = {};
       node = node[key] as Record<string, unknown>;
     }

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { ExitCode, type MirrordError } from '../../common/errors.js';
 import { expandKubeconfig } from '../../src/config/kubeconfig.js';
+import { flagOverrides } from '../../src/config/flags.js';
 import { ConfigError, loadConfig, validateConfig } from '../../src/config/load.js';
 import { levelOfFilter } from '../../src/config/log-level.js';
 import { resolveFeatures, skippedProcesses } from '../../src/config/schema.js';
@@ -70,6 +71,26 @@ describe('mirrord value shapes', () => {
     assert.deepEqual(f.outgoing.filter?.local, ['cache:6379']);
     assert.deepEqual(f.dns.filter?.remote, ['.svc.cluster.local']);
     assert.deepEqual(f.incoming.http_filter?.ports, [8080]);
+  });
+  it('a flag adds to a section written as a bare boolean, keeping what the boolean meant', async () => {
+    const d = dir({
+      'mirrord.json': '{"target":"docker/x","feature":{"fs":false,"network":{"incoming":false,"outgoing":false,"dns":false},"env":false}}',
+      'package.json': '{}',
+    });
+    const { config } = await loadConfig({
+      cwd: d,
+      env: {},
+      overrides: flagOverrides({ steal: true, fsMode: 'write', remoteDns: false, includeEnv: 'A', outgoing: false }),
+    });
+    const f = resolveFeatures(config);
+    assert.deepEqual([f.fs.mode, f.incoming.mode, f.dns.enabled, f.outgoing.tcp, f.env.include], ['write', 'steal', false, false, ['A']]);
+    const net = await loadConfig({
+      cwd: dir({ 'mirrord.json': '{"target":"docker/x","feature":{"network":false}}', 'package.json': '{}' }),
+      env: {},
+      overrides: flagOverrides({ steal: true }),
+    });
+    const n = resolveFeatures(net.config);
+    assert.deepEqual([n.incoming.mode, n.outgoing.tcp, n.dns.enabled], ['steal', false, false]);
   });
   it('null is "not set", as in mirrord', () => {
     const c = validateConfig(JSON.parse('{"target":"docker/x","kubeconfig":null,"agent":{"image":null}}') as unknown);
