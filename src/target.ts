@@ -15,6 +15,11 @@ const KUBE_KINDS = ['pod', 'deployment', 'statefulset', 'rollout', 'job', 'cronj
 
 const USAGE = 'Use docker/NAME_OR_ID, pod/NAME[/container/C], deployment/NAME[/container/C], statefulset/, rollout/, job/, cronjob/, service/ or targetless';
 
+/** Kinds mirrord's files may name that no platform here can run yet: parsed, then refused at session start. */
+const NOT_RUNNABLE: Record<string, string> = {
+  replicaset: 'target a pod of the ReplicaSet with pod/NAME, or the Deployment that owns it with deployment/NAME',
+};
+
 export function parseTarget(text: string, namespace?: string): TargetSpec {
   const t = text.trim();
   if (t === 'targetless') return namespace ? { kind: 'targetless', namespace } : { kind: 'targetless' };
@@ -32,6 +37,10 @@ export function parseTarget(text: string, namespace?: string): TargetSpec {
       return { kind: kind as (typeof KUBE_KINDS)[number], name, container: rest[1], namespace };
     }
   }
+  const why = NOT_RUNNABLE[kind ?? ''];
+  if (why && name && (rest.length === 0 || (rest.length === 2 && rest[0] === 'container' && rest[1]))) {
+    throw new MirrordError(`${kind}/${name}: ${kind} targets cannot run here yet`, ExitCode.Target, why.charAt(0).toUpperCase() + why.slice(1));
+  }
   throw badTarget(text);
 }
 
@@ -45,12 +54,9 @@ export function formatTarget(t: TargetSpec): string {
   return `${t.kind}/${t.name}${t.container ? `/container/${t.container}` : ''}`;
 }
 
-/** The config's target (after -t), as a TargetSpec; `-n` wins over target.namespace. */
+/** The config's target (after -t), as a TargetSpec; `-n` wins over target.namespace. No target is targetless, as in mirrord. */
 export function targetFrom(cfg: { target?: string | { path?: string; namespace?: string } }, namespace?: string): TargetSpec {
   const t = cfg.target;
-  const text = typeof t === 'string' ? t : t?.path;
-  if (!text) {
-    throw new MirrordError('no target given', ExitCode.Usage, 'Pass -t docker/NAME_OR_ID or set "target" in the config file');
-  }
+  const text = (typeof t === 'string' ? t : t?.path) || 'targetless';
   return parseTarget(text, namespace ?? (typeof t === 'object' ? t.namespace : undefined));
 }

@@ -1,10 +1,14 @@
 import { existsSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
-import { cosmiconfig, type Loader } from 'cosmiconfig';
+import { cosmiconfig, defaultLoaders, type Loader } from 'cosmiconfig';
 import { parse as parseToml } from 'smol-toml';
+import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { ExitCode, MirrordError } from '../../common/errors.js';
+import { expandKubeconfig } from './kubeconfig.js';
 import { configSchema, type MirrordConfig } from './schema.js';
+import { gitBranch, renderTemplate } from './template.js';
 
 export const SEARCH_PLACES = [
   '.mirrord/mirrord.json',
@@ -22,10 +26,19 @@ export const SEARCH_PLACES = [
   'package.json',
 ];
 
-const tomlLoader: Loader = (_file, content) => parseToml(content);
+/** The user name, the default session key (`{{ key }}`) when neither MIRRORD_KEY nor the file's `key` sets one. */
+export function defaultKey(env: NodeJS.ProcessEnv = process.env): string {
+  try {
+    return os.userInfo().username;
+  } catch {
+    return env.USER ?? 'mirrord';
+  }
+}
 
 export interface LoadedConfig {
   config: MirrordConfig;
+  /** What the file held (templates rendered, nulls dropped) with the flags applied: the keys the user set. */
+  raw: unknown;
   /** Where it came from, or undefined when no file was found (all defaults). */
   filepath?: string;
 }
@@ -53,14 +66,19 @@ export class ConfigError extends MirrordError {
 /** Flag values that override the file; applied before validation so they are checked the same way. */
 export type ConfigOverrides = Array<{ path: string[]; value: unknown }>;
 
-export async function loadConfig(opts: { file?: string; cwd?: string; env?: NodeJS.ProcessEnv; overrides?: ConfigOverrides }): Promise<LoadedConfig> {
+export interface LoadOptions {
+  file?: string;
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  overrides?: ConfigOverrides;
+  /** The session key from the command line; MIRRORD_KEY wins, then this, then the file's `key`, then the user name. */
+  key?: string;
+}
+
+export async function loadConfig(opts: LoadOptions): Promise<LoadedConfig> {
   const env = opts.env ?? process.env;
   const cwd = opts.cwd ?? process.cwd();
-  const explorer = cosmiconfig('mirrord', {
-    searchPlaces: SEARCH_PLACES,
-    searchStrategy: 'project',
-    loaders: { '.toml': tomlLoader, noExt: tomlOrJson() },
-  });
+  const explorer = cosmiconfig('mirrord', { searchPlaces: SEARCH_PLACES, searchStrategy: 'project', loaders: templatedLoaders(env, opts.key) });
 
   const explicit = opts.file ?? (env.MIRRORD_CONFIG_FILE || undefined);
   let raw: unknown = {};
@@ -90,11 +108,70 @@ export async function loadConfig(opts: { file?: string; cwd?: string; env?: Node
       { cause: err },
     );
   }
-  return { config: validateConfig(applyOverrides(raw, opts.overrides ?? []), filepath), filepath };
+  const given = applyOverrides(withoutNulls(raw), opts.overrides ?? []);
+  const config = validateConfig(given, filepath);
+  config.key = env.MIRRORD_KEY || opts.key || config.key || defaultKey(env);
+  if (config.kubeconfig) config.kubeconfig = expandKubeconfig(config.kubeconfig, env, cwd);
+  // No target is targetless (mirrord's rule), in the target's namespace when {namespace} is given alone.
+  const t = config.target;
+  if (t === undefined || (typeof t === 'object' && !t.path))
+    config.target = { path: 'targetless', ...(typeof t === 'object' && t.namespace ? { namespace: t.namespace } : {}) };
+  return { config, raw: given, filepath };
+}
+
+/** mirrord reads `null` as "not set" (its keys are Options); so do we, before validation. */
+export function withoutNulls(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(withoutNulls);
+  if (!isPlainObject(v)) return v;
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(v)) if (x !== null) out[k] = withoutNulls(x);
+  return out;
+}
+
+/**
+ * mirrord renders its config files as templates before parsing them, in every format; so do the
+ * loaders here. package.json is not a mirrord file and is read as it is.
+ */
+function templatedLoaders(env: NodeJS.ProcessEnv, cliKey: string | undefined): Record<string, Loader> {
+  const render = (file: string, content: string): string => {
+    if (path.basename(file) === 'package.json' || !content.includes('{{')) return content;
+    const key = env.MIRRORD_KEY || cliKey || fileKey(file, content, env) || defaultKey(env);
+    return renderTemplate(content, { key, env, gitBranch: () => gitBranch(path.dirname(file)) }, file);
+  };
+  const json = defaultLoaders['.json'];
+  const yaml = defaultLoaders['.yaml'];
+  return {
+    '.json': (f, c) => json(f, render(f, c)),
+    '.yaml': (f, c) => yaml(f, render(f, c)),
+    '.yml': (f, c) => yaml(f, render(f, c)),
+    '.toml': (f, c) => parseToml(render(f, c)),
+    noExt: (f, c) => tomlOrJson()(f, render(f, c)),
+  };
+}
+
+/**
+ * The file's top-level `key`, read before the rest is rendered (it is what `{{ key }}` stands for),
+ * itself rendered without `{{ key }}`; undefined when the raw file does not parse or has none.
+ */
+function fileKey(file: string, content: string, env: NodeJS.ProcessEnv): string | undefined {
+  let raw: unknown;
+  try {
+    const ext = path.extname(file);
+    raw = ext === '.toml' ? parseToml(content) : ext === '.yaml' || ext === '.yml' ? parseYaml(content) : JSON.parse(content);
+  } catch {
+    return undefined;
+  }
+  const key = isPlainObject(raw) ? raw.key : undefined;
+  if (typeof key !== 'string') return undefined;
+  try {
+    return renderTemplate(key, { key: defaultKey(env), env, gitBranch: () => gitBranch(path.dirname(file)) }, file);
+  } catch {
+    return undefined; // the whole file's rendering reports it, with its line
+  }
 }
 
 export function validateConfig(raw: unknown, filepath?: string): MirrordConfig {
-  const result = configSchema.safeParse(raw ?? {});
+  const result = configSchema.safeParse(withoutNulls(raw ?? {}));
   if (!result.success) throw new ConfigError(formatIssues(result.error.issues), filepath);
   return result.data;
 }
@@ -108,21 +185,36 @@ export function formatIssues(issues: z.core.$ZodIssue[]): ConfigProblem[] {
     let message = issue.message;
     if (issue.code === 'invalid_value') message = `expected one of ${issue.values.map(String).join('|')}`;
     else if (issue.code === 'invalid_type') message = `expected ${issue.expected}`;
-    else if (issue.code === 'invalid_union') message = 'has the wrong type';
+    else if (issue.code === 'invalid_union') {
+      // A refusal inside one branch (a label target, say) says more than "wrong type".
+      const custom = issue.errors.flat().filter((i) => i.code === 'custom');
+      if (custom.length) return formatIssues(custom.map((i) => ({ ...i, path: [...issue.path, ...i.path] })));
+      message = 'has the wrong type';
+    }
     return [{ path: base || '(root)', message }];
   });
 }
+
+/** What `false` stands for in each section mirrord lets be a bare boolean (`true` is `{}`), as the schema reads it. */
+const FALSE_MEANS: Record<string, Record<string, unknown>> = {
+  'feature.network': { incoming: { mode: 'off' }, outgoing: { tcp: false, udp: false }, dns: { enabled: false } },
+  'feature.network.incoming': { mode: 'off' },
+  'feature.network.outgoing': { tcp: false, udp: false },
+  'feature.network.dns': { enabled: false },
+  'feature.fs': { mode: 'local' },
+  'feature.env': { include: [] },
+};
 
 function applyOverrides(raw: unknown, overrides: ConfigOverrides): unknown {
   if (overrides.length === 0) return raw;
   const root: Record<string, unknown> = isPlainObject(raw) ? structuredClone(raw) : {};
   for (const { path: keys, value } of overrides) {
     let node = root;
-    for (const key of keys.slice(0, -1)) {
+    for (const [i, key] of keys.slice(0, -1).entries()) {
       const next = node[key];
       // mirrord's shorthand forms (a bare mode string or boolean) become objects when a flag adds to them.
       if (typeof next === 'string') node[key] = { mode: next };
-      else if (typeof next === 'boolean') node[key] = next ? {} : { enabled: false };
+      else if (typeof next === 'boolean') node[key] = next ? {} : structuredClone(FALSE_MEANS[keys.slice(0, i + 1).join('.')] ?? {});
       else if (!isPlainObject(next)) node[key] = {};
       node = node[key] as Record<string, unknown>;
     }

@@ -1,137 +1,17 @@
 import { z } from 'zod';
+import { agentSchema } from './agent-schema.js';
+import { dnsObject, envObject, featureSchema, fsObject, incomingObject, outgoingObject } from './feature-schema.js';
+import { anything, boolOr, byteSize, semicolonList, stringOrList } from './shapes.js';
+import { NEEDS_OPERATOR, differs, noEffect, ours, refused } from './status.js';
+import { targetSchema } from './target-schema.js';
 
 /**
  * The one schema of the configuration file. Types, defaults, `verify-config`, docs/configuration.md
  * and the shipped JSON Schema (`schema/mirrord.schema.json`) all come from here. Keys keep mirrord's
- * own names so that an existing `mirrord.json` works unchanged.
+ * own names so that an existing `mirrord.json` works unchanged: every key of mirrord's open-source
+ * configuration is accepted, and its status here (src/config/status.ts) is in the metadata.
  */
 
-/** `"A;B"` or `["A", "B"]`, as mirrord accepts both. */
-const semicolonList = z.union([z.string(), z.array(z.string())]).transform((v) =>
-  typeof v === 'string'
-    ? v
-        .split(';')
-        .map((s) => s.trim())
-        .filter(Boolean)
-    : v,
-);
-
-const port = z.number().int().min(1).max(65535);
-
-const trafficFilter = z
-  .strictObject({
-    remote: z
-      .array(z.string())
-      .optional()
-      .describe('Only the matches are remote (connected or resolved through the target); everything else stays local. Set this list or local, not both.'),
-    local: z.array(z.string()).optional().describe('The matches stay local; everything else is remote. Set this list or remote, not both.'),
-  })
-  .refine((f) => !(f.remote && f.local), { message: 'set either remote or local, not both' });
-
-const httpFilter = z.strictObject({
-  header_filter: z
-    .string()
-    .optional()
-    .describe(
-      'Regex (case-insensitive) matched against each request header written as "Name: value". In steal mode only matching requests are stolen; every filter that is set must match.',
-    ),
-  path_filter: z.string().optional().describe('Regex (case-insensitive) matched against the request path, with and without its query.'),
-  method_filter: z.string().optional().describe('Regex (case-insensitive) matched against the request method.'),
-  ports: z.array(port).optional().describe('Ports the HTTP filter applies to (default: all stolen ports); other stolen ports are stolen whole.'),
-});
-
-const incomingMode = z.enum(['mirror', 'steal', 'off']);
-
-const incomingObject = z.strictObject({
-  mode: incomingMode.default('mirror').describe('mirror: copy incoming traffic to the local program; steal: take it; off: neither.'),
-  ports: z.array(port).optional().describe('Only these remote ports are subscribed (default: all).'),
-  ignore_ports: z.array(port).default([]).describe('Local listening ports that are never subscribed.'),
-  port_mapping: z
-    .array(z.tuple([port, port]))
-    .default([])
-    .describe("[[local, remote], ...]: a local listener on port local receives the target's port remote."),
-  http_filter: httpFilter.optional().describe('Steal mode: only the HTTP requests that match go to the local program, the others to the real application.'),
-});
-
-const outgoingObject = z.strictObject({
-  tcp: z.boolean().default(true).describe('Outgoing TCP connections leave from the target.'),
-  udp: z
-    .boolean()
-    .default(true)
-    .describe("Outgoing UDP (connected sockets and sendto) leaves from the target's network; UDP to port 53 also follows dns.enabled."),
-  ignore_localhost: z.boolean().default(false).describe('Connections to 127.0.0.0/8 and ::1 stay local.'),
-  filter: trafficFilter
-    .optional()
-    .describe(
-      'Entries are [tcp://|udp://][name|ip|cidr][:port]. A name matches the IPs the program resolved it to through the agent, so local: ["cache:6379"] matches a connection to the IP that cache resolved to.',
-    ),
-});
-
-const dnsObject = z.strictObject({
-  enabled: z.boolean().default(true).describe('Host names are resolved by the agent, as the target would; false (or dns: false) resolves them locally.'),
-  filter: trafficFilter
-    .optional()
-    .describe(
-      'Which names are resolved remotely (remote) or locally (local). Entries are [name|ip|cidr][:port]; a name matches exactly, or as a suffix when written with a leading dot (.svc.cluster.local).',
-    ),
-});
-
-const fsMode = z.enum(['read', 'write', 'local', 'localwithoverrides']);
-/** Regexes (JavaScript syntax), as a list or `;`-separated; each must compile. */
-const regexList = semicolonList.superRefine((list, ctx) => {
-  for (const src of list) {
-    try {
-      new RegExp(src);
-    } catch (err) {
-      ctx.addIssue({ code: 'custom', message: `invalid regex ${JSON.stringify(src)}: ${(err as Error).message}` });
-    }
-  }
-});
-const fsObject = z.strictObject({
-  mode: fsMode
-    .default('read')
-    .describe(
-      'read: reads from the target, writes local; write: reads and writes in the target; local: nothing remote; localwithoverrides: local except the lists below.',
-    ),
-  read_write: regexList
-    .optional()
-    .describe('Paths read and written in the target. Regexes (JavaScript syntax, "A;B" or a list), matched anywhere in the path unless anchored with ^.'),
-  read_only: regexList.optional().describe('Paths read from the target; opening them for writing is local. Regexes, as read_write.'),
-  local: regexList.optional().describe('Paths that are always local. Regexes, as read_write.'),
-  not_found: regexList.optional().describe('Paths that do not exist for the program (ENOENT). Regexes, as read_write.'),
-});
-
-const envObject = z.strictObject({
-  include: semicolonList.optional().describe('Only remote variables matching these patterns are merged (default: all). "A;B_*" or a list; * and ? wildcards.'),
-  exclude: semicolonList.optional().describe('Remote variables matching these patterns are dropped ("A;B_*" or a list).'),
-  override: z.record(z.string(), z.string()).optional().describe('{NAME: value}, set last, over local and remote values and env_file.'),
-  env_file: z.string().optional().describe('A dotenv file applied over the remote environment.'),
-});
-
-const SIZE_UNITS: Record<string, number> = {
-  '': 1,
-  b: 1,
-  k: 1024,
-  kb: 1024,
-  kib: 1024,
-  m: 1024 ** 2,
-  mb: 1024 ** 2,
-  mib: 1024 ** 2,
-  g: 1024 ** 3,
-  gb: 1024 ** 3,
-  gib: 1024 ** 3,
-};
-/** A byte count: a number, or a string with a unit (`"512KiB"`, `"64MiB"`, `"1GiB"`; powers of 1024). */
-const byteSize = z.union([z.number().int().min(0), z.string()]).transform((v, ctx) => {
-  if (typeof v === 'number') return v;
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(v);
-  const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
-  if (!m || unit === undefined) {
-    ctx.addIssue({ code: 'custom', message: `expected a size like 512KiB, 64MiB or 1GiB, got ${JSON.stringify(v)}` });
-    return z.NEVER;
-  }
-  return Math.floor(Number(m[1]) * unit);
-});
 export const DEFAULT_MOUNTS_MAX_SIZE = 100 * 1024 * 1024;
 const mountsObject = z.strictObject({
   sync: z.boolean().default(true).describe("Copy the target's volumes and bind mounts into the container at the same paths before it starts."),
@@ -142,101 +22,213 @@ const mountsObject = z.strictObject({
     ),
 });
 
-/** mirrord lets several sections be a bare boolean or mode string; normalise them to objects. */
-const boolOr = <T extends z.ZodTypeAny>(obj: T, whenFalse: unknown, whenTrue: unknown = {}) =>
-  z.preprocess((v) => (v === false ? whenFalse : v === true ? whenTrue : v), obj);
+const seconds = z.number().int().min(0);
+/**
+ * mirrord's internal proxy (its intproxy process) and external proxy (of mirrord container). Ours
+ * is in the CLI process (exec) or the sidecar (container), living exactly as long as the session.
+ */
+function proxyKeys(name: string, where: string) {
+  const why = (k: string) => noEffect(`${where}: ${k}`);
+  return {
+    start_idle_timeout: seconds
+      .optional()
+      .describe(`Seconds mirrord's ${name} waits for its first connection.`)
+      .meta(why('it lives exactly as long as the session')),
+    idle_timeout: seconds.optional().describe(`Seconds mirrord's ${name} stays without connections.`).meta(why('it lives exactly as long as the session')),
+    log_level: z.string().optional().describe(`Log level (RUST_LOG filter) of mirrord's ${name}.`).meta(why("its log is the CLI's: MIRRORD_LOG=debug")),
+    log_destination: z.string().optional().describe(`Log file of mirrord's ${name}.`).meta(why("its log goes to stderr with the CLI's")),
+    json_log: z.boolean().optional().describe(`Logs of mirrord's ${name} as JSON.`).meta(why("its log lines are the CLI's")),
+  };
+}
+const INTPROXY = 'our intproxy runs inside the CLI (exec) or the sidecar (container)';
+const EXTPROXY = 'mirrord container runs no external proxy here (the sidecar holds the intproxy)';
+const internalProxy = z
+  .strictObject({
+    ...proxyKeys('internal proxy', INTPROXY),
+    socket_timeout: seconds
+      .optional()
+      .describe("Socket timeout of mirrord's internal proxy.")
+      .meta(noEffect(`${INTPROXY}: its sockets have no idle timeout`)),
+    ping_interval: seconds
+      .optional()
+      .describe("Seconds between pings of mirrord's internal proxy to the agent.")
+      .meta(noEffect(`${INTPROXY}: the link pings every 5 s (docs/protocol.md)`)),
+    process_logging_interval: seconds
+      .optional()
+      .describe('Seconds between logs of the connected processes.')
+      .meta(noEffect(`${INTPROXY}: not logged periodically`)),
+  })
+  .optional()
+  .describe("mirrord's internal proxy: here the intproxy, inside the CLI process or the sidecar.");
+const externalProxy = z
+  .strictObject({
+    ...proxyKeys('external proxy', EXTPROXY),
+    host_ip: z
+      .string()
+      .optional()
+      .describe("Address mirrord's external proxy listens on.")
+      .meta(noEffect(`${EXTPROXY}: nothing listens on the host`)),
+    tls_enable: z
+      .boolean()
+      .optional()
+      .describe("TLS between mirrord's two proxies.")
+      .meta(noEffect(`${EXTPROXY}: no proxy-to-proxy connection`)),
+  })
+  .optional()
+  .describe("mirrord's external proxy of mirrord container: here the sidecar holds the intproxy.");
+
+/** Build tools mirrord leaves alone with skip_build_tools (its list, word for word). */
+export const BUILD_TOOLS = [
+  'as',
+  'cc',
+  'ld',
+  'go',
+  'air',
+  'asm',
+  'cc1',
+  'cgo',
+  'dlv',
+  'gcc',
+  'git',
+  'link',
+  'math',
+  'cargo',
+  'hpack',
+  'rustc',
+  'compile',
+  'collect2',
+  'cargo-watch',
+  'debugserver',
+];
+
+const containerNoEffect = (why: string) => noEffect(`the sidecar is ours: ${why}`);
 
 export const configSchema = z.strictObject({
   $schema: z
     .string()
     .optional()
-    .describe('Path or URL of a JSON Schema for editor completion (schema/mirrord.schema.json ships with the package); not used by mirrord.'),
-  target: z
-    .union([
-      z.string(),
-      z.strictObject({
-        path: z.string().optional().describe('The target string.'),
-        namespace: z.string().optional().describe("Kubernetes: namespace of the target (-n wins; default: the kube context's namespace, then default)."),
-      }),
-    ])
+    .describe('Path or URL of a JSON Schema for editor completion (schema/mirrord.schema.json ships with the package); not used by mirrord.')
+    .meta(ours),
+  target: targetSchema,
+  kubeconfig: z
+    .string()
     .optional()
-    .describe('The target: docker/NAME_OR_ID, pod/NAME[/container/C], deployment/NAME, ..., or targetless (-t wins); or {path, namespace}.'),
-  kubeconfig: z.string().optional().describe('Kubernetes: kubeconfig file (default KUBECONFIG, then ~/.kube/config).'),
+    .describe(
+      'Kubernetes: kubeconfig file (default KUBECONFIG, then ~/.kube/config); ~ and $VAR are expanded, and a colon-separated list is read as KUBECONFIG would be.',
+    )
+    .meta(differs('a list is read as its first file that exists (kubectl merges them)')),
   kube_context: z.string().optional().describe('Kubernetes: context of the kubeconfig to use (default: its current context).'),
-  agent: z
-    .strictObject({
-      image: z
-        .string()
-        .optional()
-        .describe(
-          'Agent image (default mirrord-agent:<hash of its recipe>). Docker: built locally from this package when missing. Kubernetes: the nodes must be able to pull it or have it loaded.',
-        ),
-      image_pull_policy: z.enum(['Always', 'IfNotPresent', 'Never']).optional().describe('Kubernetes: pull policy of the agent image (default IfNotPresent).'),
-      image_pull_secrets: z.array(z.string()).optional().describe('Kubernetes: names of Secrets used to pull the agent image.'),
-      namespace: z
-        .string()
-        .optional()
-        .describe("Kubernetes: namespace of the agent Job (default: the target's; targetless: the namespace the session runs in)."),
-      labels: z.record(z.string(), z.string()).optional().describe('Kubernetes: labels added to the agent Job and pod.'),
-      annotations: z.record(z.string(), z.string()).optional().describe('Kubernetes: annotations added to the agent Job and pod.'),
-      tolerations: z
-        .array(z.record(z.string(), z.unknown()))
-        .optional()
-        .describe("Kubernetes: tolerations of the agent pod; they replace the default, which tolerates every taint (to run on the target's node)."),
-      resources: z
-        .record(z.string(), z.unknown())
-        .optional()
-        .describe('Kubernetes: resources of the agent container (requests/limits); they replace the default small requests.'),
-      ttl: z.number().int().min(0).default(1).describe('Kubernetes: seconds the agent waits after its last client left before exiting.'),
-      ephemeral: z.boolean().default(false).describe('Kubernetes: run the agent as an ephemeral container in the target pod instead of a Job on its node.'),
-      privileged: z.boolean().default(false).describe('Run the agent privileged instead of with the few capabilities it needs.'),
-      startup_timeout: z.number().int().min(1).default(60).describe("Seconds to wait for the agent's handshake."),
-      log_level: z
-        .enum(['error', 'warn', 'info', 'debug', 'trace'])
-        .default('warn')
-        .describe("Agent log level, shown on stderr with MIRRORD_LOG=debug (set debug for the agent's own detail)."),
-    })
-    .default({ ttl: 1, ephemeral: false, privileged: false, startup_timeout: 60, log_level: 'warn' })
-    .describe('The agent: the short-lived process that joins the target for the session.'),
-  feature: z
-    .strictObject({
-      network: z
-        .strictObject({
-          incoming: z
-            .preprocess((v) => (typeof v === 'string' ? { mode: v } : v), incomingObject)
-            .optional()
-            .describe('The target\'s incoming traffic. The whole section may be just the mode string ("incoming": "steal").'),
-          outgoing: boolOr(outgoingObject, { tcp: false, udp: false })
-            .optional()
-            .describe('Outgoing connections. false is shorthand for {tcp: false, udp: false}.'),
-          dns: boolOr(dnsObject, { enabled: false }).optional().describe('Host name resolution. false is shorthand for {enabled: false}.'),
-        })
-        .optional()
-        .describe('Network features: incoming, outgoing, DNS.'),
-      fs: z
-        .preprocess((v) => (typeof v === 'string' ? { mode: v } : v), fsObject)
-        .optional()
-        .describe('Remote files. The section may be just the mode string ("fs": "write").'),
-      env: boolOr(envObject, { include: [] }).optional().describe('The remote environment. false is shorthand for {include: []}: no remote variable.'),
-    })
+  key: z
+    .string()
     .optional()
-    .describe('What of the target the program gets: network, files, environment.'),
+    .describe(
+      'Session key: what {{ key }} stands for in this file (MIRRORD_KEY wins; default: the user name). Often used in HTTP filters ("baggage: .*mirrord-session={{ key }}").',
+    )
+    .meta(differs('the default is the user name (mirrord generates a random one)')),
+  agent: agentSchema,
+  feature: featureSchema,
   container: z
     .strictObject({
       capture: z
         .enum(['off', 'namespace'])
         .default('off')
-        .describe('namespace: every outgoing TCP connection and DNS query of the container goes through the target, statically linked programs included.'),
-      cli_image: z.string().optional().describe('Accepted for compatibility with mirrord; not used yet.'),
+        .describe('namespace: every outgoing TCP connection and DNS query of the container goes through the target, statically linked programs included.')
+        .meta(ours),
       mounts: boolOr(mountsObject, { sync: false }, { sync: true })
         .optional()
-        .describe("The copy of the target's mounted files. false is shorthand for {sync: false}, true for {sync: true}."),
+        .describe("The copy of the target's mounted files. false is shorthand for {sync: false}, true for {sync: true}.")
+        .meta(ours),
+      cli_image: z.string().optional().describe("mirrord's CLI image for the sidecar.").meta(containerNoEffect('its image is built from this package')),
+      cli_image_lib_path: z
+        .string()
+        .optional()
+        .describe('Path of the layer inside cli_image.')
+        .meta(containerNoEffect('the layer is at /mirrord/libmirrord_layer.so')),
+      cli_prevent_cleanup: z
+        .boolean()
+        .optional()
+        .describe('Keep the sidecar container after the run.')
+        .meta(containerNoEffect('it is always removed (AutoRemove)')),
+      cli_tls_path: z.string().optional().describe("Path of the proxies' TLS certificate in the sidecar.").meta(containerNoEffect('no TLS between proxies')),
+      cli_extra_args: z
+        .array(z.string())
+        .optional()
+        .describe('Extra docker run arguments of the sidecar container.')
+        .meta(containerNoEffect('not wired yet; publish ports with the -p of your own docker run, the sidecar shares its network namespace')),
+      override_host_ip: z
+        .string()
+        .optional()
+        .describe('The IP the sidecar reaches the host at.')
+        .meta(containerNoEffect("it shares the container's network namespace and reaches nothing on the host")),
+      host_gateway_detection: z
+        .boolean()
+        .optional()
+        .describe("Reach the host through the runtime's host-gateway.")
+        .meta(containerNoEffect('it needs no way to the host')),
+      platform: z
+        .string()
+        .optional()
+        .describe('Platform of the container (linux/amd64, linux/arm64).')
+        .meta(containerNoEffect('not wired yet: pass --platform in your docker run')),
     })
     .optional()
     .describe('mirrord container only.'),
   skip_processes: semicolonList
     .optional()
     .describe('Executables (file names, "a;b" or a list) that run without interception; programs they start are still intercepted.'),
+  skip_build_tools: z
+    .boolean()
+    .default(false)
+    .describe(`Build tools (${BUILD_TOOLS.join(', ')}) run without interception, as with skip_processes; programs they start are still intercepted.`)
+    .meta(differs('default false: here git and go reach the target like any program (mirrord defaults to true)')),
+  skip_extra_build_tools: stringOrList.optional().describe('More executables skipped when skip_build_tools is true.'),
+  accept_invalid_certificates: z
+    .boolean()
+    .optional()
+    .describe("Accept the Kubernetes API server's certificate even when it does not verify.")
+    .meta(noEffect('not wired into the Kubernetes client yet: set insecure-skip-tls-verify in the kubeconfig')),
+  operator: z
+    .boolean()
+    .optional()
+    .superRefine((v, ctx) => {
+      if (v === true) ctx.addIssue({ code: 'custom', message: NEEDS_OPERATOR });
+    })
+    .describe("mirrord: use mirrord's operator. false is accepted (it never is used here); true is refused.")
+    .meta(refused(`true ${NEEDS_OPERATOR}`)),
+  profile: anything
+    .superRefine((_v, ctx) => ctx.addIssue({ code: 'custom', message: NEEDS_OPERATOR }))
+    .optional()
+    .describe('mirrord: a profile stored by the operator.')
+    .meta(refused(NEEDS_OPERATOR)),
+  multi_cluster: z
+    .boolean()
+    .optional()
+    .describe("mirrord: sessions across the operator's clusters.")
+    .meta(noEffect('only with the operator; without it, a single cluster')),
+  internal_proxy: internalProxy,
+  external_proxy: externalProxy,
+  telemetry: z.boolean().optional().describe("mirrord's usage statistics.").meta(noEffect('nothing is ever sent')),
+  api: z.boolean().optional().describe("mirrord's local session monitor socket.").meta(noEffect('no session monitor here')),
+  use_proxy: z
+    .boolean()
+    .optional()
+    .describe('Use the HTTP(S)_PROXY variables to reach the cluster.')
+    .meta(noEffect('the Kubernetes client does not use them yet')),
+  sip_binaries: stringOrList.optional().describe('macOS: binaries to patch for SIP.').meta(noEffect('macOS only; this tool runs programs on Linux')),
+  skip_sip: stringOrList.optional().describe('macOS: binaries never patched for SIP.').meta(noEffect('macOS only')),
+  experimental: z
+    .record(z.string(), anything)
+    .optional()
+    .describe("mirrord's experimental switches.")
+    .meta(noEffect("each is a workaround inside mirrord's own layer")),
+  startup_retry: z
+    .record(z.string(), anything)
+    .optional()
+    .describe('mirrord: retries while connecting to the cluster.')
+    .meta(noEffect('no retry settings here')),
+  ci: z.record(z.string(), anything).optional().describe('mirrord ci: settings of its CI sessions.').meta(noEffect('no mirrord ci command here')),
+  traceparent: z.string().optional().describe('OpenTelemetry trace parent of the session.').meta(noEffect('no tracing here')),
+  baggage: z.string().optional().describe('OpenTelemetry baggage of the session.').meta(noEffect('no tracing here')),
 });
 
 export type MirrordConfigInput = z.input<typeof configSchema>;
@@ -271,6 +263,12 @@ export function resolveFeatures(cfg: MirrordConfig): ResolvedFeatures {
     fs: f?.fs ?? fsObject.parse({}),
     env: f?.env ?? {},
   };
+}
+
+/** skip_processes, with mirrord's build tools (and skip_extra_build_tools) when skip_build_tools is on. */
+export function skippedProcesses(cfg: MirrordConfig): string[] | undefined {
+  const list = [...(cfg.skip_processes ?? []), ...(cfg.skip_build_tools ? [...BUILD_TOOLS, ...(cfg.skip_extra_build_tools ?? [])] : [])];
+  return list.length ? [...new Set(list)] : undefined;
 }
 
 export function jsonSchema(): object {

@@ -3,8 +3,10 @@ import { ExitCode, MirrordError } from '../../common/errors.js';
 
 /**
  * The templating mirrord applies to its config files before parsing them: `{{ key }}`,
- * `{{ git_branch }}` and `{{ get_env(name="X", default="y") }}`. Only these forms exist; anything
- * else inside `{{ }}` is an error naming its line, so a typo never reaches the parser as text.
+ * `{{ git_branch }}` and `{{ get_env(name="X", default="y") }}`, each optionally followed by Tera's
+ * `| default(value="z")`, used when the value is missing (no git branch, an unset variable). Only
+ * these forms exist; anything else inside `{{ }}` is an error naming its line, so a typo never
+ * reaches the parser as text.
  */
 export interface TemplateContext {
   /** The session key (`-k`, else the user name). */
@@ -15,18 +17,34 @@ export interface TemplateContext {
 }
 
 const EXPR = /\{\{\s*([\s\S]*?)\s*\}\}/g;
-const GET_ENV = /^get_env\(\s*name\s*=\s*"([^"]*)"\s*(?:,\s*default\s*=\s*"([^"]*)"\s*)?\)$/;
+/** Tera's strings take double or single quotes (single ones are what a JSON file can hold unescaped). */
+const STR = `(?:"([^"]*)"|'([^']*)')`;
+const GET_ENV = new RegExp(`^get_env\\(\\s*name\\s*=\\s*${STR}\\s*(?:,\\s*default\\s*=\\s*${STR}\\s*)?\\)$`);
+const DEFAULT_FILTER = new RegExp(`^([\\s\\S]*?)\\s*\\|\\s*default\\(\\s*value\\s*=\\s*${STR}\\s*\\)$`);
 
 export function renderTemplate(text: string, ctx: TemplateContext, file = 'the config file'): string {
   const env = ctx.env ?? process.env;
-  return text.replace(EXPR, (whole, expr: string, offset: number) => {
+  return text.replace(EXPR, (whole, inner: string, offset: number) => {
+    const filtered = DEFAULT_FILTER.exec(inner);
+    const expr = filtered ? filtered[1]! : inner;
+    const fallback = filtered ? (filtered[2] ?? filtered[3]) : undefined;
+    const missing = (what: string): string => {
+      if (fallback !== undefined) return fallback;
+      throw templateError(file, text, offset, what);
+    };
     if (expr === 'key') return ctx.key;
-    if (expr === 'git_branch') return (ctx.gitBranch ?? (() => gitBranch()))();
+    if (expr === 'git_branch') {
+      try {
+        return (ctx.gitBranch ?? (() => gitBranch()))();
+      } catch (err) {
+        if (fallback !== undefined) return fallback;
+        throw err;
+      }
+    }
     const m = GET_ENV.exec(expr);
     if (m) {
-      const value = env[m[1]!] ?? m[2];
-      if (value === undefined) throw templateError(file, text, offset, `get_env: ${m[1]} is not set and has no default`);
-      return value;
+      const name = (m[1] ?? m[2])!;
+      return env[name] ?? m[3] ?? m[4] ?? missing(`get_env: ${name} is not set and has no default`);
     }
     throw templateError(file, text, offset, `unknown template expression ${whole}`);
   });
@@ -37,7 +55,7 @@ function templateError(file: string, text: string, offset: number, what: string)
   return new MirrordError(
     `${file}:${line}: ${what}`,
     ExitCode.Config,
-    'Templates know {{ key }}, {{ git_branch }} and {{ get_env(name="NAME", default="VALUE") }}',
+    'Templates know {{ key }}, {{ git_branch }} and {{ get_env(name="NAME", default="VALUE") }}, each with an optional | default(value="VALUE")',
   );
 }
 

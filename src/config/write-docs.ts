@@ -1,43 +1,19 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { z } from 'zod';
-import { configSchema } from './schema.js';
+import { configKeys, type KeyDoc } from './keys.js';
+
+export { configKeys };
 
 /**
  * Writes docs/configuration.md from the schema in code (`npm run docs`): every key path with its type,
- * default and the `.describe()` text of schema.ts. test/unit/config-docs.test.ts fails when the
- * committed page differs from `configDocs()`. Types come from the JSON Schema of what a user writes
- * (`io: 'input'`, as schema/mirrord.schema.json); defaults from the parsed side (`io: 'output'`), so a
- * default that goes through a transform (container.mounts.max_size) is shown too.
+ * default, status here (honoured, differs, no effect, refused: the schema's metadata, src/config/status.ts)
+ * and the `.describe()` text of schema.ts. test/unit/config-docs.test.ts fails when the committed page
+ * differs from `configDocs()`. The keys themselves come from src/config/keys.ts.
  */
 
-type Json = {
-  type?: string | string[];
-  description?: string;
-  default?: unknown;
-  enum?: unknown[];
-  const?: unknown;
-  properties?: Record<string, Json>;
-  additionalProperties?: Json | boolean;
-  items?: Json | boolean;
-  prefixItems?: Json[];
-  anyOf?: Json[];
-  oneOf?: Json[];
-  allOf?: Json[];
-  minimum?: number;
-  maximum?: number;
-};
-
-export interface KeyDoc {
-  path: string;
-  type: string;
-  default: string;
-  description: string | undefined;
-}
-
 /** Sections of the page: a key goes to the longest prefix that matches; `see` is a page under docs/. */
-const SECTIONS: { prefix: string; title: string; see?: string; note?: string }[] = [
+const SECTIONS: { prefix: string; also?: string[]; title: string; see?: string; note?: string }[] = [
   { prefix: '', title: 'Target and cluster', see: 'targets.md' },
   { prefix: 'agent', title: 'Agent', see: 'kubernetes.md' },
   { prefix: 'feature', title: 'Features' },
@@ -57,86 +33,39 @@ const SECTIONS: { prefix: string; title: string; see?: string; note?: string }[]
     see: 'container.md',
     note: 'Used by `mirrord container` only: [container.md](container.md#mounted-files) (mounted files) and [container.md](container.md#namespace-level-capture) (capture).',
   },
-  { prefix: 'skip_processes', title: 'Processes', see: 'exec.md#child-processes' },
+  { prefix: 'skip_processes', also: ['skip_build_tools', 'skip_extra_build_tools'], title: 'Processes', see: 'exec.md#child-processes' },
+  { prefix: 'internal_proxy', also: ['external_proxy'], title: "mirrord's proxies" },
+  {
+    prefix: 'operator',
+    also: [
+      'profile',
+      'multi_cluster',
+      'accept_invalid_certificates',
+      'telemetry',
+      'api',
+      'use_proxy',
+      'sip_binaries',
+      'skip_sip',
+      'experimental',
+      'startup_retry',
+      'ci',
+      'traceparent',
+      'baggage',
+    ],
+    title: "mirrord's other keys",
+  },
 ];
 
-const MiB = 1024 * 1024;
+const STATUS_TEXT: Record<KeyDoc['status'], string> = {
+  honoured: 'honoured',
+  differs: 'honoured with differences',
+  'no-effect': 'no effect here',
+  refused: 'refused',
+  ours: 'ours (not in mirrord)',
+};
 
-function branches(s: Json): Json[] {
-  return s.anyOf ?? s.oneOf ?? s.allOf ?? [];
-}
-
-function typeName(s: Json | boolean | undefined): string {
-  if (s === undefined || s === true) return 'any';
-  if (s === false) return 'nothing';
-  if (s.enum) return s.enum.map((v) => JSON.stringify(v)).join(' | ');
-  if (s.const !== undefined) return JSON.stringify(s.const);
-  const alts = branches(s);
-  if (alts.length) return alts.map(typeName).join(' or ');
-  const t = Array.isArray(s.type) ? s.type.join(' or ') : s.type;
-  switch (t) {
-    case 'integer': {
-      if (s.minimum === 1 && s.maximum === 65535) return 'port';
-      if (s.minimum !== undefined && (s.maximum === undefined || s.maximum >= Number.MAX_SAFE_INTEGER)) return `integer >= ${s.minimum}`;
-      return 'integer';
-    }
-    case 'array':
-      if (s.prefixItems) return `[${s.prefixItems.map(typeName).join(', ')}]`;
-      return `list of ${typeName(s.items)}`;
-    case 'object':
-      if (!s.properties && s.additionalProperties !== undefined && s.additionalProperties !== false) {
-        return `{NAME: ${typeName(s.additionalProperties)}}`;
-      }
-      return 'object';
-    case undefined:
-      return 'any';
-    default:
-      return t;
-  }
-}
-
-function defaultText(value: unknown, input: Json): string {
-  if (value === undefined) return '—';
-  if (typeof value === 'object' && value !== null && !Array.isArray(value)) return '—';
-  // A byte size that the input may also write as a string: show it the way a user would write it.
-  if (typeof value === 'number' && value >= MiB && value % MiB === 0 && branches(input).some((b) => b.type === 'string')) {
-    return `\`"${value / MiB}MiB"\``;
-  }
-  return `\`${JSON.stringify(value)}\``;
-}
-
-/** The object schemas a value may be: itself, or the object branches of a union. */
-function objectsOf(s: Json): Json[] {
-  if (s.properties) return [s];
-  return branches(s).filter((b) => b.properties);
-}
-
-function walk(input: Json, output: Json | undefined, prefix: string, out: KeyDoc[]): void {
-  for (const obj of objectsOf(input)) {
-    const outObj = output
-      ? (objectsOf(output).find((o) => o.properties && Object.keys(o.properties).join() === Object.keys(obj.properties!).join()) ?? output)
-      : undefined;
-    for (const [key, child] of Object.entries(obj.properties!)) {
-      const keyPath = prefix ? `${prefix}.${key}` : key;
-      const outChild = outObj?.properties?.[key];
-      out.push({
-        path: keyPath,
-        type: typeName(child),
-        default: defaultText(child.default !== undefined ? child.default : outChild?.default, child),
-        description: child.description ?? outChild?.description,
-      });
-      walk(child, outChild, keyPath, out);
-    }
-  }
-}
-
-/** Every key path of the configuration, parents before their keys, in the schema's order. */
-export function configKeys(): KeyDoc[] {
-  const input = z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }) as Json;
-  const output = z.toJSONSchema(configSchema, { io: 'output', unrepresentable: 'any' }) as Json;
-  const keys: KeyDoc[] = [];
-  walk(input, output, '', keys);
-  return keys;
+function statusCell(k: KeyDoc): string {
+  return k.why ? `${STATUS_TEXT[k.status]}: ${k.why}` : STATUS_TEXT[k.status];
 }
 
 function cell(text: string): string {
@@ -146,12 +75,14 @@ function cell(text: string): string {
 function sectionOf(keyPath: string): (typeof SECTIONS)[number] {
   let best = SECTIONS[0]!;
   for (const s of SECTIONS) {
-    if (s.prefix && (keyPath === s.prefix || keyPath.startsWith(s.prefix + '.')) && s.prefix.length > best.prefix.length) best = s;
+    for (const prefix of [s.prefix, ...(s.also ?? [])]) {
+      if (prefix && (keyPath === prefix || keyPath.startsWith(prefix + '.')) && prefix.length > best.prefix.length) best = s;
+    }
   }
   return best;
 }
 
-const PREAMBLE = `# Configuration
+const preamble = (summary: string): string => `# Configuration
 
 <!-- Generated from src/config/schema.ts by \`npm run docs\` (src/config/write-docs.ts). Do not edit:
 change the .describe() texts in the schema and run it again; test/unit/config-docs.test.ts fails
@@ -179,7 +110,30 @@ The JSON Schema, generated from the same schema in code (\`src/config/schema.ts\
 \`\`\`
 
 Lists written \`"A;B"\` are the same as \`["A", "B"]\` wherever a key says so. A key whose default is
-"—" is unset unless given.
+"—" is unset unless given. \`null\` is the same as leaving a key out, as in mirrord.
+
+## mirrord's keys here
+
+Every key of mirrord's open-source configuration (3.250) is accepted, in every shape mirrord takes
+(\`"fs": true\`, \`"incoming": "steal"\`, one string for a list, \`{path: {deployment: NAME}}\`). The
+column *here* says what each does in this tool:
+
+- **honoured**: as mirrord's reference says; **honoured with differences**: the difference is given;
+- **no effect here**: accepted so the file works unchanged; \`mirrord verify-config\` prints a notice
+  naming each one the file sets, with the reason;
+- **refused**: the file is refused with one line naming the key and the reason, exit 78. The
+  paid-operator features (\`operator: true\`, \`profile\`, \`feature.split_queues\`,
+  \`feature.db_branches\`, \`feature.preview\`, label targets) say they need mirrord's operator;
+  \`operator: false\` is accepted. Keys not supported yet accept their "off" value.
+- **ours**: a key of this tool only.
+
+Before parsing, every file (JSON, YAML, TOML; not package.json) is rendered as mirrord's templates
+are: \`{{ key }}\` (the session key: \`MIRRORD_KEY\`, else the file's own \`key\`, else the user name),
+\`{{ git_branch }}\` and \`{{ get_env(name="X", default="y") }}\`, each optionally with Tera's
+\`| default(value="z")\` for a missing value. No \`target\` (or \`{namespace}\`
+alone) is targetless.
+
+Summary: ${summary}.
 `;
 
 /** The whole of docs/configuration.md. */
@@ -187,16 +141,19 @@ export function configDocs(): string {
   const keys = configKeys();
   const missing = keys.filter((k) => !k.description).map((k) => k.path);
   if (missing.length) throw new Error(`config keys without a .describe() text in src/config/schema.ts: ${missing.join(', ')}`);
-  const parts = [PREAMBLE];
+  const counts = new Map<string, number>();
+  for (const k of keys) counts.set(STATUS_TEXT[k.status], (counts.get(STATUS_TEXT[k.status]) ?? 0) + 1);
+  const summary = `${keys.length} key paths: ${[...counts].map(([s, n]) => `${n} ${s}`).join(', ')}`;
+  const parts = [preamble(summary)];
   for (const section of SECTIONS) {
     const rows = keys.filter((k) => sectionOf(k.path) === section);
     if (!rows.length) continue;
     parts.push(`\n## ${section.title}\n`);
     if (section.see) parts.push(`\nMore: [${section.see.replace(/#.*/, '')}](${section.see}).\n`);
     if (section.note) parts.push(`\n${section.note}\n`);
-    parts.push('\n| key | type | default | meaning |\n|---|---|---|---|\n');
+    parts.push('\n| key | type | default | here | meaning |\n|---|---|---|---|---|\n');
     for (const k of rows) {
-      parts.push(`| \`${k.path}\` | ${cell(k.type)} | ${k.default} | ${cell(k.description!)} |\n`);
+      parts.push(`| \`${k.path}\` | ${cell(k.type)} | ${k.default} | ${cell(statusCell(k))} | ${cell(k.description!)} |\n`);
     }
   }
   return parts.join('');

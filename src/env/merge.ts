@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseDotenv } from 'dotenv';
 import { ExitCode, MirrordError } from '../../common/errors.js';
+import { jsRegexSource } from '../config/shapes.js';
 
 /**
  * Variables that describe the machine or the shell rather than the application: copying them from
@@ -29,6 +30,10 @@ export interface EnvSettings {
   exclude?: string[];
   override?: Record<string, string>;
   env_file?: string;
+  /** `{regex: value}`: a remote or env_file variable whose name matches gets the value (mirrord's `feature.env.mapping`). */
+  mapping?: Record<string, string>;
+  /** Names removed from the result whatever their source, in any case (mirrord's `feature.env.unset`). */
+  unset?: string[];
 }
 
 /** `*` and `?` wildcards, whole-name, case-sensitive like environment names. */
@@ -48,8 +53,10 @@ export function wildcardMatcher(patterns: string[]): (name: string) => boolean {
 }
 
 /**
- * The program's environment: local < remote (filtered) < env_file < override.
- * Returns the merged environment and the names taken from the target, for logging.
+ * The program's environment, in mirrord's order: local < remote (filtered) < env_file, then
+ * `mapping` rewrites the values of the remote and env_file variables whose names match (the first
+ * matching regex wins, matched anywhere in the name unless anchored), then `override`, then `unset`
+ * removes names in any case. Returns the merged environment and the names taken from the target.
  */
 export function mergeEnv(
   local: NodeJS.ProcessEnv,
@@ -68,6 +75,7 @@ export function mergeEnv(
     env[k] = v;
     fromRemote.push(k);
   }
+  const fromFile: string[] = [];
   if (settings.env_file) {
     let text: string;
     try {
@@ -79,8 +87,19 @@ export function mergeEnv(
         'Check feature.env.env_file or --env-file',
       );
     }
-    Object.assign(env, parseDotenv(text));
+    const parsed = parseDotenv(text);
+    Object.assign(env, parsed);
+    fromFile.push(...Object.keys(parsed));
+  }
+  const mapping = Object.entries(settings.mapping ?? {}).map(([src, value]) => [new RegExp(jsRegexSource(src)), value] as const);
+  if (mapping.length) {
+    for (const name of new Set([...fromRemote, ...fromFile])) {
+      const hit = mapping.find(([re]) => re.test(name));
+      if (hit) env[name] = hit[1];
+    }
   }
   Object.assign(env, settings.override ?? {});
-  return { env, fromRemote };
+  const unset = new Set((settings.unset ?? []).map((n) => n.toUpperCase()));
+  if (unset.size) for (const name of Object.keys(env)) if (unset.has(name.toUpperCase())) delete env[name];
+  return { env, fromRemote: fromRemote.filter((n) => n in env) };
 }

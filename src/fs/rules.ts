@@ -19,7 +19,14 @@
  *  9. everything else                                -> remote: mode `write` reads and writes;
  *     mode `read` reads remotely and opens for writing (and mkdir/unlink/rename) locally.
  * Regexes are JavaScript regexes, matched anywhere in the path unless anchored (`^/app/`).
+ *
+ * Before all of this, `mapping` (mirrord's `feature.fs.mapping`) may replace the path: the first
+ * regex that matches (case-insensitive) rewrites it with Regex::replace semantics (first match only;
+ * `$1`, `${name}`, `$name` in the replacement), and the rules above decide on the new path, which is
+ * also the one the agent opens.
  */
+
+import { jsRegexSource } from '../config/shapes.js';
 
 export type FsMode = 'read' | 'write' | 'local' | 'localwithoverrides';
 
@@ -29,6 +36,7 @@ export interface FsSettings {
   read_only?: string[];
   local?: string[];
   not_found?: string[];
+  mapping?: Record<string, string>;
 }
 
 export interface FsContext {
@@ -84,13 +92,22 @@ export function under(p: string, dir: string): boolean {
   return p === dir || p.startsWith(`${dir}/`);
 }
 
-function compile(list: string[] | undefined, key: string): RegExp[] {
+function compile(list: string[] | undefined, key: string, flags = ''): RegExp[] {
   return (list ?? []).map((src) => {
     try {
-      return new RegExp(src);
+      return new RegExp(jsRegexSource(src), flags);
     } catch (err) {
       throw new Error(`feature.fs.${key}: invalid regex ${JSON.stringify(src)}: ${(err as Error).message}`, { cause: err });
     }
+  });
+}
+
+/** A replacement in Rust's regex syntax (`$1`, `${1}`, `$name`, `${name}`, `$$`) in JavaScript's. */
+export function jsReplacement(rep: string): string {
+  return rep.replace(/\$(\$|\{([^}]*)\}|([A-Za-z0-9_]+))/g, (_m, _all: string, braced: string | undefined, bare: string | undefined) => {
+    const name = braced ?? bare;
+    if (name === undefined) return '$$';
+    return /^\d+$/.test(name) ? `$${name}` : `$<${name}>`;
   });
 }
 
@@ -128,6 +145,7 @@ export class FsRules {
   private readonly readOnly: RegExp[];
   private readonly local: RegExp[];
   private readonly notFound: RegExp[];
+  private readonly mapping: { re: RegExp; to: string }[];
   private readonly remoteExact: string[];
   private readonly remoteDirs: string[];
   private readonly localDirs: string[];
@@ -143,6 +161,8 @@ export class FsRules {
     this.readOnly = compile(settings.read_only, 'read_only');
     this.local = compile(settings.local, 'local');
     this.notFound = compile(settings.not_found, 'not_found');
+    const sources = Object.keys(settings.mapping ?? {});
+    this.mapping = compile(sources, 'mapping', 'i').map((re, i) => ({ re, to: jsReplacement(settings.mapping![sources[i]!]!) }));
     this.remoteExact = REMOTE_DEFAULT_FILES;
     // `/` itself is never a mount point that makes everything remote (the root file system).
     this.remoteDirs = (ctx.mounts ?? []).map(normalizePath).filter((m) => m !== '/' && !LOCAL_RUNTIME_MOUNT(m));
@@ -152,6 +172,13 @@ export class FsRules {
       .filter((d) => d !== '/');
     this.localDirs = [...LOCAL_DEFAULT_DIRS, ...own];
     this.localExact = [...new Set(own.flatMap(ancestors))].filter((a) => !this.localDirs.some((d) => under(a, d)));
+  }
+
+  /** feature.fs.mapping applied to an absolute path (relative ones are left alone, as in mirrord). */
+  mapPath(p: string): string {
+    if (!p.startsWith('/')) return p;
+    const hit = this.mapping.find((m) => m.re.test(p));
+    return hit ? p.replace(hit.re, hit.to) : p;
   }
 
   decide(rawPath: string, access: FsAccess): FsDecision {
@@ -187,7 +214,9 @@ export class FsRules {
     if (this.mode === 'local') return { off: true, local: [], ask: [] };
     const ask = [...this.remoteExact, ...this.remoteDirs];
     let anywhere = false;
-    for (const src of [...(this.settings.not_found ?? []), ...(this.settings.read_write ?? []), ...(this.settings.read_only ?? [])]) {
+    // A mapped path must reach the intproxy even where the layer would answer "local" itself.
+    const mapped = Object.keys(this.settings.mapping ?? {});
+    for (const src of [...(this.settings.not_found ?? []), ...(this.settings.read_write ?? []), ...(this.settings.read_only ?? []), ...mapped]) {
       const prefix = anchoredPrefix(src);
       if (prefix === undefined || prefix === '') anywhere = true;
       else ask.push(prefix);

@@ -9,12 +9,14 @@
  */
 import os from 'node:os';
 import { FS_MAX_IO, FS_ZERO_STAT, type FsRequest, type FsResponse } from '../../common/protocol/layer/index.js';
+import { AP_FS_MAX_READ } from '../../common/protocol/agent/fs.js';
 import type { Logger } from '../../common/log.js';
 import { FsRules, type FsAccess, type FsDecision, type FsSettings } from '../fs/rules.js';
 import type { RequestAgentPort } from './agent-port.js';
 
 const BYPASS = 1;
-const READ_AHEAD = 512 * 1024;
+/** Default read-ahead, and its ceiling: the agent answers at most AP_FS_MAX_READ bytes per fs.read. */
+const READ_AHEAD = AP_FS_MAX_READ;
 const O_ACCMODE = 3;
 const O_CREAT = 0o100;
 const O_TRUNC = 0o1000;
@@ -49,12 +51,16 @@ export class FileProxy {
   readonly stats = { opens: 0, agentReads: 0, readsServed: 0 };
   /** The program's executable (its directory is local by default); set before rules() is first called. */
   exe?: string;
+  /** Bytes asked of the agent per read (feature.fs.readonly_file_buffer); 0: exactly what the program asks, nothing kept. */
+  private readonly readAhead: number;
 
   constructor(
     private readonly agent: RequestAgentPort | undefined,
-    private readonly settings: FsSettings,
+    private readonly settings: FsSettings & { readonly_file_buffer?: number },
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.readAhead = Math.min(settings.readonly_file_buffer ?? READ_AHEAD, READ_AHEAD);
+  }
 
   /** The rules, with the target's mount points (asked once). */
   rules(): Promise<FsRules> {
@@ -125,7 +131,18 @@ export class FileProxy {
     return d;
   }
 
-  async handle(conn: number, q: FsRequest): Promise<FsResponse> {
+  /** feature.fs.mapping: the path the target is asked for (and the rules decide on). */
+  private async mapped<T extends FsRequest>(q: T): Promise<T> {
+    const rules = await this.rules();
+    if (!('path' in q) || q.path === '') return q;
+    const path = rules.mapPath(q.path);
+    const path2 = 'path2' in q ? rules.mapPath(q.path2) : undefined;
+    if (path !== q.path) this.log.debug(`fs.mapping: ${q.path} -> ${path}`);
+    return { ...q, path, ...(path2 !== undefined ? { path2 } : {}) };
+  }
+
+  async handle(conn: number, asked: FsRequest): Promise<FsResponse> {
+    const q = await this.mapped(asked);
     const id = q.id;
     const agent = this.agent;
     try {
@@ -146,6 +163,14 @@ export class FileProxy {
           const h = this.held(conn, q.handle);
           if (!h || !agent) return { id, kind: q.kind, status: fsErrno({ code: 'EBADF' }), data: Buffer.alloc(0) };
           const len = Math.min(q.len, FS_MAX_IO);
+          if (this.readAhead === 0) {
+            // No buffer: every read is one agent read of exactly what the program asked.
+            const r = await agent.request('fs.read', { fd: q.handle, offset: q.offset, len });
+            this.stats.agentReads++;
+            this.stats.readsServed++;
+            return { id, kind: q.kind, status: 0, data: r.data };
+          }
+          const ahead = Math.max(this.readAhead, len);
           // A block serves any read starting inside it (a short read near its end is fine).
           const inside = (blk?: { offset: number; data: Buffer }) => !!blk && q.offset >= blk.offset && q.offset < blk.offset + blk.data.length;
           let b = h.block;
@@ -156,7 +181,7 @@ export class FileProxy {
           }
           if (!inside(b)) {
             h.next = undefined;
-            const r = await agent.request('fs.read', { fd: q.handle, offset: q.offset, len: READ_AHEAD });
+            const r = await agent.request('fs.read', { fd: q.handle, offset: q.offset, len: ahead });
             this.stats.agentReads++;
             b = { offset: q.offset, data: r.data };
             h.block = b;
@@ -164,11 +189,11 @@ export class FileProxy {
           b ??= { offset: q.offset, data: Buffer.alloc(0) };
           // Sequential reading: ask for the following block while this one is being consumed.
           const end = b.offset + b.data.length;
-          if (b.data.length === READ_AHEAD && !h.next && q.offset + len > b.offset + READ_AHEAD / 2) {
+          if (b.data.length === ahead && !h.next && q.offset + len > b.offset + ahead / 2) {
             const fd = q.handle;
             h.next = {
               offset: end,
-              data: agent.request('fs.read', { fd, offset: end, len: READ_AHEAD }).then(
+              data: agent.request('fs.read', { fd, offset: end, len: ahead }).then(
                 (r) => {
                   this.stats.agentReads++;
                   return r.data;

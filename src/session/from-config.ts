@@ -1,4 +1,4 @@
-import { resolveFeatures, type MirrordConfig } from '../config/schema.js';
+import { resolveFeatures, skippedProcesses, type MirrordConfig } from '../config/schema.js';
 import type { SessionOptions } from './session.js';
 
 /** The parts of a session every command takes from the loaded config in the same way. */
@@ -7,6 +7,6 @@ export function sessionSettings(config: MirrordConfig): Pick<SessionOptions<unkn
     features: resolveFeatures(config),
     agent: config.agent,
     kube: { kubeconfig: config.kubeconfig, context: config.kube_context },
-    skipProcesses: config.skip_processes,
+    skipProcesses: skippedProcesses(config),
   };
 }

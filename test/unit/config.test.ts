@@ -39,8 +39,8 @@ describe('config discovery', () => {
     assert.equal((await loadConfig({ cwd: d, env: { MIRRORD_CONFIG_FILE: path.join(d, 'b.json') } })).config.target, 'docker/b');
     await assert.rejects(loadConfig({ cwd: d, file: 'missing.json', env: {} }), /does not exist/);
   });
-  it('no file gives every default', async () => {
-    const { config, filepath } = await loadConfig({ cwd: dir({ 'package.json': '{}' }), env: {} });
+  it('no file gives every default (with a target from -t)', async () => {
+    const { config, filepath } = await loadConfig({ cwd: dir({ 'package.json': '{}' }), env: {}, overrides: flagOverrides({ target: 'docker/x' }) });
     assert.equal(filepath, undefined);
     const f = resolveFeatures(config);
     assert.deepEqual([f.outgoing.tcp, f.outgoing.ignore_localhost, f.dns.enabled, f.incoming.mode, f.fs.mode], [true, false, true, 'mirror', 'read']);
@@ -67,6 +67,7 @@ describe('config validation', () => {
   it('accepts mirrord shorthands and semicolon lists', async () => {
     const d = dir({
       'mirrord.json': JSON.stringify({
+        target: 'docker/x',
         feature: { fs: 'write', network: { incoming: 'steal', dns: false, outgoing: { filter: { local: ['10.0.0.0/8'] } } }, env: { include: 'A;B_*' } },
       }),
       'package.json': '{}',

@@ -1,0 +1,165 @@
+import { z } from 'zod';
+import { agentLogLevel } from './log-level.js';
+import { stringMap } from './shapes.js';
+import { differs, noEffect } from './status.js';
+
+/**
+ * `agent.*`: every key of mirrord's agent section is accepted. The ones that shape our agent's
+ * launch are honoured; the ones our agent has no counterpart for, or that are not wired into the
+ * Kubernetes agent spec yet (src/platforms/kubernetes/agent-spec.ts), are accepted without effect and
+ * named by `mirrord verify-config`.
+ */
+
+/** mirrord's own agent images speak mirrord's protocol, not ours: such a setting is noted and dropped. */
+export const METALBEAR_IMAGE = /^(?:ghcr\.io\/)?metalbear-co\/mirrord(?:[:@]|$)/;
+
+const image = z
+  .union([
+    z.string(),
+    z.strictObject({
+      registry: z.string().optional().describe("Image name without its tag (mirrord's expanded form)."),
+      tag: z.string().optional().describe('Image tag (default latest).'),
+    }),
+  ])
+  .transform((v) => (typeof v === 'string' ? v : v.registry ? `${v.registry}:${v.tag ?? 'latest'}` : undefined))
+  .transform((v) => (v && METALBEAR_IMAGE.test(v) ? undefined : v));
+
+const PULL_POLICIES = ['Always', 'IfNotPresent', 'Never'] as const;
+const pullPolicy = z.string().transform((v, ctx) => {
+  const found = PULL_POLICIES.find((p) => p.toLowerCase() === v.trim().toLowerCase());
+  if (!found) {
+    ctx.addIssue({ code: 'custom', message: `expected Always, IfNotPresent or Never (any case), got ${JSON.stringify(v)}: Kubernetes knows no other policy` });
+    return z.NEVER;
+  }
+  return found;
+});
+
+/** `["name"]` (ours) or mirrord's `[{name: "..."}]`. */
+const pullSecrets = z.array(z.union([z.string(), z.strictObject({ name: z.string() })])).transform((l) => l.map((s) => (typeof s === 'string' ? s : s.name)));
+
+const seconds = z.number().int().min(0);
+const count = z.number().int().min(0);
+const notWired = (what: string) => noEffect(`not wired into the agent's Kubernetes spec yet (${what}); accepted so the file works`);
+
+export const agentSchema = z
+  .strictObject({
+    image: image
+      .optional()
+      .describe(
+        'Agent image: a name, or {registry, tag} (default mirrord-agent:<hash of its recipe>). Docker: built locally from this package when missing. Kubernetes: the nodes must be able to pull it or have it loaded.',
+      )
+      .meta(differs("mirrord's own images (ghcr.io/metalbear-co/mirrord) are ignored with a notice: they do not speak this tool's protocol.")),
+    image_pull_policy: pullPolicy
+      .optional()
+      .describe('Kubernetes: pull policy of the agent image, Always, IfNotPresent or Never in any case (default IfNotPresent).')
+      .meta(differs('Written in any case ("always"); a policy Kubernetes does not know is refused when the file is read, not by the API server.')),
+    image_pull_secrets: pullSecrets.optional().describe('Kubernetes: Secrets used to pull the agent image, as [{name: S}] (mirrord) or ["S"].'),
+    namespace: z.string().optional().describe("Kubernetes: namespace of the agent Job (default: the target's; targetless: the namespace the session runs in)."),
+    labels: stringMap.optional().describe('Kubernetes: labels added to the agent Job and pod.'),
+    annotations: stringMap.optional().describe('Kubernetes: annotations added to the agent Job and pod.'),
+    tolerations: z
+      .array(z.record(z.string(), z.unknown()))
+      .optional()
+      .describe("Kubernetes: tolerations of the agent pod; they replace the default, which tolerates every taint (to run on the target's node)."),
+    resources: z
+      .record(z.string(), z.unknown())
+      .optional()
+      .describe('Kubernetes: resources of the agent container (requests/limits); they replace the default small requests.'),
+    ttl: z.number().int().min(0).default(1).describe('Kubernetes: seconds the agent waits after its last client left before exiting.'),
+    ephemeral: z.boolean().default(false).describe('Kubernetes: run the agent as an ephemeral container in the target pod instead of a Job on its node.'),
+    privileged: z.boolean().default(false).describe('Run the agent privileged instead of with the few capabilities it needs.'),
+    startup_timeout: z.number().int().min(1).default(60).describe("Seconds to wait for the agent's handshake."),
+    log_level: agentLogLevel
+      .default('warn')
+      .describe(
+        'Agent log level (error, warn, info, debug, trace), or a RUST_LOG filter as mirrord takes ("mirrord=debug,warn": the level for mirrord, else the default one). Shown on stderr with MIRRORD_LOG=debug.',
+      )
+      .meta(differs('A RUST_LOG filter is reduced to one level: the one given for mirrord (or mirrord_agent), else its default directive.')),
+    node_selector: stringMap
+      .optional()
+      .describe("Kubernetes, targetless: node selector of the agent pod (a targeted agent runs on its target's node).")
+      .meta(notWired('nodeSelector')),
+    service_account: z.string().optional().describe('Kubernetes: service account of the agent pod.').meta(notWired('serviceAccountName')),
+    priority_class: z.string().optional().describe('Kubernetes: priority class of the agent pod.').meta(notWired('priorityClassName')),
+    security_context: z
+      .record(z.string(), z.unknown())
+      .optional()
+      .describe('Kubernetes: seccomp and AppArmor profiles of the agent pod ({seccomp_profile, app_armor_profile}).')
+      .meta(notWired('securityContext profiles')),
+    disabled_capabilities: z
+      .array(z.string())
+      .optional()
+      .describe('Capabilities the agent must not be given (our agent asks for NET_ADMIN, NET_RAW, SYS_PTRACE, DAC_READ_SEARCH and, in job mode, SYS_ADMIN).')
+      .meta(notWired('the capability list')),
+    json_log: z
+      .boolean()
+      .optional()
+      .describe("The agent's logs as JSON lines.")
+      .meta(noEffect("the agent's log lines are relayed to the CLI's own log, in its format")),
+    communication_timeout: seconds
+      .optional()
+      .describe("Seconds without any message after which mirrord's agent gives up its client.")
+      .meta(noEffect('the link has its own heartbeat: 5 s pings, declared dead after 15 s of silence (docs/protocol.md)')),
+    flush_connections: z
+      .boolean()
+      .optional()
+      .describe('Flush connections already established when stealing starts.')
+      .meta(noEffect('stealing redirects new connections; established ones finish with the remote application')),
+    metrics: z.string().optional().describe('Address of a Prometheus metrics endpoint in the agent.').meta(noEffect('our agent exports no metrics')),
+    check_out_of_pods: z
+      .boolean()
+      .optional()
+      .describe("Check that the target's node has room for the agent pod.")
+      .meta(noEffect('a pod that cannot be scheduled is reported from its events while the agent starts')),
+    nftables: z
+      .boolean()
+      .optional()
+      .describe('iptables-nft (true) or iptables-legacy (false).')
+      .meta(noEffect('the agent detects the backend the target uses')),
+    dns: z
+      .strictObject({
+        timeout: seconds.optional().describe("Seconds for each of the agent's DNS queries."),
+        attempts: count.optional().describe('Attempts of each DNS query.'),
+      })
+      .optional()
+      .describe("The agent's DNS resolver settings.")
+      .meta(noEffect("the agent resolves with the target's resolv.conf, its timeout and attempts")),
+    clean_iptables_on_start: z
+      .boolean()
+      .optional()
+      .describe("Remove mirrord's leftover iptables rules at start.")
+      .meta(noEffect('always done: a new agent sweeps the chains of sessions whose agent is gone')),
+    disable_mesh_sidecar_injection: z
+      .boolean()
+      .optional()
+      .describe('Labels that keep service meshes from injecting sidecars into the agent pod.')
+      .meta(noEffect('not wired yet: use agent.labels and agent.annotations')),
+    exclude_from_mesh: z
+      .boolean()
+      .optional()
+      .describe("Exclude an ephemeral agent's port from the mesh proxy.")
+      .meta(noEffect('the agent is reached through port-forward, which no mesh proxy sees')),
+    external_ip_fix: z
+      .boolean()
+      .optional()
+      .describe("Pass connections through to the target's pod IP rather than 127.0.0.1.")
+      .meta(noEffect('not needed: passed-through connections keep their original destination')),
+    http_detection_timeout: seconds
+      .optional()
+      .describe('Seconds to wait for the first bytes of a stolen connection to tell HTTP.')
+      .meta(noEffect("our agent's HTTP detection has no such setting")),
+    inject_headers: z.boolean().optional().describe('Add Mirrord-Agent headers to HTTP responses.').meta(noEffect('responses are passed unchanged')),
+    override_cache_control: z
+      .boolean()
+      .optional()
+      .describe('Replace Cache-Control in responses that went through the agent.')
+      .meta(noEffect('responses are passed unchanged')),
+    jaq_time_limit: count.optional().describe('Time limit of jq body filters (milliseconds).').meta(noEffect('no jq body filters here')),
+    max_body_buffer_size: count.optional().describe('Largest HTTP body buffered for body filters (bytes).').meta(noEffect('no body filters here yet')),
+    max_body_buffer_timeout: count
+      .optional()
+      .describe('Longest wait for an HTTP body for body filters (milliseconds).')
+      .meta(noEffect('no body filters here yet')),
+  })
+  .default({ ttl: 1, ephemeral: false, privileged: false, startup_timeout: 60, log_level: 'warn' })
+  .describe('The agent: the short-lived process that joins the target for the session.');

@@ -1,0 +1,219 @@
+import { z } from 'zod';
+import { anything, boolOr, port, portOrList, regexList, regexMap, semicolonList, stringOrList } from './shapes.js';
+import { NEEDS_OPERATOR, differs, noEffect, refused } from './status.js';
+
+/** `feature.*`: network (incoming, outgoing, DNS), files, environment, and mirrord's other feature keys. */
+
+/** A key of mirrord's that another increment of issue 17 implements: its "off" value is accepted, anything else refused. */
+const NOT_YET = 'is not supported here yet: remove it (docs/configuration.md lists what each key does here)';
+function offOnly<T extends z.ZodTypeAny>(schema: T, isOff: (v: z.output<T>) => boolean) {
+  return schema.superRefine((v, ctx) => {
+    if (!isOff(v)) ctx.addIssue({ code: 'custom', message: NOT_YET });
+  });
+}
+
+/** Accepted in any shape and always refused: paid-operator features. */
+const operatorOnly = anything.superRefine((_v, ctx) => ctx.addIssue({ code: 'custom', message: NEEDS_OPERATOR }));
+
+const trafficFilter = z
+  .strictObject({
+    remote: stringOrList
+      .optional()
+      .describe(
+        'Only the matches are remote (connected or resolved through the target); everything else stays local. A string or a list; set this or local, not both.',
+      ),
+    local: stringOrList.optional().describe('The matches stay local; everything else is remote. A string or a list; set this or remote, not both.'),
+  })
+  .refine((f) => !(f.remote && f.local), { message: 'set either remote or local, not both' });
+
+const httpFilter = z.strictObject({
+  header_filter: z
+    .string()
+    .optional()
+    .describe(
+      'Regex (case-insensitive) matched against each request header written as "Name: value". In steal mode only matching requests are stolen; every filter that is set must match.',
+    ),
+  path_filter: z.string().optional().describe('Regex (case-insensitive) matched against the request path, with and without its query.'),
+  method_filter: z.string().optional().describe('Regex (case-insensitive) matched against the request method.'),
+  ports: portOrList.optional().describe('Ports the HTTP filter applies to (default: all stolen ports), a port or a list; other stolen ports are stolen whole.'),
+  all_of: offOnly(z.array(anything), (v) => v.length === 0)
+    .optional()
+    .describe('mirrord: a list of filters that must all match.')
+    .meta(refused('not supported yet: a request would be stolen without the filter; use header_filter, path_filter and method_filter (all must match)')),
+  any_of: offOnly(z.array(anything), (v) => v.length === 0)
+    .optional()
+    .describe('mirrord: a list of filters of which one must match.')
+    .meta(refused('not supported yet: a request would be stolen without the filter')),
+  body_filter: offOnly(anything, () => false)
+    .optional()
+    .describe("mirrord: a filter on the request's JSON body.")
+    .meta(refused('not supported yet: a request would be stolen without the filter')),
+  header_filter_jq: offOnly(anything, () => false)
+    .optional()
+    .describe('mirrord: a jq filter on the headers.')
+    .meta(refused('not supported yet: a request would be stolen without the filter')),
+});
+
+const incomingMode = z.enum(['mirror', 'steal', 'off']);
+
+const tlsDelivery = anything.optional().meta(noEffect('stolen TLS is delivered to the local program as it arrives (no re-encryption)'));
+
+const incomingObject = z.strictObject({
+  mode: incomingMode.default('mirror').describe('mirror: copy incoming traffic to the local program; steal: take it; off: neither.'),
+  ports: z.array(port).optional().describe('Only these remote ports are subscribed (default: all).'),
+  ignore_ports: z.array(port).default([]).describe('Local listening ports that are never subscribed.'),
+  port_mapping: z
+    .array(z.tuple([port, port]))
+    .default([])
+    .describe("[[local, remote], ...]: a local listener on port local receives the target's port remote."),
+  http_filter: boolOr(httpFilter, {})
+    .optional()
+    .describe('Steal mode: only the HTTP requests that match go to the local program, the others to the real application. true or false is no filter.'),
+  ignore_localhost: offOnly(z.boolean(), (v) => !v)
+    .optional()
+    .describe('mirrord: local listeners on 127.0.0.1 receive no remote traffic.')
+    .meta(refused('true is not supported yet; false (the default) is accepted')),
+  listen_ports: z
+    .array(z.tuple([port, port]))
+    .optional()
+    .describe('mirrord: [[asked, used], ...] local ports a listener really binds.')
+    .meta(noEffect('not supported yet: a listener binds a free port and reports the one it asked for')),
+  on_concurrent_steal: z
+    .enum(['abort', 'continue', 'override'])
+    .optional()
+    .describe('mirrord: what to do when another session steals the same port.')
+    .meta(noEffect('several sessions share one agent and steal side by side, each with its own HTTP filter')),
+  tls_delivery: tlsDelivery.describe('mirrord: how stolen TLS is delivered to the local program.'),
+  https_delivery: tlsDelivery.describe('mirrord: older name of tls_delivery.'),
+});
+
+const outgoingObject = z.strictObject({
+  tcp: z.boolean().default(true).describe('Outgoing TCP connections leave from the target.'),
+  udp: z
+    .boolean()
+    .default(true)
+    .describe("Outgoing UDP (connected sockets and sendto) leaves from the target's network; UDP to port 53 also follows dns.enabled."),
+  ignore_localhost: z.boolean().default(false).describe('Connections to 127.0.0.0/8 and ::1 stay local.'),
+  filter: trafficFilter
+    .optional()
+    .describe(
+      'Entries are [tcp://|udp://][name|ip|cidr][:port]. A name matches the IPs the program resolved it to through the agent, so local: ["cache:6379"] matches a connection to the IP that cache resolved to.',
+    ),
+  unix_streams: offOnly(stringOrList, (v) => v.length === 0)
+    .optional()
+    .describe('mirrord: unix socket paths (regexes) whose connections reach the socket inside the target.')
+    .meta(refused('not supported yet: the connection would reach the local socket instead')),
+});
+
+const dnsObject = z.strictObject({
+  enabled: z.boolean().default(true).describe('Host names are resolved by the agent, as the target would; false (or dns: false) resolves them locally.'),
+  filter: trafficFilter
+    .optional()
+    .describe(
+      'Which names are resolved remotely (remote) or locally (local). Entries are [name|ip|cidr][:port]; a name matches exactly, or as a suffix when written with a leading dot (.svc.cluster.local).',
+    ),
+});
+
+const fsMode = z.enum(['read', 'write', 'local', 'localwithoverrides']);
+/** mirrord's default read buffer and its upper limit (a larger value is refused, as mirrord does). */
+export const READONLY_FILE_BUFFER_MAX = 15 * 1024 * 1024;
+const fsObject = z.strictObject({
+  mode: fsMode
+    .default('read')
+    .describe(
+      'read: reads from the target, writes local; write: reads and writes in the target; local: nothing remote; localwithoverrides: local except the lists below.',
+    ),
+  read_write: regexList
+    .optional()
+    .describe('Paths read and written in the target. Regexes (JavaScript syntax, "A;B" or a list), matched anywhere in the path unless anchored with ^.'),
+  read_only: regexList.optional().describe('Paths read from the target; opening them for writing is local. Regexes, as read_write.'),
+  local: regexList.optional().describe('Paths that are always local. Regexes, as read_write.'),
+  not_found: regexList.optional().describe('Paths that do not exist for the program (ENOENT). Regexes, as read_write.'),
+  mapping: regexMap
+    .optional()
+    .describe(
+      '{regex: replacement}: a path the program asks for that matches (case-insensitive) is replaced before the rules above decide, the first match only; the replacement may use $1, ${name} and $name. Example: {"^/home/[^/]+/dev/config": "/etc/app"}.',
+    )
+    .meta(differs('a replaced path that the rules make local is opened at its original path; mirrord may open the replaced one')),
+  readonly_file_buffer: z
+    .number()
+    .int()
+    .min(0)
+    .max(READONLY_FILE_BUFFER_MAX)
+    .optional()
+    .describe(
+      'Bytes read ahead from the target per request on files read sequentially; 0 reads exactly what the program asks. Default 524288 (512 KiB); at most 15 MiB.',
+    )
+    .meta(differs('default 512 KiB (mirrord: 128000 bytes), measured in bench/files.ts; it applies to every remote file, not only read-only ones')),
+});
+
+const envObject = z.strictObject({
+  include: semicolonList.optional().describe('Only remote variables matching these patterns are merged (default: all). "A;B_*" or a list; * and ? wildcards.'),
+  exclude: semicolonList.optional().describe('Remote variables matching these patterns are dropped ("A;B_*" or a list).'),
+  override: z.record(z.string(), z.string()).optional().describe('{NAME: value}, set last, over local and remote values, env_file and mapping.'),
+  env_file: z.string().optional().describe('A dotenv file applied over the remote environment.'),
+  mapping: regexMap
+    .optional()
+    .describe(
+      '{regex: value}: a variable taken from the target or env_file whose name matches the regex (anywhere in the name unless anchored) gets that value instead; the first matching entry wins.',
+    ),
+  unset: semicolonList
+    .optional()
+    .describe("Variables removed from the program's environment, whatever their source (names, any case: AWS_PROFILE also removes Aws_Profile)."),
+  load_from_process: z
+    .boolean()
+    .optional()
+    .describe('mirrord: fetch the remote environment after the program started (a workaround of its IntelliJ plugin on WSL).')
+    .meta(noEffect('the CLI always fetches the environment before it starts the program')),
+});
+
+export const featureSchema = z
+  .strictObject({
+    network: boolOr(
+      z
+        .strictObject({
+          incoming: z
+            .preprocess((v) => (typeof v === 'string' ? { mode: v } : v === false ? { mode: 'off' } : v === true ? {} : v), incomingObject)
+            .optional()
+            .describe('The target\'s incoming traffic. The section may be just the mode string ("incoming": "steal"), true (mirror) or false (off).'),
+          outgoing: boolOr(outgoingObject, { tcp: false, udp: false })
+            .optional()
+            .describe('Outgoing connections. false is shorthand for {tcp: false, udp: false}.'),
+          dns: boolOr(dnsObject, { enabled: false }).optional().describe('Host name resolution. false is shorthand for {enabled: false}.'),
+          ipv6: z.boolean().optional().describe('mirrord: IPv6 support.').meta(noEffect('IPv6 sockets are always handled like IPv4 ones')),
+        })
+        .optional(),
+      { incoming: { mode: 'off' }, outgoing: { tcp: false, udp: false }, dns: { enabled: false } },
+    )
+      .optional()
+      .describe('Network features: incoming, outgoing, DNS. false turns all three off.'),
+    fs: z
+      .preprocess((v) => (typeof v === 'string' ? { mode: v } : v === false ? { mode: 'local' } : v === true ? {} : v), fsObject)
+      .optional()
+      .describe('Remote files. The section may be just the mode string ("fs": "write"), true (read) or false (local).'),
+    env: boolOr(envObject, { include: [] }).optional().describe('The remote environment. false is shorthand for {include: []}: no remote variable.'),
+    hostname: offOnly(z.boolean(), (v) => !v)
+      .optional()
+      .describe("mirrord: the program's gethostname/uname report the target's host name.")
+      .meta(refused('true is not supported yet (the program sees the local host name); false is accepted')),
+    copy_target: offOnly(z.union([z.boolean(), z.record(z.string(), anything)]), (v) => v === false || (typeof v === 'object' && v.enabled !== true))
+      .optional()
+      .describe('mirrord: run the session against a copy of the target.')
+      .meta(refused("not supported yet: the session would take the original target's traffic; false or {enabled: false} is accepted")),
+    magic: z
+      .strictObject({
+        aws: z.boolean().optional().describe('mirrord: unset local AWS variables.'),
+        turbo: z.boolean().optional().describe('mirrord: skip some of its own work.'),
+        auto_mount: z.boolean().optional().describe("mirrord: mount the target's volumes remotely."),
+      })
+      .optional()
+      .describe("mirrord's automatic conveniences.")
+      .meta(noEffect('no such conveniences here: use feature.env.unset for AWS variables; mount points of the target are remote by default')),
+    split_queues: operatorOnly.optional().describe('mirrord: queue splitting.').meta(refused(NEEDS_OPERATOR)),
+    db_branches: operatorOnly.optional().describe('mirrord: database branches.').meta(refused(NEEDS_OPERATOR)),
+    preview: operatorOnly.optional().describe('mirrord: preview environments.').meta(refused(NEEDS_OPERATOR)),
+  })
+  .optional()
+  .describe('What of the target the program gets: network, files, environment.');
+
+export { dnsObject, envObject, fsObject, incomingObject, outgoingObject };
