@@ -8,6 +8,7 @@ import net from 'node:net';
 import { Duplex, type Writable } from 'node:stream';
 import { createLogger, parseLevel } from '../../common/log.js';
 import { runGuard } from './guard.js';
+import { runHeal } from './heal.js';
 import { runListener } from './kube/listener.js';
 import { serveAgent } from './server.js';
 
@@ -31,6 +32,10 @@ function openStdout(): Writable {
 async function main(): Promise<void> {
   if (process.env.MIRRORD_AGENT_MODE === 'guard') {
     await runGuard({ pid: Number(process.env.MIRRORD_GUARD_PID), session: process.env.MIRRORD_AGENT_SESSION ?? '', log: log.child('guard') });
+    exit(0);
+  }
+  if (process.env.MIRRORD_AGENT_MODE === 'heal') {
+    await runHeal({ session: process.env.MIRRORD_AGENT_SESSION ?? '', log: log.child('heal') });
     exit(0);
   }
   if (process.env.MIRRORD_AGENT_MODE === 'listen') {
@@ -85,7 +90,7 @@ async function main(): Promise<void> {
   process.once('SIGINT', () => stop('SIGINT'));
 
   log.info(`serving target pid ${targetPid}`);
-  await serveAgent(link, { token, targetPid, log, session: process.env.MIRRORD_AGENT_SESSION });
+  await serveAgent(link, { token, targetPid, log, session: process.env.MIRRORD_AGENT_SESSION, sweepAtStart: true });
 
   // Let a last frame (HELLO_ERR) reach the client, but never wait long for a reader that is gone.
   await new Promise<void>((resolve) => {

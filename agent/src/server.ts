@@ -50,6 +50,11 @@ export interface ServeAgentOptions {
   session?: string;
   /** Injected by tests (never touch the host's iptables in-process). */
   iptables?: () => Promise<Iptables>;
+  /**
+   * After the handshake, remove the chains of sessions whose agent is gone, whether or not this
+   * session ever asks for incoming traffic (the agent process sets it; in-process tests do not).
+   */
+  sweepAtStart?: boolean;
 }
 
 /** What a method handler gives back; `after` runs once the RESPONSE is on the link. */
@@ -144,6 +149,8 @@ export function serveAgent(link: Duplex, opts: ServeAgentOptions): Promise<void>
       log?.info(`client ${hello.client || '(unnamed)'} connected`);
       send(encodeHelloOk({ version: AP_VERSION, agent: PRODUCT_VERSION, targetPid: opts.targetPid, agentPid: process.pid }));
       framed?.startHeartbeat();
+      // After the answer: the client's first requests need not wait for iptables.
+      if (opts.sweepAtStart) setImmediate(() => void incoming.sweepStale());
       return;
     }
     switch (f.kind) {

@@ -46,6 +46,7 @@ export class IncomingService {
   private nextStream = 2;
   private ipt: Promise<Iptables> | undefined;
   private chainReady: Promise<void> | undefined;
+  private swept: Promise<void> | undefined;
   readonly chain: string;
 
   constructor(private readonly opts: IncomingOptions) {
@@ -57,11 +58,27 @@ export class IncomingService {
     return this.ipt;
   }
 
+  /**
+   * Removes the chains of sessions whose agent is gone, once per agent: at the start of every
+   * session (server.ts), and before the first subscription at the latest. Never fails: an agent
+   * without NET_ADMIN (some targetless set-ups) simply has nothing to sweep.
+   */
+  sweepStale(): Promise<void> {
+    this.swept ??= (async () => {
+      try {
+        await sweepStaleChains(await this.iptables(), this.chain, this.opts.log);
+      } catch (err) {
+        this.opts.log?.debug(`stale-rule sweep: ${(err as Error).message.split('\n')[0]}`);
+      }
+    })();
+    return this.swept;
+  }
+
   /** Stale chains of dead sessions go first, then ours is made, once. */
   private ensureChain(): Promise<void> {
     this.chainReady ??= (async () => {
       const ipt = await this.iptables();
-      await sweepStaleChains(ipt, this.chain, this.opts.log);
+      await this.sweepStale();
       await ipt.removeChain(this.chain);
       await ipt.createChain(this.chain);
     })();
@@ -189,6 +206,8 @@ export class IncomingService {
     for (const s of [...this.streams.values()]) s.linkLost(new AgentLinkError('ELINK', err.message));
     this.streams.clear();
     for (const s of this.sockets) s.destroy();
+    // A sweep under way finishes before the agent exits (a session may be shorter than it).
+    await this.swept;
   }
 
   /** Synchronous last resort for process exit paths where nothing async runs any more. */
