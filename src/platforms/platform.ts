@@ -37,6 +37,12 @@ export interface AgentHandle {
    * resolves when it runs. Optional: platforms whose objects clean up by themselves omit it.
    */
   startGuard?(agentPid: number): Promise<void>;
+  /**
+   * After the link is lost: makes sure the session's network rules are gone even if the agent and
+   * its guard were killed together (Docker: a one-shot container of the agent image in the
+   * target's namespaces), and sweeps those of other dead sessions. Resolves when done; never throws.
+   */
+  heal?(): Promise<void>;
   /** The agent's last log lines, to explain a failed start. */
   recentLogs(): string[];
 }
