@@ -51,6 +51,12 @@ const incomingObject = z.strictObject({
     .default([])
     .describe("[[local, remote], ...]: a local listener on port local receives the target's port remote."),
   http_filter: httpFilter.optional().describe('Steal mode: only the HTTP requests that match go to the local program, the others to the real application.'),
+  on_concurrent_steal: z
+    .enum(['abort', 'continue', 'override'])
+    .default('abort')
+    .describe(
+      'An unfiltered steal of a port that another session of the same agent steals: abort refuses with a line naming that session; continue shares the port (this session gets the requests no filter takes); override takes the port while this session holds it.',
+    ),
 });
 
 const outgoingObject = z.strictObject({
