@@ -11,6 +11,7 @@ import { runGuard } from './guard.js';
 import { runHeal } from './heal.js';
 import { runListener } from './kube/listener.js';
 import { serveAgent } from './server.js';
+import { runJoin, runShared } from './shared.js';
 
 const log = createLogger('mirrord-agent', parseLevel(process.env.MIRRORD_AGENT_LOG));
 
@@ -38,17 +39,35 @@ async function main(): Promise<void> {
     await runHeal({ session: process.env.MIRRORD_AGENT_SESSION ?? '', log: log.child('heal') });
     exit(0);
   }
+  const num = (name: string, dflt?: number) => {
+    const v = process.env[name];
+    if (v === undefined || v === '') return dflt;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) {
+      log.error(`${name} must be a whole number, got ${JSON.stringify(v)}`);
+      exit(2);
+    }
+    return n;
+  };
+  if (process.env.MIRRORD_AGENT_MODE === 'shared') {
+    await runShared({
+      session: process.env.MIRRORD_AGENT_SESSION ?? `pid${process.pid}`,
+      targetPid: num('MIRRORD_AGENT_TARGET_PID', 1)!,
+      ttlSeconds: num('MIRRORD_AGENT_TTL', 1)!,
+      firstJoinSeconds: num('MIRRORD_AGENT_FIRST_CLIENT_TIMEOUT', 120)!,
+      log: log.child('shared'),
+    });
+    exit(0);
+  }
+  if (process.env.MIRRORD_AGENT_MODE === 'join') {
+    if (!process.env.MIRRORD_AGENT_TOKEN) {
+      log.error('MIRRORD_AGENT_TOKEN is not set: refusing to join without a session token');
+      exit(2);
+    }
+    await runJoin({ session: process.env.MIRRORD_AGENT_SESSION ?? '', token: process.env.MIRRORD_AGENT_TOKEN, log: log.child('join') });
+    exit(0);
+  }
   if (process.env.MIRRORD_AGENT_MODE === 'listen') {
-    const num = (name: string, dflt?: number) => {
-      const v = process.env[name];
-      if (v === undefined || v === '') return dflt;
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 0) {
-        log.error(`${name} must be a whole number, got ${JSON.stringify(v)}`);
-        exit(2);
-      }
-      return n;
-    };
     if (!process.env.MIRRORD_AGENT_TOKEN) {
       log.error('MIRRORD_AGENT_TOKEN is not set: refusing to serve without a session token');
       exit(2);

@@ -22,6 +22,10 @@ export interface AgentStartOptions {
   startupTimeoutMs: number;
   /** Added to the labels of everything the platform creates for the session (mirrord up's key). */
   labels?: Record<string, string>;
+  /** Docker: join (or start) the target's shared agent (config agent.shared). */
+  shared?: boolean;
+  /** Seconds a shared agent stays after its last session (config agent.ttl). */
+  ttlSeconds?: number;
   progress: Progress;
   log: Logger;
 }

@@ -123,6 +123,8 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
     fsWrite: needsFsWrite(opts.features),
     startupTimeoutMs: opts.agent.startup_timeout * 1000,
     labels: opts.labels,
+    shared: opts.agent.shared ?? false,
+    ttlSeconds: opts.agent.ttl,
     progress,
     log: log.child('agent'),
   });

@@ -148,14 +148,15 @@ async function startGuard(docker: Docker, targetId: string, image: string, agent
 
 /**
  * The healer (docs/incoming.md): the agent image in heal mode, once, in the target's namespaces.
- * It removes this session's chain and those of other sessions whose agent is gone, then exits and
+ * It removes the chain of `chainOf` and those of other sessions whose agent is gone, then exits and
  * is removed (AutoRemove; waited for with condition "removed", as `docker run --rm` does).
  */
-async function runHealer(docker: Docker, targetId: string, image: string, opts: AgentStartOptions): Promise<void> {
+export async function runHealer(docker: Docker, targetId: string, image: string, opts: AgentStartOptions, chainOf = opts.session): Promise<void> {
   const c = await docker.createContainer({
     Image: image,
     name: `mirrord-heal-${opts.session}`,
-    Env: ['MIRRORD_AGENT_MODE=heal', `MIRRORD_AGENT_SESSION=${opts.session}`, `MIRRORD_AGENT_LOG=${opts.logLevel}`],
+    // chainOf: the session whose chain goes whatever its state ('' for a shared agent's session: only the sweep).
+    Env: ['MIRRORD_AGENT_MODE=heal', `MIRRORD_AGENT_SESSION=${chainOf}`, `MIRRORD_AGENT_LOG=${opts.logLevel}`],
     // The guard's role: the reaper and the tests treat it as the session's rule keeper.
     Labels: { ...sessionLabels('guard', opts.session, targetId), ...opts.labels },
     HostConfig: {
