@@ -107,6 +107,7 @@ export function serveAgent(link: Duplex, opts: ServeAgentOptions): Promise<void>
       await incoming.unsubscribe(p.port);
       return { result: {} };
     },
+    'agent.sessions': async () => ({ result: { sessions: incoming.ports.sessions(incoming.session) } }),
     'agent.info': async () => {
       let hostname = os.hostname();
       try {

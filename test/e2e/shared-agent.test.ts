@@ -7,6 +7,7 @@ import { createLogger } from '../../common/log.js';
 import { agentImageRecipe } from '../../src/images/recipes.js';
 import { ensureImage } from '../../src/images/build.js';
 import { quietProgress } from '../../src/progress.js';
+import { runCli } from '../helpers/cli.js';
 import { createNetwork, docker, listContainers, runContainer, type TestContainer } from '../helpers/docker-fixtures.js';
 import { killGroups, natTable, startMirrord, stopMirrord, until, type Running } from '../helpers/incoming.js';
 
@@ -99,6 +100,24 @@ describe('one agent, many sessions (agent.shared)', { timeout: 300_000 }, () => 
       await until('both sessions to steal', async () => (await curl('a')) === 'from-a /x' && (await curl('b')) === 'from-b /x');
       assert.equal(await curl(''), 'from-target /x', 'requests without the header reach the target');
       assert.equal((await sharedAgents()).length, 1, 'one agent container only');
+
+      // mirrord status: who steals what, with which filter.
+      const st = await runCli(['status', '-t', `docker/${target.name}`, '--output', 'json'], { timeoutMs: 30_000 });
+      assert.equal(st.code, 0, st.stderr);
+      const agents = JSON.parse(st.stdout) as Array<{
+        shared: boolean;
+        sessions: Array<{ client: string; subscriptions: Array<{ port: number; mode: string; filter?: string }> }>;
+      }>;
+      assert.equal(agents.length, 1, st.stdout);
+      assert.ok(agents[0]!.shared);
+      const filters = agents[0]!.sessions.flatMap((x) => x.subscriptions.filter((p) => p.port === PORT).map((p) => `${p.mode} ${p.filter}`)).sort();
+      assert.deepEqual(filters, ['steal header ^x-session: a$', 'steal header ^x-session: b$'], st.stdout);
+      assert.ok(
+        agents[0]!.sessions.every((x) => x.client.includes(`pid `)),
+        'each session names its CLI',
+      );
+      const text = await runCli(['status'], { timeoutMs: 30_000 });
+      assert.match(text.stdout, new RegExp(`docker/${target.name}: shared agent \\w+, 2 session\\(s\\)`), text.stdout);
 
       const keepAlive = `
 import http.client

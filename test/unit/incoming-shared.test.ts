@@ -111,6 +111,12 @@ describe('one agent, many sessions: concurrent filtered steal', () => {
     await a.conn.request('incoming.subscribe', { port: app.h1, mode: 'steal', httpFilter: { header: '^x-session: a$' } });
     await b.conn.request('incoming.subscribe', { port: app.h1, mode: 'steal', httpFilter: { header: '^x-session: b$' } });
     assert.equal(w.redirects(app.h1).length, 1, 'one REDIRECT for the port, whatever the number of sessions');
+    // agent.sessions: the others, never the asker; what they steal and how.
+    const { sessions } = await a.conn.request('agent.sessions', {});
+    assert.deepEqual(
+      sessions.map((x) => [x.session, x.client, x.subscriptions.map((p) => `${p.mode} ${p.port} ${p.filter}`)]),
+      [['b', 'b', [`steal ${app.h1} header ^x-session: b$`]]],
+    );
     const port = w.agentPort(app.h1);
     assert.deepEqual(await keepAlive(port, ['a', 'b', '', 'a', 'b', '']), ['a /0', 'b /1', 'app /2', 'a /3', 'b /4', 'app /5']);
 

@@ -10,7 +10,7 @@
  * One PortTable per agent process; each session's IncomingService (service.ts) subscribes in it.
  */
 import net from 'node:net';
-import type { ApOpen } from '../../../common/protocol/agent/index.js';
+import type { ApOpen, ApSessionInfo } from '../../../common/protocol/agent/index.js';
 import type { ApStream } from '../../../common/link/stream.js';
 import type { Logger } from '../../../common/log.js';
 import { matches as matchesFilter, serveFiltered, type CompiledFilter } from './http-filter.js';
@@ -31,6 +31,7 @@ export interface Subscriber {
   filter?: CompiledFilter;
   /** The filter as the session wrote it, for messages. */
   filterText?: string;
+  since: Date;
   /** A new stream to this session's local program. */
   open(info: ApOpen): ApStream;
   /** A client connection that is this session's alone (closed when the session leaves). */
@@ -57,6 +58,8 @@ export interface PortTableOptions {
 
 export class PortTable {
   private readonly ports = new Map<number, Port>();
+  /** Every session of the agent, subscribed or not (`agent.sessions`). */
+  readonly members = new Map<string, { client: string; since: Date }>();
   private readonly sockets = new Set<net.Socket>();
   private ipt: Promise<Iptables> | undefined;
   private chainReady: Promise<void> | undefined;
@@ -246,6 +249,21 @@ export class PortTable {
     app.on('error', () => socket.destroy());
     socket.once('close', () => app.destroy());
     socket.resume();
+  }
+
+  /** The agent's sessions but `except`, with their subscriptions: what `mirrord status` shows. */
+  sessions(except?: string): ApSessionInfo[] {
+    const subs = [...this.ports.values()].flatMap((p) => p.subs);
+    return [...this.members.entries()]
+      .filter(([id]) => id !== except)
+      .map(([session, m]) => ({
+        session,
+        client: m.client,
+        since: m.since.toISOString(),
+        subscriptions: subs
+          .filter((s) => s.session === session)
+          .map((s) => ({ port: s.port, mode: s.mode, ...(s.filterText ? { filter: s.filterText } : {}), since: s.since.toISOString() })),
+      }));
   }
 
   /** The agent leaves: rules first (so the target answers its clients again at once), then sockets. */

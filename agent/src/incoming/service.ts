@@ -35,8 +35,7 @@ export class IncomingService {
   private nextStream = 2;
   readonly ports: PortTable;
   private readonly ownTable: boolean;
-  /** The client's name from its HELLO (messages that name this session to another). */
-  client = '';
+  private clientName = '';
 
   constructor(private readonly opts: IncomingOptions) {
     this.ownTable = !opts.ports;
@@ -45,6 +44,20 @@ export class IncomingService {
 
   get chain(): string {
     return this.ports.chain;
+  }
+
+  /** The client's name from its HELLO: the session is one of the agent's from then on. */
+  set client(name: string) {
+    this.clientName = name;
+    this.ports.members.set(this.opts.session, { client: name, since: new Date() });
+  }
+
+  get client(): string {
+    return this.clientName;
+  }
+
+  get session(): string {
+    return this.opts.session;
   }
 
   sweepStale(): Promise<void> {
@@ -62,6 +75,7 @@ export class IncomingService {
       mode: p.mode,
       filter,
       filterText,
+      since: new Date(),
       open: (info) => this.open({ ...info, mode: info.mode === 'mirror' ? 'mirror' : p.mode }),
       own: (socket) => {
         this.owned.add(socket);
@@ -113,6 +127,7 @@ export class IncomingService {
   async closeAll(err: Error): Promise<void> {
     const mine = [...this.subs.values()];
     this.subs.clear();
+    this.ports.members.delete(this.opts.session);
     if (this.ownTable) await this.ports.close();
     else for (const sub of mine) await this.ports.unsubscribe(sub).catch(() => undefined);
     for (const s of [...this.streams.values()]) s.linkLost(new AgentLinkError('ELINK', err.message));

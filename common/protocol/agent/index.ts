@@ -44,6 +44,7 @@ export {
   type ApHelloOk,
   type ApPrimitiveMethods,
   type ApResponse,
+  type ApSessionInfo,
 } from './primitives.js';
 export { decodeOpen, encodeOpen, type ApDnsAddress, type ApHttpFilter, type ApIncomingMode, type ApNetMethods, type ApOpen } from './net.js';
 export { AP_FS_MAX_READ, type ApDirent, type ApFileMethods } from './fs.js';

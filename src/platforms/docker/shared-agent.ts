@@ -90,7 +90,11 @@ async function createShared(
 }
 
 /** The session's link: `docker exec` of the relay, its stdout demultiplexed from its stderr. */
-async function joinLink(docker: Docker, agent: Docker.ContainerInfo, opts: AgentStartOptions): Promise<{ link: Duplex; raw: Duplex; tail: () => string[] }> {
+async function joinLink(
+  docker: Docker,
+  agent: Docker.ContainerInfo,
+  opts: Pick<AgentStartOptions, 'token' | 'session' | 'logLevel' | 'log'>,
+): Promise<{ link: Duplex; raw: Duplex; tail: () => string[] }> {
   const exec = await docker.getContainer(agent.Id).exec({
     Cmd: ['node', '/opt/mirrord/agent.mjs'],
     Env: ['MIRRORD_AGENT_MODE=join', `MIRRORD_AGENT_TOKEN=${opts.token}`, `MIRRORD_AGENT_SESSION=${opts.session}`, `MIRRORD_AGENT_LOG=${opts.logLevel}`],
@@ -192,4 +196,31 @@ async function startSharedGuard(docker: Docker, targetId: string, image: string,
     if ((err as { statusCode?: number }).statusCode === 409) return;
     throw err;
   }
+}
+
+/** The running agents of the engine (shared or not), optionally of one target: what `mirrord status` reports on. */
+export async function listAgents(docker: Docker, targetId?: string): Promise<Docker.ContainerInfo[]> {
+  const label = [`${LABEL_AGENT}=true`, ...(targetId ? [`${LABEL_TARGET}=${targetId}`] : [])];
+  return docker.listContainers({ filters: { label, status: ['running'] } });
+}
+
+/** A link to a shared agent for a short visit (`mirrord status`), through the same relay a session uses. */
+export async function visitSharedAgent(
+  docker: Docker,
+  agent: Docker.ContainerInfo,
+  o: { session: string; token: string; logLevel: string; log: AgentStartOptions['log'] },
+): Promise<{ link: Duplex; close(): Promise<void> }> {
+  const { link, raw } = await joinLink(docker, agent, o);
+  return {
+    link,
+    async close() {
+      link.end();
+      await new Promise<void>((resolve) => {
+        if (raw.destroyed) return resolve();
+        raw.once('close', () => resolve());
+        setTimeout(resolve, 3000).unref();
+      });
+      raw.destroy();
+    },
+  };
 }
