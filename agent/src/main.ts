@@ -64,8 +64,7 @@ async function main(): Promise<void> {
       log.error('MIRRORD_AGENT_TOKEN is not set: refusing to join without a session token');
       exit(2);
     }
-    await runJoin({ session: process.env.MIRRORD_AGENT_SESSION ?? '', token: process.env.MIRRORD_AGENT_TOKEN, log: log.child('join') });
-    exit(0);
+    exit(await runJoin({ session: process.env.MIRRORD_AGENT_SESSION ?? '', token: process.env.MIRRORD_AGENT_TOKEN, log: log.child('join') }));
   }
   if (process.env.MIRRORD_AGENT_MODE === 'listen') {
     if (!process.env.MIRRORD_AGENT_TOKEN) {

@@ -11,12 +11,16 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import type { Logger } from '../../common/log.js';
+import { AP_JOINED_LINE, AP_JOIN_LEAVING } from '../../common/protocol/agent/index.js';
 import { chainName } from './incoming/iptables.js';
 import { PortTable } from './incoming/ports.js';
 import { serveAgent } from './server.js';
 
 /** Where the shared agent listens, inside its own container. */
 export const SHARED_SOCKET = '/run/mirrord-agent.sock';
+/** Written as the agent starts to leave: a relay that sees it gives up at once (the CLI starts a new agent). */
+const leavingFile = (socketPath: string) => `${socketPath}.leaving`;
+
 const MAX_JOIN_LINE = 1024;
 
 export interface SharedOptions {
@@ -50,6 +54,7 @@ export async function runShared(o: SharedOptions): Promise<void> {
     idle = setTimeout(() => {
       if (sessions.size > 0) return;
       o.log.info(`no session for ${seconds} s: leaving`);
+      fs.writeFileSync(leavingFile(socketPath), '');
       server.close();
       done();
     }, seconds * 1000);
@@ -76,6 +81,11 @@ export async function runShared(o: SharedOptions): Promise<void> {
   };
 
   const server = net.createServer((socket) => {
+    // A relay that connected keeps the agent, even before its join line is read.
+    clearTimeout(idle);
+    socket.once('close', () => {
+      if (!sessions.has(socket) && sessions.size === 0) armIdle(o.ttlSeconds);
+    });
     socket.on('error', (err) => o.log.debug(`join socket: ${err.message}`));
     let buf = Buffer.alloc(0);
     const onData = (chunk: Buffer) => {
@@ -103,6 +113,7 @@ export async function runShared(o: SharedOptions): Promise<void> {
   });
 
   fs.rmSync(socketPath, { force: true });
+  fs.rmSync(leavingFile(socketPath), { force: true });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(socketPath, () => resolve());
@@ -113,6 +124,7 @@ export async function runShared(o: SharedOptions): Promise<void> {
 
   const stop = (sig: string) => {
     o.log.info(`${sig}: leaving`);
+    fs.writeFileSync(leavingFile(socketPath), '');
     for (const s of sessions.keys()) s.destroy();
     server.close();
     done();
@@ -131,11 +143,15 @@ export async function runShared(o: SharedOptions): Promise<void> {
  * socket (retrying while a just-started agent is not listening yet), sends the join line, then
  * copies bytes both ways until either side ends.
  */
-export async function runJoin(o: { session: string; token: string; log: Logger; socketPath?: string; timeoutMs?: number }): Promise<void> {
+export async function runJoin(o: { session: string; token: string; log: Logger; socketPath?: string; timeoutMs?: number }): Promise<number> {
   const socketPath = o.socketPath ?? SHARED_SOCKET;
-  const deadline = Date.now() + (o.timeoutMs ?? 30_000);
+  const deadline = Date.now() + (o.timeoutMs ?? 15_000);
   let socket: net.Socket;
   for (;;) {
+    if (fs.existsSync(leavingFile(socketPath))) {
+      o.log.info('the shared agent is leaving: not joining');
+      return AP_JOIN_LEAVING;
+    }
     try {
       socket = await new Promise<net.Socket>((resolve, reject) => {
         const s = net.connect(socketPath, () => resolve(s));
@@ -148,6 +164,7 @@ export async function runJoin(o: { session: string; token: string; log: Logger; 
     }
   }
   socket.write(`${JSON.stringify({ session: o.session, token: o.token })}\n`);
+  process.stderr.write(`${AP_JOINED_LINE}\n`);
   const out = openStdout();
   process.stdin.pipe(socket);
   socket.pipe(out);
@@ -156,6 +173,7 @@ export async function runJoin(o: { session: string; token: string; log: Logger; 
     process.stdin.once('end', () => socket.end());
     socket.once('error', () => resolve());
   });
+  return 0;
 }
 
 /** As in main.ts: an asynchronous stdout with backpressure. */

@@ -182,6 +182,17 @@ Promise.all([get('/h0', { 'x-session': 'a' }), get('/h1', { 'x-session': 'b' }),
     await until('the shared agent to leave after its ttl', async () => (await sharedAgents()).length === 0, 10_000);
     assert.equal(await natTable(target.id, agentImage), baseline);
   });
+
+  it('sessions one right after the other with agent.ttl 0: each joins or replaces a leaving agent', async () => {
+    const cfg = path.join(dir, 'ttl0.json');
+    writeFileSync(cfg, JSON.stringify({ agent: { shared: true, ttl: 0 }, feature: { network: { incoming: 'off' } } }));
+    for (let i = 0; i < 4; i++) {
+      const r = await runCli(['exec', '-t', `docker/${target.name}`, '-f', cfg, '--', 'sh', '-c', `echo round ${i}`], { timeoutMs: 60_000 });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.trim(), `round ${i}`);
+    }
+    await until('the shared agent to leave', async () => (await sharedAgents()).length === 0, 10_000);
+  });
 });
 
 /** The program a SIGKILLed CLI left behind. */

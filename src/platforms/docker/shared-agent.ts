@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { PassThrough, type Duplex } from 'node:stream';
 import type Docker from 'dockerode';
 import { ExitCode, MirrordError } from '../../../common/errors.js';
+import { AP_JOINED_LINE } from '../../../common/protocol/agent/index.js';
 import type { AgentHandle, AgentStartOptions } from '../platform.js';
 import { AGENT_CAPABILITIES, FS_WRITE_CAPABILITIES, GUARD_CAPABILITIES, runHealer } from './agent.js';
 import { joinStreams } from './attach.js';
@@ -18,6 +19,7 @@ import { LABEL_AGENT, LABEL_OWNER, LABEL_SESSION, LABEL_TARGET, sessionLabels } 
  */
 export const LABEL_SHARED = 'dev.mirrord.shared';
 const SHARED_OWNER = 'shared';
+const JOIN_TIMEOUT_MS = 15_000;
 
 /** Agents are shared only when the same image (the same code) with the same capabilities would be started. */
 export function sharedKey(image: string, fsWrite: boolean): string {
@@ -114,33 +116,69 @@ async function joinLink(
   raw.on('error', (err) => stdout.destroy(err));
   stdout.on('error', () => undefined);
   const lines: string[] = [];
+  let joined!: () => void;
+  const connected = new Promise<void>((resolve) => (joined = resolve));
   stderr.setEncoding('utf8').on('data', (t: string) => {
     for (const l of t.split('\n').filter(Boolean)) {
+      if (l === AP_JOINED_LINE) joined();
       lines.push(l);
       if (lines.length > 20) lines.shift();
       opts.log.debug(`shared agent: ${l}`);
     }
   });
-  return { link: joinStreams(stdout, raw), raw, tail: () => lines.slice() };
+  const link = joinStreams(stdout, raw);
+  // The relay reached the agent, or it ended first (the agent is leaving, or gone).
+  const ended = new Promise<'ended'>((resolve) => {
+    raw.once('close', () => resolve('ended'));
+    raw.once('end', () => resolve('ended'));
+  });
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), JOIN_TIMEOUT_MS)));
+  const outcome = await Promise.race([connected.then(() => 'joined' as const), ended, late]);
+  clearTimeout(timer);
+  if (outcome !== 'joined') {
+    raw.destroy();
+    throw new Error(outcome === 'late' ? `the shared agent did not take the session within ${JOIN_TIMEOUT_MS / 1000} s` : 'the shared agent is leaving');
+  }
+  return { link, raw, tail: () => lines.slice() };
 }
 
 export async function startSharedAgent(docker: Docker, target: { id: string; name: string }, image: string, opts: AgentStartOptions): Promise<AgentHandle> {
   const key = sharedKey(image, !!opts.fsWrite);
   let agent: Docker.ContainerInfo | undefined;
-  try {
-    agent = await findShared(docker, target.id, key);
-  } catch (err) {
-    throw dockerUnreachable(err);
+  let joinedLink: Awaited<ReturnType<typeof joinLink>> | undefined;
+  let lastError: Error | undefined;
+  // A found agent may be leaving (its ttl ran out): then a new one is started, under the same name
+  // once the old container is gone.
+  for (let i = 0; !joinedLink && i < 50; i++) {
+    try {
+      agent = await findShared(docker, target.id, key);
+    } catch (err) {
+      throw dockerUnreachable(err);
+    }
+    agent ??= await createShared(docker, target, image, key, opts);
+    if (!agent) {
+      await new Promise((r) => setTimeout(r, 100));
+      continue;
+    }
+    opts.log.debug(`joining shared agent ${agent.Names[0]} for session ${opts.session}`);
+    try {
+      joinedLink = await joinLink(docker, agent, opts);
+    } catch (err) {
+      lastError = err as Error;
+      opts.log.debug(`could not join ${agent.Names[0]}: ${lastError.message}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
-  const joined = !!agent;
-  for (let i = 0; !agent && i < 20; i++) {
-    agent = (await createShared(docker, target, image, key, opts)) ?? (await findShared(docker, target.id, key));
-    if (!agent) await new Promise((r) => setTimeout(r, 100));
+  if (!agent || !joinedLink) {
+    throw new MirrordError(
+      `no shared agent could be started or joined next to docker/${target.name}${lastError ? ` (${lastError.message})` : ''}`,
+      ExitCode.Agent,
+      "Run with MIRRORD_LOG=debug; agent.shared: false starts an agent of the session's own",
+    );
   }
-  if (!agent) throw new MirrordError(`no shared agent could be started next to docker/${target.name}`, ExitCode.Agent, 'Run with MIRRORD_LOG=debug');
-  opts.log.debug(`${joined ? 'joining' : 'started'} shared agent ${agent.Names[0]} for session ${opts.session}`);
   const agentId = agent.Labels[LABEL_SESSION]!;
-  const { link, raw, tail } = await joinLink(docker, agent, opts);
+  const { link, raw, tail } = joinedLink;
   let guard: Promise<void> | undefined;
   let healing: Promise<void> | undefined;
   return {
