@@ -17,7 +17,6 @@ import { RUN_ID, createVolume, removeTestResources, runContainer } from '../test
 const cli = fileURLToPath(new URL('../bin/mirrord.js', import.meta.url));
 const ROUNDS = Number(process.env.BENCH_CONTAINER_ROUNDS ?? 7);
 
-
 async function main(): Promise<void> {
   const image = await prepareImages();
   const volume = await createVolume('mirrord-bench-ct');

@@ -2,10 +2,15 @@
  * Incoming traffic figures, same run: a client container calls the target's HTTP port
  * - directly (the target's own app answers),
  * - with the port stolen by a local copy of the same server under `mirrord exec --steal`,
- * - with the port mirrored (the target's app answers, through the agent's pass-through).
+ * - with the port mirrored (the target's app answers, through the agent's pass-through),
+ * - stolen by HTTP filter through a shared agent (agent.shared): one session, then four sessions
+ *   with four filters, the requests matching the first one's.
  * Printed: requests per second (concurrency 8) and p50/p99 latency of sequential keep-alive requests.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { RUN_ID, createNetwork, removeTestResources, runContainer, type TestContainer } from '../test/helpers/docker-fixtures.js';
@@ -16,9 +21,10 @@ const SEQUENTIAL = Number(process.env.BENCH_REQUESTS ?? 2000);
 const SERVER = `require('http').createServer((q, s) => { q.resume(); q.on('end', () => s.end('ok')); }).listen(Number(process.argv[1] || ${PORT}))`;
 const LOAD = `
 const http = require('http');
-const [url, n, conc] = [process.argv[1], Number(process.argv[2]), Number(process.argv[3])];
+const [url, n, conc, session] = [process.argv[1], Number(process.argv[2]), Number(process.argv[3]), process.argv[4]];
 const agent = new http.Agent({ keepAlive: true, maxSockets: conc });
-const one = () => new Promise((res, rej) => http.get(url, { agent }, (r) => { r.resume(); r.on('end', res); }).on('error', rej));
+const headers = session ? { 'x-session': session } : {};
+const one = () => new Promise((res, rej) => http.get(url, { agent, headers }, (r) => { r.resume(); r.on('end', res); }).on('error', rej));
 (async () => {
   for (let i = 0; i < 200; i++) await one();
   const lat = [];
@@ -36,8 +42,8 @@ interface Figures {
   rps: number;
 }
 
-async function load(client: TestContainer, host: string): Promise<Figures> {
-  const r = await client.exec(['node', '-e', LOAD, `http://${host}:${PORT}/`, String(SEQUENTIAL), '8']);
+async function load(client: TestContainer, host: string, session = ''): Promise<Figures> {
+  const r = await client.exec(['node', '-e', LOAD, `http://${host}:${PORT}/`, String(SEQUENTIAL), '8', session]);
   if (r.code !== 0) throw new Error(`load failed: ${r.stderr}`);
   return JSON.parse(r.stdout) as Figures;
 }
@@ -62,6 +68,42 @@ async function underMirrord(targetName: string, flags: string[], client: TestCon
   }
 }
 
+/** `count` shared sessions stealing with filters x-session: s0..s(count-1); the load carries s0. */
+async function filteredShared(targetName: string, count: number, client: TestContainer): Promise<Figures> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'mirrord-bench-filter-'));
+  const children: ChildProcess[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      const cfg = path.join(dir, `s${i}.json`);
+      const local = 9100 + i;
+      writeFileSync(
+        cfg,
+        JSON.stringify({
+          agent: { shared: true, ttl: 0 },
+          feature: { network: { incoming: { mode: 'steal', port_mapping: [[local, PORT]], http_filter: { header_filter: `^x-session: s${i}$` } } } },
+        }),
+      );
+      children.push(
+        spawn(process.execPath, [cli, 'exec', '-t', `docker/${targetName}`, '-f', cfg, '--', process.execPath, '-e', SERVER, String(local)], {
+          stdio: 'ignore',
+          env: { ...process.env, MIRRORD_LOG: 'error' },
+        }),
+      );
+      // One after the other: the first starts the shared agent, the others join it.
+      for (let t = 0; t < 100; t++) {
+        const probe = await client.exec(['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '-H', `x-session: s${i}`, `http://${targetName}:${PORT}/`]);
+        if (probe.stdout === '200' && t > 3) break;
+        await sleep(200);
+      }
+    }
+    await sleep(1000);
+    return await load(client, targetName, 's0');
+  } finally {
+    for (const c of children) c.kill('SIGTERM');
+    await Promise.all(children.map((c) => new Promise((r) => (c.exitCode === null ? c.once('exit', r) : r(null)))));
+  }
+}
+
 async function main(): Promise<void> {
   const network = await createNetwork('mirrord-bench-in');
   try {
@@ -70,6 +112,8 @@ async function main(): Promise<void> {
     const direct = await load(client, target.name);
     const stolen = await underMirrord(target.name, ['--steal'], client, true);
     const mirrored = await underMirrord(target.name, [], client, false);
+    const filtered1 = await filteredShared(target.name, 1, client);
+    const filtered4 = await filteredShared(target.name, 4, client);
     const row = (name: string, f: Figures) =>
       `${name.padEnd(34)} ${f.rps.toFixed(0).padStart(8)} ${f.p50.toFixed(3).padStart(9)} ${f.p99.toFixed(3).padStart(9)}  rps ratio ${(f.rps / direct.rps).toFixed(2)}, p50 +${(f.p50 - direct.p50).toFixed(3)} ms`;
     process.stdout.write(
@@ -81,6 +125,8 @@ async function main(): Promise<void> {
     );
     process.stdout.write(row('stolen (local server answers)', stolen) + '\n');
     process.stdout.write(row('mirrored (target app, copy local)', mirrored) + '\n');
+    process.stdout.write(row('filtered steal, 1 shared session', filtered1) + '\n');
+    process.stdout.write(row('filtered steal, 4 shared sessions', filtered4) + '\n');
   } finally {
     await removeTestResources(RUN_ID);
     await network.remove();

@@ -15,7 +15,6 @@ import { RUN_ID, removeTestResources, runContainer } from '../test/helpers/docke
 const cli = fileURLToPath(new URL('../bin/mirrord.js', import.meta.url));
 const ROUNDS = Number(process.env.BENCH_UP_ROUNDS ?? 3);
 
-
 function project(dir: string, n: number, image: string, target: string, marked: boolean): string {
   const file = path.join(dir, `${marked ? 'marked' : 'plain'}-${n}.yaml`);
   const services = Array.from({ length: n }, (_, i) =>

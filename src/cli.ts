@@ -5,6 +5,7 @@ import { devcontainerCommand, type DevcontainerFlags } from './commands/devconta
 import { diagnoseLatencyCommand } from './commands/diagnose.js';
 import { execCommand, type ExecFlags } from './commands/exec.js';
 import { lsCommand, type LsFlags } from './commands/ls.js';
+import { statusCommand, type StatusFlags } from './commands/status.js';
 import { portForwardCommand } from './commands/port-forward.js';
 import { initCommand, type InitFlags } from './commands/init.js';
 import { upCommand, upWatchdog, UP_WATCHDOG, upDownCommand, upDetached, type UpFlags } from './commands/up.js';
@@ -193,6 +194,15 @@ Logs: MIRRORD_LOG=debug (CLI, intproxy, agent), MIRRORD_LAYER_LOG=debug (the lay
     .addOption(new Option('--output <format>', 'output format').choices(['text', 'json']).default('text'))
     .action(async (flags: LsFlags) => {
       setCode(await lsCommand(flags, log, (s) => process.stdout.write(s + '\n')));
+    });
+
+  program
+    .command('status')
+    .description('the mirrord agents on the Docker engine and their sessions: who mirrors or steals which port, with which filter, since when')
+    .option('-t, --target <target>', 'only the agents of this target (docker/NAME_OR_ID)')
+    .addOption(new Option('--output <format>', 'output format').choices(['text', 'json']).default('text'))
+    .action(async (flags: StatusFlags) => {
+      setCode(await statusCommand(flags, log, (s) => process.stdout.write(s + '\n')));
     });
 
   program

@@ -8,8 +8,10 @@ import net from 'node:net';
 import { Duplex, type Writable } from 'node:stream';
 import { createLogger, parseLevel } from '../../common/log.js';
 import { runGuard } from './guard.js';
+import { runHeal } from './heal.js';
 import { runListener } from './kube/listener.js';
 import { serveAgent } from './server.js';
+import { runJoin, runShared } from './shared.js';
 
 const log = createLogger('mirrord-agent', parseLevel(process.env.MIRRORD_AGENT_LOG));
 
@@ -33,17 +35,38 @@ async function main(): Promise<void> {
     await runGuard({ pid: Number(process.env.MIRRORD_GUARD_PID), session: process.env.MIRRORD_AGENT_SESSION ?? '', log: log.child('guard') });
     exit(0);
   }
+  if (process.env.MIRRORD_AGENT_MODE === 'heal') {
+    await runHeal({ session: process.env.MIRRORD_AGENT_SESSION ?? '', log: log.child('heal') });
+    exit(0);
+  }
+  const num = (name: string, dflt?: number) => {
+    const v = process.env[name];
+    if (v === undefined || v === '') return dflt;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) {
+      log.error(`${name} must be a whole number, got ${JSON.stringify(v)}`);
+      exit(2);
+    }
+    return n;
+  };
+  if (process.env.MIRRORD_AGENT_MODE === 'shared') {
+    await runShared({
+      session: process.env.MIRRORD_AGENT_SESSION ?? `pid${process.pid}`,
+      targetPid: num('MIRRORD_AGENT_TARGET_PID', 1)!,
+      ttlSeconds: num('MIRRORD_AGENT_TTL', 1)!,
+      firstJoinSeconds: num('MIRRORD_AGENT_FIRST_CLIENT_TIMEOUT', 120)!,
+      log: log.child('shared'),
+    });
+    exit(0);
+  }
+  if (process.env.MIRRORD_AGENT_MODE === 'join') {
+    if (!process.env.MIRRORD_AGENT_TOKEN) {
+      log.error('MIRRORD_AGENT_TOKEN is not set: refusing to join without a session token');
+      exit(2);
+    }
+    exit(await runJoin({ session: process.env.MIRRORD_AGENT_SESSION ?? '', token: process.env.MIRRORD_AGENT_TOKEN, log: log.child('join') }));
+  }
   if (process.env.MIRRORD_AGENT_MODE === 'listen') {
-    const num = (name: string, dflt?: number) => {
-      const v = process.env[name];
-      if (v === undefined || v === '') return dflt;
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 0) {
-        log.error(`${name} must be a whole number, got ${JSON.stringify(v)}`);
-        exit(2);
-      }
-      return n;
-    };
     if (!process.env.MIRRORD_AGENT_TOKEN) {
       log.error('MIRRORD_AGENT_TOKEN is not set: refusing to serve without a session token');
       exit(2);
@@ -85,7 +108,7 @@ async function main(): Promise<void> {
   process.once('SIGINT', () => stop('SIGINT'));
 
   log.info(`serving target pid ${targetPid}`);
-  await serveAgent(link, { token, targetPid, log, session: process.env.MIRRORD_AGENT_SESSION });
+  await serveAgent(link, { token, targetPid, log, session: process.env.MIRRORD_AGENT_SESSION, sweepAtStart: true });
 
   // Let a last frame (HELLO_ERR) reach the client, but never wait long for a reader that is gone.
   await new Promise<void>((resolve) => {

@@ -31,6 +31,7 @@ import { readTargetEnv } from './env.js';
 import { FileService, fileHandlers } from './files.js';
 import type { Iptables } from './incoming/iptables.js';
 import { IncomingService } from './incoming/service.js';
+import type { PortTable } from './incoming/ports.js';
 import { OutgoingStreams } from './outgoing.js';
 
 export interface ServeAgentOptions {
@@ -50,6 +51,13 @@ export interface ServeAgentOptions {
   session?: string;
   /** Injected by tests (never touch the host's iptables in-process). */
   iptables?: () => Promise<Iptables>;
+  /**
+   * After the handshake, remove the chains of sessions whose agent is gone, whether or not this
+   * session ever asks for incoming traffic (the agent process sets it; in-process tests do not).
+   */
+  sweepAtStart?: boolean;
+  /** The agent's port table when several links share it (one agent, many sessions). */
+  ports?: PortTable;
 }
 
 /** What a method handler gives back; `after` runs once the RESPONSE is on the link. */
@@ -78,7 +86,13 @@ export function serveAgent(link: Duplex, opts: ServeAgentOptions): Promise<void>
   const outgoing = new OutgoingStreams(send, log?.child('outgoing'), opts.connectTimeoutMs);
   const dns = new DnsService({ root, port: opts.dnsPort, log: log?.child('dns') });
   const files = new FileService(root, procRoot, opts.targetPid, log?.child('files'));
-  const incoming = new IncomingService({ send, session: opts.session ?? `pid${process.pid}`, log: log?.child('incoming'), iptables: opts.iptables });
+  const incoming = new IncomingService({
+    send,
+    session: opts.session ?? `pid${process.pid}`,
+    log: log?.child('incoming'),
+    iptables: opts.iptables,
+    ports: opts.ports,
+  });
 
   const handlers: Handlers = {
     ...fileHandlers(files),
@@ -93,6 +107,7 @@ export function serveAgent(link: Duplex, opts: ServeAgentOptions): Promise<void>
       await incoming.unsubscribe(p.port);
       return { result: {} };
     },
+    'agent.sessions': async () => ({ result: { sessions: incoming.ports.sessions(incoming.session) } }),
     'agent.info': async () => {
       let hostname = os.hostname();
       try {
@@ -142,8 +157,11 @@ export function serveAgent(link: Duplex, opts: ServeAgentOptions): Promise<void>
       if (!sameToken(hello.token, opts.token)) return refuse('wrong session token');
       state = 'open';
       log?.info(`client ${hello.client || '(unnamed)'} connected`);
+      incoming.client = hello.client;
       send(encodeHelloOk({ version: AP_VERSION, agent: PRODUCT_VERSION, targetPid: opts.targetPid, agentPid: process.pid }));
       framed?.startHeartbeat();
+      // After the answer: the client's first requests need not wait for iptables.
+      if (opts.sweepAtStart) setImmediate(() => void incoming.sweepStale());
       return;
     }
     switch (f.kind) {

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { agentLogLevel } from './log-level.js';
 import { stringMap } from './shapes.js';
-import { differs, noEffect } from './status.js';
+import { differs, noEffect, ours } from './status.js';
 
 /**
  * `agent.*`: every key of mirrord's agent section is accepted. The ones that shape our agent's
@@ -65,7 +65,20 @@ export const agentSchema = z
       .record(z.string(), z.unknown())
       .optional()
       .describe('Kubernetes: resources of the agent container (requests/limits); they replace the default small requests.'),
-    ttl: z.number().int().min(0).default(1).describe('Kubernetes: seconds the agent waits after its last client left before exiting.'),
+    ttl: z
+      .number()
+      .int()
+      .min(0)
+      .default(1)
+      .describe('Seconds the agent waits after its last session left before exiting (Kubernetes; Docker with agent.shared).'),
+    shared: z
+      .boolean()
+      .optional()
+      .describe(
+        'Docker: one agent per target for every session that sets it (default false: an agent per session). A session joins a live shared agent of the same version instead of starting one, with its own token, streams, files and subscriptions; sessions steal one port with different HTTP filters (on_concurrent_steal).',
+      )
+      // Ours: mirrord shares agents through its operator only.
+      .meta(ours),
     ephemeral: z.boolean().default(false).describe('Kubernetes: run the agent as an ephemeral container in the target pod instead of a Job on its node.'),
     privileged: z.boolean().default(false).describe('Run the agent privileged instead of with the few capabilities it needs.'),
     startup_timeout: z.number().int().min(1).default(60).describe("Seconds to wait for the agent's handshake."),

@@ -80,9 +80,10 @@ const incomingObject = z.strictObject({
     .meta(noEffect('not supported yet: a listener binds a free port and reports the one it asked for')),
   on_concurrent_steal: z
     .enum(['abort', 'continue', 'override'])
-    .optional()
-    .describe('mirrord: what to do when another session steals the same port.')
-    .meta(noEffect('several sessions share one agent and steal side by side, each with its own HTTP filter')),
+    .default('abort')
+    .describe(
+      'An unfiltered steal of a port that another session of the same agent steals: abort refuses with a line naming that session; continue shares the port (this session gets the requests no filter takes); override takes the port while this session holds it.',
+    ),
   tls_delivery: tlsDelivery.describe('mirrord: how stolen TLS is delivered to the local program.'),
   https_delivery: tlsDelivery.describe('mirrord: older name of tls_delivery.'),
 });

@@ -83,7 +83,8 @@ export class IncomingManager {
     const mode = this.features.incoming.mode === 'steal' ? 'steal' : 'mirror';
     const httpFilter = this.filterFor(remote);
     try {
-      await this.agent.request('incoming.subscribe', { port: remote, mode, ...(httpFilter ? { httpFilter } : {}) });
+      const onConcurrentSteal = this.features.incoming.on_concurrent_steal;
+      await this.agent.request('incoming.subscribe', { port: remote, mode, ...(httpFilter ? { httpFilter } : {}), onConcurrentSteal });
     } catch (err) {
       this.byRemotePort.delete(remote);
       process.stderr.write(`mirrord: cannot ${mode} port ${remote} of the target: ${(err as Error).message}\n`);

@@ -22,6 +22,10 @@ export interface AgentStartOptions {
   startupTimeoutMs: number;
   /** Added to the labels of everything the platform creates for the session (mirrord up's key). */
   labels?: Record<string, string>;
+  /** Docker: join (or start) the target's shared agent (config agent.shared). */
+  shared?: boolean;
+  /** Seconds a shared agent stays after its last session (config agent.ttl). */
+  ttlSeconds?: number;
   progress: Progress;
   log: Logger;
 }
@@ -37,6 +41,12 @@ export interface AgentHandle {
    * resolves when it runs. Optional: platforms whose objects clean up by themselves omit it.
    */
   startGuard?(agentPid: number): Promise<void>;
+  /**
+   * After the link is lost: makes sure the session's network rules are gone even if the agent and
+   * its guard were killed together (Docker: a one-shot container of the agent image in the
+   * target's namespaces), and sweeps those of other dead sessions. Resolves when done; never throws.
+   */
+  heal?(): Promise<void>;
   /** The agent's last log lines, to explain a failed start. */
   recentLogs(): string[];
 }

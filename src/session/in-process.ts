@@ -1,4 +1,6 @@
+import os from 'node:os';
 import { AgentConnection } from '../agent-link/connection.js';
+import { AP_CLIENT } from '../../common/version.js';
 import { layerHintEnv } from '../fs/rules.js';
 import { Intproxy } from '../intproxy/intproxy.js';
 import type { IntproxyHost } from './session.js';
@@ -23,6 +25,8 @@ export function inProcess(opts: { exe?: string } = {}): IntproxyHost<InProcess> 
       try {
         agent = await AgentConnection.connect(ctx.agent.link, {
           token: ctx.token,
+          // Who the session is, for `mirrord status` on a shared agent.
+          client: `${AP_CLIENT} ${userHost()} pid ${process.pid}`,
           handshakeTimeoutMs: ctx.agentConfig.startup_timeout * 1000,
           log: ctx.log.child('link'),
         });
@@ -55,4 +59,12 @@ export function inProcess(opts: { exe?: string } = {}): IntproxyHost<InProcess> 
       };
     },
   };
+}
+
+function userHost(): string {
+  try {
+    return `${os.userInfo().username}@${os.hostname()}`;
+  } catch {
+    return os.hostname();
+  }
 }

@@ -123,6 +123,8 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
     fsWrite: needsFsWrite(opts.features),
     startupTimeoutMs: opts.agent.startup_timeout * 1000,
     labels: opts.labels,
+    shared: opts.agent.shared ?? false,
+    ttlSeconds: opts.agent.ttl,
     progress,
     log: log.child('agent'),
   });
@@ -157,9 +159,13 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
   }
 
   let closing: Promise<void> | undefined;
+  let healing: Promise<void> | undefined;
   const lost: Array<(reason: string) => void> = [];
   host.onLinkLost((reason) => {
     if (closing) return;
+    // The agent may be gone with its guard: make sure no rule of ours keeps redirecting the
+    // target's clients (only sessions that asked for incoming traffic can have any).
+    if (guarded && agent.heal) healing = agent.heal();
     for (const cb of lost) cb(reason);
   });
 
@@ -184,6 +190,7 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
           await host.close();
           await agent.stop();
         }
+        await healing;
       })();
       return closing;
     },

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -10,6 +9,7 @@ import { agentImageRecipe } from '../../src/images/recipes.js';
 import { ensureImage } from '../../src/images/build.js';
 import { quietProgress } from '../../src/progress.js';
 import { sessionContainers } from '../helpers/sessions.js';
+import { killGroups, natTable as targetNat, startMirrord as startSession, stopMirrord as stop, until, type Running } from '../helpers/incoming.js';
 import { CLI } from '../helpers/cli.js';
 import { createNetwork, docker, runContainer, type TestContainer } from '../helpers/docker-fixtures.js';
 
@@ -39,92 +39,16 @@ let network: { name: string; remove(): Promise<void> };
 let target: TestContainer;
 let client: TestContainer;
 let agentImage = '';
-const running = new Set<ChildProcess>();
-
-/** Whatever is left of a session's process group (a program orphaned by a killed CLI). */
-function killGroups(): void {
-  for (const c of running) {
-    try {
-      if (c.pid) process.kill(-c.pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-  running.clear();
-}
-
-interface Running {
-  child: ChildProcess;
-  out(): string;
-  done: Promise<number | null>;
-}
 
 function startMirrord(flags: string[], cmd: string[], env: NodeJS.ProcessEnv = {}): Running {
-  const child = spawn(process.execPath, [CLI, 'exec', '-t', `docker/${target.name}`, ...flags, '--', ...cmd], {
-    env: { ...process.env, MIRRORD_LOG: 'warn', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    // Its own process group, so a test can take down the program too when it kills the CLI.
-    detached: true,
-  });
-  running.add(child);
-  let out = '';
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (out += d));
-  // 'exit', not 'close': a program orphaned by a killed CLI still holds the pipes.
-  const done = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, out: () => out, done };
+  return startSession(target.name, flags, cmd, env);
 }
 
 async function curl(args: string[]): Promise<string> {
   return (await client.exec(['curl', '-s', '-m', '5', ...args])).stdout;
 }
 
-async function until(what: string, f: () => Promise<boolean>, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await f()) return;
-    await sleep(200);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
-/** The target's nat table as both iptables back ends print it, without comments and counters. */
-async function natTable(): Promise<string> {
-  const dump = async (bin: string) => {
-    const c = await docker().createContainer({
-      Image: agentImage,
-      Entrypoint: [bin],
-      Cmd: ['-t', 'nat'],
-      HostConfig: { NetworkMode: `container:${target.id}`, CapAdd: ['NET_ADMIN', 'NET_RAW'], AutoRemove: false },
-    });
-    await c.start();
-    await c.wait();
-    const raw = (await c.logs({ stdout: true, stderr: false })) as unknown as Buffer;
-    await c.remove({ force: true });
-    return demux(raw)
-      .split('\n')
-      .filter((l) => l && !l.startsWith('#'))
-      .map((l) => l.replace(/\[\d+:\d+\]/g, ''))
-      .join('\n');
-  };
-  return `${await dump('iptables-nft-save')}\n--\n${await dump('iptables-legacy-save')}`;
-}
-
-/** Docker's log framing without a TTY: 8-byte headers (stream, 3 zero bytes, u32 BE size). */
-function demux(buf: Buffer): string {
-  let out = '';
-  for (let at = 0; at + 8 <= buf.length; ) {
-    const size = buf.readUInt32BE(at + 4);
-    out += buf.subarray(at + 8, at + 8 + size).toString('utf8');
-    at += 8 + size;
-  }
-  return out;
-}
-
-async function stop(r: Running, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  r.child.kill(signal);
-  await r.done;
-}
+const natTable = () => targetNat(target.id, agentImage);
 
 describe('incoming traffic: mirror, steal, HTTP filter', { timeout: 600_000 }, () => {
   let baseline = '';

@@ -47,13 +47,20 @@ function endToEnd(raw: string[]): string[] {
   return out;
 }
 
+/** Where a request goes when it is not the target's application: one session's local program. */
+export interface Route {
+  /** The same key means the same destination (an h2c connection to it is reused). */
+  key: string;
+  /** A new byte stream to that local program (an agent stream). */
+  open: () => Duplex;
+}
+
 export interface FilteredConnection {
   socket: net.Socket;
-  filter: CompiledFilter;
   /** The real application, as the client addressed it. */
   app: { host: string; port: number };
-  /** A new byte stream to the local program (an agent stream). */
-  toLocal: () => Duplex;
+  /** Per request: the session it goes to, or undefined for the application. */
+  route: (method: string, path: string, rawHeaders: string[]) => Route | undefined;
   log?: Logger;
 }
 
@@ -78,14 +85,14 @@ function serveH1(c: FilteredConnection): void {
   // One keep-alive connection to the real app per client connection, like a transparent proxy.
   const appAgent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   const server = http.createServer({ keepAliveTimeout: 0 }, (req, res) => {
-    const toLocal = matches(c.filter, req.method ?? 'GET', req.url ?? '/', req.rawHeaders);
-    c.log?.debug(`${req.method} ${req.url} -> ${toLocal ? 'local' : 'remote app'}`);
+    const toLocal = c.route(req.method ?? 'GET', req.url ?? '/', req.rawHeaders);
+    c.log?.debug(`${req.method} ${req.url} -> ${toLocal ? `session ${toLocal.key}` : 'remote app'}`);
     const upstream = http.request({
       method: req.method,
       path: req.url,
       headers: endToEnd(req.rawHeaders) as unknown as http.OutgoingHttpHeaders,
       setHost: false,
-      ...(toLocal ? { createConnection: () => c.toLocal() as net.Socket } : { host: c.app.host, port: c.app.port, agent: appAgent }),
+      ...(toLocal ? { createConnection: () => toLocal.open() as net.Socket } : { host: c.app.host, port: c.app.port, agent: appAgent }),
     });
     upstream.on('response', (up) => {
       res.writeHead(up.statusCode ?? 502, up.statusMessage, endToEnd(up.rawHeaders) as unknown as http.OutgoingHttpHeaders);
@@ -103,8 +110,8 @@ function serveH1(c: FilteredConnection): void {
   });
   // WebSocket and other upgrades: routed by the same filter, then bytes flow untouched.
   server.on('upgrade', (req: http.IncomingMessage, client: net.Socket, head: Buffer) => {
-    const toLocal = matches(c.filter, req.method ?? 'GET', req.url ?? '/', req.rawHeaders);
-    const upstream: Duplex = toLocal ? c.toLocal() : net.connect(c.app.port, c.app.host);
+    const toLocal = c.route(req.method ?? 'GET', req.url ?? '/', req.rawHeaders);
+    const upstream: Duplex = toLocal ? toLocal.open() : net.connect(c.app.port, c.app.host);
     const lines = [`${req.method} ${req.url} HTTP/${req.httpVersion}`];
     for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
     upstream.write(lines.join('\r\n') + '\r\n\r\n');
@@ -155,10 +162,15 @@ function replaying(socket: net.Socket): Duplex {
 function serveH2(c: FilteredConnection): void {
   const server = http2.createServer();
   let app: http2.ClientHttp2Session | undefined;
-  let local: http2.ClientHttp2Session | undefined;
-  const session = (toLocal: boolean) => {
-    if (toLocal) {
-      if (!local || local.destroyed) local = http2.connect('http://local', { createConnection: () => c.toLocal() as net.Socket });
+  // One h2c connection per session the requests go to.
+  const locals = new Map<string, http2.ClientHttp2Session>();
+  const session = (to: Route | undefined) => {
+    if (to) {
+      let local = locals.get(to.key);
+      if (!local || local.destroyed) {
+        local = http2.connect('http://local', { createConnection: () => to.open() as net.Socket });
+        locals.set(to.key, local);
+      }
       return local;
     }
     if (!app || app.destroyed) app = http2.connect(`http://${net.isIPv6(c.app.host) ? `[${c.app.host}]` : c.app.host}:${c.app.port}`);
@@ -167,8 +179,8 @@ function serveH2(c: FilteredConnection): void {
   server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
     const method = String(headers[':method'] ?? 'GET');
     const path = String(headers[':path'] ?? '/');
-    const toLocal = matches(c.filter, method, path, rawHeaders);
-    c.log?.debug(`h2 ${method} ${path} -> ${toLocal ? 'local' : 'remote app'}`);
+    const toLocal = c.route(method, path, rawHeaders);
+    c.log?.debug(`h2 ${method} ${path} -> ${toLocal ? `session ${toLocal.key}` : 'remote app'}`);
     const s = session(toLocal);
     s.on('error', () => undefined);
     const up = s.request(headers, { endStream: false });
@@ -185,7 +197,7 @@ function serveH2(c: FilteredConnection): void {
   server.on('sessionError', () => c.socket.destroy());
   c.socket.on('close', () => {
     app?.destroy();
-    local?.destroy();
+    for (const l of locals.values()) l.destroy();
   });
   server.emit('connection', c.socket);
   c.socket.resume();

@@ -79,16 +79,26 @@ export class Iptables {
     await this.ipt(6, rule).catch(() => undefined);
   }
 
+  /** A back end named by the caller, without detection (the healer, in a hurry). */
+  static using(backend: Backend, log?: Logger, exec: IptablesRunner = defaultRunner): Iptables {
+    return new Iptables(backend, exec, log);
+  }
+
+  /** Deletes every jump to the chain: from then on no new connection is redirected. Quiet when none. */
+  async removeJumps(chain: string, family: 4 | 6 = 4): Promise<void> {
+    for (let i = 0; i < 16; i++) {
+      try {
+        await this.ipt(family, ['-t', 'nat', '-D', 'PREROUTING', '-p', 'tcp', '-j', chain]);
+      } catch {
+        break;
+      }
+    }
+  }
+
   /** Removes a chain and every jump to it; quiet when it is already gone. */
   async removeChain(chain: string): Promise<void> {
     for (const family of [4, 6] as const) {
-      for (let i = 0; i < 16; i++) {
-        try {
-          await this.ipt(family, ['-t', 'nat', '-D', 'PREROUTING', '-p', 'tcp', '-j', chain]);
-        } catch {
-          break;
-        }
-      }
+      await this.removeJumps(chain, family);
       await this.ipt(family, ['-t', 'nat', '-F', chain]).catch(() => undefined);
       await this.ipt(family, ['-t', 'nat', '-X', chain]).catch(() => undefined);
     }
@@ -100,34 +110,50 @@ export class Iptables {
   }
 }
 
+/** Modes of the agent image that act on a session's rules without owning them. */
+const NOT_OWNER = /(?:^|\0)MIRRORD_AGENT_MODE=(?:guard|heal)(?:\0|$)/;
+
 /**
  * Sessions whose agent still runs: every agent carries MIRRORD_AGENT_SESSION in its environment,
- * and all agents of a target share its PID namespace, so /proc tells.
+ * and all agents of a target share its PID namespace, so /proc tells. A guard or a healer names a
+ * session without keeping it alive. `unreadable` counts processes whose environment could not be
+ * read for a reason other than their end: any of them may be a live agent.
  */
-export async function liveSessions(procRoot = '/proc'): Promise<Set<string>> {
+export async function liveSessions(procRoot = '/proc'): Promise<{ live: Set<string>; unreadable: number }> {
   const live = new Set<string>();
+  let unreadable = 0;
   for (const pid of await readdir(procRoot).catch(() => [] as string[])) {
     if (!/^\d+$/.test(pid)) continue;
     try {
       const env = await readProcText(`${procRoot}/${pid}/environ`);
       const m = /(?:^|\0)MIRRORD_AGENT_SESSION=([^\0]+)/.exec(env);
-      if (m && !/(?:^|\0)MIRRORD_AGENT_MODE=guard(?:\0|$)/.test(env)) live.add(chainName(m[1]!));
-    } catch {
-      // a process that ended while we looked
+      if (m && !NOT_OWNER.test(env)) live.add(chainName(m[1]!));
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      // ENOENT/ESRCH: a process that ended while we looked.
+      if (code !== 'ENOENT' && code !== 'ESRCH') unreadable++;
     }
   }
-  return live;
+  return { live, unreadable };
 }
 
-/** Removes the chains of sessions whose agent is gone (an agent killed with its guard, say). */
+/**
+ * Removes the chains of sessions whose agent is gone (an agent killed with its guard, say). When
+ * some process could not be looked at, nothing is removed: a live session's rules are worth more
+ * than a stale one's.
+ */
 export async function sweepStaleChains(ipt: Iptables, mine: string, log?: Logger, procRoot = '/proc'): Promise<string[]> {
-  const live = await liveSessions(procRoot);
-  const removed: string[] = [];
-  for (const chain of await ipt.listChains()) {
-    if (chain === mine || live.has(chain)) continue;
+  const chains = (await ipt.listChains()).filter((c) => c !== mine);
+  if (chains.length === 0) return [];
+  const { live, unreadable } = await liveSessions(procRoot);
+  const stale = chains.filter((c) => !live.has(c));
+  if (stale.length && unreadable) {
+    log?.info(`not removing ${stale.join(', ')}: ${unreadable} process(es) could not be checked (the agent needs SYS_PTRACE)`);
+    return [];
+  }
+  for (const chain of stale) {
     log?.info(`removing stale rules of a dead session: ${chain}`);
     await ipt.removeChain(chain);
-    removed.push(chain);
   }
-  return removed;
+  return stale;
 }

@@ -1,33 +1,20 @@
 /**
- * Incoming traffic: per subscribed port, a listener of the agent and an iptables REDIRECT from the
- * port to it, in the target's namespace. Each accepted connection becomes an agent-initiated stream
- * (OPEN, even id) to the local program:
- * - mirror: the connection is passed through to the real application, which keeps answering; a
- *   copy of the client's bytes goes to the local program, whose answers are dropped. A copy that
- *   falls behind is cut off rather than ever slowing the real traffic.
- * - steal: the connection goes to the local program, or, with an HTTP filter, each request goes to
- *   whichever side the filter picks.
+ * Incoming traffic of one session: its subscriptions in the agent's port table (ports.ts, which
+ * holds the listeners, the REDIRECT rules and the routing among sessions), and the agent-initiated
+ * streams (OPEN, even ids) that carry each connection or request routed to this session's local
+ * program. A session sees only its own streams; leaving takes its subscriptions and the
+ * connections that were its alone, never another session's.
  */
-import net from 'node:net';
+import type net from 'node:net';
 import { ApKind, decodeClose, decodeCredit, encodeOpen, type ApFrame, type ApMethods, type ApOpen } from '../../../common/protocol/agent/index.js';
 import { ApStream, type FrameSink } from '../../../common/link/stream.js';
 import { AgentLinkError } from '../../../common/link/errors.js';
 import type { Logger } from '../../../common/log.js';
-import { compileFilter, serveFiltered, type CompiledFilter } from './http-filter.js';
-import { Iptables, chainName, sweepStaleChains } from './iptables.js';
+import { compileFilter } from './http-filter.js';
+import { chainName, type Iptables } from './iptables.js';
+import { PortTable, type Subscriber } from './ports.js';
 
 type SubscribeParams = ApMethods['incoming.subscribe']['params'];
-
-/** A mirror copy may lag this far behind the real traffic before it is dropped. */
-const MIRROR_MAX_LAG = 4 * 1024 * 1024;
-
-interface Subscription {
-  port: number;
-  mode: 'mirror' | 'steal';
-  filter?: CompiledFilter;
-  listener: net.Server;
-  toPort: number;
-}
 
 const codeError = (code: string, message: string) => Object.assign(new Error(message), { code });
 
@@ -35,128 +22,81 @@ export interface IncomingOptions {
   send: FrameSink;
   session: string;
   log?: Logger;
-  /** Injected by tests, which serve connections without iptables. */
+  /** The agent's port table, shared by its sessions; without one the session has its own (chain named for it). */
+  ports?: PortTable;
+  /** Injected by tests, which serve connections without iptables (own port table only). */
   iptables?: () => Promise<Iptables>;
 }
 
 export class IncomingService {
-  private readonly subs = new Map<number, Subscription>();
+  private readonly subs = new Map<number, Subscriber>();
   private readonly streams = new Map<number, ApStream>();
-  private readonly sockets = new Set<net.Socket>();
+  private readonly owned = new Set<net.Socket>();
   private nextStream = 2;
-  private ipt: Promise<Iptables> | undefined;
-  private chainReady: Promise<void> | undefined;
-  readonly chain: string;
+  readonly ports: PortTable;
+  private readonly ownTable: boolean;
+  private clientName = '';
 
   constructor(private readonly opts: IncomingOptions) {
-    this.chain = chainName(opts.session);
+    this.ownTable = !opts.ports;
+    this.ports = opts.ports ?? new PortTable({ chain: chainName(opts.session), log: opts.log, iptables: opts.iptables });
   }
 
-  private iptables(): Promise<Iptables> {
-    this.ipt ??= (this.opts.iptables ?? (() => Iptables.detect(this.opts.log)))();
-    return this.ipt;
+  get chain(): string {
+    return this.ports.chain;
   }
 
-  /** Stale chains of dead sessions go first, then ours is made, once. */
-  private ensureChain(): Promise<void> {
-    this.chainReady ??= (async () => {
-      const ipt = await this.iptables();
-      await sweepStaleChains(ipt, this.chain, this.opts.log);
-      await ipt.removeChain(this.chain);
-      await ipt.createChain(this.chain);
-    })();
-    return this.chainReady;
+  /** The client's name from its HELLO: the session is one of the agent's from then on. */
+  set client(name: string) {
+    this.clientName = name;
+    this.ports.members.set(this.opts.session, { client: name, since: new Date() });
+  }
+
+  get client(): string {
+    return this.clientName;
+  }
+
+  get session(): string {
+    return this.opts.session;
+  }
+
+  sweepStale(): Promise<void> {
+    return this.ports.sweepStale();
   }
 
   async subscribe(p: SubscribeParams): Promise<ApMethods['incoming.subscribe']['result']> {
     if (this.subs.has(p.port)) throw codeError('EEXIST', `port ${p.port} is already subscribed`);
     const filter = p.httpFilter && p.mode === 'steal' ? compileFilter(p.httpFilter) : undefined;
-    const listener = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => this.accept(s, p.port));
-    await new Promise<void>((resolve, reject) => {
-      listener.once('error', reject);
-      listener.listen(0, '::', () => resolve());
-    });
-    const toPort = (listener.address() as net.AddressInfo).port;
-    const sub: Subscription = { port: p.port, mode: p.mode, filter, listener, toPort };
+    const filterText = filter ? describeFilter(p.httpFilter!) : undefined;
+    const sub: Subscriber = {
+      session: this.opts.session,
+      client: this.client,
+      port: p.port,
+      mode: p.mode,
+      filter,
+      filterText,
+      since: new Date(),
+      open: (info) => this.open({ ...info, mode: info.mode === 'mirror' ? 'mirror' : p.mode }),
+      own: (socket) => {
+        this.owned.add(socket);
+        socket.once('close', () => this.owned.delete(socket));
+      },
+    };
+    const { backend } = await this.ports.subscribe(sub, p.onConcurrentSteal);
     this.subs.set(p.port, sub);
-    try {
-      await this.ensureChain();
-      await (await this.iptables()).redirect(this.chain, p.port, toPort, true);
-    } catch (err) {
-      this.subs.delete(p.port);
-      listener.close();
-      const msg = (err as { stderr?: string }).stderr?.trim() || (err as Error).message;
-      throw codeError('EPERM', `cannot redirect port ${p.port} (${msg.split('\n')[0]}); the agent needs NET_ADMIN`);
-    }
-    this.opts.log?.info(`port ${p.port} ${p.mode}${filter ? ' (HTTP filter)' : ''} via ${toPort}`);
-    return { port: p.port, backend: (await this.iptables()).backend };
+    return { port: p.port, backend };
   }
 
   async unsubscribe(port: number): Promise<void> {
     const sub = this.subs.get(port);
     if (!sub) throw codeError('ENOENT', `port ${port} is not subscribed`);
     this.subs.delete(port);
-    await (await this.iptables()).redirect(this.chain, port, sub.toPort, false).catch(() => undefined);
-    // Connections already accepted keep going; no new ones arrive.
-    sub.listener.close();
+    await this.ports.unsubscribe(sub);
   }
 
   /** Serves one connection as if the REDIRECT had brought it (tests call this directly). */
   accept(socket: net.Socket, port: number): void {
-    const sub = this.subs.get(port);
-    if (!sub) return void socket.destroy();
-    this.sockets.add(socket);
-    socket.once('close', () => this.sockets.delete(socket));
-    socket.on('error', () => undefined);
-    socket.setNoDelay(true);
-    const host = (socket.localAddress ?? '127.0.0.1').replace(/^::ffff:/, '');
-    const info: ApOpen = {
-      port,
-      mode: sub.mode,
-      remoteAddress: (socket.remoteAddress ?? '').replace(/^::ffff:/, ''),
-      remotePort: socket.remotePort ?? 0,
-      localAddress: host,
-      localPort: port,
-    };
-    if (sub.mode === 'mirror') return this.mirror(socket, info);
-    if (sub.filter) {
-      serveFiltered({ socket, filter: sub.filter, app: { host, port }, toLocal: () => this.open(info), log: this.opts.log });
-      return;
-    }
-    const stream = this.open(info);
-    socket.pipe(stream).pipe(socket);
-    socket.once('error', () => stream.destroy());
-    stream.once('error', () => socket.destroy());
-    socket.resume();
-  }
-
-  private mirror(socket: net.Socket, info: ApOpen): void {
-    // Connecting to the address the client used reaches the app through OUTPUT, not PREROUTING,
-    // so it is not redirected again.
-    const app = net.connect({ host: info.localAddress, port: info.port, allowHalfOpen: true });
-    app.setNoDelay(true);
-    let copy: ApStream | undefined = this.open({ ...info, mode: 'mirror' });
-    copy.resume(); // the local program's answers are dropped
-    copy.once('error', () => (copy = undefined));
-    copy.once('close', () => (copy = undefined));
-    socket.on('data', (chunk: Buffer) => {
-      if (!copy) return;
-      if (copy.writableLength > MIRROR_MAX_LAG) {
-        this.opts.log?.debug(`mirror copy of ${info.remoteAddress}:${info.remotePort} fell behind; dropped`);
-        copy.destroy();
-        copy = undefined;
-        return;
-      }
-      copy.write(chunk);
-    });
-    socket.once('end', () => copy?.end());
-    socket.pipe(app).pipe(socket);
-    app.on('error', () => socket.destroy());
-    socket.once('close', () => {
-      app.destroy();
-      copy?.end();
-    });
-    socket.resume();
+    this.ports.accept(socket, port);
   }
 
   private open(info: ApOpen): ApStream {
@@ -180,19 +120,26 @@ export class IncomingService {
     else if (f.kind === ApKind.CLOSE) s.onClose(decodeClose(f).error);
   }
 
-  /** Session end: rules first (so the target answers its clients again at once), then sockets. */
+  /**
+   * Session end: its subscriptions go first (with a table of its own, the whole chain: the target
+   * answers its clients again at once), then its streams and the connections that were its alone.
+   */
   async closeAll(err: Error): Promise<void> {
-    const hadRules = this.chainReady !== undefined;
-    for (const sub of this.subs.values()) sub.listener.close();
+    const mine = [...this.subs.values()];
     this.subs.clear();
-    if (hadRules) await (await this.iptables()).removeChain(this.chain).catch(() => undefined);
+    this.ports.members.delete(this.opts.session);
+    if (this.ownTable) await this.ports.close();
+    else for (const sub of mine) await this.ports.unsubscribe(sub).catch(() => undefined);
     for (const s of [...this.streams.values()]) s.linkLost(new AgentLinkError('ELINK', err.message));
     this.streams.clear();
-    for (const s of this.sockets) s.destroy();
+    for (const s of this.owned) s.destroy();
   }
 
-  /** Synchronous last resort for process exit paths where nothing async runs any more. */
   get hasRules(): boolean {
-    return this.chainReady !== undefined;
+    return this.ports.hasRules;
   }
+}
+
+function describeFilter(f: { header?: string; path?: string; method?: string }): string {
+  return [f.header && `header ${f.header}`, f.path && `path ${f.path}`, f.method && `method ${f.method}`].filter(Boolean).join(', ');
 }

@@ -9,6 +9,12 @@
  * any AP frame, so the CLI can tell a live listener from a port-forward that has not reached one yet.
  */
 export const AP_LISTENER_BANNER = 'MIRRORD-AGENT 1\n';
+/**
+ * A shared agent's join relay (Docker, agent.shared) says this on stderr once it reached the agent;
+ * it exits with AP_JOIN_LEAVING instead when the agent is leaving, so the CLI starts a new one.
+ */
+export const AP_JOINED_LINE = 'mirrord-join: connected';
+export const AP_JOIN_LEAVING = 3;
 
 /** Largest payload a frame may carry; larger frames are a protocol error (the link is closed). */
 export const AP_MAX_PAYLOAD = 1024 * 1024;

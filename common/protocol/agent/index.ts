@@ -8,6 +8,8 @@ export {
   AP_HEADER_SIZE,
   AP_INITIAL_WINDOW,
   AP_LISTENER_BANNER,
+  AP_JOINED_LINE,
+  AP_JOIN_LEAVING,
   AP_MAX_DATA_CHUNK,
   AP_MAX_PAYLOAD,
   ApFrameReader,
@@ -44,6 +46,7 @@ export {
   type ApHelloOk,
   type ApPrimitiveMethods,
   type ApResponse,
+  type ApSessionInfo,
 } from './primitives.js';
 export { decodeOpen, encodeOpen, type ApDnsAddress, type ApHttpFilter, type ApIncomingMode, type ApNetMethods, type ApOpen } from './net.js';
 export { AP_FS_MAX_READ, type ApDirent, type ApFileMethods } from './fs.js';

@@ -29,7 +29,17 @@ export const AP_NET_PARAMS = {
     name: str('name must be a non-empty string of at most 1024 characters', 1, 1024),
     family: z.literal([0, 4, 6], { error: 'family must be 0, 4 or 6' }),
   }),
-  'incoming.subscribe': params({ port: port(), mode: incomingMode, httpFilter: z.optional(httpFilter) }),
+  /**
+   * `onConcurrentSteal`: what an unfiltered steal does when another session of the same agent
+   * steals the port (abort, the default: EBUSY naming it; continue: share, it gets what no filter
+   * takes; override: it takes the port while it holds it).
+   */
+  'incoming.subscribe': params({
+    port: port(),
+    mode: incomingMode,
+    httpFilter: z.optional(httpFilter),
+    onConcurrentSteal: z.optional(z.enum(['abort', 'continue', 'override'], { error: 'onConcurrentSteal must be abort, continue or override' })),
+  }),
   'incoming.unsubscribe': params({ port: port() }),
 };
 

@@ -1,7 +1,7 @@
 /**
  * AP's JSON bodies that every method family shares (docs/protocol.md section 2, "Frame"): the
  * handshake (HELLO, HELLO_OK, HELLO_ERR), REQUEST, RESPONSE (JSON or binary form), CLOSE's error,
- * and the link-level methods (env.get, agent.info).
+ * and the link-level methods (env.get, agent.info, agent.sessions).
  */
 import { params, type MethodTable } from './params.js';
 import { ApKind, badPayload, encodeFrame, isObject, jsonPayload, parseJsonPayload, type ApFrame } from './framing.js';
@@ -29,13 +29,26 @@ export type ApResponse = { ok: true; result: unknown } | { ok: false; error: ApE
 export const AP_PRIMITIVE_PARAMS = {
   'env.get': params({}),
   'agent.info': params({}),
+  'agent.sessions': params({}),
 };
+
+/** One session of an agent as `agent.sessions` (and `mirrord status`) shows it; never its streams or files. */
+export interface ApSessionInfo {
+  session: string;
+  /** The client's name from its HELLO. */
+  client: string;
+  /** ISO 8601: when it joined. */
+  since: string;
+  subscriptions: Array<{ port: number; mode: 'mirror' | 'steal'; filter?: string; since: string }>;
+}
 export type ApPrimitiveMethods = MethodTable<
   typeof AP_PRIMITIVE_PARAMS,
   {
     /** The target process's environment. */
     'env.get': { env: Record<string, string> };
     'agent.info': { version: number; targetPid: number; hostname: string };
+    /** The agent's other sessions (a shared agent's; the asking session is left out). */
+    'agent.sessions': { sessions: ApSessionInfo[] };
   }
 >;
 

@@ -21,6 +21,14 @@ export const AGENT_CAPABILITIES = ['SYS_PTRACE', 'DAC_READ_SEARCH', 'NET_ADMIN',
 export const FS_WRITE_CAPABILITIES = ['DAC_OVERRIDE'];
 /** The guard only removes the session's iptables rules when the agent dies. */
 export const GUARD_CAPABILITIES = ['NET_ADMIN', 'NET_RAW', 'KILL'];
+/**
+ * The healer removes rules too, and tells live sessions from dead ones by reading every process's
+ * environment in the target's PID namespace: agents hold capabilities it would otherwise lack,
+ * which makes their /proc/PID/environ unreadable without SYS_PTRACE.
+ */
+export const HEAL_CAPABILITIES = ['NET_ADMIN', 'NET_RAW', 'SYS_PTRACE'];
+/** A healer that has not finished by then is left to the next session's sweep. */
+const HEAL_TIMEOUT_MS = 15_000;
 
 /**
  * Starts the agent in a container that joins the target's network and PID namespaces, and returns
@@ -84,6 +92,7 @@ export async function startDockerAgent(docker: Docker, target: { id: string; nam
 
   const link = attached.link();
   let guard: Promise<Docker.Container | undefined> | undefined;
+  let healing: Promise<void> | undefined;
   return {
     link,
     description: `agent container ${container.id.slice(0, 12)} on docker/${target.name}`,
@@ -93,6 +102,12 @@ export async function startDockerAgent(docker: Docker, target: { id: string; nam
         return undefined;
       });
       return guard.then(() => undefined);
+    },
+    heal() {
+      healing ??= runHealer(docker, target.id, image, opts).catch((err: Error) => {
+        log.warn(`could not check the target's rules after losing the agent (${err.message}); the next session removes them`);
+      });
+      return healing;
     },
     async stop() {
       link.end();
@@ -129,4 +144,45 @@ async function startGuard(docker: Docker, targetId: string, image: string, agent
   });
   await guard.start();
   return guard;
+}
+
+/**
+ * The healer (docs/incoming.md): the agent image in heal mode, once, in the target's namespaces.
+ * It removes the chain of `chainOf` and those of other sessions whose agent is gone, then exits and
+ * is removed (AutoRemove; waited for with condition "removed", as `docker run --rm` does).
+ */
+export async function runHealer(docker: Docker, targetId: string, image: string, opts: AgentStartOptions, chainOf = opts.session): Promise<void> {
+  const c = await docker.createContainer({
+    Image: image,
+    name: `mirrord-heal-${opts.session}`,
+    // chainOf: the session whose chain goes whatever its state ('' for a shared agent's session: only the sweep).
+    Env: ['MIRRORD_AGENT_MODE=heal', `MIRRORD_AGENT_SESSION=${chainOf}`, `MIRRORD_AGENT_LOG=${opts.logLevel}`],
+    // The guard's role: the reaper and the tests treat it as the session's rule keeper.
+    Labels: { ...sessionLabels('guard', opts.session, targetId), ...opts.labels },
+    HostConfig: {
+      NetworkMode: `container:${targetId}`,
+      PidMode: `container:${targetId}`,
+      CapDrop: ['ALL'],
+      CapAdd: HEAL_CAPABILITIES,
+      SecurityOpt: ['no-new-privileges'],
+      AutoRemove: true,
+      LogConfig: { Type: 'none', Config: {} },
+    },
+  });
+  const removed = (c.wait({ condition: 'removed' }) as Promise<unknown>).catch(() => undefined);
+  try {
+    await c.start();
+  } catch (err) {
+    await removeContainer(c, opts.log);
+    throw err;
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), HEAL_TIMEOUT_MS)));
+  const outcome = await Promise.race([removed, late]);
+  clearTimeout(timer);
+  if (outcome === 'late') {
+    await removeContainer(c, opts.log);
+    throw new Error(`the healer did not finish within ${HEAL_TIMEOUT_MS / 1000} s`);
+  }
+  opts.log.debug('healer done: the session has no rules left on the target');
 }

@@ -54,7 +54,7 @@ export async function attachContainer(
 }
 
 /** A Duplex reading the demultiplexed stdout and writing the container's stdin, with backpressure. */
-function joinStreams(readable: PassThrough, writable: Duplex): Duplex {
+export function joinStreams(readable: PassThrough, writable: Duplex): Duplex {
   const link = new Duplex({
     write(chunk, _enc, cb) {
       writable.write(chunk, (err) => cb(err ?? null));

@@ -5,6 +5,7 @@ import type { Logger } from '../../../common/log.js';
 import type { TargetSpec } from '../../target.js';
 import type { AgentHandle, AgentStartOptions, ResolvedTarget, TargetPlatform } from '../platform.js';
 import { startDockerAgent } from './agent.js';
+import { startSharedAgent } from './shared-agent.js';
 import { LABEL_AGENT, LABEL_OWNER } from './labels.js';
 import { removeContainer } from './remove.js';
 import { agentImageRecipe } from '../../images/recipes.js';
@@ -40,6 +41,7 @@ export class DockerPlatform implements TargetPlatform {
     const image = opts.image ?? (await ensureImage(docker, agentImageRecipe(), { progress: opts.progress, log: opts.log }));
     opts.progress.update(`starting agent next to ${target.display}`);
     const name = target.spec.kind === 'docker' ? target.spec.container : target.id;
+    if (opts.shared) return startSharedAgent(docker, { id: target.id, name }, image, opts);
     return startDockerAgent(docker, { id: target.id, name }, image, opts);
   }
 

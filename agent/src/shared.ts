@@ -1,0 +1,184 @@
+/**
+ * One agent, many sessions (Docker targets with agent.shared). The shared agent serves every
+ * session of its target: each CLI joins with `docker exec` of the agent image in join mode, a relay
+ * between the exec's stdio and the agent's unix socket. The relay's first line names the session
+ * and its token (anyone who can exec into the agent container is already root in it); after it,
+ * the connection is an ordinary AP link with its own handshake, served by its own serveAgent: its
+ * own streams, files and subscriptions, isolated from the other sessions'. All of them share the
+ * agent's port table (one chain, named for the agent). The agent leaves `ttl` seconds after its
+ * last session, rules removed.
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import type { Logger } from '../../common/log.js';
+import { AP_JOINED_LINE, AP_JOIN_LEAVING } from '../../common/protocol/agent/index.js';
+import { chainName } from './incoming/iptables.js';
+import { PortTable } from './incoming/ports.js';
+import { serveAgent } from './server.js';
+
+/** Where the shared agent listens, inside its own container. */
+export const SHARED_SOCKET = '/run/mirrord-agent.sock';
+/** Written as the agent starts to leave: a relay that sees it gives up at once (the CLI starts a new agent). */
+const leavingFile = (socketPath: string) => `${socketPath}.leaving`;
+
+const MAX_JOIN_LINE = 1024;
+
+export interface SharedOptions {
+  /** The agent's id: names its chain (the guard and every sweep know it by its environment). */
+  session: string;
+  targetPid: number;
+  ttlSeconds: number;
+  /** How long to wait for the first session. */
+  firstJoinSeconds: number;
+  log: Logger;
+  socketPath?: string;
+}
+
+export interface JoinedSession {
+  session: string;
+  client: string;
+  since: Date;
+}
+
+export async function runShared(o: SharedOptions): Promise<void> {
+  const socketPath = o.socketPath ?? SHARED_SOCKET;
+  const ports = new PortTable({ chain: chainName(o.session), log: o.log.child('ports') });
+  const sessions = new Map<net.Socket, JoinedSession>();
+  let idle: NodeJS.Timeout | undefined;
+  let done!: () => void;
+  const finished = new Promise<void>((r) => (done = r));
+  let swept = false;
+
+  const armIdle = (seconds: number) => {
+    clearTimeout(idle);
+    idle = setTimeout(() => {
+      if (sessions.size > 0) return;
+      o.log.info(`no session for ${seconds} s: leaving`);
+      fs.writeFileSync(leavingFile(socketPath), '');
+      server.close();
+      done();
+    }, seconds * 1000);
+  };
+
+  const serve = (socket: net.Socket, hello: { session: string; token: string }, rest: Buffer) => {
+    clearTimeout(idle);
+    const joined: JoinedSession = { session: hello.session, client: '', since: new Date() };
+    sessions.set(socket, joined);
+    o.log.info(`session ${hello.session} joined (${sessions.size} now)`);
+    if (rest.length) socket.unshift(rest);
+    const sweepAtStart = !swept;
+    swept = true;
+    void serveAgent(socket, { token: hello.token, targetPid: o.targetPid, log: o.log.child(hello.session), session: hello.session, ports, sweepAtStart }).then(
+      () => {
+        sessions.delete(socket);
+        socket.destroy();
+        o.log.info(`session ${hello.session} left (${sessions.size} now)`);
+        if (sessions.size === 0) armIdle(o.ttlSeconds);
+      },
+    );
+    // Paused while the join line was read; a 'data' listener alone does not undo an explicit pause.
+    socket.resume();
+  };
+
+  const server = net.createServer((socket) => {
+    // A relay that connected keeps the agent, even before its join line is read.
+    clearTimeout(idle);
+    socket.once('close', () => {
+      if (!sessions.has(socket) && sessions.size === 0) armIdle(o.ttlSeconds);
+    });
+    socket.on('error', (err) => o.log.debug(`join socket: ${err.message}`));
+    let buf = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      buf = Buffer.concat([buf, chunk]);
+      const nl = buf.indexOf(10);
+      if (nl < 0) {
+        if (buf.length > MAX_JOIN_LINE) socket.destroy();
+        return;
+      }
+      socket.off('data', onData);
+      socket.pause();
+      let hello: { session?: unknown; token?: unknown };
+      try {
+        hello = JSON.parse(buf.subarray(0, nl).toString('utf8')) as typeof hello;
+      } catch {
+        hello = {};
+      }
+      if (typeof hello.session !== 'string' || typeof hello.token !== 'string' || !hello.token) {
+        o.log.warn('a join without a session and token: refused');
+        return void socket.destroy();
+      }
+      serve(socket, { session: hello.session, token: hello.token }, buf.subarray(nl + 1));
+    };
+    socket.on('data', onData);
+  });
+
+  fs.rmSync(socketPath, { force: true });
+  fs.rmSync(leavingFile(socketPath), { force: true });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(socketPath, () => resolve());
+  });
+  fs.chmodSync(socketPath, 0o600);
+  o.log.info(`shared agent for target pid ${o.targetPid} on ${socketPath}`);
+  armIdle(o.firstJoinSeconds);
+
+  const stop = (sig: string) => {
+    o.log.info(`${sig}: leaving`);
+    fs.writeFileSync(leavingFile(socketPath), '');
+    for (const s of sessions.keys()) s.destroy();
+    server.close();
+    done();
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+
+  await finished;
+  // Every session's serveAgent has let go of its subscriptions; the chain goes last.
+  await ports.close();
+  fs.rmSync(socketPath, { force: true });
+}
+
+/**
+ * Join mode: the relay `docker exec` runs for one session. It connects to the shared agent's
+ * socket (retrying while a just-started agent is not listening yet), sends the join line, then
+ * copies bytes both ways until either side ends.
+ */
+export async function runJoin(o: { session: string; token: string; log: Logger; socketPath?: string; timeoutMs?: number }): Promise<number> {
+  const socketPath = o.socketPath ?? SHARED_SOCKET;
+  const deadline = Date.now() + (o.timeoutMs ?? 15_000);
+  let socket: net.Socket;
+  for (;;) {
+    if (fs.existsSync(leavingFile(socketPath))) {
+      o.log.info('the shared agent is leaving: not joining');
+      return AP_JOIN_LEAVING;
+    }
+    try {
+      socket = await new Promise<net.Socket>((resolve, reject) => {
+        const s = net.connect(socketPath, () => resolve(s));
+        s.once('error', reject);
+      });
+      break;
+    } catch (err) {
+      if (Date.now() > deadline) throw new Error(`the shared agent does not answer on ${socketPath}: ${(err as Error).message}`, { cause: err });
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  socket.write(`${JSON.stringify({ session: o.session, token: o.token })}\n`);
+  process.stderr.write(`${AP_JOINED_LINE}\n`);
+  const out = openStdout();
+  process.stdin.pipe(socket);
+  socket.pipe(out);
+  await new Promise<void>((resolve) => {
+    socket.once('close', resolve);
+    process.stdin.once('end', () => socket.end());
+    socket.once('error', () => resolve());
+  });
+  return 0;
+}
+
+/** As in main.ts: an asynchronous stdout with backpressure. */
+function openStdout(): NodeJS.WritableStream {
+  const st = fs.fstatSync(1);
+  if (st.isFIFO() || st.isSocket()) return new net.Socket({ fd: 1, readable: false, writable: true });
+  return fs.createWriteStream('', { fd: 1 });
+}
