@@ -5,10 +5,9 @@ import { flagOverrides } from '../config/flags.js';
 import { loadConfig } from '../config/load.js';
 import { ExitCode, MirrordError } from '../../common/errors.js';
 import { layerPath } from '../local/process.js';
-import { targetFrom } from '../target.js';
 import { kubeconfigFromSecret } from './kubeconfig.js';
 import type { DaemonReport } from './daemon.js';
-import { daemonArgs, preloadMode, type DevcontainerFlags } from './options.js';
+import { daemonArgs, devcontainerTarget, preloadMode, type DevcontainerFlags } from './options.js';
 import { disablePreload, enablePreload } from './preload.js';
 import { clearStale, ensureDir, liveSession, readDaemonInfo, statePaths, type PreloadMode, type StatePaths } from './state.js';
 import { sessionFileLive, takeLock } from './session-file.js';
@@ -61,8 +60,8 @@ async function startLocked(flags: DevcontainerFlags, mode: PreloadMode, paths: S
     clearStale(paths);
     if (flags.kubeconfigSecret) flags = { ...flags, kubeconfig: kubeconfigFromSecret(flags.kubeconfigSecret, process.env, paths.kubeconfig) };
     // Checked here so that a config problem is the one line of start, not a line in the daemon's log.
-    const { config } = await loadConfig({ file: flags.configFile, overrides: flagOverrides(flags) });
-    targetFrom(config, flags.namespace);
+    const { config, raw } = await loadConfig({ file: flags.configFile, overrides: flagOverrides(flags) });
+    devcontainerTarget(config, raw, flags.namespace);
     timeoutMs = flags.timeout ? Number(flags.timeout) * 1000 : (config.agent.startup_timeout + 60) * 1000;
   } catch (err) {
     if (!(err instanceof MirrordError)) throw err;

@@ -8,8 +8,7 @@ import { quietProgress } from '../progress.js';
 import { sessionSettings } from '../session/from-config.js';
 import { inProcess } from '../session/in-process.js';
 import { startSession } from '../session/session.js';
-import { targetFrom } from '../target.js';
-import { DEFAULT_SKIP, preloadMode, type DevcontainerFlags } from './options.js';
+import { DEFAULT_SKIP, preloadMode, type DevcontainerFlags, devcontainerTarget } from './options.js';
 import { writeLockedSessionFile } from './session-file.js';
 import { ensureDir, statePaths, writeDaemonInfo } from './state.js';
 
@@ -40,8 +39,8 @@ export async function runDaemon(flags: DevcontainerFlags, log: Logger, cliExe: s
   let session: Awaited<ReturnType<typeof startSession>> | undefined;
   try {
     preloadMode(flags);
-    const { config } = await loadConfig({ file: flags.configFile, overrides: flagOverrides(flags) });
-    const target = targetFrom(config, flags.namespace);
+    const { config, raw } = await loadConfig({ file: flags.configFile, overrides: flagOverrides(flags) });
+    const target = devcontainerTarget(config, raw, flags.namespace);
     const settings = sessionSettings(config);
     const skip = [...DEFAULT_SKIP, ...(settings.skipProcesses ?? []), ...(flags.skip ? flags.skip.split(';').filter(Boolean) : [])];
     session = await startSession({ target, ...settings, skipProcesses: skip, intproxy: inProcess(), log, progress: quietProgress });

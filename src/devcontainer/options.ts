@@ -1,6 +1,7 @@
 import type { ExecFlags } from '../config/flags.js';
 import { ExitCode, MirrordError } from '../../common/errors.js';
 import type { PreloadMode } from './state.js';
+import { targetFrom } from '../target.js';
 
 /** `mirrord devcontainer start` (and the daemon it starts): the exec flags that name config keys, plus these. */
 export interface DevcontainerFlags extends Pick<ExecFlags, 'target' | 'namespace' | 'context' | 'kubeconfig' | 'configFile'> {
@@ -45,4 +46,23 @@ export function daemonArgs(f: DevcontainerFlags): string[] {
   add('--preload', f.preload);
   add('--skip', f.skip);
   return a;
+}
+
+/**
+ * The dev container's target. A config without one is targetless elsewhere (as in mirrord), but a
+ * dev container started without the feature's target option has not been pointed anywhere: say so
+ * and run without a session (`target: targetless` asks for one explicitly).
+ */
+export function devcontainerTarget(config: Parameters<typeof targetFrom>[0], raw: unknown, namespace?: string): ReturnType<typeof targetFrom> {
+  // What the file and flags gave: loadConfig fills a missing target in as targetless.
+  const t = (raw as { target?: unknown } | undefined)?.target;
+  const none = t === undefined || t === '' || (typeof t === 'object' && t !== null && Object.keys(t).every((k) => k === 'namespace'));
+  if (none) {
+    throw new MirrordError(
+      'no target given',
+      ExitCode.Usage,
+      'Set the feature\'s target option, or "target" in the config file (targetless: "target": "targetless")',
+    );
+  }
+  return targetFrom(config, namespace);
 }

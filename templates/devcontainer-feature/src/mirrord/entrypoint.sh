@@ -6,12 +6,19 @@
 # workspace folder postStartCommand last ran in: postStartCommand runs only when the tooling starts
 # the container, a plain `docker restart` runs only this. Its start and postStartCommand's are
 # serialised by mirrord (the second finds the session live). Then the container's own command.
-mirrord devcontainer stop >/dev/null 2>&1 || true
+# The entrypoint runs as the container's user (often root) and postStartCommand as the remote user,
+# who owns /run/mirrord: state written here as root would lock the remote user out of it.
+owner=$(stat -c %U /run/mirrord 2>/dev/null || echo root)
+as_owner() {
+  if [ "$(id -u)" = 0 ] && [ "$owner" != root ]; then su -s /bin/sh "$owner" -c 'exec "$@"' -- sh "$@"; else "$@"; fi
+}
+as_owner mirrord devcontainer stop >/dev/null 2>&1 || true
 . /usr/local/share/mirrord/options.env
 if [ "$MIRRORD_OPT_START" = true ]; then
   (
     cd "$(cat /run/mirrord/workspace 2>/dev/null || echo /)" 2>/dev/null || cd /
-    exec /usr/local/share/mirrord/post-start.sh
-  ) >/run/mirrord/entrypoint.log 2>&1 </dev/null &
+    as_owner /usr/local/share/mirrord/post-start.sh >/run/mirrord/entrypoint.log 2>&1
+    [ "$(id -u)" != 0 ] || [ "$owner" = root ] || chown "$owner" /run/mirrord/entrypoint.log
+  ) </dev/null &
 fi
 exec "$@"
