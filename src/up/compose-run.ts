@@ -139,7 +139,8 @@ export async function runComposeUp(
       await images;
       write(withSidecars(doc, sidecarServices(), labels));
       created = true;
-      await step('up', '--no-start', ...marked.flatMap((m) => [m.sidecar, m.plan.name]));
+      // Only the sidecars: the services are recreated once more below anyway, with the sessions' env.
+      await step('up', '--no-start', ...marked.map((m) => m.sidecar));
     });
     const started = await Promise.allSettled(
       marked.map(async (m) => {

@@ -22,8 +22,9 @@ let target: TestContainer;
 const neighbours: TestContainer[] = [];
 let targetName = '';
 
+/** Only this file's target: other test files run beside this one and start agents of their own. */
 async function agentsLeft(): Promise<number> {
-  return (await listContainers('dev.mirrord.agent')).length;
+  return (await listContainers('dev.mirrord.agent')).filter((c) => c.Labels['dev.mirrord.target'] === target.id).length;
 }
 
 async function exec(args: string[], cmd: string[], env?: NodeJS.ProcessEnv) {

@@ -18,6 +18,7 @@ const tag = randomBytes(3).toString('hex');
 const dir = mkdtempSync(path.join(os.tmpdir(), 'mirrord-up-'));
 const KEY = `k${tag}`;
 const PORT = 8080;
+const SLEEP = 300 + (parseInt(tag, 16) % 600); // unique on the host: other test files run programs beside this one
 
 let network: { name: string; remove(): Promise<void> };
 let a: TestContainer;
@@ -163,11 +164,11 @@ services:
   sleeper:
     target: docker/${b.name}
     default_mode: mirror
-    run: { type: exec, command: [sh, -c, 'echo up; exec sleep 300'] }
+    run: { type: exec, command: [sh, -c, 'echo up; exec sleep ${SLEEP}'] }
   boxed:
     target: docker/${b.name}
     default_mode: mirror
-    run: { type: container, command: [docker, run, --rm, ${image}, sh, -c, 'echo up; exec sleep 300'] }
+    run: { type: container, command: [docker, run, --rm, ${image}, sh, -c, 'echo up; exec sleep ${SLEEP}'] }
 `,
     );
     for (const [how, expected] of [
@@ -184,7 +185,7 @@ services:
       assert.equal(await up.done, expected, `${how}: ${up.err()}`);
       assert.deepEqual(await waitSessionGone(up.child.pid!, 20_000), [], `${how}: containers left`);
       // The exec'd program too: mirrord-init ends it when its lifeline to up closes.
-      await until(`the program of ${how} to end`, async () => (await runPs()).every((l) => !l.includes('sleep 300')), 10_000);
+      await until(`the program of ${how} to end`, async () => (await runPs()).every((l) => !l.includes(`sleep ${SLEEP}`)), 10_000);
     }
   });
 

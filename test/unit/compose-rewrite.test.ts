@@ -161,7 +161,8 @@ describe('compose x-mirrord', () => {
     const doc = input();
     doc.services.app!['x-mirrord'] = true;
     assert.equal(plan(doc).marked[0]!.target, undefined);
-    doc.services.app!['x-mirrord'] = { skip: true };
+    // As a user writes it in the compose file.
+    doc.services.app!['x-mirrord'] = parse('{ skip: true }') as unknown;
     assert.equal(plan(doc).marked.length, 0);
     assert.equal(plan(doc, ['app']).marked.length, 1);
     assert.throws(
