@@ -55,7 +55,8 @@ export class IncomingManager {
 
   private filterFor(remotePort: number): ApHttpFilter | undefined {
     const f = this.features.incoming.http_filter;
-    if (!f || this.features.incoming.mode !== 'steal') return undefined;
+    // Steal and mirror alike: a mirroring session gets a copy of the matching requests only.
+    if (!f || this.features.incoming.mode === 'off') return undefined;
     if (f.ports && !f.ports.includes(remotePort)) return undefined;
     const filter: ApHttpFilter = {};
     if (f.header_filter) filter.header = f.header_filter;
@@ -90,7 +91,7 @@ export class IncomingManager {
       process.stderr.write(`mirrord: cannot ${mode} port ${remote} of the target: ${(err as Error).message}\n`);
       return 1;
     }
-    this.log.info(`${mode === 'steal' ? (httpFilter ? 'stealing (HTTP filter)' : 'stealing') : 'mirroring'} port ${remote} -> local ${dial.host}:${dial.port}`);
+    this.log.info(`${mode === 'steal' ? 'stealing' : 'mirroring'}${httpFilter ? ' (HTTP filter)' : ''} port ${remote} -> local ${dial.host}:${dial.port}`);
     return 0;
   }
 

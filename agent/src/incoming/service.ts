@@ -66,7 +66,7 @@ export class IncomingService {
 
   async subscribe(p: SubscribeParams): Promise<ApMethods['incoming.subscribe']['result']> {
     if (this.subs.has(p.port)) throw codeError('EEXIST', `port ${p.port} is already subscribed`);
-    const filter = p.httpFilter && p.mode === 'steal' ? compileFilter(p.httpFilter) : undefined;
+    const filter = p.httpFilter ? compileFilter(p.httpFilter) : undefined;
     const filterText = filter ? describeFilter(p.httpFilter!) : undefined;
     const sub: Subscriber = {
       session: this.opts.session,

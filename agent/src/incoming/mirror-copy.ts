@@ -1,0 +1,132 @@
+/**
+ * What a mirroring session gets of one captured connection (tcp-reassembly.ts rebuilds its bytes):
+ * without a filter, the client's bytes as they came; with an HTTP filter, only the requests that
+ * match, each sent to the local program as a request of its own. The local program's answers are
+ * read and dropped: the client already has the target's.
+ */
+import http from 'node:http';
+import type net from 'node:net';
+import { Duplex } from 'node:stream';
+import type { ApStream } from '../../../common/link/stream.js';
+import type { Logger } from '../../../common/log.js';
+import { matches, type CompiledFilter } from './http-filter.js';
+import type { FlowSink } from './tcp-reassembly.js';
+
+/** A copy may lag this far behind the real traffic before it is dropped. */
+export const MIRROR_MAX_LAG = 4 * 1024 * 1024;
+
+const H2_PREFACE = 'PRI * HTTP/2.0';
+
+export interface CopyTarget {
+  session: string;
+  filter?: CompiledFilter;
+  /** A new stream to the session's local program. */
+  open(): ApStream;
+}
+
+/** The raw bytes to one stream, dropped (not buffered without end) when the local side is too slow. */
+function rawCopy(to: CopyTarget, what: string, log?: Logger): FlowSink {
+  let copy: ApStream | undefined = to.open();
+  copy.resume();
+  const gone = () => (copy = undefined);
+  copy.once('error', gone);
+  copy.once('close', gone);
+  return {
+    data(chunk) {
+      if (!copy) return;
+      if (copy.writableLength > MIRROR_MAX_LAG) {
+        log?.debug(`mirror copy of ${what} for ${to.session} fell behind; dropped`);
+        copy.destroy();
+        return gone();
+      }
+      copy.write(chunk);
+    },
+    end: () => copy?.end(),
+    abort(reason) {
+      log?.debug(`mirror copy of ${what} for ${to.session} ends early: ${reason}`);
+      copy?.destroy();
+    },
+  };
+}
+
+/**
+ * The rebuilt bytes as a socket for Node's HTTP parser (keep-alive, pipelining, chunked bodies);
+ * what the parser's server writes back is discarded.
+ */
+function parserSocket(): Duplex & { feed(chunk: Buffer | null): void } {
+  const d = new Duplex({
+    read() {},
+    write(_chunk, _enc, cb) {
+      cb();
+    },
+  }) as Duplex & { feed(chunk: Buffer | null): void };
+  d.feed = (chunk) => void d.push(chunk);
+  // What http.Server calls on a net.Socket.
+  Object.assign(d, { setTimeout: () => d, setNoDelay: () => d, setKeepAlive: () => d, remoteAddress: '0.0.0.0' });
+  return d;
+}
+
+/** Only the requests the filter matches, each re-sent to the local program in order. */
+function filteredCopy(to: CopyTarget, filter: CompiledFilter, what: string, log?: Logger): FlowSink {
+  const socket = parserSocket();
+  let first = true;
+  let dropped = false;
+  const server = http.createServer({ keepAliveTimeout: 0 }, (req, res) => {
+    if (!matches(filter, req.method ?? 'GET', req.url ?? '/', req.rawHeaders)) {
+      req.resume();
+      req.on('end', () => res.end());
+      return;
+    }
+    log?.debug(`mirror ${req.method} ${req.url} -> session ${to.session}`);
+    const headers: string[] = [];
+    for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
+      if (!/^(connection|keep-alive)$/i.test(req.rawHeaders[i]!)) headers.push(req.rawHeaders[i]!, req.rawHeaders[i + 1]!);
+    }
+    const up = http.request({
+      method: req.method,
+      path: req.url,
+      headers: headers as unknown as http.OutgoingHttpHeaders,
+      setHost: false,
+      createConnection: () => to.open() as unknown as net.Socket,
+    });
+    const done = () => res.end();
+    up.on('response', (r) => r.resume().on('end', done));
+    up.on('error', (err) => {
+      log?.debug(`mirrored request to ${to.session} failed: ${err.message}`);
+      done();
+    });
+    req.pipe(up);
+  });
+  server.on('clientError', (_err, s) => s.destroy());
+  server.emit('connection', socket);
+  return {
+    data(chunk) {
+      if (dropped) return;
+      if (first) {
+        first = false;
+        // Filters are matched on HTTP/1.x only when mirroring; an h2c connection is not copied.
+        if (chunk.subarray(0, H2_PREFACE.length).toString('latin1') === H2_PREFACE) {
+          log?.debug(`mirror of ${what}: HTTP/2 is not filtered when mirroring; not copied`);
+          dropped = true;
+          return void socket.destroy();
+        }
+      }
+      socket.feed(chunk);
+    },
+    end: () => socket.feed(null),
+    abort(reason) {
+      log?.debug(`filtered mirror of ${what} for ${to.session} ends early: ${reason}`);
+      socket.destroy();
+    },
+  };
+}
+
+/** One sink per mirroring session, fed by one reassembled connection. */
+export function mirrorCopies(targets: CopyTarget[], what: string, log?: Logger): FlowSink {
+  const sinks = targets.map((t) => (t.filter ? filteredCopy(t, t.filter, what, log) : rawCopy(t, what, log)));
+  return {
+    data: (chunk) => sinks.forEach((s) => s.data(chunk)),
+    end: () => sinks.forEach((s) => s.end()),
+    abort: (reason) => sinks.forEach((s) => s.abort(reason)),
+  };
+}
