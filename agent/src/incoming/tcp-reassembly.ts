@@ -48,6 +48,8 @@ export interface ReassemblerOptions {
 interface Flow {
   key: FlowKey;
   sink: FlowSink;
+  /** The client's initial sequence number (a SYN with it again is a retransmission). */
+  isn: number;
   /** Sequence number of the next byte the sink expects. */
   next: number;
   /** Sequence number of the FIN, once seen. */
@@ -82,10 +84,10 @@ export class Reassembler {
     let flow = this.flows.get(id);
     if (s.syn) {
       // A retransmitted SYN belongs to the flow it opened; another ISN is a new connection on a reused port.
-      if (flow && seqDiff(s.seq + 1, flow.next) === 0 && flow.pendingBytes === 0) return void (flow.lastSeen = this.now());
+      if (flow && flow.isn === s.seq) return void (flow.lastSeen = this.now());
       if (flow) this.finish(id, flow, 'abort', 'the client port was reused');
       const key = { remoteAddress: s.src, remotePort: s.srcPort, localAddress: s.dst, localPort: s.dstPort };
-      flow = { key, sink: this.opts.open(key), next: (s.seq + 1) >>> 0, pending: new Map(), pendingBytes: 0, lastSeen: this.now(), ended: false };
+      flow = { key, sink: this.opts.open(key), isn: s.seq, next: (s.seq + 1) >>> 0, pending: new Map(), pendingBytes: 0, lastSeen: this.now(), ended: false };
       this.flows.set(id, flow);
       if (s.payload.length === 0 && !s.fin) return;
       // Data on a SYN (TCP Fast Open) starts right after it.
