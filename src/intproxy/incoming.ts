@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import type { ResolvedFeatures } from '../config/schema.js';
 import type { Logger } from '../../common/log.js';
 import type { ApHttpFilter, ApOpen } from '../../common/protocol/agent/index.js';
+import type { InnerHttpFilter } from '../config/feature-schema.js';
 import type { LpAddr } from '../../common/protocol/layer/index.js';
 import type { IncomingAgentPort } from './agent-port.js';
 
@@ -62,6 +63,9 @@ export class IncomingManager {
     if (f.header_filter) filter.header = f.header_filter;
     if (f.path_filter) filter.path = f.path_filter;
     if (f.method_filter) filter.method = f.method_filter;
+    if (f.body_filter) filter.body = { query: f.body_filter.query, matches: f.body_filter.matches };
+    if (f.all_of?.length) filter.allOf = f.all_of.map(innerFilter);
+    if (f.any_of?.length) filter.anyOf = f.any_of.map(innerFilter);
     return Object.keys(filter).length ? filter : undefined;
   }
 
@@ -178,4 +182,14 @@ function dialHost(bound: LpAddr): string {
   // all: IPv4 loopback is the address that always works.
   if (bound.family === 6) return bound.address === '::' || bound.address === '' ? '127.0.0.1' : bound.address;
   return bound.address === '0.0.0.0' || bound.address === '' ? '127.0.0.1' : bound.address;
+}
+
+/** A config all_of / any_of item as the agent takes it. */
+function innerFilter(i: InnerHttpFilter): ApHttpFilter {
+  if ('header' in i) return { header: i.header };
+  if ('path' in i) return { path: i.path };
+  if ('method' in i) return { method: i.method };
+  if ('body' in i) return { body: { query: i.query, matches: i.matches } };
+  if ('all_of' in i) return { allOf: i.all_of.map(innerFilter) };
+  return { anyOf: i.any_of.map(innerFilter) };
 }

@@ -40,7 +40,11 @@ let baseline = '';
 
 const natTable = () => targetNat(target.id, agentImage);
 const curl = async (args: string[]) => (await client.exec(['curl', '-s', '-m', '5', ...args])).stdout;
-const seen = (r: Running, what: RegExp) => r.out().split('\n').filter((l) => what.test(l)).length;
+const seen = (r: Running, what: RegExp) =>
+  r
+    .out()
+    .split('\n')
+    .filter((l) => what.test(l)).length;
 
 /** A mirroring session, once a probe request has reached its local server. */
 async function mirroring(flags: string[] = [], probeHeaders: string[] = []): Promise<Running> {

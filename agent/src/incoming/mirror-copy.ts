@@ -9,7 +9,7 @@ import type net from 'node:net';
 import { Duplex } from 'node:stream';
 import type { ApStream } from '../../../common/link/stream.js';
 import type { Logger } from '../../../common/log.js';
-import { matches, type CompiledFilter } from './http-filter.js';
+import { matchesRequest, needsBody, readBodyForFilter, type CompiledFilter } from './http-filter.js';
 import type { FlowSink } from './tcp-reassembly.js';
 
 /** A copy may lag this far behind the real traffic before it is dropped. */
@@ -71,8 +71,12 @@ function filteredCopy(to: CopyTarget, filter: CompiledFilter, what: string, log?
   const socket = parserSocket();
   let first = true;
   let dropped = false;
-  const server = http.createServer({ keepAliveTimeout: 0 }, (req, res) => {
-    if (!matches(filter, req.method ?? 'GET', req.url ?? '/', req.rawHeaders)) {
+  const withBody = needsBody(filter);
+  const server = http.createServer({ keepAliveTimeout: 0 }, (req, res) => void handle(req, res));
+  const handle = async (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const pre = withBody ? await readBodyForFilter(req) : undefined;
+    if (!matchesRequest(filter, { method: req.method ?? 'GET', path: req.url ?? '/', rawHeaders: req.rawHeaders, body: pre?.body })) {
+      if (pre?.ended) return void res.end();
       req.resume();
       req.on('end', () => res.end());
       return;
@@ -95,8 +99,10 @@ function filteredCopy(to: CopyTarget, filter: CompiledFilter, what: string, log?
       log?.debug(`mirrored request to ${to.session} failed: ${err.message}`);
       done();
     });
-    req.pipe(up);
-  });
+    for (const chunk of pre?.chunks ?? []) up.write(chunk);
+    if (pre?.ended) up.end();
+    else req.pipe(up);
+  };
   server.on('clientError', (_err, s) => s.destroy());
   server.emit('connection', socket);
   return {

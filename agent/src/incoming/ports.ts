@@ -16,7 +16,7 @@ import net from 'node:net';
 import type { ApOpen, ApSessionInfo } from '../../../common/protocol/agent/index.js';
 import type { ApStream } from '../../../common/link/stream.js';
 import type { Logger } from '../../../common/log.js';
-import { matches as matchesFilter, serveFiltered, type CompiledFilter } from './http-filter.js';
+import { matchesRequest, needsBody, serveFiltered, type CompiledFilter, type RequestView } from './http-filter.js';
 import { Iptables, sweepStaleChains } from './iptables.js';
 import { mirrorCopies } from './mirror-copy.js';
 import { openSniffer, type OpenCapture, type PacketSource } from './sniff.js';
@@ -214,7 +214,11 @@ export class PortTable {
         ),
     });
     const open = this.opts.capture ?? openSniffer(log);
-    const source = open(port.number, (seg) => reasm.push(seg), (reason) => reasm.close(reason));
+    const source = open(
+      port.number,
+      (seg) => reasm.push(seg),
+      (reason) => reasm.close(reason),
+    );
     try {
       await source.ready;
     } catch (err) {
@@ -262,8 +266,9 @@ export class PortTable {
       serveFiltered({
         socket,
         app: { host, port: portNumber },
-        route: (method, path, headers) => {
-          const to = filtered.find((s) => this.matchesNow(s, method, path, headers)) ?? (fallback && port.subs.includes(fallback) ? fallback : undefined);
+        needsBody: filtered.some((s) => needsBody(s.filter!)),
+        route: (r) => {
+          const to = filtered.find((s) => this.matchesNow(s, r)) ?? (fallback && port.subs.includes(fallback) ? fallback : undefined);
           return to && { key: to.session, open: () => to.open(info) };
         },
         log: this.opts.log,
@@ -275,9 +280,9 @@ export class PortTable {
   }
 
   /** A session that left since the connection came is skipped: its requests go to the next in line. */
-  private matchesNow(s: Subscriber, method: string, path: string, headers: string[]): boolean {
+  private matchesNow(s: Subscriber, r: RequestView): boolean {
     const port = this.ports.get(s.port);
-    return !!port?.subs.includes(s) && !!s.filter && matchesFilter(s.filter, method, path, headers);
+    return !!port?.subs.includes(s) && !!s.filter && matchesRequest(s.filter, r);
   }
 
   private pipeTo(socket: net.Socket, info: ApOpen, to: Subscriber): void {
