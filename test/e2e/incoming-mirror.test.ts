@@ -156,25 +156,59 @@ print(answer())
     assert.equal(await natTable(), baseline);
   });
 
-  it('an HTTP filter applies to mirroring: only matching requests are copied', async () => {
+  it('an HTTP filter applies to mirroring (header or JSON body; HTTP/1.1 and h2c): only matching requests are copied', async () => {
+    const H2 = 8081;
+    // An h2c app beside the target's HTTP/1.1 one, and a local program serving both ports.
+    const h2app = `require('http2').createServer((q, s) => { q.resume(); q.on('end', () => s.end('from-target ' + q.url)); }).listen(${H2})`;
+    const app = await target.exec(['sh', '-c', 'nohup node -e "$0" >/dev/null 2>&1 &', h2app]);
+    assert.equal(app.code, 0, app.stderr);
+    const local = path.join(dir, 'filter-local.js');
+    writeFileSync(
+      local,
+      `const log = (q) => { let n = 0; q.on('data', (d) => (n += d.length)); q.on('end', () => console.log('local got ' + q.method + ' ' + q.url + ' ' + n)); };
+require('http').createServer((q, s) => { log(q); q.on('end', () => s.end('ignored')); }).listen(${PORT});
+require('http2').createServer((q, s) => { log(q); q.on('end', () => s.end('ignored')); }).listen(${H2}, () => console.log('listening'));`,
+    );
     const cfg = path.join(dir, 'filter.json');
-    writeFileSync(cfg, JSON.stringify({ feature: { network: { incoming: { mode: 'mirror', http_filter: { header_filter: '^x-mirror: yes$' } } } } }));
-    const r = await mirroring(['-f', cfg], ['-H', 'x-mirror: yes']);
+    const filter = { any_of: [{ header: '^x-mirror: yes$' }, { body: 'json', query: '$.mirror', matches: '^yes$' }] };
+    writeFileSync(cfg, JSON.stringify({ feature: { network: { incoming: { mode: 'mirror', http_filter: filter } } } }));
+    const r = startSession(target.name, ['-f', cfg], ['node', local]);
     try {
+      await until('the mirror to take effect', async () => {
+        assert.match(await curl(['-H', 'x-mirror: yes', `http://${target.name}:${PORT}/probe`]), /^from-target \/probe/);
+        return r.out().includes('local got GET /probe');
+      });
+      // Even requests match (by header, or by body for POSTs), odd ones do not; the last one matches.
       const script = `
-import http.client
+import http.client, json
 c = http.client.HTTPConnection("${target.name}", ${PORT}, timeout=10)
 out = []
 for i in range(7):
-    c.request("GET", "/f%d" % i, headers={"x-mirror": "yes"} if i % 2 == 0 else {})
+    if i % 4 == 2: c.request("POST", "/f%d" % i, body=json.dumps({"mirror": "yes"}))
+    elif i % 4 == 3: c.request("POST", "/f%d" % i, body=json.dumps({"mirror": "no"}))
+    else: c.request("GET", "/f%d" % i, headers={"x-mirror": "yes"} if i % 2 == 0 else {})
     out.append(c.getresponse().read().decode().split(" ")[1])
 print(",".join(out))
 `;
       const res = await client.exec(['python3', '-c', script]);
       assert.equal(res.stdout.trim(), '/f0,/f1,/f2,/f3,/f4,/f5,/f6', `the target answered all of them: ${res.stderr}`);
-      await until('the matching requests to be copied', async () => ['/f0', '/f2', '/f4', '/f6'].every((p) => r.out().includes(`local got GET ${p} 0`)));
+      await until('the matching requests to be copied', async () =>
+        ['GET /f0 0', 'POST /f2 17', 'GET /f4 0', 'POST /f6 17'].every((p) => r.out().includes(`local got ${p}`)),
+      ).catch((err: Error) => assert.fail(`${err.message}; the local program saw:\n${r.out()}`));
       // Copies of one connection arrive in order: had /f5 been copied, it would be there before /f6.
-      assert.equal(seen(r, /^local got GET \/f[135] /), 0, `unmatched requests are not copied:\n${r.out()}`);
+      assert.equal(seen(r, /^local got \w+ \/f[135] /), 0, `unmatched requests are not copied:\n${r.out()}`);
+
+      // h2c: the streams of one connection, one matching by header, one by body, one not at all.
+      const h2 = `
+const s = require('http2').connect('http://${target.name}:${H2}');
+const one = (p, h, b) => new Promise((res, rej) => { const q = s.request({ ':path': p, ...h }); let o = ''; q.setEncoding('utf8'); q.on('data', (d) => (o += d)); q.on('end', () => res(o)); q.on('error', rej); q.end(b); });
+(async () => { const out = [await one('/h0', { 'x-mirror': 'yes' }), await one('/h1', {}), await one('/h2', { ':method': 'POST' }, JSON.stringify({ mirror: 'yes' })), await one('/h3', { 'x-mirror': 'yes' })]; console.log(out.join('|')); s.close(); })().catch((e) => { console.error(e.message); process.exit(1); });`;
+      const two = await client.exec(['node', '-e', h2]);
+      assert.equal(two.stdout.trim(), 'from-target /h0|from-target /h1|from-target /h2|from-target /h3', two.stderr);
+      await until('the matching h2c streams to be copied', async () =>
+        ['GET /h0 0', 'POST /h2 16', 'GET /h3 0'].every((p) => r.out().includes(`local got ${p}`)),
+      ).catch((err: Error) => assert.fail(`${err.message}; the local program saw:\n${r.out()}`));
+      assert.equal(seen(r, /^local got \w+ \/h1 /), 0, `an unmatched stream is not copied:\n${r.out()}`);
     } finally {
       await stop(r);
     }

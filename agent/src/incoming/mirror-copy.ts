@@ -1,10 +1,12 @@
 /**
  * What a mirroring session gets of one captured connection (tcp-reassembly.ts rebuilds its bytes):
  * without a filter, the client's bytes as they came; with an HTTP filter, only the requests that
- * match, each sent to the local program as a request of its own. The local program's answers are
- * read and dropped: the client already has the target's.
+ * match (per request on HTTP/1.x, per stream on h2c), each sent to the local program as a request
+ * of its own. The local program's answers are read and dropped: the client already has the
+ * target's.
  */
 import http from 'node:http';
+import http2 from 'node:http2';
 import type net from 'node:net';
 import { Duplex } from 'node:stream';
 import type { ApStream } from '../../../common/link/stream.js';
@@ -66,11 +68,8 @@ function parserSocket(): Duplex & { feed(chunk: Buffer | null): void } {
   return d;
 }
 
-/** Only the requests the filter matches, each re-sent to the local program in order. */
-function filteredCopy(to: CopyTarget, filter: CompiledFilter, what: string, log?: Logger): FlowSink {
-  const socket = parserSocket();
-  let first = true;
-  let dropped = false;
+/** HTTP/1.x: each matching request re-sent to the local program as a request of its own, in order. */
+function serveH1Copy(socket: Duplex, to: CopyTarget, filter: CompiledFilter, log?: Logger): void {
   const withBody = needsBody(filter);
   const server = http.createServer({ keepAliveTimeout: 0 }, (req, res) => void handle(req, res));
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -105,17 +104,72 @@ function filteredCopy(to: CopyTarget, filter: CompiledFilter, what: string, log?
   };
   server.on('clientError', (_err, s) => s.destroy());
   server.emit('connection', socket);
+}
+
+/**
+ * h2c: the client's frames, read by an HTTP/2 server whose own frames go nowhere; each matching
+ * stream is re-sent on one h2c connection to the local program. The client's flow control follows
+ * the real application's windows: a copy that overruns ours ends (the real traffic never notices).
+ */
+function serveH2Copy(socket: Duplex, to: CopyTarget, filter: CompiledFilter, what: string, log?: Logger): void {
+  const withBody = needsBody(filter);
+  const server = http2.createServer();
+  let local: http2.ClientHttp2Session | undefined;
+  const session = () => {
+    if (!local || local.destroyed) {
+      local = http2.connect('http://local', { createConnection: () => to.open() as unknown as net.Socket });
+      local.on('error', (err) => log?.debug(`mirrored h2c to ${to.session} failed: ${err.message}`));
+    }
+    return local;
+  };
+  server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
+    void (async () => {
+      stream.on('error', () => undefined);
+      const pre = withBody ? await readBodyForFilter(stream) : undefined;
+      const method = String(headers[':method'] ?? 'GET');
+      const path = String(headers[':path'] ?? '/');
+      const answer = () => {
+        if (!stream.destroyed && !stream.headersSent) stream.respond({ ':status': 204 }, { endStream: true });
+      };
+      if (!matchesRequest(filter, { method, path, rawHeaders, body: pre?.body })) {
+        if (pre?.ended) return answer();
+        stream.resume();
+        return void stream.on('end', answer);
+      }
+      log?.debug(`mirror h2 ${method} ${path} -> session ${to.session}`);
+      const up = session().request(headers, { endStream: false });
+      up.on('error', answer);
+      up.on('response', () => up.resume().on('end', answer));
+      for (const chunk of pre?.chunks ?? []) up.write(chunk);
+      if (pre?.ended) up.end();
+      else stream.pipe(up);
+    })();
+  });
+  server.on('sessionError', (err) => {
+    log?.debug(`h2c mirror of ${what} for ${to.session} ends: ${err.message}`);
+    socket.destroy();
+  });
+  socket.on('close', () => local?.destroy());
+  server.emit('connection', socket);
+}
+
+/** Only the requests the filter matches (HTTP/1.x per request, h2c per stream), each re-sent to the local program. */
+function filteredCopy(to: CopyTarget, filter: CompiledFilter, what: string, log?: Logger): FlowSink {
+  const socket = parserSocket();
+  let head: Buffer | undefined = Buffer.alloc(0);
+  const preface = Buffer.from(H2_PREFACE, 'latin1');
   return {
     data(chunk) {
-      if (dropped) return;
-      if (first) {
-        first = false;
-        // Filters are matched on HTTP/1.x only when mirroring; an h2c connection is not copied.
-        if (chunk.subarray(0, H2_PREFACE.length).toString('latin1') === H2_PREFACE) {
-          log?.debug(`mirror of ${what}: HTTP/2 is not filtered when mirroring; not copied`);
-          dropped = true;
-          return void socket.destroy();
-        }
+      if (head) {
+        // Which protocol: decided once the first bytes can be told from the h2c preface.
+        head = Buffer.concat([head, chunk]);
+        const n = Math.min(head.length, preface.length);
+        if (n < preface.length && head.subarray(0, n).equals(preface.subarray(0, n))) return;
+        const first = head;
+        head = undefined;
+        if (first.subarray(0, preface.length).equals(preface)) serveH2Copy(socket, to, filter, what, log);
+        else serveH1Copy(socket, to, filter, log);
+        chunk = first;
       }
       socket.feed(chunk);
     },
