@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Reassembler, type FlowKey, type TcpSegment } from '../../agent/src/incoming/tcp-reassembly.js';
-import { decodePacket, FrameReader } from '../../agent/src/incoming/sniff.js';
+import { decodePacket, FrameReader, openSniffer } from '../../agent/src/incoming/sniff.js';
+import { PortTable } from '../../agent/src/incoming/ports.js';
 
 /**
  * Passive mirror's stream rebuilding, from segments as a capture delivers them: out of order,
@@ -186,5 +187,31 @@ describe('captured packets', () => {
       reader.push(wire.subarray(cut));
       assert.deepEqual(got, ['', 'one', 'second frame'], `cut at ${cut}`);
     }
+  });
+});
+
+describe('mirror subscription', () => {
+  const sub = (port: number) => ({
+    session: 's',
+    client: 'c',
+    port,
+    mode: 'mirror' as const,
+    since: new Date(),
+    open: () => {
+      throw new Error('no connection expected');
+    },
+    own: () => undefined,
+  });
+
+  it('a capture that cannot start fails the subscription with one line, and leaves the port unsubscribed', async () => {
+    const table = new PortTable({ chain: 'MIRRORD_unit', capture: openSniffer(undefined, '/nonexistent/mirrord-sniff') });
+    await assert.rejects(table.subscribe(sub(8080)), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'EPERM');
+      assert.match(err.message, /^cannot capture port 8080 for mirroring: .*\/nonexistent\/mirrord-sniff.*ENOENT.* \(the agent needs NET_RAW\)$/);
+      return true;
+    });
+    assert.deepEqual(table.sessions(), []);
+    assert.equal(table.hasRules, false, 'mirroring never touches iptables');
+    await table.close();
   });
 });

@@ -223,7 +223,8 @@ export class PortTable {
       await source.ready;
     } catch (err) {
       source.close();
-      throw codeError('EPERM', `cannot capture port ${port.number} (${(err as Error).message}); the agent needs NET_RAW`);
+      const why = (err as Error).message;
+      throw codeError('EPERM', `cannot capture port ${port.number} for mirroring: ${why}${/NET_RAW/.test(why) ? '' : ' (the agent needs NET_RAW)'}`);
     }
     const timer = setInterval(() => reasm.sweep(), 30_000);
     timer.unref();

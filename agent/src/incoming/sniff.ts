@@ -117,8 +117,8 @@ export function openSniffer(log?: Logger, binary = sniffPath()): OpenCapture {
       });
       child.stdout!.on('data', (d: Buffer) => reader.push(d));
       child.once('exit', (code, signal) => {
-        const why = stderr.trim().split('\n').pop() || `exited with ${code ?? signal}`;
-        reject(new Error(`the packet capture of port ${port} failed: ${why}`));
+        const why = (stderr.trim().split('\n').pop() ?? '').replace(/^mirrord-sniff: /, '') || `the capture helper exited with ${code ?? signal}`;
+        reject(new Error(why));
         if (!closing) log?.info(`packet capture of port ${port} ended: ${why}`);
         onEnd(why);
       });
