@@ -215,3 +215,37 @@ describe('mirror subscription', () => {
     await table.close();
   });
 });
+
+describe('mirror capture restarts', () => {
+  it('a capture that dies under a mirroring session is started again', async () => {
+    const opened: Array<(reason: string) => void> = [];
+    const table = new PortTable({
+      chain: 'MIRRORD_unit',
+      capture: (_port, _seg, onEnd) => {
+        opened.push(onEnd);
+        return { ready: Promise.resolve(), close: () => undefined };
+      },
+    });
+    const s = {
+      session: 's',
+      client: 'c',
+      port: 8080,
+      mode: 'mirror' as const,
+      since: new Date(),
+      open: () => {
+        throw new Error('no connection expected');
+      },
+      own: () => undefined,
+    };
+    await table.subscribe(s);
+    assert.equal(opened.length, 1);
+    opened[0]!('killed');
+    for (let i = 0; i < 40 && opened.length < 2; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(opened.length, 2, 'a new capture after the first one died');
+    await table.unsubscribe(s);
+    opened[1]!('stopped');
+    await new Promise((r) => setTimeout(r, 1200));
+    assert.equal(opened.length, 2, 'no capture once nobody mirrors the port');
+    await table.close();
+  });
+});

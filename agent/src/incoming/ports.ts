@@ -214,10 +214,17 @@ export class PortTable {
         ),
     });
     const open = this.opts.capture ?? openSniffer(log);
-    const source = open(
+    const source: PacketSource = open(
       port.number,
       (seg) => reasm.push(seg),
-      (reason) => reasm.close(reason),
+      (reason) => {
+        reasm.close(reason);
+        // The helper died under us (killed, out of memory): a new capture, a second later, for
+        // as long as someone mirrors the port. Copies of connections under way are lost.
+        if (port.capture?.source !== source) return;
+        this.stopCapture(port, reason);
+        setTimeout(() => void this.sync(port).catch((err: Error) => log?.info(`port ${port.number}: ${err.message}`)), 1000).unref();
+      },
     );
     try {
       await source.ready;
