@@ -145,6 +145,9 @@ async function main(): Promise<void> {
     process.stdout.write(
       `${''.padEnd(34)} mirrored/direct, median of ${MIRROR_ROUNDS} interleaved rounds: rps ${(mirrored.rps / direct.rps).toFixed(3)}, p50 ${(mirrored.p50 / direct.p50).toFixed(3)}\n`,
     );
+    // Each round, so the spread shows next to the medians.
+    const rounds = (xs: Figures[]) => xs.map((f) => `${f.rps.toFixed(0)}/${f.p50.toFixed(3)}`).join(' ');
+    process.stdout.write(`${''.padEnd(34)} rounds (req/s / p50 ms): direct ${rounds(directs)}; mirrored ${rounds(mirrors)}\n`);
     process.stdout.write(row('filtered steal, 1 shared session', filtered1) + '\n');
     process.stdout.write(row('filtered steal, 4 shared sessions', filtered4) + '\n');
   } finally {

@@ -11,7 +11,7 @@
  * loopback connection is seen once), so the agent never reads the rest of the namespace's traffic.
  * The filter is attached before the socket is bound: no packet of another port is ever queued.
  *
- * Output on stdout: one frame per packet, a 4-byte big-endian length then the IP packet; a first
+ * Output on stdout: one frame per packet but pure ACKs, a 4-byte big-endian length then the IP packet; a first
  * empty frame says the capture is live. When the agent falls behind, the kernel drops packets at
  * the socket (the target is never slowed down); the agent sees the gap and gives up that copy.
  *
@@ -62,6 +62,30 @@ static int emit(const unsigned char *data, size_t len)
     if (len) memcpy(out + out_len + 4, data, len);
     out_len += 4 + len;
     return 0;
+}
+
+/*
+ * A pure ACK (no payload, no SYN/FIN/RST) tells the reassembler nothing about the client's bytes:
+ * about half of a request/response exchange's packets, not worth a write and a decode.
+ */
+static int pure_ack(const unsigned char *p, size_t len)
+{
+    size_t ip, total;
+    if (len < 20) return 0;
+    if ((p[0] >> 4) == 4) {
+        ip = (size_t)(p[0] & 15) * 4;
+        total = ((size_t)p[2] << 8) | p[3];
+    } else if ((p[0] >> 4) == 6) {
+        ip = 40;
+        total = 40 + (((size_t)p[4] << 8) | p[5]);
+    } else {
+        return 0;
+    }
+    if (total > len) total = len;
+    if (total < ip + 20) return 0;
+    size_t tcp = (size_t)(p[ip + 12] >> 4) * 4;
+    int flags = p[ip + 13];
+    return (flags & 0x07) == 0 && total <= ip + tcp;
 }
 
 static int attach_filter(int fd, uint16_t port)
@@ -130,12 +154,12 @@ int main(int argc, char **argv)
             fprintf(stderr, "mirrord-sniff: recv: %s\n", strerror(errno));
             return 1;
         }
-        if (emit(pkt, (size_t)n) != 0) return 0;
+        if (!pure_ack(pkt, (size_t)n) && emit(pkt, (size_t)n) != 0) return 0;
         /* Drain what is queued before writing: one write for a burst of segments. */
         while (out_len < OUT_CAP / 2) {
             n = recv(fd, pkt, sizeof pkt, MSG_DONTWAIT);
             if (n < 0) break;
-            if (emit(pkt, (size_t)n) != 0) return 0;
+            if (!pure_ack(pkt, (size_t)n) && emit(pkt, (size_t)n) != 0) return 0;
         }
         if (flush_out() != 0) return 0;
     }
