@@ -2,7 +2,9 @@
  * Incoming traffic figures, same run: a client container calls the target's HTTP port
  * - directly (the target's own app answers),
  * - with the port stolen by a local copy of the same server under `mirrord exec --steal`,
- * - with the port mirrored (the target's app answers, through the agent's pass-through),
+ * - with the port mirrored (the target's app answers; the agent copies from captured packets),
+ *   interleaved with direct rounds (BENCH_MIRROR_ROUNDS, default 3; medians): the goal is the
+ *   target's own throughput and p50 within 5 % of direct,
  * - stolen by HTTP filter through a shared agent (agent.shared): one session, then four sessions
  *   with four filters, the requests matching the first one's.
  * Printed: requests per second (concurrency 8) and p50/p99 latency of sequential keep-alive requests.
@@ -40,6 +42,14 @@ interface Figures {
   p50: number;
   p99: number;
   rps: number;
+}
+
+const MIRROR_ROUNDS = Number(process.env.BENCH_MIRROR_ROUNDS ?? 3);
+
+/** Each figure's median over the rounds (of the figure, not of one round). */
+function median(rounds: Figures[]): Figures {
+  const mid = (k: keyof Figures) => rounds.map((r) => r[k]).sort((a, b) => a - b)[Math.floor(rounds.length / 2)]!;
+  return { p50: mid('p50'), p99: mid('p99'), rps: mid('rps') };
 }
 
 async function load(client: TestContainer, host: string, session = ''): Promise<Figures> {
@@ -109,9 +119,16 @@ async function main(): Promise<void> {
   try {
     const target = await runContainer({ name: 'bench-in-target', network: network.name, cmd: ['node', '-e', SERVER], waitFor: { tcpPort: PORT } });
     const client = await runContainer({ name: 'bench-in-client', network: network.name, cmd: ['sleep', '100000'] });
-    const direct = await load(client, target.name);
+    // Direct and mirrored alternate, so a change in the machine's load hits both alike.
+    const directs: Figures[] = [];
+    const mirrors: Figures[] = [];
+    for (let i = 0; i < MIRROR_ROUNDS; i++) {
+      directs.push(await load(client, target.name));
+      mirrors.push(await underMirrord(target.name, [], client, false));
+    }
+    const direct = median(directs);
+    const mirrored = median(mirrors);
     const stolen = await underMirrord(target.name, ['--steal'], client, true);
-    const mirrored = await underMirrord(target.name, [], client, false);
     const filtered1 = await filteredShared(target.name, 1, client);
     const filtered4 = await filteredShared(target.name, 4, client);
     const row = (name: string, f: Figures) =>
@@ -125,6 +142,12 @@ async function main(): Promise<void> {
     );
     process.stdout.write(row('stolen (local server answers)', stolen) + '\n');
     process.stdout.write(row('mirrored (target app, copy local)', mirrored) + '\n');
+    process.stdout.write(
+      `${''.padEnd(34)} mirrored/direct, median of ${MIRROR_ROUNDS} interleaved rounds: rps ${(mirrored.rps / direct.rps).toFixed(3)}, p50 ${(mirrored.p50 / direct.p50).toFixed(3)}\n`,
+    );
+    // Each round, so the spread shows next to the medians.
+    const rounds = (xs: Figures[]) => xs.map((f) => `${f.rps.toFixed(0)}/${f.p50.toFixed(3)}`).join(' ');
+    process.stdout.write(`${''.padEnd(34)} rounds (req/s / p50 ms): direct ${rounds(directs)}; mirrored ${rounds(mirrors)}\n`);
     process.stdout.write(row('filtered steal, 1 shared session', filtered1) + '\n');
     process.stdout.write(row('filtered steal, 4 shared sessions', filtered4) + '\n');
   } finally {

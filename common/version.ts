@@ -5,7 +5,7 @@
 export const PRODUCT_NAME = 'mirrord';
 export const PRODUCT_VERSION = '0.1.0';
 /** intproxy <-> agent protocol (docs/protocol.md section 2): HELLO and HELLO_OK carry it; each end refuses another. */
-export const AP_VERSION = 2;
+export const AP_VERSION = 3;
 /** layer <-> intproxy protocol (docs/protocol.md section 1): the layer's HELLO carries it (layer/src/lp_codec.h). */
 export const LP_VERSION = 1;
 /** How the CLI names itself in AP's HELLO (`client`). */

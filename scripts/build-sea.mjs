@@ -25,6 +25,7 @@ const assets = [
   'layer/build/mirrord-session-lock',
   'agent/image',
   'agent/dist/agent.mjs',
+  'agent/capture/build/mirrord-sniff',
   'sidecar/image',
   'sidecar/dist/sidecar.mjs',
   'sidecar/build/mirrord-init',

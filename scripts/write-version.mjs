@@ -9,8 +9,11 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
-/** intproxy <-> agent. 2: RESPONSE may carry a binary tail (fs.read's bytes, no longer base64 in JSON). */
-const AP_VERSION = 2;
+/**
+ * intproxy <-> agent. 2: RESPONSE may carry a binary tail (fs.read's bytes, no longer base64 in JSON).
+ * 3: httpFilter takes body, allOf and anyOf, which an agent of version 2 would drop (and steal unfiltered).
+ */
+const AP_VERSION = 3;
 /** layer <-> intproxy (the layer's HELLO carries it; the C codec defines the same number). */
 const LP_VERSION = 1;
 

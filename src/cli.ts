@@ -191,6 +191,8 @@ Logs: MIRRORD_LOG=debug (CLI, intproxy, agent), MIRRORD_LAYER_LOG=debug (the lay
     .option('-f, --config-file <file>', 'config file')
     .option('--no-docker', 'do not list Docker containers')
     .option('--no-kube', 'do not list Kubernetes targets')
+    .option('--sessions', "under each Docker target, its agents' sessions (the default when stdout is a terminal)")
+    .option('--no-sessions', 'targets only, also on a terminal')
     .addOption(new Option('--output <format>', 'output format').choices(['text', 'json']).default('text'))
     .action(async (flags: LsFlags) => {
       setCode(await lsCommand(flags, log, (s) => process.stdout.write(s + '\n')));

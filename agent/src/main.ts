@@ -55,6 +55,7 @@ async function main(): Promise<void> {
       targetPid: num('MIRRORD_AGENT_TARGET_PID', 1)!,
       ttlSeconds: num('MIRRORD_AGENT_TTL', 1)!,
       firstJoinSeconds: num('MIRRORD_AGENT_FIRST_CLIENT_TIMEOUT', 120)!,
+      hostSocketPath: process.env.MIRRORD_AGENT_HOST_SOCKET || undefined,
       log: log.child('shared'),
     });
     exit(0);

@@ -32,6 +32,12 @@ export interface SharedOptions {
   firstJoinSeconds: number;
   log: Logger;
   socketPath?: string;
+  /**
+   * A second socket, in a directory the CLI bind-mounts from the host (a local engine): a session
+   * of the same host user joins by connecting to it, without the relay's `docker exec` (the warm
+   * start). Who may connect is decided on the host: the directory above it is that user's, 0700.
+   */
+  hostSocketPath?: string;
 }
 
 export interface JoinedSession {
@@ -54,7 +60,7 @@ export async function runShared(o: SharedOptions): Promise<void> {
     idle = setTimeout(() => {
       if (sessions.size > 0) return;
       o.log.info(`no session for ${seconds} s: leaving`);
-      fs.writeFileSync(leavingFile(socketPath), '');
+      markLeaving();
       server.close();
       done();
     }, seconds * 1000);
@@ -80,7 +86,7 @@ export async function runShared(o: SharedOptions): Promise<void> {
     socket.resume();
   };
 
-  const server = net.createServer((socket) => {
+  const onConnection = (socket: net.Socket) => {
     // A relay that connected keeps the agent, even before its join line is read.
     clearTimeout(idle);
     socket.once('close', () => {
@@ -110,21 +116,44 @@ export async function runShared(o: SharedOptions): Promise<void> {
       serve(socket, { session: hello.session, token: hello.token }, buf.subarray(nl + 1));
     };
     socket.on('data', onData);
-  });
+  };
+  const server = net.createServer(onConnection);
+  const hostServer = o.hostSocketPath ? net.createServer(onConnection) : undefined;
+  const paths = [socketPath, ...(o.hostSocketPath ? [o.hostSocketPath] : [])];
+  const markLeaving = () => {
+    for (const p of paths) fs.writeFileSync(leavingFile(p), '');
+    hostServer?.close();
+  };
 
-  fs.rmSync(socketPath, { force: true });
-  fs.rmSync(leavingFile(socketPath), { force: true });
+  for (const p of paths) {
+    fs.rmSync(p, { force: true });
+    fs.rmSync(leavingFile(p), { force: true });
+  }
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(socketPath, () => resolve());
   });
   fs.chmodSync(socketPath, 0o600);
+  if (hostServer && o.hostSocketPath) {
+    const hostPath = o.hostSocketPath;
+    await new Promise<void>((resolve) => {
+      hostServer.once('error', (err) => {
+        o.log.info(`no host socket (${err.message}): sessions join through docker exec`);
+        resolve();
+      });
+      hostServer.listen(hostPath, () => {
+        // The host user's 0700 directory above this one keeps everyone else out.
+        fs.chmodSync(hostPath, 0o666);
+        resolve();
+      });
+    });
+  }
   o.log.info(`shared agent for target pid ${o.targetPid} on ${socketPath}`);
   armIdle(o.firstJoinSeconds);
 
   const stop = (sig: string) => {
     o.log.info(`${sig}: leaving`);
-    fs.writeFileSync(leavingFile(socketPath), '');
+    markLeaving();
     for (const s of sessions.keys()) s.destroy();
     server.close();
     done();
@@ -135,7 +164,7 @@ export async function runShared(o: SharedOptions): Promise<void> {
   await finished;
   // Every session's serveAgent has let go of its subscriptions; the chain goes last.
   await ports.close();
-  fs.rmSync(socketPath, { force: true });
+  for (const p of paths) fs.rmSync(p, { force: true });
 }
 
 /**

@@ -5,6 +5,7 @@ import { loadConfig } from '../config/load.js';
 import { ExitCode, MirrordError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { checkEngine, createDocker } from '../platforms/docker/client.js';
+import { agentStatuses, sessionLines } from './status.js';
 
 export interface LsFlags {
   namespace?: string;
@@ -14,6 +15,8 @@ export interface LsFlags {
   output?: string;
   docker?: boolean; // --no-docker
   kube?: boolean; // --no-kube
+  /** --sessions: the sessions of each Docker target's agents under it (the default on a terminal). */
+  sessions?: boolean;
 }
 
 /** A kubeconfig exists where kubectl would look: otherwise the cluster part is skipped, not an error. */
@@ -27,11 +30,15 @@ function kubeConfigured(file?: string): boolean {
 /**
  * `mirrord ls`: the targets one can pass to -t. Kubernetes targets of the namespace when a kubeconfig
  * is configured, then running containers of the Docker engine when it answers. With --output json,
- * a JSON array of target strings (what mirrord's IDE extensions read).
+ * a JSON array of target strings (what mirrord's IDE extensions read). On a terminal (or with
+ * --sessions) each Docker target is followed by its agents' sessions, indented; piped, the text
+ * stays one target per line, as scripts read it.
  */
 export async function lsCommand(flags: LsFlags, log: Logger, out: (s: string) => void): Promise<number> {
   const { config } = await loadConfig({ file: flags.configFile });
   const targets: string[] = [];
+  const showSessions = flags.output !== 'json' && (flags.sessions ?? process.stdout.isTTY === true);
+  const sessionsOf = new Map<string, string[]>();
   const kubeconfig = flags.kubeconfig ? path.resolve(flags.kubeconfig) : config.kubeconfig;
   let tried = 0;
   if (flags.kube !== false && kubeConfigured(kubeconfig)) {
@@ -56,6 +63,13 @@ export async function lsCommand(flags: LsFlags, log: Logger, out: (s: string) =>
         const name = c.Names?.[0]?.replace(/^\//, '');
         if (name) targets.push(`docker/${name}`);
       }
+      if (showSessions) {
+        for (const a of await agentStatuses(docker, log)) {
+          const lines = sessionsOf.get(a.target) ?? [];
+          lines.push(`${a.shared ? 'shared agent' : 'agent'} ${a.agent}:`, ...sessionLines(a).map((l) => `  ${l}`));
+          sessionsOf.set(a.target, lines);
+        }
+      }
     } catch (err) {
       log.debug(`ls: Docker engine skipped: ${(err as Error).message}`);
     }
@@ -64,6 +78,10 @@ export async function lsCommand(flags: LsFlags, log: Logger, out: (s: string) =>
     throw new MirrordError('nothing to list: no kubeconfig found and no Docker engine answers', ExitCode.Platform, 'Set KUBECONFIG, or start Docker');
   }
   if (flags.output === 'json') out(JSON.stringify(targets));
-  else for (const t of targets) out(t);
+  else
+    for (const t of targets) {
+      out(t);
+      for (const line of sessionsOf.get(t) ?? []) out(`  ${line}`);
+    }
   return 0;
 }

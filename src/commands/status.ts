@@ -37,6 +37,29 @@ export async function statusCommand(flags: StatusFlags, log: Logger, out: (s: st
     if (spec.kind !== 'docker') throw new MirrordError(`mirrord status shows Docker targets only, got ${flags.target}`, ExitCode.Usage, 'Use -t docker/NAME');
     targetId = (await findContainer(docker, spec.container)).id;
   }
+  const result = await agentStatuses(docker, log, targetId);
+  if (flags.output === 'json') {
+    out(JSON.stringify(result));
+    return 0;
+  }
+  if (result.length === 0) out('no mirrord agent runs on this Docker engine');
+  for (const r of result) {
+    out(`${r.target}: ${r.shared ? 'shared agent' : 'agent'} ${r.agent}, ${r.sessions.length} session(s)`);
+    for (const line of sessionLines(r)) out(`  ${line}`);
+  }
+  return 0;
+}
+
+/** One line per session: id, client, since when, and what it mirrors or steals with which filter. */
+export function sessionLines(r: AgentStatus): string[] {
+  return r.sessions.map((s) => {
+    const subs = s.subscriptions.map((p) => `${p.mode} ${p.port}${p.filter ? ` (${p.filter})` : ''}`).join(', ');
+    return `session ${s.session}${s.client ? ` ${s.client}` : ''} since ${s.since}${subs ? `: ${subs}` : ''}`;
+  });
+}
+
+/** The agents on the engine (of one target when given) with their sessions; `mirrord ls` shows them too. */
+export async function agentStatuses(docker: ReturnType<typeof createDocker>, log: Logger, targetId?: string): Promise<AgentStatus[]> {
   const names = new Map<string, string>();
   const nameOf = async (id: string) => {
     if (!names.has(id))
@@ -68,19 +91,7 @@ export async function statusCommand(flags: StatusFlags, log: Logger, out: (s: st
     }
     result.push({ target, agent: a.Id.slice(0, 12), shared, sessions });
   }
-  if (flags.output === 'json') {
-    out(JSON.stringify(result));
-    return 0;
-  }
-  if (result.length === 0) out('no mirrord agent runs on this Docker engine');
-  for (const r of result) {
-    out(`${r.target}: ${r.shared ? 'shared agent' : 'agent'} ${r.agent}, ${r.sessions.length} session(s)`);
-    for (const s of r.sessions) {
-      const subs = s.subscriptions.map((p) => `${p.mode} ${p.port}${p.filter ? ` (${p.filter})` : ''}`).join(', ');
-      out(`  session ${s.session}${s.client ? ` ${s.client}` : ''} since ${s.since}${subs ? `: ${subs}` : ''}`);
-    }
-  }
-  return 0;
+  return result;
 }
 
 async function askShared(docker: ReturnType<typeof createDocker>, agent: Parameters<typeof visitSharedAgent>[1], log: Logger): Promise<ApSessionInfo[]> {

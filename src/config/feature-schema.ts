@@ -26,28 +26,55 @@ const trafficFilter = z
   })
   .refine((f) => !(f.remote && f.local), { message: 'set either remote or local, not both' });
 
+/** mirrord's JSON body filter: a JSONPath query and a regex for the values it selects. */
+const bodyFilter = z.strictObject({
+  body: z.literal('json', { error: 'body must be "json" (the only body filter mirrord has)' }).describe('"json": the body is parsed as JSON.'),
+  query: z.string().min(1).describe('JSONPath (RFC 9535) into the parsed JSON body.'),
+  matches: z.string().describe('Regex each selected value (strings as they are, other values as JSON) is tested against; one match is enough.'),
+});
+
+/** An item of all_of / any_of: mirrord's four shapes, and (ours) nested all_of / any_of. */
+export type InnerHttpFilter =
+  | { header: string }
+  | { path: string }
+  | { method: string }
+  | { body: 'json'; query: string; matches: string }
+  | { all_of: InnerHttpFilter[] }
+  | { any_of: InnerHttpFilter[] };
+const innerFilter: z.ZodType<InnerHttpFilter> = z.lazy(() =>
+  z.union([
+    z.strictObject({ header: z.string() }),
+    z.strictObject({ path: z.string() }),
+    z.strictObject({ method: z.string() }),
+    bodyFilter,
+    z.strictObject({ all_of: z.array(innerFilter).min(1, 'a nested all_of cannot be empty') }),
+    z.strictObject({ any_of: z.array(innerFilter).min(1, 'a nested any_of cannot be empty') }),
+  ]),
+);
+
 const httpFilter = z.strictObject({
   header_filter: z
     .string()
     .optional()
-    .describe(
-      'Regex (case-insensitive) matched against each request header written as "Name: value". In steal mode only matching requests are stolen; every filter that is set must match.',
-    ),
+    .describe('Regex (case-insensitive) matched against each request header written as "Name: value"; every filter that is set must match.'),
   path_filter: z.string().optional().describe('Regex (case-insensitive) matched against the request path, with and without its query.'),
   method_filter: z.string().optional().describe('Regex (case-insensitive) matched against the request method.'),
   ports: portOrList.optional().describe('Ports the HTTP filter applies to (default: all stolen ports), a port or a list; other stolen ports are stolen whole.'),
-  all_of: offOnly(z.array(anything), (v) => v.length === 0)
+  all_of: z
+    .array(innerFilter)
     .optional()
-    .describe('mirrord: a list of filters that must all match.')
-    .meta(refused('not supported yet: a request would be stolen without the filter; use header_filter, path_filter and method_filter (all must match)')),
-  any_of: offOnly(z.array(anything), (v) => v.length === 0)
+    .describe(
+      'mirrord: filters that must all match, each {"header": regex}, {"path": regex}, {"method": regex}, {"body": "json", "query": JSONPath, "matches": regex}, or (here) a nested {"all_of": [...]} / {"any_of": [...]}. An empty list is no filter.',
+    ),
+  any_of: z
+    .array(innerFilter)
     .optional()
-    .describe('mirrord: a list of filters of which one must match.')
-    .meta(refused('not supported yet: a request would be stolen without the filter')),
-  body_filter: offOnly(anything, () => false)
+    .describe('mirrord: filters of which at least one must match, in the shapes all_of takes. An empty list is no filter.'),
+  body_filter: bodyFilter
     .optional()
-    .describe("mirrord: a filter on the request's JSON body.")
-    .meta(refused('not supported yet: a request would be stolen without the filter')),
+    .describe(
+      'mirrord: {"body": "json", "query": JSONPath (RFC 9535, with typeof()), "matches": regex}: matches when some value the query selects in the JSON body, as a string, matches. Bodies over 64 KiB, slower than 2 s or not JSON do not match.',
+    ),
   header_filter_jq: offOnly(anything, () => false)
     .optional()
     .describe('mirrord: a jq filter on the headers.')
@@ -68,7 +95,9 @@ const incomingObject = z.strictObject({
     .describe("[[local, remote], ...]: a local listener on port local receives the target's port remote."),
   http_filter: boolOr(httpFilter, {})
     .optional()
-    .describe('Steal mode: only the HTTP requests that match go to the local program, the others to the real application. true or false is no filter.'),
+    .describe(
+      'Only the HTTP requests that match go to the local program: stolen (the others go to the real application) or, in mirror mode, copied. Every key that is set must match. true or false is no filter.',
+    ),
   ignore_localhost: offOnly(z.boolean(), (v) => !v)
     .optional()
     .describe('mirrord: local listeners on 127.0.0.1 receive no remote traffic.')

@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import type { ResolvedFeatures } from '../config/schema.js';
 import type { Logger } from '../../common/log.js';
 import type { ApHttpFilter, ApOpen } from '../../common/protocol/agent/index.js';
+import type { InnerHttpFilter } from '../config/feature-schema.js';
 import type { LpAddr } from '../../common/protocol/layer/index.js';
 import type { IncomingAgentPort } from './agent-port.js';
 
@@ -55,12 +56,16 @@ export class IncomingManager {
 
   private filterFor(remotePort: number): ApHttpFilter | undefined {
     const f = this.features.incoming.http_filter;
-    if (!f || this.features.incoming.mode !== 'steal') return undefined;
+    // Steal and mirror alike: a mirroring session gets a copy of the matching requests only.
+    if (!f || this.features.incoming.mode === 'off') return undefined;
     if (f.ports && !f.ports.includes(remotePort)) return undefined;
     const filter: ApHttpFilter = {};
     if (f.header_filter) filter.header = f.header_filter;
     if (f.path_filter) filter.path = f.path_filter;
     if (f.method_filter) filter.method = f.method_filter;
+    if (f.body_filter) filter.body = { query: f.body_filter.query, matches: f.body_filter.matches };
+    if (f.all_of?.length) filter.allOf = f.all_of.map(innerFilter);
+    if (f.any_of?.length) filter.anyOf = f.any_of.map(innerFilter);
     return Object.keys(filter).length ? filter : undefined;
   }
 
@@ -90,7 +95,7 @@ export class IncomingManager {
       process.stderr.write(`mirrord: cannot ${mode} port ${remote} of the target: ${(err as Error).message}\n`);
       return 1;
     }
-    this.log.info(`${mode === 'steal' ? (httpFilter ? 'stealing (HTTP filter)' : 'stealing') : 'mirroring'} port ${remote} -> local ${dial.host}:${dial.port}`);
+    this.log.info(`${mode === 'steal' ? 'stealing' : 'mirroring'}${httpFilter ? ' (HTTP filter)' : ''} port ${remote} -> local ${dial.host}:${dial.port}`);
     return 0;
   }
 
@@ -177,4 +182,14 @@ function dialHost(bound: LpAddr): string {
   // all: IPv4 loopback is the address that always works.
   if (bound.family === 6) return bound.address === '::' || bound.address === '' ? '127.0.0.1' : bound.address;
   return bound.address === '0.0.0.0' || bound.address === '' ? '127.0.0.1' : bound.address;
+}
+
+/** A config all_of / any_of item as the agent takes it. */
+function innerFilter(i: InnerHttpFilter): ApHttpFilter {
+  if ('header' in i) return { header: i.header };
+  if ('path' in i) return { path: i.path };
+  if ('method' in i) return { method: i.method };
+  if ('body' in i) return { body: { query: i.query, matches: i.matches } };
+  if ('all_of' in i) return { allOf: i.all_of.map(innerFilter) };
+  return { anyOf: i.any_of.map(innerFilter) };
 }

@@ -118,6 +118,20 @@ describe('one agent, many sessions (agent.shared)', { timeout: 300_000 }, () => 
       );
       const text = await runCli(['status'], { timeoutMs: 30_000 });
       assert.match(text.stdout, new RegExp(`docker/${target.name}: shared agent \\w+, 2 session\\(s\\)`), text.stdout);
+      // mirrord ls: the same sessions under their target; piped without --sessions, targets only.
+      const ls = await runCli(['ls', '--no-kube', '--sessions'], { timeoutMs: 30_000 });
+      assert.equal(ls.code, 0, ls.stderr);
+      const under = ls.stdout.split(`docker/${target.name}\n`)[1]?.split(/\n(?! )/)[0] ?? '';
+      assert.match(under, /^ {2}shared agent \w+:\n/, ls.stdout);
+      for (const who of ['a', 'b'])
+        assert.match(
+          under,
+          new RegExp(`\\n {4}session \\w+ mirrord/\\S+ .*pid \\d+ since \\S+: steal ${PORT} \\(header \\^x-session: ${who}\\$\\)`),
+          ls.stdout,
+        );
+      const plain = await runCli(['ls', '--no-kube'], { timeoutMs: 30_000 });
+      assert.ok(plain.stdout.split('\n').includes(`docker/${target.name}`), plain.stdout);
+      assert.ok(!plain.stdout.includes('session '), 'piped, ls prints targets only');
 
       const keepAlive = `
 import http.client

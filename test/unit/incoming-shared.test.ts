@@ -6,6 +6,7 @@ import { after, describe, it } from 'node:test';
 import { Iptables } from '../../agent/src/incoming/iptables.js';
 import { PortTable } from '../../agent/src/incoming/ports.js';
 import { startAgent, type Harness } from '../helpers/agent-harness.js';
+import { tapCapture } from '../helpers/tap-capture.js';
 
 /**
  * One agent, many sessions: several links (the real serveAgent and AgentConnection, in memory)
@@ -38,8 +39,11 @@ async function named(name: string): Promise<{ h1: number; h2: number }> {
 
 function world() {
   const commands: string[] = [];
+  const capture = tapCapture();
+  cleanups.push(() => capture.close());
   const table = new PortTable({
     chain: 'MIRRORD_shared',
+    capture: capture.open,
     iptables: () =>
       Iptables.detect(undefined, async (bin, args) => {
         commands.push(`${bin} ${args.join(' ')}`);
@@ -49,7 +53,7 @@ function world() {
   cleanups.push(() => table.close());
   const redirects = (port: number) => commands.filter((c) => c.startsWith('iptables-') && c.includes(`-A MIRRORD_shared -p tcp --dport ${port} `));
   const agentPort = (port: number) => Number(/--to-ports (\d+)/.exec(redirects(port)[0] ?? '')?.[1]);
-  return { table, commands, redirects, agentPort };
+  return { table, commands, redirects, agentPort, tap: capture.tap };
 }
 
 /** A session of the shared agent whose local program listens at `local`. */
@@ -192,7 +196,7 @@ describe('one agent, many sessions: concurrent filtered steal', () => {
     assert.deepEqual(await keepAlive(port, ['a', '']), ['a /0', 'c /1'], 'the others get the port back');
   });
 
-  it('a mirror beside a steal: the stealer answers, the mirror gets a copy', async () => {
+  it('a mirror beside a steal: the stealer answers, the mirror gets a copy of what the capture saw', async () => {
     const app = await named('app');
     const ls = await named('s');
     const seen: string[] = [];
@@ -207,7 +211,8 @@ describe('one agent, many sessions: concurrent filtered steal', () => {
     await m.conn.request('incoming.subscribe', { port: app.h1, mode: 'mirror' });
     const s = await session(w.table, 'steal', ls.h1);
     await s.conn.request('incoming.subscribe', { port: app.h1, mode: 'steal' });
-    assert.deepEqual(await keepAlive(w.agentPort(app.h1), ['', '']), ['s /0', 's /1']);
+    // The client reaches the stealer (the REDIRECT's job), the capture sees the port's packets.
+    assert.deepEqual(await keepAlive(await w.tap(w.agentPort(app.h1), app.h1), ['', '']), ['s /0', 's /1']);
     await waitFor(`the mirror saw both requests (saw ${seen.join(', ')})`, () => seen.length === 2);
   });
 });

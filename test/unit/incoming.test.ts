@@ -5,7 +5,9 @@ import net from 'node:net';
 import { after, describe, it } from 'node:test';
 import { Iptables, chainName } from '../../agent/src/incoming/iptables.js';
 import { compileFilter, matches } from '../../agent/src/incoming/http-filter.js';
+import { PortTable } from '../../agent/src/incoming/ports.js';
 import { startAgent, type Harness } from '../helpers/agent-harness.js';
+import { tapCapture } from '../helpers/tap-capture.js';
 
 /**
  * The agent's incoming service in-process: real HTTP/1.1 and h2c servers for "the application" and
@@ -90,7 +92,14 @@ describe('incoming service (in-process, recorded iptables)', () => {
 
   async function setup(mode: 'steal' | 'mirror', httpFilter?: { header?: string }, h2 = false) {
     const commands: string[] = [];
-    const h: Harness = await startAgent({ session: 'unit', iptables: recordingIptables(commands) });
+    // Mirrors capture packets: here the tap in front of the application stands in for the raw socket.
+    const capture = tapCapture();
+    const ports = mode === 'mirror' ? new PortTable({ chain: chainName('unit'), iptables: recordingIptables(commands), capture: capture.open }) : undefined;
+    const h: Harness = await startAgent({ session: 'unit', iptables: recordingIptables(commands), ports });
+    cleanups.push(async () => {
+      capture.close();
+      await ports?.close();
+    });
     cleanups.push(async () => {
       h.conn.close();
       await h.agentDone;
@@ -122,7 +131,8 @@ describe('incoming service (in-process, recorded iptables)', () => {
       s.on('error', () => stream.destroy());
     });
     await h.conn.request('incoming.subscribe', { port: appPort, mode, ...(httpFilter ? { httpFilter } : {}) });
-    return { h, commands, appPort, agentPort: redirectTo(commands, appPort), seenLocally };
+    const agentPort = mode === 'mirror' ? await capture.tap(appPort) : redirectTo(commands, appPort);
+    return { h, commands, appPort, agentPort, seenLocally };
   }
 
   it('creates its own chain, redirects only the subscribed port, removes everything at the end', async () => {
@@ -145,8 +155,13 @@ describe('incoming service (in-process, recorded iptables)', () => {
     assert.equal(await get(agentPort, '/one'), 'local /one');
   });
 
-  it("mirror: the client gets the application's answer, the local program a copy", async () => {
-    const { agentPort, seenLocally } = await setup('mirror');
+  it("mirror: the client gets the application's answer, the local program a copy; no rule", async () => {
+    const { agentPort, seenLocally, commands } = await setup('mirror');
+    assert.deepEqual(
+      commands.filter((c) => !c.includes('-save')),
+      [],
+      'mirroring runs no iptables command',
+    );
     assert.equal(await get(agentPort, '/m'), 'app /m');
     for (let i = 0; i < 50 && !seenLocally.some((s) => s.startsWith('local /m')); i++) await new Promise((r) => setTimeout(r, 20));
     assert.ok(

@@ -7,34 +7,124 @@
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
-import { Duplex } from 'node:stream';
+import { Duplex, type Readable } from 'node:stream';
 import type { ApHttpFilter } from '../../../common/protocol/agent/index.js';
 import type { Logger } from '../../../common/log.js';
+import { compileJsonPath, stringify, type JsonPath } from './jsonpath.js';
 
-export interface CompiledFilter {
-  header?: RegExp;
-  path?: RegExp;
-  method?: RegExp;
+/**
+ * A filter tree: leaves test the method, the path, the headers or the JSON body; `all` and `any`
+ * combine them (mirrord's all_of / any_of, nested here to any depth).
+ */
+export type CompiledFilter =
+  | { k: 'all' | 'any'; of: CompiledFilter[] }
+  | { k: 'header' | 'path' | 'method'; re: RegExp }
+  | { k: 'body'; query: JsonPath; re: RegExp };
+
+/** What a filter sees of a request; `body` is the whole body when some filter needs it (else undefined). */
+export interface RequestView {
+  method: string;
+  path: string;
+  rawHeaders: string[];
+  body?: Buffer;
 }
 
+/** A body filter reads at most this much of a body (mirrord's default); a longer body does not match. */
+export const BODY_FILTER_MAX = 65535;
+/** ... and waits this long for it; a slower body does not match either. */
+export const BODY_FILTER_WAIT_MS = 2000;
+
+/** Compiles a filter; an invalid regex or JSONPath throws a one-line error naming it. */
 export function compileFilter(f: ApHttpFilter): CompiledFilter {
-  const re = (s?: string) => (s === undefined ? undefined : new RegExp(s, 'i'));
-  return { header: re(f.header), path: re(f.path), method: re(f.method) };
+  const re = (what: string, s: string) => {
+    try {
+      return new RegExp(s, 'i');
+    } catch (err) {
+      throw new Error(`http filter ${what} ${JSON.stringify(s)} is not a valid regex: ${(err as Error).message}`, { cause: err });
+    }
+  };
+  const of: CompiledFilter[] = [];
+  if (f.header !== undefined) of.push({ k: 'header', re: re('header', f.header) });
+  if (f.path !== undefined) of.push({ k: 'path', re: re('path', f.path) });
+  if (f.method !== undefined) of.push({ k: 'method', re: re('method', f.method) });
+  if (f.body) of.push({ k: 'body', query: compileJsonPath(f.body.query), re: re('body matches', f.body.matches) });
+  if (f.allOf) of.push({ k: 'all', of: f.allOf.map(compileFilter) });
+  if (f.anyOf) {
+    if (f.anyOf.length === 0) throw new Error('http filter anyOf cannot be empty');
+    of.push({ k: 'any', of: f.anyOf.map(compileFilter) });
+  }
+  return of.length === 1 ? of[0]! : { k: 'all', of };
 }
 
-/** Every filter that is set must match: header against "Name: value", path with and without query. */
-export function matches(f: CompiledFilter, method: string, path: string, rawHeaders: string[]): boolean {
-  if (f.method && !f.method.test(method)) return false;
-  if (f.path) {
-    const bare = path.split('?')[0]!;
-    if (!f.path.test(path) && !f.path.test(bare)) return false;
+export function needsBody(f: CompiledFilter): boolean {
+  return f.k === 'body' || ((f.k === 'all' || f.k === 'any') && f.of.some(needsBody));
+}
+
+function parseJson(body: Buffer | undefined): { ok: true; doc: unknown } | { ok: false } {
+  if (!body) return { ok: false };
+  try {
+    return { ok: true, doc: JSON.parse(body.toString('utf8')) as unknown };
+  } catch {
+    return { ok: false };
   }
-  if (f.header) {
-    let hit = false;
-    for (let i = 0; i + 1 < rawHeaders.length && !hit; i += 2) hit = f.header.test(`${rawHeaders[i]}: ${rawHeaders[i + 1]}`);
-    if (!hit) return false;
+}
+
+/** Header against "Name: value", path with and without its query, method; body by JSONPath then regex. */
+export function matchesRequest(f: CompiledFilter, r: RequestView, json?: { ok: boolean; doc?: unknown }): boolean {
+  switch (f.k) {
+    case 'all':
+      return f.of.every((x) => matchesRequest(x, r, json));
+    case 'any':
+      return f.of.some((x) => matchesRequest(x, r, json));
+    case 'method':
+      return f.re.test(r.method);
+    case 'path':
+      return f.re.test(r.path) || f.re.test(r.path.split('?')[0]!);
+    case 'header':
+      for (let i = 0; i + 1 < r.rawHeaders.length; i += 2) if (f.re.test(`${r.rawHeaders[i]}: ${r.rawHeaders[i + 1]}`)) return true;
+      return false;
+    case 'body': {
+      const parsed = json ?? parseJson(r.body);
+      if (!parsed.ok) return false;
+      return f.query.select(parsed.doc).some((v) => f.re.test(stringify(v)));
+    }
   }
-  return true;
+}
+
+/** The pre-body form: every filter that is set must match (tests and header-only routing). */
+export function matches(f: CompiledFilter, method: string, path: string, rawHeaders: string[], body?: Buffer): boolean {
+  return matchesRequest(f, { method, path, rawHeaders, body });
+}
+
+/**
+ * Reads up to BODY_FILTER_MAX bytes of a request body for a body filter. `chunks` are what was
+ * read (to be sent on first, whoever gets the request); `body` is the whole body when it ended in
+ * time and within the limit.
+ */
+export function readBodyForFilter(req: Readable): Promise<{ chunks: Buffer[]; ended: boolean; body?: Buffer }> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = (ended: boolean) => {
+      clearTimeout(timer);
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onEnd);
+      req.pause();
+      resolve({ chunks, ended, body: ended && size <= BODY_FILTER_MAX ? Buffer.concat(chunks) : undefined });
+    };
+    const onData = (c: Buffer) => {
+      chunks.push(c);
+      size += c.length;
+      if (size > BODY_FILTER_MAX) done(false);
+    };
+    const onEnd = () => done(true);
+    const timer = setTimeout(() => done(false), BODY_FILTER_WAIT_MS);
+    req.on('data', onData);
+    req.once('end', onEnd);
+    req.once('error', onEnd);
+    if (req.readableEnded) done(true);
+  });
 }
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'http2-settings']);
@@ -60,7 +150,9 @@ export interface FilteredConnection {
   /** The real application, as the client addressed it. */
   app: { host: string; port: number };
   /** Per request: the session it goes to, or undefined for the application. */
-  route: (method: string, path: string, rawHeaders: string[]) => Route | undefined;
+  route: (r: RequestView) => Route | undefined;
+  /** Some filter looks at the body: each request's body is read (up to a limit) before it is routed. */
+  needsBody?: boolean;
   log?: Logger;
 }
 
@@ -84,8 +176,10 @@ export function serveFiltered(c: FilteredConnection): void {
 function serveH1(c: FilteredConnection): void {
   // One keep-alive connection to the real app per client connection, like a transparent proxy.
   const appAgent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  const server = http.createServer({ keepAliveTimeout: 0 }, (req, res) => {
-    const toLocal = c.route(req.method ?? 'GET', req.url ?? '/', req.rawHeaders);
+  const server = http.createServer({ keepAliveTimeout: 0 }, (req, res) => void handle(req, res));
+  const handle = async (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const pre = c.needsBody ? await readBodyForFilter(req) : undefined;
+    const toLocal = c.route({ method: req.method ?? 'GET', path: req.url ?? '/', rawHeaders: req.rawHeaders, body: pre?.body });
     c.log?.debug(`${req.method} ${req.url} -> ${toLocal ? `session ${toLocal.key}` : 'remote app'}`);
     const upstream = http.request({
       method: req.method,
@@ -106,11 +200,13 @@ function serveH1(c: FilteredConnection): void {
           .end(`mirrord: ${toLocal ? 'the local program' : 'the application'} did not answer: ${err.message}\n`);
       else res.destroy();
     });
-    req.pipe(upstream);
-  });
+    for (const chunk of pre?.chunks ?? []) upstream.write(chunk);
+    if (pre?.ended) upstream.end();
+    else req.pipe(upstream);
+  };
   // WebSocket and other upgrades: routed by the same filter, then bytes flow untouched.
   server.on('upgrade', (req: http.IncomingMessage, client: net.Socket, head: Buffer) => {
-    const toLocal = c.route(req.method ?? 'GET', req.url ?? '/', req.rawHeaders);
+    const toLocal = c.route({ method: req.method ?? 'GET', path: req.url ?? '/', rawHeaders: req.rawHeaders });
     const upstream: Duplex = toLocal ? toLocal.open() : net.connect(c.app.port, c.app.host);
     const lines = [`${req.method} ${req.url} HTTP/${req.httpVersion}`];
     for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
@@ -177,9 +273,13 @@ function serveH2(c: FilteredConnection): void {
     return app;
   };
   server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
+    void onStream(stream, headers, rawHeaders);
+  });
+  const onStream = async (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, rawHeaders: string[]) => {
     const method = String(headers[':method'] ?? 'GET');
     const path = String(headers[':path'] ?? '/');
-    const toLocal = c.route(method, path, rawHeaders);
+    const pre = c.needsBody ? await readBodyForFilter(stream) : undefined;
+    const toLocal = c.route({ method, path, rawHeaders, body: pre?.body });
     c.log?.debug(`h2 ${method} ${path} -> ${toLocal ? `session ${toLocal.key}` : 'remote app'}`);
     const s = session(toLocal);
     s.on('error', () => undefined);
@@ -191,9 +291,11 @@ function serveH2(c: FilteredConnection): void {
       up.pipe(stream);
     });
     up.on('error', () => (stream.headersSent ? stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR) : stream.respond({ ':status': 502 }, { endStream: true })));
-    stream.pipe(up);
+    for (const chunk of pre?.chunks ?? []) up.write(chunk);
+    if (pre?.ended) up.end();
+    else stream.pipe(up);
     stream.on('error', () => up.close());
-  });
+  };
   server.on('sessionError', () => c.socket.destroy());
   c.socket.on('close', () => {
     app?.destroy();

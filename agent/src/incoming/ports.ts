@@ -6,18 +6,21 @@
  * - filtered steals: each HTTP request to the first session whose filter matches (per request on
  *   HTTP/1.1 keep-alive, per stream on h2c), the rest to an unfiltered `continue` steal if one
  *   shares the port, else to the target's own application;
- * - mirrors only: passed through to the application, a copy of the client's bytes to each mirror.
+ * Mirrors never redirect anything: while a port has mirroring sessions its packets are captured
+ * (sniff.ts), each connection's bytes rebuilt (tcp-reassembly.ts) and copied to them
+ * (mirror-copy.ts), whether the connection goes to the target's app or is stolen. A port with
+ * only mirrors has no rule and no listener: the target's clients talk to it directly.
  * One PortTable per agent process; each session's IncomingService (service.ts) subscribes in it.
  */
 import net from 'node:net';
 import type { ApOpen, ApSessionInfo } from '../../../common/protocol/agent/index.js';
 import type { ApStream } from '../../../common/link/stream.js';
 import type { Logger } from '../../../common/log.js';
-import { matches as matchesFilter, serveFiltered, type CompiledFilter } from './http-filter.js';
+import { matchesRequest, needsBody, serveFiltered, type CompiledFilter, type RequestView } from './http-filter.js';
 import { Iptables, sweepStaleChains } from './iptables.js';
-
-/** A mirror copy may lag this far behind the real traffic before it is dropped. */
-const MIRROR_MAX_LAG = 4 * 1024 * 1024;
+import { mirrorCopies } from './mirror-copy.js';
+import { openSniffer, type OpenCapture, type PacketSource } from './sniff.js';
+import { Reassembler } from './tcp-reassembly.js';
 
 export type ConcurrentSteal = 'abort' | 'continue' | 'override';
 
@@ -39,11 +42,16 @@ export interface Subscriber {
 }
 
 interface Port {
-  listener: net.Server;
-  toPort: number;
+  number: number;
   subs: Subscriber[];
   /** An unfiltered steal that took the port with `override`, while it holds it. */
   override?: Subscriber;
+  /** While the port has stealers: the REDIRECT rule and the listener it leads to. */
+  redirect?: { listener: net.Server; toPort: number };
+  /** While the port has mirrors: its packet capture. */
+  capture?: { source: PacketSource; reasm: Reassembler; timer: NodeJS.Timeout };
+  /** Rule and capture changes of one port, one after the other. */
+  syncing: Promise<void>;
 }
 
 const codeError = (code: string, message: string) => Object.assign(new Error(message), { code });
@@ -54,6 +62,8 @@ export interface PortTableOptions {
   log?: Logger;
   /** Injected by tests, which serve connections without iptables. */
   iptables?: () => Promise<Iptables>;
+  /** Injected by tests, which feed mirrors segments without a raw socket. */
+  capture?: OpenCapture;
 }
 
 export class PortTable {
@@ -120,43 +130,122 @@ export class PortTable {
         );
       }
     }
+    const takes = sub.mode === 'steal' && !sub.filter && onConcurrent === 'override';
     if (existing) {
       existing.subs.push(sub);
-      if (sub.mode === 'steal' && !sub.filter && onConcurrent === 'override') existing.override = sub;
+      if (takes) existing.override = sub;
       this.opts.log?.info(`port ${sub.port}: ${sub.mode} of session ${sub.session} joins ${existing.subs.length - 1} other(s)`);
-      return { backend: (await this.iptables()).backend };
     }
-    const listener = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => this.accept(s, sub.port));
-    await new Promise<void>((resolve, reject) => {
-      listener.once('error', reject);
-      listener.listen(0, '::', () => resolve());
-    });
-    const toPort = (listener.address() as net.AddressInfo).port;
-    const port: Port = { listener, toPort, subs: [sub], override: sub.mode === 'steal' && !sub.filter && onConcurrent === 'override' ? sub : undefined };
+    const port: Port = existing ?? { number: sub.port, subs: [sub], override: takes ? sub : undefined, syncing: Promise.resolve() };
     this.ports.set(sub.port, port);
     try {
-      await this.ensureChain();
-      await (await this.iptables()).redirect(this.opts.chain, sub.port, toPort, true);
+      await this.sync(port);
     } catch (err) {
-      this.ports.delete(sub.port);
-      listener.close();
-      const msg = (err as { stderr?: string }).stderr?.trim() || (err as Error).message;
-      throw codeError('EPERM', `cannot redirect port ${sub.port} (${msg.split('\n')[0]}); the agent needs NET_ADMIN`);
+      port.subs = port.subs.filter((s) => s !== sub);
+      if (port.override === sub) port.override = undefined;
+      await this.sync(port).catch(() => undefined);
+      throw err;
     }
-    this.opts.log?.info(`port ${sub.port} ${sub.mode}${sub.filter ? ' (HTTP filter)' : ''} via ${toPort}`);
-    return { backend: (await this.iptables()).backend };
+    if (!existing) this.opts.log?.info(`port ${sub.port} ${sub.mode}${sub.filter ? ' (HTTP filter)' : ''}`);
+    return { backend: sub.mode === 'mirror' ? 'capture' : (await this.iptables()).backend };
   }
 
-  /** The port's last subscriber takes its rule and listener with it; connections already accepted keep going. */
+  /** The port's last stealer takes its rule and listener with it, its last mirror the capture; connections already accepted keep going. */
   async unsubscribe(sub: Subscriber): Promise<void> {
     const port = this.ports.get(sub.port);
     if (!port) return;
     port.subs = port.subs.filter((s) => s !== sub);
     if (port.override === sub) port.override = undefined;
-    if (port.subs.length > 0) return;
-    this.ports.delete(sub.port);
-    await (await this.iptables()).redirect(this.opts.chain, sub.port, port.toPort, false).catch(() => undefined);
-    port.listener.close();
+    await this.sync(port).catch((err: Error) => this.opts.log?.info(`port ${port.number}: ${err.message}`));
+  }
+
+  /** Brings the port's rule and capture in line with its subscribers. */
+  private sync(port: Port): Promise<void> {
+    const next = port.syncing.catch(() => undefined).then(() => this.syncNow(port));
+    port.syncing = next;
+    return next;
+  }
+
+  private async syncNow(port: Port): Promise<void> {
+    const stealing = port.subs.some((s) => s.mode === 'steal');
+    const mirroring = port.subs.some((s) => s.mode === 'mirror');
+    if (port.subs.length === 0 && this.ports.get(port.number) === port) this.ports.delete(port.number);
+    if (stealing && !port.redirect) await this.startRedirect(port);
+    if (!stealing && port.redirect) {
+      const { listener, toPort } = port.redirect;
+      port.redirect = undefined;
+      await (await this.iptables()).redirect(this.opts.chain, port.number, toPort, false).catch(() => undefined);
+      listener.close();
+    }
+    if (mirroring && !port.capture) await this.startCapture(port);
+    if (!mirroring && port.capture) this.stopCapture(port, 'no session mirrors the port any more');
+  }
+
+  private async startRedirect(port: Port): Promise<void> {
+    const listener = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => this.accept(s, port.number));
+    await new Promise<void>((resolve, reject) => {
+      listener.once('error', reject);
+      listener.listen(0, '::', () => resolve());
+    });
+    const toPort = (listener.address() as net.AddressInfo).port;
+    try {
+      await this.ensureChain();
+      await (await this.iptables()).redirect(this.opts.chain, port.number, toPort, true);
+    } catch (err) {
+      listener.close();
+      const msg = (err as { stderr?: string }).stderr?.trim() || (err as Error).message;
+      throw codeError('EPERM', `cannot redirect port ${port.number} (${msg.split('\n')[0]}); the agent needs NET_ADMIN`);
+    }
+    port.redirect = { listener, toPort };
+    this.opts.log?.debug(`port ${port.number} redirected to ${toPort}`);
+  }
+
+  /** Each connection the capture sees from its SYN on is copied to the port's mirrors of that moment. */
+  private async startCapture(port: Port): Promise<void> {
+    const log = this.opts.log;
+    const reasm = new Reassembler({
+      open: (key) =>
+        mirrorCopies(
+          port.subs
+            .filter((s) => s.mode === 'mirror')
+            .map((m) => ({ session: m.session, filter: m.filter, open: () => m.open({ port: port.number, mode: 'mirror', ...key }) })),
+          `${key.remoteAddress}:${key.remotePort}`,
+          log,
+        ),
+    });
+    const open = this.opts.capture ?? openSniffer(log);
+    const source: PacketSource = open(
+      port.number,
+      (seg) => reasm.push(seg),
+      (reason) => {
+        reasm.close(reason);
+        // The helper died under us (killed, out of memory): a new capture, a second later, for
+        // as long as someone mirrors the port. Copies of connections under way are lost.
+        if (port.capture?.source !== source) return;
+        this.stopCapture(port, reason);
+        setTimeout(() => void this.sync(port).catch((err: Error) => log?.info(`port ${port.number}: ${err.message}`)), 1000).unref();
+      },
+    );
+    try {
+      await source.ready;
+    } catch (err) {
+      source.close();
+      const why = (err as Error).message;
+      throw codeError('EPERM', `cannot capture port ${port.number} for mirroring: ${why}${/NET_RAW/.test(why) ? '' : ' (the agent needs NET_RAW)'}`);
+    }
+    const timer = setInterval(() => reasm.sweep(), 30_000);
+    timer.unref();
+    port.capture = { source, reasm, timer };
+    log?.debug(`port ${port.number} captured for mirroring`);
+  }
+
+  private stopCapture(port: Port, reason: string): void {
+    const c = port.capture;
+    if (!c) return;
+    port.capture = undefined;
+    clearInterval(c.timer);
+    c.source.close();
+    c.reasm.close(reason);
   }
 
   /** Serves one connection as if the REDIRECT had brought it (tests call this directly). */
@@ -176,36 +265,32 @@ export class PortTable {
       localAddress: host,
       localPort: portNumber,
     };
-    const mirrors = port.subs.filter((s) => s.mode === 'mirror');
     const stealers = port.subs.filter((s) => s.mode === 'steal');
     const filtered = stealers.filter((s) => s.filter);
     const fallback = stealers.find((s) => !s.filter);
     const whole = port.override ?? (filtered.length === 0 ? fallback : undefined);
-    if (whole) {
-      this.copies(socket, info, mirrors);
-      return this.pipeTo(socket, info, whole);
-    }
+    if (whole) return this.pipeTo(socket, info, whole);
     if (filtered.length > 0) {
-      // Mirrors of a port that filtered steals share see nothing: the HTTP parser reads the socket
-      // directly, and a copy of the raw bytes could not follow it.
       serveFiltered({
         socket,
         app: { host, port: portNumber },
-        route: (method, path, headers) => {
-          const to = filtered.find((s) => this.matchesNow(s, method, path, headers)) ?? (fallback && port.subs.includes(fallback) ? fallback : undefined);
+        needsBody: filtered.some((s) => needsBody(s.filter!)),
+        route: (r) => {
+          const to = filtered.find((s) => this.matchesNow(s, r)) ?? (fallback && port.subs.includes(fallback) ? fallback : undefined);
           return to && { key: to.session, open: () => to.open(info) };
         },
         log: this.opts.log,
       });
       return;
     }
-    this.passThrough(socket, info, mirrors);
+    // The port's stealers left while this connection came: the application gets it.
+    this.passThrough(socket, info);
   }
 
   /** A session that left since the connection came is skipped: its requests go to the next in line. */
-  private matchesNow(s: Subscriber, method: string, path: string, headers: string[]): boolean {
+  private matchesNow(s: Subscriber, r: RequestView): boolean {
     const port = this.ports.get(s.port);
-    return !!port?.subs.includes(s) && !!s.filter && matchesFilter(s.filter, method, path, headers);
+    return !!port?.subs.includes(s) && !!s.filter && matchesRequest(s.filter, r);
   }
 
   private pipeTo(socket: net.Socket, info: ApOpen, to: Subscriber): void {
@@ -217,34 +302,11 @@ export class PortTable {
     socket.resume();
   }
 
-  /** A copy of the client's bytes to each mirror session; its answers are dropped. */
-  private copies(socket: net.Socket, info: ApOpen, mirrors: Subscriber[]): void {
-    for (const m of mirrors) {
-      let copy: ApStream | undefined = m.open({ ...info, mode: 'mirror' });
-      copy.resume(); // the local program's answers are dropped
-      copy.once('error', () => (copy = undefined));
-      copy.once('close', () => (copy = undefined));
-      socket.on('data', (chunk: Buffer) => {
-        if (!copy) return;
-        if (copy.writableLength > MIRROR_MAX_LAG) {
-          this.opts.log?.debug(`mirror copy of ${info.remoteAddress}:${info.remotePort} for ${m.session} fell behind; dropped`);
-          copy.destroy();
-          copy = undefined;
-          return;
-        }
-        copy.write(chunk);
-      });
-      socket.once('end', () => copy?.end());
-      socket.once('close', () => copy?.end());
-    }
-  }
-
-  private passThrough(socket: net.Socket, info: ApOpen, mirrors: Subscriber[]): void {
+  private passThrough(socket: net.Socket, info: ApOpen): void {
     // Connecting to the address the client used reaches the app through OUTPUT, not PREROUTING,
     // so it is not redirected again.
     const app = net.connect({ host: info.localAddress, port: info.port, allowHalfOpen: true });
     app.setNoDelay(true);
-    this.copies(socket, info, mirrors);
     socket.pipe(app).pipe(socket);
     app.on('error', () => socket.destroy());
     socket.once('close', () => app.destroy());
@@ -269,7 +331,10 @@ export class PortTable {
   /** The agent leaves: rules first (so the target answers its clients again at once), then sockets. */
   async close(): Promise<void> {
     const hadRules = this.chainReady !== undefined;
-    for (const p of this.ports.values()) p.listener.close();
+    for (const p of this.ports.values()) {
+      p.redirect?.listener.close();
+      this.stopCapture(p, 'the agent leaves');
+    }
     this.ports.clear();
     if (hadRules) await (await this.iptables()).removeChain(this.opts.chain).catch(() => undefined);
     for (const s of this.sockets) s.destroy();

@@ -6,11 +6,20 @@
  * connections that were its alone, never another session's.
  */
 import type net from 'node:net';
-import { ApKind, decodeClose, decodeCredit, encodeOpen, type ApFrame, type ApMethods, type ApOpen } from '../../../common/protocol/agent/index.js';
+import {
+  ApKind,
+  decodeClose,
+  decodeCredit,
+  encodeOpen,
+  type ApFrame,
+  type ApHttpFilter,
+  type ApMethods,
+  type ApOpen,
+} from '../../../common/protocol/agent/index.js';
 import { ApStream, type FrameSink } from '../../../common/link/stream.js';
 import { AgentLinkError } from '../../../common/link/errors.js';
 import type { Logger } from '../../../common/log.js';
-import { compileFilter } from './http-filter.js';
+import { compileFilter, type CompiledFilter } from './http-filter.js';
 import { chainName, type Iptables } from './iptables.js';
 import { PortTable, type Subscriber } from './ports.js';
 
@@ -66,7 +75,12 @@ export class IncomingService {
 
   async subscribe(p: SubscribeParams): Promise<ApMethods['incoming.subscribe']['result']> {
     if (this.subs.has(p.port)) throw codeError('EEXIST', `port ${p.port} is already subscribed`);
-    const filter = p.httpFilter && p.mode === 'steal' ? compileFilter(p.httpFilter) : undefined;
+    let filter: CompiledFilter | undefined;
+    try {
+      filter = p.httpFilter ? compileFilter(p.httpFilter) : undefined;
+    } catch (err) {
+      throw codeError('EINVAL', (err as Error).message);
+    }
     const filterText = filter ? describeFilter(p.httpFilter!) : undefined;
     const sub: Subscriber = {
       session: this.opts.session,
@@ -140,6 +154,15 @@ export class IncomingService {
   }
 }
 
-function describeFilter(f: { header?: string; path?: string; method?: string }): string {
-  return [f.header && `header ${f.header}`, f.path && `path ${f.path}`, f.method && `method ${f.method}`].filter(Boolean).join(', ');
+/** The filter as `mirrord status` and messages show it: "header ^x: a$, any of (path ^/a, method GET)". */
+export function describeFilter(f: ApHttpFilter): string {
+  const parts = [
+    f.header && `header ${f.header}`,
+    f.path && `path ${f.path}`,
+    f.method && `method ${f.method}`,
+    f.body && `body ${f.body.query} ~ ${f.body.matches}`,
+    f.allOf && `all of (${f.allOf.map(describeFilter).join('; ')})`,
+    f.anyOf && `any of (${f.anyOf.map(describeFilter).join('; ')})`,
+  ];
+  return parts.filter(Boolean).join(', ');
 }

@@ -10,12 +10,41 @@ export type ApIncomingMode = 'mirror' | 'steal';
 const incomingMode = z.enum(['mirror', 'steal'], { error: 'mode must be mirror or steal' });
 
 const filterRegex = (name: string) => z.optional(str(`httpFilter.${name} must be a regex string shorter than 4096 characters`, 0, 4095));
-/** Regexes (case-insensitive); a request is stolen when every one that is set matches. */
-const httpFilter = z.object(
-  { header: filterRegex('header'), path: filterRegex('path'), method: filterRegex('method') },
-  { error: 'httpFilter must be an object holding header, path and method regex strings' },
+/** A JSONPath query into the request's JSON body and a regex each selected value must match (one is enough). */
+const bodyFilter = z.object(
+  {
+    query: str('httpFilter.body.query must be a JSONPath string shorter than 4096 characters', 1, 4095),
+    matches: str('httpFilter.body.matches must be a regex string', 0, 4095),
+  },
+  { error: 'httpFilter.body must be an object holding query and matches' },
 );
-export type ApHttpFilter = z.infer<typeof httpFilter>;
+/**
+ * Regexes (case-insensitive) and a body filter; a request matches when every one that is set
+ * matches, and allOf (every one) and anyOf (at least one) nest filters of the same shape.
+ */
+export interface ApHttpFilter {
+  header?: string;
+  path?: string;
+  method?: string;
+  body?: { query: string; matches: string };
+  allOf?: ApHttpFilter[];
+  anyOf?: ApHttpFilter[];
+}
+const httpFilter: z.ZodMiniType<ApHttpFilter> = z.object(
+  {
+    header: filterRegex('header'),
+    path: filterRegex('path'),
+    method: filterRegex('method'),
+    body: z.optional(bodyFilter),
+    get allOf() {
+      return z.optional(z.array(httpFilter).check(z.maxLength(64, 'httpFilter.allOf holds at most 64 filters')));
+    },
+    get anyOf() {
+      return z.optional(z.array(httpFilter).check(z.maxLength(64, 'httpFilter.anyOf holds at most 64 filters')));
+    },
+  },
+  { error: 'httpFilter must be an object holding header, path, method, body, allOf and anyOf' },
+);
 
 export const AP_NET_PARAMS = {
   /** host: an IP literal (the agent says EINVAL otherwise). `udp`: each DATA frame is one datagram, both ways. */

@@ -1,4 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, lstatSync, mkdirSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { PassThrough, type Duplex } from 'node:stream';
 import type Docker from 'dockerode';
 import { ExitCode, MirrordError } from '../../../common/errors.js';
@@ -18,6 +22,9 @@ import { LABEL_AGENT, LABEL_OWNER, LABEL_SESSION, LABEL_TARGET, sessionLabels } 
  * after its last session, its rules removed.
  */
 export const LABEL_SHARED = 'dev.mirrord.shared';
+/** The shared agent's socket as a path on the host (local engines), for sessions of the host user who started it. */
+export const LABEL_HOST_SOCKET = 'dev.mirrord.host-socket';
+const HOST_SOCKET_MOUNT = '/run/mirrord-host';
 const SHARED_OWNER = 'shared';
 const JOIN_TIMEOUT_MS = 15_000;
 
@@ -36,6 +43,33 @@ async function findShared(docker: Docker, targetId: string, key: string): Promis
   return list[0];
 }
 
+/**
+ * A directory for the shared agent's host socket: `$TMPDIR/mirrord-UID/shared/NAME/sock`, the
+ * top one this user's and 0700 (so only they, and root, can reach the socket), the last one open
+ * to the agent (root in its container, without DAC_OVERRIDE) to create its socket in. None when
+ * the engine is not on this machine (its bind mounts are not our files).
+ */
+function hostSocketDir(docker: Docker, name: string): string | undefined {
+  const modem = docker.modem as { socketPath?: unknown; host?: unknown };
+  // socketPath: a string, or docker-modem's function that finds the default socket.
+  if (!modem.socketPath || modem.host || process.platform !== 'linux') return undefined;
+  try {
+    const top = path.join(os.tmpdir(), `mirrord-${process.getuid?.() ?? 0}`);
+    mkdirSync(top, { mode: 0o700, recursive: true });
+    const st = lstatSync(top);
+    // Someone else's directory (or a symlink) in a shared /tmp: not ours to trust.
+    if (!st.isDirectory() || st.uid !== process.getuid?.() || (st.mode & 0o077) !== 0) return undefined;
+    const dir = path.join(top, 'shared', name, 'sock');
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    chmodSync(dir, 0o777);
+    // What a previous agent of this name left (it was killed): the new one starts clean.
+    for (const f of ['agent.sock', 'agent.sock.leaving']) rmSync(path.join(dir, f), { force: true });
+    return dir;
+  } catch {
+    return undefined;
+  }
+}
+
 async function createShared(
   docker: Docker,
   target: { id: string },
@@ -45,6 +79,7 @@ async function createShared(
 ): Promise<Docker.ContainerInfo | undefined> {
   const agentId = randomBytes(6).toString('hex');
   const name = `mirrord-agent-shared-${target.id.slice(0, 12)}-${key.slice(0, 8)}`;
+  const hostDir = hostSocketDir(docker, name);
   let container: Docker.Container;
   try {
     container = await docker.createContainer({
@@ -56,9 +91,16 @@ async function createShared(
         `MIRRORD_AGENT_LOG=${opts.logLevel}`,
         `MIRRORD_AGENT_SESSION=${agentId}`,
         `MIRRORD_AGENT_TTL=${opts.ttlSeconds ?? 1}`,
+        ...(hostDir ? [`MIRRORD_AGENT_HOST_SOCKET=${HOST_SOCKET_MOUNT}/agent.sock`] : []),
       ],
-      Labels: { ...sessionLabels('true', agentId, target.id), [LABEL_OWNER]: SHARED_OWNER, [LABEL_SHARED]: key },
+      Labels: {
+        ...sessionLabels('true', agentId, target.id),
+        [LABEL_OWNER]: SHARED_OWNER,
+        [LABEL_SHARED]: key,
+        ...(hostDir ? { [LABEL_HOST_SOCKET]: path.join(hostDir, 'agent.sock') } : {}),
+      },
       HostConfig: {
+        ...(hostDir ? { Binds: [`${hostDir}:${HOST_SOCKET_MOUNT}`] } : {}),
         NetworkMode: `container:${target.id}`,
         PidMode: `container:${target.id}`,
         CapDrop: ['ALL'],
@@ -143,6 +185,45 @@ async function joinLink(
   return { link, raw, tail: () => lines.slice() };
 }
 
+/**
+ * The warm join: straight to the shared agent's host socket, the same join line the relay sends.
+ * Undefined when there is none we may use (another user's agent, a remote engine, an agent that
+ * did not open it): the caller goes through `docker exec`. `fresh`: the agent was just started and
+ * may not listen yet.
+ */
+async function directLink(
+  agent: Docker.ContainerInfo,
+  opts: Pick<AgentStartOptions, 'token' | 'session' | 'log'>,
+  fresh: boolean,
+): Promise<{ link: Duplex; raw: Duplex; tail: () => string[] } | undefined> {
+  const sock = agent.Labels[LABEL_HOST_SOCKET];
+  if (!sock) return undefined;
+  const deadline = Date.now() + (fresh ? JOIN_TIMEOUT_MS : 0);
+  for (;;) {
+    if (existsSync(`${sock}.leaving`)) throw new Error('the shared agent is leaving');
+    try {
+      const socket = await new Promise<net.Socket>((resolve, reject) => {
+        const s = net.connect(sock, () => resolve(s));
+        s.once('error', reject);
+      });
+      socket.removeAllListeners('error');
+      socket.on('error', () => undefined);
+      socket.setNoDelay?.(true);
+      socket.write(`${JSON.stringify({ session: opts.session, token: opts.token })}\n`);
+      opts.log.debug(`joined the shared agent on its host socket ${sock}`);
+      return { link: socket, raw: socket, tail: () => [] };
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      const starting = code === 'ENOENT' || code === 'ECONNREFUSED';
+      if (!starting || Date.now() > deadline) {
+        opts.log.debug(`host socket ${sock} not usable (${code ?? (err as Error).message}): joining through docker exec`);
+        return undefined;
+      }
+      await new Promise((r) => setTimeout(r, 30));
+    }
+  }
+}
+
 export async function startSharedAgent(docker: Docker, target: { id: string; name: string }, image: string, opts: AgentStartOptions): Promise<AgentHandle> {
   const key = sharedKey(image, !!opts.fsWrite);
   let agent: Docker.ContainerInfo | undefined;
@@ -156,14 +237,18 @@ export async function startSharedAgent(docker: Docker, target: { id: string; nam
     } catch (err) {
       throw dockerUnreachable(err);
     }
-    agent ??= await createShared(docker, target, image, key, opts);
+    let fresh = false;
+    if (!agent) {
+      agent = await createShared(docker, target, image, key, opts);
+      fresh = true;
+    }
     if (!agent) {
       await new Promise((r) => setTimeout(r, 100));
       continue;
     }
     opts.log.debug(`joining shared agent ${agent.Names[0]} for session ${opts.session}`);
     try {
-      joinedLink = await joinLink(docker, agent, opts);
+      joinedLink = (await directLink(agent, opts, fresh)) ?? (await joinLink(docker, agent, opts));
     } catch (err) {
       lastError = err as Error;
       opts.log.debug(`could not join ${agent.Names[0]}: ${lastError.message}`);
@@ -248,7 +333,7 @@ export async function visitSharedAgent(
   agent: Docker.ContainerInfo,
   o: { session: string; token: string; logLevel: string; log: AgentStartOptions['log'] },
 ): Promise<{ link: Duplex; close(): Promise<void> }> {
-  const { link, raw } = await joinLink(docker, agent, o);
+  const { link, raw } = (await directLink(agent, o, false)) ?? (await joinLink(docker, agent, o));
   return {
     link,
     async close() {
