@@ -34,6 +34,7 @@ export function agentImageRecipe(root: string = packageRoot()): ImageRecipe {
   const files: Record<string, Buffer> = {};
   for (const name of names) files[name] = read(`agent/image/${name}`, 'The installation is incomplete: reinstall mirrord.');
   files['agent.mjs'] = read('agent/dist/agent.mjs', 'Build the agent first (npm run build), or reinstall mirrord.');
+  files['mirrord-sockhelper'] = read('agent/sockhelper/build/mirrord-sockhelper', 'Build the agent first (npm run build), or reinstall mirrord.');
   // The protocol and version labels come from common/version.ts, so they cannot drift from the bundle's.
   const labels = { 'dev.mirrord.component': 'agent', 'dev.mirrord.protocol': String(AP_VERSION), 'dev.mirrord.version': PRODUCT_VERSION };
   return { repository: AGENT_REPOSITORY, files, labels };

@@ -37,7 +37,9 @@ export function inProcess(opts: { exe?: string } = {}): IntproxyHost<InProcess> 
       try {
         // The guard starts with the first subscription: sessions without incoming traffic need none.
         const beforeIncoming = agent.info.agentPid ? () => ctx.guard(agent.info.agentPid) : undefined;
-        intproxy = await Intproxy.start({ agent, features: ctx.features, log: ctx.log.child('intproxy'), beforeIncoming });
+        // The agent starts its socket helper before it answers the link: it is up by now, if at all.
+        const fdPassing = ctx.fdPass ? await ctx.fdPass.probe(ctx.log) : false;
+        intproxy = await Intproxy.start({ agent, features: ctx.features, log: ctx.log.child('intproxy'), beforeIncoming, fdPassing });
       } catch (err) {
         agent.close();
         throw err;

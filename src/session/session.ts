@@ -8,6 +8,7 @@ import type { KubeAgentConfig } from '../platforms/kubernetes/platform.js';
 import type { AgentHandle, ResolvedTarget, TargetPlatform } from '../platforms/platform.js';
 import type { Progress } from '../progress.js';
 import { formatTarget, type TargetSpec } from '../target.js';
+import { createFdPass, fdPassUnavailable, fdPassingSetting, type FdPass } from './fd-pass.js';
 
 /**
  * One session for every local side: the agent next to the target, the intproxy wherever the local
@@ -47,6 +48,8 @@ export interface HostContext {
   guard(agentPid: number | undefined): Promise<void>;
   /** The error for an agent that never answered on its link, with its last log lines. */
   didNotAnswer(err: unknown): MirrordError;
+  /** The socket helper's directory when the session may use the fast path; the host probes it. */
+  fdPass?: FdPass;
 }
 
 /** What every host gives the session, whatever it runs in. */
@@ -115,7 +118,25 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
   progress.update(`looking up ${formatTarget(opts.target)}`);
   const target = await platform.resolveTarget(opts.target);
   await opts.intproxy.prepare?.(target, log, progress);
-  const agent = await platform.startAgent(target, {
+  const noFdPass = fdPassUnavailable(fdPassingSetting(opts.agent), opts.target, opts.agent.shared ?? false);
+  if (noFdPass) log.info(`data path: stream (${noFdPass})`);
+  const fdPass = noFdPass ? undefined : createFdPass(log);
+  const removeFdPass = () => {
+    try {
+      fdPass?.remove();
+    } catch (err) {
+      log.debug(`cannot remove ${fdPass?.hostDir}: ${(err as Error).message}`);
+    }
+  };
+  let agent: AgentHandle;
+  try {
+    agent = await startAgent();
+  } catch (err) {
+    removeFdPass();
+    throw err;
+  }
+  function startAgent() {
+    return platform.startAgent(target, {
     session: id,
     token,
     image: opts.agent.image,
@@ -127,7 +148,9 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
     ttlSeconds: opts.agent.ttl,
     progress,
     log: log.child('agent'),
+    fdPass: fdPass && { hostDir: fdPass.hostDir, token: fdPass.token },
   });
+  }
 
   let guarded: Promise<void> | undefined;
   const ctx: HostContext = {
@@ -139,6 +162,7 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
     agentConfig: opts.agent,
     log,
     progress,
+    fdPass,
     guard: (pid) => (guarded ??= pid && agent.startGuard ? agent.startGuard(pid) : Promise.resolve()),
     didNotAnswer(err) {
       const logs = agent.recentLogs();
@@ -155,6 +179,7 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
     host = await opts.intproxy.start(ctx);
   } catch (err) {
     await agent.stop();
+    removeFdPass();
     throw err;
   }
 
@@ -178,6 +203,7 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
     async layerEnv() {
       const env: Record<string, string> = { ...(await host.fileHints()), MIRRORD_LAYER_ADDR: host.layerAddr, MIRRORD_SESSION: id };
       if (opts.skipProcesses?.length) env.MIRRORD_SKIP_PROCESSES = opts.skipProcesses.join(';');
+      Object.assign(env, fdPass?.layerEnv());
       return env;
     },
     onLinkLost: (cb) => lost.push(cb),
@@ -191,6 +217,7 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
           await agent.stop();
         }
         await healing;
+        removeFdPass();
       })();
       return closing;
     },

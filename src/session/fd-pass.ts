@@ -1,0 +1,116 @@
+/**
+ * The fast path's session side (docs/fast-path.md): the private directory the agent's socket helper
+ * listens in, the test connection that decides whether a session uses it, and the variables that
+ * tell the layer. Every "no" here only means the stream: it is logged, never an error.
+ */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { MirrordConfig } from '../config/schema.js';
+import type { Logger } from '../../common/log.js';
+import { packageRoot } from '../package-root.js';
+import type { TargetSpec } from '../target.js';
+
+/** The helper's socket, agent/src/fdpass/helper.ts's FDPASS_SOCKET_NAME. */
+const SOCKET_NAME = 'h.sock';
+/** sockaddr_un's sun_path, with its terminating zero. */
+const SUN_PATH_MAX = 107;
+
+export interface FdPass {
+  /** The directory to mount into the agent (a 0777 child of the user's 0700 directory). */
+  readonly hostDir: string;
+  readonly socketPath: string;
+  readonly token: string;
+  /** Set by probe(): the session's connects take sockets from the helper. */
+  enabled: boolean;
+  /** The test connection; logs which data path the session uses. */
+  probe(log: Logger): Promise<boolean>;
+  /** MIRRORD_FDPASS_* for the layer, when enabled. */
+  layerEnv(): Record<string, string>;
+  remove(): void;
+}
+
+/** `agent.fd_passing`, with MIRRORD_AGENT_FD_PASSING (auto | off) over it. */
+export function fdPassingSetting(agent: Pick<MirrordConfig['agent'], 'fd_passing'>, env: NodeJS.ProcessEnv = process.env): 'auto' | 'off' {
+  const v = env.MIRRORD_AGENT_FD_PASSING?.trim().toLowerCase();
+  if (v === 'off' || v === 'auto') return v;
+  return agent.fd_passing ?? 'auto';
+}
+
+/** Why the session cannot try the fast path at all, or undefined when it may. */
+export function fdPassUnavailable(setting: 'auto' | 'off', target: TargetSpec, shared: boolean): string | undefined {
+  if (setting === 'off') return 'agent.fd_passing is off';
+  if (process.platform !== 'linux') return 'the fast path needs Linux';
+  if (target.kind !== 'docker') return 'the target is not a Docker container';
+  if (shared) return 'agent.shared serves several sessions from one agent';
+  return undefined;
+}
+
+/** A short base for the directory: the socket path must fit in sun_path. */
+function baseDir(): string {
+  const tmp = os.tmpdir();
+  return Buffer.byteLength(path.join(tmp, 'mirrord-fd-XXXXXX', 's', SOCKET_NAME)) <= SUN_PATH_MAX ? tmp : '/tmp';
+}
+
+export function createFdPass(log: Logger): FdPass | undefined {
+  let dir: string;
+  try {
+    dir = fs.mkdtempSync(path.join(baseDir(), 'mirrord-fd-'));
+    fs.chmodSync(dir, 0o700);
+    // The agent may run as a root without capabilities (or a remapped one): it cannot enter the
+    // user's 0700 directory, only this child, which nobody else can reach through the parent.
+    const hostDir = path.join(dir, 's');
+    fs.mkdirSync(hostDir);
+    fs.chmodSync(hostDir, 0o777);
+  } catch (err) {
+    log.info(`data path: stream (cannot create the socket helper's directory: ${(err as Error).message})`);
+    return undefined;
+  }
+  const hostDir = path.join(dir, 's');
+  const socketPath = path.join(hostDir, SOCKET_NAME);
+  const token = randomBytes(24).toString('base64url');
+  const fp: FdPass = {
+    hostDir,
+    socketPath,
+    token,
+    enabled: false,
+    async probe(plog) {
+      const why = await testConnection(socketPath, token);
+      fp.enabled = why === undefined;
+      plog.info(fp.enabled ? 'data path: fast (sockets made in the target, passed to the program)' : `data path: stream (${why})`);
+      return fp.enabled;
+    },
+    layerEnv(): Record<string, string> {
+      return fp.enabled ? { MIRRORD_FDPASS_SOCK: socketPath, MIRRORD_FDPASS_TOKEN: token } : {};
+    },
+    remove() {
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return fp;
+}
+
+function ownBootId(): string | undefined {
+  try {
+    return fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** undefined when the helper answers the token with a socket on this very kernel; else why not. */
+async function testConnection(socketPath: string, token: string): Promise<string | undefined> {
+  const probe = path.join(packageRoot(), 'layer/build/mirrord-fd-probe');
+  const out = await new Promise<string>((resolve) => {
+    execFile(probe, [socketPath], { env: { MIRRORD_FDPASS_TOKEN: token }, timeout: 5_000 }, (err, stdout) => {
+      resolve(stdout.trim() || (err ? `the test connection failed: ${err.message}` : 'no answer'));
+    });
+  });
+  const m = /^ok (\S+)$/.exec(out);
+  if (!m) return out.startsWith('connect to the socket helper') ? `no socket helper reachable: ${out}` : out;
+  const own = ownBootId();
+  if (!own || own !== m[1]) return `the Docker engine runs on another kernel (boot id ${m[1]}, here ${own ?? 'unknown'})`;
+  return undefined;
+}
