@@ -64,17 +64,20 @@ int main(int argc, char **argv)
     snprintf(buf, sizeof buf, "HELLO %s", token);
     errno = 0;
     if (send(fd, buf, strlen(buf), MSG_NOSIGNAL) < 0) return fail("hello");
-    if (recv_answer(fd, buf, sizeof buf, &passed) < 0 || strncmp(buf, "OK ", 3) != 0) return fail("the helper refused the token");
+    if (recv_answer(fd, buf, sizeof buf, &passed) < 0 || strncmp(buf, "OK ", 3) != 0)
+        return fail("the helper refused the token");
     char boot_id[64];
     snprintf(boot_id, sizeof boot_id, "%.63s", buf + 3);
     snprintf(buf, sizeof buf, "SOCKET %d %d %d", AF_INET, SOCK_STREAM, IPPROTO_TCP);
     errno = 0;
     if (send(fd, buf, strlen(buf), MSG_NOSIGNAL) < 0) return fail("socket request");
-    if (recv_answer(fd, buf, sizeof buf, &passed) < 0 || strcmp(buf, "OK") != 0 || passed < 0) return fail("no socket from the helper");
+    if (recv_answer(fd, buf, sizeof buf, &passed) < 0 || strcmp(buf, "OK") != 0 || passed < 0)
+        return fail("no socket from the helper");
     struct stat st;
     int type = 0;
     socklen_t len = sizeof type;
-    if (fstat(passed, &st) < 0 || !S_ISSOCK(st.st_mode) || getsockopt(passed, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM)
+    if (fstat(passed, &st) < 0 || !S_ISSOCK(st.st_mode) || getsockopt(passed, SOL_SOCKET, SO_TYPE, &type, &len) < 0 ||
+        type != SOCK_STREAM)
         return fail("the helper's descriptor is not a TCP socket");
     printf("ok %s\n", boot_id);
     return 0;

@@ -137,7 +137,8 @@ void fdpass_epoll_attach(int fd, struct fdpass_epoll_saved *saved)
     for (unsigned i = 0; i < saved->n; i++) {
         struct epoll_event ev = saved->regs[i].ev;
         if (real_epoll_ctl_fn()(saved->regs[i].epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
-            layer_log(LOG_ERROR, "epoll set %d lost socket %d on the fast path: %s", saved->regs[i].epfd, fd, strerror(errno));
+            layer_log(LOG_ERROR, "epoll set %d lost socket %d on the fast path: %s", saved->regs[i].epfd, fd,
+                      strerror(errno));
     }
     free(saved);
 }

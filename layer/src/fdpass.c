@@ -160,7 +160,8 @@ static int open_connection(void)
     char hello[600], answer[128];
     int passed;
     snprintf(hello, sizeof hello, "HELLO %s", token);
-    if (send_packet(fd, hello) < 0 || recv_packet(fd, answer, sizeof answer, &passed) < 0 || strncmp(answer, "OK ", 3) != 0) {
+    if (send_packet(fd, hello) < 0 || recv_packet(fd, answer, sizeof answer, &passed) < 0 ||
+        strncmp(answer, "OK ", 3) != 0) {
         layer_log(LOG_ERROR, "the socket helper refused this process (%s): using the stream", strerror(errno));
         real_close_fn()(fd);
         return -1;
@@ -224,13 +225,20 @@ struct opt {
 /* What a program sets before connect() and expects to keep; never SO_BINDTODEVICE or SO_MARK
  * (they name the program's host, not the target). */
 static const struct opt opts[] = {
-    { SOL_SOCKET, SO_KEEPALIVE, false, false },  { SOL_SOCKET, SO_SNDBUF, false, true },
-    { SOL_SOCKET, SO_RCVBUF, false, true },      { SOL_SOCKET, SO_REUSEADDR, false, false },
-    { SOL_SOCKET, SO_BROADCAST, false, false },  { SOL_SOCKET, SO_PRIORITY, false, false },
-    { SOL_SOCKET, SO_OOBINLINE, false, false },  { IPPROTO_TCP, TCP_NODELAY, true, false },
-    { IPPROTO_TCP, TCP_KEEPIDLE, true, false },  { IPPROTO_TCP, TCP_KEEPINTVL, true, false },
-    { IPPROTO_TCP, TCP_KEEPCNT, true, false },   { IPPROTO_TCP, TCP_USER_TIMEOUT, true, false },
-    { IPPROTO_TCP, TCP_SYNCNT, true, false },    { IPPROTO_TCP, TCP_QUICKACK, true, false },
+    { SOL_SOCKET, SO_KEEPALIVE, false, false },
+    { SOL_SOCKET, SO_SNDBUF, false, true },
+    { SOL_SOCKET, SO_RCVBUF, false, true },
+    { SOL_SOCKET, SO_REUSEADDR, false, false },
+    { SOL_SOCKET, SO_BROADCAST, false, false },
+    { SOL_SOCKET, SO_PRIORITY, false, false },
+    { SOL_SOCKET, SO_OOBINLINE, false, false },
+    { IPPROTO_TCP, TCP_NODELAY, true, false },
+    { IPPROTO_TCP, TCP_KEEPIDLE, true, false },
+    { IPPROTO_TCP, TCP_KEEPINTVL, true, false },
+    { IPPROTO_TCP, TCP_KEEPCNT, true, false },
+    { IPPROTO_TCP, TCP_USER_TIMEOUT, true, false },
+    { IPPROTO_TCP, TCP_SYNCNT, true, false },
+    { IPPROTO_TCP, TCP_QUICKACK, true, false },
     { IPPROTO_TCP, TCP_FASTOPEN_CONNECT, true, false },
 };
 
@@ -253,12 +261,15 @@ static void copy_options(int from, int to, int domain, int type)
     }
     struct linger lg;
     socklen_t len = sizeof lg;
-    if (getsockopt(from, SOL_SOCKET, SO_LINGER, &lg, &len) == 0 && lg.l_onoff) setsockopt(to, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    if (getsockopt(from, SOL_SOCKET, SO_LINGER, &lg, &len) == 0 && lg.l_onoff)
+        setsockopt(to, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     struct timeval tv;
     len = sizeof tv;
-    if (getsockopt(from, SOL_SOCKET, SO_RCVTIMEO, &tv, &len) == 0 && (tv.tv_sec || tv.tv_usec)) setsockopt(to, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (getsockopt(from, SOL_SOCKET, SO_RCVTIMEO, &tv, &len) == 0 && (tv.tv_sec || tv.tv_usec))
+        setsockopt(to, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     len = sizeof tv;
-    if (getsockopt(from, SOL_SOCKET, SO_SNDTIMEO, &tv, &len) == 0 && (tv.tv_sec || tv.tv_usec)) setsockopt(to, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    if (getsockopt(from, SOL_SOCKET, SO_SNDTIMEO, &tv, &len) == 0 && (tv.tv_sec || tv.tv_usec))
+        setsockopt(to, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     if (domain == AF_INET) {
         copy_int_opt(from, to, &(struct opt){ IPPROTO_IP, IP_TOS, false, false });
         copy_int_opt(from, to, &(struct opt){ IPPROTO_IP, IP_TTL, false, false });

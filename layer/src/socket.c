@@ -181,20 +181,23 @@ static const char *addr_text(const struct lp_addr *a, char *buf, size_t n)
  * TAKE_FAILED with `fd` untouched. Remembered like a stream connect so that polling connect() again
  * reaches the same socket instead of asking for another.
  */
-static int connect_taken(int fd, const struct lp_addr *remote, const struct lp_addr *to, int sock_family, const char *text, int *out)
+static int connect_taken(int fd, const struct lp_addr *remote, const struct lp_addr *to, int sock_family,
+                         const char *text, int *out)
 {
     struct fd_state st;
     st.via_len = socket_to_sockaddr(to, sock_family, &st.via);
     st.remote_len = socket_to_sockaddr(remote, sock_family, &st.remote);
     if (st.via_len == 0 || fdpass_take(fd) < 0) {
-        layer_log(LOG_DEBUG, "connect fd %d to %s:%u: no socket from the helper, using the stream", fd, text, (unsigned)remote->port);
+        layer_log(LOG_DEBUG, "connect fd %d to %s:%u: no socket from the helper, using the stream", fd, text,
+                  (unsigned)remote->port);
         return TAKE_FAILED;
     }
     st.ino = inode_of(fd);
     int r = real_connect_fn()(fd, (const struct sockaddr *)&st.via, st.via_len);
     int err = errno;
     if (r == 0 || err == EINPROGRESS || err == EINTR) state_set(fd, &st);
-    layer_log(LOG_DEBUG, "connect fd %d to %s:%u: socket made in the target -> %d", fd, text, (unsigned)remote->port, r == 0 ? 0 : -err);
+    layer_log(LOG_DEBUG, "connect fd %d to %s:%u: socket made in the target -> %d", fd, text, (unsigned)remote->port,
+              r == 0 ? 0 : -err);
     *out = r;
     errno = err;
     return r;
@@ -208,7 +211,8 @@ static detour_t connect_via_intproxy(int fd, const struct lp_addr *remote, int s
     uint8_t *frame = malloc(LP_MAX_FRAME);
     if (!frame) return detour_fail(ENOMEM);
     bool offer = fdpass_offer(fd);
-    struct lp_msg req = { .type = LP_CONNECT, .proto = proto | (offer ? LP_PROTO_TAKE_SOCKET : 0), .addr = *remote }, resp;
+    struct lp_msg req = { .type = LP_CONNECT, .proto = proto | (offer ? LP_PROTO_TAKE_SOCKET : 0), .addr = *remote },
+                  resp;
     /* The kernel never answers EINTR to a non-blocking connect, and event loops do not expect it. */
     int fl = fcntl(fd, F_GETFL);
     bool blocking = fl >= 0 && !(fl & O_NONBLOCK);

@@ -19,6 +19,7 @@ export interface InProcess {
 export function inProcess(opts: { exe?: string } = {}): IntproxyHost<InProcess> {
   return {
     name: 'in-process',
+    fdPass: true,
     async start(ctx) {
       ctx.progress.update(`waiting for the agent on ${ctx.target.display}`);
       let agent: AgentConnection;

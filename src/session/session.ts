@@ -71,6 +71,8 @@ export interface HostedIntproxy {
 /** Where the intproxy runs; `H` is what the local side may use of it beyond HostedIntproxy. */
 export interface IntproxyHost<H> {
   readonly name: string;
+  /** The host probes HostContext.fdPass and gives its intproxy the answer (the fast path's hosts). */
+  readonly fdPass?: boolean;
   /** Before the agent starts: what can fail without leaving an agent behind (images, reaping). */
   prepare?(target: ResolvedTarget, log: Logger, progress: Progress): Promise<void>;
   start(ctx: HostContext): Promise<H & HostedIntproxy>;
@@ -118,7 +120,9 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
   progress.update(`looking up ${formatTarget(opts.target)}`);
   const target = await platform.resolveTarget(opts.target);
   await opts.intproxy.prepare?.(target, log, progress);
-  const noFdPass = fdPassUnavailable(fdPassingSetting(opts.agent), opts.target, opts.agent.shared ?? false);
+  const noFdPass = opts.intproxy.fdPass
+    ? fdPassUnavailable(fdPassingSetting(opts.agent), opts.target, opts.agent.shared ?? false)
+    : `the ${opts.intproxy.name} intproxy has no fast path`;
   if (noFdPass) log.info(`data path: stream (${noFdPass})`);
   const fdPass = noFdPass ? undefined : createFdPass(log);
   const removeFdPass = () => {
@@ -130,26 +134,23 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
   };
   let agent: AgentHandle;
   try {
-    agent = await startAgent();
+    agent = await platform.startAgent(target, {
+      session: id,
+      token,
+      image: opts.agent.image,
+      logLevel: opts.agent.log_level,
+      fsWrite: needsFsWrite(opts.features),
+      startupTimeoutMs: opts.agent.startup_timeout * 1000,
+      labels: opts.labels,
+      shared: opts.agent.shared ?? false,
+      ttlSeconds: opts.agent.ttl,
+      progress,
+      log: log.child('agent'),
+      fdPass: fdPass && { hostDir: fdPass.hostDir, token: fdPass.token },
+    });
   } catch (err) {
     removeFdPass();
     throw err;
-  }
-  function startAgent() {
-    return platform.startAgent(target, {
-    session: id,
-    token,
-    image: opts.agent.image,
-    logLevel: opts.agent.log_level,
-    fsWrite: needsFsWrite(opts.features),
-    startupTimeoutMs: opts.agent.startup_timeout * 1000,
-    labels: opts.labels,
-    shared: opts.agent.shared ?? false,
-    ttlSeconds: opts.agent.ttl,
-    progress,
-    log: log.child('agent'),
-    fdPass: fdPass && { hostDir: fdPass.hostDir, token: fdPass.token },
-  });
   }
 
   let guarded: Promise<void> | undefined;

@@ -12,6 +12,7 @@ export const FDPASS_SOCKET_NAME = 'h.sock';
 
 export interface SockHelper {
   bootId: string;
+  pid: number;
   stop(): void;
 }
 
@@ -68,5 +69,5 @@ export async function startSockHelper(env: NodeJS.ProcessEnv, log: Logger, ready
   // The helper lives as long as the agent; it must not keep the agent's event loop alive.
   child.unref();
   child.stdout?.destroy();
-  return { bootId, stop: () => child.kill('SIGKILL') };
+  return { bootId, pid: child.pid!, stop: () => child.kill('SIGKILL') };
 }
