@@ -38,6 +38,8 @@ test('the agent image is labelled with the protocol and version it bundles, not 
     mkdirSync(path.join(root, 'agent/dist'), { recursive: true });
     writeFileSync(path.join(root, 'agent/image/Dockerfile'), dockerfile);
     writeFileSync(path.join(root, 'agent/dist/agent.mjs'), '');
+    mkdirSync(path.join(root, 'agent/sockhelper/build'), { recursive: true });
+    writeFileSync(path.join(root, 'agent/sockhelper/build/mirrord-sockhelper'), '');
     const { labels } = agentImageRecipe(root);
     assert.equal(labels?.['dev.mirrord.protocol'], String(AP_VERSION));
     assert.equal(labels?.['dev.mirrord.version'], PRODUCT_VERSION);
