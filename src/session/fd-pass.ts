@@ -54,11 +54,45 @@ function baseDir(): string {
   return Buffer.byteLength(path.join(tmp, 'mirrord-fd-XXXXXX', 's', SOCKET_NAME)) <= SUN_PATH_MAX ? tmp : '/tmp';
 }
 
+/** Directories of sessions whose CLI died without its teardown (SIGKILL): their owner file names a dead pid. */
+function removeStale(base: string, log: Logger): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(base).filter((n) => n.startsWith('mirrord-fd-'));
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const dir = path.join(base, name);
+    try {
+      if (fs.statSync(dir).uid !== process.getuid?.()) continue;
+      const pid = Number(fs.readFileSync(path.join(dir, 'owner'), 'utf8'));
+      if (!Number.isInteger(pid) || pid <= 0 || alive(pid)) continue;
+      fs.rmSync(dir, { recursive: true, force: true });
+      log.debug(`removed ${dir}, left by pid ${pid}`);
+    } catch {
+      // not ours, or another session removes it right now
+    }
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 export function createFdPass(log: Logger): FdPass | undefined {
   let dir: string;
+  const base = baseDir();
+  removeStale(base, log);
   try {
-    dir = fs.mkdtempSync(path.join(baseDir(), 'mirrord-fd-'));
+    dir = fs.mkdtempSync(path.join(base, 'mirrord-fd-'));
     fs.chmodSync(dir, 0o700);
+    fs.writeFileSync(path.join(dir, 'owner'), String(process.pid));
     // The agent may run as a root without capabilities (or a remapped one): it cannot enter the
     // user's 0700 directory, only this child, which nobody else can reach through the parent.
     const hostDir = path.join(dir, 's');
