@@ -8,8 +8,11 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type Docker from 'dockerode';
 import type { MirrordConfig } from '../config/schema.js';
 import type { Logger } from '../../common/log.js';
+import { isAlive, ownerGone } from '../platforms/owner.js';
+import { LABEL_OWNER, LABEL_SESSION } from '../platforms/docker/labels.js';
 import { packageRoot } from '../package-root.js';
 import type { TargetSpec } from '../target.js';
 
@@ -19,9 +22,13 @@ const SOCKET_NAME = 'h.sock';
 const SUN_PATH_MAX = 107;
 
 export interface FdPass {
-  /** The directory to mount into the agent (a 0777 child of the user's 0700 directory). */
+  /** What the agent mounts at its helper's directory: a 0777 child of the user's 0700 directory,
+   * or (container mode) a named volume. */
   readonly hostDir: string;
+  /** The helper's socket where the program sees it. */
   readonly socketPath: string;
+  /** Container mode: the Binds entry that gives the user's container the helper's socket. */
+  readonly programBind?: string;
   readonly token: string;
   /** Set by probe(): the session's connects take sockets from the helper. */
   enabled: boolean;
@@ -29,7 +36,7 @@ export interface FdPass {
   probe(log: Logger): Promise<boolean>;
   /** MIRRORD_FDPASS_* for the layer, when enabled. */
   layerEnv(): Record<string, string>;
-  remove(): void;
+  remove(): void | Promise<void>;
 }
 
 /** `agent.fd_passing`, with MIRRORD_AGENT_FD_PASSING (auto | off) over it. */
@@ -67,21 +74,12 @@ function removeStale(base: string, log: Logger): void {
     try {
       if (fs.statSync(dir).uid !== process.getuid?.()) continue;
       const pid = Number(fs.readFileSync(path.join(dir, 'owner'), 'utf8'));
-      if (!Number.isInteger(pid) || pid <= 0 || alive(pid)) continue;
+      if (!Number.isInteger(pid) || pid <= 0 || isAlive(pid)) continue;
       fs.rmSync(dir, { recursive: true, force: true });
       log.debug(`removed ${dir}, left by pid ${pid}`);
     } catch {
       // not ours, or another session removes it right now
     }
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
@@ -147,4 +145,70 @@ async function testConnection(socketPath: string, token: string): Promise<string
   const own = ownBootId();
   if (!own || own !== m[1]) return `the Docker engine runs on another kernel (boot id ${m[1]}, here ${own ?? 'unknown'})`;
   return undefined;
+}
+
+/** Where the agent and (container mode) the user's container see the helper's directory. */
+export const FDPASS_MOUNT = '/run/mirrord-fd';
+const LABEL_FDPASS = 'dev.mirrord.fdpass';
+
+/**
+ * Container mode (docs/fast-path.md): the user's container, its sidecar and the agent run on one
+ * engine, so on one kernel even with Docker Desktop or a remote DOCKER_HOST; a named volume carries
+ * the helper's socket between them. No probe: the CLI may not share that kernel, and each process's
+ * first HELLO is its test (a refusal sends that process to the stream).
+ */
+export async function createFdVolume(docker: Docker, session: string, log: Logger): Promise<FdPass | undefined> {
+  await removeStaleVolumes(docker, log);
+  const name = `mirrord-fd-${session}`;
+  try {
+    await docker.createVolume({ Name: name, Labels: { [LABEL_FDPASS]: 'true', [LABEL_SESSION]: session, [LABEL_OWNER]: `${os.hostname()}:${process.pid}` } });
+  } catch (err) {
+    log.info(`data path: stream (cannot create the socket helper's volume: ${(err as Error).message})`);
+    return undefined;
+  }
+  const token = randomBytes(24).toString('base64url');
+  const socketPath = path.posix.join(FDPASS_MOUNT, SOCKET_NAME);
+  const fp: FdPass = {
+    hostDir: name,
+    socketPath,
+    programBind: `${name}:${FDPASS_MOUNT}`,
+    token,
+    enabled: true,
+    probe(plog) {
+      plog.info('data path: fast (container mode: sockets made in the target, over a volume shared with the agent)');
+      return Promise.resolve(true);
+    },
+    layerEnv: () => ({ MIRRORD_FDPASS_SOCK: socketPath, MIRRORD_FDPASS_TOKEN: token }),
+    async remove() {
+      await removeVolume(docker, name, log);
+    },
+  };
+  return fp;
+}
+
+/** The agent and the user's container may still be on their way out: a volume in use is retried. */
+async function removeVolume(docker: Docker, name: string, log: Logger, tries = 20): Promise<void> {
+  for (let i = 0; i < tries; i++) {
+    try {
+      await docker.getVolume(name).remove();
+      return;
+    } catch (err) {
+      const status = (err as { statusCode?: number }).statusCode;
+      if (status === 404) return;
+      if (status !== 409 || i === tries - 1) {
+        log.debug(`cannot remove volume ${name}: ${(err as Error).message}`);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+async function removeStaleVolumes(docker: Docker, log: Logger): Promise<void> {
+  try {
+    const { Volumes } = await docker.listVolumes({ filters: { label: [LABEL_FDPASS] } });
+    for (const v of Volumes ?? []) if (ownerGone(v.Labels?.[LABEL_OWNER])) await removeVolume(docker, v.Name, log, 1);
+  } catch (err) {
+    log.debug(`fd-pass volumes: ${(err as Error).message}`);
+  }
 }

@@ -3,6 +3,7 @@ import { AgentConnection } from '../agent-link/connection.js';
 import { AP_CLIENT } from '../../common/version.js';
 import { layerHintEnv } from '../fs/rules.js';
 import { Intproxy } from '../intproxy/intproxy.js';
+import { createFdPass } from './fd-pass.js';
 import type { IntproxyHost } from './session.js';
 
 /** The in-process host's extras: the agent link and the intproxy themselves. */
@@ -19,7 +20,7 @@ export interface InProcess {
 export function inProcess(opts: { exe?: string } = {}): IntproxyHost<InProcess> {
   return {
     name: 'in-process',
-    fdPass: true,
+    makeFdPass: (_session, log) => createFdPass(log),
     async start(ctx) {
       ctx.progress.update(`waiting for the agent on ${ctx.target.display}`);
       let agent: AgentConnection;

@@ -8,7 +8,7 @@ import type { KubeAgentConfig } from '../platforms/kubernetes/platform.js';
 import type { AgentHandle, ResolvedTarget, TargetPlatform } from '../platforms/platform.js';
 import type { Progress } from '../progress.js';
 import { formatTarget, type TargetSpec } from '../target.js';
-import { createFdPass, fdPassUnavailable, fdPassingSetting, type FdPass } from './fd-pass.js';
+import { fdPassUnavailable, fdPassingSetting, type FdPass } from './fd-pass.js';
 
 /**
  * One session for every local side: the agent next to the target, the intproxy wherever the local
@@ -71,8 +71,9 @@ export interface HostedIntproxy {
 /** Where the intproxy runs; `H` is what the local side may use of it beyond HostedIntproxy. */
 export interface IntproxyHost<H> {
   readonly name: string;
-  /** The host probes HostContext.fdPass and gives its intproxy the answer (the fast path's hosts). */
-  readonly fdPass?: boolean;
+  /** The fast path's hosts: the socket helper's directory or volume for this session; the host then
+   * probes HostContext.fdPass and gives its intproxy the answer. */
+  makeFdPass?(session: string, log: Logger): FdPass | undefined | Promise<FdPass | undefined>;
   /** Before the agent starts: what can fail without leaving an agent behind (images, reaping). */
   prepare?(target: ResolvedTarget, log: Logger, progress: Progress): Promise<void>;
   start(ctx: HostContext): Promise<H & HostedIntproxy>;
@@ -85,6 +86,8 @@ export interface Session<H> {
   readonly features: ResolvedFeatures;
   /** The intproxy as its host runs it. */
   readonly host: H & HostedIntproxy;
+  /** Container mode's fast path: the Binds entry that gives the program's container the helper's socket. */
+  readonly fdPassBind?: string;
   /** Every variable the layer needs in a process, except LD_PRELOAD (its path is the local side's). */
   layerEnv(): Promise<Record<string, string>>;
   onLinkLost(cb: (reason: string) => void): void;
@@ -120,14 +123,14 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
   progress.update(`looking up ${formatTarget(opts.target)}`);
   const target = await platform.resolveTarget(opts.target);
   await opts.intproxy.prepare?.(target, log, progress);
-  const noFdPass = opts.intproxy.fdPass
+  const noFdPass = opts.intproxy.makeFdPass
     ? fdPassUnavailable(fdPassingSetting(opts.agent), opts.target, opts.agent.shared ?? false)
     : `the ${opts.intproxy.name} intproxy has no fast path`;
   if (noFdPass) log.info(`data path: stream (${noFdPass})`);
-  const fdPass = noFdPass ? undefined : createFdPass(log);
-  const removeFdPass = () => {
+  const fdPass = noFdPass ? undefined : await opts.intproxy.makeFdPass?.(id, log);
+  const removeFdPass = async () => {
     try {
-      fdPass?.remove();
+      await fdPass?.remove();
     } catch (err) {
       log.debug(`cannot remove ${fdPass?.hostDir}: ${(err as Error).message}`);
     }
@@ -149,7 +152,7 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
       fdPass: fdPass && { hostDir: fdPass.hostDir, token: fdPass.token },
     });
   } catch (err) {
-    removeFdPass();
+    await removeFdPass();
     throw err;
   }
 
@@ -180,7 +183,7 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
     host = await opts.intproxy.start(ctx);
   } catch (err) {
     await agent.stop();
-    removeFdPass();
+    await removeFdPass();
     throw err;
   }
 
@@ -201,6 +204,7 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
     targetDisplay: target.display,
     features: opts.features,
     host,
+    fdPassBind: fdPass?.enabled ? fdPass.programBind : undefined,
     async layerEnv() {
       const env: Record<string, string> = { ...(await host.fileHints()), MIRRORD_LAYER_ADDR: host.layerAddr, MIRRORD_SESSION: id };
       if (opts.skipProcesses?.length) env.MIRRORD_SKIP_PROCESSES = opts.skipProcesses.join(';');
@@ -218,7 +222,7 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
           await agent.stop();
         }
         await healing;
-        removeFdPass();
+        await removeFdPass();
       })();
       return closing;
     },
