@@ -119,7 +119,7 @@ async function main(): Promise<void> {
     stdout.once('close', resolve);
     setTimeout(resolve, 1_000).unref();
   });
-  sockHelper?.stop();
+  await sockHelper?.stop();
   exit(0);
 }
 

@@ -47,8 +47,8 @@ before(async () => {
   closedPort = (s.address() as net.AddressInfo).port;
   await new Promise((r) => s.close(r));
 });
-after(() => {
-  helper?.stop();
+after(async () => {
+  await helper?.stop();
   fp?.remove();
   void servers?.close();
 });

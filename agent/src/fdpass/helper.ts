@@ -13,7 +13,7 @@ export const FDPASS_SOCKET_NAME = 'h.sock';
 export interface SockHelper {
   bootId: string;
   pid: number;
-  stop(): void;
+  stop(): Promise<void>;
 }
 
 export async function startSockHelper(env: NodeJS.ProcessEnv, log: Logger, readyMs = 3_000): Promise<SockHelper | undefined> {
@@ -69,5 +69,15 @@ export async function startSockHelper(env: NodeJS.ProcessEnv, log: Logger, ready
   // The helper lives as long as the agent; it must not keep the agent's event loop alive.
   child.unref();
   child.stdout?.destroy();
-  return { bootId, pid: child.pid!, stop: () => child.kill('SIGKILL') };
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return {
+    bootId,
+    pid: child.pid!,
+    // Reaped before the agent leaves: an orphan would go to the target's PID 1, which may never
+    // reap it (a plain `sleep` does not), and stay there as a zombie.
+    async stop() {
+      child.kill('SIGKILL');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 1_000).unref())]);
+    },
+  };
 }
