@@ -75,9 +75,14 @@ export async function startSockHelper(env: NodeJS.ProcessEnv, log: Logger, ready
     pid: child.pid!,
     // Reaped before the agent leaves: an orphan would go to the target's PID 1, which may never
     // reap it (a plain `sleep` does not), and stay there as a zombie.
+    // The child and the timer are referenced while we wait: with nothing else left, an unreferenced
+    // wait would let Node end the process before it reaped the helper.
     async stop() {
+      child.ref();
       child.kill('SIGKILL');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 1_000).unref())]);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, 3_000)))]);
+      clearTimeout(timer);
     },
   };
 }
