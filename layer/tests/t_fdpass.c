@@ -3,6 +3,8 @@
  *   refused  blocking connect to a port nobody listens on
  *   fork     parent connects, forks, the child connects, the parent again
  *   bypass   a connect the intproxy keeps local: the helper's socket must never be opened
+ *   sendto   unconnected UDP: two datagrams to IP PORT (an echo server), then one to PORT+1, which
+ *            the intproxy keeps local: a socket made in the target cannot send there
  * Every connect prints swapped=1 when the program's descriptor now holds another socket. */
 #include "common.h"
 
@@ -108,6 +110,24 @@ int main(int argc, char **argv)
     if (!strcmp(mode, "refused") || !strcmp(mode, "bypass")) {
         one(mode, ip, port);
         printf("helper_fds=%d\n", helper_fds());
+        return 0;
+    }
+    if (!strcmp(mode, "sendto")) {
+        int fd = socket(AF_INET, SOCK_DGRAM, 0);
+        ino_t before = ino(fd);
+        struct sockaddr_in to = addr_of(ip, port), other = addr_of(ip, port + 1);
+        for (int i = 0; i < 2; i++) {
+            ssize_t r = sendto(fd, "ping", 4, 0, (struct sockaddr *)&to, sizeof to);
+            char buf[64] = "", from[128];
+            struct sockaddr_storage ss;
+            socklen_t len = sizeof ss;
+            ssize_t n = r < 0 ? -1 : recvfrom(fd, buf, sizeof buf - 1, 0, (struct sockaddr *)&ss, &len);
+            if (n > 0) buf[n] = 0;
+            printf("sendto=%s swapped=%d echo=%s from=%s\n", r < 0 ? errname(errno) : "4", ino(fd) != before, buf,
+                   n > 0 ? fmt_sa((struct sockaddr *)&ss, from, sizeof from) : "-");
+        }
+        ssize_t r = sendto(fd, "ping", 4, 0, (struct sockaddr *)&other, sizeof other);
+        printf("local sendto=%s\n", r < 0 ? errname(errno) : "4");
         return 0;
     }
     if (!strcmp(mode, "fork")) {

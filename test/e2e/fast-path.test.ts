@@ -25,13 +25,15 @@ def udp():
 threading.Thread(target=udp, daemon=True).start()
 tcp()
 `;
-// TCP, then a connected UDP socket: each prints what the neighbour saw.
+// TCP, a connected UDP socket, an unconnected one: each prints what the neighbour saw.
 const CLIENT = `
 import socket, sys
 host = sys.argv[1]
 s = socket.create_connection((host, 9000), timeout=10); print('tcp', s.makefile().readline().strip())
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(10); u.connect((host, 9001)); u.send(b'ping')
 print('udp', u.recv(2048).decode())
+v = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); v.settimeout(10); v.sendto(b'pong', (host, 9001))
+print('udp-sendto', v.recvfrom(2048)[0].decode())
 `;
 
 let network: { name: string; remove(): Promise<void> };
@@ -80,9 +82,10 @@ describe('data paths: fast (fd passing) and stream', { timeout: 600_000 }, () =>
   it('exec: the fast path by default; TCP and UDP leave from the target', async () => {
     const r = await exec([]);
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(r.stdout.trim().split('\n'), [`tcp ${targetIp}`, `udp ${targetIp} ping`]);
+    assert.deepEqual(r.stdout.trim().split('\n'), [`tcp ${targetIp}`, `udp ${targetIp} ping`, `udp-sendto ${targetIp} pong`]);
     assert.match(r.stderr, /data path: fast \(sockets made in the target/);
     assert.equal(r.stderr.match(/socket made in the target -> /g)?.length, 2, r.stderr);
+    assert.match(r.stderr, /udp fd \d+: socket made in the target/);
     assert.doesNotMatch(r.stderr, /handled via port/);
   });
 
@@ -93,7 +96,7 @@ describe('data paths: fast (fd passing) and stream', { timeout: 600_000 }, () =>
     ] as const) {
       const r = await exec([...args], env);
       assert.equal(r.code, 0, r.stderr);
-      assert.deepEqual(r.stdout.trim().split('\n'), [`tcp ${targetIp}`, `udp ${targetIp} ping`]);
+      assert.deepEqual(r.stdout.trim().split('\n'), [`tcp ${targetIp}`, `udp ${targetIp} ping`, `udp-sendto ${targetIp} pong`]);
       assert.ok(r.stderr.includes(`data path: stream (${why})`), r.stderr);
       assert.equal(r.stderr.match(/handled via port/g)?.length, 2, r.stderr);
       assert.doesNotMatch(r.stderr, /socket made in the target/);
@@ -107,7 +110,7 @@ describe('data paths: fast (fd passing) and stream', { timeout: 600_000 }, () =>
       { env: { MIRRORD_LOG: 'info' }, timeoutMs: 180_000 },
     );
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(r.stdout.trim().split('\n'), [`tcp ${targetIp}`, `udp ${targetIp} ping`]);
+    assert.deepEqual(r.stdout.trim().split('\n'), [`tcp ${targetIp}`, `udp ${targetIp} ping`, `udp-sendto ${targetIp} pong`]);
     assert.match(r.stderr, /data path: fast \(container mode/);
     assert.equal(r.stderr.match(/socket made in the target -> /g)?.length, 2, r.stderr);
     assert.deepEqual(await fdPassVolumes(), before);

@@ -8,6 +8,7 @@
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import dgram from 'node:dgram';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -107,6 +108,37 @@ describe('fd passing: the layer takes a socket made by the helper', { timeout: 1
       `parent-again connect=0 swapped=1 read=${GREETING}`,
     ]);
     assert.deepEqual(fake!.calls(), [TAKE, TAKE, TAKE]);
+  });
+
+  it('unconnected UDP: sendto takes a socket once; answers come from the real source; a local destination is refused', async () => {
+    const echo = dgram.createSocket('udp4');
+    echo.on('message', (m, r) => echo.send(m, r.port, r.address));
+    await new Promise<void>((r) => echo.bind(0, '127.0.0.1', r));
+    const port = echo.address().port;
+    try {
+      fake = await FakeIntproxy.start({ connect: { [`127.0.0.1:${port}`]: { viaPort: port, take: true } } });
+      const r = await run(
+        cTest('t_fdpass'),
+        ['sendto', '127.0.0.1', String(port)],
+        layerEnv(fake.addr, { MIRRORD_FDPASS_SOCK: fp.socketPath, MIRRORD_FDPASS_TOKEN: fp.token }),
+      );
+      assert.equal(r.code, 0, describeRun(r));
+      assert.deepEqual(lines(r.stdout), [
+        `sendto=4 swapped=1 echo=ping from=127.0.0.1:${port}`,
+        `sendto=4 swapped=1 echo=ping from=127.0.0.1:${port}`,
+        'local sendto=ENETUNREACH',
+      ]);
+      const udp = (p: number, take: boolean) => ({
+        kind: 'connect',
+        proto: 'udp',
+        remote: { family: 4, address: '127.0.0.1', port: p },
+        ...(take ? { takeSocket: true } : {}),
+      });
+      // Asked once per destination; the socket stays the one taken.
+      assert.deepEqual(fake.calls(), [udp(port, true), udp(port + 1, true)]);
+    } finally {
+      echo.close();
+    }
   });
 
   it('a program that never connects anything remote never opens the helper socket', async () => {
