@@ -50,7 +50,7 @@ before(async () => {
 });
 after(async () => {
   await helper?.stop();
-  fp?.remove();
+  await fp?.remove();
   void servers?.close();
 });
 afterEach(async () => {

@@ -30,7 +30,7 @@ describe('fd passing: the session side', () => {
     assert.equal(fdPassUnavailable('auto', docker, false), process.platform === 'linux' ? undefined : 'the fast path needs Linux');
   });
 
-  it('a 0700 directory of the user with a 0777 child for the agent; the socket path fits sun_path', () => {
+  it('a 0700 directory of the user with a 0777 child for the agent; the socket path fits sun_path', async () => {
     const fp = createFdPass(log)!;
     try {
       const parent = path.dirname(fp.hostDir);
@@ -41,12 +41,12 @@ describe('fd passing: the session side', () => {
       assert.ok(fp.token.length >= 32);
       assert.deepEqual(fp.layerEnv(), {}, 'nothing for the layer before the probe passed');
     } finally {
-      fp.remove();
+      await fp.remove();
     }
     assert.equal(fs.existsSync(path.dirname(fp.hostDir)), false);
   });
 
-  it('a directory left by a CLI that died is removed by the next session; a live one stays', () => {
+  it('a directory left by a CLI that died is removed by the next session; a live one stays', async () => {
     const dead = createFdPass(log)!;
     const live = createFdPass(log)!;
     const deadDir = path.dirname(dead.hostDir);
@@ -58,7 +58,7 @@ describe('fd passing: the session side', () => {
       assert.equal(fs.existsSync(deadDir), false);
       assert.equal(fs.existsSync(path.dirname(live.hostDir)), true);
     } finally {
-      for (const f of [dead, live, next]) f.remove();
+      for (const f of [dead, live, next]) await f.remove();
     }
   });
 });
