@@ -46,12 +46,15 @@ export function fdPassingSetting(agent: Pick<MirrordConfig['agent'], 'fd_passing
   return agent.fd_passing ?? 'auto';
 }
 
-/** Why the session cannot try the fast path at all, or undefined when it may. */
-export function fdPassUnavailable(setting: 'auto' | 'off', target: TargetSpec, shared: boolean): string | undefined {
+/** Why the session cannot try the fast path at all, or undefined when it may. `env`: whose DOCKER_HOST
+ * counts ({} for container mode, which works on any engine). */
+export function fdPassUnavailable(setting: 'auto' | 'off', target: TargetSpec, shared: boolean, env: NodeJS.ProcessEnv = process.env): string | undefined {
   if (setting === 'off') return 'agent.fd_passing is off';
   if (process.platform !== 'linux') return 'the fast path needs Linux';
   if (target.kind !== 'docker') return 'the target is not a Docker container';
   if (shared) return 'agent.shared serves several sessions from one agent';
+  // A remote engine would only make an empty directory for the mount on its own machine.
+  if (env.DOCKER_HOST && !env.DOCKER_HOST.startsWith('unix://')) return `the Docker engine is remote (DOCKER_HOST=${env.DOCKER_HOST})`;
   return undefined;
 }
 

@@ -74,6 +74,8 @@ export interface IntproxyHost<H> {
   /** The fast path's hosts: the socket helper's directory or volume for this session; the host then
    * probes HostContext.fdPass and gives its intproxy the answer. */
   makeFdPass?(session: string, log: Logger): FdPass | undefined | Promise<FdPass | undefined>;
+  /** Its fast path works on any engine (container mode: everything runs on the engine's kernel). */
+  readonly fdPassAnyEngine?: boolean;
   /** Before the agent starts: what can fail without leaving an agent behind (images, reaping). */
   prepare?(target: ResolvedTarget, log: Logger, progress: Progress): Promise<void>;
   start(ctx: HostContext): Promise<H & HostedIntproxy>;
@@ -124,7 +126,7 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
   const target = await platform.resolveTarget(opts.target);
   await opts.intproxy.prepare?.(target, log, progress);
   const noFdPass = opts.intproxy.makeFdPass
-    ? fdPassUnavailable(fdPassingSetting(opts.agent), opts.target, opts.agent.shared ?? false)
+    ? fdPassUnavailable(fdPassingSetting(opts.agent), opts.target, opts.agent.shared ?? false, opts.intproxy.fdPassAnyEngine ? {} : process.env)
     : `the ${opts.intproxy.name} intproxy has no fast path`;
   if (noFdPass) log.info(`data path: stream (${noFdPass})`);
   const fdPass = noFdPass ? undefined : await opts.intproxy.makeFdPass?.(id, log);

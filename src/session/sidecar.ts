@@ -61,6 +61,7 @@ export function inSidecar(spec: SidecarSpec): IntproxyHost<InSidecar> {
     // One engine runs the user's container, the sidecar and a Docker target's agent. Containers
     // something else creates (mirrord up's services) get no volume: they stay on the stream.
     makeFdPass: spec.created ? undefined : (session, log) => createFdVolume(spec.docker, session, log),
+    fdPassAnyEngine: true,
     async prepare(target, log, progress) {
       // Sidecars (and user containers) of dead CLIs on this engine: a Docker target's platform has
       // just reaped them; a Kubernetes target's reaps only its cluster.

@@ -27,7 +27,14 @@ describe('fd passing: the session side', () => {
     assert.equal(fdPassUnavailable('off', docker, false), 'agent.fd_passing is off');
     assert.equal(fdPassUnavailable('auto', docker, true), 'agent.shared serves several sessions from one agent');
     assert.equal(fdPassUnavailable('auto', { kind: 'targetless' } as never, false), 'the target is not a Docker container');
-    assert.equal(fdPassUnavailable('auto', docker, false), process.platform === 'linux' ? undefined : 'the fast path needs Linux');
+    assert.equal(fdPassUnavailable('auto', docker, false, {}), process.platform === 'linux' ? undefined : 'the fast path needs Linux');
+    if (process.platform === 'linux') {
+      assert.equal(
+        fdPassUnavailable('auto', docker, false, { DOCKER_HOST: 'tcp://10.0.0.2:2375' }),
+        'the Docker engine is remote (DOCKER_HOST=tcp://10.0.0.2:2375)',
+      );
+      assert.equal(fdPassUnavailable('auto', docker, false, { DOCKER_HOST: 'unix:///run/docker.sock' }), undefined);
+    }
   });
 
   it('a 0700 directory of the user with a 0777 child for the agent; the socket path fits sun_path', async () => {
