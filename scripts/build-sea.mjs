@@ -23,9 +23,11 @@ const { PRODUCT_VERSION: version } = versions();
 const assets = [
   'layer/build/libmirrord_layer.so',
   'layer/build/mirrord-session-lock',
+  'layer/build/mirrord-fd-probe',
   'agent/image',
   'agent/dist/agent.mjs',
   'agent/capture/build/mirrord-sniff',
+  'agent/sockhelper/build/mirrord-sockhelper',
   'sidecar/image',
   'sidecar/dist/sidecar.mjs',
   'sidecar/build/mirrord-init',

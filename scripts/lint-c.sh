@@ -25,6 +25,7 @@ while IFS= read -r -d '' f; do files+=("$f"); done < <(
   find layer -type d \( -name 'build' -o -name 'build-*' \) -prune -o -type f \( -name '*.c' -o -name '*.h' \) -print0
   if [ -d sidecar/native ]; then find sidecar/native -maxdepth 1 -type f -name '*.c' -print0; fi
   if [ -d agent/capture ]; then find agent/capture -maxdepth 1 -type f -name '*.c' -print0; fi
+  if [ -d agent/sockhelper ]; then find agent/sockhelper -maxdepth 1 -type f -name '*.c' -print0; fi
 )
 if [ ${#files[@]} -eq 0 ]; then
   echo "lint-c: no C sources found" >&2

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { Duplex, type Writable } from 'node:stream';
 import { createLogger, parseLevel } from '../../common/log.js';
+import { startSockHelper } from './fdpass/helper.js';
 import { runGuard } from './guard.js';
 import { runHeal } from './heal.js';
 import { runListener } from './kube/listener.js';
@@ -108,6 +109,7 @@ async function main(): Promise<void> {
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
 
+  const sockHelper = await startSockHelper(process.env, log);
   log.info(`serving target pid ${targetPid}`);
   await serveAgent(link, { token, targetPid, log, session: process.env.MIRRORD_AGENT_SESSION, sweepAtStart: true });
 
@@ -118,6 +120,7 @@ async function main(): Promise<void> {
     stdout.once('close', resolve);
     setTimeout(resolve, 1_000).unref();
   });
+  await sockHelper?.stop();
   exit(0);
 }
 

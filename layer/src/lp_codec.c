@@ -97,7 +97,7 @@ size_t lp_encode(const struct lp_msg *m, uint8_t *out, size_t cap)
         /* A refused or bypassed connect carries no meaningful `via`: always zeros, family 4. */
         struct lp_addr none = { .family = 4 };
         put_u32(&w, (uint32_t)m->status);
-        put_addr(&w, m->status == LP_STATUS_OK ? &m->addr : &none);
+        put_addr(&w, m->status == LP_STATUS_OK || m->status == LP_STATUS_TAKE_SOCKET ? &m->addr : &none);
         break;
     }
     case LP_GETADDRINFO | LP_RESPONSE:
@@ -202,7 +202,8 @@ int lp_decode(const uint8_t *frame, size_t size, struct lp_msg *m)
     case LP_CONNECT:
         m->proto = get_u8(&r);
         get_addr(&r, &m->addr);
-        if (m->proto != LP_PROTO_TCP && m->proto != LP_PROTO_UDP) r.bad = 1;
+        if ((m->proto & ~LP_PROTO_TAKE_SOCKET) != LP_PROTO_TCP && (m->proto & ~LP_PROTO_TAKE_SOCKET) != LP_PROTO_UDP)
+            r.bad = 1;
         break;
     case LP_GETADDRINFO:
         m->node = get_str(&r);

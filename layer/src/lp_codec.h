@@ -54,8 +54,10 @@ struct lp_stat {
     int64_t atime_sec, mtime_sec, ctime_sec;
     uint32_t atime_nsec, mtime_nsec, ctime_nsec;
 };
-enum { LP_STATUS_OK = 0, LP_STATUS_BYPASS = 1 };
-enum { LP_PROTO_TCP = 1, LP_PROTO_UDP = 2 };
+/* TAKE_SOCKET (CONNECT only): get a socket from the target's socket helper and connect it to `addr`. */
+enum { LP_STATUS_OK = 0, LP_STATUS_BYPASS = 1, LP_STATUS_TAKE_SOCKET = 2 };
+/* LP_PROTO_TAKE_SOCKET is or-ed into CONNECT's proto: the layer can take such a socket. */
+enum { LP_PROTO_TCP = 1, LP_PROTO_UDP = 2, LP_PROTO_TAKE_SOCKET = 0x80 };
 
 struct lp_str {
     const char *ptr;

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -38,6 +39,14 @@ bool session_file_load(void)
     if (!path || !*path) path = SESSION_FILE_DEFAULT;
     int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) return false;
+    /* Settings that redirect a process's traffic and files must come from root (the dev container's
+     * daemon) or from the process's own user, never from a file another user could write. */
+    struct stat st;
+    if (syscall(SYS_fstat, fd, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_uid != 0 && st.st_uid != getuid())) {
+        raw_close(fd);
+        layer_log(LOG_DEBUG, "session file %s is not root's or this user's: pass-through", path);
+        return false;
+    }
     if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
         /* Nobody holds it: the daemon that wrote it is gone. */
         raw_close(fd);

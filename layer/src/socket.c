@@ -13,6 +13,7 @@
 #include "fdtable.h"
 #include "layer.h"
 #include "intproxy_conn.h"
+#include "fdpass.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -172,6 +173,36 @@ static const char *addr_text(const struct lp_addr *a, char *buf, size_t n)
 
 /* ---- proxy logic ------------------------------------------------------------------------- */
 
+#define TAKE_FAILED (-2)
+
+/*
+ * The fast path: `fd` becomes a socket made in the target's namespace and the kernel connects it to
+ * `to` (the remote, as the intproxy routed it). Returns the real connect's result (errno kept), or
+ * TAKE_FAILED with `fd` untouched. Remembered like a stream connect so that polling connect() again
+ * reaches the same socket instead of asking for another.
+ */
+static int connect_taken(int fd, const struct lp_addr *remote, const struct lp_addr *to, int sock_family,
+                         const char *text, int *out)
+{
+    struct fd_state st;
+    st.via_len = socket_to_sockaddr(to, sock_family, &st.via);
+    st.remote_len = socket_to_sockaddr(remote, sock_family, &st.remote);
+    if (st.via_len == 0 || fdpass_take(fd) < 0) {
+        layer_log(LOG_DEBUG, "connect fd %d to %s:%u: no socket from the helper, using the stream", fd, text,
+                  (unsigned)remote->port);
+        return TAKE_FAILED;
+    }
+    st.ino = inode_of(fd);
+    int r = real_connect_fn()(fd, (const struct sockaddr *)&st.via, st.via_len);
+    int err = errno;
+    if (r == 0 || err == EINPROGRESS || err == EINTR) state_set(fd, &st);
+    layer_log(LOG_DEBUG, "connect fd %d to %s:%u: socket made in the target -> %d", fd, text, (unsigned)remote->port,
+              r == 0 ? 0 : -err);
+    *out = r;
+    errno = err;
+    return r;
+}
+
 /* HANDLED: *out is the real connect's result to the intproxy's `via` (errno kept on -1). */
 static detour_t connect_via_intproxy(int fd, const struct lp_addr *remote, int sock_family, uint8_t proto, int *out)
 {
@@ -179,11 +210,23 @@ static detour_t connect_via_intproxy(int fd, const struct lp_addr *remote, int s
     addr_text(remote, text, sizeof text);
     uint8_t *frame = malloc(LP_MAX_FRAME);
     if (!frame) return detour_fail(ENOMEM);
-    struct lp_msg req = { .type = LP_CONNECT, .proto = proto, .addr = *remote }, resp;
+    bool offer = fdpass_offer(fd);
+    struct lp_msg req = { .type = LP_CONNECT, .proto = proto | (offer ? LP_PROTO_TAKE_SOCKET : 0), .addr = *remote },
+                  resp;
     /* The kernel never answers EINTR to a non-blocking connect, and event loops do not expect it. */
     int fl = fcntl(fd, F_GETFL);
     bool blocking = fl >= 0 && !(fl & O_NONBLOCK);
     int called = blocking ? intproxy_call_intr(&req, frame, &resp) : intproxy_call(&req, frame, &resp);
+    if (called == 0 && resp.status == LP_STATUS_TAKE_SOCKET) {
+        int r = connect_taken(fd, remote, &resp.addr, sock_family, text, out);
+        if (r != TAKE_FAILED) {
+            free(frame);
+            return r < 0 ? detour_fail(errno) : detour_handled();
+        }
+        /* Any helper failure costs only the fast path, for this connection: ask for the stream. */
+        req.proto = proto;
+        called = blocking ? intproxy_call_intr(&req, frame, &resp) : intproxy_call(&req, frame, &resp);
+    }
     if (called < 0) {
         free(frame);
         /* Interrupted: the socket stays unconnected, so calling connect() again asks anew. */

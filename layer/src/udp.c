@@ -12,6 +12,7 @@
 #include "layer.h"
 #include "intproxy_conn.h"
 #include "socket.h"
+#include "fdpass.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -32,6 +33,7 @@ struct udp_dest {
 struct udp_obj {
     struct fd_obj obj;
     int family;
+    int passed; /* the socket is one made in the target (fast path): it sends to remote destinations itself */
     unsigned n;
     struct udp_dest dests[UDP_DESTS];
 };
@@ -50,6 +52,9 @@ static int same(const struct lp_addr *a, const struct lp_addr *b)
 static detour_t route(int fd, int family, const struct lp_addr *remote, uint16_t *via)
 {
     struct udp_obj *uo = (struct udp_obj *)fdtable_get(fd, FD_KIND_UDP);
+    /* The fast path: a socket that has sent nothing yet can become one made in the target, which
+     * then sends to every remote destination itself (recorded as "send as asked"). */
+    bool known = uo != NULL, passed = uo && uo->passed;
     if (uo) {
         for (unsigned i = 0; i < uo->n; i++) {
             if (same(&uo->dests[i].remote, remote)) {
@@ -61,20 +66,36 @@ static detour_t route(int fd, int family, const struct lp_addr *remote, uint16_t
         }
         fdtable_put(&uo->obj);
     }
+    bool offer = passed || (!known && fdpass_offer(fd));
     uint8_t *frame = malloc(LP_MAX_FRAME);
     if (!frame) return detour_fail(ENOMEM);
-    struct lp_msg req = { .type = LP_CONNECT, .proto = LP_PROTO_UDP, .addr = *remote }, resp;
+    struct lp_msg req = { .type = LP_CONNECT,
+                          .proto = LP_PROTO_UDP | (offer ? LP_PROTO_TAKE_SOCKET : 0),
+                          .addr = *remote },
+                  resp;
     int called = intproxy_call(&req, frame, &resp);
+    bool took = false;
+    if (called == 0 && resp.status == LP_STATUS_TAKE_SOCKET) {
+        took = passed || fdpass_take(fd) == 0;
+        if (!took) {
+            req.proto = LP_PROTO_UDP;
+            called = intproxy_call(&req, frame, &resp);
+        }
+    }
     free(frame);
     if (called < 0) return detour_fail(LAYER_CONNECT_UNAVAILABLE_ERRNO);
     if (resp.status < 0) return detour_fail(errors_connect_errno(resp.status));
-    struct udp_dest d = { .remote = *remote, .bypass = resp.status == LP_STATUS_BYPASS, .via = resp.addr.port };
+    /* A socket of the target cannot reach this machine's local destinations. */
+    if (passed && !took) return detour_fail(ENETUNREACH);
+    struct udp_dest d = { .remote = *remote, .bypass = took || resp.status == LP_STATUS_BYPASS, .via = resp.addr.port };
+    if (took) layer_log(LOG_DEBUG, "udp fd %d: socket made in the target", fd);
     uo = (struct udp_obj *)fdtable_get(fd, FD_KIND_UDP);
     if (!uo) {
         struct udp_obj *fresh = calloc(1, sizeof *fresh);
         if (fresh) {
             fdtable_obj_init(&fresh->obj, FD_KIND_UDP, fd);
             fresh->family = family;
+            fresh->passed = took;
             if (fdtable_set(fd, &fresh->obj) == 0) uo = (struct udp_obj *)fdtable_get(fd, FD_KIND_UDP);
         }
     }

@@ -137,6 +137,13 @@ static struct json *get(const struct json *o, const char *key)
     exit(2);
 }
 
+static bool has(const struct json *o, const char *key)
+{
+    for (size_t i = 0; o && o->type == J_OBJ && i < o->n; i++)
+        if (!strcmp(o->keys[i], key)) return true;
+    return false;
+}
+
 static double num(const struct json *o, const char *key) { return get(o, key)->num; }
 static const char *str(const struct json *o, const char *key) { return get(o, key)->str; }
 
@@ -187,6 +194,7 @@ static void to_msg(const struct json *m, bool response, struct lp_msg *out, uint
         if (response) to_addr(get(m, "via"), &out->addr);
         else {
             out->proto = !strcmp(str(m, "proto"), "tcp") ? LP_PROTO_TCP : LP_PROTO_UDP;
+            if (has(m, "takeSocket")) out->proto |= LP_PROTO_TAKE_SOCKET;
             to_addr(get(m, "remote"), &out->addr);
         }
     } else if (!strcmp(kind, "listen") || !strcmp(kind, "unlisten")) {

@@ -59,7 +59,9 @@ async function main(): Promise<void> {
       features.fs.local = [...(features.fs.local ?? []), ...local.map((r) => `^${escapeRegex(r)}(/|$)`)];
     }
   }
-  const intproxy = await Intproxy.start({ agent, features, log: log.child('intproxy'), ownNamespace: true });
+  // The fast path (docs/fast-path.md): the program's container has the agent's socket helper.
+  const fdPassing = process.env.MIRRORD_SIDECAR_FDPASS === '1';
+  const intproxy = await Intproxy.start({ agent, features, log: log.child('intproxy'), ownNamespace: true, fdPassing });
   const env = (await agent.request('env.get', {})).env;
   const hints = layerHintEnv(await intproxy.files.rules());
   const lifeline = await startLifeline();

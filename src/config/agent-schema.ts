@@ -82,6 +82,13 @@ export const agentSchema = z
     ephemeral: z.boolean().default(false).describe('Kubernetes: run the agent as an ephemeral container in the target pod instead of a Job on its node.'),
     privileged: z.boolean().default(false).describe('Run the agent privileged instead of with the few capabilities it needs.'),
     startup_timeout: z.number().int().min(1).default(60).describe("Seconds to wait for the agent's handshake."),
+    fd_passing: z
+      .enum(['auto', 'off'])
+      .default('auto')
+      .describe(
+        "Docker targets, Linux: auto hands the program sockets made in the target's network namespace (fd passing) when the CLI and the engine share a kernel, so its bytes skip the agent link; off always uses the stream. MIRRORD_AGENT_FD_PASSING=auto|off overrides it (docs/fast-path.md).",
+      )
+      .meta(ours),
     log_level: agentLogLevel
       .default('warn')
       .describe(
@@ -174,5 +181,5 @@ export const agentSchema = z
       .describe('Longest wait for an HTTP body for body filters (milliseconds).')
       .meta(noEffect('no body filters here yet')),
   })
-  .default({ ttl: 1, ephemeral: false, privileged: false, startup_timeout: 60, log_level: 'warn' })
+  .default({ ttl: 1, ephemeral: false, privileged: false, startup_timeout: 60, fd_passing: 'auto', log_level: 'warn' })
   .describe('The agent: the short-lived process that joins the target for the session.');

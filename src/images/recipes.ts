@@ -36,6 +36,7 @@ export function agentImageRecipe(root: string = packageRoot()): ImageRecipe {
   files['agent.mjs'] = read('agent/dist/agent.mjs', 'Build the agent first (npm run build), or reinstall mirrord.');
   // The packet capture of passive mirroring (agent/capture/sniff.c).
   files['mirrord-sniff'] = read('agent/capture/build/mirrord-sniff', 'Build the agent first (npm run build), or reinstall mirrord.');
+  files['mirrord-sockhelper'] = read('agent/sockhelper/build/mirrord-sockhelper', 'Build the agent first (npm run build), or reinstall mirrord.');
   // The protocol and version labels come from common/version.ts, so they cannot drift from the bundle's.
   const labels = { 'dev.mirrord.component': 'agent', 'dev.mirrord.protocol': String(AP_VERSION), 'dev.mirrord.version': PRODUCT_VERSION };
   return { repository: AGENT_REPOSITORY, files, labels };

@@ -34,6 +34,8 @@ export interface IntproxyOptions {
    * loopback port something listens on there is the program's own, and stays local.
    */
   ownNamespace?: boolean;
+  /** The socket helper passed the session's test: remote connects take sockets (docs/fast-path.md). */
+  fdPassing?: boolean;
 }
 
 export interface IntproxyStats {
@@ -66,6 +68,7 @@ export class Intproxy {
       namesOf: (ip) => names.namesOf(ip),
       acceptTimeoutMs: opts.acceptTimeoutMs,
       ownNamespace: opts.ownNamespace,
+      fdPassing: opts.fdPassing,
     });
     const dns = new DnsResolver(agent, features, log, stats, names);
     const files = new FileProxy(agent, features.fs, log.child('files'));

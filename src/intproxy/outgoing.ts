@@ -19,6 +19,8 @@ export const NOWHERE: LpAddr = { family: 4, address: '0.0.0.0', port: 0 };
 export interface OutgoingStats {
   connectsRemote: number;
   connectsBypassed: number;
+  /** Remote connects the layer made itself with a socket from the target's socket helper. */
+  connectsPassed?: number;
 }
 
 export interface OutgoingOptions {
@@ -31,6 +33,9 @@ export interface OutgoingOptions {
   /** IntproxyOptions.ownNamespace: loopback ports with a listener here stay local. */
   ownNamespace?: boolean;
   acceptTimeoutMs?: number;
+  /** The socket helper passed the session's test (docs/fast-path.md): remote connects of layers
+   * that can take a socket get one instead of a stream. */
+  fdPassing?: boolean;
 }
 
 type Connect = Extract<LpRequest, { kind: 'connect' }>;
@@ -83,6 +88,13 @@ export class Outgoing {
     const names = this.opts.namesOf(ip);
     if (this.filter.route({ proto: req.proto, ip, port, names }) === 'local') return bypass('outgoing filter');
 
+    if (this.opts.fdPassing && req.takeSocket) {
+      // The bytes then flow between the program and the remote in the kernel; the agent never sees them.
+      stats.connectsRemote++;
+      stats.connectsPassed = (stats.connectsPassed ?? 0) + 1;
+      log.debug(`connect ${ip}:${port}: the layer takes a socket made in the target`);
+      return { status: LpStatus.TakeSocket, via: req.remote };
+    }
     let remote: Duplex;
     try {
       remote = this.track(await (udp ? this.agent.connectUdp(ip, port) : this.agent.connectTcp(ip, port)));

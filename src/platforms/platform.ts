@@ -26,6 +26,8 @@ export interface AgentStartOptions {
   shared?: boolean;
   /** Seconds a shared agent stays after its last session (config agent.ttl). */
   ttlSeconds?: number;
+  /** Docker: the socket helper's directory on the engine's host and its token (src/session/fd-pass.ts). */
+  fdPass?: { hostDir: string; token: string };
   progress: Progress;
   log: Logger;
 }

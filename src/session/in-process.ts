@@ -3,6 +3,7 @@ import { AgentConnection } from '../agent-link/connection.js';
 import { AP_CLIENT } from '../../common/version.js';
 import { layerHintEnv } from '../fs/rules.js';
 import { Intproxy } from '../intproxy/intproxy.js';
+import { createFdPass } from './fd-pass.js';
 import type { IntproxyHost } from './session.js';
 
 /** The in-process host's extras: the agent link and the intproxy themselves. */
@@ -19,6 +20,7 @@ export interface InProcess {
 export function inProcess(opts: { exe?: string } = {}): IntproxyHost<InProcess> {
   return {
     name: 'in-process',
+    makeFdPass: (_session, log) => createFdPass(log),
     async start(ctx) {
       ctx.progress.update(`waiting for the agent on ${ctx.target.display}`);
       let agent: AgentConnection;
@@ -37,7 +39,9 @@ export function inProcess(opts: { exe?: string } = {}): IntproxyHost<InProcess> 
       try {
         // The guard starts with the first subscription: sessions without incoming traffic need none.
         const beforeIncoming = agent.info.agentPid ? () => ctx.guard(agent.info.agentPid) : undefined;
-        intproxy = await Intproxy.start({ agent, features: ctx.features, log: ctx.log.child('intproxy'), beforeIncoming });
+        // The agent starts its socket helper before it answers the link: it is up by now, if at all.
+        const fdPassing = ctx.fdPass ? await ctx.fdPass.probe(ctx.log) : false;
+        intproxy = await Intproxy.start({ agent, features: ctx.features, log: ctx.log.child('intproxy'), beforeIncoming, fdPassing });
       } catch (err) {
         agent.close();
         throw err;

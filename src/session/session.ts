@@ -8,6 +8,7 @@ import type { KubeAgentConfig } from '../platforms/kubernetes/platform.js';
 import type { AgentHandle, ResolvedTarget, TargetPlatform } from '../platforms/platform.js';
 import type { Progress } from '../progress.js';
 import { formatTarget, type TargetSpec } from '../target.js';
+import { fdPassUnavailable, fdPassingSetting, type FdPass } from './fd-pass.js';
 
 /**
  * One session for every local side: the agent next to the target, the intproxy wherever the local
@@ -47,6 +48,8 @@ export interface HostContext {
   guard(agentPid: number | undefined): Promise<void>;
   /** The error for an agent that never answered on its link, with its last log lines. */
   didNotAnswer(err: unknown): MirrordError;
+  /** The socket helper's directory when the session may use the fast path; the host probes it. */
+  fdPass?: FdPass;
 }
 
 /** What every host gives the session, whatever it runs in. */
@@ -68,6 +71,11 @@ export interface HostedIntproxy {
 /** Where the intproxy runs; `H` is what the local side may use of it beyond HostedIntproxy. */
 export interface IntproxyHost<H> {
   readonly name: string;
+  /** The fast path's hosts: the socket helper's directory or volume for this session; the host then
+   * probes HostContext.fdPass and gives its intproxy the answer. */
+  makeFdPass?(session: string, log: Logger): FdPass | undefined | Promise<FdPass | undefined>;
+  /** Its fast path works on any engine (container mode: everything runs on the engine's kernel). */
+  readonly fdPassAnyEngine?: boolean;
   /** Before the agent starts: what can fail without leaving an agent behind (images, reaping). */
   prepare?(target: ResolvedTarget, log: Logger, progress: Progress): Promise<void>;
   start(ctx: HostContext): Promise<H & HostedIntproxy>;
@@ -80,6 +88,8 @@ export interface Session<H> {
   readonly features: ResolvedFeatures;
   /** The intproxy as its host runs it. */
   readonly host: H & HostedIntproxy;
+  /** Container mode's fast path: the Binds entry that gives the program's container the helper's socket. */
+  readonly fdPassBind?: string;
   /** Every variable the layer needs in a process, except LD_PRELOAD (its path is the local side's). */
   layerEnv(): Promise<Record<string, string>>;
   onLinkLost(cb: (reason: string) => void): void;
@@ -115,19 +125,38 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
   progress.update(`looking up ${formatTarget(opts.target)}`);
   const target = await platform.resolveTarget(opts.target);
   await opts.intproxy.prepare?.(target, log, progress);
-  const agent = await platform.startAgent(target, {
-    session: id,
-    token,
-    image: opts.agent.image,
-    logLevel: opts.agent.log_level,
-    fsWrite: needsFsWrite(opts.features),
-    startupTimeoutMs: opts.agent.startup_timeout * 1000,
-    labels: opts.labels,
-    shared: opts.agent.shared ?? false,
-    ttlSeconds: opts.agent.ttl,
-    progress,
-    log: log.child('agent'),
-  });
+  const noFdPass = opts.intproxy.makeFdPass
+    ? fdPassUnavailable(fdPassingSetting(opts.agent), opts.target, opts.agent.shared ?? false, opts.intproxy.fdPassAnyEngine ? {} : process.env)
+    : `the ${opts.intproxy.name} intproxy has no fast path`;
+  if (noFdPass) log.info(`data path: stream (${noFdPass})`);
+  const fdPass = noFdPass ? undefined : await opts.intproxy.makeFdPass?.(id, log);
+  const removeFdPass = async () => {
+    try {
+      await fdPass?.remove();
+    } catch (err) {
+      log.debug(`cannot remove ${fdPass?.hostDir}: ${(err as Error).message}`);
+    }
+  };
+  let agent: AgentHandle;
+  try {
+    agent = await platform.startAgent(target, {
+      session: id,
+      token,
+      image: opts.agent.image,
+      logLevel: opts.agent.log_level,
+      fsWrite: needsFsWrite(opts.features),
+      startupTimeoutMs: opts.agent.startup_timeout * 1000,
+      labels: opts.labels,
+      shared: opts.agent.shared ?? false,
+      ttlSeconds: opts.agent.ttl,
+      progress,
+      log: log.child('agent'),
+      fdPass: fdPass && { hostDir: fdPass.hostDir, token: fdPass.token },
+    });
+  } catch (err) {
+    await removeFdPass();
+    throw err;
+  }
 
   let guarded: Promise<void> | undefined;
   const ctx: HostContext = {
@@ -139,6 +168,7 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
     agentConfig: opts.agent,
     log,
     progress,
+    fdPass,
     guard: (pid) => (guarded ??= pid && agent.startGuard ? agent.startGuard(pid) : Promise.resolve()),
     didNotAnswer(err) {
       const logs = agent.recentLogs();
@@ -155,6 +185,7 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
     host = await opts.intproxy.start(ctx);
   } catch (err) {
     await agent.stop();
+    await removeFdPass();
     throw err;
   }
 
@@ -175,9 +206,11 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
     targetDisplay: target.display,
     features: opts.features,
     host,
+    fdPassBind: fdPass?.enabled ? fdPass.programBind : undefined,
     async layerEnv() {
       const env: Record<string, string> = { ...(await host.fileHints()), MIRRORD_LAYER_ADDR: host.layerAddr, MIRRORD_SESSION: id };
       if (opts.skipProcesses?.length) env.MIRRORD_SKIP_PROCESSES = opts.skipProcesses.join(';');
+      Object.assign(env, fdPass?.layerEnv());
       return env;
     },
     onLinkLost: (cb) => lost.push(cb),
@@ -191,6 +224,7 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
           await agent.stop();
         }
         await healing;
+        await removeFdPass();
       })();
       return closing;
     },

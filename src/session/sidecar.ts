@@ -9,6 +9,7 @@ import { attachContainer, type Attached } from '../platforms/docker/attach.js';
 import { sessionLabels } from '../platforms/docker/labels.js';
 import { DockerPlatform } from '../platforms/docker/platform.js';
 import { removeContainer } from '../platforms/docker/remove.js';
+import { createFdVolume } from './fd-pass.js';
 import type { IntproxyHost } from './session.js';
 
 export interface SidecarSpec {
@@ -57,6 +58,10 @@ export function inSidecar(spec: SidecarSpec): IntproxyHost<InSidecar> {
   let image: string | undefined;
   return {
     name: 'sidecar',
+    // One engine runs the user's container, the sidecar and a Docker target's agent. Containers
+    // something else creates (mirrord up's services) get no volume: they stay on the stream.
+    makeFdPass: spec.created ? undefined : (session, log) => createFdVolume(spec.docker, session, log),
+    fdPassAnyEngine: true,
     async prepare(target, log, progress) {
       // Sidecars (and user containers) of dead CLIs on this engine: a Docker target's platform has
       // just reaped them; a Kubernetes target's reaps only its cluster.
@@ -78,6 +83,7 @@ export function inSidecar(spec: SidecarSpec): IntproxyHost<InSidecar> {
           ...(spec.mounts ? [`MIRRORD_SIDECAR_MOUNTS=${JSON.stringify(spec.mounts)}`] : []),
           ...(spec.cwd ? [`MIRRORD_SIDECAR_CWD=${spec.cwd}`] : []),
           ...(process.env.MIRRORD_LAYER_LOG ? [`MIRRORD_LAYER_LOG=${process.env.MIRRORD_LAYER_LOG}`] : []),
+          ...(ctx.fdPass && (await ctx.fdPass.probe(log)) ? ['MIRRORD_SIDECAR_FDPASS=1'] : []),
         ],
         labels: { ...sessionLabels('sidecar', ctx.id, ctx.target.id), ...spec.labels },
       };

@@ -84,6 +84,13 @@ const text = (maxLength: number) => fc.string({ unit: 'binary', maxLength });
 export const arbRequest: fc.Arbitrary<LpRequest> = fc.oneof(
   fc.record({ id, kind: fc.constant('hello' as const), version: fc.nat(0xffff), pid: u32, ppid: u32, parentPid: u32, exe: text(200) }),
   fc.record({ id, kind: fc.constant('connect' as const), proto: fc.constantFrom('tcp' as const, 'udp' as const), remote: arbAddr }),
+  fc.record({
+    id,
+    kind: fc.constant('connect' as const),
+    proto: fc.constantFrom('tcp' as const, 'udp' as const),
+    remote: arbAddr,
+    takeSocket: fc.constant(true),
+  }),
   fc.record({ id, kind: fc.constant('getaddrinfo' as const), node: text(300), family: fc.constantFrom(0 as const, 2 as const, 10 as const) }),
   fc.record({ id, kind: fc.constant('listen' as const), requested: arbAddr, bound: arbAddr }),
   fc.record({ id, kind: fc.constant('accept' as const), peer: arbAddr }),
@@ -132,7 +139,8 @@ function assertSameMessage(got: unknown, want: unknown, path = '$'): void {
 /** What a response looks like after the wire: a not-Ok connect/accept carries zeros. */
 function expectedResponse(r: LpResponse): LpResponse {
   const zero: LpAddr = { family: 4, address: '0.0.0.0', port: 0 };
-  if (r.kind === 'connect' && r.status !== 0) return { ...r, via: zero };
+  // TakeSocket (2) carries the address the taken socket connects to.
+  if (r.kind === 'connect' && r.status !== 0 && r.status !== 2) return { ...r, via: zero };
   if (r.kind === 'accept' && r.status !== 0) return { ...r, remote: zero };
   return r;
 }

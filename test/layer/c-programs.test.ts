@@ -4,6 +4,7 @@
  * output (where its socket really went, what getpeername says) and the messages the layer sent.
  */
 import { strict as assert } from 'node:assert';
+import os from 'node:os';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { LP_VERSION } from '../../common/version.js';
 import { FakeIntproxy, type FakeScript } from './fake-intproxy.js';
@@ -271,4 +272,21 @@ describe('processes and threads', () => {
       assert.equal(fake!.calls().length, 4);
     });
   }
+});
+
+describe('host name (feature.hostname: MIRRORD_HOSTNAME)', () => {
+  it("gethostname and uname report the target's name; one too long for the buffer is ENAMETOOLONG", async () => {
+    const r = await runC('t_hostname', [], { MIRRORD_HOSTNAME: 'target-host.example' });
+    assert.equal(r.code, 0, describeRun(r));
+    assert.deepEqual(lines(r.stdout), ['gethostname=target-host.example', 'nodename=target-host.example', 'small=ENAMETOOLONG']);
+  });
+
+  it("without it, or outside a session, the machine's own name", async () => {
+    const own = os.hostname();
+    const r = await runC('t_hostname', []);
+    assert.equal(r.code, 0, describeRun(r));
+    assert.deepEqual(lines(r.stdout).slice(0, 2), [`gethostname=${own}`, `nodename=${own}`]);
+    const outside = await run(cTest('t_hostname'), [], layerEnv(undefined, { MIRRORD_HOSTNAME: 'target-host.example' }));
+    assert.deepEqual(lines(outside.stdout).slice(0, 2), [`gethostname=${own}`, `nodename=${own}`]);
+  });
 });

@@ -22,8 +22,11 @@ export interface FakeScript {
   /** name -> addresses (v4 and/or v6 text), or a negative EAI status (-2 = EAI_NONAME). */
   dns?: Record<string, string[] | number>;
   canonname?: Record<string, string>;
-  /** "ip:port" or "[v6]:port" -> local port to send the program to, or a negative errno. */
-  connect?: Record<string, { viaPort: number } | number>;
+  /**
+   * "ip:port" or "[v6]:port" -> local port to send the program to, or a negative errno. take: a
+   * layer that offers to take a socket (fd passing) is told to, and to connect it to 127.0.0.1:viaPort.
+   */
+  connect?: Record<string, { viaPort: number; take?: boolean } | number>;
   /** Status for every HELLO (default 0). */
   helloStatus?: number;
   /** Accept connections but never answer anything (a hung intproxy). */
@@ -157,7 +160,8 @@ export class FakeIntproxy {
         const none: LpAddr = { family: 4, address: '0.0.0.0', port: 0 };
         if (rule === undefined) return { id: req.id, kind: 'connect', status: LpStatus.Bypass, via: none };
         if (typeof rule === 'number') return { id: req.id, kind: 'connect', status: rule, via: none };
-        return { id: req.id, kind: 'connect', status: LpStatus.Ok, via: { family: 4, address: '127.0.0.1', port: rule.viaPort } };
+        const status = rule.take && req.takeSocket ? LpStatus.TakeSocket : LpStatus.Ok;
+        return { id: req.id, kind: 'connect', status, via: { family: 4, address: '127.0.0.1', port: rule.viaPort } };
       }
       case 'getaddrinfo': {
         const rule = this.script.dns?.[req.node];

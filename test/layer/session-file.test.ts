@@ -4,7 +4,7 @@
  * daemon holds its lock; it stays inert for the daemon, the CLI and skipped programs.
  */
 import { strict as assert } from 'node:assert';
-import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
@@ -89,6 +89,23 @@ describe('a live session file', () => {
     // env -i drops the mark too: a fresh environment gets the target's again (keeping only what
     // /etc/ld.so.preload and the default session path give in a dev container).
     assert.deepEqual(lines(r.stdout), ['mine', 'from the target']);
+  });
+
+  it("is ignored when another user owns it (neither root nor the process's own uid)", async (t) => {
+    if (process.getuid?.() !== 0) return t.skip('needs root to give the file to another user');
+    live();
+    const before = fake.hellos().length;
+    chownSync(file(), 65534, 65534);
+    try {
+      const r = await resolve();
+      assert.ok(r.stdout.includes('gai only-remote.test rc=-'), describeRun(r));
+      assert.equal(fake.hellos().length, before);
+    } finally {
+      chownSync(file(), 0, 0);
+    }
+    // Root's own file again: read as before.
+    const r = await resolve();
+    assert.ok(r.stdout.includes('addr=10.77.0.5'), describeRun(r));
   });
 
   it('is ignored by the daemon and its children (the mark in their environment)', async () => {

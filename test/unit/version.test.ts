@@ -40,6 +40,8 @@ test('the agent image is labelled with the protocol and version it bundles, not 
     writeFileSync(path.join(root, 'agent/dist/agent.mjs'), '');
     mkdirSync(path.join(root, 'agent/capture/build'), { recursive: true });
     writeFileSync(path.join(root, 'agent/capture/build/mirrord-sniff'), '');
+    mkdirSync(path.join(root, 'agent/sockhelper/build'), { recursive: true });
+    writeFileSync(path.join(root, 'agent/sockhelper/build/mirrord-sockhelper'), '');
     const { labels } = agentImageRecipe(root);
     assert.equal(labels?.['dev.mirrord.protocol'], String(AP_VERSION));
     assert.equal(labels?.['dev.mirrord.version'], PRODUCT_VERSION);

@@ -10,7 +10,8 @@ export const LP_HEADER = 12;
 /** A response's type is its request's type | RESPONSE. */
 export const RESPONSE = 0x8000;
 
-export const LpStatus = { Ok: 0, Bypass: 1 } as const;
+/** TakeSocket (CONNECT only): get a socket from the target's socket helper and connect it to `via`. */
+export const LpStatus = { Ok: 0, Bypass: 1, TakeSocket: 2 } as const;
 
 export class LpProtocolError extends Error {
   override readonly name = 'LpProtocolError';

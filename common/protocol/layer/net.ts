@@ -9,7 +9,8 @@ type NetKind = keyof typeof NET_TYPES;
 const NET_KIND_OF = new Map<number, NetKind>(Object.entries(NET_TYPES).map(([k, v]) => [v, k as NetKind]));
 
 export type NetRequest =
-  | { id: number; kind: 'connect'; proto: 'tcp' | 'udp'; remote: LpAddr }
+  /** takeSocket: the layer can take a socket made in the target (fd passing) instead of a stream. */
+  | { id: number; kind: 'connect'; proto: 'tcp' | 'udp'; remote: LpAddr; takeSocket?: boolean }
   | { id: number; kind: 'getaddrinfo'; node: string; family: 0 | 2 | 10 }
   | { id: number; kind: 'listen'; requested: LpAddr; bound: LpAddr }
   | { id: number; kind: 'accept'; peer: LpAddr }
@@ -27,12 +28,14 @@ export function isNetType(type: number): boolean {
 }
 
 const NO_ADDR: LpAddr = { family: 4, address: '0.0.0.0', port: 0 };
+/** CONNECT's proto byte: this bit says the layer can take a socket (docs/fast-path.md). */
+const TAKE_SOCKET_BIT = 0x80;
 
 export function encodeNetRequest(r: NetRequest): Buffer {
   const w = new Writer();
   switch (r.kind) {
     case 'connect':
-      w.u8(r.proto === 'tcp' ? 1 : 2).addr(r.remote);
+      w.u8((r.proto === 'tcp' ? 1 : 2) | (r.takeSocket ? TAKE_SOCKET_BIT : 0)).addr(r.remote);
       break;
     case 'getaddrinfo':
       w.str(r.node).i32(r.family);
@@ -54,8 +57,9 @@ export function encodeNetResponse(r: NetResponse): Buffer {
   const w = new Writer().i32(r.status);
   switch (r.kind) {
     case 'connect':
-      // Only a handled connect has a meaningful `via`: anything else is sent as zeros.
-      w.addr(r.status === LpStatus.Ok ? r.via : NO_ADDR);
+      // Only a handled connect has a meaningful `via` (for TakeSocket: where the taken socket
+      // connects): anything else is sent as zeros.
+      w.addr(r.status === LpStatus.Ok || r.status === LpStatus.TakeSocket ? r.via : NO_ADDR);
       break;
     case 'getaddrinfo':
       w.u16(r.addresses.length);
@@ -79,9 +83,10 @@ export function decodeNetRequest(f: LpFrame): NetRequest {
   let out: NetRequest;
   switch (kind) {
     case 'connect': {
-      const p = r.u8();
-      if (p !== 1 && p !== 2) throw new LpProtocolError(`unknown connect proto ${p}`);
-      out = { id, kind, proto: p === 1 ? 'tcp' : 'udp', remote: r.addr() };
+      const byte = r.u8();
+      const p = byte & ~TAKE_SOCKET_BIT;
+      if (p !== 1 && p !== 2) throw new LpProtocolError(`unknown connect proto ${byte}`);
+      out = { id, kind, proto: p === 1 ? 'tcp' : 'udp', remote: r.addr(), ...(byte & TAKE_SOCKET_BIT ? { takeSocket: true } : {}) };
       break;
     }
     case 'getaddrinfo': {

@@ -34,6 +34,8 @@ export async function runContainer(
     { ...createOptions(run, sidecar.id, env), Labels: { ...sessionLabels('user', session.id, session.target.id), ...opts.labels } },
     ready.lifelinePort,
   );
+  // The fast path: the user's container reaches the agent's socket helper over the session's volume.
+  if (session.fdPassBind) options.HostConfig = { ...options.HostConfig, Binds: [...(options.HostConfig?.Binds ?? []), session.fdPassBind] };
   const restore: Array<() => void> = [];
   try {
     return await runUserContainer(

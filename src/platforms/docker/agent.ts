@@ -27,6 +27,9 @@ export const GUARD_CAPABILITIES = ['NET_ADMIN', 'NET_RAW', 'KILL'];
  * which makes their /proc/PID/environ unreadable without SYS_PTRACE.
  */
 export const HEAL_CAPABILITIES = ['NET_ADMIN', 'NET_RAW', 'SYS_PTRACE'];
+/** Where the agent sees the socket helper's directory (docs/fast-path.md). */
+const FDPASS_MOUNT = '/run/mirrord-fd';
+
 /** A healer that has not finished by then is left to the next session's sweep. */
 const HEAL_TIMEOUT_MS = 15_000;
 
@@ -43,7 +46,13 @@ export async function startDockerAgent(docker: Docker, target: { id: string; nam
     container = await docker.createContainer({
       Image: image,
       name: `mirrord-agent-${opts.session}`,
-      Env: [`MIRRORD_AGENT_TOKEN=${opts.token}`, 'MIRRORD_AGENT_TARGET_PID=1', `MIRRORD_AGENT_LOG=${opts.logLevel}`, `MIRRORD_AGENT_SESSION=${opts.session}`],
+      Env: [
+        `MIRRORD_AGENT_TOKEN=${opts.token}`,
+        'MIRRORD_AGENT_TARGET_PID=1',
+        `MIRRORD_AGENT_LOG=${opts.logLevel}`,
+        `MIRRORD_AGENT_SESSION=${opts.session}`,
+        ...(opts.fdPass ? [`MIRRORD_AGENT_FDPASS_DIR=${FDPASS_MOUNT}`, `MIRRORD_AGENT_FDPASS_TOKEN=${opts.fdPass.token}`] : []),
+      ],
       Labels: { ...sessionLabels('true', opts.session, target.id), ...opts.labels },
       AttachStdin: true,
       AttachStdout: true,
@@ -57,6 +66,7 @@ export async function startDockerAgent(docker: Docker, target: { id: string; nam
         CapDrop: ['ALL'],
         CapAdd: opts.fsWrite ? [...AGENT_CAPABILITIES, ...FS_WRITE_CAPABILITIES] : AGENT_CAPABILITIES,
         SecurityOpt: ['no-new-privileges'],
+        ...(opts.fdPass ? { Binds: [`${opts.fdPass.hostDir}:${FDPASS_MOUNT}`] } : {}),
         AutoRemove: true,
         // The link runs over stdout; a log driver would copy (and JSON-encode) every byte of it.
         LogConfig: { Type: 'none', Config: {} },
