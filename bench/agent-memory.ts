@@ -81,17 +81,26 @@ async function main(): Promise<void> {
   const network = await createNetwork('mirrord-bench-mem');
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'mirrord-bench-mem-'));
   try {
-    const sink = await runContainer({ name: 'bench-mem-sink', network: network.name, cmd: ['node', '--input-type=module', '-e', serverCode], waitFor: { tcpPort: 7000 } });
+    const sink = await runContainer({
+      name: 'bench-mem-sink',
+      network: network.name,
+      cmd: ['node', '--input-type=module', '-e', serverCode],
+      waitFor: { tcpPort: 7000 },
+    });
     const target = await runContainer({ name: 'bench-mem-target', network: network.name, cmd: ['sleep', '100000'] });
     const ip = await sink.ip(network.name);
     const program = path.join(tmp, 'many.mjs');
     writeFileSync(program, PROGRAM);
     const go1 = path.join(tmp, 'go1');
     const go2 = path.join(tmp, 'go2');
-    const child = spawn(process.execPath, [cli, 'exec', '-t', `docker/${target.id}`, '--', process.execPath, program, ip, '7000', String(CONNECTIONS), go1, go2], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, MIRRORD_LOG: 'error' },
-    });
+    const child = spawn(
+      process.execPath,
+      [cli, 'exec', '-t', `docker/${target.id}`, '--', process.execPath, program, ip, '7000', String(CONNECTIONS), go1, go2],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, MIRRORD_LOG: 'error' },
+      },
+    );
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
     const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
