@@ -8,7 +8,7 @@
  * Then the stream: bench/tcp-client.mjs uploads and downloads BENCH_MIB (64) to a sink pod through
  * `kubectl port-forward` to the sink (the raw API server port-forward, the ceiling) and under
  * `mirrord exec -t pod/APP` to the sink pod's IP (the agent's link rides the same port-forward),
- * same run, median of BENCH_ROUNDS (3).
+ * same run, median of BENCH_ROUNDS (3). BENCH_K8S_STREAM_ONLY=1 skips the session-start part.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -121,16 +121,18 @@ try {
   const pod = `pod/${app.appPod.metadata!.name}`;
   const eph = path.join(tmp, 'ephemeral.json');
   writeFileSync(eph, JSON.stringify({ agent: { ephemeral: true } }));
-  const target = await runContainer({ image: await toolsImage(), name: 'bench-k8s-target', cmd: ['sleep', 'infinity'] });
-  const direct = await rounds(PROGRAM);
-  const rows: Array<[string, number]> = [
-    ['program started directly', direct],
-    ['mirrord exec -t docker/NAME', await rounds([process.execPath, cli, 'exec', '-t', `docker/${target.name}`, '--', ...PROGRAM])],
-    ['mirrord exec -t pod/NAME (job mode)', await rounds([process.execPath, cli, 'exec', '-n', ns.name, '-t', pod, '--', ...PROGRAM])],
-    ['mirrord exec -t pod/NAME (ephemeral)', await rounds([process.execPath, cli, 'exec', '-f', eph, '-n', ns.name, '-t', pod, '--', ...PROGRAM])],
-  ];
-  console.log(`\nSession start to the program's first instruction (median of ${ROUNDS}, same run):`);
-  for (const [name, ms] of rows) console.log(`  ${name.padEnd(40)} ${String(ms).padStart(6)} ms   ratio ${(ms / direct).toFixed(1)} vs direct`);
+  if (process.env.BENCH_K8S_STREAM_ONLY !== '1') {
+    const target = await runContainer({ image: await toolsImage(), name: 'bench-k8s-target', cmd: ['sleep', 'infinity'] });
+    const direct = await rounds(PROGRAM);
+    const rows: Array<[string, number]> = [
+      ['program started directly', direct],
+      ['mirrord exec -t docker/NAME', await rounds([process.execPath, cli, 'exec', '-t', `docker/${target.name}`, '--', ...PROGRAM])],
+      ['mirrord exec -t pod/NAME (job mode)', await rounds([process.execPath, cli, 'exec', '-n', ns.name, '-t', pod, '--', ...PROGRAM])],
+      ['mirrord exec -t pod/NAME (ephemeral)', await rounds([process.execPath, cli, 'exec', '-f', eph, '-n', ns.name, '-t', pod, '--', ...PROGRAM])],
+    ];
+    console.log(`\nSession start to the program's first instruction (median of ${ROUNDS}, same run):`);
+    for (const [name, ms] of rows) console.log(`  ${name.padEnd(40)} ${String(ms).padStart(6)} ms   ratio ${(ms / direct).toFixed(1)} vs direct`);
+  }
   await streamRows(ns.name, pod, images[0]!);
 } finally {
   await ns.remove();
