@@ -51,10 +51,15 @@ async function rounds(args: string[]): Promise<number> {
   return median(xs);
 }
 
-function mbps(args: string[]): number {
-  const r = spawnSync(args[0]!, args.slice(1), { encoding: 'utf8', env: { ...process.env, MIRRORD_LOG: 'error' } });
+/** The client's MiB/s, and the CPU seconds the command's processes used (bash's `time`). */
+function transfer(args: string[]): { mbps: number; cpu: number } {
+  const r = spawnSync('bash', ['-c', 'TIMEFORMAT="cpu %U %S"; time "$@"', 'bash', ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, MIRRORD_LOG: 'error' },
+  });
   if (r.status !== 0) throw new Error(`${args.join(' ')} failed (${r.status}): ${r.stderr.slice(-500)}`);
-  return (JSON.parse(r.stdout.trim().split('\n').pop()!) as { mbps: number }).mbps;
+  const [, user, sys] = /cpu ([\d.]+) ([\d.]+)\s*$/.exec(r.stderr) ?? [];
+  return { mbps: (JSON.parse(r.stdout.trim().split('\n').pop()!) as { mbps: number }).mbps, cpu: Number(user) + Number(sys) };
 }
 
 /** `kubectl port-forward` to the pod's port; resolves with the local port once it forwards. */
@@ -96,15 +101,19 @@ async function streamRows(ns: string, appPod: string, tools: string): Promise<vo
   const ip = sink!.status!.podIP!;
   const forward = await kubectlForward(ns, 'bench-sink', 7000);
   try {
-    const med = (f: () => number) => median(Array.from({ length: STREAM_ROUNDS }, f));
+    const med = (f: () => { mbps: number; cpu: number }) => {
+      const xs = Array.from({ length: STREAM_ROUNDS }, f);
+      return { mbps: median(xs.map((x) => x.mbps)), cpuPerGiB: median(xs.map((x) => x.cpu)) / (STREAM_MIB / 1024) };
+    };
     console.log(`\nTCP through the API server's port-forward (${STREAM_MIB} MiB, median of ${STREAM_ROUNDS}, same run):`);
+    console.log("  (CPU = the command's own processes: the client alone for kubectl, CLI + intproxy + client for mirrord)");
     for (const mode of ['upload', 'download']) {
-      const raw = med(() => mbps([process.execPath, client, mode, '127.0.0.1', String(forward.port), String(STREAM_MIB)]));
+      const raw = med(() => transfer([process.execPath, client, mode, '127.0.0.1', String(forward.port), String(STREAM_MIB)]));
       const via = med(() =>
-        mbps([process.execPath, cli, 'exec', '-n', ns, '-t', appPod, '--', process.execPath, client, mode, ip, '7000', String(STREAM_MIB)]),
+        transfer([process.execPath, cli, 'exec', '-n', ns, '-t', appPod, '--', process.execPath, client, mode, ip, '7000', String(STREAM_MIB)]),
       );
       console.log(
-        `  ${mode.padEnd(8)} kubectl port-forward ${raw.toFixed(1).padStart(7)} MiB/s   mirrord exec ${via.toFixed(1).padStart(7)} MiB/s   ratio ${(via / raw).toFixed(2)}`,
+        `  ${mode.padEnd(8)} kubectl port-forward ${raw.mbps.toFixed(1).padStart(7)} MiB/s (${raw.cpuPerGiB.toFixed(1)} CPU s/GiB)   mirrord exec ${via.mbps.toFixed(1).padStart(7)} MiB/s (${via.cpuPerGiB.toFixed(1)} CPU s/GiB)   ratio ${(via.mbps / raw.mbps).toFixed(2)}`,
       );
     }
   } finally {
