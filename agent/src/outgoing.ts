@@ -148,6 +148,11 @@ export class OutgoingStreams {
     return { result, start };
   }
 
+  /** A DATA frame's payload, in the pieces the link read it in. Dropped for streams we no longer know. */
+  onData(channel: number, pieces: Buffer[], length: number): void {
+    this.entries.get(channel)?.stream?.onData(pieces, length);
+  }
+
   /** Stream frames from the client. Frames for streams we no longer know are dropped (they race with CLOSE). */
   onFrame(f: ApFrame): void {
     const entry = this.entries.get(f.channel);

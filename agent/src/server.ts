@@ -82,7 +82,7 @@ export function serveAgent(link: Duplex, opts: ServeAgentOptions): Promise<void>
   let state: 'hello' | 'open' | 'closed' = 'hello';
 
   let framed: FramedLink | undefined;
-  const send = (frame: Buffer): boolean => framed?.send(frame) ?? false;
+  const send = (frame: Buffer, payload?: Buffer): boolean => framed?.send(frame, payload) ?? false;
   const outgoing = new OutgoingStreams(send, log?.child('outgoing'), opts.connectTimeoutMs);
   const dns = new DnsService({ root, port: opts.dnsPort, log: log?.child('dns') });
   const files = new FileService(root, procRoot, opts.targetPid, log?.child('files'));
@@ -170,7 +170,6 @@ export function serveAgent(link: Duplex, opts: ServeAgentOptions): Promise<void>
         void handleRequest(f.channel, method, params);
         return;
       }
-      case ApKind.DATA:
       case ApKind.EOF:
       case ApKind.CREDIT:
       case ApKind.CLOSE:
@@ -183,12 +182,19 @@ export function serveAgent(link: Duplex, opts: ServeAgentOptions): Promise<void>
     }
   };
 
+  const onData = (channel: number, pieces: Buffer[], length: number): void => {
+    if (state === 'hello') return refuse('expected HELLO, got DATA');
+    if (channel % 2 === 0) incoming.onData(channel, pieces, length);
+    else outgoing.onData(channel, pieces, length);
+  };
+
   return new Promise<void>((resolve) => {
     framed = new FramedLink(link, {
       heartbeatMs: opts.heartbeatMs,
       deadAfterMs: opts.deadAfterMs,
       log,
       onFrame,
+      onData,
       onClose: (err) => {
         state = 'closed';
         log?.info(`link ended: ${err?.message ?? 'closed by the agent'}`);

@@ -5,9 +5,10 @@
  */
 import type { Duplex } from 'node:stream';
 import { randomBytes } from 'node:crypto';
-import { ApFrameReader, ApKind, apKindName, decodePing, encodePing, encodePong, type ApFrame } from '../protocol/agent/index.js';
+import { ApKind, apKindName, decodePing, encodePing, encodePong, type ApFrame } from '../protocol/agent/index.js';
 import type { Logger } from '../log.js';
 import { AgentLinkError } from './errors.js';
+import { LinkFrameReader, joinPieces } from './frame-reader.js';
 
 export const DEFAULT_HEARTBEAT_MS = 5_000;
 export const DEFAULT_DEAD_AFTER_MS = 15_000;
@@ -18,6 +19,11 @@ export interface FramedLinkOptions {
   log?: Logger;
   onFrame: (frame: ApFrame) => void;
   /**
+   * DATA frames, their payload in the pieces it arrived in (no copy). Without it DATA goes to
+   * onFrame like any other frame, joined into one Buffer.
+   */
+  onData?: (channel: number, pieces: Buffer[], length: number) => void;
+  /**
    * Called once: without an error only when we ended the link ourselves (end()); the peer's EOF is
    * an ELINK error like any other loss, since only the peer knows whether it meant to go.
    */
@@ -25,7 +31,7 @@ export interface FramedLinkOptions {
 }
 
 export class FramedLink {
-  private readonly reader = new ApFrameReader();
+  private readonly reader = new LinkFrameReader({ frame: (f) => this.onOneFrame(f), data: (c, p, n) => this.onDataFrame(c, p, n) });
   private readonly heartbeatMs: number;
   private readonly deadAfterMs: number;
   private lastRx = Date.now();
@@ -65,11 +71,23 @@ export class FramedLink {
   /**
    * Returns false only when the link is gone. The link's own write buffer is not a signal here:
    * stream data is bounded by credit, everything else is small.
+   *
+   * With `payload`, `frame` is only the header: the two go out in one writev (cork) instead of
+   * being copied into one Buffer. The payload is referenced, not copied, until the socket has
+   * written it, as net.Socket.write does: the caller must not reuse it.
    */
-  send(frame: Buffer): boolean {
-    if (this.isClosed || this.stream.destroyed || this.stream.writableEnded) return false;
-    this.opts.log?.trace(`-> ${apKindName(frame.readUInt8(4))} ch=${frame.readUInt32LE(5)} ${frame.length - 9}B`);
-    this.stream.write(frame);
+  send(frame: Buffer, payload?: Buffer): boolean {
+    const stream = this.stream;
+    if (this.isClosed || stream.destroyed || stream.writableEnded) return false;
+    this.opts.log?.trace(`-> ${apKindName(frame.readUInt8(4))} ch=${frame.readUInt32LE(5)} ${frame.readUInt32LE(0) - 5}B`);
+    if (payload === undefined || payload.length === 0) {
+      stream.write(frame);
+    } else {
+      stream.cork();
+      stream.write(frame);
+      stream.write(payload);
+      stream.uncork();
+    }
     return true;
   }
 
@@ -86,35 +104,45 @@ export class FramedLink {
   private readonly onChunk = (chunk: Buffer): void => {
     if (this.isClosed) return;
     this.lastRx = Date.now();
-    let frames: ApFrame[];
     try {
-      frames = this.reader.push(chunk);
+      // Frames are handed on from inside push(); their handlers catch their own errors.
+      this.reader.push(chunk);
     } catch (err) {
       this.finish(new AgentLinkError('ELINK', `malformed frame from peer: ${(err as Error).message}`, { cause: err }));
-      return;
-    }
-    for (const f of frames) {
-      if (this.isClosed) return;
-      this.opts.log?.trace(`<- ${apKindName(f.kind)} ch=${f.channel} ${f.payload.length}B`);
-      if (this.heartbeats && f.kind === ApKind.PING) {
-        try {
-          this.send(encodePong(decodePing(f)));
-        } catch (err) {
-          this.finish(new AgentLinkError('ELINK', `malformed frame from peer: ${(err as Error).message}`));
-          return;
-        }
-        continue;
-      }
-      if (this.heartbeats && f.kind === ApKind.PONG) continue;
-      try {
-        this.opts.onFrame(f);
-      } catch (err) {
-        // A handler that throws means the peer sent something we cannot make sense of.
-        this.finish(new AgentLinkError('ELINK', `bad ${apKindName(f.kind)} frame: ${(err as Error).message}`, { cause: err }));
-        return;
-      }
     }
   };
+
+  private onOneFrame(f: ApFrame): void {
+    if (this.isClosed) return;
+    this.opts.log?.trace(`<- ${apKindName(f.kind)} ch=${f.channel} ${f.payload.length}B`);
+    if (this.heartbeats && f.kind === ApKind.PING) {
+      try {
+        this.send(encodePong(decodePing(f)));
+      } catch (err) {
+        this.finish(new AgentLinkError('ELINK', `malformed frame from peer: ${(err as Error).message}`));
+      }
+      return;
+    }
+    if (this.heartbeats && f.kind === ApKind.PONG) return;
+    try {
+      this.opts.onFrame(f);
+    } catch (err) {
+      // A handler that throws means the peer sent something we cannot make sense of.
+      this.finish(new AgentLinkError('ELINK', `bad ${apKindName(f.kind)} frame: ${(err as Error).message}`, { cause: err }));
+    }
+  }
+
+  private onDataFrame(channel: number, pieces: Buffer[], length: number): void {
+    if (this.isClosed) return;
+    const onData = this.opts.onData;
+    if (!onData) return this.onOneFrame({ kind: ApKind.DATA, channel, payload: joinPieces(pieces, length) });
+    this.opts.log?.trace(`<- DATA ch=${channel} ${length}B`);
+    try {
+      onData(channel, pieces, length);
+    } catch (err) {
+      this.finish(new AgentLinkError('ELINK', `bad DATA frame: ${(err as Error).message}`, { cause: err }));
+    }
+  }
 
   private armDeadTimer(ms: number): void {
     this.deadTimer = setTimeout(() => {
@@ -130,6 +158,7 @@ export class FramedLink {
   private finish(err: AgentLinkError | undefined, orderly = false): void {
     if (this.isClosed) return;
     this.isClosed = true;
+    this.reader.halt();
     clearTimeout(this.deadTimer);
     clearInterval(this.pingTimer);
     this.stream.off('data', this.onChunk);

@@ -7,11 +7,33 @@
  * stops the sender instead of making anyone buffer the whole transfer.
  */
 import { Duplex } from 'node:stream';
-import { AP_INITIAL_WINDOW, AP_MAX_DATA_CHUNK, encodeClose, encodeCredit, encodeData, encodeEof, type ApErrorBody } from '../protocol/agent/index.js';
+import {
+  AP_HEADER_SIZE,
+  AP_INITIAL_WINDOW,
+  AP_MAX_DATA_CHUNK,
+  ApKind,
+  encodeClose,
+  encodeEof,
+  encodeHeader,
+  type ApErrorBody,
+} from '../protocol/agent/index.js';
 import { AgentLinkError } from './errors.js';
 
-/** Where a stream's outgoing frames go: the link (returns false once the link is gone). */
-export type FrameSink = (frame: Buffer) => boolean;
+/**
+ * Where a stream's outgoing frames go: the link (returns false once the link is gone). DATA comes
+ * as its header plus the payload, so the sink can write both without joining them.
+ */
+export type FrameSink = (frame: Buffer, payload?: Buffer) => boolean;
+
+/** A CREDIT frame in one allocation: one is sent for nearly every DATA frame received. */
+function creditFrame(stream: number, bytes: number): Buffer {
+  const f = Buffer.allocUnsafe(AP_HEADER_SIZE + 4);
+  f.writeUInt32LE(9, 0);
+  f[4] = ApKind.CREDIT;
+  f.writeUInt32LE(stream >>> 0, 5);
+  f.writeUInt32LE(bytes >>> 0, 9);
+  return f;
+}
 
 export class ApStream extends Duplex {
   /** Bytes the peer still lets us send. */
@@ -40,11 +62,29 @@ export class ApStream extends Duplex {
 
   // ---- frames from the peer ----
 
-  onData(chunk: Buffer): void {
+  /**
+   * One DATA frame's payload, whole or as the pieces the link read it in (kept, not copied; a
+   * datagram is joined, since it must stay one message).
+   */
+  onData(payload: Buffer | Buffer[], length?: number): void {
     if (this.destroyed || this.eofReceived) return;
+    let n: number;
+    let keepingUp = true;
+    if (Buffer.isBuffer(payload)) {
+      n = payload.length;
+      if (n > 0) keepingUp = this.push(payload);
+    } else {
+      n = length ?? payload.reduce((sum, p) => sum + p.length, 0);
+      if (this.datagram) {
+        if (n > 0) keepingUp = this.push(payload.length === 1 ? payload[0]! : Buffer.concat(payload, n));
+      } else {
+        for (const piece of payload) keepingUp = this.push(piece) && keepingUp;
+      }
+    }
+    if (n === 0) return;
     // push() returning true means our reader is keeping up: the bytes count as handed on.
-    if (this.push(chunk)) this.sink(encodeCredit(this.id, chunk.length));
-    else this.owedCredit += chunk.length;
+    if (keepingUp) this.sink(creditFrame(this.id, n));
+    else this.owedCredit += n;
   }
 
   onEof(): void {
@@ -87,7 +127,7 @@ export class ApStream extends Duplex {
     if (this.owedCredit > 0 && !this.remoteGone) {
       const n = this.owedCredit;
       this.owedCredit = 0;
-      this.sink(encodeCredit(this.id, n));
+      this.sink(creditFrame(this.id, n));
     }
   }
 
@@ -129,7 +169,7 @@ export class ApStream extends Duplex {
     }
     while (p.buf.length > 0 && this.sendCredit > 0) {
       const n = Math.min(p.buf.length, this.sendCredit, AP_MAX_DATA_CHUNK);
-      if (!this.sink(encodeData(this.id, p.buf.subarray(0, n)))) {
+      if (!this.sink(encodeHeader(ApKind.DATA, this.id, n), p.buf.subarray(0, n))) {
         // The link is gone; the link owner will destroy us with the reason.
         return;
       }

@@ -105,6 +105,10 @@ export class AgentConnection implements AgentPort {
       deadAfterMs: opts.deadAfterMs,
       log: opts.log,
       onFrame: (f) => this.onFrame(f),
+      onData: (channel, pieces, length) => {
+        if (this.phase.name === 'handshake') throw new Error('DATA before HELLO_OK');
+        this.streams.get(channel)?.onData(pieces, length);
+      },
       onClose: (err) => this.onLinkClosed(err),
     });
     const timer = setTimeout(() => {
@@ -175,7 +179,7 @@ export class AgentConnection implements AgentPort {
     // Registered before asking: DATA may follow the RESPONSE at once.
     const stream = new ApStream(
       id,
-      (f) => this.link.send(f),
+      (f, payload) => this.link.send(f, payload),
       (s) => this.forgetStream(s),
     );
     // An error nobody listens for must not take the intproxy down; it stays readable on .errored.
@@ -251,7 +255,7 @@ export class AgentConnection implements AgentPort {
         }
         const stream = new ApStream(
           f.channel,
-          (fr) => this.link.send(fr),
+          (fr, payload) => this.link.send(fr, payload),
           (st) => this.forgetStream(st),
         );
         stream.on('error', () => undefined);
@@ -259,9 +263,6 @@ export class AgentConnection implements AgentPort {
         this.incomingHandler(info, stream);
         return;
       }
-      case ApKind.DATA:
-        this.streams.get(f.channel)?.onData(f.payload);
-        return;
       case ApKind.EOF:
         this.streams.get(f.channel)?.onEof();
         return;

@@ -17,6 +17,7 @@ describe('port-forward stream (kubelet framing)', () => {
   let server: http.Server;
   let kc: k8s.KubeConfig;
   let mode: 'banner-first' | 'prefix-first' | 'refused' | 'forbidden' = 'prefix-first';
+  const received: Buffer[] = [];
 
   before(async () => {
     server = http.createServer((_req, res) => {
@@ -43,7 +44,10 @@ describe('port-forward stream (kubelet framing)', () => {
         ws.send(portBytes(0));
         ws.send(portBytes(1));
         if (mode === 'prefix-first') ws.send(banner);
-        ws.on('message', (d: Buffer) => ws.send(d)); // echo channel 0 data back
+        ws.on('message', (d: Buffer) => {
+          received.push(d);
+          ws.send(d); // echo channel 0 data back
+        });
       });
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -67,6 +71,28 @@ describe('port-forward stream (kubelet framing)', () => {
       s.destroy();
     });
   }
+
+  it('sends writes made together as few channel-0 messages of at most 1 MiB, in order', async () => {
+    mode = 'prefix-first';
+    received.length = 0;
+    const s = await connectOnce(kc, 'ns', 'pod', PORT);
+    const chunks = Array.from({ length: 40 }, (_, i) => Buffer.alloc(i % 2 ? 100_000 : 9, i));
+    s.cork();
+    for (const c of chunks) s.write(c);
+    s.uncork();
+    const want = Buffer.concat(chunks);
+    let echoed = 0;
+    await new Promise<void>((r) =>
+      s.on('data', (d: Buffer) => {
+        echoed += d.length;
+        if (echoed >= want.length) r();
+      }),
+    );
+    assert.ok(received.length >= 2 && received.length < chunks.length, `${received.length} messages`);
+    for (const m of received) assert.ok(m[0] === 0 && m.length <= 1024 * 1024 + 1, `a message of ${m.length} bytes on channel ${m[0]}`);
+    assert.ok(Buffer.concat(received.map((m) => m.subarray(1))).equals(want));
+    s.destroy();
+  });
 
   it("reports the kubelet's error when nothing listens yet", async () => {
     mode = 'refused';

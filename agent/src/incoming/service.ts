@@ -125,6 +125,11 @@ export class IncomingService {
     return stream;
   }
 
+  /** A DATA frame's payload, in the pieces the link read it in. */
+  onData(channel: number, pieces: Buffer[], length: number): void {
+    this.streams.get(channel)?.onData(pieces, length);
+  }
+
   onFrame(f: ApFrame): void {
     const s = this.streams.get(f.channel);
     if (!s) return;

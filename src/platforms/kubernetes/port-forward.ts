@@ -16,6 +16,9 @@ import { AP_LISTENER_BANNER } from '../../../common/protocol/agent/index.js';
 
 const LISTENER_BANNER = Buffer.from(AP_LISTENER_BANNER);
 const PROTOCOL = 'v4.channel.k8s.io';
+const DATA_CHANNEL = Buffer.from([0]);
+/** Batched writes are cut into messages of about this size, so no message grows with the backlog. */
+const MESSAGE_BYTES = 1024 * 1024;
 
 /**
  * A port-forwarded TCP connection as a Duplex; errors name what failed. The listener's banner is
@@ -97,8 +100,41 @@ class PortForwardStream extends Duplex {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.sendChunks([chunk], cb);
+  }
+
+  /**
+   * Everything written while the last message was on its way (an AP frame's header and payload
+   * come as two writes) goes as one message per MESSAGE_BYTES: one copy to put the channel byte in
+   * front, which ws's masking then reads (it copies once more, as the client must mask).
+   */
+  override _writev(chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
+    this.sendChunks(
+      chunks.map((c) => c.chunk),
+      cb,
+    );
+  }
+
+  private sendChunks(chunks: Buffer[], cb: (err?: Error | null) => void): void {
     if (this.ws.readyState !== WebSocket.OPEN) return cb(new Error('port-forward is closed'));
-    this.ws.send(Buffer.concat([Buffer.from([0]), chunk]), { binary: true }, (err) => cb(err ?? null));
+    const messages: Buffer[][] = [[DATA_CHANNEL]];
+    let size = 0;
+    for (const c of chunks) {
+      if (size > 0 && size + c.length > MESSAGE_BYTES) {
+        messages.push([DATA_CHANNEL]);
+        size = 0;
+      }
+      messages[messages.length - 1]!.push(c);
+      size += c.length;
+    }
+    let left = messages.length;
+    let failed: Error | undefined;
+    for (const m of messages) {
+      this.ws.send(Buffer.concat(m), { binary: true }, (err) => {
+        failed ??= err;
+        if (--left === 0) cb(failed ?? null);
+      });
+    }
   }
 
   override _final(cb: (err?: Error | null) => void): void {
