@@ -57,6 +57,7 @@ async function main(): Promise<void> {
       ttlSeconds: num('MIRRORD_AGENT_TTL', 1)!,
       firstJoinSeconds: num('MIRRORD_AGENT_FIRST_CLIENT_TIMEOUT', 120)!,
       hostSocketPath: process.env.MIRRORD_AGENT_HOST_SOCKET || undefined,
+      socketPath: process.env.MIRRORD_AGENT_SHARED_SOCKET || undefined,
       log: log.child('shared'),
     });
     exit(0);
@@ -82,6 +83,7 @@ async function main(): Promise<void> {
       firstClientSeconds: num('MIRRORD_AGENT_FIRST_CLIENT_TIMEOUT', 120)!,
       session: process.env.MIRRORD_AGENT_SESSION ?? '',
       agentPath: process.argv[1]!,
+      shared: process.env.MIRRORD_AGENT_SHARED === '1',
       log: log.child('listener'),
     });
     exit(0);

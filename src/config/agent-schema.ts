@@ -75,7 +75,7 @@ export const agentSchema = z
       .boolean()
       .optional()
       .describe(
-        'Docker: one agent per target for every session that sets it (default false: an agent per session). A session joins a live shared agent of the same version instead of starting one, with its own token, streams, files and subscriptions; sessions steal one port with different HTTP filters (on_concurrent_steal).',
+        'Docker, and Kubernetes in job mode: one agent per target for every session that sets it (default false: an agent per session). A session joins a live shared agent of the same version instead of starting one, with its own token, streams, files and subscriptions; sessions steal one port with different HTTP filters (on_concurrent_steal).',
       )
       // Ours: mirrord shares agents through its operator only.
       .meta(ours),

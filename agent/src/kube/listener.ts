@@ -9,8 +9,15 @@
  *   - targetless: in the agent pod itself.
  * It also stands guard: a child that dies (killed, OOM) leaves its iptables chain behind, so the
  * listener removes it. The listener exits once no client has been connected for the TTL.
+ *
+ * Shared (agent.shared, job mode): one child for every session, the agent in shared mode (as on
+ * Docker, agent/src/shared.ts) on a unix socket in this pod; each port-forwarded connection is
+ * relayed to it, the CLI's join line first (its own session id and token). The child leaves
+ * agent.ttl seconds after its last session; the listener leaves with it, or, if it was killed,
+ * after removing its chain.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../../common/log.js';
@@ -31,7 +38,12 @@ export interface ListenerOptions {
   log: Logger;
   /** The agent bundle to run as the child. */
   agentPath: string;
+  /** One shared child for every connection (see the file comment). */
+  shared?: boolean;
 }
+
+/** The shared child's socket, in the agent pod's filesystem (nsenter --net keeps the mount namespace). */
+const SHARED_SOCKET = '/tmp/mirrord-shared-agent.sock';
 
 async function resolvePid(o: ListenerOptions): Promise<number> {
   if (o.targetless) return process.pid;
@@ -53,6 +65,7 @@ function childCommand(o: ListenerOptions, pid: number): [string, string[]] {
 }
 
 export async function runListener(o: ListenerOptions): Promise<void> {
+  if (o.shared) return runSharedListener(o);
   const pid = await resolvePid(o);
   o.log.info(`target pid ${pid}${o.containerId ? ` (container ${o.containerId})` : ''}`);
   let active: { socket: net.Socket; child: ChildProcess } | undefined;
@@ -134,4 +147,69 @@ export async function runListener(o: ListenerOptions): Promise<void> {
   o.log.info(`listening on 127.0.0.1:${o.port}`);
   armIdle(o.firstClientSeconds);
   await finished;
+}
+
+async function runSharedListener(o: ListenerOptions): Promise<void> {
+  const pid = await resolvePid(o);
+  o.log.info(`shared; target pid ${pid}${o.containerId ? ` (container ${o.containerId})` : ''}`);
+  // Tests run several listeners on one machine: each its own socket.
+  const sock = process.env.MIRRORD_AGENT_SHARED_SOCKET || SHARED_SOCKET;
+  const [cmd, args] = childCommand(o, pid);
+  const child = spawn(cmd, args, {
+    stdio: ['ignore', 'ignore', 'inherit'],
+    env: {
+      ...process.env,
+      MIRRORD_AGENT_MODE: 'shared',
+      MIRRORD_AGENT_TARGET_PID: String(pid),
+      MIRRORD_AGENT_SESSION: o.session,
+      MIRRORD_AGENT_SHARED_SOCKET: sock,
+    },
+  });
+  const leaving = () => existsSync(`${sock}.leaving`);
+  const server = net.createServer((client) => {
+    client.setNoDelay(true);
+    client.on('error', (err) => o.log.debug(`client socket: ${err.message}`));
+    client.pause();
+    void (async () => {
+      // A just-started child may not listen yet; a leaving one refuses (the CLI then starts another).
+      for (let i = 0; i < 300 && !leaving(); i++) {
+        const agent = await new Promise<net.Socket | undefined>((resolve) => {
+          const s = net.connect(sock, () => resolve(s));
+          s.once('error', () => resolve(undefined));
+        });
+        if (agent) {
+          client.write(AP_LISTENER_BANNER);
+          agent.on('error', () => client.destroy());
+          client.pipe(agent).pipe(client);
+          client.resume();
+          return;
+        }
+        await sleep(50);
+      }
+      client.destroy();
+    })();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.port, '127.0.0.1', () => resolve());
+  });
+  o.log.info(`listening on 127.0.0.1:${o.port} for the shared agent (child ${child.pid})`);
+  const stop = (sig: NodeJS.Signals) => {
+    o.log.info(`${sig}: stopping`);
+    child.kill('SIGTERM');
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.once('exit', (c, s) => resolve([c, s])));
+  o.log.info(`shared agent ${child.pid} ended (${signal ?? `code ${code}`})`);
+  server.close();
+  if (signal || code) {
+    // Killed (or crashed): the guard mode removes the agent's chain, as for a child of one session.
+    const [gcmd, gargs] = childCommand(o, pid);
+    const guard = spawn(gcmd, gargs, {
+      stdio: ['ignore', 'ignore', 'inherit'],
+      env: { ...process.env, MIRRORD_AGENT_MODE: 'guard', MIRRORD_GUARD_PID: String(child.pid), MIRRORD_AGENT_SESSION: o.session },
+    });
+    await new Promise<void>((resolve) => guard.once('close', () => resolve()));
+  }
 }

@@ -7,6 +7,7 @@
  * Capabilities are the fewest each mode needs; `agent.privileged` replaces them with privileged.
  */
 import type * as k8s from '@kubernetes/client-node';
+import { createHash } from 'node:crypto';
 import os from 'node:os';
 import type { KubeTarget } from './resolve.js';
 
@@ -15,6 +16,12 @@ export const LABEL_APP = 'app.kubernetes.io/name';
 export const LABEL_SESSION = 'dev.mirrord/session';
 export const ANNOTATION_OWNER = 'dev.mirrord/owner';
 export const ANNOTATION_TARGET = 'dev.mirrord/target';
+/** A shared agent's kind (image and capabilities), as on Docker: sessions join only their own kind. */
+export const LABEL_SHARED = 'dev.mirrord/shared';
+/** The target pod's uid on a shared agent: sessions of that target find it by label. */
+export const LABEL_TARGET_UID = 'dev.mirrord/target-uid';
+/** The owner of a shared agent: no session's (no reaper judges it); it leaves after agent.ttl. */
+export const SHARED_OWNER = 'shared';
 
 export interface KubeAgentSettings {
   image: string;
@@ -40,6 +47,8 @@ export interface AgentSpecInput {
   /** How long the listener waits for its first client (the CLI gives up after agent.startup_timeout). */
   firstClientSeconds?: number;
   fsWrite: boolean;
+  /** agent.shared in job mode: the agent's kind (sharedKey); the job serves every session of the target. */
+  sharedKey?: string;
 }
 
 /** Seconds a finished agent Job stays before Kubernetes deletes it (and its pod). */
@@ -56,6 +65,7 @@ function env(i: AgentSpecInput, mode: 'job' | 'ephemeral' | 'targetless'): k8s.V
     MIRRORD_AGENT_LOG: i.agent.log_level,
   };
   if (mode === 'job') e.MIRRORD_AGENT_TARGET_CONTAINER_ID = i.target!.containerId;
+  if (i.sharedKey) e.MIRRORD_AGENT_SHARED = '1';
   if (mode === 'ephemeral') e.MIRRORD_AGENT_TARGET_PID = '1';
   if (mode === 'targetless') e.MIRRORD_AGENT_TARGETLESS = '1';
   return Object.entries(e).map(([name, value]) => ({ name, value }));
@@ -82,13 +92,19 @@ function securityContext(i: AgentSpecInput, mode: 'job' | 'ephemeral' | 'targetl
 }
 
 function labels(i: AgentSpecInput): Record<string, string> {
-  return { ...i.agent.labels, [LABEL_APP]: 'mirrord-agent', [LABEL_SESSION]: i.session };
+  const shared: Record<string, string> = i.sharedKey && i.target ? { [LABEL_SHARED]: i.sharedKey, [LABEL_TARGET_UID]: i.target.podUid } : {};
+  return { ...i.agent.labels, [LABEL_APP]: 'mirrord-agent', [LABEL_SESSION]: i.session, ...shared };
+}
+
+/** The shared agent's Job name: one per target container and kind, so two sessions starting at once make one. */
+export function sharedJobName(target: KubeTarget, key: string): string {
+  return `mirrord-agent-shared-${createHash('sha256').update(`${target.podUid}/${target.container}/${key}`).digest('hex').slice(0, 16)}`;
 }
 
 function annotations(i: AgentSpecInput): Record<string, string> {
   return {
     ...i.agent.annotations,
-    [ANNOTATION_OWNER]: `${os.userInfo().username}@${os.hostname()}:${process.pid}`,
+    [ANNOTATION_OWNER]: i.sharedKey ? SHARED_OWNER : `${os.userInfo().username}@${os.hostname()}:${process.pid}`,
     ...(i.target ? { [ANNOTATION_TARGET]: `pod/${i.target.pod}/container/${i.target.container}` } : {}),
   };
 }
@@ -109,7 +125,12 @@ export function agentJob(i: AgentSpecInput): k8s.V1Job {
   return {
     apiVersion: 'batch/v1',
     kind: 'Job',
-    metadata: { name: `mirrord-agent-${i.session}`, namespace: i.namespace, labels: labels(i), annotations: annotations(i) },
+    metadata: {
+      name: i.sharedKey && i.target ? sharedJobName(i.target, i.sharedKey) : `mirrord-agent-${i.session}`,
+      namespace: i.namespace,
+      labels: labels(i),
+      annotations: annotations(i),
+    },
     spec: {
       backoffLimit: 0,
       ttlSecondsAfterFinished: JOB_TTL_AFTER_FINISHED,

@@ -4,7 +4,7 @@
  * Nothing needs removing afterwards: a job's listener exits once its client is gone, the Job then
  * finishes and expires (ttlSecondsAfterFinished), and an ephemeral container simply ends.
  */
-import { randomInt } from 'node:crypto';
+import { createHash, randomInt } from 'node:crypto';
 import type * as k8s from '@kubernetes/client-node';
 import { ExitCode, MirrordError } from '../../../common/errors.js';
 import type { Logger } from '../../../common/log.js';
@@ -12,7 +12,17 @@ import type { TargetSpec } from '../../target.js';
 import { recipeTag } from '../../images/build.js';
 import { agentImageRecipe } from '../../images/recipes.js';
 import type { AgentHandle, AgentStartOptions, ResolvedTarget, TargetPlatform } from '../platform.js';
-import { AGENT_CONTAINER, ANNOTATION_OWNER, LABEL_APP, LABEL_SESSION, agentEphemeralContainer, agentJob, type KubeAgentSettings } from './agent-spec.js';
+import {
+  AGENT_CONTAINER,
+  ANNOTATION_OWNER,
+  LABEL_APP,
+  LABEL_SESSION,
+  LABEL_SHARED,
+  LABEL_TARGET_UID,
+  agentEphemeralContainer,
+  agentJob,
+  type KubeAgentSettings,
+} from './agent-spec.js';
 import { ownerGone } from '../owner.js';
 import { apiError, call, connectKube, isApiStatus, type Kube, type KubeSettings } from './client.js';
 import { connectAgent } from './port-forward.js';
@@ -31,6 +41,8 @@ const START_FAILURES = ['CreateContainerConfigError', 'CreateContainerError', 'R
 interface AgentPlace {
   namespace: string;
   session: string;
+  /** How the agent's pod is found: its session's label, or a shared agent's kind and target. */
+  selector: string;
   /** The pod to port-forward to (found once the Job made it). */
   pod?: string;
   container: string;
@@ -96,17 +108,55 @@ export class KubernetesPlatform implements TargetPlatform {
         ? target!.namespace
         : (this.agent.namespace ?? target!.namespace);
     const ephemeral = this.agent.ephemeral && !targetless;
+    // agent.shared: job mode only (an ephemeral container cannot be left behind for others).
+    const shared = !!opts.shared && !ephemeral && !targetless;
     const settings: KubeAgentSettings = { ...this.agent, image: opts.image ?? this.agent.image ?? recipeTag(agentImageRecipe()) };
     // Job mode: the agent pod's own loopback, any fixed port does. Ephemeral: the target pod's
     // loopback, so a random high port to stay clear of the app's.
     const port = ephemeral ? randomInt(40000, 60000) : 47000;
     // A CLI killed while the agent starts never connects: the listener then leaves on its own.
     const firstClientSeconds = Math.ceil(opts.startupTimeoutMs / 1000) + 10;
-    const input = { session: opts.session, token: opts.token, port, namespace, agent: settings, target, fsWrite: !!opts.fsWrite, firstClientSeconds };
+    const key = shared
+      ? createHash('sha256')
+          .update(`${settings.image}|${opts.fsWrite ? 'rw' : 'ro'}`)
+          .digest('hex')
+          .slice(0, 16)
+      : undefined;
+    const input = {
+      session: opts.session,
+      token: opts.token,
+      port,
+      namespace,
+      agent: settings,
+      target,
+      fsWrite: !!opts.fsWrite,
+      firstClientSeconds,
+      sharedKey: key,
+    };
     const deadline = Date.now() + opts.startupTimeoutMs;
-    const place: AgentPlace = { namespace, session: opts.session, container: AGENT_CONTAINER, ephemeral };
+    const selector = key ? `${LABEL_SHARED}=${key},${LABEL_TARGET_UID}=${target!.podUid}` : `${LABEL_SESSION}=${opts.session}`;
+    const place: AgentPlace = { namespace, session: opts.session, selector, container: AGENT_CONTAINER, ephemeral };
 
-    if (ephemeral) {
+    if (shared) {
+      // The target's live shared agent of this kind, or a new one (the Job's name is the same for
+      // every session: two starting at once make one).
+      void this.reapNamespace(kube, namespace, opts.log);
+      const live = await this.livePod(kube, place);
+      if (live) {
+        place.pod = live;
+        opts.progress.update(`joining the shared agent pod/${live}`);
+      } else {
+        const job = agentJob(input);
+        opts.progress.update(`creating shared agent job ${job.metadata!.name} in namespace ${namespace}`);
+        try {
+          await kube.batch.createNamespacedJob({ namespace, body: job });
+        } catch (err) {
+          // 409: another session is creating it right now, or its last one just finished (the Job
+          // is removed a second after): wait for a live pod either way.
+          if (!isApiStatus(err, 409)) throw apiError(err, { verb: 'create', resource: 'jobs', namespace }, kube.server);
+        }
+      }
+    } else if (ephemeral) {
       const ec = agentEphemeralContainer(input);
       place.pod = target!.pod;
       place.container = ec.name;
@@ -135,7 +185,7 @@ export class KubernetesPlatform implements TargetPlatform {
     const interrupted = (signal: NodeJS.Signals) => {
       releaseSignals();
       const done = () => process.kill(process.pid, signal);
-      if (ephemeral) return done();
+      if (ephemeral || shared) return done();
       opts.progress.update('interrupted: removing the agent job');
       const timer = setTimeout(done, 3000);
       void this.deleteJob(kube, namespace, opts.session, opts.log).finally(() => {
@@ -162,9 +212,11 @@ export class KubernetesPlatform implements TargetPlatform {
       });
       releaseSignals();
       opts.log.debug(`agent link open: pod/${place.pod} port ${port}`);
+      // The shared agent's relay: the session's own id and token first, then its AP link.
+      if (shared) link.write(`${JSON.stringify({ session: opts.session, token: opts.token })}\n`);
       return {
         link,
-        description: `agent pod/${place.pod}${ephemeral ? ` (ephemeral container ${place.container})` : ''} in namespace ${namespace}`,
+        description: `${shared ? 'shared ' : ''}agent pod/${place.pod}${ephemeral ? ` (ephemeral container ${place.container})` : ''} in namespace ${namespace}`,
         stop: async () => {
           link.end();
           link.destroy();
@@ -175,7 +227,7 @@ export class KubernetesPlatform implements TargetPlatform {
       releaseSignals();
       logs.push(...(await this.tailLogs(kube, place)));
       // A Job whose pod cannot start would retry pulling forever; an ephemeral container cannot be removed.
-      if (!ephemeral) await this.deleteJob(kube, namespace, opts.session, opts.log);
+      if (!ephemeral && !shared) await this.deleteJob(kube, namespace, opts.session, opts.log);
       if (err instanceof MirrordError && logs.length && !err.message.includes('agent said')) {
         throw new MirrordError(`${err.message} (agent said: ${logs.slice(-3).join(' | ')})`, err.code, err.hint, { cause: err });
       }
@@ -235,10 +287,11 @@ export class KubernetesPlatform implements TargetPlatform {
     } else {
       const list = await call(
         { verb: 'list', resource: 'pods', namespace: place.namespace },
-        () => kube.core.listNamespacedPod({ namespace: place.namespace, labelSelector: `${LABEL_SESSION}=${place.session}` }),
+        () => kube.core.listNamespacedPod({ namespace: place.namespace, labelSelector: place.selector }),
         kube.server,
       );
-      pod = list.items[0];
+      // A shared agent's pod of a finished Job may linger a second: the live one counts.
+      pod = list.items.find((p) => !p.metadata?.deletionTimestamp && p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed') ?? list.items[0];
       if (pod) place.pod = pod.metadata?.name;
     }
     if (!pod) return undefined;
@@ -279,6 +332,16 @@ export class KubernetesPlatform implements TargetPlatform {
         'Check it with kubectl describe pod ' + pod.metadata?.name,
       );
     return s;
+  }
+
+  /** A running, not terminating pod of the shared agent place.selector names. */
+  private async livePod(kube: Kube, place: AgentPlace): Promise<string | undefined> {
+    const list = await call(
+      { verb: 'list', resource: 'pods', namespace: place.namespace },
+      () => kube.core.listNamespacedPod({ namespace: place.namespace, labelSelector: place.selector }),
+      kube.server,
+    );
+    return list.items.find((p) => p.status?.phase === 'Running' && !p.metadata?.deletionTimestamp)?.metadata?.name;
   }
 
   private async waitRunning(kube: Kube, place: AgentPlace, opts: AgentStartOptions, image: string, deadline: number): Promise<void> {

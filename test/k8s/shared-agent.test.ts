@@ -1,0 +1,162 @@
+/**
+ * One shared agent per target on Kubernetes (agent.shared, job mode): two `mirrord exec` sessions
+ * steal port 8080 of deployment/app with filters x-session: a and b, through one agent Job; a
+ * client pod calls the app's Service. Then the shared agent process is SIGKILLed: its listener
+ * removes the chain and the app answers its own clients again.
+ * Run: `node --import tsx --test test/k8s/shared-agent.test.ts` with KUBECONFIG set (test/helpers/k8s.ts).
+ */
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { findContainerPid } from '../../agent/src/kube/find-pid.js';
+import { CLI } from '../helpers/cli.js';
+import { deployApp, type AppFixture } from '../helpers/k8s-app.js';
+import { createTestNamespace, ensureImagesLoaded, execInPod, k8sTestImages, kube, waitFor } from '../helpers/k8s.js';
+
+const run = promisify(execFile);
+
+async function freePort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address() as net.AddressInfo;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+describe('Kubernetes: one shared agent, two filtered steals', { timeout: 900_000 }, () => {
+  let ns: { name: string; remove(): Promise<void> };
+  let app: AppFixture;
+  let appPod = '';
+  let tmp = '';
+  const groups: number[] = [];
+
+  before(async () => {
+    const images = await k8sTestImages();
+    await ensureImagesLoaded(images);
+    ns = await createTestNamespace('mirrord-shared');
+    app = await deployApp(ns.name, images[0]!, images[1]!);
+    appPod = app.appPod.metadata!.name!;
+    tmp = mkdtempSync(path.join(os.tmpdir(), 'mirrord-k8s-shared-'));
+  });
+
+  after(async () => {
+    for (const g of groups) {
+      try {
+        process.kill(-g, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    await ns?.remove();
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+  });
+
+  const curlApp = async (header?: string) => {
+    const args = ['curl', '-sS', '--max-time', '3', ...(header ? ['-H', header] : []), `http://app.${ns.name}.svc.cluster.local/`];
+    return (await execInPod(ns.name, app.clientPod, 'client', args)).stdout.trim();
+  };
+  const appNat = async () => {
+    const pod = await kube().core.readNamespacedPod({ name: appPod, namespace: ns.name });
+    const pid = await findContainerPid(pod.status!.containerStatuses![0]!.containerID!);
+    assert.ok(pid, 'the app container has a process on this host');
+    const out: string[] = [];
+    for (const save of ['iptables-nft-save', 'iptables-legacy-save']) {
+      const r = await run('nsenter', [`--net=/proc/${pid}/ns/net`, '--', save, '-t', 'nat']).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }));
+      out.push(r.stdout.replace(/\[\d+:\d+\]/g, '').replace(/^#.*\n/gm, ''));
+    }
+    return out.join('--\n');
+  };
+  const sharedJobs = async () =>
+    (await kube().batch.listNamespacedJob({ namespace: ns.name, labelSelector: 'dev.mirrord/shared' })).items.filter((j) => !j.status?.completionTime);
+
+  /** A session stealing 8080 with filter x-session: WHO, its local server answering WHO. */
+  const session = async (who: string) => {
+    const port = await freePort();
+    const dir = path.join(tmp, who);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(path.join(dir, 'index.html'), `${who}\n`);
+    const cfg = path.join(tmp, `${who}.json`);
+    writeFileSync(
+      cfg,
+      JSON.stringify({
+        agent: { shared: true, ttl: 2 },
+        feature: { network: { incoming: { mode: 'steal', port_mapping: [[port, 8080]], http_filter: { header_filter: `^x-session: ${who}$` } } } },
+      }),
+    );
+    const child = spawn(
+      process.execPath,
+      [
+        CLI,
+        'exec',
+        '-f',
+        cfg,
+        '-n',
+        ns.name,
+        '-t',
+        'deployment/app',
+        '--',
+        'python3',
+        '-m',
+        'http.server',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--directory',
+        dir,
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'], detached: true },
+    );
+    groups.push(child.pid!);
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise((r) => child.once('exit', r));
+    const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
+      child.kill(signal);
+      await exited;
+    };
+    return { stderr: () => stderr, stop };
+  };
+
+  it('two sessions steal 8080 with x-session a and b through one agent; a ends, b goes on; the agent killed: the app answers again', async () => {
+    const baseline = await appNat();
+    const a = await session('a');
+    const b = await session('b');
+    try {
+      await waitFor('both sessions to steal', async () => (await curlApp('x-session: a')) === 'a' && (await curlApp('x-session: b')) === 'b', 120_000, 500);
+      assert.match(await curlApp(), /^hello from app-/, 'requests without the header reach the app');
+      assert.equal((await sharedJobs()).length, 1, 'one shared agent Job for both sessions');
+
+      await a.stop();
+      await waitFor("a's requests to reach the app", async () => /^hello from app-/.test(await curlApp('x-session: a')), 10_000, 200);
+      assert.equal(await curlApp('x-session: b'), 'b', 'b goes on');
+
+      // Heal: the shared agent process (not its listener) killed mid-steal.
+      const agentPid = readdirSync('/proc')
+        .filter((p) => /^\d+$/.test(p))
+        .find((p) => {
+          try {
+            const env = readFileSync(`/proc/${p}/environ`, 'utf8');
+            return env.includes('MIRRORD_AGENT_MODE=shared') && !env.includes('MIRRORD_AGENT_MODE=listen');
+          } catch {
+            return false;
+          }
+        });
+      assert.ok(agentPid, 'the shared agent process runs on this host');
+      process.kill(Number(agentPid), 'SIGKILL');
+      const killed = Date.now();
+      await waitFor('the app to answer b-requests itself', async () => /^hello from app-/.test(await curlApp('x-session: b')), 10_000, 100);
+      const took = Date.now() - killed;
+      assert.ok(took < 3000, `the app answered its own clients again only after ${took} ms`);
+      assert.equal(await appNat(), baseline, 'the nat table is what it was');
+    } finally {
+      await a.stop().catch(() => undefined);
+      await b.stop().catch(() => undefined);
+    }
+    await waitFor('the shared agent Job to finish', async () => (await sharedJobs()).length === 0, 60_000, 500);
+  });
+});
