@@ -22,7 +22,7 @@ import {
  * passwordless sudo) in the group of the mounted Docker socket (Docker-outside-of-Docker),
  * CODESPACES=true. The session runs as that user and the layer reaches /etc/ld.so.preload through
  * sudo -n, as the copy of the target's mounted files does (under root's /var/run/secrets). The
- * Kubernetes variant (the kubeconfig as a secret) is not tested yet.
+ * Kubernetes variant, the kubeconfig as a secret: test/k8s/devcontainer-codespace.test.ts.
  */
 const repo = REPO;
 
