@@ -3,7 +3,8 @@
 // src/mirrord/ is the feature, as `devcontainer features test|package` expect): the sources from
 // templates/devcontainer-feature/, the package's version stamped in, and payload/ holding the single
 // executable with its assets (dist/sea/mirrord, from scripts/build-sea.mjs), so that install.sh
-// needs no network.
+// needs no network. `--into DIR` also copies the built feature to DIR (this repository's own dev
+// container uses it from .devcontainer/mirrord: local features live inside .devcontainer/).
 import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,3 +24,12 @@ const json = JSON.parse(readFileSync(manifest, 'utf8'));
 json.version = versions().PRODUCT_VERSION;
 writeFileSync(manifest, JSON.stringify(json, null, 2) + '\n');
 console.log(`build-feature: ${path.relative(repo, feature)} (mirrord ${json.version})`);
+const into = process.argv.indexOf('--into');
+if (into >= 0) {
+  const dir = process.argv[into + 1];
+  if (!dir) throw new Error('build-feature: --into needs a directory');
+  const dest = path.resolve(dir);
+  rmSync(dest, { recursive: true, force: true });
+  cpSync(feature, dest, { recursive: true });
+  console.log(`build-feature: copied to ${path.relative(repo, dest) || dest}`);
+}

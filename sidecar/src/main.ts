@@ -10,7 +10,6 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { Duplex, type Writable } from 'node:stream';
-import { escapeRegex } from '../../common/regex.js';
 import { AgentConnection } from '../../src/agent-link/connection.js';
 import type { ResolvedFeatures } from '../../src/config/schema.js';
 import { layerHintEnv } from '../../src/fs/rules.js';
@@ -20,7 +19,7 @@ import { PRODUCT_NAME, PRODUCT_VERSION } from '../../common/version.js';
 import { startCapture } from './capture.js';
 import { LAYER_IN_SIDECAR, MOUNTS_SOCKET, READY_PREFIX, type SidecarReady } from '../../common/sidecar-contract.js';
 import { startDnsResponder } from './dns-responder.js';
-import { SyncTooLarge, packSync, planSync, syncRoots, type SyncOptions } from './mounts.js';
+import { SyncTooLarge, packSync, planSync, syncRoots, withLocalCopies, type SyncOptions } from '../../src/fs/mounts.js';
 
 const log = createLogger('mirrord-sidecar', parseLevel(process.env.MIRRORD_SIDECAR_LOG));
 
@@ -50,14 +49,8 @@ async function main(): Promise<void> {
       return { mounts: [] };
     });
     mountRoots = syncRoots(listed.mounts, mounts.exclude);
-    if (features.fs.mode === 'read') {
-      // The container gets its own copy of these: the layer reads (and writes) that copy, as every
-      // other program in the container does, instead of asking the target. Not in write mode, and
-      // not for a path the user's own read_write/read_only rules name: those ask for the target.
-      const named = [...(features.fs.read_write ?? []), ...(features.fs.read_only ?? [])].map((r) => new RegExp(r));
-      const local = mountRoots.filter((r) => !named.some((re) => re.test(r) || re.test(`${r}/`)));
-      features.fs.local = [...(features.fs.local ?? []), ...local.map((r) => `^${escapeRegex(r)}(/|$)`)];
-    }
+    // The container gets its own copy of these, so the layer reads that (src/fs/mounts.ts).
+    features.fs = withLocalCopies(features.fs, mountRoots);
   }
   // The fast path (docs/fast-path.md): the program's container has the agent's socket helper.
   const fdPassing = process.env.MIRRORD_SIDECAR_FDPASS === '1';

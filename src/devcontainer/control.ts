@@ -81,6 +81,7 @@ async function startLocked(flags: DevcontainerFlags, mode: PreloadMode, paths: S
   }
   const reach = mode === 'all' ? 'every new process' : mode === 'shell' ? 'new login shells' : 'mirrord exec';
   print(`mirrord: session on ${report.target} live (daemon ${report.pid}); ${reach} runs in its context`);
+  if (report.warning) warn(`mirrord: warning: ${report.warning}`);
   return 0;
 }
 

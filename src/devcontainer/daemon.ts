@@ -1,6 +1,9 @@
 import { closeSync, writeSync } from 'node:fs';
 import { flagOverrides } from '../config/flags.js';
 import { loadConfig } from '../config/load.js';
+import { DEFAULT_MOUNTS_MAX_SIZE, type ResolvedFeatures } from '../config/schema.js';
+import { withLocalCopies } from '../fs/mounts.js';
+import type { AgentConnection } from '../agent-link/connection.js';
 import { mergeEnv } from '../env/merge.js';
 import { ExitCode, MirrordError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
@@ -8,12 +11,13 @@ import { quietProgress } from '../progress.js';
 import { sessionSettings } from '../session/from-config.js';
 import { inProcess } from '../session/in-process.js';
 import { startSession } from '../session/session.js';
+import { copyMounts } from './mounts.js';
 import { DEFAULT_SKIP, preloadMode, type DevcontainerFlags, devcontainerTarget } from './options.js';
 import { writeLockedSessionFile } from './session-file.js';
 import { ensureDir, statePaths, writeDaemonInfo } from './state.js';
 
 /** What the daemon tells `start` on descriptor 3, one JSON line, once. */
-export type DaemonReport = { ok: true; pid: number; target: string } | { ok: false; message: string };
+export type DaemonReport = { ok: true; pid: number; target: string; warning?: string } | { ok: false; message: string };
 
 /** The descriptor `start` reads the report from. */
 export const REPORT_FD = 3;
@@ -43,7 +47,23 @@ export async function runDaemon(flags: DevcontainerFlags, log: Logger, cliExe: s
     const target = devcontainerTarget(config, raw, flags.namespace);
     const settings = sessionSettings(config);
     const skip = [...DEFAULT_SKIP, ...(settings.skipProcesses ?? []), ...(flags.skip ? flags.skip.split(';').filter(Boolean) : [])];
-    session = await startSession({ target, ...settings, skipProcesses: skip, intproxy: inProcess(), log, progress: quietProgress });
+    const mounts = config.container?.mounts ?? { sync: true, max_size: DEFAULT_MOUNTS_MAX_SIZE };
+    let warning: string | undefined;
+    // Before the intproxy starts: once copied, the layer reads the copies, as container mode's does.
+    const beforeIntproxy = async (agent: AgentConnection, features: ResolvedFeatures): Promise<ResolvedFeatures> => {
+      try {
+        const c = await copyMounts(agent, { maxBytes: mounts.max_size });
+        log.info(`mounted files: ${c.roots.join(', ') || 'none'} (${c.entries} entries, ${c.bytes} bytes) copied`);
+        return { ...features, fs: withLocalCopies(features.fs, c.roots) };
+      } catch (err) {
+        warning = `the target's mounted files were not copied (${(err as Error).message}); the layer reads them from the target`;
+        log.warn(warning);
+        return features;
+      }
+    };
+    const sync = mounts.sync && target.kind !== 'targetless';
+    const intproxy = inProcess(sync ? { beforeIntproxy } : {});
+    session = await startSession({ target, ...settings, skipProcesses: skip, intproxy, log, progress: quietProgress });
     // Only what the rules let through, without the dev container's own variables: the layer applies it over each process's.
     const { env } = mergeEnv({}, await session.host.remoteEnv(), session.features.env);
     ensureDir(paths);
@@ -64,7 +84,7 @@ export async function runDaemon(flags: DevcontainerFlags, log: Logger, cliExe: s
     process.stderr.write(
       `mirrord devcontainer: ${new Date().toISOString()} session ${session.id} live on ${session.targetDisplay}, intproxy ${session.host.layerAddr}\n`,
     );
-    report({ ok: true, pid: process.pid, target: session.targetDisplay });
+    report({ ok: true, pid: process.pid, target: session.targetDisplay, warning });
     // The intproxy's listener and the agent link keep this process alive from here on.
     return await new Promise<number>(() => undefined);
   } catch (err) {

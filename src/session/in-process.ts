@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { AgentConnection } from '../agent-link/connection.js';
 import { AP_CLIENT } from '../../common/version.js';
+import type { ResolvedFeatures } from '../config/schema.js';
 import { layerHintEnv } from '../fs/rules.js';
 import { Intproxy } from '../intproxy/intproxy.js';
 import { createFdPass } from './fd-pass.js';
@@ -15,9 +16,13 @@ export interface InProcess {
 /**
  * The intproxy in this process (exec, port-forward, diagnose): it speaks to the agent over the
  * platform's link directly, and the layers of the local program connect to it on loopback.
- * `exe`: the program's executable, whose directory the file rules keep local.
+ * `exe`: the program's executable, whose directory the file rules keep local. `beforeIntproxy`:
+ * runs on the agent link before the intproxy starts, and may change its features (a dev
+ * container copies the target's mounted files, then reads them locally).
  */
-export function inProcess(opts: { exe?: string } = {}): IntproxyHost<InProcess> {
+export function inProcess(
+  opts: { exe?: string; beforeIntproxy?: (agent: AgentConnection, features: ResolvedFeatures) => Promise<ResolvedFeatures> } = {},
+): IntproxyHost<InProcess> {
   return {
     name: 'in-process',
     makeFdPass: (_session, log) => createFdPass(log),
@@ -39,9 +44,10 @@ export function inProcess(opts: { exe?: string } = {}): IntproxyHost<InProcess> 
       try {
         // The guard starts with the first subscription: sessions without incoming traffic need none.
         const beforeIncoming = agent.info.agentPid ? () => ctx.guard(agent.info.agentPid) : undefined;
+        const features = opts.beforeIntproxy ? await opts.beforeIntproxy(agent, ctx.features) : ctx.features;
         // The agent starts its socket helper before it answers the link: it is up by now, if at all.
         const fdPassing = ctx.fdPass ? await ctx.fdPass.probe(ctx.log) : false;
-        intproxy = await Intproxy.start({ agent, features: ctx.features, log: ctx.log.child('intproxy'), beforeIncoming, fdPassing });
+        intproxy = await Intproxy.start({ agent, features, log: ctx.log.child('intproxy'), beforeIncoming, fdPassing });
       } catch (err) {
         agent.close();
         throw err;

@@ -1,47 +1,35 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { execFile, execFileSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
-import { createNetwork, docker, listContainers, RUN_ID, runContainer, TEST_LABEL, toolsImage, type TestContainer } from '../helpers/docker-fixtures.js';
+import { codespaceImage, DEVCONTAINER, REPO, run, SOCKET } from '../helpers/devcontainer.js';
+import {
+  createNetwork,
+  createVolume,
+  docker,
+  listContainers,
+  RUN_ID,
+  runContainer,
+  TEST_LABEL,
+  toolsImage,
+  type TestContainer,
+} from '../helpers/docker-fixtures.js';
 
 /**
  * A Codespaces-like dev container with a Docker target: the non-root `codespace` user (uid 1000,
  * passwordless sudo) in the group of the mounted Docker socket (Docker-outside-of-Docker),
  * CODESPACES=true. The session runs as that user and the layer reaches /etc/ld.so.preload through
- * sudo -n. (The Kubernetes variant, the kubeconfig as a secret, is not here yet.)
+ * sudo -n, as the copy of the target's mounted files does (under root's /var/run/secrets). The
+ * Kubernetes variant, the kubeconfig as a secret: test/k8s/devcontainer-codespace.test.ts.
  */
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const DEVCONTAINER = path.join(repo, 'node_modules/.bin/devcontainer');
-const SOCKET = '/var/run/docker.sock';
-const run = promisify(execFile);
-
-async function codespaceImage(base: string): Promise<string> {
-  const gid = statSync(SOCKET).gid;
-  const dockerfile =
-    `FROM ${base}\n` +
-    `RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends sudo >/dev/null && rm -rf /var/lib/apt/lists/* \\\n` +
-    ` && useradd -m -u 1000 -s /bin/bash codespace && echo 'codespace ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/codespace \\\n` +
-    ` && (getent group ${gid} >/dev/null || groupadd -g ${gid} docker-host) && usermod -aG $(getent group ${gid} | cut -d: -f1) codespace\n`;
-  const tag = `mirrord-test-devc-codespace:${createHash('sha256').update(dockerfile).digest('hex').slice(0, 12)}`;
-  const exists = await docker()
-    .getImage(tag)
-    .inspect()
-    .then(
-      () => true,
-      () => false,
-    );
-  if (!exists) execFileSync('docker', ['build', '-q', '-t', tag, '-'], { input: dockerfile, stdio: ['pipe', 'ignore', 'inherit'], timeout: 300_000 });
-  return tag;
-}
+const repo = REPO;
 
 describe('a Codespaces-like dev container (codespace user, Docker target)', { timeout: 600_000 }, () => {
   let work = '';
   let net: { name: string; remove(): Promise<void> };
+  let vol: { name: string; remove(): Promise<void> };
   let target: TestContainer;
   let cache: TestContainer;
   let devc = '';
@@ -62,7 +50,15 @@ describe('a Codespaces-like dev container (codespace user, Docker target)', { ti
       cmd: ['redis-server', '--protected-mode', 'no'],
       waitFor: { tcpPort: 6379 },
     });
-    target = await runContainer({ name: 'e2e-cs-target', network: net.name, env: { CS_VAR: 'from-the-target' }, cmd: ['sleep', 'infinity'] });
+    vol = await createVolume('e2e-cs-secret');
+    // A root-only file at a root-owned path, as a pod's secrets are: the codespace user's daemon copies it through sudo.
+    target = await runContainer({
+      name: 'e2e-cs-target',
+      network: net.name,
+      env: { CS_VAR: 'from-the-target' },
+      binds: [`${vol.name}:/var/run/secrets/cs`],
+      cmd: ['sh', '-c', 'echo s3cret > /var/run/secrets/cs/token && chmod 640 /var/run/secrets/cs/token && exec sleep infinity'],
+    });
     mkdirSync(path.join(work, '.devcontainer'));
     cpSync(path.join(repo, 'dist/devcontainer-feature/src/mirrord'), path.join(work, '.devcontainer/mirrord'), { recursive: true });
     const config = {
@@ -90,6 +86,7 @@ describe('a Codespaces-like dev container (codespace user, Docker target)', { ti
         .catch(() => undefined);
     await Promise.all([target, cache].map((c) => c?.remove().catch(() => undefined)));
     await net?.remove().catch(() => undefined);
+    await vol?.remove().catch(() => undefined);
     if (work) rmSync(work, { recursive: true, force: true });
   });
 
@@ -116,5 +113,13 @@ describe('a Codespaces-like dev container (codespace user, Docker target)', { ti
     // sudo is set-user-ID (the layer stays inert in it) and resets the environment; its child
     // gets the layer from /etc/ld.so.preload and the target's variables again.
     assert.equal((await asUser(['sudo', '-n', 'sh', '-c', 'echo "$(id -u) $CS_VAR"; redis-cli -h cs-cache ping'])).trim(), '0 from-the-target\nPONG');
+  });
+
+  it("the target's mounted files are at their paths, root-owned as in the target, written through sudo", async () => {
+    assert.equal((await asUser(['stat', '-c', '%u %a', '/var/run/secrets/cs/token'])).trim(), '0 640');
+    assert.equal((await asUser(['sudo', '-n', 'cat', '/var/run/secrets/cs/token'])).trim(), 's3cret');
+    // The engine's view of the dev container's file system, no layer in between.
+    await run('docker', ['cp', `${devc}:/var/run/secrets/cs/token`, work]);
+    assert.equal(readFileSync(path.join(work, 'token'), 'utf8'), 's3cret\n');
   });
 });

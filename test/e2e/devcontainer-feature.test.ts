@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -106,7 +106,9 @@ describe('the devcontainer feature under devcontainer up', { timeout: 600_000 },
       network: net.name,
       env: { DEVC_VAR: 'from-the-target' },
       binds: [`${vol.name}:/srv/devc-data`],
-      cmd: ['sh', '-c', 'echo from-the-volume > /srv/devc-data/greeting.txt && exec sleep infinity'],
+      // Its own server on 8081: what a mirrored session leaves answering.
+      cmd: ['sh', '-c', 'echo from-the-volume > /srv/devc-data/greeting.txt && exec python3 -m http.server 8081 --directory /srv/devc-data'],
+      waitFor: { tcpPort: 8081 },
     });
     const base = {
       image: await toolsImage(),
@@ -145,11 +147,10 @@ describe('the devcontainer feature under devcontainer up', { timeout: 600_000 },
     const plain = await up(path.join(work, 'plain'));
     const withFeature = await up(workspace());
     devc = withFeature.id;
-    // The entrypoint's start and postStartCommand's run together: whichever comes second says so.
-    assert.match(
-      withFeature.log,
-      /mirrord: (session on docker\/e2e-devc-target-\w+ \(\w+\) live \(daemon \d+\); every new process runs in its context|the session on docker\/e2e-devc-target-\w+ \(\w+\) is already live \(daemon \d+\))/,
-    );
+    // postStartCommand starts it, from the workspace folder (so with its mirrord.json): at the first
+    // start the entrypoint leaves it alone.
+    assert.match(withFeature.log, /mirrord: session on docker\/e2e-devc-target-\w+ \(\w+\) live \(daemon \d+\); every new process runs in its context/);
+    assert.doesNotMatch(withFeature.log, /is already live/);
     t.diagnostic(`devcontainer up: ${plain.ms} ms without the feature, ${withFeature.ms} ms with it (image build and session start)`);
     assert.equal((await dockerExec(['cat', '/etc/ld.so.preload'])).trim(), '/usr/local/lib/mirrord/layer/build/libmirrord_layer.so');
   });
@@ -163,8 +164,16 @@ describe('the devcontainer feature under devcontainer up', { timeout: 600_000 },
     assert.equal(out.trim(), 'from-the-target|/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
   });
 
-  it("docker exec cat: a file of the target's volume, read through the layer", async () => {
-    assert.equal((await dockerExec(['cat', '/srv/devc-data/greeting.txt'])).trim(), 'from-the-volume');
+  it("the target's volume is copied into the dev container at its path at session start", async () => {
+    // docker cp reads the dev container's own file system through the engine: no layer involved.
+    const copy = path.join(work, 'copied');
+    mkdirSync(copy, { recursive: true });
+    await run('docker', ['cp', `${devc}:/srv/devc-data/greeting.txt`, copy]);
+    assert.equal(readFileSync(path.join(copy, 'greeting.txt'), 'utf8'), 'from-the-volume\n');
+    // With the layer, the same path reads that copy (it is local now): a change made in the dev container shows.
+    await dockerExec(['sh', '-c', 'echo changed-here >> /srv/devc-data/greeting.txt']);
+    assert.equal(await dockerExec(['cat', '/srv/devc-data/greeting.txt']), 'from-the-volume\nchanged-here\n');
+    assert.equal((await target.exec(['cat', '/srv/devc-data/greeting.txt'])).stdout, 'from-the-volume\n');
   });
 
   it('devcontainer exec: curl and python reach neighbours by name, with the target env', async () => {
@@ -183,15 +192,38 @@ describe('the devcontainer feature under devcontainer up', { timeout: 600_000 },
 
   it("a server started in the dev container answers the target's incoming requests (steal, from the config file)", async () => {
     await dockerExec(['sh', '-c', 'mkdir -p /tmp/www && echo from-the-devcontainer > /tmp/www/who']);
-    await run('docker', ['exec', '-d', devc, 'python3', '-m', 'http.server', '8080', '--directory', '/tmp/www']);
+    await run('docker', ['exec', '-d', devc, 'sh', '-c', 'exec python3 -m http.server 8080 --directory /tmp/www 2>/tmp/stolen.log']);
     // The server subscribes when it listens; until then the target refuses port 8080 (it has no server there).
     let answer = '';
+    let curlErr = '';
     for (let i = 0; i < 100 && answer !== 'from-the-devcontainer'; i++) {
       const r = await neighbours[0]!.exec(['curl', '-sS', '-m', '5', `http://${target.name}:8080/who`]);
       answer = r.stdout.trim();
+      curlErr = r.stderr;
       if (answer !== 'from-the-devcontainer') await new Promise((res) => setTimeout(res, 200));
     }
-    assert.equal(answer, 'from-the-devcontainer');
+    const why = async () =>
+      `curl: ${curlErr}\nserver: ${await dockerExec(['cat', '/tmp/stolen.log']).catch(() => '')}\nsession: ${await dockerExec(['mirrord', 'devcontainer', 'logs']).catch(() => '')}`;
+    assert.equal(answer, 'from-the-devcontainer', answer === 'from-the-devcontainer' ? '' : await why());
+  });
+
+  it('mirror: a server started in the dev container gets a copy of the requests the target answers', async () => {
+    // Another session in the same dev container, from another config file: stop, then start as postStartCommand does.
+    writeFileSync(path.join(work, 'mirror.json'), JSON.stringify({ feature: { network: { incoming: { mode: 'mirror' } } } }));
+    await run('docker', ['cp', path.join(work, 'mirror.json'), `${devc}:/tmp/mirror.json`]);
+    await dockerExec(['mirrord', 'devcontainer', 'stop']);
+    const started = await run('docker', ['exec', devc, 'mirrord', 'devcontainer', 'start', '-t', `docker/${target.name}`, '-f', '/tmp/mirror.json']);
+    assert.match(started.stdout, /^mirrord: session on docker\/e2e-devc-target-\w+ \(\w+\) live/);
+    await run('docker', ['exec', '-d', devc, 'sh', '-c', 'cd /tmp/www && exec python3 -m http.server 8081 2>/tmp/mirrored.log']);
+    let seen = '';
+    for (let i = 0; i < 100 && !seen.includes('GET /greeting.txt?n='); i++) {
+      // The target's own server answers each request; the copy reaches the dev container's.
+      const r = await neighbours[0]!.exec(['curl', '-sS', '-m', '5', `http://${target.name}:8081/greeting.txt?n=${i}`]);
+      assert.equal(r.stdout, 'from-the-volume\n');
+      seen = await dockerExec(['cat', '/tmp/mirrored.log']).catch(() => '');
+      if (!seen.includes('GET /greeting.txt?n=')) await new Promise((res) => setTimeout(res, 200));
+    }
+    assert.match(seen, /"GET \/greeting\.txt\?n=\d+ HTTP\/1\.1" 404/);
   });
 
   it('docker restart: processes run while the session is down, and it comes back by itself', async () => {

@@ -5,7 +5,7 @@ import tar from 'tar-stream';
 import { bindDestinations, parseDockerRun } from '../../src/local/container/docker-run.js';
 import { commandLine } from '../../src/local/container/user-container.js';
 import type { ApMethods, FileStat } from '../../common/protocol/agent/index.js';
-import { SyncTooLarge, packSync, planSync, syncRoots, type FsAgent } from '../../sidecar/src/mounts.js';
+import { SyncTooLarge, packSync, planSync, syncRoots, type FsAgent } from '../../src/fs/mounts.js';
 
 /** An in-memory target file system answering the agent's fs.* methods, as the agent would. */
 function fakeAgent(tree: Record<string, { dir?: true; data?: string; link?: string; mode?: number; uid?: number }>, mounts: string[]): FsAgent {

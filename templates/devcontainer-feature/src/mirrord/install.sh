@@ -29,6 +29,7 @@ q() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
 {
   echo "# Written by the mirrord feature's install.sh from the feature's options."
   echo "MIRRORD_OPT_TARGET=$(q "${TARGET:-}")"
+  echo "MIRRORD_OPT_NAMESPACE=$(q "${NAMESPACE:-}")"
   echo "MIRRORD_OPT_CONFIG_FILE=$(q "${CONFIGFILE:-}")"
   echo "MIRRORD_OPT_START=$(q "${START:-true}")"
   echo "MIRRORD_OPT_PRELOAD=$(q "${PRELOAD:-all}")"

@@ -8,6 +8,7 @@
 pwd > /run/mirrord/workspace 2>/dev/null || true
 set --
 [ -z "$MIRRORD_OPT_TARGET" ] || set -- "$@" --target "$MIRRORD_OPT_TARGET"
+[ -z "$MIRRORD_OPT_NAMESPACE" ] || set -- "$@" --namespace "$MIRRORD_OPT_NAMESPACE"
 [ -z "$MIRRORD_OPT_CONFIG_FILE" ] || set -- "$@" --config-file "$MIRRORD_OPT_CONFIG_FILE"
 [ -z "$MIRRORD_OPT_SKIP" ] || set -- "$@" --skip "$MIRRORD_OPT_SKIP"
 [ -z "$MIRRORD_OPT_KUBECONFIG" ] || set -- "$@" --kubeconfig "$MIRRORD_OPT_KUBECONFIG"

@@ -1,7 +1,8 @@
 /**
- * Mounted-file sync for container mode: the target's volumes and bind mounts, read through the
- * agent (`fs.*` over the session), streamed as one tar archive that the CLI puts into the user's
- * container at the same paths before its program starts. The walk keeps only the list of entries
+ * Mounted-file sync: the target's volumes and bind mounts, read through the agent (`fs.*` over the
+ * session), streamed as one tar archive that lands at the same paths in the local side before its
+ * programs read them (container mode: the sidecar's archive put into the user's container; a dev
+ * container: the session daemon's, extracted as root). The walk keeps only the list of entries
  * (no content) in memory; file bytes flow from the agent to the archive one read at a time, with
  * backpressure.
  */
@@ -13,6 +14,8 @@ type EntryHeader = Parameters<tar.Pack['entry']>[0];
 import type { ApMethods } from '../../common/protocol/agent/index.js';
 import { AP_FS_MAX_READ } from '../../common/protocol/agent/index.js';
 import { formatBytes } from '../../common/bytes.js';
+import { escapeRegex } from '../../common/regex.js';
+import type { FsSettings } from './rules.js';
 
 /** What the sync needs of the agent link (AgentConnection in the sidecar). */
 export interface FsAgent {
@@ -73,6 +76,19 @@ export function syncRoots(mounts: string[], exclude: string[]): string[] {
     .filter((m) => !exclude.some((x) => isUnder(m, norm(x))))
     .sort();
   return candidates.filter((m) => !candidates.some((other) => other !== m && isUnder(m, other)));
+}
+
+/**
+ * The file rules once the local side has its own copy of `roots`: in read mode the layer reads
+ * (and writes) that copy, as every program without the layer does, instead of asking the target.
+ * Not in write mode, and not for a path the user's own read_write/read_only rules name: those ask
+ * for the target.
+ */
+export function withLocalCopies<F extends FsSettings>(fs: F, roots: string[]): F {
+  if (fs.mode !== 'read') return fs;
+  const named = [...(fs.read_write ?? []), ...(fs.read_only ?? [])].map((r) => new RegExp(r));
+  const local = roots.filter((r) => !named.some((re) => re.test(r) || re.test(`${r}/`)));
+  return { ...fs, local: [...(fs.local ?? []), ...local.map((r) => `^${escapeRegex(r)}(/|$)`)] };
 }
 
 /** Walks the mount points through the agent: metadata only, stopping as soon as the limit is passed. */
