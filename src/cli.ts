@@ -10,6 +10,7 @@ import { portForwardCommand } from './commands/port-forward.js';
 import { initCommand, type InitFlags } from './commands/init.js';
 import { upCommand, upWatchdog, UP_WATCHDOG, upDownCommand, upDetached, type UpFlags } from './commands/up.js';
 import { verifyConfigCommand } from './commands/verify-config.js';
+import { COPY_WATCHDOG_COMMAND } from './copy-target/session.js';
 import { ExitCode, MirrordError } from '../common/errors.js';
 import { createLogger } from '../common/log.js';
 import { packageRoot } from './package-root.js';
@@ -142,6 +143,8 @@ Logs: MIRRORD_LOG=debug (CLI, intproxy, agent), MIRRORD_LAYER_LOG=debug (the lay
     });
   // The detached process that ends a compose project if `mirrord up` is killed (src/up/watchdog.ts).
   program.command(UP_WATCHDOG, { hidden: true }).argument('<spec>').action(upWatchdog);
+  // The detached process that removes a copy_target copy if the CLI is killed (src/copy-target/watchdog.ts).
+  program.command(COPY_WATCHDOG_COMMAND, { hidden: true }).action(async () => (await import('./copy-target/watchdog.js')).runCopyWatchdog());
   up.command('down')
     .description('stop what an earlier mirrord up left running (by the label of its key)')
     .option('-k, --key <key>', 'session key of that up (default: your user name)')

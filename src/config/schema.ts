@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { agentSchema } from './agent-schema.js';
-import { dnsObject, envObject, featureSchema, fsObject, incomingObject, outgoingObject } from './feature-schema.js';
+import { copyTargetObject, dnsObject, envObject, featureSchema, fsObject, incomingObject, outgoingObject } from './feature-schema.js';
 import { anything, boolOr, byteSize, semicolonList, stringOrList } from './shapes.js';
 import { NEEDS_OPERATOR, differs, noEffect, ours, refused } from './status.js';
 import { targetSchema } from './target-schema.js';
@@ -241,6 +241,8 @@ export interface ResolvedFeatures {
   incoming: z.output<typeof incomingObject>;
   fs: z.output<typeof fsObject>;
   env: z.output<typeof envObject>;
+  /** feature.copy_target; absent when off. */
+  copy_target?: z.output<typeof copyTargetObject>;
 }
 
 export function resolveFeatures(cfg: MirrordConfig): ResolvedFeatures {
@@ -262,6 +264,7 @@ export function resolveFeatures(cfg: MirrordConfig): ResolvedFeatures {
     incoming: f?.network?.incoming ?? incomingObject.parse({}),
     fs: f?.fs ?? fsObject.parse({}),
     env: f?.env ?? {},
+    ...(f?.copy_target?.enabled ? { copy_target: f.copy_target } : {}),
   };
 }
 

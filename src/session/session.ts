@@ -8,6 +8,7 @@ import type { KubeAgentConfig } from '../platforms/kubernetes/platform.js';
 import type { AgentHandle, ResolvedTarget, TargetPlatform } from '../platforms/platform.js';
 import type { Progress } from '../progress.js';
 import { formatTarget, type TargetSpec } from '../target.js';
+import { copyTarget } from '../copy-target/session.js';
 
 /**
  * One session for every local side: the agent next to the target, the intproxy wherever the local
@@ -113,21 +114,38 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
 
   await platform.reap(log.child('reaper'));
   progress.update(`looking up ${formatTarget(opts.target)}`);
-  const target = await platform.resolveTarget(opts.target);
-  await opts.intproxy.prepare?.(target, log, progress);
-  const agent = await platform.startAgent(target, {
-    session: id,
-    token,
-    image: opts.agent.image,
-    logLevel: opts.agent.log_level,
-    fsWrite: needsFsWrite(opts.features),
-    startupTimeoutMs: opts.agent.startup_timeout * 1000,
-    labels: opts.labels,
-    shared: opts.agent.shared ?? false,
-    ttlSeconds: opts.agent.ttl,
-    progress,
-    log: log.child('agent'),
+  const original = await platform.resolveTarget(opts.target);
+  const copy = opts.features.copy_target
+    ? await copyTarget(platform, original, {
+        session: id,
+        copy: opts.features.copy_target,
+        kube: opts.kube,
+        startupTimeoutMs: opts.agent.startup_timeout * 1000,
+        progress,
+        log,
+      })
+    : undefined;
+  const target = copy?.target ?? original;
+  const agent = await startAgent().catch(async (err: unknown) => {
+    await copy?.release();
+    throw err;
   });
+  async function startAgent(): Promise<AgentHandle> {
+    await opts.intproxy.prepare?.(target, log, progress);
+    return platform.startAgent(target, {
+      session: id,
+      token,
+      image: opts.agent.image,
+      logLevel: opts.agent.log_level,
+      fsWrite: needsFsWrite(opts.features),
+      startupTimeoutMs: opts.agent.startup_timeout * 1000,
+      labels: opts.labels,
+      shared: opts.agent.shared ?? false,
+      ttlSeconds: opts.agent.ttl,
+      progress,
+      log: log.child('agent'),
+    });
+  }
 
   let guarded: Promise<void> | undefined;
   const ctx: HostContext = {
@@ -155,6 +173,7 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
     host = await opts.intproxy.start(ctx);
   } catch (err) {
     await agent.stop();
+    await copy?.release();
     throw err;
   }
 
@@ -191,6 +210,7 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
           await agent.stop();
         }
         await healing;
+        await copy?.release();
       })();
       return closing;
     },
