@@ -114,6 +114,29 @@ Logs: MIRRORD_LOG=debug (CLI, intproxy, agent), MIRRORD_LAYER_LOG=debug (the lay
       setCode(await initCommand(flags, log, (s) => process.stdout.write(s + '\n')));
     });
 
+  const image = program
+    .command('image')
+    .description("this CLI's agent image: build it, push it to a registry, or load it into a local cluster (docs/images.md)");
+  image
+    .command('build')
+    .description('build the agent image on the local engine (when missing) and print its name')
+    .action(async () => setCode(await (await import('./commands/image.js')).imageCommand('build', undefined, {}, log, (s) => process.stdout.write(s + '\n'))));
+  image
+    .command('push')
+    .description('push the agent image as REGISTRY/NAME[:TAG] (default tag: the local one) and print the name to set as agent.image')
+    .argument('<REGISTRY/NAME>')
+    .action(async (ref: string) =>
+      setCode(await (await import('./commands/image.js')).imageCommand('push', ref, {}, log, (s) => process.stdout.write(s + '\n'))),
+    );
+  image
+    .command('load')
+    .description("load the agent image into the kube context's local cluster (kind, k3d, minikube) or through MIRRORD_IMAGE_LOAD")
+    .option('-f, --config-file <file>', 'config file for kubeconfig and kube_context (default: the same search as exec)')
+    .option('--context <name>', 'kube context (default: kube_context, else the current one)')
+    .action(async (flags: { configFile?: string; context?: string }) =>
+      setCode(await (await import('./commands/image.js')).imageCommand('load', undefined, flags, log, (s) => process.stdout.write(s + '\n'))),
+    );
+
   const up = program
     .command('up')
     .description('run every service of mirrord-up.yaml, each in the context of its own target, with their output together')
