@@ -211,10 +211,17 @@ export const featureSchema = z
       .optional()
       .describe('Remote files. The section may be just the mode string ("fs": "write"), true (read) or false (local).'),
     env: boolOr(envObject, { include: [] }).optional().describe('The remote environment. false is shorthand for {include: []}: no remote variable.'),
-    hostname: offOnly(z.boolean(), (v) => !v)
-      .optional()
-      .describe("mirrord: the program's gethostname/uname report the target's host name.")
-      .meta(refused('true is not supported yet (the program sees the local host name); false is accepted')),
+    hostname: z
+      .boolean()
+      .default(true)
+      .describe(
+        "The program sees the target's host name: mirrord container runs the local container under it; mirrord exec gives the program MIRRORD_HOSTNAME, which the layer reports from gethostname and uname. false keeps the local host name.",
+      )
+      .meta(
+        differs(
+          "exec: through MIRRORD_HOSTNAME and the layer (a statically linked program keeps the local name); container: the container's own host name, so every process in it sees it",
+        ),
+      ),
     copy_target: copyTarget
       .optional()
       .describe(

@@ -241,6 +241,8 @@ export interface ResolvedFeatures {
   incoming: z.output<typeof incomingObject>;
   fs: z.output<typeof fsObject>;
   env: z.output<typeof envObject>;
+  /** feature.hostname: the program sees the target's host name. */
+  hostname: boolean;
   /** feature.copy_target; absent when off. */
   copy_target?: z.output<typeof copyTargetObject>;
 }
@@ -256,6 +258,7 @@ export function resolveFeatures(cfg: MirrordConfig): ResolvedFeatures {
       incoming: incomingObject.parse({ mode: 'off' }),
       fs: fsObject.parse({ mode: 'local' }),
       env: { include: [] },
+      hostname: false,
     };
   }
   return {
@@ -264,6 +267,7 @@ export function resolveFeatures(cfg: MirrordConfig): ResolvedFeatures {
     incoming: f?.network?.incoming ?? incomingObject.parse({}),
     fs: f?.fs ?? fsObject.parse({}),
     env: f?.env ?? {},
+    hostname: f?.hostname ?? true,
     ...(f?.copy_target?.enabled ? { copy_target: f.copy_target } : {}),
   };
 }

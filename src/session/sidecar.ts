@@ -9,6 +9,7 @@ import { attachContainer, type Attached } from '../platforms/docker/attach.js';
 import { sessionLabels } from '../platforms/docker/labels.js';
 import { DockerPlatform } from '../platforms/docker/platform.js';
 import { removeContainer } from '../platforms/docker/remove.js';
+import type { ResolvedTarget } from '../platforms/platform.js';
 import type { IntproxyHost } from './session.js';
 
 export interface SidecarSpec {
@@ -31,6 +32,8 @@ export interface SidecarSpec {
    * with; resolves to the created, not yet started, container. Absent: the sidecar is created here.
    */
   created?: (settings: SidecarSettings) => Promise<Docker.Container>;
+  /** feature.hostname: the host name the sidecar (and so the container sharing its namespaces) runs under. */
+  hostname?: (target: ResolvedTarget) => Promise<string | undefined>;
 }
 
 /** What a sidecar container runs with: its image, its env (the session's token and features), its labels. */
@@ -81,7 +84,7 @@ export function inSidecar(spec: SidecarSpec): IntproxyHost<InSidecar> {
         ],
         labels: { ...sessionLabels('sidecar', ctx.id, ctx.target.id), ...spec.labels },
       };
-      const container = spec.created ? await spec.created(settings) : await createSidecar(docker, ctx.id, settings, spec);
+      const container = spec.created ? await spec.created(settings) : await createSidecar(docker, ctx.id, settings, spec, await spec.hostname?.(ctx.target));
       let attached: Attached | undefined;
       try {
         attached = await attachContainer(docker, container, { name: 'sidecar', log, stderrLines: false });
@@ -131,11 +134,12 @@ export function inSidecar(spec: SidecarSpec): IntproxyHost<InSidecar> {
 }
 
 /** The sidecar as `mirrord container` runs it: created here, removed by the engine when its stdin closes. */
-function createSidecar(docker: Docker, id: string, settings: SidecarSettings, spec: SidecarSpec): Promise<Docker.Container> {
+function createSidecar(docker: Docker, id: string, settings: SidecarSettings, spec: SidecarSpec, hostname?: string): Promise<Docker.Container> {
   const ports = portBindings(spec.publish);
   return docker.createContainer({
     Image: settings.image,
     name: `mirrord-sidecar-${id}`,
+    Hostname: hostname,
     Env: settings.env,
     Labels: settings.labels,
     AttachStdin: true,
