@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import type Docker from 'dockerode';
 import { ExitCode, MirrordError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
-import type { Progress } from '../progress.js';
+import { quietProgress, type Progress } from '../progress.js';
 import { ensureImage, imageExists, recipeTag } from './build.js';
 import { agentImageRecipe } from './recipes.js';
 import { LOAD_HOOK_ENV, detectLocalCluster, loadCommand, loadHook, shellLine, type ContextShape } from './local-cluster.js';
@@ -72,7 +72,10 @@ export async function loadAfterPullFailure(
   const own = agentImageRecipe();
   if (image === recipeTag(own)) await ensureImage(docker, own, { progress: o.progress, log: o.log });
   else if (!(await imageExists(docker, image).catch(() => false))) return false;
-  o.progress.update(`the cluster cannot pull ${image}: loading it (${plan.display})`);
+  const line = `the cluster cannot pull ${image}: loading it (${plan.display})`;
+  // A change to the user's cluster is said even where no spinner shows (a pipe, CI).
+  if (o.progress === quietProgress) process.stderr.write(`mirrord: ${line}\n`);
+  else o.progress.update(line);
   const started = Date.now();
   await runLoad(plan, o.log);
   o.log.debug(`loaded ${image} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
