@@ -175,7 +175,7 @@ const copyTargetObject = z.strictObject({
     .boolean()
     .default(false)
     .describe(
-      "Kubernetes: scale the target's Deployment, StatefulSet or ReplicaSet to 0 for the session (the copy then takes all its traffic) and back to its old count after, also when the CLI is killed.",
+      "Kubernetes: scale the target's Deployment or StatefulSet to 0 for the session (the copy then takes all its traffic) and back to its old count after, also when the CLI is killed.",
     ),
   exclude_containers: z.array(z.string()).optional().describe('mirrord: containers left out of the copy.').meta(noEffect('every container is copied')),
   exclude_init_containers: z
