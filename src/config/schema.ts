@@ -185,8 +185,9 @@ export const configSchema = z.strictObject({
   accept_invalid_certificates: z
     .boolean()
     .optional()
-    .describe("Accept the Kubernetes API server's certificate even when it does not verify.")
-    .meta(noEffect('not wired into the Kubernetes client yet: set insecure-skip-tls-verify in the kubeconfig')),
+    .describe(
+      "Kubernetes: accept the API server's certificate even when it does not verify (kubectl's --insecure-skip-tls-verify); default: the kubeconfig's setting.",
+    ),
   operator: z
     .boolean()
     .optional()
