@@ -31,6 +31,7 @@ export async function containerCommand(argv: string[], flags: ExecFlags, log: Lo
   // target, on that engine or in a Kubernetes cluster. A missing image is said before anything starts.
   const docker = createDocker();
   await checkEngine(docker);
+  run.platform ??= config.container?.platform;
   const image = await imageConfig(docker, run.image);
   let session: Session<InSidecar> | undefined;
   try {

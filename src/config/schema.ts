@@ -114,9 +114,8 @@ export const configSchema = z.strictObject({
     .string()
     .optional()
     .describe(
-      'Kubernetes: kubeconfig file (default KUBECONFIG, then ~/.kube/config); ~ and $VAR are expanded, and a colon-separated list is read as KUBECONFIG would be.',
-    )
-    .meta(differs('a list is read as its first file that exists (kubectl merges them)')),
+      'Kubernetes: kubeconfig file (default KUBECONFIG, then ~/.kube/config); ~ and $VAR are expanded, and a colon-separated list is merged as kubectl merges KUBECONFIG (the first file to define a name or a current context wins).',
+    ),
   kube_context: z.string().optional().describe('Kubernetes: context of the kubeconfig to use (default: its current context).'),
   key: z
     .string()
@@ -168,8 +167,8 @@ export const configSchema = z.strictObject({
       platform: z
         .string()
         .optional()
-        .describe('Platform of the container (linux/amd64, linux/arm64).')
-        .meta(containerNoEffect('not wired yet: pass --platform in your docker run')),
+        .describe("Platform of the local container's image (linux/amd64, linux/arm64), as docker run --platform (which wins).")
+        .meta(differs("the local container's platform: the sidecar runs the engine's own")),
     })
     .optional()
     .describe('mirrord container only.'),
