@@ -14,7 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { COPY_LABEL_SESSION } from '../../src/copy-target/kubernetes.js';
 import { CLI } from '../helpers/cli.js';
 import { deployApp, type AppFixture } from '../helpers/k8s-app.js';
-import { createTestNamespace, ensureImagesLoaded, execInPod, k8sTestImages, kube, waitFor } from '../helpers/k8s.js';
+import { createTestNamespace, ensureImagesLoaded, execInPod, k8sTestImages, kube, waitFor, waitForReadyPods } from '../helpers/k8s.js';
 
 describe('feature.copy_target on a Deployment', { timeout: 1_200_000 }, () => {
   let ns: { name: string; remove(): Promise<void> };
@@ -41,7 +41,9 @@ describe('feature.copy_target on a Deployment', { timeout: 1_200_000 }, () => {
     (await execInPod(ns.name, app.clientPod, 'client', ['curl', '-sS', '--max-time', '5', `http://app.${ns.name}.svc.cluster.local/`])).stdout.trim();
 
   /** mirrord exec on deployment/app stealing port 8080 into python's http.server, in its own process group. */
-  function session(copy: unknown) {
+  /** Each case starts from a ready app pod: the one before may have just scaled it back. */
+  async function session(copy: unknown) {
+    await waitForReadyPods(ns.name, 'app=app', 1);
     const cfg = path.join(tmp, `cfg-${Math.random().toString(36).slice(2)}.json`);
     writeFileSync(cfg, JSON.stringify({ feature: { copy_target: copy, network: { incoming: { mode: 'steal', port_mapping: [[18080, 8080]] } } } }));
     const child = spawn(
@@ -57,7 +59,7 @@ describe('feature.copy_target on a Deployment', { timeout: 1_200_000 }, () => {
 
   it('scale_down: 0 replicas and the Service on the copy during the session; the old count and no copy after', async () => {
     assert.equal(await replicas(), 1);
-    const s = session({ scale_down: true });
+    const s = await session({ scale_down: true });
     await waitFor('the Deployment scaled to 0', async () => (await replicas()) === 0 || s.child.exitCode !== null, 180_000);
     assert.equal(s.child.exitCode, null, s.stderr());
     const [copy] = await copies();
@@ -75,15 +77,16 @@ describe('feature.copy_target on a Deployment', { timeout: 1_200_000 }, () => {
     // The ReplicaSet did not adopt (and delete) the copy.
     assert.equal((await copies()).length, 1);
 
-    s.child.kill('SIGINT');
-    assert.equal(await s.exited, 130, s.stderr());
+    // SIGTERM: python's http.server exits 0 on SIGINT (KeyboardInterrupt), but dies of SIGTERM.
+    s.child.kill('SIGTERM');
+    assert.equal(await s.exited, 143, s.stderr());
     assert.equal(await replicas(), 1, 'scaled back before the CLI exits');
     await waitFor('the copy deleted', async () => (await copies()).length === 0, 60_000);
     await waitFor('the app answering again', async () => /^hello from app-/.test(await curlApp()), 120_000);
   });
 
   it('scale_down after SIGKILL of the CLI: the watchdog restores the count and deletes the copy', async () => {
-    const s = session({ enabled: true, scale_down: true });
+    const s = await session({ enabled: true, scale_down: true });
     await waitFor('the Deployment scaled to 0', async () => (await replicas()) === 0 || s.child.exitCode !== null, 180_000);
     assert.equal(s.child.exitCode, null, s.stderr());
     const killedAt = Date.now();
@@ -96,7 +99,7 @@ describe('feature.copy_target on a Deployment', { timeout: 1_200_000 }, () => {
   });
 
   it('without scale_down the copy is selected by no Service and the original keeps serving', async () => {
-    const s = session(true);
+    const s = await session(true);
     await waitFor('a copy pod', async () => (await copies()).length === 1 || s.child.exitCode !== null, 180_000);
     const [copy] = await copies();
     assert.ok(copy, s.stderr());
