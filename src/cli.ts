@@ -10,6 +10,7 @@ import { portForwardCommand } from './commands/port-forward.js';
 import { initCommand, type InitFlags } from './commands/init.js';
 import { upCommand, upWatchdog, UP_WATCHDOG, upDownCommand, upDetached, type UpFlags } from './commands/up.js';
 import { verifyConfigCommand } from './commands/verify-config.js';
+import { COPY_WATCHDOG_COMMAND } from './copy-target/session.js';
 import { ExitCode, MirrordError } from '../common/errors.js';
 import { createLogger } from '../common/log.js';
 import { packageRoot } from './package-root.js';
@@ -113,6 +114,29 @@ Logs: MIRRORD_LOG=debug (CLI, intproxy, agent), MIRRORD_LAYER_LOG=debug (the lay
       setCode(await initCommand(flags, log, (s) => process.stdout.write(s + '\n')));
     });
 
+  const image = program
+    .command('image')
+    .description("this CLI's agent image: build it, push it to a registry, or load it into a local cluster (docs/images.md)");
+  image
+    .command('build')
+    .description('build the agent image on the local engine (when missing) and print its name')
+    .action(async () => setCode(await (await import('./commands/image.js')).imageCommand('build', undefined, {}, log, (s) => process.stdout.write(s + '\n'))));
+  image
+    .command('push')
+    .description('push the agent image as REGISTRY/NAME[:TAG] (default tag: the local one) and print the name to set as agent.image')
+    .argument('<REGISTRY/NAME>')
+    .action(async (ref: string) =>
+      setCode(await (await import('./commands/image.js')).imageCommand('push', ref, {}, log, (s) => process.stdout.write(s + '\n'))),
+    );
+  image
+    .command('load')
+    .description("load the agent image into the kube context's local cluster (kind, k3d, minikube) or through MIRRORD_IMAGE_LOAD")
+    .option('-f, --config-file <file>', 'config file for kubeconfig and kube_context (default: the same search as exec)')
+    .option('--context <name>', 'kube context (default: kube_context, else the current one)')
+    .action(async (flags: { configFile?: string; context?: string }) =>
+      setCode(await (await import('./commands/image.js')).imageCommand('load', undefined, flags, log, (s) => process.stdout.write(s + '\n'))),
+    );
+
   const up = program
     .command('up')
     .description('run every service of mirrord-up.yaml, each in the context of its own target, with their output together')
@@ -142,6 +166,8 @@ Logs: MIRRORD_LOG=debug (CLI, intproxy, agent), MIRRORD_LAYER_LOG=debug (the lay
     });
   // The detached process that ends a compose project if `mirrord up` is killed (src/up/watchdog.ts).
   program.command(UP_WATCHDOG, { hidden: true }).argument('<spec>').action(upWatchdog);
+  // The detached process that removes a copy_target copy if the CLI is killed (src/copy-target/watchdog.ts).
+  program.command(COPY_WATCHDOG_COMMAND, { hidden: true }).action(async () => (await import('./copy-target/watchdog.js')).runCopyWatchdog());
   up.command('down')
     .description('stop what an earlier mirrord up left running (by the label of its key)')
     .option('-k, --key <key>', 'session key of that up (default: your user name)')

@@ -1,11 +1,12 @@
 import { flagOverrides, type ExecFlags } from '../config/flags.js';
 import { loadConfig } from '../config/load.js';
-import { DEFAULT_MOUNTS_MAX_SIZE } from '../config/schema.js';
+import { DEFAULT_MOUNTS_MAX_SIZE, resolveFeatures } from '../config/schema.js';
 import { ExitCode, MirrordError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { bindDestinations, parseDockerRun } from '../local/container/docker-run.js';
 import { runContainer } from '../local/container/run.js';
 import { imageConfig } from '../local/container/user-container.js';
+import { targetHostname } from '../local/container/hostname.js';
 import { checkEngine, createDocker } from '../platforms/docker/client.js';
 import { createProgress, type Progress } from '../progress.js';
 import { sessionSettings } from '../session/from-config.js';
@@ -30,6 +31,7 @@ export async function containerCommand(argv: string[], flags: ExecFlags, log: Lo
   // target, on that engine or in a Kubernetes cluster. A missing image is said before anything starts.
   const docker = createDocker();
   await checkEngine(docker);
+  run.platform ??= config.container?.platform;
   const image = await imageConfig(docker, run.image);
   let session: Session<InSidecar> | undefined;
   try {
@@ -43,6 +45,7 @@ export async function containerCommand(argv: string[], flags: ExecFlags, log: Lo
         capture: config.container?.capture ?? 'off',
         mounts: sync ? { maxBytes: mounts.max_size, exclude: [...bindDestinations(run.binds), '/mirrord'] } : undefined,
         cwd: run.workdir ?? (image.WorkingDir || '/'),
+        hostname: resolveFeatures(config).hostname ? (t) => targetHostname(docker, t, log) : undefined,
       }),
       log,
       progress,

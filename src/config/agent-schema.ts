@@ -39,7 +39,6 @@ const pullSecrets = z.array(z.union([z.string(), z.strictObject({ name: z.string
 
 const seconds = z.number().int().min(0);
 const count = z.number().int().min(0);
-const notWired = (what: string) => noEffect(`not wired into the agent's Kubernetes spec yet (${what}); accepted so the file works`);
 
 export const agentSchema = z
   .strictObject({
@@ -98,19 +97,26 @@ export const agentSchema = z
     node_selector: stringMap
       .optional()
       .describe("Kubernetes, targetless: node selector of the agent pod (a targeted agent runs on its target's node).")
-      .meta(notWired('nodeSelector')),
-    service_account: z.string().optional().describe('Kubernetes: service account of the agent pod.').meta(notWired('serviceAccountName')),
-    priority_class: z.string().optional().describe('Kubernetes: priority class of the agent pod.').meta(notWired('priorityClassName')),
+      .meta(differs("targetless sessions only: a targeted agent's pod is bound to its target's node")),
+    service_account: z
+      .string()
+      .optional()
+      .describe("Kubernetes: service account of the agent Job's pod (its token is not mounted: the agent never calls the API)."),
+    priority_class: z.string().optional().describe("Kubernetes: priority class of the agent Job's pod."),
     security_context: z
       .record(z.string(), z.unknown())
       .optional()
-      .describe('Kubernetes: seccomp and AppArmor profiles of the agent pod ({seccomp_profile, app_armor_profile}).')
-      .meta(notWired('securityContext profiles')),
+      .describe(
+        "Kubernetes: seccomp and AppArmor profiles of the agent Job's pod: {seccomp_profile: {type, localhost_profile}, app_armor_profile: {type, localhost_profile}}.",
+      )
+      .meta(differs("job mode only: an ephemeral agent runs under its target pod's profiles")),
     disabled_capabilities: z
       .array(z.string())
       .optional()
-      .describe('Capabilities the agent must not be given (our agent asks for NET_ADMIN, NET_RAW, SYS_PTRACE, DAC_READ_SEARCH and, in job mode, SYS_ADMIN).')
-      .meta(notWired('the capability list')),
+      .describe(
+        'Kubernetes: capabilities the agent is not given (it asks for NET_ADMIN, NET_RAW, SYS_PTRACE, DAC_READ_SEARCH and, in job mode, SYS_ADMIN; CAP_ prefix and case ignored). What needs one then fails in the agent.',
+      )
+      .meta(differs('Kubernetes only; ignored with agent.privileged')),
     json_log: z
       .boolean()
       .optional()

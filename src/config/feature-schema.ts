@@ -197,6 +197,24 @@ const envObject = z.strictObject({
     .meta(noEffect('the CLI always fetches the environment before it starts the program')),
 });
 
+/** mirrord's copy_target: true, or {enabled, scale_down}; a bare object without enabled is on, as in mirrord. */
+const copyTargetObject = z.strictObject({
+  enabled: z.boolean().default(true).describe('Target a copy instead of the original.'),
+  scale_down: z
+    .boolean()
+    .default(false)
+    .describe(
+      "Kubernetes: scale the target's Deployment or StatefulSet to 0 for the session (the copy then takes all its traffic) and back to its old count after, also when the CLI is killed.",
+    ),
+  exclude_containers: z.array(z.string()).optional().describe('mirrord: containers left out of the copy.').meta(noEffect('every container is copied')),
+  exclude_init_containers: z
+    .array(z.string())
+    .optional()
+    .describe('mirrord: init containers left out of the copy.')
+    .meta(noEffect('every init container is copied')),
+});
+const copyTarget = z.preprocess((v) => (typeof v === 'boolean' ? { enabled: v } : v), copyTargetObject);
+
 export const featureSchema = z
   .strictObject({
     network: boolOr(
@@ -222,14 +240,27 @@ export const featureSchema = z
       .optional()
       .describe('Remote files. The section may be just the mode string ("fs": "write"), true (read) or false (local).'),
     env: boolOr(envObject, { include: [] }).optional().describe('The remote environment. false is shorthand for {include: []}: no remote variable.'),
-    hostname: offOnly(z.boolean(), (v) => !v)
+    hostname: z
+      .boolean()
+      .default(true)
+      .describe(
+        "The program sees the target's host name: mirrord container runs the local container under it; mirrord exec gives the program MIRRORD_HOSTNAME, which the layer reports from gethostname and uname. false keeps the local host name.",
+      )
+      .meta(
+        differs(
+          "exec: through MIRRORD_HOSTNAME and the layer (a statically linked program keeps the local name); container: the container's own host name, so every process in it sees it",
+        ),
+      ),
+    copy_target: copyTarget
       .optional()
-      .describe("mirrord: the program's gethostname/uname report the target's host name.")
-      .meta(refused('true is not supported yet (the program sees the local host name); false is accepted')),
-    copy_target: offOnly(z.union([z.boolean(), z.record(z.string(), anything)]), (v) => v === false || (typeof v === 'object' && v.enabled !== true))
-      .optional()
-      .describe('mirrord: run the session against a copy of the target.')
-      .meta(refused("not supported yet: the session would take the original target's traffic; false or {enabled: false} is accepted")),
+      .describe(
+        "Run the session against a copy of the target: true or {enabled: true}. Kubernetes: a new pod from the target pod's spec, without probes and with its labels replaced (no Service selects it unless scale_down), deleted at the end. Docker: a new container with the same image, command, env, mounts, networks and aliases; the original is untouched.",
+      )
+      .meta(
+        differs(
+          'Docker targets too; on Kubernetes the copy keeps the original labels only with scale_down (mirrord: always), and a CLI killed with SIGKILL is cleaned up by a detached watchdog on this machine (mirrord: the operator)',
+        ),
+      ),
     magic: z
       .strictObject({
         aws: z.boolean().optional().describe('mirrord: unset local AWS variables.'),
@@ -246,4 +277,4 @@ export const featureSchema = z
   .optional()
   .describe('What of the target the program gets: network, files, environment.');
 
-export { dnsObject, envObject, fsObject, incomingObject, outgoingObject };
+export { copyTargetObject, dnsObject, envObject, fsObject, incomingObject, outgoingObject };

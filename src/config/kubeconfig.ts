@@ -5,9 +5,9 @@ import { ExitCode, MirrordError } from '../../common/errors.js';
 
 /**
  * The `kubeconfig` key as mirrord reads it: each entry of a colon-separated list (as KUBECONFIG)
- * with `~` and `$VAR` / `${VAR}` expanded the way a shell would. The Kubernetes client here reads
- * one file, so a list becomes its first entry that exists (or its first entry, so the error names
- * it); kubectl would merge them (docs/configuration.md says so).
+ * with `~` and `$VAR` / `${VAR}` expanded the way a shell would. Entries that do not exist are
+ * dropped, as KUBECONFIG's are (all missing: the first stays, so the error names it); the list is
+ * merged by loadKubeconfig.
  */
 export function expandKubeconfig(value: string, env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): string {
   const entries = value
@@ -17,7 +17,36 @@ export function expandKubeconfig(value: string, env: NodeJS.ProcessEnv = process
   if (entries.length === 0) {
     throw new MirrordError('kubeconfig: the value is empty', ExitCode.Config, 'Set kubeconfig to a file, or remove the key to use KUBECONFIG');
   }
-  return entries.find((e) => existsSync(e)) ?? entries[0]!;
+  const existing = entries.filter((e) => existsSync(e));
+  return (existing.length ? existing : entries.slice(0, 1)).join(path.delimiter);
+}
+
+/** What loadKubeconfig needs of @kubernetes/client-node's KubeConfig. */
+interface KubeConfigLike {
+  loadFromFile(file: string): void;
+  clusters: Array<{ name: string }>;
+  users: Array<{ name: string }>;
+  contexts: Array<{ name: string }>;
+  currentContext: string;
+}
+
+/**
+ * A colon-separated list merged as kubectl merges KUBECONFIG: the first file to define a cluster,
+ * user or context by name wins, and the current context is the first file's that sets one.
+ * `make` gives a fresh KubeConfig for each further file.
+ */
+export function loadKubeconfig<K extends KubeConfigLike>(kc: K, list: string, make: () => K): void {
+  const [first, ...rest] = list.split(path.delimiter).filter(Boolean);
+  kc.loadFromFile(first!);
+  for (const file of rest) {
+    const next = make();
+    next.loadFromFile(file);
+    kc.currentContext ||= next.currentContext;
+    for (const key of ['clusters', 'users', 'contexts'] as const) {
+      const have = new Set(kc[key].map((e) => e.name));
+      for (const e of next[key] as Array<{ name: string }>) if (!have.has(e.name)) (kc[key] as Array<{ name: string }>).push(e);
+    }
+  }
 }
 
 function expandOne(entry: string, env: NodeJS.ProcessEnv): string {

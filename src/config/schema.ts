@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { agentSchema } from './agent-schema.js';
-import { dnsObject, envObject, featureSchema, fsObject, incomingObject, outgoingObject } from './feature-schema.js';
+import { copyTargetObject, dnsObject, envObject, featureSchema, fsObject, incomingObject, outgoingObject } from './feature-schema.js';
 import { anything, boolOr, byteSize, semicolonList, stringOrList } from './shapes.js';
 import { NEEDS_OPERATOR, differs, noEffect, ours, refused } from './status.js';
 import { targetSchema } from './target-schema.js';
@@ -114,9 +114,8 @@ export const configSchema = z.strictObject({
     .string()
     .optional()
     .describe(
-      'Kubernetes: kubeconfig file (default KUBECONFIG, then ~/.kube/config); ~ and $VAR are expanded, and a colon-separated list is read as KUBECONFIG would be.',
-    )
-    .meta(differs('a list is read as its first file that exists (kubectl merges them)')),
+      'Kubernetes: kubeconfig file (default KUBECONFIG, then ~/.kube/config); ~ and $VAR are expanded, and a colon-separated list is merged as kubectl merges KUBECONFIG (the first file to define a name or a current context wins).',
+    ),
   kube_context: z.string().optional().describe('Kubernetes: context of the kubeconfig to use (default: its current context).'),
   key: z
     .string()
@@ -168,8 +167,8 @@ export const configSchema = z.strictObject({
       platform: z
         .string()
         .optional()
-        .describe('Platform of the container (linux/amd64, linux/arm64).')
-        .meta(containerNoEffect('not wired yet: pass --platform in your docker run')),
+        .describe("Platform of the local container's image (linux/amd64, linux/arm64), as docker run --platform (which wins).")
+        .meta(differs("the local container's platform: the sidecar runs the engine's own")),
     })
     .optional()
     .describe('mirrord container only.'),
@@ -185,8 +184,9 @@ export const configSchema = z.strictObject({
   accept_invalid_certificates: z
     .boolean()
     .optional()
-    .describe("Accept the Kubernetes API server's certificate even when it does not verify.")
-    .meta(noEffect('not wired into the Kubernetes client yet: set insecure-skip-tls-verify in the kubeconfig')),
+    .describe(
+      "Kubernetes: accept the API server's certificate even when it does not verify (kubectl's --insecure-skip-tls-verify); default: the kubeconfig's setting.",
+    ),
   operator: z
     .boolean()
     .optional()
@@ -241,6 +241,10 @@ export interface ResolvedFeatures {
   incoming: z.output<typeof incomingObject>;
   fs: z.output<typeof fsObject>;
   env: z.output<typeof envObject>;
+  /** feature.hostname: the program sees the target's host name. */
+  hostname: boolean;
+  /** feature.copy_target; absent when off. */
+  copy_target?: z.output<typeof copyTargetObject>;
 }
 
 export function resolveFeatures(cfg: MirrordConfig): ResolvedFeatures {
@@ -254,6 +258,7 @@ export function resolveFeatures(cfg: MirrordConfig): ResolvedFeatures {
       incoming: incomingObject.parse({ mode: 'off' }),
       fs: fsObject.parse({ mode: 'local' }),
       env: { include: [] },
+      hostname: false,
     };
   }
   return {
@@ -262,6 +267,8 @@ export function resolveFeatures(cfg: MirrordConfig): ResolvedFeatures {
     incoming: f?.network?.incoming ?? incomingObject.parse({}),
     fs: f?.fs ?? fsObject.parse({}),
     env: f?.env ?? {},
+    hostname: f?.hostname ?? true,
+    ...(f?.copy_target?.enabled ? { copy_target: f.copy_target } : {}),
   };
 }
 

@@ -52,7 +52,10 @@ export async function runProcess(
   progress: Progress,
   supervised?: Supervised,
 ): Promise<number> {
-  const { env, fromRemote } = mergeEnv(process.env, await session.host.remoteEnv(), session.features.env);
+  const remote = await session.host.remoteEnv();
+  const { env, fromRemote } = mergeEnv(process.env, remote, session.features.env);
+  // feature.hostname: the layer reports this name from gethostname/uname (the target's HOSTNAME, as its runtime set it).
+  if (session.features.hostname && remote.HOSTNAME) env.MIRRORD_HOSTNAME = remote.HOSTNAME;
   log.debug(`environment from ${session.targetDisplay}: ${fromRemote.join(', ') || '(none)'}`);
   progress.succeed(`mirrord: running ${p.argv0} in the context of ${session.targetDisplay}`);
   env.LD_PRELOAD = [p.layer, process.env.LD_PRELOAD].filter(Boolean).join(':');

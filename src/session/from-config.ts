@@ -6,7 +6,7 @@ export function sessionSettings(config: MirrordConfig): Pick<SessionOptions<unkn
   return {
     features: resolveFeatures(config),
     agent: config.agent,
-    kube: { kubeconfig: config.kubeconfig, context: config.kube_context },
+    kube: { kubeconfig: config.kubeconfig, context: config.kube_context, acceptInvalidCertificates: config.accept_invalid_certificates },
     skipProcesses: skippedProcesses(config),
   };
 }

@@ -8,6 +8,7 @@ import type { KubeAgentConfig } from '../platforms/kubernetes/platform.js';
 import type { AgentHandle, ResolvedTarget, TargetPlatform } from '../platforms/platform.js';
 import type { Progress } from '../progress.js';
 import { formatTarget, type TargetSpec } from '../target.js';
+import { copyTarget } from '../copy-target/session.js';
 import { fdPassUnavailable, fdPassingSetting, type FdPass } from './fd-pass.js';
 
 /**
@@ -123,13 +124,19 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
 
   await platform.reap(log.child('reaper'));
   progress.update(`looking up ${formatTarget(opts.target)}`);
-  const target = await platform.resolveTarget(opts.target);
-  await opts.intproxy.prepare?.(target, log, progress);
-  const noFdPass = opts.intproxy.makeFdPass
-    ? fdPassUnavailable(fdPassingSetting(opts.agent), opts.target, opts.agent.shared ?? false, opts.intproxy.fdPassAnyEngine ? {} : process.env)
-    : `the ${opts.intproxy.name} intproxy has no fast path`;
-  if (noFdPass) log.info(`data path: stream (${noFdPass})`);
-  const fdPass = noFdPass ? undefined : await opts.intproxy.makeFdPass?.(id, log);
+  const original = await platform.resolveTarget(opts.target);
+  const copy = opts.features.copy_target
+    ? await copyTarget(platform, original, {
+        session: id,
+        copy: opts.features.copy_target,
+        kube: opts.kube,
+        startupTimeoutMs: opts.agent.startup_timeout * 1000,
+        progress,
+        log,
+      })
+    : undefined;
+  const target = copy?.target ?? original;
+  let fdPass: FdPass | undefined;
   const removeFdPass = async () => {
     try {
       await fdPass?.remove();
@@ -137,9 +144,19 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
       log.debug(`cannot remove ${fdPass?.hostDir}: ${(err as Error).message}`);
     }
   };
-  let agent: AgentHandle;
-  try {
-    agent = await platform.startAgent(target, {
+  const agent = await startAgent().catch(async (err: unknown) => {
+    await removeFdPass();
+    await copy?.release();
+    throw err;
+  });
+  async function startAgent(): Promise<AgentHandle> {
+    await opts.intproxy.prepare?.(target, log, progress);
+    const noFdPass = opts.intproxy.makeFdPass
+      ? fdPassUnavailable(fdPassingSetting(opts.agent), opts.target, opts.agent.shared ?? false, opts.intproxy.fdPassAnyEngine ? {} : process.env)
+      : `the ${opts.intproxy.name} intproxy has no fast path`;
+    if (noFdPass) log.info(`data path: stream (${noFdPass})`);
+    fdPass = noFdPass ? undefined : await opts.intproxy.makeFdPass?.(id, log);
+    return platform.startAgent(target, {
       session: id,
       token,
       image: opts.agent.image,
@@ -153,9 +170,6 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
       log: log.child('agent'),
       fdPass: fdPass && { hostDir: fdPass.hostDir, token: fdPass.token },
     });
-  } catch (err) {
-    await removeFdPass();
-    throw err;
   }
 
   let guarded: Promise<void> | undefined;
@@ -186,6 +200,7 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
   } catch (err) {
     await agent.stop();
     await removeFdPass();
+    await copy?.release();
     throw err;
   }
 
@@ -225,6 +240,7 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
         }
         await healing;
         await removeFdPass();
+        await copy?.release();
       })();
       return closing;
     },

@@ -10,6 +10,7 @@ import { sessionLabels } from '../platforms/docker/labels.js';
 import { DockerPlatform } from '../platforms/docker/platform.js';
 import { removeContainer } from '../platforms/docker/remove.js';
 import { createFdVolume } from './fd-pass.js';
+import type { ResolvedTarget } from '../platforms/platform.js';
 import type { IntproxyHost } from './session.js';
 
 export interface SidecarSpec {
@@ -32,6 +33,8 @@ export interface SidecarSpec {
    * with; resolves to the created, not yet started, container. Absent: the sidecar is created here.
    */
   created?: (settings: SidecarSettings) => Promise<Docker.Container>;
+  /** feature.hostname: the host name the sidecar (and so the container sharing its namespaces) runs under. */
+  hostname?: (target: ResolvedTarget) => Promise<string | undefined>;
 }
 
 /** What a sidecar container runs with: its image, its env (the session's token and features), its labels. */
@@ -87,7 +90,7 @@ export function inSidecar(spec: SidecarSpec): IntproxyHost<InSidecar> {
         ],
         labels: { ...sessionLabels('sidecar', ctx.id, ctx.target.id), ...spec.labels },
       };
-      const container = spec.created ? await spec.created(settings) : await createSidecar(docker, ctx.id, settings, spec);
+      const container = spec.created ? await spec.created(settings) : await createSidecar(docker, ctx.id, settings, spec, await spec.hostname?.(ctx.target));
       let attached: Attached | undefined;
       try {
         attached = await attachContainer(docker, container, { name: 'sidecar', log, stderrLines: false });
@@ -137,11 +140,12 @@ export function inSidecar(spec: SidecarSpec): IntproxyHost<InSidecar> {
 }
 
 /** The sidecar as `mirrord container` runs it: created here, removed by the engine when its stdin closes. */
-function createSidecar(docker: Docker, id: string, settings: SidecarSettings, spec: SidecarSpec): Promise<Docker.Container> {
+function createSidecar(docker: Docker, id: string, settings: SidecarSettings, spec: SidecarSpec, hostname?: string): Promise<Docker.Container> {
   const ports = portBindings(spec.publish);
   return docker.createContainer({
     Image: settings.image,
     name: `mirrord-sidecar-${id}`,
+    Hostname: hostname,
     Env: settings.env,
     Labels: settings.labels,
     AttachStdin: true,

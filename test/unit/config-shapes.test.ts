@@ -188,12 +188,12 @@ describe('mirrord semantics', () => {
       (e: MirrordError) => e.code === ExitCode.Config && /mirrord\.yaml:2: unknown template expression/.test(e.message),
     );
   });
-  it('kubeconfig: ~ and $VAR expanded, a colon list read as its first existing file', async () => {
+  it('kubeconfig: ~ and $VAR expanded, a colon list keeps its existing files (merged as KUBECONFIG)', async () => {
     const home = dir({ '.kube/config': 'x', 'b/config': 'y' });
     const env = { HOME: home, KDIR: path.join(home, 'b') };
     assert.equal(expandKubeconfig('~/.kube/config', env), path.join(home, '.kube/config'));
     assert.equal(expandKubeconfig('${KDIR}/config', env), path.join(home, 'b/config'));
-    assert.equal(expandKubeconfig(`/nope/config:$KDIR/config:~/.kube/config`, env), path.join(home, 'b/config'));
+    assert.equal(expandKubeconfig(`/nope/config:$KDIR/config:~/.kube/config`, env), `${path.join(home, 'b/config')}:${path.join(home, '.kube/config')}`);
     assert.throws(
       () => expandKubeconfig('$UNSET_VAR/config', env),
       (e: MirrordError) => e.code === ExitCode.Config && /\$UNSET_VAR is not set/.test(e.message),

@@ -25,6 +25,8 @@ export interface DockerRun {
   /** For the sidecar: the network it joins and the ports it publishes. */
   network?: string;
   publish: string[];
+  /** --platform, else config container.platform: the platform of the image the engine runs. */
+  platform?: string;
 }
 
 type Handler = (run: DockerRun, value: string) => void;
@@ -46,6 +48,7 @@ const VALUE_FLAGS: Record<string, Handler> = {
   '--publish': (r, v) => r.publish.push(v),
   '--network': (r, v) => setNetwork(r, v),
   '--net': (r, v) => setNetwork(r, v),
+  '--platform': (r, v) => (r.platform = v),
 };
 
 const BOOL_FLAGS: Record<string, (r: DockerRun) => void> = {
@@ -144,6 +147,8 @@ export function createOptions(run: DockerRun, sidecarId: string, env: Record<str
   return {
     Image: run.image,
     name: run.name,
+    // A query parameter of the create call (dockerode sends top-level keys as the query too).
+    ...(run.platform ? { platform: run.platform } : {}),
     Cmd: run.cmd.length ? run.cmd : undefined,
     Entrypoint: run.entrypoint,
     WorkingDir: run.workdir,

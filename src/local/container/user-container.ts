@@ -60,7 +60,15 @@ export async function runUserContainer(
   log: Logger,
   supervised?: { stdout: Writable; stderr: Writable; onStart(stop: (signal: NodeJS.Signals) => void): void },
 ): Promise<number> {
-  const user = await docker.createContainer(options);
+  const user = await docker.createContainer(options).catch((err: unknown) => {
+    const m = /does not match the specified platform: wanted ([^,]+), actual: (\S+)/.exec((err as Error).message);
+    if (!m) throw err;
+    throw new MirrordError(
+      `image ${run.image} is for ${m[2]}, not ${m[1]}`,
+      ExitCode.Usage,
+      `Pull it for that platform (docker pull --platform ${m[1]} ${run.image}), or change --platform / container.platform`,
+    );
+  });
   try {
     await beforeStart(user);
   } catch (err) {

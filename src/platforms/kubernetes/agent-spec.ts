@@ -34,6 +34,13 @@ export interface KubeAgentSettings {
   annotations?: Record<string, string>;
   tolerations?: k8s.V1Toleration[];
   resources?: k8s.V1ResourceRequirements;
+  /** Targetless only: a targeted agent is bound to its target's node. */
+  node_selector?: Record<string, string>;
+  service_account?: string;
+  priority_class?: string;
+  /** mirrord's {seccomp_profile, app_armor_profile}, snake or camel case inside. */
+  security_context?: Record<string, unknown>;
+  disabled_capabilities?: string[];
 }
 
 export interface AgentSpecInput {
@@ -84,11 +91,29 @@ export function capabilities(mode: 'job' | 'ephemeral' | 'targetless', fsWrite: 
 
 function securityContext(i: AgentSpecInput, mode: 'job' | 'ephemeral' | 'targetless'): k8s.V1SecurityContext {
   if (i.agent.privileged) return { privileged: true, runAsUser: 0 };
+  // agent.disabled_capabilities: the features needing one then fail in the agent with EPERM, as in mirrord.
+  const off = new Set((i.agent.disabled_capabilities ?? []).map((c) => c.toUpperCase().replace(/^CAP_/, '')));
   return {
     runAsUser: 0,
     allowPrivilegeEscalation: false,
-    capabilities: { drop: ['ALL'], add: capabilities(mode, i.fsWrite) },
+    capabilities: { drop: ['ALL'], add: capabilities(mode, i.fsWrite).filter((c) => !off.has(c)) },
   };
+}
+
+/** agent.security_context: the pod's seccomp and AppArmor profiles, from mirrord's snake_case or the API's camelCase. */
+export function podProfiles(sc: Record<string, unknown> | undefined): k8s.V1PodSecurityContext | undefined {
+  if (!sc) return undefined;
+  const profile = (v: unknown) => {
+    if (!v || typeof v !== 'object') return undefined;
+    const o = v as Record<string, unknown>;
+    const type = o.type as string | undefined;
+    const localhost = (o.localhost_profile ?? o.localhostProfile) as string | undefined;
+    return type ? { type, ...(localhost ? { localhostProfile: localhost } : {}) } : undefined;
+  };
+  const seccompProfile = profile(sc.seccomp_profile ?? sc.seccompProfile);
+  const appArmorProfile = profile(sc.app_armor_profile ?? sc.appArmorProfile);
+  if (!seccompProfile && !appArmorProfile) return undefined;
+  return { ...(seccompProfile ? { seccompProfile } : {}), ...(appArmorProfile ? { appArmorProfile } : {}) };
 }
 
 function labels(i: AgentSpecInput): Record<string, string> {
@@ -140,7 +165,10 @@ export function agentJob(i: AgentSpecInput): k8s.V1Job {
           restartPolicy: 'Never',
           automountServiceAccountToken: false,
           terminationGracePeriodSeconds: 5,
-          ...(i.target ? { nodeName: i.target.nodeName, hostPID: true } : {}),
+          ...(i.target ? { nodeName: i.target.nodeName, hostPID: true } : { nodeSelector: i.agent.node_selector }),
+          serviceAccountName: i.agent.service_account,
+          priorityClassName: i.agent.priority_class,
+          securityContext: podProfiles(i.agent.security_context),
           // An agent must run wherever its target runs, tainted nodes included.
           tolerations: i.agent.tolerations ?? (i.target ? [{ operator: 'Exists' }] : undefined),
           imagePullSecrets: i.agent.image_pull_secrets?.map((name) => ({ name })),

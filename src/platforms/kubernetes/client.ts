@@ -4,6 +4,8 @@
  * that say which verb on which resource was refused and what to do.
  */
 import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { loadKubeconfig } from '../../config/kubeconfig.js';
 import * as k8s from '@kubernetes/client-node';
 import { ExitCode, MirrordError, errnoCode } from '../../../common/errors.js';
 
@@ -11,6 +13,8 @@ export interface KubeSettings {
   /** A kubeconfig file; default KUBECONFIG, then ~/.kube/config. */
   kubeconfig?: string;
   context?: string;
+  /** Config accept_invalid_certificates: the API server's certificate is not verified. */
+  acceptInvalidCertificates?: boolean;
 }
 
 export interface Kube {
@@ -29,8 +33,9 @@ export function connectKube(s: KubeSettings = {}): Kube {
   const kc = new k8s.KubeConfig();
   try {
     if (s.kubeconfig) {
-      if (!existsSync(s.kubeconfig)) throw new Error(`${s.kubeconfig} does not exist`);
-      kc.loadFromFile(s.kubeconfig);
+      const missing = s.kubeconfig.split(path.delimiter).find((f) => f && !existsSync(f));
+      if (missing) throw new Error(`${missing} does not exist`);
+      loadKubeconfig(kc, s.kubeconfig, () => new k8s.KubeConfig());
     } else {
       kc.loadFromDefault();
     }
@@ -48,6 +53,8 @@ export function connectKube(s: KubeSettings = {}): Kube {
     }
     kc.setCurrentContext(s.context);
   }
+  // accept_invalid_certificates, as kubectl's --insecure-skip-tls-verify.
+  if (s.acceptInvalidCertificates) kc.clusters = kc.clusters.map((c) => (c.name === kc.getCurrentCluster()?.name ? { ...c, skipTLSVerify: true } : c));
   const cluster = kc.getCurrentCluster();
   if (!cluster) {
     throw new MirrordError(

@@ -27,6 +27,7 @@ import { ownerGone } from '../owner.js';
 import { apiError, call, connectKube, isApiStatus, type Kube, type KubeSettings } from './client.js';
 import { connectAgent } from './port-forward.js';
 import { resolveKubeTarget, type KubeTarget } from './resolve.js';
+import { contextShapeOf } from '../../images/local-cluster.js';
 
 export interface KubeAgentConfig extends Omit<KubeAgentSettings, 'image'> {
   image?: string;
@@ -51,6 +52,18 @@ interface AgentPlace {
   note?: string;
   /** Set once the pod is bound to a node: port-forward can be tried from then on. */
   scheduled?: boolean;
+  /** After a pull failure: loads the image into the cluster when it can (src/images/deliver.ts); true once loaded. */
+  deliver?: (image: string) => Promise<boolean>;
+}
+
+/** The image loaded into the cluster by the CLI itself, when it can (never throws: false means it could not). */
+async function loadAgentImage(kube: Kube, image: string, opts: AgentStartOptions): Promise<boolean> {
+  const { loadAfterPullFailure } = await import('../../images/deliver.js');
+  const { createDocker } = await import('../docker/client.js');
+  return loadAfterPullFailure(createDocker(), image, contextShapeOf(kube.kc), { progress: opts.progress, log: opts.log }).catch((err: unknown) => {
+    opts.log.warn((err as Error).message);
+    return false;
+  });
 }
 
 export class KubernetesPlatform implements TargetPlatform {
@@ -136,6 +149,8 @@ export class KubernetesPlatform implements TargetPlatform {
     const deadline = Date.now() + opts.startupTimeoutMs;
     const selector = key ? `${LABEL_SHARED}=${key},${LABEL_TARGET_UID}=${target!.podUid}` : `${LABEL_SESSION}=${opts.session}`;
     const place: AgentPlace = { namespace, session: opts.session, selector, container: AGENT_CONTAINER, ephemeral };
+    let loaded: Promise<boolean> | undefined;
+    place.deliver = (image) => (loaded ??= loadAgentImage(kube, image, opts));
 
     if (shared) {
       // The target's live shared agent of this kind, or a new one (the Job's name is the same for
@@ -301,13 +316,13 @@ export class KubernetesPlatform implements TargetPlatform {
     const statuses = place.ephemeral ? pod.status?.ephemeralContainerStatuses : pod.status?.containerStatuses;
     const s = statuses?.find((c) => c.name === place.container);
     const waiting = s?.state?.waiting;
-    if (waiting?.reason && PULL_FAILURES.includes(waiting.reason)) {
+    // Once loaded, the kubelet finds the image at its next attempt (after its back-off, up to ~10 s).
+    if (waiting?.reason && PULL_FAILURES.includes(waiting.reason) && !(await place.deliver?.(image))) {
+      const { pullHint } = await import('../../images/deliver.js');
       throw new MirrordError(
         `the node cannot pull the agent image ${image} (${waiting.reason}${waiting.message ? `: ${waiting.message.slice(0, 200)}` : ''})`,
         ExitCode.Agent,
-        'Make the image available to the cluster (push it to a registry the nodes can reach, or load it: kind load docker-image ' +
-          image +
-          ') and set agent.image to its name',
+        pullHint(image, contextShapeOf(kube.kc)),
       );
     }
     if (waiting?.reason && START_FAILURES.includes(waiting.reason)) {
