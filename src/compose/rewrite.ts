@@ -42,6 +42,8 @@ export interface SidecarService {
   labels: Record<string, string>;
   /** container.capture = namespace: iptables in the shared namespace. */
   netAdmin: boolean;
+  /** feature.hostname: the target's host name, for a service that sets none of its own. */
+  hostname?: string;
 }
 
 export interface SessionService {
@@ -179,6 +181,8 @@ function sidecarService(s: SidecarService, original: ComposeService): ComposeSer
       Object.entries(nets).map(([net, cfg]) => [net, { ...(cfg ?? {}), aliases: [...new Set([s.service, ...(cfg?.aliases ?? [])])] }]),
     );
   }
+  // The engine refuses a host name beside network_mode service:X (the UTS namespace is X's then).
+  if (s.hostname && svc.hostname === undefined && svc.network_mode === undefined) svc.hostname = s.hostname;
   const sysctls = netSysctls(original.sysctls);
   if (sysctls) svc.sysctls = sysctls;
   return svc;

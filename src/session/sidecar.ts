@@ -30,9 +30,10 @@ export interface SidecarSpec {
   cwd?: string;
   /**
    * A sidecar something else creates (a Compose service of `mirrord up`), given what it must run
-   * with; resolves to the created, not yet started, container. Absent: the sidecar is created here.
+   * with and under which host name (`hostname` below); resolves to the created, not yet started,
+   * container. Absent: the sidecar is created here.
    */
-  created?: (settings: SidecarSettings) => Promise<Docker.Container>;
+  created?: (settings: SidecarSettings, hostname: string | undefined) => Promise<Docker.Container>;
   /** feature.hostname: the host name the sidecar (and so the container sharing its namespaces) runs under. */
   hostname?: (target: ResolvedTarget) => Promise<string | undefined>;
 }
@@ -90,7 +91,8 @@ export function inSidecar(spec: SidecarSpec): IntproxyHost<InSidecar> {
         ],
         labels: { ...sessionLabels('sidecar', ctx.id, ctx.target.id), ...spec.labels },
       };
-      const container = spec.created ? await spec.created(settings) : await createSidecar(docker, ctx.id, settings, spec, await spec.hostname?.(ctx.target));
+      const hostname = await spec.hostname?.(ctx.target);
+      const container = spec.created ? await spec.created(settings, hostname) : await createSidecar(docker, ctx.id, settings, spec, hostname);
       let attached: Attached | undefined;
       try {
         attached = await attachContainer(docker, container, { name: 'sidecar', log, stderrLines: false });

@@ -22,7 +22,8 @@ import { mergeEnv } from '../env/merge.js';
 import { syncMounts } from '../local/container/mounts-sync.js';
 import { checkEngine, createDocker } from '../platforms/docker/client.js';
 import { sessionSettings } from '../session/from-config.js';
-import { inSidecar, type InSidecar, type SidecarSettings } from '../session/sidecar.js';
+import { inSidecar, type InSidecar, type SidecarSettings, type SidecarSpec } from '../session/sidecar.js';
+import { targetHostname } from '../local/container/hostname.js';
 import { platformFor, startSession, type Session } from '../session/session.js';
 import type { ImageConfig } from '../local/container/user-container.js';
 import type { TargetSpec } from '../target.js';
@@ -47,6 +48,8 @@ interface Marked {
   image?: ImageConfig;
   sidecar: string;
   settings?: SidecarSettings;
+  /** feature.hostname: the target's, for the sidecar (none when off or unknown). */
+  hostname?: string;
   session?: Session<InSidecar>;
   exclude: string[];
   sync: boolean;
@@ -99,6 +102,7 @@ export async function runComposeUp(
       },
       labels: { ...m.settings!.labels, ...labels },
       netAdmin: m.plan.config.container?.capture === 'namespace',
+      hostname: m.hostname,
     }));
 
   // The user's own files, with the sidecars as orphans: it works whichever step was reached.
@@ -145,8 +149,9 @@ export async function runComposeUp(
     const started = await Promise.allSettled(
       marked.map(async (m) => {
         try {
-          m.session = await startMarked(m, async (settings) => {
+          m.session = await startMarked(m, async (settings, hostname) => {
             m.settings = settings;
+            m.hostname = hostname;
             await sidecarsCreated.arrive();
             return serviceContainer(docker, name, m.sidecar);
           });
@@ -236,7 +241,7 @@ export async function runComposeUp(
     rmSync(dir, { recursive: true, force: true });
   }
 
-  async function startMarked(m: Marked, created: (s: SidecarSettings) => Promise<Docker.Container>): Promise<Session<InSidecar>> {
+  async function startMarked(m: Marked, created: NonNullable<SidecarSpec['created']>): Promise<Session<InSidecar>> {
     const s = m.plan;
     const target = m.target!;
     const settings = sessionSettings(s.config);
@@ -252,6 +257,7 @@ export async function runComposeUp(
         mounts: m.sync ? { maxBytes: m.maxBytes, exclude: m.exclude } : undefined,
         labels,
         created,
+        hostname: settings.features.hostname ? (t) => targetHostname(docker, t, o.log.child(s.name)) : undefined,
       }),
       log: o.log.child(s.name),
       progress: o.progress,

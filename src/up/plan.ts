@@ -5,7 +5,7 @@ import { ExitCode, MirrordError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { escapeRegex } from '../../common/regex.js';
 import { ConfigError, validateConfig } from '../config/load.js';
-import type { MirrordConfig } from '../config/schema.js';
+import { resolveFeatures, type MirrordConfig } from '../config/schema.js';
 import { DockerPlatform } from '../platforms/docker/platform.js';
 import { platformFor } from '../session/session.js';
 import { formatTarget, parseTarget, type TargetSpec } from '../target.js';
@@ -112,24 +112,41 @@ function isPlain(v: unknown): v is Record<string, unknown> {
 }
 
 /**
- * Two services of one up stealing the same target would fight over its ports: the first rule wins
- * on the agent. Concurrent filtered steal (one agent, a filter per session) is not there yet.
+ * Services of one up stealing the same target share its agent (agent.shared): the agent sends each
+ * request to the session whose HTTP filter matches, and the rest to the target's own app. That needs
+ * a filter per service, all different; an unfiltered steal, two equal filters (split mode's default
+ * is the same session key for every service) or an ephemeral Kubernetes agent (it cannot be shared)
+ * would fight over the port, so they are refused before anything starts.
  */
 export function refuseSharedSteal(services: Array<Omit<PlannedService, 'run'>>): void {
-  const byTarget = new Map<string, string[]>();
+  const byTarget = new Map<string, Array<Omit<PlannedService, 'run'>>>();
   for (const s of services) {
     if (s.mode === 'mirror' || !s.target || s.target.kind === 'targetless') continue;
     const k = formatTarget(s.target);
-    byTarget.set(k, [...(byTarget.get(k) ?? []), s.name]);
+    byTarget.set(k, [...(byTarget.get(k) ?? []), s]);
   }
-  for (const [target, names] of byTarget) {
-    if (names.length > 1) {
-      throw new MirrordError(
-        `services ${names.join(' and ')} both steal from ${target}: two sessions stealing one target need concurrent filtered steal (one shared agent), which mirrord does not have yet`,
-        ExitCode.Usage,
-        'Give one of them default_mode: mirror, or another target',
+  for (const [target, group] of byTarget) {
+    if (group.length < 2) continue;
+    const names = group.map((s) => s.name).join(' and ');
+    const refuse = (why: string, hint: string) => {
+      throw new MirrordError(`services ${names} both steal from ${target}, ${why}`, ExitCode.Usage, hint);
+    };
+    const filters = group.map((s) => {
+      const f = resolveFeatures(s.config).incoming.http_filter;
+      return f && Object.keys(f).some((k) => k !== 'ports') ? JSON.stringify(f) : undefined;
+    });
+    const unfiltered = group.filter((_, i) => filters[i] === undefined).map((s) => s.name);
+    if (unfiltered.length)
+      refuse(
+        `and ${unfiltered.join(', ')} without an HTTP filter`,
+        'Give each of them its own http_filter, or one of them default_mode: mirror, or another target',
       );
+    if (new Set(filters).size < filters.length) {
+      refuse('with the same HTTP filter', "Give each of them its own http_filter (split mode's default filter is the same session key for every service)");
     }
+    const ephemeral = group.filter((s) => s.config.agent.ephemeral).map((s) => s.name);
+    if (ephemeral.length) refuse(`and ${ephemeral.join(', ')} uses an ephemeral agent, which cannot be shared`, 'Remove agent.ephemeral from those services');
+    for (const s of group) s.config.agent.shared = true;
   }
 }
 

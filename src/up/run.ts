@@ -12,6 +12,7 @@ import type { Progress } from '../progress.js';
 import { sessionSettings } from '../session/from-config.js';
 import { inProcess } from '../session/in-process.js';
 import { inSidecar } from '../session/sidecar.js';
+import { targetHostname } from '../local/container/hostname.js';
 import { startSession, type Session } from '../session/session.js';
 import { formatTarget } from '../target.js';
 import { prefixedLines } from './output.js';
@@ -165,6 +166,7 @@ export async function runUp(services: PlannedService[], o: UpRunOptions): Promis
           mounts: sync ? { maxBytes: mounts.max_size, exclude: [...bindDestinations(dockerRun.binds), '/mirrord'] } : undefined,
           cwd: dockerRun.workdir ?? (image.WorkingDir || '/'),
           labels,
+          hostname: settings.features.hostname ? (t) => targetHostname(docker, t, log) : undefined,
         }),
         log,
         progress: o.progress,

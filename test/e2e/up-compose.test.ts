@@ -126,6 +126,8 @@ describe('mirrord up with a compose file', { timeout: 900_000 }, () => {
     assert.equal(await inProbe(p, `http://app:8000/fetch?url=http://backend-${tag}:8080/`), `backend-${tag}\n`, 'a neighbour only the target can name');
     assert.equal(await inProbe(p, 'http://app:8000/file?path=/data/hello.txt'), `from-the-target-${tag}\n`, "a file of the target's volume");
     assert.equal(await inProbe(p, 'http://app:8000/redis'), '+PONG', 'the local redis service');
+    const targetHost = (await docker().getContainer(target.id).inspect()).Config.Hostname;
+    assert.equal(await inProbe(p, 'http://app:8000/hostname'), targetHost, "feature.hostname: the target's host name");
     const [sidecar] = (await listContainers(`com.docker.compose.project=${p}`)).filter((c) => c.Labels['dev.mirrord.agent'] === 'sidecar');
     const published = sidecar!.Ports.find((x) => x.PrivatePort === 8000 && x.PublicPort);
     assert.ok(published, 'the port is published by the sidecar');

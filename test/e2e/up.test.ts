@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { runCli } from '../helpers/cli.js';
-import { createNetwork, listContainers, runContainer, toolsImage, type TestContainer } from '../helpers/docker-fixtures.js';
+import { createNetwork, docker, listContainers, runContainer, toolsImage, type TestContainer } from '../helpers/docker-fixtures.js';
 import { waitSessionGone } from '../helpers/sessions.js';
 import { startUp as startUpIn, until } from '../helpers/up.js';
 
@@ -96,7 +96,7 @@ services:
     default_mode: mirror
     run:
       type: exec
-      command: [sh, -c, 'echo "alpha who=$WHO key={{ key }}"; redis-cli -h cache-a-${tag} ping; sleep 30']
+      command: [sh, -c, 'echo "alpha who=$WHO key={{ key }} host=$(uname -n)"; redis-cli -h cache-a-${tag} ping; sleep 30']
   beta:
     target: { path: docker/${b.name} }
     default_mode: mirror
@@ -108,7 +108,7 @@ services:
     default_mode: mirror
     run:
       type: container
-      command: [docker, run, --rm, ${image}, sh, -c, 'echo "gamma who=$WHO"; redis-cli -h cache-a-${tag} ping; sleep 30']
+      command: [docker, run, --rm, ${image}, sh, -c, 'echo "gamma who=$WHO host=$(uname -n)"; redis-cli -h cache-a-${tag} ping; sleep 30']
 `,
     );
     const started = Date.now();
@@ -119,11 +119,13 @@ services:
     // The other two were stopped, not waited for (they sleep 30 s).
     assert.ok(Date.now() - started < 28_000, `up took ${Date.now() - started} ms: the others were not stopped`);
     const lines = out.split('\n');
-    assert.ok(lines.includes(`alpha | alpha who=target-a key=${KEY}`), out);
+    // feature.hostname (on by default): both the process and the container report target a's host name.
+    const hostA = (await docker().getContainer(a.id).inspect()).Config.Hostname;
+    assert.ok(lines.includes(`alpha | alpha who=target-a key=${KEY} host=${hostA}`), out);
     assert.ok(lines.includes('alpha | PONG'), out);
     assert.ok(lines.includes('beta  | beta who=target-b'), out);
     assert.ok(lines.includes('beta  | only-b-names-me'), out);
-    assert.ok(lines.includes('gamma | gamma who=target-a'), out);
+    assert.ok(lines.includes(`gamma | gamma who=target-a host=${hostA}`), out);
     assert.ok(lines.includes('gamma | PONG'), out);
     assert.deepEqual(await waitSessionGone(up.child.pid!), []);
     assert.deepEqual(await leftByLabel(), []);
@@ -155,6 +157,44 @@ services:
     assert.deepEqual(await waitSessionGone(up.child.pid!), []);
     // The target answers its own clients again: no rule was left behind.
     assert.equal(await curl('-H', `baggage: mirrord-session=${KEY}`), 'from-target /x');
+  });
+
+  it('two services stealing one target with their own HTTP filters share one agent; requests go by filter', async () => {
+    const serve = (who: string) =>
+      `[docker, run, --rm, ${image}, sh, -c, 'mkdir -p /tmp/w && echo ${who} > /tmp/w/x && exec python3 -m http.server ${PORT} --directory /tmp/w']`;
+    const file = upFile(
+      'shared-steal.yaml',
+      `services:
+  one:
+    target: docker/${a.name}
+    http_filter: { header_filter: 'x-who: one' }
+    run: { type: container, command: ${serve('from-one')} }
+  two:
+    target: docker/${a.name}
+    http_filter: { header_filter: 'x-who: two' }
+    run: { type: container, command: ${serve('from-two')} }
+`,
+    );
+    const agentsOfA = async () => (await listContainers('dev.mirrord.agent=true')).filter((c) => c.Labels['dev.mirrord.target'] === a.id);
+    const up = startUp(['-f', file, '-k', KEY, '--no-color']);
+    const curl = async (...args: string[]) => (await client.exec(['curl', '-s', '-m', '5', ...args, `http://${a.name}:${PORT}/x`])).stdout.trim();
+    try {
+      await until(
+        'both filters to take effect',
+        async () => (await curl('-H', 'x-who: one')) === 'from-one' && (await curl('-H', 'x-who: two')) === 'from-two',
+        120_000,
+      ).catch((err: Error) => {
+        throw new Error(`${err.message}\nstdout: ${up.out()}\nstderr: ${up.err()}`);
+      });
+      assert.equal(await curl(), 'from-target /x', 'a request matching neither filter reaches the target');
+      assert.equal((await agentsOfA()).length, 1, 'one agent for both sessions');
+    } finally {
+      process.kill(up.child.pid!, 'SIGTERM');
+    }
+    assert.equal(await up.done, 143, up.err());
+    assert.deepEqual(await waitSessionGone(up.child.pid!), []);
+    await until('the shared agent to leave after its ttl', async () => (await agentsOfA()).length === 0, 20_000);
+    assert.equal(await curl('-H', 'x-who: one'), 'from-target /x', 'no rule was left behind');
   });
 
   it('SIGINT to the process group and SIGTERM to up alone stop everything (130, 143); after SIGKILL nothing is left either', async () => {

@@ -103,8 +103,23 @@ describe('mirrord-up.yaml', () => {
       `services:\n  a: { target: docker/t, run: { type: exec, command: [x] } }\n  b: { target: docker/t, default_mode: replace, run: { type: exec, command: [x] } }\n`,
       'up.yaml',
     );
-    assert.match(errorOf(() => planServices(two, { key: 'k', only: [] })).message, /services a and b both steal from docker\/t/);
+    assert.match(errorOf(() => planServices(two, { key: 'k', only: [] })).message, /services a and b both steal from docker\/t, and b without an HTTP filter/);
     assert.equal(planServices(two, { key: 'k', mode: 'mirror', only: [] }).length, 2);
+  });
+
+  it('lets services steal one target through a shared agent when each has its own HTTP filter', () => {
+    const svc = (name: string, filter?: string) =>
+      `  ${name}: { target: docker/t, ${filter ? `http_filter: { header_filter: '${filter}' }, ` : ''}run: { type: exec, command: [x] } }\n`;
+    const planned = planServices(parseUpFile(`services:\n${svc('a', 'x-who: a')}${svc('b', 'x-who: b')}`, 'up.yaml'), { key: 'k', only: [] });
+    assert.deepEqual(
+      planned.map((s) => s.config.agent.shared),
+      [true, true],
+    );
+    // Split mode's default filter is the session key, the same for both: they would take each other's requests.
+    const same = parseUpFile(`services:\n${svc('a')}${svc('b')}`, 'up.yaml');
+    assert.match(errorOf(() => planServices(same, { key: 'k', only: [] })).message, /services a and b both steal from docker\/t, with the same HTTP filter/);
+    // One service alone keeps its own agent.
+    assert.equal(planServices(parseUpFile(`services:\n${svc('a', 'x-who: a')}`, 'up.yaml'), { key: 'k', only: [] })[0]!.config.agent.shared ?? false, false);
   });
 
   it('makes a label value of any key', () => {

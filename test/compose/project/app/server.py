@@ -27,6 +27,8 @@ class Handler(BaseHTTPRequestHandler):
                 body = urllib.request.urlopen(q["url"], timeout=5).read().decode()
             elif url.path == "/file":
                 body = open(q["path"]).read()
+            elif url.path == "/hostname":
+                body = socket.gethostname()
             elif url.path == "/redis":
                 body = redis_ping(q.get("host", "redis"))
             else:
