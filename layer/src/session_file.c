@@ -33,16 +33,51 @@ static size_t text_len;
 /* open, read and close are hooked (remote files): the raw system calls keep init out of them. */
 static void raw_close(int fd) { syscall(SYS_close, fd); }
 
+/* Whether DIR is a directory owned by UID that nobody else can write. Raw system calls: stat and
+ * open are hooked. */
+static bool dir_owned(const char *dir, uid_t uid)
+{
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return false;
+    struct stat st;
+    bool ok = syscall(SYS_fstat, fd, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == uid &&
+              !(st.st_mode & (S_IWGRP | S_IWOTH));
+    raw_close(fd);
+    return ok;
+}
+
+/* PATH's directory belongs to UID, and that directory's own parent to root (nobody else writing
+ * either): only root can have made the directory and given it to UID, as the feature's entrypoint
+ * does with /run/mirrord. */
+static bool dir_given_to(const char *path, uid_t uid)
+{
+    char dir[4096];
+    size_t len = strlen(path);
+    if (len == 0 || len >= sizeof dir || path[0] != '/') return false;
+    memcpy(dir, path, len + 1);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir) return false;
+    *slash = '\0';
+    if (!dir_owned(dir, uid)) return false;
+    slash = strrchr(dir, '/');
+    if (!slash) return false;
+    if (slash == dir) return dir_owned("/", 0);
+    *slash = '\0';
+    return dir_owned(dir, 0);
+}
+
 bool session_file_load(void)
 {
     const char *path = getenv("MIRRORD_SESSION_FILE");
     if (!path || !*path) path = SESSION_FILE_DEFAULT;
     int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) return false;
-    /* Settings that redirect a process's traffic and files must come from root (the dev container's
-     * daemon) or from the process's own user, never from a file another user could write. */
+    /* Settings that redirect a process's traffic and files must come from root, from the process's
+     * own user, or from the user root gave the session's directory to (the dev container's remote
+     * user, whose daemon serves root's processes too: sudo); never from a file another user wrote. */
     struct stat st;
-    if (syscall(SYS_fstat, fd, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_uid != 0 && st.st_uid != getuid())) {
+    if (syscall(SYS_fstat, fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+        (st.st_uid != 0 && st.st_uid != getuid() && !dir_given_to(path, st.st_uid))) {
         raw_close(fd);
         layer_log(LOG_DEBUG, "session file %s is not root's or this user's: pass-through", path);
         return false;

@@ -4,7 +4,7 @@
  * daemon holds its lock; it stays inert for the daemon, the CLI and skipped programs.
  */
 import { strict as assert } from 'node:assert';
-import { chownSync, closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
@@ -106,6 +106,30 @@ describe('a live session file', () => {
     // Root's own file again: read as before.
     const r = await resolve();
     assert.ok(r.stdout.includes('addr=10.77.0.5'), describeRun(r));
+  });
+
+  it("is read when its owner is the user root gave its directory to (a dev container's remote user), not when others can write there", async (t) => {
+    if (process.getuid?.() !== 0) return t.skip('needs root to give the directory to another user');
+    // As the feature's install.sh makes /run/mirrord: in a root-owned parent, given to the remote user, 0755.
+    const given = path.join(dir, 'given');
+    mkdirSync(given, { mode: 0o755 });
+    chownSync(given, 65534, 65534);
+    const inGiven = path.join(given, 'session');
+    held = writeLockedSessionFile(
+      inGiven,
+      { settings: { MIRRORD_LAYER_ADDR: fake.addr, MIRRORD_SESSION: SESSION }, cliExe: '/nonexistent/mirrord', env: {} },
+      HELPER,
+    );
+    chownSync(inGiven, 65534, 65534);
+    const resolveIn = () => run(cTest('t_resolve'), ['gai=only-remote.test'], layerEnv(undefined, { MIRRORD_SESSION_FILE: inGiven }));
+    let r = await resolveIn();
+    assert.ok(r.stdout.includes('addr=10.77.0.5'), describeRun(r));
+    // A directory anyone may write into proves nothing about who wrote the file.
+    chmodSync(given, 0o777);
+    const before = fake.hellos().length;
+    r = await resolveIn();
+    assert.ok(r.stdout.includes('gai only-remote.test rc=-'), describeRun(r));
+    assert.equal(fake.hellos().length, before);
   });
 
   it('is ignored by the daemon and its children (the mark in their environment)', async () => {
