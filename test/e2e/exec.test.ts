@@ -285,8 +285,19 @@ except socket.timeout:
     const procsBefore = await processes();
     let pid = 0;
     const run = runCli(['exec', '-t', `docker/${targetName}`, '--', 'sleep', '30'], { onSpawn: (c) => (pid = c.pid ?? 0) });
+    // Killed mid-session, once the program runs: a CLI killed between creating the agent container and
+    // starting it leaves a container that never ran (the next session's reaper removes it), another case.
+    const programRuns = () => {
+      try {
+        return execFileSync('ps', ['-o', 'comm=', '--ppid', String(pid)], { encoding: 'utf8' })
+          .split('\n')
+          .includes('sleep');
+      } catch {
+        return false;
+      }
+    };
     const deadline = Date.now() + 30_000;
-    while ((await agentsLeft()) === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    while (!(pid && programRuns()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
     assert.equal(await agentsLeft(), 1, 'the agent should be running during the session');
     process.kill(pid, 'SIGKILL');
     await run;
