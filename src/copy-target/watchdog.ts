@@ -1,4 +1,5 @@
 import { createLogger } from '../../common/log.js';
+import { parentGone } from '../parent-pipe.js';
 import type { KubeSettings } from '../platforms/kubernetes/client.js';
 import type { ScaledWorkload } from './kubernetes.js';
 
@@ -11,19 +12,9 @@ export type WatchdogSpec =
   | { kind: 'docker'; container: string }
   | { kind: 'kubernetes'; kube: KubeSettings; namespace: string; pod: string; scaled?: ScaledWorkload };
 
-export function runCopyWatchdog(input: NodeJS.ReadableStream = process.stdin): Promise<void> {
-  return new Promise((resolve) => {
-    let text = '';
-    input.setEncoding('utf8');
-    input.on('data', (d: string) => (text += d));
-    input.once('end', () => {
-      const lines = text.split('\n');
-      const last = lines.filter((l) => l.startsWith('spec ')).pop();
-      if (lines.includes('done') || !last) return resolve();
-      void cleanUp(JSON.parse(last.slice('spec '.length)) as WatchdogSpec).finally(resolve);
-    });
-    input.once('error', () => input.emit('end'));
-  });
+export async function runCopyWatchdog(input: NodeJS.ReadableStream = process.stdin): Promise<void> {
+  const last = (await parentGone(input))?.filter((l) => l.startsWith('spec ')).pop();
+  if (last) await cleanUp(JSON.parse(last.slice('spec '.length)) as WatchdogSpec).catch(() => undefined);
 }
 
 async function cleanUp(spec: WatchdogSpec): Promise<void> {

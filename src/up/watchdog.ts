@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
+import { parentGone } from '../parent-pipe.js';
 
 /**
  * The compose watchdog (src/up/compose-run.ts starts it, detached): it reads its parent's pipe, and
@@ -12,18 +13,9 @@ export interface WatchdogSpec {
   dir: string;
 }
 
-export function runWatchdog(spec: WatchdogSpec, input: NodeJS.ReadableStream = process.stdin): Promise<void> {
-  return new Promise((resolve) => {
-    let text = '';
-    input.setEncoding('utf8');
-    input.on('data', (d: string) => (text += d));
-    input.once('end', () => {
-      const lines = text.split('\n');
-      if (!lines.includes('done')) cleanUp(spec, lines);
-      resolve();
-    });
-    input.once('error', () => input.emit('end'));
-  });
+export async function runWatchdog(spec: WatchdogSpec, input: NodeJS.ReadableStream = process.stdin): Promise<void> {
+  const lines = await parentGone(input);
+  if (lines) cleanUp(spec, lines);
 }
 
 function cleanUp(spec: WatchdogSpec, lines: string[]): void {
