@@ -1,13 +1,14 @@
 /**
- * Fuzz properties for AP, the intproxy <-> agent codec (common/protocol/agent/): ApFrameReader and
- * every `decode*` payload decoder on arbitrary frames, the params checks on arbitrary JSON, and
- * encode -> decode round trips of valid messages. Used by test/unit/fuzz-ap.test.ts (short) and
+ * Fuzz properties for AP, the intproxy <-> agent codec (common/protocol/agent/): ApFrameReader, the
+ * link's LinkFrameReader held to it, every `decode*` payload decoder on arbitrary frames, the params
+ * checks on arbitrary JSON, and encode -> decode round trips of valid messages. Used by test/unit/fuzz-ap.test.ts (short) and
  * scripts/fuzz.sh (10^6 inputs each).
  */
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import * as ap from '../../common/protocol/agent/index.js';
 import { AP_HEADER_SIZE, AP_MAX_PAYLOAD, ApFrameReader, ApKind, ApProtocolError, type ApFrame, type ApKindValue } from '../../common/protocol/agent/index.js';
+import { LinkFrameReader, joinPieces } from '../../common/link/frame-reader.js';
 import { cut, onlyThrows, type FuzzTarget } from './oracle.js';
 
 /** Every payload decoder the module exports (decodeHello, decodeResponse, ... and any added later). */
@@ -199,6 +200,36 @@ export const apTargets: FuzzTarget[] = [
           assert.equal(ok, wholeOk);
           if (wholeOk) assert.deepEqual(got, wholeFrames);
           for (const f of got) assert.ok(f.payload.length <= max);
+        },
+      ) as never,
+  ),
+  prop(
+    "LinkFrameReader (the link's zero-copy reader): the reference reader's frames and errors, in arbitrary chunks",
+    () =>
+      fc.property(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 400 }).map((a) => Buffer.from(a)),
+          fc.array(arbFrame.map(frameBytes), { maxLength: 6 }).map((b) => Buffer.concat(b)),
+        ),
+        fc.array(fc.nat(), { maxLength: 12 }),
+        fc.constantFrom(AP_MAX_PAYLOAD, 64, 0),
+        (bytes, points, max) => {
+          let want: ApFrame[] = [];
+          const wantOk = onlyThrows(ApProtocolError, 'ApFrameReader.push', () => ((want = new ApFrameReader(max).push(bytes)), true)) ?? false;
+          const got: ApFrame[] = [];
+          const reader = new LinkFrameReader(
+            { frame: (f) => got.push(f), data: (channel, pieces, length) => got.push({ kind: ApKind.DATA, channel, payload: joinPieces(pieces, length) }) },
+            max,
+          );
+          let ok = true;
+          for (const c of cut(bytes, points)) {
+            if (onlyThrows(ApProtocolError, 'LinkFrameReader.push', () => (reader.push(c), true)) === undefined) {
+              ok = false;
+              break;
+            }
+          }
+          assert.equal(ok, wantOk);
+          if (wantOk) assert.deepEqual(got, want);
         },
       ) as never,
   ),
