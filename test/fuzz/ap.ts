@@ -215,7 +215,8 @@ export const apTargets: FuzzTarget[] = [
         fc.constantFrom(AP_MAX_PAYLOAD, 64, 0),
         (bytes, points, max) => {
           let want: ApFrame[] = [];
-          const wantOk = onlyThrows(ApProtocolError, 'ApFrameReader.push', () => ((want = new ApFrameReader(max).push(bytes)), true)) ?? false;
+          const ref = new ApFrameReader(max);
+          const wantOk = onlyThrows(ApProtocolError, 'ApFrameReader.push', () => ((want = ref.push(bytes)), true)) ?? false;
           const got: ApFrame[] = [];
           const reader = new LinkFrameReader(
             { frame: (f) => got.push(f), data: (channel, pieces, length) => got.push({ kind: ApKind.DATA, channel, payload: joinPieces(pieces, length) }) },
@@ -228,7 +229,10 @@ export const apTargets: FuzzTarget[] = [
               break;
             }
           }
-          assert.equal(ok, wantOk);
+          // The link's reader refuses an unknown kind at the header; the reference only once the frame is
+          // complete. So it may refuse a trailing frame the reference still waits for, and nothing else.
+          if (wantOk && !ok) assert.ok(ref.pending > 0, 'refused bytes the reference reader accepts');
+          else assert.equal(ok, wantOk);
           if (wantOk) assert.deepEqual(got, want);
         },
       ) as never,
