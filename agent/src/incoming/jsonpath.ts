@@ -5,6 +5,10 @@
  * `@`/`$` paths, literals, `== != < <= > >=`, `&& || !`, parentheses and the functions
  * `typeof`, `length`, `count`, `match` and `search`. A query outside that is refused when the
  * filter is compiled, with the position it stopped at, rather than matching something else.
+ *
+ * Hand-written because mirrord's filters need the non-standard typeof(): of the maintained RFC 9535
+ * libraries for Node, jsonpath-rfc9535 (1.3) and jsonpath-js (0.3) take no custom function
+ * extension (checked 2026-12), and RFC 9535 alone cannot express a type test.
  */
 
 type Json = unknown;
