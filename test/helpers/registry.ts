@@ -6,10 +6,10 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { freePort } from './ports.js';
 
 export const REGISTRY_MODULE = 'github.com/distribution/distribution/v3/cmd/registry@v3.0.0';
 const BIN_DIR = path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'mirrord-test', 'registry-v3.0.0');
@@ -20,16 +20,6 @@ export async function registryBinary(): Promise<string> {
   mkdirSync(BIN_DIR, { recursive: true });
   await promisify(execFile)('go', ['install', REGISTRY_MODULE], { env: { ...process.env, GOBIN: BIN_DIR, CGO_ENABLED: '0' }, timeout: 900_000 });
   return bin;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
 }
 
 export interface Registry {

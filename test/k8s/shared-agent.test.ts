@@ -6,34 +6,20 @@
  * Run: `node --import tsx --test test/k8s/shared-agent.test.ts` with KUBECONFIG set (test/helpers/k8s.ts).
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { promisify } from 'node:util';
-import { findContainerPid } from '../../agent/src/kube/find-pid.js';
-import { CLI } from '../helpers/cli.js';
-import { deployApp, type AppFixture } from '../helpers/k8s-app.js';
-import { createTestNamespace, ensureImagesLoaded, execInPod, k8sTestImages, kube, waitFor } from '../helpers/k8s.js';
-
-const run = promisify(execFile);
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as net.AddressInfo;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
+import { curlApp as curlService, deployApp, podNat, serveUnderMirrord, type AppFixture, type ExecSession } from '../helpers/k8s-app.js';
+import { createTestNamespace, ensureImagesLoaded, k8sTestImages, kube, waitFor } from '../helpers/k8s.js';
+import { freePort } from '../helpers/ports.js';
 
 describe('Kubernetes: one shared agent, two filtered steals', { timeout: 900_000 }, () => {
   let ns: { name: string; remove(): Promise<void> };
   let app: AppFixture;
   let appPod = '';
   let tmp = '';
-  const groups: number[] = [];
+  const sessions: ExecSession[] = [];
 
   before(async () => {
     const images = await k8sTestImages();
@@ -45,32 +31,13 @@ describe('Kubernetes: one shared agent, two filtered steals', { timeout: 900_000
   });
 
   after(async () => {
-    for (const g of groups) {
-      try {
-        process.kill(-g, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
+    for (const s of sessions) await s.stop('SIGKILL').catch(() => undefined);
     await ns?.remove();
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   });
 
-  const curlApp = async (header?: string) => {
-    const args = ['curl', '-sS', '--max-time', '3', ...(header ? ['-H', header] : []), `http://app.${ns.name}.svc.cluster.local/`];
-    return (await execInPod(ns.name, app.clientPod, 'client', args)).stdout.trim();
-  };
-  const appNat = async () => {
-    const pod = await kube().core.readNamespacedPod({ name: appPod, namespace: ns.name });
-    const pid = await findContainerPid(pod.status!.containerStatuses![0]!.containerID!);
-    assert.ok(pid, 'the app container has a process on this host');
-    const out: string[] = [];
-    for (const save of ['iptables-nft-save', 'iptables-legacy-save']) {
-      const r = await run('nsenter', [`--net=/proc/${pid}/ns/net`, '--', save, '-t', 'nat']).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }));
-      out.push(r.stdout.replace(/\[\d+:\d+\]/g, '').replace(/^#.*\n/gm, ''));
-    }
-    return out.join('--\n');
-  };
+  const curlApp = (header?: string) => curlService(app, '/', header, 3);
+  const appNat = () => podNat(ns.name, appPod);
   const sharedJobs = async () =>
     (await kube().batch.listNamespacedJob({ namespace: ns.name, labelSelector: 'dev.mirrord/shared' })).items.filter((j) => !j.status?.completionTime);
 
@@ -88,38 +55,9 @@ describe('Kubernetes: one shared agent, two filtered steals', { timeout: 900_000
         feature: { network: { incoming: { mode: 'steal', port_mapping: [[port, 8080]], http_filter: { header_filter: `^x-session: ${who}$` } } } },
       }),
     );
-    const child = spawn(
-      process.execPath,
-      [
-        CLI,
-        'exec',
-        '-f',
-        cfg,
-        '-n',
-        ns.name,
-        '-t',
-        'deployment/app',
-        '--',
-        'python3',
-        '-m',
-        'http.server',
-        String(port),
-        '--bind',
-        '127.0.0.1',
-        '--directory',
-        dir,
-      ],
-      { stdio: ['ignore', 'ignore', 'pipe'], detached: true },
-    );
-    groups.push(child.pid!);
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exited = new Promise((r) => child.once('exit', r));
-    const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
-      child.kill(signal);
-      await exited;
-    };
-    return { stderr: () => stderr, stop };
+    const session = serveUnderMirrord(ns.name, 'deployment/app', cfg, port, dir);
+    sessions.push(session);
+    return session;
   };
 
   it('two sessions steal 8080 with x-session a and b through one agent; a ends, b goes on; the agent killed: the app answers again', async () => {

@@ -5,7 +5,6 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -14,18 +13,21 @@ import * as k8s from '@kubernetes/client-node';
 import { findContainerPid } from '../../agent/src/kube/find-pid.js';
 import { CLI, runCli } from '../helpers/cli.js';
 import { runContainer } from '../helpers/docker-fixtures.js';
-import { CONFIG_YAML, FROM_CONFIGMAP, FROM_SECRET, deployApp, type AppFixture } from '../helpers/k8s-app.js';
-import { createTestNamespace, ensureImagesLoaded, execInPod, k8sTestImages, kube, waitFor } from '../helpers/k8s.js';
+import {
+  CONFIG_YAML,
+  FROM_CONFIGMAP,
+  FROM_SECRET,
+  curlApp as curlService,
+  deployApp,
+  execUnderMirrord,
+  podNat,
+  serveUnderMirrord,
+  type AppFixture,
+} from '../helpers/k8s-app.js';
+import { createTestNamespace, ensureImagesLoaded, k8sTestImages, kube, waitFor } from '../helpers/k8s.js';
+import { freePort } from '../helpers/ports.js';
 
 const run = promisify(execFile);
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as net.AddressInfo;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 
 describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
@@ -64,23 +66,9 @@ describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
   const noAgentLeft = () => waitFor('no agent Job or pod left', async () => (await agentObjects()).length === 0, 90_000);
 
   /** The nat table of the app pod's network namespace, read from this host (the cluster runs here). */
-  const appNat = async () => {
-    const pod = await kube().core.readNamespacedPod({ name: appPod, namespace: ns.name });
-    const pid = await findContainerPid(pod.status!.containerStatuses![0]!.containerID!);
-    assert.ok(pid, 'the app container has a process on this host');
-    const out: string[] = [];
-    for (const save of ['iptables-nft-save', 'iptables-legacy-save']) {
-      const r = await run('nsenter', [`--net=/proc/${pid}/ns/net`, '--', save, '-t', 'nat']).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }));
-      out.push(r.stdout);
-    }
-    return out.join('\n');
-  };
-  const curlApp = (header?: string) => curlAppPath('/', header);
-  const curlAppPath = async (urlPath: string, header?: string) => {
-    const args = ['curl', '-sS', '--max-time', '5', ...(header ? ['-H', header] : []), `http://app.${ns.name}.svc.cluster.local${urlPath}`];
-    const r = await execInPod(ns.name, app.clientPod, 'client', args);
-    return r.stdout.trim();
-  };
+  const appNat = () => podNat(ns.name, appPod);
+  const curlApp = (header?: string) => curlService(app, '/', header);
+  const curlAppPath = (urlPath: string) => curlService(app, urlPath);
 
   /**
    * `python3 -m http.server` serving `body` locally under `mirrord exec` on deployment/app, on a free
@@ -90,47 +78,7 @@ describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
     const port = await freePort();
     const cfg = config(name, { feature: { network: { incoming: { ...incoming, port_mapping: [[port, 8080]] } } } });
     writeFileSync(path.join(tmp, 'index.html'), body);
-    // Its own process group, so that a program orphaned by a killed CLI is ended with it.
-    const child = spawn(
-      process.execPath,
-      [
-        CLI,
-        'exec',
-        '-f',
-        cfg,
-        '-n',
-        ns.name,
-        '-t',
-        'deployment/app',
-        '--',
-        'python3',
-        '-m',
-        'http.server',
-        String(port),
-        '--bind',
-        '127.0.0.1',
-        '--directory',
-        tmp,
-      ],
-      {
-        stdio: ['ignore', 'ignore', 'pipe'],
-        detached: true,
-      },
-    );
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    // 'exit', not 'close': after a SIGKILL the orphaned program still holds the stderr pipe.
-    const exited = new Promise((r) => child.once('exit', r));
-    const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
-      child.kill(signal);
-      await exited;
-      try {
-        process.kill(-child.pid!, 'SIGKILL');
-      } catch {
-        // Nothing left in the group.
-      }
-    };
-    return { child, stderr: () => stderr, stop };
+    return serveUnderMirrord(ns.name, 'deployment/app', cfg, port, tmp);
   };
 
   it("deployment/app: redis-cli reaches a Service name only the cluster resolves, from the pod's address", async () => {
@@ -231,40 +179,24 @@ describe('Kubernetes targets', { timeout: 1_200_000 }, () => {
   it('mirror (the default): the pod keeps answering and the local program gets a copy of each request', async () => {
     const port = await freePort();
     const cfg = config('mirror', { feature: { network: { incoming: { port_mapping: [[port, 8080]] } } } });
-    const child = spawn(
-      process.execPath,
-      [
-        CLI,
-        'exec',
-        '-f',
-        cfg,
-        '-n',
-        ns.name,
-        '-t',
-        'deployment/app',
-        '--',
-        'python3',
-        '-u',
-        '-c',
-        `import http.server\nclass H(http.server.BaseHTTPRequestHandler):\n  def do_GET(self):\n    print("copy of " + self.path, flush=True); self.send_response(200); self.end_headers()\n  def log_message(self, *a): pass\nhttp.server.HTTPServer(("127.0.0.1", ${port}), H).serve_forever()`,
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let stdout = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    const local = execUnderMirrord(ns.name, 'deployment/app', cfg, [
+      'python3',
+      '-u',
+      '-c',
+      `import http.server\nclass H(http.server.BaseHTTPRequestHandler):\n  def do_GET(self):\n    print("copy of " + self.path, flush=True); self.send_response(200); self.end_headers()\n  def log_message(self, *a): pass\nhttp.server.HTTPServer(("127.0.0.1", ${port}), H).serve_forever()`,
+    ]);
     try {
       await waitFor(
         'a mirrored request',
         async () => {
           assert.match(await curlAppPath('/mirrored-path'), /^hello from app-/);
-          return stdout.includes('copy of /mirrored-path');
+          return local.stdout().includes('copy of /mirrored-path');
         },
         60_000,
         500,
       );
     } finally {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('close', r));
+      await local.stop();
     }
     await noAgentLeft();
     assert.doesNotMatch(await appNat(), /MIRRORD_/);

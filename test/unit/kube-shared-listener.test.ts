@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { before, test } from 'node:test';
 import { AgentConnection } from '../../src/agent-link/connection.js';
 import { AP_LISTENER_BANNER } from '../../common/protocol/agent/index.js';
+import { freePort } from '../helpers/ports.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const bundle = path.join(repo, 'agent/dist/agent.mjs');
@@ -21,14 +22,6 @@ const bundle = path.join(repo, 'agent/dist/agent.mjs');
 before(() => {
   execFileSync(process.execPath, [path.join(repo, 'scripts/build-agent.mjs')], { stdio: 'inherit' });
 });
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as net.AddressInfo;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 /** A port-forwarded connection as the CLI sees it: the banner, then the join line, then AP. */
 async function join(port: number, session: string, token: string): Promise<AgentConnection> {
