@@ -1,21 +1,10 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { codespaceImage, DEVCONTAINER, REPO, run, SOCKET } from '../helpers/devcontainer.js';
-import {
-  createNetwork,
-  createVolume,
-  docker,
-  listContainers,
-  RUN_ID,
-  runContainer,
-  TEST_LABEL,
-  toolsImage,
-  type TestContainer,
-} from '../helpers/docker-fixtures.js';
+import { codespaceImage, DEVCONTAINER, REPO, run, SOCKET, buildFeature, removeDevContainers } from '../helpers/devcontainer.js';
+import { createNetwork, createVolume, docker, RUN_ID, runContainer, TEST_LABEL, toolsImage, type TestContainer } from '../helpers/docker-fixtures.js';
 
 /**
  * A Codespaces-like dev container with a Docker target: the non-root `codespace` user (uid 1000,
@@ -38,8 +27,7 @@ describe('a Codespaces-like dev container (codespace user, Docker target)', { ti
   const asUser = async (args: string[]) => (await run('docker', ['exec', '-u', 'codespace', devc, ...args], { timeout: 60_000 })).stdout;
 
   before(async () => {
-    execFileSync(process.execPath, ['scripts/build-sea.mjs', '--if-stale'], { cwd: repo, stdio: ['ignore', 'ignore', 'inherit'] });
-    execFileSync(process.execPath, ['scripts/build-feature.mjs'], { cwd: repo, stdio: ['ignore', 'ignore', 'inherit'] });
+    buildFeature();
     const base = await codespaceImage(await toolsImage());
     work = mkdtempSync(path.join(os.tmpdir(), 'mirrord-codespace-'));
     net = await createNetwork('e2e-cs');
@@ -73,17 +61,7 @@ describe('a Codespaces-like dev container (codespace user, Docker target)', { ti
   });
 
   after(async () => {
-    const d = docker();
-    for (const c of await listContainers(idLabel))
-      await d
-        .getContainer(c.Id)
-        .remove({ force: true })
-        .catch(() => undefined);
-    if (image.startsWith('vsc-'))
-      await d
-        .getImage(image)
-        .remove({ force: true })
-        .catch(() => undefined);
+    await removeDevContainers(idLabel, [image]);
     await Promise.all([target, cache].map((c) => c?.remove().catch(() => undefined)));
     await net?.remove().catch(() => undefined);
     await vol?.remove().catch(() => undefined);

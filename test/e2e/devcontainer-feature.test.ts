@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,6 +17,7 @@ import {
   toolsImage,
   type TestContainer,
 } from '../helpers/docker-fixtures.js';
+import { buildFeature, removeDevContainers } from '../helpers/devcontainer.js';
 
 /**
  * The devcontainer feature with the real `devcontainer` CLI (@devcontainers/cli, a pinned dev
@@ -78,8 +79,7 @@ describe('the devcontainer feature under devcontainer up', { timeout: 600_000 },
   const dockerExec = async (args: string[]) => (await run('docker', ['exec', devc, ...args], { timeout: 60_000 })).stdout;
 
   before(async () => {
-    execFileSync(process.execPath, ['scripts/build-sea.mjs', '--if-stale'], { cwd: repo, stdio: ['ignore', 'ignore', 'inherit'] });
-    execFileSync(process.execPath, ['scripts/build-feature.mjs'], { cwd: repo, stdio: ['ignore', 'ignore', 'inherit'] });
+    buildFeature();
     work = mkdtempSync(path.join(os.tmpdir(), 'mirrord-devc-'));
     net = await createNetwork('e2e-devc');
     neighbours.push(
@@ -123,20 +123,7 @@ describe('the devcontainer feature under devcontainer up', { timeout: 600_000 },
   });
 
   after(async () => {
-    const d = docker();
-    for (const c of await listContainers(`dev.mirrord.devcontainer-test`)) {
-      if (c.Labels['dev.mirrord.devcontainer-test']?.endsWith(RUN_ID))
-        await d
-          .getContainer(c.Id)
-          .remove({ force: true })
-          .catch(() => undefined);
-    }
-    for (const image of images)
-      if (image.startsWith('vsc-'))
-        await d
-          .getImage(image)
-          .remove({ force: true })
-          .catch(() => undefined);
+    await removeDevContainers('dev.mirrord.devcontainer-test', [...images], RUN_ID);
     await Promise.all([target, ...neighbours].map((c) => c?.remove().catch(() => undefined)));
     await net?.remove().catch(() => undefined);
     await vol?.remove().catch(() => undefined);

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { docker, toolsImage } from '../helpers/docker-fixtures.js';
+import { buildFeature, cachedImage } from '../helpers/devcontainer.js';
 
 /**
  * `devcontainer features test` (the real @devcontainers/cli) of the built feature on local images,
@@ -23,16 +23,7 @@ const run = promisify(execFile);
 /** The tools image with Codespaces' user: codespace, uid 1000, passwordless sudo. Built once, kept like the other test images. */
 async function imageWithUser(base: string): Promise<string> {
   const dockerfile = `FROM ${base}\nRUN apt-get update -qq && apt-get install -y -qq --no-install-recommends sudo >/dev/null && rm -rf /var/lib/apt/lists/* \\\n && useradd -m -u 1000 -s /bin/bash codespace && echo 'codespace ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/codespace\n`;
-  const tag = `mirrord-test-devc-user:${createHash('sha256').update(dockerfile).digest('hex').slice(0, 12)}`;
-  const exists = await docker()
-    .getImage(tag)
-    .inspect()
-    .then(
-      () => true,
-      () => false,
-    );
-  if (!exists) execFileSync('docker', ['build', '-q', '-t', tag, '-'], { input: dockerfile, stdio: ['pipe', 'ignore', 'inherit'], timeout: 300_000 });
-  return tag;
+  return cachedImage('mirrord-test-devc-user', dockerfile);
 }
 
 describe('devcontainer features test of the feature', { timeout: 600_000 }, () => {
@@ -40,8 +31,7 @@ describe('devcontainer features test of the feature', { timeout: 600_000 }, () =
   let before_: Set<string>;
 
   before(async () => {
-    execFileSync(process.execPath, ['scripts/build-sea.mjs', '--if-stale'], { cwd: repo, stdio: ['ignore', 'ignore', 'inherit'] });
-    execFileSync(process.execPath, ['scripts/build-feature.mjs'], { cwd: repo, stdio: ['ignore', 'ignore', 'inherit'] });
+    buildFeature();
     before_ = new Set((await docker().listImages()).flatMap((i) => i.RepoTags ?? []));
     project = mkdtempSync(path.join(os.tmpdir(), 'mirrord-features-test-'));
     cpSync(path.join(repo, 'dist/devcontainer-feature'), project, { recursive: true });

@@ -8,7 +8,7 @@ import { statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { docker } from './docker-fixtures.js';
+import { docker, listContainers } from './docker-fixtures.js';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const DEVCONTAINER = path.join(REPO, 'node_modules/.bin/devcontainer');
@@ -33,7 +33,12 @@ export async function codespaceImage(base: string): Promise<string> {
     `RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends sudo >/dev/null && rm -rf /var/lib/apt/lists/* \\\n` +
     ` && useradd -m -u 1000 -s /bin/bash codespace && echo 'codespace ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/codespace \\\n` +
     ` && (getent group ${gid} >/dev/null || groupadd -g ${gid} docker-host) && usermod -aG $(getent group ${gid} | cut -d: -f1) codespace\n`;
-  const tag = `mirrord-test-devc-codespace:${createHash('sha256').update(dockerfile).digest('hex').slice(0, 12)}`;
+  return cachedImage('mirrord-test-devc-codespace', dockerfile);
+}
+
+/** An image built from `dockerfile` (no context), tagged NAME:hash of the file so that it is built once. */
+export async function cachedImage(name: string, dockerfile: string): Promise<string> {
+  const tag = `${name}:${createHash('sha256').update(dockerfile).digest('hex').slice(0, 12)}`;
   const exists = await docker()
     .getImage(tag)
     .inspect()
@@ -43,4 +48,21 @@ export async function codespaceImage(base: string): Promise<string> {
     );
   if (!exists) execFileSync('docker', ['build', '-q', '-t', tag, '-'], { input: dockerfile, stdio: ['pipe', 'ignore', 'inherit'], timeout: 300_000 });
   return tag;
+}
+
+/** Removes the dev containers carrying `label` (and, when given, whose value ends with `suffix`) and the vsc- images devcontainer built. */
+export async function removeDevContainers(label: string, images: string[], suffix?: string): Promise<void> {
+  const d = docker();
+  for (const c of await listContainers(label))
+    if (suffix === undefined || c.Labels[label.split('=')[0]!]?.endsWith(suffix))
+      await d
+        .getContainer(c.Id)
+        .remove({ force: true })
+        .catch(() => undefined);
+  for (const image of images)
+    if (image.startsWith('vsc-'))
+      await d
+        .getImage(image)
+        .remove({ force: true })
+        .catch(() => undefined);
 }

@@ -11,8 +11,8 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } f
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { buildFeature, codespaceImage, DEVCONTAINER, FEATURE_DIR, REPO, run } from '../helpers/devcontainer.js';
-import { docker, listContainers } from '../helpers/docker-fixtures.js';
+import { buildFeature, codespaceImage, DEVCONTAINER, FEATURE_DIR, REPO, run, removeDevContainers } from '../helpers/devcontainer.js';
+import { docker } from '../helpers/docker-fixtures.js';
 import { CONFIG_YAML, FROM_CONFIGMAP, deployApp } from '../helpers/k8s-app.js';
 import { createTestNamespace, ensureImagesLoaded, k8sTestImages, kube, RUN_ID, TEST_LABEL, waitFor } from '../helpers/k8s.js';
 
@@ -63,17 +63,7 @@ describe('a Codespace on Kubernetes (kubeconfig secret, Deployment target)', { t
   });
 
   after(async () => {
-    const d = docker();
-    for (const c of await listContainers(idLabel))
-      await d
-        .getContainer(c.Id)
-        .remove({ force: true })
-        .catch(() => undefined);
-    if (devcImage.startsWith('vsc-'))
-      await d
-        .getImage(devcImage)
-        .remove({ force: true })
-        .catch(() => undefined);
+    await removeDevContainers(idLabel, [devcImage]);
     await ns?.remove();
     if (work) rmSync(work, { recursive: true, force: true });
   });
