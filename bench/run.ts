@@ -9,15 +9,20 @@
  * container, dockerd, sink container; bench/cpu.ts) for BENCH_CPU_MIB (direct, fast; the stream:
  * BENCH_MIB) minus the same for BENCH_SMALL_MIB, over the difference: the cost of the bytes alone,
  * without starting a session.
+ *
+ * Container mode (rows `container: ...`): the same client inside a container, direct on the bench
+ * network against `mirrord container -- docker run` of it on both paths; throughput and round trip.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createLogger } from '../common/log.js';
 import { agentImageRecipe } from '../src/images/recipes.js';
 import { ensureImage } from '../src/images/build.js';
 import { createProgress } from '../src/progress.js';
-import { RUN_ID, createNetwork, docker, removeTestResources, runContainer } from '../test/helpers/docker-fixtures.js';
+import { RUN_ID, createNetwork, docker, removeTestResources, runContainer, toolsImage } from '../test/helpers/docker-fixtures.js';
 import { containerCpu, dockerdCpu, waitedChildrenCpu, watchAgents } from './cpu.js';
 
 const cli = fileURLToPath(new URL('../bin/mirrord.js', import.meta.url));
@@ -115,6 +120,47 @@ async function main(): Promise<void> {
       for (const p of PATHS) v[p] = (await measure(p, ['rtt', ip, '7000', String(ECHOES)], key)).value;
       rows.push([
         `32-byte round trip ${key} ms (${ECHOES}x)`,
+        v,
+        `added: fast ${(v.fast - v.direct).toFixed(3)} ms, stream ${(v.stream - v.direct).toFixed(3)} ms`,
+      ]);
+    }
+
+    // Container mode: the same client in a container of the tools image. Direct = that container on
+    // the bench network talking to the sink; fast and stream = `mirrord container` of the same
+    // `docker run` (the user's container joins the sidecar, its connections leave from the target).
+    const tools = await toolsImage();
+    const benchDir = path.dirname(client);
+    const inContainer = ['--rm', '-v', `${benchDir}:/bench:ro`, tools, 'node', '/bench/tcp-client.mjs'];
+    // The client's own files are local; any other path would be read from the target.
+    const localBench = path.join(mkdtempSync(path.join(os.tmpdir(), 'mirrord-bench-')), 'mirrord.json');
+    writeFileSync(localBench, JSON.stringify({ feature: { fs: { local: ['^/bench(/|$)'] } } }));
+    const runInContainer = async (p: Path, args: string[]) => {
+      if (p === 'direct') return run('docker', ['run', '--network', network.name, ...inContainer, ...args], {}, sink.id);
+      const r = await run(
+        process.execPath,
+        [cli, 'container', '-f', localBench, '-t', `docker/${target.name}`, '--', 'docker', 'run', ...inContainer, ...args],
+        { MIRRORD_LOG: 'info', MIRRORD_AGENT_FD_PASSING: p === 'fast' ? 'auto' : 'off' },
+        sink.id,
+      );
+      const used = /data path: (fast|stream)/.exec(r.err)?.[1] ?? 'stream';
+      if (used !== p) throw new Error(`container mode: asked for the ${p} path, the session used ${used}: ${r.err.trim()}`);
+      return r;
+    };
+    const measureInContainer = async (p: Path, args: string[], key: string) => {
+      const xs: number[] = [];
+      for (let i = 0; i < ROUNDS; i++) xs.push((JSON.parse((await runInContainer(p, args)).out) as Record<string, number>)[key]!);
+      return median(xs);
+    };
+    for (const mode of ['upload', 'download'] as const) {
+      const speed = {} as Record<Path, number>;
+      for (const p of PATHS) speed[p] = await measureInContainer(p, [mode, ip, '7000', String(MIB)], 'mbps');
+      rows.push([`container: TCP ${mode} MiB/s (${MIB} MiB)`, speed, ratios(speed)]);
+    }
+    {
+      const v = {} as Record<Path, number>;
+      for (const p of PATHS) v[p] = await measureInContainer(p, ['rtt', ip, '7000', String(ECHOES)], 'p50');
+      rows.push([
+        `container: 32-byte round trip p50 ms (${ECHOES}x)`,
         v,
         `added: fast ${(v.fast - v.direct).toFixed(3)} ms, stream ${(v.stream - v.direct).toFixed(3)} ms`,
       ]);
