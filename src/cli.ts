@@ -226,8 +226,16 @@ Logs: MIRRORD_LOG=debug (CLI, intproxy, agent), MIRRORD_LAYER_LOG=debug (the lay
 
   program
     .command('status')
-    .description('the mirrord agents on the Docker engine and their sessions: who mirrors or steals which port, with which filter, since when')
-    .option('-t, --target <target>', 'only the agents of this target (docker/NAME_OR_ID)')
+    .description(
+      'the mirrord agents on the Docker engine and in a Kubernetes namespace, and their sessions: who mirrors or steals which port, with which filter, since when',
+    )
+    .option('-t, --target <target>', 'only the agents of this Docker target (docker/NAME_OR_ID)')
+    .option('-n, --namespace <ns>', "Kubernetes namespace of the agents (default: the config's target namespace, agent.namespace, then the context's)")
+    .option('--context <name>', 'kubeconfig context')
+    .option('--kubeconfig <file>', 'kubeconfig file')
+    .option('-f, --config-file <file>', 'config file')
+    .option('--no-docker', 'do not look at the Docker engine')
+    .option('--no-kube', 'do not look at Kubernetes')
     .addOption(new Option('--output <format>', 'output format').choices(['text', 'json']).default('text'))
     .action(async (flags: StatusFlags) => {
       setCode(await statusCommand(flags, log, (s) => process.stdout.write(s + '\n')));

@@ -5,7 +5,7 @@
 # The layer tier runs twice: as built, then against the ASan+UBSan build (layer-asan, make -C layer asan).
 # Every tier runs even when an earlier one fails; the last line is "N passed, N failed".
 # MIRRORD_TEST_SKIP_BUILD=1 skips `npm run build` (quick reruns when dist/ is current);
-# MIRRORD_TEST_TIER_TIMEOUT (seconds, default 1200) bounds each tier; a test file without its own
+# MIRRORD_TEST_TIER_TIMEOUT (seconds, default 2400) bounds each tier; a test file without its own
 # timeout gets 600 s (--test-timeout).
 # k8s tier: uses the cluster KUBECONFIG names when it answers (images then loaded with the command in
 # MIRRORD_K8S_LOAD_IMAGE, e.g. "kind load docker-image", else assumed present); otherwise starts
@@ -22,7 +22,7 @@ for t in "${tiers[@]}"; do
   case " ${ALL_TIERS[*]} " in *" $t "*) ;; *) echo "run-all: unknown tier '$t' (expected: ${ALL_TIERS[*]})" >&2; exit 64 ;; esac
 done
 
-TIER_TIMEOUT="${MIRRORD_TEST_TIER_TIMEOUT:-1200}"
+TIER_TIMEOUT="${MIRRORD_TEST_TIER_TIMEOUT:-2400}"
 
 # run-PID-EPOCH: test/helpers/cleanup.ts --stale keeps the resources of runs whose PID is alive.
 export MIRRORD_TEST_RUN_ID="run-$$-$(date +%s)"

@@ -1,11 +1,10 @@
-import { existsSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
+import { kubeConfigured } from '../config/kubeconfig.js';
 import { loadConfig } from '../config/load.js';
 import { ExitCode, MirrordError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { checkEngine, createDocker } from '../platforms/docker/client.js';
-import { agentStatuses, sessionLines } from './status.js';
+import { agentStatuses, sessionLines, type AgentStatus } from './status.js';
 
 export interface LsFlags {
   namespace?: string;
@@ -17,14 +16,6 @@ export interface LsFlags {
   kube?: boolean; // --no-kube
   /** --sessions: the sessions of each Docker target's agents under it (the default on a terminal). */
   sessions?: boolean;
-}
-
-/** A kubeconfig exists where kubectl would look: otherwise the cluster part is skipped, not an error. */
-function kubeConfigured(file?: string): boolean {
-  if (file) return true;
-  const env = process.env.KUBECONFIG;
-  if (env) return env.split(path.delimiter).some((f) => f && existsSync(f));
-  return existsSync(path.join(os.homedir(), '.kube', 'config'));
 }
 
 /**
@@ -39,6 +30,11 @@ export async function lsCommand(flags: LsFlags, log: Logger, out: (s: string) =>
   const targets: string[] = [];
   const showSessions = flags.output !== 'json' && (flags.sessions ?? process.stdout.isTTY === true);
   const sessionsOf = new Map<string, string[]>();
+  const addSessions = (target: string, a: AgentStatus) => {
+    const lines = sessionsOf.get(target) ?? [];
+    lines.push(`${a.shared ? 'shared agent' : 'agent'} ${a.agent}:`, ...sessionLines(a).map((l) => `  ${l}`));
+    sessionsOf.set(target, lines);
+  };
   const kubeconfig = flags.kubeconfig ? path.resolve(flags.kubeconfig) : config.kubeconfig;
   let tried = 0;
   if (flags.kube !== false && kubeConfigured(kubeconfig)) {
@@ -49,7 +45,16 @@ export async function lsCommand(flags: LsFlags, log: Logger, out: (s: string) =>
     const kube = connectKube({ kubeconfig, context: flags.context ?? config.kube_context });
     const t = config.target;
     const namespace = flags.namespace ?? (typeof t === 'object' ? t.namespace : undefined) ?? kube.defaultNamespace;
-    targets.push(...(await listKubeTargets(kube, namespace)));
+    const kubeTargets = await listKubeTargets(kube, namespace);
+    targets.push(...kubeTargets);
+    if (showSessions) {
+      const { kubeAgentStatuses } = await import('./status-kube.js');
+      for (const a of await kubeAgentStatuses(kube, namespace, log).catch((err: Error) => (log.debug(`ls: agent pods skipped: ${err.message}`), []))) {
+        // The agent names pod/P/container/C; ls names a pod of one container pod/P.
+        const under = kubeTargets.includes(a.target) ? a.target : a.target.replace(/\/container\/[^/]+$/, '');
+        addSessions(under, a);
+      }
+    }
   }
   if (flags.docker !== false) {
     const docker = createDocker();
@@ -64,11 +69,7 @@ export async function lsCommand(flags: LsFlags, log: Logger, out: (s: string) =>
         if (name) targets.push(`docker/${name}`);
       }
       if (showSessions) {
-        for (const a of await agentStatuses(docker, log)) {
-          const lines = sessionsOf.get(a.target) ?? [];
-          lines.push(`${a.shared ? 'shared agent' : 'agent'} ${a.agent}:`, ...sessionLines(a).map((l) => `  ${l}`));
-          sessionsOf.set(a.target, lines);
-        }
+        for (const a of await agentStatuses(docker, log)) addSessions(a.target, a);
       }
     } catch (err) {
       log.debug(`ls: Docker engine skipped: ${(err as Error).message}`);

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import path from 'node:path';
 import { AgentConnection } from '../agent-link/connection.js';
 import { ExitCode, MirrordError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
@@ -8,13 +9,21 @@ import { LABEL_SESSION, LABEL_TARGET } from '../platforms/docker/labels.js';
 import { LABEL_SHARED, listAgents, visitSharedAgent } from '../platforms/docker/shared-agent.js';
 import { findContainer } from '../platforms/docker/target.js';
 import { parseTarget } from '../target.js';
+import { loadConfig } from '../config/load.js';
+import { kubeConfigured } from '../config/kubeconfig.js';
 
 export interface StatusFlags {
   target?: string;
   output?: string;
+  namespace?: string;
+  context?: string;
+  kubeconfig?: string;
+  configFile?: string;
+  docker?: boolean; // --no-docker
+  kube?: boolean; // --no-kube
 }
 
-/** One agent on the engine and the sessions it serves. */
+/** One agent and the sessions it serves. */
 export interface AgentStatus {
   target: string;
   agent: string;
@@ -23,26 +32,57 @@ export interface AgentStatus {
 }
 
 /**
- * `mirrord status`: the agents running on the Docker engine (of one target with -t) and their
- * sessions, so a developer sees who steals what. A shared agent is asked over the same relay a
- * session joins with (`agent.sessions`: ids, clients, ports, modes, filters, since when; never
- * anyone's traffic); an agent of one session is shown from its labels.
+ * `mirrord status`: the agents running on the Docker engine (of one target with -t) and the agent
+ * pods of a Kubernetes namespace, with their sessions, so a developer sees who steals what. A shared
+ * agent is asked over the same relay a session joins with (`agent.sessions`: ids, clients with their
+ * session keys, ports, modes, filters, since when; never anyone's traffic); an agent of one session
+ * is shown from its labels.
  */
 export async function statusCommand(flags: StatusFlags, log: Logger, out: (s: string) => void): Promise<number> {
-  let targetId: string | undefined;
-  const docker = createDocker();
-  await checkEngine(docker);
-  if (flags.target) {
-    const spec = parseTarget(flags.target);
-    if (spec.kind !== 'docker') throw new MirrordError(`mirrord status shows Docker targets only, got ${flags.target}`, ExitCode.Usage, 'Use -t docker/NAME');
-    targetId = (await findContainer(docker, spec.container)).id;
+  const result: AgentStatus[] = [];
+  let tried = 0;
+  const spec = flags.target ? parseTarget(flags.target) : undefined;
+  if (spec && spec.kind !== 'docker')
+    throw new MirrordError(
+      `mirrord status -t takes Docker targets only, got ${flags.target}`,
+      ExitCode.Usage,
+      'Use -t docker/NAME, or -n NAMESPACE for Kubernetes agents',
+    );
+  if (flags.docker !== false) {
+    const docker = createDocker();
+    try {
+      await checkEngine(docker, spec ? undefined : 2000);
+      tried++;
+      const targetId = spec?.kind === 'docker' ? (await findContainer(docker, spec.container)).id : undefined;
+      result.push(...(await agentStatuses(docker, log, targetId)));
+    } catch (err) {
+      // -t names a Docker target: the engine must answer. Otherwise Kubernetes may still.
+      if (spec) throw err;
+      log.debug(`status: Docker engine skipped: ${(err as Error).message}`);
+    }
   }
-  const result = await agentStatuses(docker, log, targetId);
+  if (!spec && flags.kube !== false) {
+    const { config } = await loadConfig({ file: flags.configFile });
+    const kubeconfig = flags.kubeconfig ? path.resolve(flags.kubeconfig) : config.kubeconfig;
+    if (kubeConfigured(kubeconfig)) {
+      tried++;
+      // Loaded only when used: the Kubernetes client takes ~0.3 s to import.
+      const { connectKube } = await import('../platforms/kubernetes/client.js');
+      const { kubeAgentStatuses } = await import('./status-kube.js');
+      const kube = connectKube({ kubeconfig, context: flags.context ?? config.kube_context, acceptInvalidCertificates: config.accept_invalid_certificates });
+      const t = config.target;
+      const namespace = flags.namespace ?? (typeof t === 'object' ? t.namespace : undefined) ?? config.agent.namespace ?? kube.defaultNamespace;
+      result.push(...(await kubeAgentStatuses(kube, namespace, log)));
+    }
+  }
+  if (tried === 0) {
+    throw new MirrordError('nothing to show: no kubeconfig found and no Docker engine answers', ExitCode.Platform, 'Set KUBECONFIG, or start Docker');
+  }
   if (flags.output === 'json') {
     out(JSON.stringify(result));
     return 0;
   }
-  if (result.length === 0) out('no mirrord agent runs on this Docker engine');
+  if (result.length === 0) out('no mirrord agent runs on this Docker engine or in this namespace');
   for (const r of result) {
     out(`${r.target}: ${r.shared ? 'shared agent' : 'agent'} ${r.agent}, ${r.sessions.length} session(s)`);
     for (const line of sessionLines(r)) out(`  ${line}`);

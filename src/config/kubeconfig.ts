@@ -65,3 +65,11 @@ function expandOne(entry: string, env: NodeJS.ProcessEnv): string {
     return v;
   });
 }
+
+/** A kubeconfig exists where kubectl would look: otherwise the cluster part is skipped, not an error. */
+export function kubeConfigured(file?: string): boolean {
+  if (file) return true;
+  const env = process.env.KUBECONFIG;
+  if (env) return env.split(path.delimiter).some((f) => f && existsSync(f));
+  return existsSync(path.join(os.homedir(), '.kube', 'config'));
+}

@@ -33,7 +33,7 @@ export function inProcess(
         agent = await AgentConnection.connect(ctx.agent.link, {
           token: ctx.token,
           // Who the session is, for `mirrord status` on a shared agent.
-          client: `${AP_CLIENT} ${userHost()} pid ${process.pid}`,
+          client: `${AP_CLIENT} ${userHost()} pid ${process.pid}${ctx.key ? ` key ${ctx.key}` : ''}`,
           handshakeTimeoutMs: ctx.agentConfig.startup_timeout * 1000,
           log: ctx.log.child('link'),
         });

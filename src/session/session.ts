@@ -27,6 +27,8 @@ export interface SessionOptions<H> {
   labels?: Record<string, string>;
   /** Config skip_processes: programs the layer leaves alone. */
   skipProcesses?: string[];
+  /** The session key (config `key`): shown to others by `mirrord status` on a shared agent. */
+  key?: string;
   /** Where the intproxy runs (src/session/in-process.ts, src/session/sidecar.ts). */
   intproxy: IntproxyHost<H>;
   log: Logger;
@@ -43,6 +45,8 @@ export interface HostContext {
   agent: AgentHandle;
   features: ResolvedFeatures;
   agentConfig: MirrordConfig['agent'];
+  /** The session key, if any (SessionOptions.key). */
+  key?: string;
   log: Logger;
   progress: Progress;
   /** Starts what removes the agent's rules if the agent dies (the platform's guard), once; a no-op without one. */
@@ -180,6 +184,7 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
     agent,
     features: opts.features,
     agentConfig: opts.agent,
+    key: opts.key,
     log,
     progress,
     fdPass,

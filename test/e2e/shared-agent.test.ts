@@ -41,6 +41,7 @@ function config(name: string, incoming: Record<string, unknown>, local: [number,
   writeFileSync(
     file,
     JSON.stringify({
+      key: `dev-${name}`,
       agent: { shared: true, ttl: 2 },
       feature: {
         network: {
@@ -116,6 +117,7 @@ describe('one agent, many sessions (agent.shared)', { timeout: 300_000 }, () => 
         agents[0]!.sessions.every((x) => x.client.includes(`pid `)),
         'each session names its CLI',
       );
+      assert.deepEqual(agents[0]!.sessions.map((x) => /\bkey (\S+)$/.exec(x.client)?.[1]).sort(), ['dev-a', 'dev-b'], 'and its session key');
       const text = await runCli(['status'], { timeoutMs: 30_000 });
       assert.match(text.stdout, new RegExp(`docker/${target.name}: shared agent \\w+, 2 session\\(s\\)`), text.stdout);
       // mirrord ls: the same sessions under their target; piped without --sessions, targets only.
@@ -126,7 +128,7 @@ describe('one agent, many sessions (agent.shared)', { timeout: 300_000 }, () => 
       for (const who of ['a', 'b'])
         assert.match(
           under,
-          new RegExp(`\\n {4}session \\w+ mirrord/\\S+ .*pid \\d+ since \\S+: steal ${PORT} \\(header \\^x-session: ${who}\\$\\)`),
+          new RegExp(`\\n {4}session \\w+ mirrord/\\S+ .*pid \\d+ key dev-${who} since \\S+: steal ${PORT} \\(header \\^x-session: ${who}\\$\\)`),
           ls.stdout,
         );
       const plain = await runCli(['ls', '--no-kube'], { timeoutMs: 30_000 });

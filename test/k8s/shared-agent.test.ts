@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { curlApp as curlService, deployApp, podNat, serveUnderMirrord, type AppFixture, type ExecSession } from '../helpers/k8s-app.js';
+import { runCli } from '../helpers/cli.js';
 import { createTestNamespace, ensureImagesLoaded, k8sTestImages, kube, waitFor } from '../helpers/k8s.js';
 import { freePort } from '../helpers/ports.js';
 
@@ -51,6 +52,7 @@ describe('Kubernetes: one shared agent, two filtered steals', { timeout: 900_000
     writeFileSync(
       cfg,
       JSON.stringify({
+        key: `dev-${who}`,
         agent: { shared: true, ttl: 2 },
         feature: { network: { incoming: { mode: 'steal', port_mapping: [[port, 8080]], http_filter: { header_filter: `^x-session: ${who}$` } } } },
       }),
@@ -68,6 +70,22 @@ describe('Kubernetes: one shared agent, two filtered steals', { timeout: 900_000
       await waitFor('both sessions to steal', async () => (await curlApp('x-session: a')) === 'a' && (await curlApp('x-session: b')) === 'b', 120_000, 500);
       assert.match(await curlApp(), /^hello from app-/, 'requests without the header reach the app');
       assert.equal((await sharedJobs()).length, 1, 'one shared agent Job for both sessions');
+
+      // mirrord status on Kubernetes: the shared agent pod, both sessions with their keys and filters.
+      const st = await runCli(['status', '-n', ns.name, '--no-docker', '--output', 'json'], { timeoutMs: 60_000 });
+      assert.equal(st.code, 0, st.stderr);
+      const agents = JSON.parse(st.stdout) as Array<{
+        target: string;
+        shared: boolean;
+        sessions: Array<{ client: string; subscriptions: Array<{ mode: string; filter?: string }> }>;
+      }>;
+      assert.equal(agents.length, 1, st.stdout);
+      assert.ok(agents[0]!.shared && agents[0]!.target.startsWith(`pod/${appPod}`), st.stdout);
+      const seen = agents[0]!.sessions.map((x) => `${/\bkey (\S+)$/.exec(x.client)?.[1]} ${x.subscriptions.map((p) => `${p.mode} ${p.filter}`).join()}`).sort();
+      assert.deepEqual(seen, ['dev-a steal header ^x-session: a$', 'dev-b steal header ^x-session: b$'], st.stdout);
+      const ls = await runCli(['ls', '-n', ns.name, '--no-docker', '--sessions'], { timeoutMs: 60_000 });
+      assert.equal(ls.code, 0, ls.stderr);
+      assert.match(ls.stdout, new RegExp(`pod/${appPod}\\n {2}shared agent pod/\\S+ \\(namespace ${ns.name}\\):\\n {4}session \\w+ .*key dev-a`), ls.stdout);
 
       await a.stop();
       await waitFor("a's requests to reach the app", async () => /^hello from app-/.test(await curlApp('x-session: a')), 10_000, 200);

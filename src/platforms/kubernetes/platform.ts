@@ -29,6 +29,8 @@ import { connectAgent } from './port-forward.js';
 import { resolveKubeTarget, type KubeTarget } from './resolve.js';
 import { contextShapeOf } from '../../images/local-cluster.js';
 
+/** The port a Job-mode agent's listener takes on its own pod's loopback (`mirrord status` dials it too). */
+export const JOB_AGENT_PORT = 47000;
 export interface KubeAgentConfig extends Omit<KubeAgentSettings, 'image'> {
   image?: string;
   namespace?: string;
@@ -126,7 +128,7 @@ export class KubernetesPlatform implements TargetPlatform {
     const settings: KubeAgentSettings = { ...this.agent, image: opts.image ?? this.agent.image ?? recipeTag(agentImageRecipe()) };
     // Job mode: the agent pod's own loopback, any fixed port does. Ephemeral: the target pod's
     // loopback, so a random high port to stay clear of the app's.
-    const port = ephemeral ? randomInt(40000, 60000) : 47000;
+    const port = ephemeral ? randomInt(40000, 60000) : JOB_AGENT_PORT;
     // A CLI killed while the agent starts never connects: the listener then leaves on its own.
     const firstClientSeconds = Math.ceil(opts.startupTimeoutMs / 1000) + 10;
     const key = shared
