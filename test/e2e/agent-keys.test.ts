@@ -253,4 +253,10 @@ setTimeout(() => ask('later'), 4000);
     assert.match(r.out(), /cannot redirect port 8080 .*agent\.disabled_capabilities drops NET_ADMIN, which this needs/, r.out());
     assert.equal(await curl(url('/after')), 'from-target /after');
   });
+
+  it("agent.disabled_capabilities: without SYS_PTRACE the target's environment cannot be read: one line, exit 75", async () => {
+    const r = startMirrord(['-f', config('noptrace', { disabled_capabilities: ['sys_ptrace'] })], ['sh', '-c', 'echo ran']);
+    assert.equal(await r.done, 75, r.out());
+    assert.equal(r.out().trim(), "mirrord: cannot read the target's environment: agent.disabled_capabilities drops SYS_PTRACE, which this needs");
+  });
 });
