@@ -8,6 +8,7 @@ import { Resolver } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { ApDnsAddress, ApMethods } from '../../common/protocol/agent/index.js';
 import type { Logger } from '../../common/log.js';
+import { metrics } from './metrics.js';
 
 type LookupParams = ApMethods['dns.lookup']['params'];
 type LookupResult = ApMethods['dns.lookup']['result'];
@@ -32,6 +33,10 @@ export interface DnsOptions {
   /** Port to reach the nameservers on; only tests change it. */
   port?: number;
   log?: Logger;
+  /** agent.dns.timeout: each query's timeout, instead of resolv.conf's `options timeout`. */
+  timeoutMs?: number;
+  /** agent.dns.attempts: tries of each query, instead of resolv.conf's `options attempts`. */
+  attempts?: number;
 }
 
 const codeError = (code: string, message: string) => Object.assign(new Error(message), { code });
@@ -122,6 +127,17 @@ export class DnsService {
   constructor(private readonly opts: DnsOptions) {}
 
   async lookup(p: LookupParams): Promise<LookupResult> {
+    try {
+      const r = await this.resolve(p);
+      metrics.dnsQueries.inc({ result: 'ok' });
+      return r;
+    } catch (err) {
+      metrics.dnsQueries.inc({ result: String((err as { code?: unknown }).code ?? 'error') });
+      throw err;
+    }
+  }
+
+  private async resolve(p: LookupParams): Promise<LookupResult> {
     const families: (4 | 6)[] = p.family === 0 ? [4, 6] : [p.family];
     const bare = p.name.replace(/\.$/, '');
     if (bare === '') throw codeError('ENOTFOUND', `${p.name}: no such name`);
@@ -143,7 +159,9 @@ export class DnsService {
     }
 
     const conf = parseResolvConf(await this.readEtc('resolv.conf'));
-    const resolver = new Resolver({ timeout: conf.timeoutMs, tries: conf.attempts });
+    const timeout = this.opts.timeoutMs ?? conf.timeoutMs;
+    const tries = this.opts.attempts ?? conf.attempts;
+    const resolver = new Resolver({ timeout, tries });
     resolver.setServers(conf.nameservers.map((ns) => this.serverAddress(ns)));
     this.active.add(resolver);
     try {

@@ -3,6 +3,7 @@
  * (/proc/PID/environ). Changes the process made later with setenv() are not visible anywhere.
  */
 import { readProcFile } from './proc.js';
+import { disabledHint } from './settings.js';
 
 export function parseEnviron(raw: Buffer): Record<string, string> {
   const env: Record<string, string> = {};
@@ -18,5 +19,11 @@ export function parseEnviron(raw: Buffer): Record<string, string> {
 
 /** Fails with the errno code of the read (EACCES when we lack ptrace rights over the target, ENOENT when it is gone). */
 export async function readTargetEnv(pid: number, procRoot = '/proc'): Promise<Record<string, string>> {
-  return parseEnviron(await readProcFile(`${procRoot}/${pid}/environ`));
+  try {
+    return parseEnviron(await readProcFile(`${procRoot}/${pid}/environ`));
+  } catch (err) {
+    const hint = (err as NodeJS.ErrnoException).code === 'EACCES' ? disabledHint('SYS_PTRACE') : undefined;
+    if (hint) throw Object.assign(new Error(`cannot read the target's environment: ${hint}`), { code: 'EACCES' });
+    throw err;
+  }
 }

@@ -12,9 +12,17 @@ import { runGuard } from './guard.js';
 import { runHeal } from './heal.js';
 import { runListener } from './kube/listener.js';
 import { serveAgent } from './server.js';
+import { serveMetrics } from './metrics.js';
+import { jsonLogLine, readSettings, SettingsError } from './settings.js';
 import { runJoin, runShared } from './shared.js';
 
-const log = createLogger('mirrord-agent', parseLevel(process.env.MIRRORD_AGENT_LOG));
+/** agent.json_log: one JSON object a line; else the plain `[namespace] level: message`. */
+const jsonLog = process.env.MIRRORD_AGENT_JSON_LOG === '1';
+const log = createLogger(
+  'mirrord-agent',
+  parseLevel(process.env.MIRRORD_AGENT_LOG),
+  jsonLog ? (line) => process.stderr.write(jsonLogLine(line) + '\n') : undefined,
+);
 
 function exit(code: number): never {
   process.exit(code);
@@ -32,6 +40,17 @@ function openStdout(): Writable {
 }
 
 async function main(): Promise<void> {
+  let settings;
+  try {
+    settings = readSettings();
+  } catch (err) {
+    if (!(err instanceof SettingsError)) throw err;
+    log.error(err.message);
+    exit(2);
+  }
+  const mode = process.env.MIRRORD_AGENT_MODE ?? '';
+  // The processes that serve sessions serve the metrics too (not the guard, healer, join relay or listener).
+  if (settings.metrics && ['', 'serve', 'shared'].includes(mode)) await serveMetrics(settings.metrics, log.child('metrics'));
   if (process.env.MIRRORD_AGENT_MODE === 'guard') {
     await runGuard({ pid: Number(process.env.MIRRORD_GUARD_PID), session: process.env.MIRRORD_AGENT_SESSION ?? '', log: log.child('guard') });
     exit(0);

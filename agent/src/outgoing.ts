@@ -9,6 +9,7 @@ import { ApKind, decodeClose, decodeCredit, type ApFrame, type ApMethods } from 
 import { ApStream, type FrameSink } from '../../common/link/stream.js';
 import { AgentLinkError } from '../../common/link/errors.js';
 import type { Logger } from '../../common/log.js';
+import { countConnection } from './metrics.js';
 
 type ConnectParams = ApMethods['outgoing.connect']['params'];
 type ConnectResult = ApMethods['outgoing.connect']['result'];
@@ -82,6 +83,7 @@ export class OutgoingStreams {
       throw codeError('ECONNABORTED', `connect ${p.host}:${p.port} aborted`);
     }
     socket.setNoDelay(true);
+    countConnection('outgoing', socket);
 
     const stream = new ApStream(p.stream, this.send, () => undefined);
     entry.stream = stream;

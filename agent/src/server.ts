@@ -33,6 +33,8 @@ import type { Iptables } from './incoming/iptables.js';
 import { IncomingService } from './incoming/service.js';
 import type { PortTable } from './incoming/ports.js';
 import { OutgoingStreams } from './outgoing.js';
+import { metrics } from './metrics.js';
+import { settings } from './settings.js';
 
 export interface ServeAgentOptions {
   token: string;
@@ -82,9 +84,18 @@ export function serveAgent(link: Duplex, opts: ServeAgentOptions): Promise<void>
   let state: 'hello' | 'open' | 'closed' = 'hello';
 
   let framed: FramedLink | undefined;
-  const send = (frame: Buffer, payload?: Buffer): boolean => framed?.send(frame, payload) ?? false;
+  const send = (frame: Buffer, payload?: Buffer): boolean => {
+    if (payload) metrics.bytes.inc({ direction: 'to_client' }, payload.length);
+    return framed?.send(frame, payload) ?? false;
+  };
   const outgoing = new OutgoingStreams(send, log?.child('outgoing'), opts.connectTimeoutMs);
-  const dns = new DnsService({ root, port: opts.dnsPort, log: log?.child('dns') });
+  const conf = settings();
+  const dns = new DnsService({ root, port: opts.dnsPort, log: log?.child('dns'), timeoutMs: conf.dnsTimeoutMs, attempts: conf.dnsAttempts });
+  // agent.communication_timeout: the client is dropped after that much silence; the agent pings
+  // often enough that a live client's PONGs always come first.
+  const deadAfterMs = opts.deadAfterMs ?? conf.communicationTimeoutMs;
+  const heartbeatMs = opts.heartbeatMs ?? (deadAfterMs !== undefined ? Math.min(5_000, Math.max(100, Math.floor(deadAfterMs / 3))) : undefined);
+  let counted = false;
   const files = new FileService(root, procRoot, opts.targetPid, log?.child('files'));
   const incoming = new IncomingService({
     send,
@@ -156,6 +167,8 @@ export function serveAgent(link: Duplex, opts: ServeAgentOptions): Promise<void>
       if (hello.version !== AP_VERSION) return refuse(`protocol version ${hello.version} is not supported (this agent speaks ${AP_VERSION})`);
       if (!sameToken(hello.token, opts.token)) return refuse('wrong session token');
       state = 'open';
+      counted = true;
+      metrics.sessions.inc();
       log?.info(`client ${hello.client || '(unnamed)'} connected`);
       incoming.client = hello.client;
       send(encodeHelloOk({ version: AP_VERSION, agent: PRODUCT_VERSION, targetPid: opts.targetPid, agentPid: process.pid }));
@@ -184,19 +197,21 @@ export function serveAgent(link: Duplex, opts: ServeAgentOptions): Promise<void>
 
   const onData = (channel: number, pieces: Buffer[], length: number): void => {
     if (state === 'hello') return refuse('expected HELLO, got DATA');
+    metrics.bytes.inc({ direction: 'from_client' }, length);
     if (channel % 2 === 0) incoming.onData(channel, pieces, length);
     else outgoing.onData(channel, pieces, length);
   };
 
   return new Promise<void>((resolve) => {
     framed = new FramedLink(link, {
-      heartbeatMs: opts.heartbeatMs,
-      deadAfterMs: opts.deadAfterMs,
+      heartbeatMs,
+      deadAfterMs,
       log,
       onFrame,
       onData,
       onClose: (err) => {
         state = 'closed';
+        if (counted) metrics.sessions.dec();
         log?.info(`link ended: ${err?.message ?? 'closed by the agent'}`);
         dns.cancelAll();
         void files.closeAll();

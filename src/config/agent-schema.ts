@@ -38,6 +38,26 @@ const pullPolicy = z.string().transform((v, ctx) => {
 const pullSecrets = z.array(z.union([z.string(), z.strictObject({ name: z.string() })])).transform((l) => l.map((s) => (typeof s === 'string' ? s : s.name)));
 
 const seconds = z.number().int().min(0);
+const listenAddress = /^(?:\[[0-9A-Fa-f:.]+\]|[^:\s]*):\d{1,5}$/;
+
+/** Linux capabilities (capabilities(7)) by their names without CAP_. */
+const CAPABILITIES = new Set(
+  (
+    'CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP LINUX_IMMUTABLE NET_BIND_SERVICE NET_BROADCAST ' +
+    'NET_ADMIN NET_RAW IPC_LOCK IPC_OWNER SYS_MODULE SYS_RAWIO SYS_CHROOT SYS_PTRACE SYS_PACCT SYS_ADMIN SYS_BOOT SYS_NICE ' +
+    'SYS_RESOURCE SYS_TIME SYS_TTY_CONFIG MKNOD LEASE AUDIT_WRITE AUDIT_CONTROL SETFCAP MAC_OVERRIDE MAC_ADMIN SYSLOG ' +
+    'WAKE_ALARM BLOCK_SUSPEND AUDIT_READ PERFMON BPF CHECKPOINT_RESTORE'
+  ).split(' '),
+);
+
+function capability(c: string, ctx: z.RefinementCtx): string {
+  const name = c.trim().toUpperCase().replace(/^CAP_/, '');
+  if (!CAPABILITIES.has(name)) {
+    ctx.addIssue({ code: 'custom', message: `${JSON.stringify(c)} is not a Linux capability (capabilities(7)), such as NET_ADMIN` });
+    return z.NEVER;
+  }
+  return name;
+}
 const count = z.number().int().min(0);
 
 export const agentSchema = z
@@ -111,45 +131,60 @@ export const agentSchema = z
       )
       .meta(differs("job mode only: an ephemeral agent runs under its target pod's profiles")),
     disabled_capabilities: z
-      .array(z.string())
+      .array(z.string().transform((c, ctx) => capability(c, ctx)))
       .optional()
       .describe(
-        'Kubernetes: capabilities the agent is not given (it asks for NET_ADMIN, NET_RAW, SYS_PTRACE, DAC_READ_SEARCH and, in job mode, SYS_ADMIN; CAP_ prefix and case ignored). What needs one then fails in the agent.',
+        "Capabilities the agent is not given (CAP_ prefix and case ignored). It asks for NET_ADMIN and NET_RAW (iptables: steal), SYS_PTRACE (the target's files and environment), DAC_READ_SEARCH (files of other users), DAC_OVERRIDE when the session may write files and, on Kubernetes in job mode, SYS_ADMIN. What needs a dropped one fails with a message naming it.",
       )
-      .meta(differs('Kubernetes only; ignored with agent.privileged')),
+      .meta(differs('ignored with agent.privileged; a name that is no capability is refused when the file is read')),
     json_log: z
       .boolean()
       .optional()
-      .describe("The agent's logs as JSON lines.")
-      .meta(noEffect("the agent's log lines are relayed to the CLI's own log, in its format")),
-    communication_timeout: seconds
+      .describe(
+        "The agent's log as JSON lines ({timestamp, level, target, fields: {message}}, as mirrord's agent): kubectl logs of the agent pod show them; the CLI prints them in its own format (MIRRORD_LOG=debug).",
+      )
+      .meta(differs("Docker: the agent's stdout carries the link, so its container has no log driver; its stderr (the JSON lines) reaches the CLI only")),
+    communication_timeout: z
+      .number()
+      .int()
+      .min(1)
       .optional()
-      .describe("Seconds without any message after which mirrord's agent gives up its client.")
-      .meta(noEffect('the link has its own heartbeat: 5 s pings, declared dead after 15 s of silence (docs/protocol.md)')),
+      .describe(
+        'Seconds without any frame from the client after which the agent gives its client up and ends the session (default 15, the link heartbeat of docs/protocol.md). The agent pings often enough that a live client always answers in time.',
+      )
+      .meta(differs("unset, the link's own 15 s apply (mirrord's default is 30 s)")),
     flush_connections: z
       .boolean()
       .optional()
-      .describe('Flush connections already established when stealing starts.')
-      .meta(noEffect('stealing redirects new connections; established ones finish with the remote application')),
-    metrics: z.string().optional().describe('Address of a Prometheus metrics endpoint in the agent.').meta(noEffect('our agent exports no metrics')),
+      .describe(
+        'When stealing a port starts, the connections already established to it are flushed from conntrack (default true, as mirrord): their next packet meets the steal rule and is reset, and the client reconnects into the steal.',
+      ),
+    metrics: z
+      .string()
+      .optional()
+      .refine((v) => v === undefined || listenAddress.test(v), { message: 'expected an address such as 0.0.0.0:9000 or [::]:9000' })
+      .describe(
+        "Address (host:port) where the agent serves Prometheus metrics at /metrics, in the target's network namespace: sessions, connections and bytes carried, port subscriptions by mode, DNS queries, and the process's own.",
+      ),
     check_out_of_pods: z
       .boolean()
       .optional()
-      .describe("Check that the target's node has room for the agent pod.")
-      .meta(noEffect('a pod that cannot be scheduled is reported from its events while the agent starts')),
+      .describe(
+        "Kubernetes, job mode: before creating the agent pod, check that the target's node has room for one more pod (allocatable pods against the pods on it) and fail with a clear line if not.",
+      )
+      .meta(differs('off by default; ephemeral and targetless agents are not checked (an ephemeral container adds no pod)')),
     nftables: z
       .boolean()
       .optional()
-      .describe('iptables-nft (true) or iptables-legacy (false).')
-      .meta(noEffect('the agent detects the backend the target uses')),
+      .describe("The agent's iptables back end: true iptables-nft, false iptables-legacy; unset, the one whose nat table already holds rules."),
     dns: z
       .strictObject({
-        timeout: seconds.optional().describe("Seconds for each of the agent's DNS queries."),
-        attempts: count.optional().describe('Attempts of each DNS query.'),
+        timeout: z.number().int().min(1).optional().describe("Seconds for each of the agent's DNS queries (default: the target's resolv.conf, else 5)."),
+        attempts: z.number().int().min(1).optional().describe("Attempts of each DNS query (default: the target's resolv.conf, else 2)."),
       })
       .optional()
-      .describe("The agent's DNS resolver settings.")
-      .meta(noEffect("the agent resolves with the target's resolv.conf, its timeout and attempts")),
+      .describe("The agent's DNS resolver: timeout and attempts instead of the target's resolv.conf options.")
+      .meta(differs("unset, the target's resolv.conf options apply (mirrord's defaults are 1 s and 1 attempt)")),
     clean_iptables_on_start: z
       .boolean()
       .optional()
@@ -189,3 +224,31 @@ export const agentSchema = z
   })
   .default({ ttl: 1, ephemeral: false, privileged: false, startup_timeout: 60, fd_passing: 'auto', log_level: 'warn' })
   .describe('The agent: the short-lived process that joins the target for the session.');
+
+export type AgentConfig = z.output<typeof agentSchema>;
+
+/**
+ * The agent keys the agent itself honours, as the environment it reads them from (the names of
+ * agent/src/settings.ts, SETTINGS_ENV; test/unit/agent-keys.test.ts holds both to each other). The
+ * same on Docker and Kubernetes.
+ */
+export type AgentKeys = Partial<
+  Pick<AgentConfig, 'json_log' | 'communication_timeout' | 'flush_connections' | 'metrics' | 'nftables' | 'dns' | 'disabled_capabilities' | 'privileged'>
+>;
+
+export function agentKeysEnv(a: AgentKeys): Record<string, string> {
+  const env: Record<string, string> = {};
+  const flag = (v: boolean | undefined) => (v === undefined ? undefined : v ? '1' : '0');
+  const set = (name: string, v: string | number | undefined) => {
+    if (v !== undefined) env[name] = String(v);
+  };
+  set('MIRRORD_AGENT_JSON_LOG', flag(a.json_log));
+  set('MIRRORD_AGENT_COMMUNICATION_TIMEOUT', a.communication_timeout);
+  set('MIRRORD_AGENT_FLUSH_CONNECTIONS', flag(a.flush_connections));
+  set('MIRRORD_AGENT_METRICS', a.metrics);
+  set('MIRRORD_AGENT_NFTABLES', flag(a.nftables));
+  set('MIRRORD_AGENT_DNS_TIMEOUT', a.dns?.timeout);
+  set('MIRRORD_AGENT_DNS_ATTEMPTS', a.dns?.attempts);
+  if (a.disabled_capabilities?.length && !a.privileged) env.MIRRORD_AGENT_DISABLED_CAPABILITIES = a.disabled_capabilities.join(',');
+  return env;
+}

@@ -28,6 +28,10 @@ export interface AgentStartOptions {
   ttlSeconds?: number;
   /** Docker: the socket helper's directory on the engine's host and its token (src/session/fd-pass.ts). */
   fdPass?: { hostDir: string; token: string };
+  /** The agent keys the agent honours itself, as its environment (agentKeysEnv, src/config/agent-schema.ts). */
+  agentEnv?: Record<string, string>;
+  /** Docker: agent.disabled_capabilities, not given to the agent container (Kubernetes reads the config). */
+  disabledCapabilities?: string[];
   progress: Progress;
   log: Logger;
 }

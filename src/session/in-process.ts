@@ -1,5 +1,7 @@
 import os from 'node:os';
 import { AgentConnection } from '../agent-link/connection.js';
+import { AgentLinkError } from '../../common/link/errors.js';
+import { ExitCode, MirrordError } from '../../common/errors.js';
 import { AP_CLIENT } from '../../common/version.js';
 import type { ResolvedFeatures } from '../config/schema.js';
 import { layerHintEnv } from '../fs/rules.js';
@@ -57,7 +59,15 @@ export function inProcess(
         agent,
         intproxy,
         layerAddr: intproxy.address,
-        remoteEnv: async () => (await agent.request('env.get', {})).env,
+        remoteEnv: async () => {
+          try {
+            return (await agent.request('env.get', {})).env;
+          } catch (err) {
+            // The agent could not read it (agent.disabled_capabilities without SYS_PTRACE, say): one line, not a crash.
+            if (err instanceof AgentLinkError && err.code === 'EACCES') throw new MirrordError(err.message.replace(/^env\.get: /, ''), ExitCode.Agent);
+            throw err;
+          }
+        },
         fileHints: async () => layerHintEnv(await intproxy.files.rules()),
         onLinkLost(cb) {
           agent.onClose((err) => cb(err?.message ?? 'the agent closed the link'));

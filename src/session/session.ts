@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { MirrordConfig, ResolvedFeatures } from '../config/schema.js';
+import { agentKeysEnv } from '../config/agent-schema.js';
 import { ExitCode, MirrordError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { DockerPlatform } from '../platforms/docker/platform.js';
@@ -173,6 +174,8 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
       progress,
       log: log.child('agent'),
       fdPass: fdPass && { hostDir: fdPass.hostDir, token: fdPass.token },
+      agentEnv: agentKeysEnv(opts.agent),
+      disabledCapabilities: opts.agent.privileged ? undefined : opts.agent.disabled_capabilities,
     });
   }
 

@@ -12,6 +12,7 @@ import { readdir } from 'node:fs/promises';
 import { readProcText } from '../proc.js';
 import { promisify } from 'node:util';
 import type { Logger } from '../../../common/log.js';
+import { settings } from '../settings.js';
 
 const run = promisify(execFile);
 export const CHAIN_PREFIX = 'MIRRORD_';
@@ -23,6 +24,11 @@ export interface IptablesRunner {
 }
 
 const defaultRunner: IptablesRunner = async (binary, args) => (await run(binary, args, { timeout: 10_000 })).stdout;
+
+/** conntrack -D prints each entry it deleted on stdout, one a line (its count goes to stderr). */
+function countFlushed(out: string): number {
+  return out.split('\n').filter((l) => /^\s*tcp\b/.test(l)).length;
+}
 
 export function chainName(session: string): string {
   // iptables chain names are at most 28 characters.
@@ -36,8 +42,16 @@ export class Iptables {
     private readonly log?: Logger,
   ) {}
 
-  /** Picks the back end whose nat table already has rules here; nft when neither has any. */
-  static async detect(log?: Logger, exec: IptablesRunner = defaultRunner): Promise<Iptables> {
+  /**
+   * Picks the back end whose nat table already has rules here; nft when neither has any.
+   * agent.nftables (`forced`) names it instead: true iptables-nft, false iptables-legacy.
+   */
+  static async detect(log?: Logger, exec: IptablesRunner = defaultRunner, forced: boolean | undefined = settings().nftables): Promise<Iptables> {
+    if (forced !== undefined) {
+      const backend: Backend = forced ? 'nft' : 'legacy';
+      log?.debug(`iptables back end: ${backend} (agent.nftables)`);
+      return new Iptables(backend, exec, log);
+    }
     const count = async (b: Backend) => {
       try {
         const out = await exec(`iptables-${b}-save`, ['-t', 'nat']);
@@ -102,6 +116,27 @@ export class Iptables {
       await this.ipt(family, ['-t', 'nat', '-F', chain]).catch(() => undefined);
       await this.ipt(family, ['-t', 'nat', '-X', chain]).catch(() => undefined);
     }
+  }
+
+  /**
+   * Deletes the conntrack entries of TCP connections to `port` (IPv4 and IPv6) with the conntrack
+   * tool; returns how many went. conntrack exits 1 when there was none.
+   */
+  async flushConnections(port: number): Promise<number> {
+    let total = 0;
+    for (const family of ['ipv4', 'ipv6']) {
+      try {
+        const out = await this.exec('conntrack', ['-D', '-f', family, '-p', 'tcp', '--orig-port-dst', String(port)]);
+        total += countFlushed(out);
+      } catch (err) {
+        const e = err as { code?: unknown; stderr?: string; message: string };
+        if (/\b0 flow entries/.test(e.stderr ?? '')) continue;
+        if (e.code === 'ENOENT') throw new Error('the agent image has no conntrack tool', { cause: err });
+        if (family === 'ipv6') continue;
+        throw new Error(e.stderr?.trim() || e.message, { cause: err });
+      }
+    }
+    return total;
   }
 
   async listChains(): Promise<string[]> {

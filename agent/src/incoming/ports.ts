@@ -21,6 +21,8 @@ import { Iptables, sweepStaleChains } from './iptables.js';
 import { mirrorCopies } from './mirror-copy.js';
 import { openSniffer, type OpenCapture, type PacketSource } from './sniff.js';
 import { Reassembler } from './tcp-reassembly.js';
+import { countConnection } from '../metrics.js';
+import { disabledHint, settings } from '../settings.js';
 
 export type ConcurrentSteal = 'abort' | 'continue' | 'override';
 
@@ -194,10 +196,21 @@ export class PortTable {
     } catch (err) {
       listener.close();
       const msg = (err as { stderr?: string }).stderr?.trim() || (err as Error).message;
-      throw codeError('EPERM', `cannot redirect port ${port.number} (${msg.split('\n')[0]}); the agent needs NET_ADMIN`);
+      const hint = disabledHint('NET_ADMIN');
+      throw codeError('EPERM', `cannot redirect port ${port.number} (${msg.split('\n')[0]}); ${hint ?? 'the agent needs NET_ADMIN'}`);
     }
     port.redirect = { listener, toPort };
     this.opts.log?.debug(`port ${port.number} redirected to ${toPort}`);
+    // agent.flush_connections: connections established before the rule keep their path to the
+    // target; forgetting their conntrack entries makes their next packet meet the rule, which resets
+    // them, and the client's reconnection is stolen.
+    if (settings().flushConnections && !this.opts.iptables) {
+      const flushed = await (await this.iptables()).flushConnections(port.number).catch((err: Error) => {
+        this.opts.log?.warn(`agent.flush_connections: cannot flush the connections to port ${port.number}: ${err.message.split('\n')[0]}`);
+        return 0;
+      });
+      this.opts.log?.info(`port ${port.number}: ${flushed} established connection(s) flushed`);
+    }
   }
 
   /** Each connection the capture sees from its SYN on is copied to the port's mirrors of that moment. */
@@ -256,6 +269,7 @@ export class PortTable {
     socket.once('close', () => this.sockets.delete(socket));
     socket.on('error', () => undefined);
     socket.setNoDelay(true);
+    countConnection('incoming', socket);
     const host = (socket.localAddress ?? '127.0.0.1').replace(/^::ffff:/, '');
     const info: ApOpen = {
       port: portNumber,

@@ -22,6 +22,7 @@ import type { Logger } from '../../../common/log.js';
 import { compileFilter, type CompiledFilter } from './http-filter.js';
 import { chainName, type Iptables } from './iptables.js';
 import { PortTable, type Subscriber } from './ports.js';
+import { metrics } from '../metrics.js';
 
 type SubscribeParams = ApMethods['incoming.subscribe']['params'];
 
@@ -98,6 +99,7 @@ export class IncomingService {
     };
     const { backend } = await this.ports.subscribe(sub, p.onConcurrentSteal);
     this.subs.set(p.port, sub);
+    metrics.subscriptions.inc({ mode: p.mode });
     return { port: p.port, backend };
   }
 
@@ -105,6 +107,7 @@ export class IncomingService {
     const sub = this.subs.get(port);
     if (!sub) throw codeError('ENOENT', `port ${port} is not subscribed`);
     this.subs.delete(port);
+    metrics.subscriptions.dec({ mode: sub.mode });
     await this.ports.unsubscribe(sub);
   }
 
@@ -146,6 +149,7 @@ export class IncomingService {
   async closeAll(err: Error): Promise<void> {
     const mine = [...this.subs.values()];
     this.subs.clear();
+    for (const sub of mine) metrics.subscriptions.dec({ mode: sub.mode });
     this.ports.members.delete(this.opts.session);
     if (this.ownTable) await this.ports.close();
     else for (const sub of mine) await this.ports.unsubscribe(sub).catch(() => undefined);

@@ -27,6 +27,20 @@ export const GUARD_CAPABILITIES = ['NET_ADMIN', 'NET_RAW', 'KILL'];
  * which makes their /proc/PID/environ unreadable without SYS_PTRACE.
  */
 export const HEAL_CAPABILITIES = ['NET_ADMIN', 'NET_RAW', 'SYS_PTRACE'];
+/**
+ * The agent's capabilities: the fewest it needs, less agent.disabled_capabilities (what needs a
+ * dropped one then fails in the agent with a message naming it, agent/src/settings.ts).
+ */
+export function agentCapabilities(opts: Pick<AgentStartOptions, 'fsWrite' | 'disabledCapabilities'>): string[] {
+  const off = new Set(opts.disabledCapabilities ?? []);
+  return [...AGENT_CAPABILITIES, ...(opts.fsWrite ? FS_WRITE_CAPABILITIES : [])].filter((c) => !off.has(c));
+}
+
+/** The agent keys for the agent's environment (agentKeysEnv), as Docker takes them. */
+export function agentKeyEnv(opts: Pick<AgentStartOptions, 'agentEnv'>): string[] {
+  return Object.entries(opts.agentEnv ?? {}).map(([k, v]) => `${k}=${v}`);
+}
+
 /** Where the agent sees the socket helper's directory (docs/fast-path.md). */
 const FDPASS_MOUNT = '/run/mirrord-fd';
 
@@ -52,6 +66,7 @@ export async function startDockerAgent(docker: Docker, target: { id: string; nam
         `MIRRORD_AGENT_LOG=${opts.logLevel}`,
         `MIRRORD_AGENT_SESSION=${opts.session}`,
         ...(opts.fdPass ? [`MIRRORD_AGENT_FDPASS_DIR=${FDPASS_MOUNT}`, `MIRRORD_AGENT_FDPASS_TOKEN=${opts.fdPass.token}`] : []),
+        ...agentKeyEnv(opts),
       ],
       Labels: { ...sessionLabels('true', opts.session, target.id), ...opts.labels },
       AttachStdin: true,
@@ -64,7 +79,7 @@ export async function startDockerAgent(docker: Docker, target: { id: string; nam
         NetworkMode: `container:${target.id}`,
         PidMode: `container:${target.id}`,
         CapDrop: ['ALL'],
-        CapAdd: opts.fsWrite ? [...AGENT_CAPABILITIES, ...FS_WRITE_CAPABILITIES] : AGENT_CAPABILITIES,
+        CapAdd: agentCapabilities(opts),
         SecurityOpt: ['no-new-privileges'],
         ...(opts.fdPass ? { Binds: [`${opts.fdPass.hostDir}:${FDPASS_MOUNT}`] } : {}),
         AutoRemove: true,
@@ -140,7 +155,13 @@ async function startGuard(docker: Docker, targetId: string, image: string, agent
   const guard = await docker.createContainer({
     Image: image,
     name: `mirrord-guard-${opts.session}`,
-    Env: ['MIRRORD_AGENT_MODE=guard', `MIRRORD_GUARD_PID=${agentPid}`, `MIRRORD_AGENT_SESSION=${opts.session}`, `MIRRORD_AGENT_LOG=${opts.logLevel}`],
+    Env: [
+      'MIRRORD_AGENT_MODE=guard',
+      `MIRRORD_GUARD_PID=${agentPid}`,
+      `MIRRORD_AGENT_SESSION=${opts.session}`,
+      `MIRRORD_AGENT_LOG=${opts.logLevel}`,
+      ...agentKeyEnv(opts),
+    ],
     Labels: { ...sessionLabels('guard', opts.session, targetId), ...opts.labels },
     HostConfig: {
       NetworkMode: `container:${targetId}`,
@@ -166,7 +187,7 @@ export async function runHealer(docker: Docker, targetId: string, image: string,
     Image: image,
     name: `mirrord-heal-${opts.session}`,
     // chainOf: the session whose chain goes whatever its state ('' for a shared agent's session: only the sweep).
-    Env: ['MIRRORD_AGENT_MODE=heal', `MIRRORD_AGENT_SESSION=${chainOf}`, `MIRRORD_AGENT_LOG=${opts.logLevel}`],
+    Env: ['MIRRORD_AGENT_MODE=heal', `MIRRORD_AGENT_SESSION=${chainOf}`, `MIRRORD_AGENT_LOG=${opts.logLevel}`, ...agentKeyEnv(opts)],
     // The guard's role: the reaper and the tests treat it as the session's rule keeper.
     Labels: { ...sessionLabels('guard', opts.session, targetId), ...opts.labels },
     HostConfig: {

@@ -1,6 +1,7 @@
 import { Duplex, PassThrough } from 'node:stream';
 import type Docker from 'dockerode';
 import type { Logger } from '../../../common/log.js';
+import { readableAgentLine } from '../agent-log.js';
 
 /** A container's attached streams, demultiplexed: what it writes to stdout and stderr, and its stdin. */
 export interface Attached {
@@ -43,7 +44,7 @@ export async function attachContainer(
   if (opts.stderrLines !== false) {
     stderr.setEncoding('utf8');
     stderr.on('data', (text: string) => {
-      for (const line of text.split('\n').filter(Boolean)) {
+      for (const line of text.split('\n').filter(Boolean).map(readableAgentLine)) {
         tail.push(line);
         if (tail.length > 20) tail.shift();
         opts.log.debug(`${opts.name}: ${line}`);

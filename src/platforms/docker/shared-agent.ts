@@ -8,7 +8,7 @@ import type Docker from 'dockerode';
 import { ExitCode, MirrordError } from '../../../common/errors.js';
 import { AP_JOINED_LINE } from '../../../common/protocol/agent/index.js';
 import type { AgentHandle, AgentStartOptions } from '../platform.js';
-import { AGENT_CAPABILITIES, FS_WRITE_CAPABILITIES, GUARD_CAPABILITIES, runHealer } from './agent.js';
+import { GUARD_CAPABILITIES, agentCapabilities, agentKeyEnv, runHealer } from './agent.js';
 import { joinStreams } from './attach.js';
 import { dockerUnreachable } from './client.js';
 import { LABEL_AGENT, LABEL_OWNER, LABEL_SESSION, LABEL_TARGET, sessionLabels } from './labels.js';
@@ -28,10 +28,13 @@ const HOST_SOCKET_MOUNT = '/run/mirrord-host';
 const SHARED_OWNER = 'shared';
 const JOIN_TIMEOUT_MS = 15_000;
 
-/** Agents are shared only when the same image (the same code) with the same capabilities would be started. */
-export function sharedKey(image: string, fsWrite: boolean): string {
+/**
+ * Agents are shared only when the same image (the same code) with the same capabilities and agent
+ * keys (agentKeysEnv) would be started.
+ */
+export function sharedKey(image: string, fsWrite: boolean, agentKeys: string[] = []): string {
   return createHash('sha256')
-    .update(`${image}|${fsWrite ? 'rw' : 'ro'}`)
+    .update(`${image}|${fsWrite ? 'rw' : 'ro'}${agentKeys.length ? `|${agentKeys.join('|')}` : ''}`)
     .digest('hex')
     .slice(0, 16);
 }
@@ -91,6 +94,7 @@ async function createShared(
         `MIRRORD_AGENT_LOG=${opts.logLevel}`,
         `MIRRORD_AGENT_SESSION=${agentId}`,
         `MIRRORD_AGENT_TTL=${opts.ttlSeconds ?? 1}`,
+        ...agentKeyEnv(opts),
         ...(hostDir ? [`MIRRORD_AGENT_HOST_SOCKET=${HOST_SOCKET_MOUNT}/agent.sock`] : []),
       ],
       Labels: {
@@ -104,7 +108,7 @@ async function createShared(
         NetworkMode: `container:${target.id}`,
         PidMode: `container:${target.id}`,
         CapDrop: ['ALL'],
-        CapAdd: opts.fsWrite ? [...AGENT_CAPABILITIES, ...FS_WRITE_CAPABILITIES] : AGENT_CAPABILITIES,
+        CapAdd: agentCapabilities(opts),
         SecurityOpt: ['no-new-privileges'],
         AutoRemove: true,
         LogConfig: { Type: 'none', Config: {} },
@@ -225,7 +229,7 @@ async function directLink(
 }
 
 export async function startSharedAgent(docker: Docker, target: { id: string; name: string }, image: string, opts: AgentStartOptions): Promise<AgentHandle> {
-  const key = sharedKey(image, !!opts.fsWrite);
+  const key = sharedKey(image, !!opts.fsWrite, agentKeyEnv(opts));
   let agent: Docker.ContainerInfo | undefined;
   let joinedLink: Awaited<ReturnType<typeof joinLink>> | undefined;
   let lastError: Error | undefined;
@@ -302,7 +306,13 @@ async function startSharedGuard(docker: Docker, targetId: string, image: string,
     const guard = await docker.createContainer({
       Image: image,
       name: `mirrord-guard-${agentId}`,
-      Env: ['MIRRORD_AGENT_MODE=guard', `MIRRORD_GUARD_PID=${agentPid}`, `MIRRORD_AGENT_SESSION=${agentId}`, `MIRRORD_AGENT_LOG=${opts.logLevel}`],
+      Env: [
+        'MIRRORD_AGENT_MODE=guard',
+        `MIRRORD_GUARD_PID=${agentPid}`,
+        `MIRRORD_AGENT_SESSION=${agentId}`,
+        `MIRRORD_AGENT_LOG=${opts.logLevel}`,
+        ...agentKeyEnv(opts),
+      ],
       Labels: { ...sessionLabels('guard', agentId, targetId), [LABEL_OWNER]: SHARED_OWNER },
       HostConfig: {
         NetworkMode: `container:${targetId}`,

@@ -10,6 +10,7 @@ import type * as k8s from '@kubernetes/client-node';
 import { createHash } from 'node:crypto';
 import os from 'node:os';
 import type { KubeTarget } from './resolve.js';
+import { agentKeysEnv } from '../../config/agent-schema.js';
 
 export const AGENT_CONTAINER = 'mirrord-agent';
 export const LABEL_APP = 'app.kubernetes.io/name';
@@ -41,6 +42,15 @@ export interface KubeAgentSettings {
   /** mirrord's {seccomp_profile, app_armor_profile}, snake or camel case inside. */
   security_context?: Record<string, unknown>;
   disabled_capabilities?: string[];
+  /** The keys the agent honours itself, passed in its environment (agentKeysEnv). */
+  json_log?: boolean;
+  communication_timeout?: number;
+  flush_connections?: boolean;
+  metrics?: string;
+  nftables?: boolean;
+  dns?: { timeout?: number; attempts?: number };
+  /** Checked by the platform before the Job is made (platform.ts). */
+  check_out_of_pods?: boolean;
 }
 
 export interface AgentSpecInput {
@@ -71,6 +81,7 @@ function env(i: AgentSpecInput, mode: 'job' | 'ephemeral' | 'targetless'): k8s.V
     MIRRORD_AGENT_FIRST_CLIENT_TIMEOUT: String(i.firstClientSeconds ?? 60),
     MIRRORD_AGENT_LOG: i.agent.log_level,
   };
+  Object.assign(e, agentKeysEnv(i.agent));
   if (mode === 'job') e.MIRRORD_AGENT_TARGET_CONTAINER_ID = i.target!.containerId;
   if (i.sharedKey) e.MIRRORD_AGENT_SHARED = '1';
   if (mode === 'ephemeral') e.MIRRORD_AGENT_TARGET_PID = '1';
@@ -177,6 +188,19 @@ export function agentJob(i: AgentSpecInput): k8s.V1Job {
       },
     },
   };
+}
+
+/**
+ * agent.check_out_of_pods: the node's allocatable pods against the pods bound to it that have not
+ * finished. A line saying why the agent cannot fit, or undefined when it can (or the node does not say).
+ */
+export function outOfPods(node: k8s.V1Node, podsOnNode: number): string | undefined {
+  const name = node.metadata?.name ?? '(unnamed)';
+  const text = node.status?.allocatable?.pods;
+  const allocatable = text === undefined ? NaN : Number(text);
+  if (!Number.isFinite(allocatable)) return undefined;
+  if (podsOnNode < allocatable) return undefined;
+  return `node ${name} has no room for the agent pod: ${podsOnNode} pods on it, ${allocatable} allocatable (agent.check_out_of_pods)`;
 }
 
 export function agentEphemeralContainer(i: AgentSpecInput): k8s.V1EphemeralContainer {

@@ -22,12 +22,14 @@ import {
   agentEphemeralContainer,
   agentJob,
   type KubeAgentSettings,
+  outOfPods,
 } from './agent-spec.js';
 import { ownerGone } from '../owner.js';
 import { apiError, call, connectKube, isApiStatus, type Kube, type KubeSettings } from './client.js';
 import { connectAgent } from './port-forward.js';
 import { resolveKubeTarget, type KubeTarget } from './resolve.js';
 import { contextShapeOf } from '../../images/local-cluster.js';
+import { readableAgentLine } from '../agent-log.js';
 
 /** The port a Job-mode agent's listener takes on its own pod's loopback (`mirrord status` dials it too). */
 export const JOB_AGENT_PORT = 47000;
@@ -66,6 +68,31 @@ async function loadAgentImage(kube: Kube, image: string, opts: AgentStartOptions
     opts.log.warn((err as Error).message);
     return false;
   });
+}
+
+/** agent.check_out_of_pods: fails when the node already holds as many pods as it can. */
+export async function checkNodeRoom(kube: Kube, nodeName: string, opts: Pick<AgentStartOptions, 'progress' | 'log'>): Promise<void> {
+  opts.progress.update(`checking that node ${nodeName} has room for the agent pod`);
+  let node: k8s.V1Node;
+  let pods: number;
+  try {
+    node = await kube.core.readNode({ name: nodeName });
+    const list = await kube.core.listPodForAllNamespaces({
+      fieldSelector: `spec.nodeName=${nodeName},status.phase!=Succeeded,status.phase!=Failed`,
+    });
+    pods = list.items.length;
+  } catch (err) {
+    // Nodes are cluster-scoped: a namespaced Role cannot read them. Said, then carried on.
+    opts.log.warn(
+      `agent.check_out_of_pods: cannot check node ${nodeName} (${apiError(err, { verb: 'get', resource: 'nodes', name: nodeName }, kube.server).message})`,
+    );
+    return;
+  }
+  const full = outOfPods(node, pods);
+  opts.log.info(`agent.check_out_of_pods: node ${nodeName}: ${pods} pods, ${node.status?.allocatable?.pods ?? '?'} allocatable`);
+  if (full) {
+    throw new MirrordError(full, ExitCode.Agent, 'Free a pod on that node, raise its pod limit, or set agent.ephemeral: true (an ephemeral agent adds no pod)');
+  }
 }
 
 export class KubernetesPlatform implements TargetPlatform {
@@ -163,6 +190,7 @@ export class KubernetesPlatform implements TargetPlatform {
         place.pod = live;
         opts.progress.update(`joining the shared agent pod/${live}`);
       } else {
+        if (this.agent.check_out_of_pods) await checkNodeRoom(kube, target!.nodeName, opts);
         const job = agentJob(input);
         opts.progress.update(`creating shared agent job ${job.metadata!.name} in namespace ${namespace}`);
         try {
@@ -183,6 +211,7 @@ export class KubernetesPlatform implements TargetPlatform {
       // Best effort and not waited for: Jobs left by CLIs of this host that died (a start killed
       // with SIGKILL can leave a pod that never runs, so no listener ever ends it).
       void this.reapNamespace(kube, namespace, opts.log);
+      if (this.agent.check_out_of_pods && target) await checkNodeRoom(kube, target.nodeName, opts);
       const job = agentJob(input);
       opts.progress.update(`creating agent job ${job.metadata!.name} in namespace ${namespace}`);
       await call(
@@ -396,7 +425,7 @@ export class KubernetesPlatform implements TargetPlatform {
     if (!place.pod) return [];
     try {
       const text = await kube.core.readNamespacedPodLog({ name: place.pod, namespace: place.namespace, container: place.container, tailLines: 5 });
-      return String(text).split('\n').filter(Boolean);
+      return String(text).split('\n').filter(Boolean).map(readableAgentLine);
     } catch {
       return [];
     }
