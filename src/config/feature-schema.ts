@@ -98,10 +98,12 @@ const incomingObject = z.strictObject({
     .describe(
       'Only the HTTP requests that match go to the local program: stolen (the others go to the real application) or, in mirror mode, copied. Every key that is set must match. true or false is no filter.',
     ),
-  ignore_localhost: offOnly(z.boolean(), (v) => !v)
-    .optional()
-    .describe('mirrord: local listeners on 127.0.0.1 receive no remote traffic.')
-    .meta(refused('true is not supported yet; false (the default) is accepted')),
+  ignore_localhost: z
+    .boolean()
+    .default(false)
+    .describe(
+      'Local listeners bound to a loopback address (127.0.0.0/8, ::1, ::ffff:127.x) receive no remote traffic: they are not subscribed. Listeners on any other address (0.0.0.0, ::, an interface) are.',
+    ),
   listen_ports: z
     .array(z.tuple([port, port]))
     .optional()

@@ -27,12 +27,19 @@ export interface SessionOptions<H> {
   labels?: Record<string, string>;
   /** Config skip_processes: programs the layer leaves alone. */
   skipProcesses?: string[];
+  /** Config internal_proxy and external_proxy: the intproxy's and the sidecar relay's timeouts and logs. */
+  proxies?: ProxySettings;
   /** Where the intproxy runs (src/session/in-process.ts, src/session/sidecar.ts). */
   intproxy: IntproxyHost<H>;
   log: Logger;
   progress: Progress;
   /** Injected for tests; chosen from the target kind otherwise. */
   platform?: TargetPlatform;
+}
+
+export interface ProxySettings {
+  internal?: MirrordConfig['internal_proxy'];
+  external?: MirrordConfig['external_proxy'];
 }
 
 /** What a host is given to start the intproxy against a running agent. */
@@ -43,6 +50,8 @@ export interface HostContext {
   agent: AgentHandle;
   features: ResolvedFeatures;
   agentConfig: MirrordConfig['agent'];
+  /** Config internal_proxy and external_proxy. */
+  proxies: ProxySettings;
   log: Logger;
   progress: Progress;
   /** Starts what removes the agent's rules if the agent dies (the platform's guard), once; a no-op without one. */
@@ -180,6 +189,7 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
     agent,
     features: opts.features,
     agentConfig: opts.agent,
+    proxies: opts.proxies ?? {},
     log,
     progress,
     fdPass,
