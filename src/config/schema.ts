@@ -273,8 +273,10 @@ export const configSchema = z.strictObject({
   use_proxy: z
     .boolean()
     .optional()
-    .describe('Use the HTTP(S)_PROXY variables to reach the cluster.')
-    .meta(noEffect('the Kubernetes client does not use them yet')),
+    .describe(
+      "false: HTTP_PROXY, HTTPS_PROXY (and their lower-case spellings) are removed from the CLI's environment before any request, so the program does not inherit them either; a value in the target's environment still reaches it. Default true: the variables are left as they are.",
+    )
+    .meta(differs("true: the Kubernetes client goes through the kubeconfig's proxy-url, not through HTTP(S)_PROXY (mirrord's uses the variables)")),
   sip_binaries: stringOrList.optional().describe('macOS: binaries to patch for SIP.').meta(noEffect('macOS only; this tool runs programs on Linux')),
   skip_sip: stringOrList.optional().describe('macOS: binaries never patched for SIP.').meta(noEffect('macOS only')),
   experimental: z

@@ -31,8 +31,8 @@ function file(name: string, content: unknown): string {
   return f;
 }
 
-function exec(config: string, cmd: string[], timeoutMs = 90_000) {
-  return runCli(['exec', '-t', `docker/${target.name}`, '-f', config, '--', ...cmd], { timeoutMs });
+function exec(config: string, cmd: string[], timeoutMs = 90_000, env?: NodeJS.ProcessEnv) {
+  return runCli(['exec', '-t', `docker/${target.name}`, '-f', config, '--', ...cmd], { timeoutMs, env });
 }
 
 async function curl(port: number): Promise<string> {
@@ -146,6 +146,16 @@ http.createServer((q, s) => s.end('from-local ${WILDCARD_PORT}')).listen(${WILDC
       'import time; open("/etc/hostname").read(); time.sleep(2.5)',
     ]);
     assert.doesNotMatch(readFileSync(without, 'utf8'), /socket_timeout/);
+  });
+
+  it('use_proxy: false removes the proxy variables before the program inherits them', async () => {
+    const env = { HTTPS_PROXY: 'http://proxy.invalid:3128', http_proxy: 'http://proxy.invalid:3128' };
+    const show = ['sh', '-c', 'echo "${HTTPS_PROXY-none} ${http_proxy-none}"'];
+    const off = await exec(file('no-proxy.json', { use_proxy: false }), show, 90_000, env);
+    assert.equal(off.code, 0, off.stderr);
+    assert.equal(off.stdout, 'none none\n');
+    const on = await exec(file('proxy.json', { use_proxy: true }), show, 90_000, env);
+    assert.equal(on.stdout, 'http://proxy.invalid:3128 http://proxy.invalid:3128\n', on.stderr);
   });
 
   it('container.cli_extra_args: a label, an env var and a host entry are on the sidecar; both proxies log to their files', async () => {
