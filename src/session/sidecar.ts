@@ -108,7 +108,12 @@ export function inSidecar(spec: SidecarSpec): IntproxyHost<InSidecar> {
         // The sidecar's log lines (its intproxy's among them): internal_proxy.log_destination, else the debug log.
         const sidecarLine = internal?.log_destination ? fileSink(logFilePath(internal.log_destination, 'mirrord-intproxy', ctx.id)) : undefined;
         const onLine = (line: string) => {
-          if (line.startsWith(IDLE_PREFIX)) return void lost.forEach((cb) => cb(`the session ended: ${line.slice(IDLE_PREFIX.length)}`));
+          if (line.startsWith(IDLE_PREFIX)) {
+            // The sidecar ends its link; the agent's end must not close the sidecar's stdin, which
+            // would end the sidecar and the container with it: the container runs on, as the program of exec.
+            ctx.agent.link.unpipe(attached!.raw);
+            return void lost.forEach((cb) => cb(`the session ended: ${line.slice(IDLE_PREFIX.length)}`));
+          }
           if (sidecarLine) sidecarLine(line);
           else log.debug(`sidecar: ${line}`);
         };

@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { runCli, runPlain } from '../helpers/cli.js';
 import { createNetwork, docker, runContainer, toolsImage, type TestContainer } from '../helpers/docker-fixtures.js';
 import { killGroups, startMirrord, stopMirrord, until } from '../helpers/incoming.js';
-import { sessionContainers } from '../helpers/sessions.js';
+import { sessionContainers, waitSessionGone } from '../helpers/sessions.js';
 
 const tag = randomBytes(3).toString('hex');
 const LOOPBACK_PORT = 8080;
@@ -146,6 +146,33 @@ http.createServer((q, s) => s.end('from-local ${WILDCARD_PORT}')).listen(${WILDC
       'import time; open("/etc/hostname").read(); time.sleep(2.5)',
     ]);
     assert.doesNotMatch(readFileSync(without, 'utf8'), /socket_timeout/);
+  });
+
+  it('container: internal_proxy.idle_timeout ends the session in the sidecar; the container runs on and nothing is left', async () => {
+    const image = await toolsImage();
+    let pid = 0;
+    const r = await runCli(
+      [
+        'container',
+        '-t',
+        `docker/${target.name}`,
+        '-f',
+        file('container-idle.json', { internal_proxy: { idle_timeout: 1 } }),
+        '--',
+        'docker',
+        'run',
+        '--rm',
+        image,
+        'sh',
+        '-c',
+        'cat /etc/hostname; exec env -u LD_PRELOAD sh -c "sleep 3; echo still-running"',
+      ],
+      { timeoutMs: 120_000, onSpawn: (c) => (pid = c.pid!) },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `${(await target.exec(['hostname'])).stdout.trim()}\nstill-running\n`);
+    assert.match(r.stderr, /the session ended: no process of the program was connected to the intproxy for 1 s \(internal_proxy\.idle_timeout\)/);
+    assert.deepEqual(await waitSessionGone(pid), []);
   });
 
   it('use_proxy: false removes the proxy variables before the program inherits them', async () => {
