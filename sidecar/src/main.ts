@@ -14,7 +14,7 @@ import { AgentConnection } from '../../src/agent-link/connection.js';
 import type { ResolvedFeatures } from '../../src/config/schema.js';
 import { layerHintEnv } from '../../src/fs/rules.js';
 import { Intproxy, type IntproxyTimeouts } from '../../src/intproxy/intproxy.js';
-import { proxyLogger } from '../../src/intproxy/proxy-log.js';
+import { pingOptions, proxyLogger } from '../../src/intproxy/proxy-log.js';
 import { createLogger, parseLevel, type LogLevel, type Logger } from '../../common/log.js';
 import { PRODUCT_NAME, PRODUCT_VERSION } from '../../common/version.js';
 import { startCapture } from './capture.js';
@@ -45,7 +45,7 @@ async function main(): Promise<void> {
   }
   // internal_proxy of the config (the CLI writes these lines to its log_destination).
   const proxy = process.env.MIRRORD_SIDECAR_PROXY ? (JSON.parse(process.env.MIRRORD_SIDECAR_PROXY) as SidecarProxy) : {};
-  const ping = proxy.ping_interval ? { heartbeatMs: proxy.ping_interval * 1000, deadAfterMs: proxy.ping_interval * 3000 } : {};
+  const ping = pingOptions(proxy.ping_interval);
   const link = Duplex.from({ readable: process.stdin, writable: stdoutStream() });
   const agent = await AgentConnection.connect(link, { token, client: `${PRODUCT_NAME}-sidecar/${PRODUCT_VERSION}`, log: log.child('link'), ...ping });
   const mounts = process.env.MIRRORD_SIDECAR_MOUNTS ? (JSON.parse(process.env.MIRRORD_SIDECAR_MOUNTS) as SyncOptions) : undefined;

@@ -74,8 +74,9 @@ const internalProxy = z
       .max(3600)
       .optional()
       .describe(
-        "Seconds between the intproxy's pings to the agent (default 5); the link is declared lost after 3 intervals without a frame from the agent (default 15 s).",
-      ),
+        "Seconds between the intproxy's pings to the agent (default 5). The link is declared lost after 3 intervals without a frame from the agent, and never before 15 s (the default), which the agent's start shares.",
+      )
+      .meta(differs('a link is never declared lost before 15 s, so intervals under 5 s ping more often without detecting a loss sooner')),
     process_logging_interval: positiveSeconds
       .optional()
       .describe(

@@ -72,3 +72,16 @@ function jsonLogger(target: string, level: LogLevel, write: (line: string) => vo
     child: (ns) => jsonLogger(`${target}:${ns}`, level, write),
   };
 }
+
+/** The link's silence limit without internal_proxy.ping_interval (docs/protocol.md). */
+export const LINK_DEAD_AFTER_MS = 15_000;
+
+/**
+ * internal_proxy.ping_interval onto the agent link: the intproxy pings every interval, and declares
+ * the link lost after 3 intervals without a frame from the agent, never before 15 s (the agent's
+ * start and handshake share that clock).
+ */
+export function pingOptions(pingInterval: number | undefined): { heartbeatMs?: number; deadAfterMs?: number } {
+  if (!pingInterval) return {};
+  return { heartbeatMs: pingInterval * 1000, deadAfterMs: Math.max(LINK_DEAD_AFTER_MS, pingInterval * 3000) };
+}

@@ -4,7 +4,7 @@ import { AP_CLIENT } from '../../common/version.js';
 import type { ResolvedFeatures } from '../config/schema.js';
 import { layerHintEnv } from '../fs/rules.js';
 import { Intproxy } from '../intproxy/intproxy.js';
-import { proxyLogger } from '../intproxy/proxy-log.js';
+import { pingOptions, proxyLogger } from '../intproxy/proxy-log.js';
 import { parseLevel } from '../../common/log.js';
 import { createFdPass } from './fd-pass.js';
 import type { IntproxyHost } from './session.js';
@@ -39,7 +39,7 @@ export function inProcess(
         ctx.log.child('intproxy'),
         parseLevel(process.env.MIRRORD_LOG),
       );
-      const ping = proxy?.ping_interval ? { heartbeatMs: proxy.ping_interval * 1000, deadAfterMs: proxy.ping_interval * 3000 } : {};
+      const ping = pingOptions(proxy?.ping_interval);
       let agent: AgentConnection;
       try {
         agent = await AgentConnection.connect(ctx.agent.link, {

@@ -10,6 +10,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { runCli, runPlain } from '../helpers/cli.js';
 import { createNetwork, docker, runContainer, toolsImage, type TestContainer } from '../helpers/docker-fixtures.js';
 import { killGroups, startMirrord, stopMirrord, until } from '../helpers/incoming.js';
@@ -173,6 +174,26 @@ http.createServer((q, s) => s.end('from-local ${WILDCARD_PORT}')).listen(${WILDC
     assert.equal(r.stdout, `${(await target.exec(['hostname'])).stdout.trim()}\nstill-running\n`);
     assert.match(r.stderr, /the session ended: no process of the program was connected to the intproxy for 1 s \(internal_proxy\.idle_timeout\)/);
     assert.deepEqual(await waitSessionGone(pid), []);
+  });
+
+  it('internal_proxy.ping_interval: a frozen agent is declared lost after 3 intervals, not after the default 15 s', async () => {
+    const hostname = (await target.exec(['hostname'])).stdout.trim();
+    const frozen = async (name: string, config: unknown) => {
+      const r = startMirrord(target.name, ['-f', file(name, config)], ['sh', '-c', 'cat /etc/hostname; sleep 22; echo end']);
+      // The session is up once the program has read the target's host name.
+      await until('the program to read a remote file', async () => Promise.resolve(r.out().includes(hostname)), 90_000);
+      const agent = (await sessionContainers(r.child.pid!)).find((c) => c.Labels['dev.mirrord.agent'] === 'true');
+      assert.ok(agent, 'the session has an agent container');
+      // Every process of the agent frozen: its link goes silent without closing.
+      await docker().getContainer(agent.Id).pause();
+      assert.equal(await r.done, 0, r.out());
+      assert.match(r.out(), /end\n/);
+      return r.out();
+    };
+    // The default: lost after 15 s of silence, before the program's end.
+    assert.match(await frozen('ping-default.json', {}), /lost the link to the agent \(no frame from peer for 1[5-9]\d{3} ms/);
+    // Every 10 s: lost only after 30 s, after the program's end.
+    assert.doesNotMatch(await frozen('ping-10.json', { internal_proxy: { ping_interval: 10 } }), /lost the link/);
   });
 
   it('use_proxy: false removes the proxy variables before the program inherits them', async () => {
