@@ -30,7 +30,7 @@ const logLevelKey = (name: string, where: string) =>
   agentLogLevel
     .optional()
     .describe(
-      `Level of ${where}'s log: error, warn, info, debug, trace, or a RUST_LOG filter ("mirrord=debug,warn": the level it gives mirrord's own code). Default: the CLI's (MIRRORD_LOG, else warn).`,
+      `Level of the log of ${where}: error, warn, info, debug, trace, or a RUST_LOG filter ("mirrord=debug,warn": the level it gives mirrord's own code). Default: the CLI's (MIRRORD_LOG, else warn).`,
     )
     .meta(differs(`one level for the whole of ${name} (mirrord filters by module)`));
 const logDestinationKey = (where: string, file: string) =>
@@ -46,7 +46,7 @@ const jsonLogKey = (where: string) =>
   z
     .boolean()
     .default(false)
-    .describe(`${where}'s log lines as JSON objects (timestamp, level, target, message), one a line.`)
+    .describe(`The log lines of ${where} as JSON objects (timestamp, level, target, message), one a line.`)
     .meta(differs('default false (mirrord: true)'));
 
 /** mirrord's internal proxy is its intproxy process; ours is in the CLI process (exec) or the sidecar (container). */
@@ -87,7 +87,7 @@ const internalProxy = z
       'the intproxy (exec: the CLI process writes it; container: the CLI writes the lines of the sidecar)',
       'mirrord-intproxy',
     ),
-    json_log: jsonLogKey('The intproxy'),
+    json_log: jsonLogKey('the intproxy'),
   })
   .optional()
   .describe("mirrord's internal proxy: here the intproxy, inside the CLI process (exec) or the sidecar (container).");
@@ -104,8 +104,11 @@ const externalProxy = z
       .describe("Seconds mirrord's external proxy stays without connections.")
       .meta(noEffect(`${RELAY}: it carries exactly one connection, the sidecar's, which lives as long as the session, and ends with it`)),
     log_level: logLevelKey('the relay', "the CLI's relay to the sidecar (container)"),
-    log_destination: logDestinationKey("the CLI's relay to the sidecar (container): its start, its end and the bytes it carried each way", 'mirrord-extproxy'),
-    json_log: jsonLogKey("The relay's"),
+    log_destination: logDestinationKey(
+      "the CLI's relay to the sidecar (container; its log says when it starts and ends and the bytes it carried each way)",
+      'mirrord-extproxy',
+    ),
+    json_log: jsonLogKey("the CLI's relay to the sidecar"),
     host_ip: z
       .string()
       .optional()

@@ -10,7 +10,6 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { runCli, runPlain } from '../helpers/cli.js';
 import { createNetwork, docker, runContainer, toolsImage, type TestContainer } from '../helpers/docker-fixtures.js';
 import { killGroups, startMirrord, stopMirrord, until } from '../helpers/incoming.js';
