@@ -4,6 +4,8 @@
  * socket a `docker exec` reads the target's mounted files from.
  */
 export const READY_PREFIX = 'MIRRORD_SIDECAR_READY ';
+/** The line the sidecar writes when an internal_proxy idle timeout ended the session, then the reason. */
+export const IDLE_PREFIX = 'MIRRORD_SIDECAR_IDLE ';
 export const MOUNTS_SOCKET = '/tmp/mirrord-mounts.sock';
 /** The layer and mirrord-init, in the sidecar image's /mirrord volume (--volumes-from). */
 export const LAYER_IN_SIDECAR = '/mirrord/libmirrord_layer.so';

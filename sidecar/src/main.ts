@@ -13,11 +13,12 @@ import { Duplex, type Writable } from 'node:stream';
 import { AgentConnection } from '../../src/agent-link/connection.js';
 import type { ResolvedFeatures } from '../../src/config/schema.js';
 import { layerHintEnv } from '../../src/fs/rules.js';
-import { Intproxy } from '../../src/intproxy/intproxy.js';
-import { createLogger, parseLevel, type Logger } from '../../common/log.js';
+import { Intproxy, type IntproxyTimeouts } from '../../src/intproxy/intproxy.js';
+import { pingOptions, proxyLogger } from '../../src/intproxy/proxy-log.js';
+import { createLogger, parseLevel, type LogLevel, type Logger } from '../../common/log.js';
 import { PRODUCT_NAME, PRODUCT_VERSION } from '../../common/version.js';
 import { startCapture } from './capture.js';
-import { LAYER_IN_SIDECAR, MOUNTS_SOCKET, READY_PREFIX, type SidecarReady } from '../../common/sidecar-contract.js';
+import { IDLE_PREFIX, LAYER_IN_SIDECAR, MOUNTS_SOCKET, READY_PREFIX, type SidecarReady } from '../../common/sidecar-contract.js';
 import { startDnsResponder } from './dns-responder.js';
 import { SyncTooLarge, packSync, planSync, syncRoots, withLocalCopies, type SyncOptions } from '../../src/fs/mounts.js';
 
@@ -29,6 +30,9 @@ function stdoutStream(): Writable {
   return fs.createWriteStream('', { fd: 1 });
 }
 
+/** The keys of internal_proxy the sidecar applies (MIRRORD_SIDECAR_PROXY). */
+type SidecarProxy = IntproxyTimeouts & { ping_interval?: number; log_level?: LogLevel; json_log?: boolean };
+
 async function main(): Promise<void> {
   const token = process.env.MIRRORD_SIDECAR_TOKEN ?? '';
   const features = JSON.parse(process.env.MIRRORD_SIDECAR_FEATURES ?? '{}') as ResolvedFeatures;
@@ -39,8 +43,11 @@ async function main(): Promise<void> {
     fs.mkdirSync(cwd, { recursive: true });
     process.chdir(cwd);
   }
+  // internal_proxy of the config (the CLI writes these lines to its log_destination).
+  const proxy = process.env.MIRRORD_SIDECAR_PROXY ? (JSON.parse(process.env.MIRRORD_SIDECAR_PROXY) as SidecarProxy) : {};
+  const ping = pingOptions(proxy.ping_interval);
   const link = Duplex.from({ readable: process.stdin, writable: stdoutStream() });
-  const agent = await AgentConnection.connect(link, { token, client: `${PRODUCT_NAME}-sidecar/${PRODUCT_VERSION}`, log: log.child('link') });
+  const agent = await AgentConnection.connect(link, { token, client: `${PRODUCT_NAME}-sidecar/${PRODUCT_VERSION}`, log: log.child('link'), ...ping });
   const mounts = process.env.MIRRORD_SIDECAR_MOUNTS ? (JSON.parse(process.env.MIRRORD_SIDECAR_MOUNTS) as SyncOptions) : undefined;
   let mountRoots: string[] | undefined;
   if (mounts) {
@@ -54,7 +61,29 @@ async function main(): Promise<void> {
   }
   // The fast path (docs/fast-path.md): the program's container has the agent's socket helper.
   const fdPassing = process.env.MIRRORD_SIDECAR_FDPASS === '1';
-  const intproxy = await Intproxy.start({ agent, features, log: log.child('intproxy'), ownNamespace: true, fdPassing });
+  const intproxyLog = proxyLogger(
+    { level: proxy.log_level, json: proxy.json_log },
+    'mirrord-intproxy',
+    '',
+    log.child('intproxy'),
+    parseLevel(process.env.MIRRORD_SIDECAR_LOG),
+  );
+  let idled = false;
+  const intproxy = await Intproxy.start({
+    agent,
+    features,
+    log: intproxyLog,
+    ownNamespace: true,
+    fdPassing,
+    proxy,
+    // mirrord's intproxy exits after its idle timeouts: the link ends, the container runs on without
+    // the target; this process stays while the CLI holds it, as the container's network and lifeline.
+    onIdle: (reason) => {
+      idled = true;
+      process.stderr.write(`${IDLE_PREFIX}${reason}\n`);
+      void intproxy.close().finally(() => agent.close());
+    },
+  });
   const env = (await agent.request('env.get', {})).env;
   const hints = layerHintEnv(await intproxy.files.rules());
   const lifeline = await startLifeline();
@@ -73,7 +102,7 @@ async function main(): Promise<void> {
   // agentPid: the CLI starts the guard that removes the agent's rules if the agent dies.
   const ready: SidecarReady = { layerAddr: intproxy.address, env, hints, agentPid: agent.info.agentPid, lifelinePort: lifeline, capture, mountRoots };
   process.stderr.write(READY_PREFIX + JSON.stringify(ready) + '\n');
-  await new Promise<void>((resolve) => agent.onClose(() => resolve()));
+  await new Promise<void>((resolve) => agent.onClose(() => (idled ? process.stdin.once('close', resolve).resume() : resolve())));
   await intproxy.close();
 }
 

@@ -13,6 +13,7 @@ import { sessionSettings } from '../session/from-config.js';
 import { inSidecar, type InSidecar } from '../session/sidecar.js';
 import { startSession, type Session } from '../session/session.js';
 import { targetFrom } from '../target.js';
+import { parseSidecarArgs, type SidecarExtra } from '../config/sidecar-args.js';
 
 /**
  * `mirrord container [flags] -- docker run ...`: the user's container runs in the context of the
@@ -33,6 +34,7 @@ export async function containerCommand(argv: string[], flags: ExecFlags, log: Lo
   await checkEngine(docker);
   run.platform ??= config.container?.platform;
   const image = await imageConfig(docker, run.image);
+  const extra = sidecarExtra(config.container?.cli_extra_args, run.network);
   let session: Session<InSidecar> | undefined;
   try {
     session = await startSession({
@@ -46,6 +48,7 @@ export async function containerCommand(argv: string[], flags: ExecFlags, log: Lo
         mounts: sync ? { maxBytes: mounts.max_size, exclude: [...bindDestinations(run.binds), '/mirrord'] } : undefined,
         cwd: run.workdir ?? (image.WorkingDir || '/'),
         hostname: resolveFeatures(config).hostname ? (t) => targetHostname(docker, t, log) : undefined,
+        extra,
       }),
       log,
       progress,
@@ -66,4 +69,18 @@ export async function containerCommand(argv: string[], flags: ExecFlags, log: Lo
     await session?.close();
     log.debug(`session ended after ${Date.now() - started} ms`);
   }
+}
+
+/** container.cli_extra_args (validated with the config); a --network there and another in the docker run cannot both hold. */
+function sidecarExtra(args: string[] | undefined, network: string | undefined): SidecarExtra | undefined {
+  if (!args?.length) return undefined;
+  const extra = parseSidecarArgs(args);
+  if (extra.network && network && extra.network !== network) {
+    throw new MirrordError(
+      `container.cli_extra_args: --network ${extra.network} and the docker run's --network ${network} disagree`,
+      ExitCode.Config,
+      'The sidecar owns the one network namespace of both: name the network once',
+    );
+  }
+  return extra;
 }

@@ -33,6 +33,11 @@ const bodyFilter = z.strictObject({
   matches: z.string().describe('Regex each selected value (strings as they are, other values as JSON) is tested against; one match is enough.'),
 });
 
+/** mirrord's jq header filters: refused, as a session without the filter would take every request. */
+const NO_JQ =
+  'the HTTP filter here has no jq engine, and without the filter every request would be taken: use header_filter (a regex on the same "Name: value" lines)';
+const jqRefused = anything.superRefine((_v, ctx) => ctx.addIssue({ code: 'custom', message: `refused: ${NO_JQ}` }));
+
 /** An item of all_of / any_of: mirrord's four shapes, and (ours) nested all_of / any_of. */
 export type InnerHttpFilter =
   | { header: string }
@@ -47,6 +52,8 @@ const innerFilter: z.ZodType<InnerHttpFilter> = z.lazy(() =>
     z.strictObject({ path: z.string() }),
     z.strictObject({ method: z.string() }),
     bodyFilter,
+    // mirrord's {"query": jq} item: accepted in shape, then refused with the reason.
+    z.strictObject({ query: jqRefused }) as unknown as z.ZodType<never>,
     z.strictObject({ all_of: z.array(innerFilter).min(1, 'a nested all_of cannot be empty') }),
     z.strictObject({ any_of: z.array(innerFilter).min(1, 'a nested any_of cannot be empty') }),
   ]),
@@ -75,10 +82,10 @@ const httpFilter = z.strictObject({
     .describe(
       'mirrord: {"body": "json", "query": JSONPath (RFC 9535, with typeof()), "matches": regex}: matches when some value the query selects in the JSON body, as a string, matches. Bodies over 64 KiB, slower than 2 s or not JSON do not match.',
     ),
-  header_filter_jq: offOnly(anything, () => false)
+  header_filter_jq: jqRefused
     .optional()
-    .describe('mirrord: a jq filter on the headers.')
-    .meta(refused('not supported yet: a request would be stolen without the filter')),
+    .describe('mirrord: a jq expression run on each request header ("Name: value"), matching when it returns true.')
+    .meta(refused(NO_JQ)),
 });
 
 const incomingMode = z.enum(['mirror', 'steal', 'off']);
@@ -98,10 +105,12 @@ const incomingObject = z.strictObject({
     .describe(
       'Only the HTTP requests that match go to the local program: stolen (the others go to the real application) or, in mirror mode, copied. Every key that is set must match. true or false is no filter.',
     ),
-  ignore_localhost: offOnly(z.boolean(), (v) => !v)
-    .optional()
-    .describe('mirrord: local listeners on 127.0.0.1 receive no remote traffic.')
-    .meta(refused('true is not supported yet; false (the default) is accepted')),
+  ignore_localhost: z
+    .boolean()
+    .default(false)
+    .describe(
+      'Local listeners bound to a loopback address (127.0.0.0/8, ::1, ::ffff:127.x) receive no remote traffic: they are not subscribed. Listeners on any other address (0.0.0.0, ::, an interface) are.',
+    ),
   listen_ports: z
     .array(z.tuple([port, port]))
     .optional()

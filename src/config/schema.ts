@@ -3,7 +3,9 @@ import { agentSchema } from './agent-schema.js';
 import { copyTargetObject, dnsObject, envObject, featureSchema, fsObject, incomingObject, outgoingObject } from './feature-schema.js';
 import { anything, boolOr, byteSize, semicolonList, stringOrList } from './shapes.js';
 import { NEEDS_OPERATOR, differs, noEffect, ours, refused } from './status.js';
+import { SIDECAR_FLAGS, SidecarArgsError, parseSidecarArgs } from './sidecar-args.js';
 import { targetSchema } from './target-schema.js';
+import { agentLogLevel } from './log-level.js';
 
 /**
  * The one schema of the configuration file. Types, defaults, `verify-config`, docs/configuration.md
@@ -23,59 +25,103 @@ const mountsObject = z.strictObject({
 });
 
 const seconds = z.number().int().min(0);
-/**
- * mirrord's internal proxy (its intproxy process) and external proxy (of mirrord container). Ours
- * is in the CLI process (exec) or the sidecar (container), living exactly as long as the session.
- */
-function proxyKeys(name: string, where: string) {
-  const why = (k: string) => noEffect(`${where}: ${k}`);
-  return {
-    start_idle_timeout: seconds
-      .optional()
-      .describe(`Seconds mirrord's ${name} waits for its first connection.`)
-      .meta(why('it lives exactly as long as the session')),
-    idle_timeout: seconds.optional().describe(`Seconds mirrord's ${name} stays without connections.`).meta(why('it lives exactly as long as the session')),
-    log_level: z.string().optional().describe(`Log level (RUST_LOG filter) of mirrord's ${name}.`).meta(why("its log is the CLI's: MIRRORD_LOG=debug")),
-    log_destination: z.string().optional().describe(`Log file of mirrord's ${name}.`).meta(why("its log goes to stderr with the CLI's")),
-    json_log: z.boolean().optional().describe(`Logs of mirrord's ${name} as JSON.`).meta(why("its log lines are the CLI's")),
-  };
-}
-const INTPROXY = 'our intproxy runs inside the CLI (exec) or the sidecar (container)';
-const EXTPROXY = 'mirrord container runs no external proxy here (the sidecar holds the intproxy)';
+const positiveSeconds = z.number().int().min(1);
+const logLevelKey = (name: string, where: string) =>
+  agentLogLevel
+    .optional()
+    .describe(
+      `Level of the log of ${where}: error, warn, info, debug, trace, or a RUST_LOG filter ("mirrord=debug,warn": the level it gives mirrord's own code). Default: the CLI's (MIRRORD_LOG, else warn).`,
+    )
+    .meta(differs(`one level for the whole of ${name} (mirrord filters by module)`));
+const logDestinationKey = (where: string, file: string) =>
+  z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      `File ${where} writes its log to (appended; parent directories are made). A path ending in / or an existing directory gets ${file}-SESSION.log inside. Default: stderr, with the CLI's own lines.`,
+    )
+    .meta(differs('default stderr (mirrord: a file in the temporary directory)'));
+const jsonLogKey = (where: string) =>
+  z
+    .boolean()
+    .default(false)
+    .describe(`The log lines of ${where} as JSON objects (timestamp, level, target, message), one a line.`)
+    .meta(differs('default false (mirrord: true)'));
+
+/** mirrord's internal proxy is its intproxy process; ours is in the CLI process (exec) or the sidecar (container). */
 const internalProxy = z
   .strictObject({
-    ...proxyKeys('internal proxy', INTPROXY),
-    socket_timeout: seconds
+    start_idle_timeout: positiveSeconds
       .optional()
-      .describe("Socket timeout of mirrord's internal proxy.")
-      .meta(noEffect(`${INTPROXY}: its sockets have no idle timeout`)),
-    ping_interval: seconds
+      .describe(
+        'Seconds the intproxy waits for the first process of the program to connect; if none has by then, the session ends (the agent is released, a line says so) and the program runs on without mirrord.',
+      )
+      .meta(differs('default: no limit (mirrord: 60 s)')),
+    idle_timeout: positiveSeconds
       .optional()
-      .describe("Seconds between pings of mirrord's internal proxy to the agent.")
-      .meta(noEffect(`${INTPROXY}: the link pings every 5 s (docs/protocol.md)`)),
-    process_logging_interval: seconds
+      .describe(
+        'Seconds the intproxy stays without any connected process (after the first one) before the session ends (the agent is released, a line says so); the program, if it still runs, runs on without mirrord.',
+      )
+      .meta(differs('default: no limit (mirrord: 5 s); here the session also ends with the program')),
+    socket_timeout: positiveSeconds
       .optional()
-      .describe('Seconds between logs of the connected processes.')
-      .meta(noEffect(`${INTPROXY}: not logged periodically`)),
+      .describe(
+        "Seconds a process's connection to the intproxy may go without a request before the intproxy closes it (the layer of that process then keeps its calls local). Default: no limit.",
+      )
+      .meta(differs('default: no limit (mirrord: 31536000 s)')),
+    ping_interval: positiveSeconds
+      .max(3600)
+      .optional()
+      .describe(
+        "Seconds between the intproxy's pings to the agent (default 5). The link is declared lost after 3 intervals without a frame from the agent, and never before 15 s (the default), which the agent's start shares.",
+      )
+      .meta(differs('a link is never declared lost before 15 s, so intervals under 5 s ping more often without detecting a loss sooner')),
+    process_logging_interval: positiveSeconds
+      .optional()
+      .describe(
+        "Every N seconds the intproxy logs (at info) each process connected to it: pid, parent, executable, how long connected. The log is internal_proxy.log_destination's, at internal_proxy.log_level (set info or lower to see it).",
+      ),
+    log_level: logLevelKey('the intproxy', 'the intproxy'),
+    log_destination: logDestinationKey(
+      'the intproxy (exec: the CLI process writes it; container: the CLI writes the lines of the sidecar)',
+      'mirrord-intproxy',
+    ),
+    json_log: jsonLogKey('the intproxy'),
   })
   .optional()
-  .describe("mirrord's internal proxy: here the intproxy, inside the CLI process or the sidecar.");
+  .describe("mirrord's internal proxy: here the intproxy, inside the CLI process (exec) or the sidecar (container).");
+
+const RELAY = "mirrord container's external proxy is here the CLI's relay between the sidecar's attached stdin/stdout and the agent's link";
 const externalProxy = z
   .strictObject({
-    ...proxyKeys('external proxy', EXTPROXY),
+    start_idle_timeout: positiveSeconds
+      .optional()
+      .describe('mirrord container: seconds the CLI waits for the sidecar to connect (start and announce its intproxy); default agent.startup_timeout.')
+      .meta(differs(`${RELAY}: it waits for the sidecar's ready line (mirrord: 60 s for the first connection)`)),
+    idle_timeout: seconds
+      .optional()
+      .describe("Seconds mirrord's external proxy stays without connections.")
+      .meta(noEffect(`${RELAY}: it carries exactly one connection, the sidecar's, which lives as long as the session, and ends with it`)),
+    log_level: logLevelKey('the relay', "the CLI's relay to the sidecar (container)"),
+    log_destination: logDestinationKey(
+      "the CLI's relay to the sidecar (container; its log says when it starts and ends and the bytes it carried each way)",
+      'mirrord-extproxy',
+    ),
+    json_log: jsonLogKey("the CLI's relay to the sidecar"),
     host_ip: z
       .string()
       .optional()
       .describe("Address mirrord's external proxy listens on.")
-      .meta(noEffect(`${EXTPROXY}: nothing listens on the host`)),
+      .meta(noEffect(`${RELAY}: nothing listens on the host, so there is no address to choose`)),
     tls_enable: z
       .boolean()
       .optional()
       .describe("TLS between mirrord's two proxies.")
-      .meta(noEffect(`${EXTPROXY}: no proxy-to-proxy connection`)),
+      .meta(noEffect(`${RELAY}: the engine's attach stream is the link, no network connection to encrypt`)),
   })
   .optional()
-  .describe("mirrord's external proxy of mirrord container: here the sidecar holds the intproxy.");
+  .describe("mirrord's external proxy of mirrord container: here the CLI's relay between the sidecar and the agent.");
 
 /** Build tools mirrord leaves alone with skip_build_tools (its list, word for word). */
 export const BUILD_TOOLS = [
@@ -152,18 +198,37 @@ export const configSchema = z.strictObject({
       cli_extra_args: z
         .array(z.string())
         .optional()
-        .describe('Extra docker run arguments of the sidecar container.')
-        .meta(containerNoEffect('not wired yet; publish ports with the -p of your own docker run, the sidecar shares its network namespace')),
+        .superRefine((args, ctx) => {
+          if (!args) return;
+          try {
+            parseSidecarArgs(args);
+          } catch (err) {
+            if (!(err instanceof SidecarArgsError)) throw err;
+            ctx.addIssue({ code: 'custom', message: err.message });
+          }
+        })
+        .describe(
+          `Extra docker run flags of the sidecar container, which owns the network namespace the container joins (so -p here publishes a port of the container): ${SIDECAR_FLAGS}. Any other flag is refused with its name.`,
+        )
+        .meta(
+          differs(
+            "the sidecar is created through the engine's API: these flags are read into its create call, and flags about its program or its attachment (--name, -d, -t, --entrypoint, --log-driver, ...) are refused",
+          ),
+        ),
       override_host_ip: z
         .string()
         .optional()
         .describe('The IP the sidecar reaches the host at.')
-        .meta(containerNoEffect("it shares the container's network namespace and reaches nothing on the host")),
+        .meta(
+          containerNoEffect(
+            "it dials no host address: its link to the agent is its attached stdin/stdout, relayed by the CLI to a Docker target's agent (its own attached stdio) or a Kubernetes agent (the API server's port-forward); the program's files and layer come from a volume",
+          ),
+        ),
       host_gateway_detection: z
         .boolean()
         .optional()
         .describe("Reach the host through the runtime's host-gateway.")
-        .meta(containerNoEffect('it needs no way to the host')),
+        .meta(containerNoEffect('it dials no host address (see override_host_ip): its link to the agent is its attached stdin/stdout')),
       platform: z
         .string()
         .optional()
@@ -212,8 +277,10 @@ export const configSchema = z.strictObject({
   use_proxy: z
     .boolean()
     .optional()
-    .describe('Use the HTTP(S)_PROXY variables to reach the cluster.')
-    .meta(noEffect('the Kubernetes client does not use them yet')),
+    .describe(
+      "false: HTTP_PROXY, HTTPS_PROXY (and their lower-case spellings) are removed from the CLI's environment before any request, so the program does not inherit them either; a value in the target's environment still reaches it. Default true: the variables are left as they are.",
+    )
+    .meta(differs("true: the Kubernetes client goes through the kubeconfig's proxy-url, not through HTTP(S)_PROXY (mirrord's uses the variables)")),
   sip_binaries: stringOrList.optional().describe('macOS: binaries to patch for SIP.').meta(noEffect('macOS only; this tool runs programs on Linux')),
   skip_sip: stringOrList.optional().describe('macOS: binaries never patched for SIP.').meta(noEffect('macOS only')),
   experimental: z

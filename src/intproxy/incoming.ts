@@ -71,7 +71,12 @@ export class IncomingManager {
 
   /** A layer's listen(): returns an LP status (0 subscribed, 1 not subscribed, <0 -errno). */
   async listen(owner: unknown, requested: LpAddr, bound: LpAddr): Promise<number> {
-    const remote = requested.port === 0 ? 'an ephemeral port was asked for' : this.remotePortFor(requested.port);
+    const remote =
+      requested.port === 0
+        ? 'an ephemeral port was asked for'
+        : this.features.incoming.ignore_localhost && isLoopback(requested.address)
+          ? `bound to ${requested.address} and ignore_localhost is on`
+          : this.remotePortFor(requested.port);
     if (typeof remote === 'string') {
       this.log.debug(`listen on ${requested.port} stays local (${remote})`);
       return 1;
@@ -175,6 +180,13 @@ export class IncomingManager {
     for (const d of this.dialled.values()) d.socket.destroy();
     this.dialled.clear();
   }
+}
+
+/** 127.0.0.0/8, ::1 and their IPv4-mapped form: what the program asked to listen on, as the layer reports it. */
+export function isLoopback(address: string): boolean {
+  const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
+  if (net.isIPv4(v4)) return v4.startsWith('127.');
+  return address === '::1' || address === '0:0:0:0:0:0:0:1';
 }
 
 function dialHost(bound: LpAddr): string {

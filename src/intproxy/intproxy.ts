@@ -15,7 +15,7 @@ import type { AgentPort } from './agent-port.js';
 import { DnsResolver, NameCache } from './dns.js';
 import { FileProxy } from './files.js';
 import { IncomingManager } from './incoming.js';
-import { LayerServer } from './layer-server.js';
+import { LayerServer, type LayerProcess } from './layer-server.js';
 import { Outgoing } from './outgoing.js';
 
 export type { AgentCapabilities, AgentPort } from './agent-port.js';
@@ -36,6 +36,17 @@ export interface IntproxyOptions {
   ownNamespace?: boolean;
   /** The socket helper passed the session's test: remote connects take sockets (docs/fast-path.md). */
   fdPassing?: boolean;
+  /** internal_proxy's timeouts and periodic log (the config's keys, in seconds). */
+  proxy?: IntproxyTimeouts;
+  /** Called once when a timeout of `proxy` ends the session: the host releases the agent. */
+  onIdle?: (reason: string) => void;
+}
+
+export interface IntproxyTimeouts {
+  start_idle_timeout?: number;
+  idle_timeout?: number;
+  socket_timeout?: number;
+  process_logging_interval?: number;
 }
 
 export interface IntproxyStats {
@@ -54,6 +65,7 @@ export class Intproxy {
     readonly incoming: IncomingManager | undefined,
     private readonly outgoing: Outgoing,
     private readonly layers: LayerServer,
+    private readonly timers: Timers,
   ) {}
 
   static async start(opts: IntproxyOptions, host = '127.0.0.1'): Promise<Intproxy> {
@@ -73,8 +85,11 @@ export class Intproxy {
     const dns = new DnsResolver(agent, features, log, stats, names);
     const files = new FileProxy(agent, features.fs, log.child('files'));
     const incoming = agent.capabilities.incoming ? new IncomingManager(agent, features, log.child('incoming'), opts.beforeIncoming) : undefined;
-    const layers = await LayerServer.listen(host, { files, outgoing, dns, incoming }, log, stats);
-    return new Intproxy(stats, files, incoming, outgoing, layers);
+    const timers = new Timers(opts.proxy ?? {}, log, opts.onIdle);
+    const socketTimeoutMs = opts.proxy?.socket_timeout ? opts.proxy.socket_timeout * 1000 : undefined;
+    const layers = await LayerServer.listen(host, { files, outgoing, dns, incoming }, log, stats, { socketTimeoutMs, onCount: (n) => timers.count(n) });
+    timers.start(() => layers.processes());
+    return new Intproxy(stats, files, incoming, outgoing, layers, timers);
   }
 
   /** The value of MIRRORD_LAYER_ADDR. */
@@ -83,8 +98,84 @@ export class Intproxy {
   }
 
   async close(): Promise<void> {
+    this.timers.stop();
     this.incoming?.close();
     this.outgoing.close();
     await this.layers.close();
+  }
+}
+
+/**
+ * internal_proxy.start_idle_timeout and idle_timeout (mirrord's intproxy exits after them; ours ends
+ * the session through onIdle) and process_logging_interval.
+ */
+class Timers {
+  private idle: NodeJS.Timeout | undefined;
+  private logTimer: NodeJS.Timeout | undefined;
+  private seen = false;
+  private fired = false;
+  private stopped = false;
+
+  constructor(
+    private readonly t: IntproxyTimeouts,
+    private readonly log: Logger,
+    private readonly onIdle?: (reason: string) => void,
+  ) {}
+
+  start(processes: () => LayerProcess[]): void {
+    if (this.t.start_idle_timeout && this.onIdle) {
+      const s = this.t.start_idle_timeout;
+      this.arm(s, `no process of the program connected to the intproxy within ${s} s (internal_proxy.start_idle_timeout)`);
+    }
+    const every = this.t.process_logging_interval;
+    if (every) {
+      this.logTimer = setInterval(() => {
+        const list = processes();
+        this.log.info(`${list.length} process${list.length === 1 ? '' : 'es'} connected`);
+        const now = Date.now();
+        for (const p of list) {
+          this.log.info(
+            `connected: pid ${p.pid ?? '?'}${p.parentPid ? ` (parent ${p.parentPid})` : ''} ${p.exe ?? '(no hello yet)'}, for ${Math.round((now - p.since) / 1000)} s`,
+          );
+        }
+      }, every * 1000);
+      this.logTimer.unref();
+    }
+  }
+
+  /** The number of connected processes changed. */
+  count(open: number): void {
+    if (this.stopped || this.fired) return;
+    if (open > 0) {
+      this.seen = true;
+      this.disarm();
+      return;
+    }
+    if (this.seen && this.t.idle_timeout && this.onIdle) {
+      const s = this.t.idle_timeout;
+      this.arm(s, `no process of the program was connected to the intproxy for ${s} s (internal_proxy.idle_timeout)`);
+    }
+  }
+
+  private arm(seconds: number, reason: string): void {
+    this.disarm();
+    this.idle = setTimeout(() => {
+      if (this.stopped || this.fired) return;
+      this.fired = true;
+      this.log.info(reason);
+      this.onIdle?.(reason);
+    }, seconds * 1000);
+    this.idle.unref();
+  }
+
+  private disarm(): void {
+    if (this.idle) clearTimeout(this.idle);
+    this.idle = undefined;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.disarm();
+    if (this.logTimer) clearInterval(this.logTimer);
   }
 }

@@ -25,8 +25,24 @@ export interface LayerStats {
   layers: number;
 }
 
+/** internal_proxy settings the layer side applies (src/intproxy/intproxy.ts). */
+export interface LayerServerOptions {
+  /** A connection without a request for this long is closed (internal_proxy.socket_timeout). */
+  socketTimeoutMs?: number;
+  /** Called with the number of connected processes whenever it changes. */
+  onCount?: (open: number) => void;
+}
+
+/** A process connected to the intproxy, as its HELLO told. */
+export interface LayerProcess {
+  pid?: number;
+  parentPid?: number;
+  exe?: string;
+  since: number;
+}
+
 export class LayerServer {
-  private readonly sockets = new Set<net.Socket>();
+  private readonly sockets = new Map<net.Socket, LayerProcess>();
   private nextConn = 1;
 
   private constructor(
@@ -34,13 +50,14 @@ export class LayerServer {
     private readonly handlers: LayerHandlers,
     private readonly log: Logger,
     private readonly stats: LayerStats,
+    private readonly opts: LayerServerOptions,
   ) {
     server.on('connection', (sock) => this.onLayer(sock));
   }
 
-  static async listen(host: string, handlers: LayerHandlers, log: Logger, stats: LayerStats): Promise<LayerServer> {
+  static async listen(host: string, handlers: LayerHandlers, log: Logger, stats: LayerStats, opts: LayerServerOptions = {}): Promise<LayerServer> {
     const server = net.createServer();
-    const layers = new LayerServer(server, handlers, log, stats);
+    const layers = new LayerServer(server, handlers, log, stats, opts);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(0, host, () => resolve());
@@ -54,23 +71,37 @@ export class LayerServer {
     return `${a.address}:${a.port}`;
   }
 
+  /** The processes connected now. */
+  processes(): LayerProcess[] {
+    return [...this.sockets.values()];
+  }
+
   /** Drops every layer connection; resolves once the listener is closed. */
   async close(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
+    for (const s of this.sockets.keys()) s.destroy();
     this.sockets.clear();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
   private onLayer(sock: net.Socket): void {
-    this.sockets.add(sock);
+    const proc: LayerProcess = { since: Date.now() };
+    this.sockets.set(sock, proc);
+    this.opts.onCount?.(this.sockets.size);
     sock.setNoDelay(true);
     this.stats.layers++;
     const { log, handlers } = this;
     const reader = new LpFrameReader();
     let who = 'layer';
     const conn = this.nextConn++;
+    if (this.opts.socketTimeoutMs) {
+      sock.setTimeout(this.opts.socketTimeoutMs, () => {
+        log.info(`${who}: no request for ${this.opts.socketTimeoutMs! / 1000} s (internal_proxy.socket_timeout): closing its connection`);
+        sock.destroy();
+      });
+    }
     sock.once('close', () => {
       this.sockets.delete(sock);
+      this.opts.onCount?.(this.sockets.size);
       handlers.files.onConnectionClosed(conn);
       void handlers.incoming?.dropOwner(conn);
     });
@@ -94,6 +125,7 @@ export class LayerServer {
         }
         if (req.kind === 'hello') {
           who = `pid ${req.pid}${req.parentPid ? ` (forked from ${req.parentPid})` : ''} ${req.exe}`;
+          Object.assign(proc, { pid: req.pid, parentPid: req.parentPid || undefined, exe: req.exe });
           log.debug(`layer connected: ${who}`);
           handlers.files.onHello(conn, req.pid, req.parentPid);
         }

@@ -6,6 +6,8 @@ import { AP_CLIENT } from '../../common/version.js';
 import type { ResolvedFeatures } from '../config/schema.js';
 import { layerHintEnv } from '../fs/rules.js';
 import { Intproxy } from '../intproxy/intproxy.js';
+import { pingOptions, proxyLogger } from '../intproxy/proxy-log.js';
+import { parseLevel } from '../../common/log.js';
 import { createFdPass } from './fd-pass.js';
 import type { IntproxyHost } from './session.js';
 
@@ -30,9 +32,20 @@ export function inProcess(
     makeFdPass: (_session, log) => createFdPass(log),
     async start(ctx) {
       ctx.progress.update(`waiting for the agent on ${ctx.target.display}`);
+      const proxy = ctx.proxies.internal;
+      // internal_proxy's log: its level, file and format (src/intproxy/proxy-log.ts).
+      const proxyLog = proxyLogger(
+        proxy && { level: proxy.log_level, destination: proxy.log_destination, json: proxy.json_log },
+        'mirrord-intproxy',
+        ctx.id,
+        ctx.log.child('intproxy'),
+        parseLevel(process.env.MIRRORD_LOG),
+      );
+      const ping = pingOptions(proxy?.ping_interval);
       let agent: AgentConnection;
       try {
         agent = await AgentConnection.connect(ctx.agent.link, {
+          ...ping,
           token: ctx.token,
           // Who the session is, for `mirrord status` on a shared agent.
           client: `${AP_CLIENT} ${userHost()} pid ${process.pid}${ctx.key ? ` key ${ctx.key}` : ''}`,
@@ -43,13 +56,28 @@ export function inProcess(
         throw ctx.didNotAnswer(err);
       }
       let intproxy: Intproxy;
+      let idled: string | undefined;
+      const lost: Array<(reason: string) => void> = [];
       try {
         // The guard starts with the first subscription: sessions without incoming traffic need none.
         const beforeIncoming = agent.info.agentPid ? () => ctx.guard(agent.info.agentPid) : undefined;
         const features = opts.beforeIntproxy ? await opts.beforeIntproxy(agent, ctx.features) : ctx.features;
         // The agent starts its socket helper before it answers the link: it is up by now, if at all.
         const fdPassing = ctx.fdPass ? await ctx.fdPass.probe(ctx.log) : false;
-        intproxy = await Intproxy.start({ agent, features, log: ctx.log.child('intproxy'), beforeIncoming, fdPassing });
+        intproxy = await Intproxy.start({
+          agent,
+          features,
+          log: proxyLog,
+          beforeIncoming,
+          fdPassing,
+          proxy,
+          // mirrord's intproxy exits after its idle timeouts: the session ends, the program runs on.
+          onIdle: (reason) => {
+            idled = reason;
+            for (const cb of lost) cb(`the session ended: ${reason}`);
+            void intproxy.close().finally(() => agent.close());
+          },
+        });
       } catch (err) {
         agent.close();
         throw err;
@@ -70,7 +98,8 @@ export function inProcess(
         },
         fileHints: async () => layerHintEnv(await intproxy.files.rules()),
         onLinkLost(cb) {
-          agent.onClose((err) => cb(err?.message ?? 'the agent closed the link'));
+          lost.push(cb);
+          agent.onClose((err) => idled === undefined && cb(err?.message ?? 'the agent closed the link'));
         },
         async close() {
           await intproxy.close();

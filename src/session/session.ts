@@ -30,12 +30,19 @@ export interface SessionOptions<H> {
   skipProcesses?: string[];
   /** The session key (config `key`): shown to others by `mirrord status` on a shared agent. */
   key?: string;
+  /** Config internal_proxy and external_proxy: the intproxy's and the sidecar relay's timeouts and logs. */
+  proxies?: ProxySettings;
   /** Where the intproxy runs (src/session/in-process.ts, src/session/sidecar.ts). */
   intproxy: IntproxyHost<H>;
   log: Logger;
   progress: Progress;
   /** Injected for tests; chosen from the target kind otherwise. */
   platform?: TargetPlatform;
+}
+
+export interface ProxySettings {
+  internal?: MirrordConfig['internal_proxy'];
+  external?: MirrordConfig['external_proxy'];
 }
 
 /** What a host is given to start the intproxy against a running agent. */
@@ -48,6 +55,8 @@ export interface HostContext {
   agentConfig: MirrordConfig['agent'];
   /** The session key, if any (SessionOptions.key). */
   key?: string;
+  /** Config internal_proxy and external_proxy. */
+  proxies: ProxySettings;
   log: Logger;
   progress: Progress;
   /** Starts what removes the agent's rules if the agent dies (the platform's guard), once; a no-op without one. */
@@ -188,6 +197,7 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
     features: opts.features,
     agentConfig: opts.agent,
     key: opts.key,
+    proxies: opts.proxies ?? {},
     log,
     progress,
     fdPass,

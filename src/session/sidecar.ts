@@ -1,8 +1,11 @@
 import type { Readable } from 'node:stream';
 import type Docker from 'dockerode';
 import { ExitCode, MirrordError } from '../../common/errors.js';
-import type { Logger } from '../../common/log.js';
-import { READY_PREFIX, type SidecarReady } from '../../common/sidecar-contract.js';
+import { parseLevel } from '../../common/log.js';
+import { IDLE_PREFIX, READY_PREFIX, type SidecarReady } from '../../common/sidecar-contract.js';
+import { logFilePath, proxyLogger } from '../intproxy/proxy-log.js';
+import { appendFileSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
 import { ensureImage } from '../images/build.js';
 import { sidecarImageRecipe } from '../images/recipes.js';
 import { attachContainer, type Attached } from '../platforms/docker/attach.js';
@@ -12,6 +15,7 @@ import { removeContainer } from '../platforms/docker/remove.js';
 import { createFdVolume } from './fd-pass.js';
 import type { ResolvedTarget } from '../platforms/platform.js';
 import type { IntproxyHost } from './session.js';
+import type { SidecarExtra } from '../config/sidecar-args.js';
 
 export interface SidecarSpec {
   /** The engine the local container runs on (the agent may run elsewhere: a cluster). */
@@ -36,6 +40,8 @@ export interface SidecarSpec {
   created?: (settings: SidecarSettings, hostname: string | undefined) => Promise<Docker.Container>;
   /** feature.hostname: the host name the sidecar (and so the container sharing its namespaces) runs under. */
   hostname?: (target: ResolvedTarget) => Promise<string | undefined>;
+  /** container.cli_extra_args, read (src/config/sidecar-args.ts): more labels, env and HostConfig of the sidecar. */
+  extra?: SidecarExtra;
 }
 
 /** What a sidecar container runs with: its image, its env (the session's token and features), its labels. */
@@ -83,6 +89,7 @@ export function inSidecar(spec: SidecarSpec): IntproxyHost<InSidecar> {
           `MIRRORD_SIDECAR_TOKEN=${ctx.token}`,
           `MIRRORD_SIDECAR_FEATURES=${JSON.stringify(ctx.features)}`,
           `MIRRORD_SIDECAR_LOG=${ctx.agentConfig.log_level}`,
+          ...(ctx.proxies.internal ? [`MIRRORD_SIDECAR_PROXY=${JSON.stringify(ctx.proxies.internal)}`] : []),
           `MIRRORD_SIDECAR_CAPTURE=${spec.capture}`,
           ...(spec.mounts ? [`MIRRORD_SIDECAR_MOUNTS=${JSON.stringify(spec.mounts)}`] : []),
           ...(spec.cwd ? [`MIRRORD_SIDECAR_CWD=${spec.cwd}`] : []),
@@ -96,17 +103,48 @@ export function inSidecar(spec: SidecarSpec): IntproxyHost<InSidecar> {
       let attached: Attached | undefined;
       try {
         attached = await attachContainer(docker, container, { name: 'sidecar', log, stderrLines: false });
-        const readyLine = waitReady(attached.stderr, ctx.agentConfig.startup_timeout * 1000, log);
+        const lost: Array<(reason: string) => void> = [];
+        const internal = ctx.proxies.internal;
+        // The sidecar's log lines (its intproxy's among them): internal_proxy.log_destination, else the debug log.
+        const sidecarLine = internal?.log_destination ? fileSink(logFilePath(internal.log_destination, 'mirrord-intproxy', ctx.id)) : undefined;
+        const onLine = (line: string) => {
+          if (line.startsWith(IDLE_PREFIX)) {
+            // The sidecar ends its link; the agent's end must not close the sidecar's stdin, which
+            // would end the sidecar and the container with it: the container runs on, as the program of exec.
+            ctx.agent.link.unpipe(attached!.raw);
+            return void lost.forEach((cb) => cb(`the session ended: ${line.slice(IDLE_PREFIX.length)}`));
+          }
+          if (sidecarLine) sidecarLine(line);
+          else log.debug(`sidecar: ${line}`);
+        };
+        // external_proxy.start_idle_timeout: how long the relay waits for the sidecar's intproxy.
+        const readySeconds = ctx.proxies.external?.start_idle_timeout ?? ctx.agentConfig.startup_timeout;
+        const readyLine = waitReady(attached.stderr, readySeconds * 1000, onLine);
         await container.start();
-        // The relay: AP frames flow untouched between the agent's stream and the sidecar's.
+        // The relay (mirrord's external proxy): AP frames flow untouched between the agent's stream and the sidecar's.
+        const ext = ctx.proxies.external;
+        const relayLog = proxyLogger(
+          ext && { level: ext.log_level, destination: ext.log_destination, json: ext.json_log },
+          'mirrord-extproxy',
+          ctx.id,
+          log.child('relay'),
+          parseLevel(process.env.MIRRORD_LOG),
+        );
+        const carried = { toAgent: 0, toSidecar: 0 };
+        attached.stdout.on('data', (d: Buffer) => (carried.toAgent += d.length));
+        ctx.agent.link.on('data', (d: Buffer) => (carried.toSidecar += d.length));
+        attached.stdout.once('end', () =>
+          relayLog.info(`the sidecar ended its link: ${carried.toAgent} bytes to the agent, ${carried.toSidecar} to the sidecar`),
+        );
         attached.stdout.pipe(ctx.agent.link);
         ctx.agent.link.pipe(attached.raw);
+        relayLog.info(`relaying container ${container.id.slice(0, 12)} (sidecar of session ${ctx.id}) to the agent on ${ctx.target.display}`);
         const ready = await readyLine;
+        relayLog.info(`the sidecar's intproxy is ready at ${ready.layerAddr} (in the container's namespace)`);
         // Before the user's program can listen: the guard removes the agent's rules if the agent
         // dies (in-process it starts with the first subscription; the sidecar's cannot be seen here).
         if (ctx.features.incoming.mode !== 'off') await ctx.guard(ready.agentPid);
         const sidecarIn = attached.raw;
-        const lost: Array<(reason: string) => void> = [];
         let closed = false;
         sidecarIn.once('close', () => {
           if (!closed) for (const cb of lost) cb('the sidecar left');
@@ -122,6 +160,7 @@ export function inSidecar(spec: SidecarSpec): IntproxyHost<InSidecar> {
           closesWithAgent: true,
           async close() {
             closed = true;
+            relayLog.info(`relay closing: ${carried.toAgent} bytes to the agent, ${carried.toSidecar} to the sidecar`);
             // The sidecar exits when its stdin ends (the relay closes), and AutoRemove deletes it.
             ctx.agent.link.unpipe(sidecarIn);
             attached!.stdout.unpipe(ctx.agent.link);
@@ -143,23 +182,27 @@ export function inSidecar(spec: SidecarSpec): IntproxyHost<InSidecar> {
 
 /** The sidecar as `mirrord container` runs it: created here, removed by the engine when its stdin closes. */
 function createSidecar(docker: Docker, id: string, settings: SidecarSettings, spec: SidecarSpec, hostname?: string): Promise<Docker.Container> {
-  const ports = portBindings(spec.publish);
+  const extra = spec.extra;
+  const ports = portBindings([...spec.publish, ...(extra?.publish ?? [])]);
+  // cli_extra_args come first: the session's own env and labels win over theirs.
+  const capAdd = [...(extra?.host.CapAdd ?? []), ...(spec.capture === 'namespace' ? ['NET_ADMIN'] : [])];
   return docker.createContainer({
     Image: settings.image,
     name: `mirrord-sidecar-${id}`,
     Hostname: hostname,
-    Env: settings.env,
-    Labels: settings.labels,
+    Env: [...(extra?.env ?? []), ...settings.env],
+    Labels: { ...extra?.labels, ...settings.labels },
     AttachStdin: true,
     AttachStdout: true,
     AttachStderr: true,
     OpenStdin: true,
     StdinOnce: true,
     HostConfig: {
+      ...extra?.host,
       AutoRemove: true,
       // iptables for namespace capture, in the namespace the user's container shares.
-      CapAdd: spec.capture === 'namespace' ? ['NET_ADMIN'] : undefined,
-      NetworkMode: spec.network,
+      CapAdd: capAdd.length ? capAdd : undefined,
+      NetworkMode: spec.network ?? extra?.network,
       PortBindings: ports,
       LogConfig: { Type: 'none', Config: {} },
     },
@@ -182,7 +225,7 @@ function portBindings(publish: string[]): Record<string, Array<{ HostIp?: string
 }
 
 /** The sidecar's one JSON line on stderr once its intproxy runs; its other lines go to the debug log. */
-function waitReady(stderr: Readable, timeoutMs: number, log: Logger): Promise<SidecarReady> {
+function waitReady(stderr: Readable, timeoutMs: number, onLine: (line: string) => void): Promise<SidecarReady> {
   return new Promise((resolve, reject) => {
     let buf = '';
     const tail: string[] = [];
@@ -209,10 +252,23 @@ function waitReady(stderr: Readable, timeoutMs: number, log: Logger): Promise<Si
           resolve(JSON.parse(line.slice(READY_PREFIX.length)) as SidecarReady);
         } else if (line.trim()) {
           tail.push(line);
-          log.debug(`sidecar: ${line}`);
+          onLine(line);
         }
       }
     });
     stderr.once('end', () => fail('exited before it was ready'));
   });
+}
+
+/** Appends lines to a file (its directories made now, so a bad path fails the start). */
+function fileSink(file: string): (line: string) => void {
+  mkdirSync(path.dirname(file), { recursive: true });
+  appendFileSync(file, '');
+  return (line) => {
+    try {
+      appendFileSync(file, line + '\n');
+    } catch {
+      // A log that cannot be written must not take the session down.
+    }
+  };
 }

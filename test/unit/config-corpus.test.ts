@@ -49,6 +49,8 @@ function view(config: Awaited<ReturnType<typeof loadConfig>>['config']): Record<
     features: resolveFeatures(config),
     agent: config.agent,
     container: config.container,
+    internal_proxy: config.internal_proxy,
+    external_proxy: config.external_proxy,
     key: config.key,
     kubeconfig: config.kubeconfig,
     skip: skippedProcesses(config) ?? [],

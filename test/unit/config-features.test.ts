@@ -142,7 +142,7 @@ describe('keys without effect here', () => {
       telemetry: false,
       agent: { json_log: true, dns: { timeout: 3 }, ttl: 5, image: 'ghcr.io/metalbear-co/mirrord:3.120.0' },
       feature: { env: { load_from_process: true }, network: { ipv6: true } },
-      internal_proxy: { idle_timeout: 30 },
+      external_proxy: { idle_timeout: 30 },
       container: { override_host_ip: '172.17.0.1' },
     });
     const keys = notices.map((n) => n.split(':')[0]);
@@ -151,9 +151,9 @@ describe('keys without effect here', () => {
       'agent.image',
       'agent.json_log',
       'container.override_host_ip',
+      'external_proxy.idle_timeout',
       'feature.env.load_from_process',
       'feature.network.ipv6',
-      'internal_proxy.idle_timeout',
       'telemetry',
     ]);
     assert.ok(notices.every((n) => /no effect here: .+|does not speak/.test(n)));

@@ -36,6 +36,9 @@ export async function runContainer(
   );
   // The fast path: the user's container reaches the agent's socket helper over the session's volume.
   if (session.fdPassBind) options.HostConfig = { ...options.HostConfig, Binds: [...(options.HostConfig?.Binds ?? []), session.fdPassBind] };
+  session.onLinkLost((reason) => {
+    process.stderr.write(`mirrord: lost the link to the agent (${reason}); remote connections and look-ups of the container now fail\n`);
+  });
   const restore: Array<() => void> = [];
   try {
     return await runUserContainer(
