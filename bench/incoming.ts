@@ -2,14 +2,15 @@
  * Incoming traffic figures, same run: a client container calls the target's HTTP port
  * - directly (the target's own app answers),
  * - with the port stolen by a local copy of the same server under `mirrord exec --steal`,
- * - with the port mirrored (the target's app answers; the agent copies from captured packets),
- *   interleaved with direct rounds (BENCH_MIRROR_ROUNDS, default 3; medians): the goal is the
- *   target's own throughput and p50 within 5 % of direct. Each mirror round is measured twice:
- *   unpinned (everything shares every core), and pinned, where the target, its client and the agent
- *   run on BENCH_TARGET_CPUS and the CLI (intproxy) and the local server on BENCH_LOCAL_CPUS, as on a
- *   real deployment where only the agent shares the target's node; the direct baseline of a pinned
- *   round has the same pinning. Every copy the local server gets is counted against the requests sent,
- *   - stolen by HTTP filter through a shared agent (agent.shared): one session, then four sessions
+ * - with the port mirrored (the target's app answers; the agent copies from captured packets):
+ *   while one session mirrors the target, the same loads alternate between it and a twin target
+ *   (the same app, no session) in ABBA order, BENCH_MIRROR_ROUNDS (6) pairs; the goal is the
+ *   target's own throughput and p50 within 5 % of the twin's. Twice: unpinned (every process on
+ *   every core), and pinned, where the targets, their client and the agent run on BENCH_TARGET_CPUS
+ *   and the CLI (intproxy) and the local server on BENCH_LOCAL_CPUS, as on a real deployment where
+ *   only the agent shares the target's node. Every copy the local server gets is counted against
+ *   the requests sent,
+ * - stolen by HTTP filter through a shared agent (agent.shared): one session, then four sessions
  *   with four filters, the requests matching the first one's.
  * Printed: requests per second (concurrency 8) and p50/p99 latency of sequential keep-alive requests.
  */
@@ -54,7 +55,7 @@ interface Figures {
   rps: number;
 }
 
-const MIRROR_ROUNDS = Number(process.env.BENCH_MIRROR_ROUNDS ?? 3);
+const MIRROR_ROUNDS = Number(process.env.BENCH_MIRROR_ROUNDS ?? 6);
 
 /**
  * The pinned rounds' two core sets: the target's side (its app, its client, the agent) and the
@@ -99,15 +100,30 @@ interface Mirrored extends Figures {
   lagMs: number;
 }
 
+interface Paired {
+  directs: Figures[];
+  mirrors: Mirrored[];
+}
+
 /**
- * The target's own figures while a session mirrors its port; `pin` puts the CLI (and so the local
- * server) on pin.local and the agent container on pin.target.
+ * One session mirrors `targetName`'s port while the same loads alternate between it and its twin (the
+ * same app, no session) `rounds` times, in ABBA order so a drift of the machine's load hits both
+ * alike. `pin` puts the CLI (and so the local server) on pin.local and the agent container on
+ * pin.target. Each mirrored load waits for its copies, so the agent's catching up never overlaps
+ * the next load.
  */
-async function mirroring(targetName: string, client: TestContainer, pin?: { target: string; local: string }): Promise<Mirrored> {
+async function mirroring(
+  targetName: string,
+  twinName: string,
+  client: TestContainer,
+  rounds: number,
+  pin?: { target: string; local: string },
+): Promise<Paired> {
   const argv = [cli, 'exec', '-t', `docker/${targetName}`, '--', process.execPath, '-e', COUNTING_SERVER];
+  const env = { ...process.env, MIRRORD_LOG: 'error' };
   const child = pin
-    ? spawn('taskset', ['-c', pin.local, process.execPath, ...argv], { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, MIRRORD_LOG: 'error' } })
-    : spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, MIRRORD_LOG: 'error' } });
+    ? spawn('taskset', ['-c', pin.local, process.execPath, ...argv], { stdio: ['ignore', 'pipe', 'ignore'], env })
+    : spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'ignore'], env });
   let copies = 0;
   let lastCopyAt = 0;
   child.stdout!.setEncoding('utf8');
@@ -118,6 +134,14 @@ async function mirroring(targetName: string, client: TestContainer, pin?: { targ
       lastCopyAt = Date.now();
     }
   });
+  const mirrored = async (): Promise<Mirrored> => {
+    const before = copies;
+    const figures = await load(client, targetName);
+    const loadEnd = Date.now();
+    // The copies may trail the load (the capture runs at idle priority): wait for them to stop coming.
+    while (copies - before < PER_LOAD && Date.now() - Math.max(loadEnd, lastCopyAt) < 5000) await sleep(50);
+    return { ...figures, copies: copies - before, lagMs: Math.max(0, lastCopyAt - loadEnd) };
+  };
   try {
     for (let i = 0; copies === 0; i++) {
       if (i > 150) throw new Error('no copy reached the local server within 30 s');
@@ -130,12 +154,17 @@ async function mirroring(targetName: string, client: TestContainer, pin?: { targ
       await cpuset(agent.Id, pin.target);
     }
     await sleep(1000);
-    const before = copies;
-    const figures = await load(client, targetName);
-    const loadEnd = Date.now();
-    // The copies may trail the load (the capture runs at idle priority): wait for them to stop coming.
-    while (copies - before < PER_LOAD && Date.now() - Math.max(loadEnd, lastCopyAt) < 5000) await sleep(50);
-    return { ...figures, copies: copies - before, lagMs: Math.max(0, lastCopyAt - loadEnd) };
+    const out: Paired = { directs: [], mirrors: [] };
+    for (let i = 0; i < rounds; i++) {
+      if (i % 2 === 0) {
+        out.directs.push(await load(client, twinName));
+        out.mirrors.push(await mirrored());
+      } else {
+        out.mirrors.push(await mirrored());
+        out.directs.push(await load(client, twinName));
+      }
+    }
+    return out;
   } finally {
     child.kill('SIGTERM');
     await new Promise((r) => (child.exitCode === null ? child.once('exit', r) : r(null)));
@@ -204,21 +233,18 @@ async function main(): Promise<void> {
   const network = await createNetwork('mirrord-bench-in');
   try {
     const target = await runContainer({ name: 'bench-in-target', network: network.name, cmd: ['node', '-e', SERVER], waitFor: { tcpPort: PORT } });
+    // The direct baseline: the same app in a container of its own that no session touches.
+    const twin = await runContainer({ name: 'bench-in-twin', network: network.name, cmd: ['node', '-e', SERVER], waitFor: { tcpPort: PORT } });
     const client = await runContainer({ name: 'bench-in-client', network: network.name, cmd: ['sleep', '100000'] });
-    const pinContainers = (cpus: string) => Promise.all([cpuset(target.id, cpus), cpuset(client.id, cpus)]);
-    // Direct and mirrored alternate, unpinned then pinned, so a change in the machine's load hits all alike.
-    const rounds = { direct: [] as Figures[], mirrored: [] as Mirrored[], pinnedDirect: [] as Figures[], pinnedMirrored: [] as Mirrored[] };
-    for (let i = 0; i < MIRROR_ROUNDS; i++) {
-      await pinContainers(ALL_CPUS);
-      rounds.direct.push(await load(client, target.name));
-      rounds.mirrored.push(await mirroring(target.name, client));
-      if (!pin) continue;
+    const pinContainers = (cpus: string) => Promise.all([target, twin, client].map((c) => cpuset(c.id, cpus)));
+    const unpinned = await mirroring(target.name, twin.name, client, MIRROR_ROUNDS);
+    let pinned: Paired | undefined;
+    if (pin) {
       await pinContainers(pin.target);
-      rounds.pinnedDirect.push(await load(client, target.name));
-      rounds.pinnedMirrored.push(await mirroring(target.name, client, pin));
+      pinned = await mirroring(target.name, twin.name, client, MIRROR_ROUNDS, pin);
+      await pinContainers(ALL_CPUS);
     }
-    await pinContainers(ALL_CPUS);
-    const direct = median(rounds.direct);
+    const direct = median(unpinned.directs);
     const stolen = await underMirrord(target.name, ['--steal'], client, true);
     const filtered1 = await filteredShared(target.name, 1, client);
     const filtered4 = await filteredShared(target.name, 4, client);
@@ -231,28 +257,27 @@ async function main(): Promise<void> {
     out.push(`${'path'.padEnd(34)} ${'req/s'.padStart(8)} ${'p50 ms'.padStart(9)} ${'p99 ms'.padStart(9)}`);
     out.push(row('direct (target app answers)', direct));
     out.push(row('stolen (local server answers)', stolen));
-    const mirrorRows = (label: string, directs: Figures[], mirrors: Mirrored[], method: string) => {
+    const mirrorRows = (label: string, { directs, mirrors }: Paired, method: string) => {
       const d = median(directs);
       const m = median(mirrors);
+      const ratios = (k: 'rps' | 'p50') => mirrors.map((f, i) => f[k] / directs[i]![k]).sort((x, y) => x - y);
+      const mid = (xs: number[]) => xs[Math.floor(xs.length / 2)]!;
       out.push(`-- ${label}: ${method}`);
-      out.push(row('direct', d, d));
+      out.push(row('direct (twin target, no session)', d, d));
       out.push(row('mirrored (target app, copy local)', m, d));
       out.push(
-        `${''.padEnd(34)} mirrored/direct, median of ${mirrors.length} interleaved rounds: rps ${(m.rps / d.rps).toFixed(3)}, p50 ${(m.p50 / d.p50).toFixed(3)}`,
+        `${''.padEnd(34)} mirrored/direct over ${mirrors.length} ABBA pairs: median of the pairs' ratios rps ${mid(ratios('rps')).toFixed(3)}, p50 ${mid(ratios('p50')).toFixed(3)}; ratio of the medians rps ${(m.rps / d.rps).toFixed(3)}, p50 ${(m.p50 / d.p50).toFixed(3)}`,
       );
       const each = (xs: Figures[]) => xs.map((f) => `${f.rps.toFixed(0)}/${f.p50.toFixed(3)}`).join(' ');
-      out.push(`${''.padEnd(34)} rounds (req/s / p50 ms): direct ${each(directs)}; mirrored ${each(mirrors)}`);
-      out.push(
-        `${''.padEnd(34)} copies at the local server per round: ${mirrors.map((r) => `${r.copies}/${PER_LOAD} (last ${r.lagMs} ms after the load)`).join(', ')}`,
-      );
+      out.push(`${''.padEnd(34)} pairs (req/s / p50 ms): direct ${each(directs)}; mirrored ${each(mirrors)}`);
+      out.push(`${''.padEnd(34)} copies at the local server per load: ${mirrors.map((r) => `${r.copies}/${PER_LOAD} (+${r.lagMs} ms)`).join(', ')}`);
     };
-    mirrorRows('unpinned', rounds.direct, rounds.mirrored, 'every process on every core');
-    if (pin)
+    mirrorRows('unpinned', unpinned, 'every process on every core');
+    if (pinned)
       mirrorRows(
         'pinned',
-        rounds.pinnedDirect,
-        rounds.pinnedMirrored,
-        `target, client and agent containers on cpus ${pin.target} (docker update --cpuset-cpus), CLI/intproxy and local server on cpus ${pin.local} (taskset)`,
+        pinned,
+        `target, twin, client and agent containers on cpus ${pin!.target} (docker update --cpuset-cpus), CLI/intproxy and local server on cpus ${pin!.local} (taskset)`,
       );
     out.push(row('filtered steal, 1 shared session', filtered1));
     out.push(row('filtered steal, 4 shared sessions', filtered4));
