@@ -15,8 +15,8 @@
  *
  * The cost to the target is what matters (its CPU is the agent's), so:
  * - outgoing packets are ignored before the kernel clones them for the socket (PACKET_IGNORE_OUTGOING);
- * - packets land in a TPACKET_V3 ring shared with the kernel (RING_MIB, blocks of BLOCK_SIZE): no
- *   system call per packet, one poll() per block of many packets;
+ * - packets land in a TPACKET_V3 ring shared with the kernel: no system call per packet, and the
+ *   agent gets them in batches of FLUSH_MS, one write each;
  * - the helper runs under SCHED_IDLE (and nice 19 where that is refused): a busy target always wins
  *   the CPU, and the ring holds what arrives meanwhile; the helper, and the agent behind it, catch
  *   up when the target leaves a core idle. Only a target busy for longer than the ring lasts loses
@@ -54,13 +54,18 @@
 /*
  * The ring: RING_BLOCKS blocks of BLOCK_SIZE (32 MiB). A block goes to the helper when full, or
  * RETIRE_MS after its first packet: at low rates every block holds a few packets only, so the ring
- * lasts at least RING_BLOCKS * RETIRE_MS (about 1 s) of a starved helper, and at high rates 32 MiB
+ * lasts at least RING_BLOCKS * RETIRE_MS (about 2.5 s) of a starved helper, and at high rates 32 MiB
  * of packets (some 100,000 small requests). A block holds the largest (GRO-merged) segment.
  */
 #define BLOCK_SIZE (256u << 10)
 #define RING_BLOCKS 128u
 #define FRAME_SIZE 2048u
-#define RETIRE_MS 8
+#define RETIRE_MS 20
+/*
+ * The agent gets the packets at most every FLUSH_MS: its cost is mostly per batch and connection
+ * (one link frame each), so fewer, larger batches cost the target less; a copy lags by about this.
+ */
+#define FLUSH_MS 50
 #define IOV_MAX_BATCH 512
 /* How often the kernel's count of packets dropped at the ring is read (and reported on stderr). */
 #define STATS_EVERY_MS 1000
@@ -236,7 +241,7 @@ int main(int argc, char **argv)
     if (write(STDOUT_FILENO, zero, 4) != 4) return 0;
     lower_priority();
     struct pollfd pfd = { .fd = fd, .events = POLLIN | POLLERR };
-    uint64_t stats_at = now_ms() + STATS_EVERY_MS;
+    uint64_t stats_at = now_ms() + STATS_EVERY_MS, flushed_at = 0;
     for (unsigned cur = 0;;) {
         if (now_ms() >= stats_at) {
             report_drops(fd);
@@ -249,6 +254,12 @@ int main(int argc, char **argv)
                 return 1;
             }
             continue;
+        }
+        /* Packets keep coming into the ring while the helper waits for the next batch. */
+        uint64_t now = now_ms();
+        if (now < flushed_at + FLUSH_MS) {
+            struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)(flushed_at + FLUSH_MS - now) * 1000000L };
+            nanosleep(&ts, NULL);
         }
         /* Every block the kernel has handed over, written out before any goes back to it. */
         unsigned first = cur, taken = 0;
@@ -264,6 +275,7 @@ int main(int argc, char **argv)
             b = (struct tpacket_block_desc *)(ring + (size_t)cur * BLOCK_SIZE);
         }
         if (flush_out() != 0) return 0;
+        flushed_at = now_ms();
         for (unsigned i = 0; i < taken; i++) {
             struct tpacket_block_desc *done = (struct tpacket_block_desc *)(ring + (size_t)((first + i) % blocks) * BLOCK_SIZE);
             __atomic_store_n(&done->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
