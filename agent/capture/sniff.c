@@ -109,7 +109,7 @@ static int emit(const void *data, uint32_t len)
 }
 
 /* Jump targets by instruction index (the kernel counts them from the next instruction). */
-#define JUMP(at, op, k, t, f) BPF_JUMP(BPF_JMP | (op), (k), (t) - (at) - 1, (f) - (at) - 1)
+#define JUMP(at, op, k, t, f) BPF_JUMP(BPF_JMP | (op), (k), (t) - (at)-1, (f) - (at)-1)
 enum { ACCEPT = 36, DROP = 37, V6 = 23 };
 
 static int attach_filter(int fd, uint16_t port)
@@ -277,7 +277,8 @@ int main(int argc, char **argv)
         if (flush_out() != 0) return 0;
         flushed_at = now_ms();
         for (unsigned i = 0; i < taken; i++) {
-            struct tpacket_block_desc *done = (struct tpacket_block_desc *)(ring + (size_t)((first + i) % blocks) * BLOCK_SIZE);
+            struct tpacket_block_desc *done = (struct tpacket_block_desc *)(ring + (size_t)((first + i) % blocks) *
+                                                                                       BLOCK_SIZE);
             __atomic_store_n(&done->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
         }
     }
