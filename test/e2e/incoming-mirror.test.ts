@@ -76,6 +76,16 @@ describe('passive mirror: a copy of the traffic, the target untouched', { timeou
     const r = await mirroring();
     try {
       assert.equal(await natTable(), baseline, 'mirroring adds no nat rule');
+      // The capture yields the CPU to the target: its helper runs under SCHED_IDLE ("IDL").
+      const agent = (await sessionContainers(r.child.pid!)).find((c) => c.Labels['dev.mirrord.agent'] === 'true');
+      assert.ok(agent, 'an agent container runs');
+      const top = await docker().getContainer(agent.Id).top({ ps_args: '-o pid,cls,comm' });
+      const sniff = top.Processes.filter((p: string[]) => /mirrord-sniff/.test(p.join(' ')));
+      assert.deepEqual(
+        sniff.map((p: string[]) => p[1]),
+        ['IDL'],
+        `one capture helper, at idle priority: ${JSON.stringify(top.Processes)}`,
+      );
       assert.equal(await curl([`http://${target.name}:${PORT}/who`]), `from-target /who 0 peer=${clientIp}`, "the target's app sees the client container");
       // 10 connections of their own, then 20 requests on one keep-alive connection, some with a
       // 256 KiB body (many segments, reassembled), one pipelined burst.

@@ -3,6 +3,9 @@ import { describe, it } from 'node:test';
 import { Reassembler, type FlowKey, type TcpSegment } from '../../agent/src/incoming/tcp-reassembly.js';
 import { decodePacket, FrameReader, openSniffer } from '../../agent/src/incoming/sniff.js';
 import { PortTable } from '../../agent/src/incoming/ports.js';
+import { mirrorCopies } from '../../agent/src/incoming/mirror-copy.js';
+import type { ApStream } from '../../common/link/stream.js';
+import { Writable } from 'node:stream';
 
 /**
  * Passive mirror's stream rebuilding, from segments as a capture delivers them: out of order,
@@ -247,5 +250,32 @@ describe('mirror capture restarts', () => {
     await new Promise((r) => setTimeout(r, 1200));
     assert.equal(opened.length, 2, 'no capture once nobody mirrors the port');
     await table.close();
+  });
+});
+
+describe('mirror copy without a filter', () => {
+  it("one batch of a connection's segments goes out as one write, in order, ended after it", async () => {
+    const writes: string[] = [];
+    let ended = false;
+    const stream = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        writes.push(chunk.toString());
+        cb();
+      },
+      final(cb) {
+        ended = true;
+        cb();
+      },
+    });
+    const sink = mirrorCopies([{ session: 's', open: () => Object.assign(stream, { resume: () => stream }) as unknown as ApStream }], 'c');
+    // One read of the capture's output: three segments, delivered synchronously.
+    for (const s of ['GET /a HTTP/1.1\r\n\r\n', 'GET /b HTTP/1.1\r\n\r\n', 'GET /c']) sink.data(Buffer.from(s));
+    await new Promise((r) => setImmediate(r));
+    // The next read: the rest, and the FIN in the same batch.
+    sink.data(Buffer.from(' HTTP/1.1\r\n\r\n'));
+    sink.end();
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(writes, ['GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\nGET /c', ' HTTP/1.1\r\n\r\n']);
+    assert.equal(ended, true);
   });
 });

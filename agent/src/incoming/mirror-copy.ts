@@ -26,26 +26,43 @@ export interface CopyTarget {
   open(): ApStream;
 }
 
-/** The raw bytes to one stream, dropped (not buffered without end) when the local side is too slow. */
+/**
+ * The raw bytes to one stream, dropped (not buffered without end) when the local side is too slow.
+ * The segments of one batch of packets (one read of the capture's output) go out as one write, so
+ * one link frame carries every request of a connection that the capture delivered together.
+ */
 function rawCopy(to: CopyTarget, what: string, log?: Logger): FlowSink {
   let copy: ApStream | undefined = to.open();
+  let parts: Buffer[] = [];
   copy.resume();
-  const gone = () => (copy = undefined);
+  const gone = () => {
+    copy = undefined;
+    parts = [];
+  };
   copy.once('error', gone);
   copy.once('close', gone);
+  const flush = () => {
+    if (!copy || parts.length === 0) return;
+    const chunk = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    parts = [];
+    if (copy.writableLength > MIRROR_MAX_LAG) {
+      log?.debug(`mirror copy of ${what} for ${to.session} fell behind; dropped`);
+      copy.destroy();
+      return gone();
+    }
+    copy.write(chunk);
+  };
   return {
     data(chunk) {
-      if (!copy) return;
-      if (copy.writableLength > MIRROR_MAX_LAG) {
-        log?.debug(`mirror copy of ${what} for ${to.session} fell behind; dropped`);
-        copy.destroy();
-        return gone();
-      }
-      copy.write(chunk);
+      if (copy && parts.push(chunk) === 1) queueMicrotask(flush);
     },
-    end: () => copy?.end(),
+    end() {
+      flush();
+      copy?.end();
+    },
     abort(reason) {
       log?.debug(`mirror copy of ${what} for ${to.session} ends early: ${reason}`);
+      parts = [];
       copy?.destroy();
     },
   };

@@ -1,6 +1,7 @@
 /**
  * The packets one port receives, from the mirrord-sniff helper (agent/capture/sniff.c: an
- * AF_PACKET socket with a kernel port filter, which Node cannot open), decoded into TCP segments
+ * AF_PACKET socket with a kernel port filter and a TPACKET_V3 ring, at idle CPU priority, which
+ * Node cannot open), many packets per read, decoded into TCP segments
  * for the reassembler (tcp-reassembly.ts). The helper runs in the agent's network namespace, which
  * is the target's; it ends with the agent.
  */
@@ -109,7 +110,11 @@ export function openSniffer(log?: Logger, binary = sniffPath()): OpenCapture {
     const ready = new Promise<void>((resolve, reject) => {
       child = spawn(binary, [String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
       child.once('error', (err) => reject(new Error(`cannot start the packet capture (${binary}): ${err.message}`)));
-      child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
+      child.stderr!.on('data', (d: Buffer) => {
+        stderr = (stderr + d.toString()).slice(-2000);
+        // The ring filled while the target kept the CPU busy: the copies of those packets' connections end.
+        for (const m of d.toString().matchAll(/^mirrord-sniff: (dropped \d+ packets.*)$/gm)) log?.info(`packet capture of port ${port}: ${m[1]}`);
+      });
       const reader = new FrameReader((frame) => {
         if (frame.length === 0) return resolve();
         const seg = decodePacket(frame);
