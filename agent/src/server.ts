@@ -33,6 +33,7 @@ import type { Iptables } from './incoming/iptables.js';
 import { IncomingService } from './incoming/service.js';
 import type { PortTable } from './incoming/ports.js';
 import { OutgoingStreams } from './outgoing.js';
+import { UnixStreams } from './unix-stream.js';
 
 export interface ServeAgentOptions {
   token: string;
@@ -84,6 +85,7 @@ export function serveAgent(link: Duplex, opts: ServeAgentOptions): Promise<void>
   let framed: FramedLink | undefined;
   const send = (frame: Buffer, payload?: Buffer): boolean => framed?.send(frame, payload) ?? false;
   const outgoing = new OutgoingStreams(send, log?.child('outgoing'), opts.connectTimeoutMs);
+  const unix = new UnixStreams(root, send, log?.child('unix'));
   const dns = new DnsService({ root, port: opts.dnsPort, log: log?.child('dns') });
   const files = new FileService(root, procRoot, opts.targetPid, log?.child('files'));
   const incoming = new IncomingService({
@@ -100,6 +102,7 @@ export function serveAgent(link: Duplex, opts: ServeAgentOptions): Promise<void>
       const { result, start } = await outgoing.connect(p);
       return { result, after: start };
     },
+    'outgoing.connect_unix': async (p) => ({ result: {}, after: (await unix.connect(p)).start }),
     'dns.lookup': async (p) => ({ result: await dns.lookup(p) }),
     'env.get': async () => ({ result: { env: await readTargetEnv(opts.targetPid, procRoot) } }),
     'incoming.subscribe': async (p) => ({ result: await incoming.subscribe(p) }),
@@ -175,7 +178,7 @@ export function serveAgent(link: Duplex, opts: ServeAgentOptions): Promise<void>
       case ApKind.CLOSE:
         // Client streams have odd ids, the agent's own (incoming connections) even ones.
         if (f.channel % 2 === 0) incoming.onFrame(f);
-        else outgoing.onFrame(f);
+        else (unix.has(f.channel) ? unix : outgoing).onFrame(f);
         return;
       default:
         throw new Error(`unexpected ${apKindName(f.kind)} from the client`);
@@ -185,7 +188,7 @@ export function serveAgent(link: Duplex, opts: ServeAgentOptions): Promise<void>
   const onData = (channel: number, pieces: Buffer[], length: number): void => {
     if (state === 'hello') return refuse('expected HELLO, got DATA');
     if (channel % 2 === 0) incoming.onData(channel, pieces, length);
-    else outgoing.onData(channel, pieces, length);
+    else (unix.has(channel) ? unix : outgoing).onData(channel, pieces, length);
   };
 
   return new Promise<void>((resolve) => {
@@ -203,7 +206,7 @@ export function serveAgent(link: Duplex, opts: ServeAgentOptions): Promise<void>
         const why = err ?? new AgentLinkError('ELINK', 'the link ended');
         void incoming
           .closeAll(why)
-          .then(() => outgoing.closeAll(why))
+          .then(() => Promise.all([outgoing.closeAll(why), unix.closeAll(why)]))
           .then(() => resolve());
       },
     });
