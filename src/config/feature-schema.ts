@@ -105,8 +105,9 @@ const incomingObject = z.strictObject({
   listen_ports: z
     .array(z.tuple([port, port]))
     .optional()
-    .describe('mirrord: [[asked, used], ...] local ports a listener really binds.')
-    .meta(noEffect('not supported yet: a listener binds a free port and reports the one it asked for')),
+    .describe(
+      "[[asked, used], ...]: a program's bind of port asked really binds local port used (so it can be reached there, e.g. 80 as 18080 without root); the target's port asked is still the one subscribed, and getsockname reports asked. If used cannot be bound, bind fails (EADDRINUSE), as in mirrord.",
+    ),
   on_concurrent_steal: z
     .enum(['abort', 'continue', 'override'])
     .default('abort')
