@@ -35,6 +35,7 @@ import type { PortTable } from './incoming/ports.js';
 import { OutgoingStreams } from './outgoing.js';
 import { metrics } from './metrics.js';
 import { settings } from './settings.js';
+import { UnixStreams } from './unix-stream.js';
 
 export interface ServeAgentOptions {
   token: string;
@@ -96,6 +97,7 @@ export function serveAgent(link: Duplex, opts: ServeAgentOptions): Promise<void>
   const deadAfterMs = opts.deadAfterMs ?? conf.communicationTimeoutMs;
   const heartbeatMs = opts.heartbeatMs ?? (deadAfterMs !== undefined ? Math.min(5_000, Math.max(100, Math.floor(deadAfterMs / 3))) : undefined);
   let counted = false;
+  const unix = new UnixStreams(root, send, log?.child('unix'));
   const files = new FileService(root, procRoot, opts.targetPid, log?.child('files'));
   const incoming = new IncomingService({
     send,
@@ -111,6 +113,7 @@ export function serveAgent(link: Duplex, opts: ServeAgentOptions): Promise<void>
       const { result, start } = await outgoing.connect(p);
       return { result, after: start };
     },
+    'outgoing.connect_unix': async (p) => ({ result: {}, after: (await unix.connect(p)).start }),
     'dns.lookup': async (p) => ({ result: await dns.lookup(p) }),
     'env.get': async () => ({ result: { env: await readTargetEnv(opts.targetPid, procRoot) } }),
     'incoming.subscribe': async (p) => ({ result: await incoming.subscribe(p) }),
@@ -188,7 +191,7 @@ export function serveAgent(link: Duplex, opts: ServeAgentOptions): Promise<void>
       case ApKind.CLOSE:
         // Client streams have odd ids, the agent's own (incoming connections) even ones.
         if (f.channel % 2 === 0) incoming.onFrame(f);
-        else outgoing.onFrame(f);
+        else (unix.has(f.channel) ? unix : outgoing).onFrame(f);
         return;
       default:
         throw new Error(`unexpected ${apKindName(f.kind)} from the client`);
@@ -199,7 +202,7 @@ export function serveAgent(link: Duplex, opts: ServeAgentOptions): Promise<void>
     if (state === 'hello') return refuse('expected HELLO, got DATA');
     metrics.bytes.inc({ direction: 'from_client' }, length);
     if (channel % 2 === 0) incoming.onData(channel, pieces, length);
-    else outgoing.onData(channel, pieces, length);
+    else (unix.has(channel) ? unix : outgoing).onData(channel, pieces, length);
   };
 
   return new Promise<void>((resolve) => {
@@ -218,7 +221,7 @@ export function serveAgent(link: Duplex, opts: ServeAgentOptions): Promise<void>
         const why = err ?? new AgentLinkError('ELINK', 'the link ended');
         void incoming
           .closeAll(why)
-          .then(() => outgoing.closeAll(why))
+          .then(() => Promise.all([outgoing.closeAll(why), unix.closeAll(why)]))
           .then(() => resolve());
       },
     });

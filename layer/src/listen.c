@@ -4,6 +4,8 @@
  * through here; these hooks only make the illusion hold:
  * - bind of a port the machine will not give (80 as non-root, a port in use, an address that only
  *   exists in the target) binds what it can and remembers what was asked; getsockname reports that;
+ * - bind of a port listed in feature.network.incoming.listen_ports (MIRRORD_LISTEN_PORTS) binds
+ *   the port it maps to, or fails as that bind fails (EADDRINUSE), as mirrord does;
  * - listen tells the intproxy (LISTEN) which remote port to subscribe and where to dial;
  * - accept asks (ACCEPT) which remote client a connection from the intproxy stands for, and
  *   reports it, as does getpeername later.
@@ -19,6 +21,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +100,55 @@ static int remember(int fd, int family, const struct sockaddr *asked, socklen_t 
     return fdtable_set(fd, &lo->obj);
 }
 
+/* ---- listen_ports ------------------------------------------------------------------------- */
+
+/* MIRRORD_LISTEN_PORTS="asked:used;asked:used" (the CLI writes it from listen_ports). */
+#define MAX_LISTEN_PORTS 64
+static struct {
+    uint16_t asked, used;
+} listen_ports[MAX_LISTEN_PORTS];
+static unsigned listen_ports_count;
+static pthread_once_t listen_ports_once = PTHREAD_ONCE_INIT;
+
+static void listen_ports_load(void)
+{
+    const char *p = layer_setting("MIRRORD_LISTEN_PORTS");
+    while (p && *p && listen_ports_count < MAX_LISTEN_PORTS) {
+        char *end;
+        unsigned long a = strtoul(p, &end, 10);
+        if (*end != ':') break;
+        unsigned long u = strtoul(end + 1, &end, 10);
+        if (*end != ';' && *end != '\0') break;
+        if (a >= 1 && a <= 65535 && u >= 1 && u <= 65535) {
+            listen_ports[listen_ports_count].asked = (uint16_t)a;
+            listen_ports[listen_ports_count].used = (uint16_t)u;
+            listen_ports_count++;
+        }
+        p = *end ? end + 1 : end;
+    }
+}
+
+/* The local port a bind of `asked` really uses, or 0 when listen_ports does not name it. */
+static uint16_t listen_port_for(uint16_t asked)
+{
+    pthread_once(&listen_ports_once, listen_ports_load);
+    for (unsigned i = 0; asked && i < listen_ports_count; i++)
+        if (listen_ports[i].asked == asked) return listen_ports[i].used;
+    return 0;
+}
+
+static uint16_t port_of(const struct sockaddr *sa)
+{
+    return ntohs(sa->sa_family == AF_INET ? ((const struct sockaddr_in *)sa)->sin_port
+                                          : ((const struct sockaddr_in6 *)sa)->sin6_port);
+}
+
+static void set_port(struct sockaddr_storage *ss, uint16_t port)
+{
+    if (ss->ss_family == AF_INET) ((struct sockaddr_in *)ss)->sin_port = htons(port);
+    else ((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+}
+
 /* ---- exported hooks ----------------------------------------------------------------------- */
 
 /* bind of a TCP socket: what the machine gives, the asked address remembered (HANDLED: 0). */
@@ -106,6 +158,28 @@ static detour_t bind_detour(int fd, const struct sockaddr *addr, socklen_t len)
     if (layer_inside() || !layer_config()->enabled || !addr || len > sizeof(struct sockaddr_storage) ||
         (family = socket_tcp_family(fd)) == 0 || addr->sa_family != family)
         return detour_bypass();
+
+    uint16_t used = len >= (family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6))
+                        ? listen_port_for(port_of(addr))
+                        : 0;
+    if (used) {
+        /* listen_ports: that port or nothing (an address only the target has: the wildcard). */
+        struct sockaddr_storage alt;
+        memcpy(&alt, addr, len);
+        set_port(&alt, used);
+        int r = real_bind_fn()(fd, (struct sockaddr *)&alt, len);
+        if (r < 0 && errno == EADDRNOTAVAIL) {
+            fallback_addr((struct sockaddr *)&alt, len, EADDRNOTAVAIL, &alt);
+            r = real_bind_fn()(fd, (struct sockaddr *)&alt, len);
+        }
+        if (r < 0) return detour_fail(errno);
+        layer_log(LOG_DEBUG, "bind fd %d: port %u bound as %u (listen_ports)", fd, (unsigned)port_of(addr),
+                  (unsigned)used);
+        layer_enter();
+        remember(fd, family, addr, len);
+        layer_leave();
+        return detour_handled();
+    }
 
     int r = real_bind_fn()(fd, addr, len);
     if (r < 0) {

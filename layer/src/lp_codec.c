@@ -84,6 +84,12 @@ size_t lp_encode(const struct lp_msg *m, uint8_t *out, size_t cap)
         break;
     case LP_ACCEPT:
     case LP_UNLISTEN: put_addr(&w, &m->addr); break;
+    case LP_CONNECT_UNIX: put_str(&w, m->path); break;
+    case LP_CONNECT_UNIX | LP_RESPONSE:
+        /* Only a handled connect has a meaningful `via` path (the intproxy sends it empty otherwise). */
+        put_u32(&w, (uint32_t)m->status);
+        put_str(&w, m->path);
+        break;
     case LP_HELLO | LP_RESPONSE:
     case LP_LISTEN | LP_RESPONSE:
     case LP_UNLISTEN | LP_RESPONSE: put_u32(&w, (uint32_t)m->status); break;
@@ -216,6 +222,11 @@ int lp_decode(const uint8_t *frame, size_t size, struct lp_msg *m)
         break;
     case LP_ACCEPT:
     case LP_UNLISTEN: get_addr(&r, &m->addr); break;
+    case LP_CONNECT_UNIX: m->path = get_str(&r); break;
+    case LP_CONNECT_UNIX | LP_RESPONSE:
+        m->status = (int32_t)get_u32(&r);
+        m->path = get_str(&r);
+        break;
     case LP_HELLO | LP_RESPONSE:
     case LP_LISTEN | LP_RESPONSE:
     case LP_UNLISTEN | LP_RESPONSE: m->status = (int32_t)get_u32(&r); break;

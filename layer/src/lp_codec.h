@@ -23,7 +23,8 @@ enum lp_type {
     LP_GETADDRINFO = 3,
     LP_LISTEN = 0x10,
     LP_ACCEPT = 0x11,
-    LP_UNLISTEN = 0x12
+    LP_UNLISTEN = 0x12,
+    LP_CONNECT_UNIX = 0x13 /* request: path; response: status, the local path to connect to */
 };
 
 /* ---- remote files (docs/protocol.md, "Files"): types 0x20..0x2f ---- */
@@ -89,7 +90,8 @@ struct lp_msg {
     const uint8_t *entries; /* count x 17 raw bytes: u8 family, 16 address bytes */
     struct lp_str canonname;
     /* ---- remote files ---- */
-    struct lp_str path, path2;         /* requests with paths; READLINK response: the target */
+    struct lp_str path, path2;         /* requests with paths; READLINK response: the target;
+                                          CONNECT_UNIX: the path asked (request), via (response) */
     uint32_t flags, mode, handle, len; /* len: READ request size */
     uint64_t offset;                   /* READ/WRITE request; WRITE response: position after */
     const uint8_t *data;               /* WRITE request / READ response bytes (data_len) */

@@ -22,7 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <stddef.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 LAYER_REAL(int, connect, (int, const struct sockaddr *, socklen_t))
@@ -261,11 +263,116 @@ static detour_t connect_via_intproxy(int fd, const struct lp_addr *remote, int s
     return r < 0 ? detour_fail(err) : detour_handled();
 }
 
+/* ---- unix stream sockets (feature.network.outgoing.unix_streams) ------------------------- */
+
+/*
+ * MIRRORD_UNIX_STREAMS=1: the session has patterns, so a stream socket's connect() to an absolute
+ * path asks the intproxy (which matches the patterns: one regex dialect, the CLI's). A match is
+ * answered with a local path the intproxy listens on, spliced to the path's socket in the target.
+ */
+static bool unix_streams_on(void)
+{
+    static int on = -1; /* the settings do not change in a process */
+    int v = __atomic_load_n(&on, __ATOMIC_ACQUIRE);
+    if (v < 0) {
+        const char *s = layer_setting("MIRRORD_UNIX_STREAMS");
+        v = s && strcmp(s, "1") == 0;
+        __atomic_store_n(&on, v, __ATOMIC_RELEASE);
+    }
+    return v == 1;
+}
+
+static bool is_unix_stream(int fd)
+{
+    int type = 0, domain = 0;
+    socklen_t olen = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &olen) < 0 || type != SOCK_STREAM) return false;
+    olen = sizeof domain;
+    return getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &olen) == 0 && domain == AF_UNIX;
+}
+
+/* A path socket (not abstract, not unnamed) given by an absolute path: its length, else 0. */
+static size_t unix_path_of(const struct sockaddr *addr, socklen_t len, const char **path)
+{
+    const size_t off = offsetof(struct sockaddr_un, sun_path);
+    if (addr->sa_family != AF_UNIX || len <= off || len > sizeof(struct sockaddr_un)) return 0;
+    const struct sockaddr_un *un = (const struct sockaddr_un *)addr;
+    size_t n = strnlen(un->sun_path, len - off);
+    if (n == 0 || un->sun_path[0] != '/') return 0;
+    *path = un->sun_path;
+    return n;
+}
+
+static detour_t unix_connect_detour(int fd, const struct sockaddr *addr, socklen_t len, int *out)
+{
+    const char *path = NULL;
+    size_t n = unix_path_of(addr, len, &path);
+    if (n == 0 || !is_unix_stream(fd)) return detour_bypass();
+
+    struct fd_state st;
+    if (state_get(fd, &st)) {
+        /* Again on the same socket (a non-blocking retry): the kernel answers for the local one. */
+        if ((socklen_t)len == st.remote_len && memcmp(addr, &st.remote, len) == 0) {
+            *out = real_connect_fn()(fd, (const struct sockaddr *)&st.via, st.via_len);
+            return detour_of(*out);
+        }
+        state_forget(fd);
+    }
+
+    uint8_t *frame = malloc(LP_MAX_FRAME);
+    if (!frame) return detour_fail(ENOMEM);
+    struct lp_msg req = { .type = LP_CONNECT_UNIX, .path = { path, (uint16_t)n } }, resp;
+    int fl = fcntl(fd, F_GETFL);
+    bool blocking = fl >= 0 && !(fl & O_NONBLOCK);
+    int called = blocking ? intproxy_call_intr(&req, frame, &resp) : intproxy_call(&req, frame, &resp);
+    if (called < 0) {
+        free(frame);
+        if (called == INTPROXY_INTERRUPTED) return detour_fail(EINTR);
+        /* Without the intproxy nothing says the path matches: the program's local sockets
+         * (syslog, nscd, D-Bus) keep working. */
+        layer_log(LOG_DEBUG, "connect fd %d to %.*s: no intproxy, stays local", fd, (int)n, path);
+        return detour_bypass();
+    }
+    if (resp.status == LP_STATUS_BYPASS) {
+        free(frame);
+        return detour_bypass();
+    }
+    if (resp.status != LP_STATUS_OK) {
+        free(frame);
+        int err = errors_connect_errno(resp.status);
+        layer_log(LOG_DEBUG, "connect fd %d to %.*s in the target: %s", fd, (int)n, path, strerror(err));
+        return detour_fail(err);
+    }
+    memset(&st, 0, sizeof st);
+    struct sockaddr_un *via = (struct sockaddr_un *)&st.via;
+    if (resp.path.len == 0 || resp.path.len >= sizeof via->sun_path) {
+        free(frame);
+        layer_log(LOG_ERROR, "intproxy answered an unusable unix path for fd %d", fd);
+        return detour_fail(LAYER_CONNECT_UNAVAILABLE_ERRNO);
+    }
+    via->sun_family = AF_UNIX;
+    memcpy(via->sun_path, resp.path.ptr, resp.path.len);
+    st.via_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + resp.path.len + 1);
+    free(frame);
+    memcpy(&st.remote, addr, len);
+    st.remote_len = len;
+    st.ino = inode_of(fd);
+    int r = real_connect_fn()(fd, (const struct sockaddr *)&st.via, st.via_len);
+    int err = errno;
+    if (r == 0 || err == EINPROGRESS || err == EAGAIN || err == EINTR) state_set(fd, &st);
+    layer_log(LOG_DEBUG, "connect fd %d to %.*s: the target's socket, via %s -> %d", fd, (int)n, path, via->sun_path,
+              r == 0 ? 0 : -err);
+    *out = r;
+    return r < 0 ? detour_fail(err) : detour_handled();
+}
+
 /* ---- exported hooks ---------------------------------------------------------------------- */
 
 static detour_t connect_detour(int fd, const struct sockaddr *addr, socklen_t len, int *out)
 {
     if (layer_inside() || !layer_config()->enabled) return detour_bypass();
+    if (addr && len >= sizeof(sa_family_t) && addr->sa_family == AF_UNIX)
+        return unix_streams_on() ? unix_connect_detour(fd, addr, len, out) : detour_bypass();
     struct lp_addr remote;
     int sock_family;
     uint8_t proto;

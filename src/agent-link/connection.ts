@@ -173,7 +173,12 @@ export class AgentConnection implements AgentPort {
     return this.connectStream(host, port, 'udp', opts);
   }
 
-  private async connectStream(host: string, port: number, protocol: 'tcp' | 'udp', opts?: { timeoutMs?: number }): Promise<ApStream> {
+  /** A connection to the unix stream socket at `path` inside the target (its mount namespace). */
+  async connectUnix(path: string, opts?: { timeoutMs?: number }): Promise<ApStream> {
+    return this.connectStream(path, 0, 'unix', opts);
+  }
+
+  private async connectStream(host: string, port: number, protocol: 'tcp' | 'udp' | 'unix', opts?: { timeoutMs?: number }): Promise<ApStream> {
     const id = this.nextStreamId;
     this.nextStreamId = (this.nextStreamId + 2) >>> 0 || 1;
     // Registered before asking: DATA may follow the RESPONSE at once.
@@ -187,8 +192,8 @@ export class AgentConnection implements AgentPort {
     stream.datagram = protocol === 'udp';
     this.streams.set(id, stream);
     try {
-      const r = await this.request('outgoing.connect', { stream: id, host, port, ...(protocol === 'udp' ? { protocol } : {}) }, opts);
-      stream.agentSocket = r;
+      if (protocol === 'unix') await this.request('outgoing.connect_unix', { stream: id, path: host }, opts);
+      else stream.agentSocket = await this.request('outgoing.connect', { stream: id, host, port, ...(protocol === 'udp' ? { protocol } : {}) }, opts);
       return stream;
     } catch (err) {
       // The agent has no such stream; our CLOSE also cancels a connect that is still in progress there.

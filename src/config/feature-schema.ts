@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { anything, boolOr, port, portOrList, regexList, regexMap, semicolonList, stringOrList } from './shapes.js';
+import { anything, boolOr, port, portOrList, regexList, regexMap, regexProblem, semicolonList, stringOrList } from './shapes.js';
 import { NEEDS_OPERATOR, differs, noEffect, refused } from './status.js';
 
 /** `feature.*`: network (incoming, outgoing, DNS), files, environment, and mirrord's other feature keys. */
@@ -114,8 +114,9 @@ const incomingObject = z.strictObject({
   listen_ports: z
     .array(z.tuple([port, port]))
     .optional()
-    .describe('mirrord: [[asked, used], ...] local ports a listener really binds.')
-    .meta(noEffect('not supported yet: a listener binds a free port and reports the one it asked for')),
+    .describe(
+      "[[asked, used], ...]: a program's bind of port asked really binds local port used (so it can be reached there, e.g. 80 as 18080 without root); the target's port asked is still the one subscribed, and getsockname reports asked. If used cannot be bound, bind fails (EADDRINUSE), as in mirrord.",
+    ),
   on_concurrent_steal: z
     .enum(['abort', 'continue', 'override'])
     .default('abort')
@@ -138,10 +139,22 @@ const outgoingObject = z.strictObject({
     .describe(
       'Entries are [tcp://|udp://][name|ip|cidr][:port]. A name matches the IPs the program resolved it to through the agent, so local: ["cache:6379"] matches a connection to the IP that cache resolved to.',
     ),
-  unix_streams: offOnly(stringOrList, (v) => v.length === 0)
+  unix_streams: stringOrList
+    .superRefine((list, ctx) => {
+      for (const src of list) {
+        const problem = regexProblem(src);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      }
+    })
     .optional()
-    .describe('mirrord: unix socket paths (regexes) whose connections reach the socket inside the target.')
-    .meta(refused('not supported yet: the connection would reach the local socket instead')),
+    .describe(
+      'Regexes (a string or a list), searched anywhere in the path a unix stream socket connects to (anchor them for whole paths): a match reaches the socket of that path inside the target (its file system), through the agent; other paths stay local.',
+    )
+    .meta(
+      differs(
+        'mirrord exec only (a local container keeps its unix sockets local); absolute paths only (a relative or abstract address stays local); getpeername reports the asked path',
+      ),
+    ),
 });
 
 const dnsObject = z.strictObject({

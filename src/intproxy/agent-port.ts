@@ -20,6 +20,8 @@ export interface AgentPort {
   connectTcp(host: string, port: number): Promise<Duplex>;
   /** A UDP flow from the target's namespace, one datagram per chunk; only if capabilities.udp. */
   connectUdp(host: string, port: number): Promise<Duplex>;
+  /** A connection to the unix stream socket at `path` in the target's file system; absent: those stay local. */
+  connectUnix?(path: string): Promise<Duplex>;
   /** One AP request (dns.lookup, fs.*, incoming.subscribe/unsubscribe, ...), typed by the method table. */
   request<M extends keyof ApMethods>(method: M, params: ApMethods[M]['params']): Promise<ApMethods[M]['result']>;
   /** Where connections the agent opens (incoming traffic) go; only used if capabilities.incoming. */
@@ -27,6 +29,6 @@ export interface AgentPort {
 }
 
 /** The slices the parts take. */
-export type OutgoingAgentPort = Pick<AgentPort, 'capabilities' | 'connectTcp' | 'connectUdp'>;
+export type OutgoingAgentPort = Pick<AgentPort, 'capabilities' | 'connectTcp' | 'connectUdp' | 'connectUnix'>;
 export type RequestAgentPort = Pick<AgentPort, 'request'>;
 export type IncomingAgentPort = Pick<AgentPort, 'request' | 'onIncoming'>;

@@ -4,6 +4,10 @@
  */
 const ERRNO: Record<string, number> = {
   EPERM: 1,
+  // A unix socket's path in the target (feature.network.outgoing.unix_streams), as connect() says.
+  ENOENT: 2,
+  ENOTDIR: 20,
+  ELOOP: 40,
   EACCES: 13,
   EINVAL: 22,
   ENETDOWN: 100,

@@ -15,7 +15,7 @@ import { NOWHERE, type Outgoing } from './outgoing.js';
 /** The parts that answer the layers' requests. */
 export interface LayerHandlers {
   files: Pick<FileProxy, 'handle' | 'onHello' | 'onConnectionClosed'>;
-  outgoing: Pick<Outgoing, 'connect'>;
+  outgoing: Pick<Outgoing, 'connect' | 'connectUnix'>;
   dns: Pick<DnsResolver, 'lookup'>;
   /** Absent when the agent link carries no incoming traffic: every listen() stays local. */
   incoming?: Pick<IncomingManager, 'listen' | 'unlisten' | 'remoteOf' | 'dropOwner'>;
@@ -160,6 +160,8 @@ export class LayerServer {
         return { id: req.id, kind: 'hello', status: 0 };
       case 'connect':
         return { id: req.id, kind: 'connect', ...(await outgoing.connect(req)) };
+      case 'connect_unix':
+        return { id: req.id, kind: 'connect_unix', ...(await outgoing.connectUnix(req.path)) };
       case 'getaddrinfo':
         return { id: req.id, kind: 'getaddrinfo', ...(await dns.lookup(req)) };
       case 'listen':

@@ -2,9 +2,14 @@
  * Outgoing traffic on the intproxy side: a layer's connect() is routed by the outgoing settings
  * and filter; a remote one gets a stream from the agent and a local endpoint the program's own
  * socket is redirected to (a one-shot TCP listener, or a UDP relay), spliced to that stream.
+ * Unix stream sockets whose path matches feature.network.outgoing.unix_streams get a one-shot
+ * unix listener in a private directory, spliced to the path's socket inside the target.
  */
 import dgram from 'node:dgram';
+import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../../common/log.js';
 import { LpStatus, type LpAddr, type LpRequest } from '../../common/protocol/layer/index.js';
@@ -40,8 +45,30 @@ export interface OutgoingOptions {
 
 type Connect = Extract<LpRequest, { kind: 'connect' }>;
 
+/**
+ * feature.network.outgoing.unix_streams: regexes (JavaScript syntax; Rust's `(?P<name>` accepted)
+ * searched anywhere in the path the program connects to, as mirrord does; anchor them (`^/run/app\.sock$`)
+ * to match whole paths.
+ */
+export class UnixStreamPatterns {
+  private readonly res: RegExp[];
+  constructor(patterns: readonly string[] = []) {
+    this.res = patterns.map((p) => new RegExp(p.replace(/\(\?P</g, '(?<')));
+  }
+  get empty(): boolean {
+    return this.res.length === 0;
+  }
+  matches(path: string): boolean {
+    return this.res.some((re) => re.test(path));
+  }
+}
+
 export class Outgoing {
   private readonly filter: TrafficFilter;
+  private readonly unixStreams: UnixStreamPatterns;
+  /** The private directory (0700) of the one-shot unix listeners, made at the first match. */
+  private unixDir: string | undefined;
+  private unixCount = 0;
   private readonly sockets = new Set<net.Socket | net.Server | Duplex>();
   private readonly udpSockets = new Set<dgram.Socket>();
 
@@ -50,6 +77,7 @@ export class Outgoing {
     private readonly opts: OutgoingOptions,
   ) {
     this.filter = TrafficFilter.compile(opts.features.outgoing.filter, 'feature.network.outgoing.filter');
+    this.unixStreams = new UnixStreamPatterns(opts.features.outgoing.unix_streams);
   }
 
   /** Every socket, listener and agent stream of the data path. */
@@ -61,6 +89,8 @@ export class Outgoing {
       else s.destroy();
     }
     this.sockets.clear();
+    if (this.unixDir) rmSync(this.unixDir, { recursive: true, force: true });
+    this.unixDir = undefined;
   }
 
   private track<T extends net.Socket | net.Server | Duplex>(s: T): T {
@@ -106,6 +136,60 @@ export class Outgoing {
     stats.connectsRemote++;
     const viaPort = udp ? await this.udpRelay(remote, `${ip}:${port}`) : await this.oneShotListener(remote, `${ip}:${port}`);
     return { status: LpStatus.Ok, via: { family: 4, address: '127.0.0.1', port: viaPort } };
+  }
+
+  /**
+   * A unix stream socket's connect() to `path`: a match of unix_streams reaches the socket of that
+   * path in the target, through the agent; anything else stays local (Bypass).
+   */
+  async connectUnix(p: string): Promise<{ status: number; via: string }> {
+    const { log, stats } = this.opts;
+    if (!this.unixStreams.matches(p)) return { status: LpStatus.Bypass, via: '' };
+    if (!this.agent.connectUnix) {
+      log.debug(`unix socket ${p} stays local: the agent link carries no unix streams`);
+      return { status: LpStatus.Bypass, via: '' };
+    }
+    let remote: Duplex;
+    try {
+      remote = this.track(await this.agent.connectUnix(p));
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      log.debug(`unix socket ${p} in the target: ${code ?? (err as Error).message}`);
+      return { status: connectErrno(code), via: '' };
+    }
+    stats.connectsRemote++;
+    try {
+      return { status: LpStatus.Ok, via: await this.oneShotUnixListener(remote, p) };
+    } catch (err) {
+      remote.destroy();
+      log.warn(`unix socket ${p}: no local listener: ${(err as Error).message}`);
+      return { status: connectErrno('ENETUNREACH'), via: '' };
+    }
+  }
+
+  private async oneShotUnixListener(remote: Duplex, label: string): Promise<string> {
+    // mkdtemp makes the directory 0700: only this user reaches the sockets in it.
+    // A long TMPDIR would not leave room in sun_path (108 bytes).
+    const base = os.tmpdir().length <= 64 ? os.tmpdir() : '/tmp';
+    this.unixDir ??= mkdtempSync(path.join(base, 'mirrord-unix-'));
+    const at = path.join(this.unixDir, String(++this.unixCount));
+    const listener = this.track(net.createServer({ allowHalfOpen: true }));
+    const timer = setTimeout(() => {
+      this.opts.log.warn(`the program never used its connection to ${label}; dropped`);
+      listener.close();
+      remote.destroy();
+    }, this.opts.acceptTimeoutMs ?? 15_000);
+    listener.once('connection', (local) => {
+      clearTimeout(timer);
+      listener.close(); // libuv unlinks the socket file
+      this.track(local);
+      splice(local, remote);
+    });
+    await new Promise<void>((resolve, reject) => {
+      listener.once('error', reject);
+      listener.listen(at, () => resolve());
+    });
+    return at;
   }
 
   /**

@@ -56,6 +56,8 @@ export async function runProcess(
   const { env, fromRemote } = mergeEnv(process.env, remote, session.features.env);
   // feature.hostname: the layer reports this name from gethostname/uname (the target's HOSTNAME, as its runtime set it).
   if (session.features.hostname && remote.HOSTNAME) env.MIRRORD_HOSTNAME = remote.HOSTNAME;
+  // feature.network.outgoing.unix_streams: the layer asks the intproxy about unix stream connects.
+  if (session.features.outgoing.unix_streams?.length) env.MIRRORD_UNIX_STREAMS = '1';
   log.debug(`environment from ${session.targetDisplay}: ${fromRemote.join(', ') || '(none)'}`);
   progress.succeed(`mirrord: running ${p.argv0} in the context of ${session.targetDisplay}`);
   env.LD_PRELOAD = [p.layer, process.env.LD_PRELOAD].filter(Boolean).join(':');

@@ -243,6 +243,9 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
     async layerEnv() {
       const env: Record<string, string> = { ...(await host.fileHints()), MIRRORD_LAYER_ADDR: host.layerAddr, MIRRORD_SESSION: id };
       if (opts.skipProcesses?.length) env.MIRRORD_SKIP_PROCESSES = opts.skipProcesses.join(';');
+      // feature.network.incoming.listen_ports: a bind of `asked` really binds `used` (layer/src/listen.c).
+      const listenPorts = opts.features.incoming.listen_ports ?? [];
+      if (listenPorts.length) env.MIRRORD_LISTEN_PORTS = listenPorts.map(([asked, used]) => `${asked}:${used}`).join(';');
       Object.assign(env, fdPass?.layerEnv());
       return env;
     },

@@ -95,12 +95,14 @@ export const arbRequest: fc.Arbitrary<LpRequest> = fc.oneof(
   fc.record({ id, kind: fc.constant('listen' as const), requested: arbAddr, bound: arbAddr }),
   fc.record({ id, kind: fc.constant('accept' as const), peer: arbAddr }),
   fc.record({ id, kind: fc.constant('unlisten' as const), requested: arbAddr }),
+  fc.record({ id, kind: fc.constant('connect_unix' as const), path: text(300) }),
 ) as fc.Arbitrary<LpRequest>;
 
 export const arbResponse: fc.Arbitrary<LpResponse> = fc.oneof(
   fc.record({ id, kind: fc.constantFrom('hello' as const, 'listen' as const, 'unlisten' as const), status }),
   fc.record({ id, kind: fc.constant('connect' as const), status, via: arbAddr }),
   fc.record({ id, kind: fc.constant('accept' as const), status, remote: arbAddr }),
+  fc.record({ id, kind: fc.constant('connect_unix' as const), status, via: text(200) }),
   fc.record({
     id,
     kind: fc.constant('getaddrinfo' as const),
@@ -142,6 +144,7 @@ function expectedResponse(r: LpResponse): LpResponse {
   // TakeSocket (2) carries the address the taken socket connects to.
   if (r.kind === 'connect' && r.status !== 0 && r.status !== 2) return { ...r, via: zero };
   if (r.kind === 'accept' && r.status !== 0) return { ...r, remote: zero };
+  if (r.kind === 'connect_unix' && r.status !== 0) return { ...r, via: '' };
   return r;
 }
 

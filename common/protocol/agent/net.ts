@@ -4,7 +4,7 @@
  */
 import * as z from 'zod/mini';
 import { ApKind, badPayload, encodeFrame, jsonPayload, parseJsonPayload, type ApFrame } from './framing.js';
-import { nonZeroU32, params, port, str, type MethodTable } from './params.js';
+import { absPath, nonZeroU32, params, port, str, type MethodTable } from './params.js';
 
 export type ApIncomingMode = 'mirror' | 'steal';
 const incomingMode = z.enum(['mirror', 'steal'], { error: 'mode must be mirror or steal' });
@@ -54,6 +54,8 @@ export const AP_NET_PARAMS = {
     port: port(),
     protocol: z.optional(z.enum(['tcp', 'udp'], { error: 'protocol must be tcp or udp' })),
   }),
+  /** A unix stream socket's connection to `path` in the target's file system (feature.network.outgoing.unix_streams). */
+  'outgoing.connect_unix': params({ stream: nonZeroU32('stream'), path: absPath('path') }),
   'dns.lookup': params({
     name: str('name must be a non-empty string of at most 1024 characters', 1, 1024),
     family: z.literal([0, 4, 6], { error: 'family must be 0, 4 or 6' }),
@@ -82,6 +84,7 @@ export type ApNetMethods = MethodTable<
   {
     /** The agent side's socket. */
     'outgoing.connect': { localAddress: string; localPort: number };
+    'outgoing.connect_unix': Record<string, never>;
     'dns.lookup': { addresses: ApDnsAddress[]; canonname: string };
     'incoming.subscribe': { port: number; backend: string };
     'incoming.unsubscribe': Record<string, never>;

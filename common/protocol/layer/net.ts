@@ -1,10 +1,11 @@
 /**
  * LP's network messages (docs/protocol.md section 1, "Messages"): CONNECT (2), GETADDRINFO (3), and
- * listening sockets, 0x10..0x1f: LISTEN, ACCEPT, UNLISTEN.
+ * listening sockets, 0x10..0x1f: LISTEN, ACCEPT, UNLISTEN; and CONNECT_UNIX (0x13), a unix stream
+ * socket's connect to a path (feature.network.outgoing.unix_streams).
  */
 import { LpProtocolError, LpStatus, RESPONSE, Reader, Writer, addrBytes, addrText, type LpAddr, type LpFrame } from './codec.js';
 
-export const NET_TYPES = { connect: 2, getaddrinfo: 3, listen: 0x10, accept: 0x11, unlisten: 0x12 } as const;
+export const NET_TYPES = { connect: 2, getaddrinfo: 3, listen: 0x10, accept: 0x11, unlisten: 0x12, connect_unix: 0x13 } as const;
 type NetKind = keyof typeof NET_TYPES;
 const NET_KIND_OF = new Map<number, NetKind>(Object.entries(NET_TYPES).map(([k, v]) => [v, k as NetKind]));
 
@@ -14,13 +15,17 @@ export type NetRequest =
   | { id: number; kind: 'getaddrinfo'; node: string; family: 0 | 2 | 10 }
   | { id: number; kind: 'listen'; requested: LpAddr; bound: LpAddr }
   | { id: number; kind: 'accept'; peer: LpAddr }
-  | { id: number; kind: 'unlisten'; requested: LpAddr };
+  | { id: number; kind: 'unlisten'; requested: LpAddr }
+  /** path: what the program passed to connect() (sun_path, without the trailing NUL). */
+  | { id: number; kind: 'connect_unix'; path: string };
 
 export type NetResponse =
   | { id: number; kind: 'connect'; status: number; via: LpAddr }
   | { id: number; kind: 'getaddrinfo'; status: number; addresses: { family: 4 | 6; address: string }[]; canonname: string }
   | { id: number; kind: 'listen' | 'unlisten'; status: number }
-  | { id: number; kind: 'accept'; status: number; remote: LpAddr };
+  | { id: number; kind: 'accept'; status: number; remote: LpAddr }
+  /** via: the local path the program's socket connects to instead (only with status Ok). */
+  | { id: number; kind: 'connect_unix'; status: number; via: string };
 
 /** A request type of this family (not a response). */
 export function isNetType(type: number): boolean {
@@ -49,6 +54,9 @@ export function encodeNetRequest(r: NetRequest): Buffer {
     case 'unlisten':
       w.addr(r.requested);
       break;
+    case 'connect_unix':
+      w.str(r.path);
+      break;
   }
   return w.frame(r.id, NET_TYPES[r.kind]);
 }
@@ -68,6 +76,9 @@ export function encodeNetResponse(r: NetResponse): Buffer {
       break;
     case 'accept':
       w.addr(r.status === LpStatus.Ok ? r.remote : NO_ADDR);
+      break;
+    case 'connect_unix':
+      w.str(r.status === LpStatus.Ok ? r.via : '');
       break;
     default:
       break;
@@ -105,6 +116,9 @@ export function decodeNetRequest(f: LpFrame): NetRequest {
     case 'unlisten':
       out = { id, kind, requested: r.addr() };
       break;
+    case 'connect_unix':
+      out = { id, kind, path: r.str() };
+      break;
   }
   r.end();
   return out;
@@ -137,6 +151,9 @@ export function decodeNetResponse(f: LpFrame): NetResponse {
       break;
     case 'accept':
       out = { id, kind, status: r.i32(), remote: r.addr() };
+      break;
+    case 'connect_unix':
+      out = { id, kind, status: r.i32(), via: r.str() };
       break;
   }
   r.end();
