@@ -73,7 +73,7 @@ async function main(): Promise<void> {
         ['mirrord exec, agent.shared, joining a warm agent', warm],
       ];
       const w = Math.max(...rows.map((r) => r[0].length));
-      console.log(`start to first instruction, median of ${ROUNDS} (ms):`);
+      console.log(`start to first instruction, median of ${ROUNDS} (ms; load average ${os.loadavg()[0]!.toFixed(1)}):`);
       for (const [name, ms] of rows) console.log(`  ${name.padEnd(w)}  ${ms.toFixed(0).padStart(6)}`);
     } finally {
       first.kill('SIGTERM');

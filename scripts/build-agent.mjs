@@ -5,6 +5,7 @@ import { build } from 'esbuild';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { versions } from './write-version.mjs';
+import { buildCli } from './build-cli.mjs';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 // The bundles get their versions from common/version.ts (npm run build writes it first); the banner says the same.
@@ -33,3 +34,6 @@ for (const [entry, out, name, from] of bundles) {
     },
   });
 }
+
+// The CLI itself, from tsc's output (dist/src): what bin/mirrord.js runs.
+await buildCli();

@@ -1,16 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import { containerCommand } from './commands/container.js';
-import { devcontainerCommand, type DevcontainerFlags } from './commands/devcontainer.js';
-import { diagnoseLatencyCommand } from './commands/diagnose.js';
-import { execCommand, type ExecFlags } from './commands/exec.js';
-import { lsCommand, type LsFlags } from './commands/ls.js';
-import { statusCommand, type StatusFlags } from './commands/status.js';
-import { portForwardCommand } from './commands/port-forward.js';
-import { initCommand, type InitFlags } from './commands/init.js';
-import { upCommand, upWatchdog, UP_WATCHDOG, upDownCommand, upDetached, type UpFlags } from './commands/up.js';
-import { verifyConfigCommand } from './commands/verify-config.js';
-import { COPY_WATCHDOG_COMMAND } from './copy-target/session.js';
+// Each command's module is imported by its action only: `mirrord exec` against a Docker target never
+// loads the Kubernetes client, `mirrord --version` loads no command at all (bench/warm-start.ts).
+import type { DevcontainerFlags } from './commands/devcontainer.js';
+import type { ExecFlags } from './commands/exec.js';
+import type { LsFlags } from './commands/ls.js';
+import type { StatusFlags } from './commands/status.js';
+import type { InitFlags } from './commands/init.js';
+import type { UpFlags } from './commands/up.js';
+import { COPY_WATCHDOG_COMMAND, UP_WATCHDOG_COMMAND } from './hidden-commands.js';
 import { ExitCode, MirrordError } from '../common/errors.js';
 import { createLogger } from '../common/log.js';
 import { packageRoot } from './package-root.js';
@@ -73,7 +71,7 @@ Logs: MIRRORD_LOG=debug (CLI, intproxy, agent), MIRRORD_LAYER_LOG=debug (the lay
     .argument('<command...>', 'the program and its arguments')
     .passThroughOptions()
     .action(async (command: string[], flags: ExecFlags) => {
-      setCode(await execCommand(command, flags, log));
+      setCode(await (await import('./commands/exec.js')).execCommand(command, flags, log));
     });
 
   sessionOptions(
@@ -93,7 +91,7 @@ Logs: MIRRORD_LOG=debug (CLI, intproxy, agent), MIRRORD_LAYER_LOG=debug (the lay
     )
     .passThroughOptions()
     .action(async (command: string[], flags: ExecFlags) => {
-      setCode(await containerCommand(command, flags, log));
+      setCode(await (await import('./commands/container.js')).containerCommand(command, flags, log));
     });
 
   program
@@ -111,7 +109,7 @@ Logs: MIRRORD_LOG=debug (CLI, intproxy, agent), MIRRORD_LAYER_LOG=debug (the lay
     .option('--force', 'overwrite existing files')
     .option('--schema <ref>', '"$schema" of mirrord.json (default: ./node_modules/mirrord/schema/mirrord.schema.json, relative to the file)')
     .action(async (flags: InitFlags) => {
-      setCode(await initCommand(flags, log, (s) => process.stdout.write(s + '\n')));
+      setCode(await (await import('./commands/init.js')).initCommand(flags, log, (s) => process.stdout.write(s + '\n')));
     });
 
   const image = program
@@ -162,10 +160,14 @@ Logs: MIRRORD_LOG=debug (CLI, intproxy, agent), MIRRORD_LAYER_LOG=debug (the lay
     .option('--timeout <seconds>', "seconds between the stop signal and SIGKILL (default 10; compose files: each service's stop_grace_period)")
     .option('--wait', 'return once every service runs, leaving them running in the background (stop them with mirrord up down)')
     .action(async (services: string[], flags: UpFlags & { wait?: boolean }) => {
-      setCode(flags.wait ? await upDetached(process.argv.slice(2), flags, log) : await upCommand(services, flags, log));
+      const cmd = await import('./commands/up.js');
+      setCode(flags.wait ? await cmd.upDetached(process.argv.slice(2), flags, log) : await cmd.upCommand(services, flags, log));
     });
   // The detached process that ends a compose project if `mirrord up` is killed (src/up/watchdog.ts).
-  program.command(UP_WATCHDOG, { hidden: true }).argument('<spec>').action(upWatchdog);
+  program
+    .command(UP_WATCHDOG_COMMAND, { hidden: true })
+    .argument('<spec>')
+    .action(async (spec: string) => (await import('./commands/up.js')).upWatchdog(spec));
   // The detached process that removes a copy_target copy if the CLI is killed (src/copy-target/watchdog.ts).
   program.command(COPY_WATCHDOG_COMMAND, { hidden: true }).action(async () => (await import('./copy-target/watchdog.js')).runCopyWatchdog());
   up.command('down')
@@ -173,7 +175,7 @@ Logs: MIRRORD_LOG=debug (CLI, intproxy, agent), MIRRORD_LAYER_LOG=debug (the lay
     .option('-k, --key <key>', 'session key of that up (default: your user name)')
     .option('--timeout <seconds>', 'seconds a running up gets to stop before its containers are removed', '10')
     .action(async (flags: { key?: string; timeout?: string }) => {
-      setCode(await upDownCommand(flags, log, (s) => process.stdout.write(s + '\n')));
+      setCode(await (await import('./commands/up.js')).upDownCommand(flags, log, (s) => process.stdout.write(s + '\n')));
     });
 
   const dc = program.command('devcontainer').description('the session of a dev container: every process in it runs in the context of the target');
@@ -191,21 +193,21 @@ Logs: MIRRORD_LOG=debug (CLI, intproxy, agent), MIRRORD_LAYER_LOG=debug (the lay
     .option('--kubeconfig-secret <var>', 'environment variable holding a kubeconfig, base64 (a Codespaces secret)')
     .option('--timeout <seconds>', 'how long to wait for the session (default: agent.startup_timeout + 60)')
     .action(async (flags: DevcontainerFlags) => {
-      setCode(await devcontainerCommand('start', flags, log));
+      setCode(await (await import('./commands/devcontainer.js')).devcontainerCommand('start', flags, log));
     });
   dc.command('status')
     .description('one line about the session; exit 1 when none is running')
-    .action(async () => setCode(await devcontainerCommand('status', {}, log)));
+    .action(async () => setCode(await (await import('./commands/devcontainer.js')).devcontainerCommand('status', {}, log)));
   dc.command('stop')
     .description('end the session and take the layer out of /etc/ld.so.preload (idempotent)')
-    .action(async () => setCode(await devcontainerCommand('stop', {}, log)));
+    .action(async () => setCode(await (await import('./commands/devcontainer.js')).devcontainerCommand('stop', {}, log)));
   dc.command('logs')
     .description("print the session daemon's log")
-    .action(async () => setCode(await devcontainerCommand('logs', {}, log)));
+    .action(async () => setCode(await (await import('./commands/devcontainer.js')).devcontainerCommand('logs', {}, log)));
   sessionFlags(dc.command('daemon', { hidden: true }))
     .description('the session daemon itself (started by start)')
     .action(async (flags: DevcontainerFlags) => {
-      setCode(await devcontainerCommand('daemon', flags, log));
+      setCode(await (await import('./commands/devcontainer.js')).devcontainerCommand('daemon', flags, log));
     });
 
   program
@@ -221,7 +223,7 @@ Logs: MIRRORD_LOG=debug (CLI, intproxy, agent), MIRRORD_LAYER_LOG=debug (the lay
     .option('--no-sessions', 'targets only, also on a terminal')
     .addOption(new Option('--output <format>', 'output format').choices(['text', 'json']).default('text'))
     .action(async (flags: LsFlags) => {
-      setCode(await lsCommand(flags, log, (s) => process.stdout.write(s + '\n')));
+      setCode(await (await import('./commands/ls.js')).lsCommand(flags, log, (s) => process.stdout.write(s + '\n')));
     });
 
   program
@@ -238,7 +240,7 @@ Logs: MIRRORD_LOG=debug (CLI, intproxy, agent), MIRRORD_LAYER_LOG=debug (the lay
     .option('--no-kube', 'do not look at Kubernetes')
     .addOption(new Option('--output <format>', 'output format').choices(['text', 'json']).default('text'))
     .action(async (flags: StatusFlags) => {
-      setCode(await statusCommand(flags, log, (s) => process.stdout.write(s + '\n')));
+      setCode(await (await import('./commands/status.js')).statusCommand(flags, log, (s) => process.stdout.write(s + '\n')));
     });
 
   program
@@ -249,7 +251,7 @@ Logs: MIRRORD_LOG=debug (CLI, intproxy, agent), MIRRORD_LAYER_LOG=debug (the lay
     .option('-f, --config-file <file>', 'config file')
     .option('-L, --forward <spec...>', '[LOCAL_PORT:]HOST:REMOTE_PORT (repeatable)')
     .action(async (flags: { target?: string; namespace?: string; configFile?: string; forward?: string[] }) => {
-      setCode(await portForwardCommand(flags.forward ?? [], flags, log));
+      setCode(await (await import('./commands/port-forward.js')).portForwardCommand(flags.forward ?? [], flags, log));
     });
 
   program
@@ -263,7 +265,7 @@ Logs: MIRRORD_LOG=debug (CLI, intproxy, agent), MIRRORD_LAYER_LOG=debug (the lay
     .option('-c, --count <n>', 'round trips to time', '100')
     .addOption(new Option('--output <format>', 'output format').choices(['text', 'json']).default('text'))
     .action(async (flags: { target?: string; namespace?: string; configFile?: string; count?: string; output?: string }) => {
-      setCode(await diagnoseLatencyCommand(flags, log, (s) => process.stdout.write(s + '\n')));
+      setCode(await (await import('./commands/diagnose.js')).diagnoseLatencyCommand(flags, log, (s) => process.stdout.write(s + '\n')));
     });
 
   program
@@ -272,7 +274,7 @@ Logs: MIRRORD_LOG=debug (CLI, intproxy, agent), MIRRORD_LAYER_LOG=debug (the lay
     .option('-f, --config-file <file>', 'config file (default: the same search as exec)')
     .addOption(new Option('--output <format>', 'output format').choices(['text', 'json']).default('text'))
     .action(async (flags: { configFile?: string; output?: string }) => {
-      setCode(await verifyConfigCommand(flags, (s) => process.stdout.write(s + '\n')));
+      setCode(await (await import('./commands/verify-config.js')).verifyConfigCommand(flags, (s) => process.stdout.write(s + '\n')));
     });
   return program;
 }

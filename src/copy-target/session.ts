@@ -8,8 +8,8 @@ import type { Progress } from '../progress.js';
 import type { TargetSpec } from '../target.js';
 import type { WatchdogSpec } from './watchdog.js';
 
-/** The hidden command the watchdog runs as (src/cli.ts). */
-export const COPY_WATCHDOG_COMMAND = '__copy-target-watchdog';
+// The hidden command the watchdog runs as (src/cli.ts registers it by this name).
+import { COPY_WATCHDOG_COMMAND } from '../hidden-commands.js';
 
 export interface TargetCopy {
   /** The copy, resolved on the same platform: what the session's agent attaches to. */

@@ -32,8 +32,9 @@ import { inferTarget, type PlannedService } from './plan.js';
 import { LABEL_UP, upLabelValue, type UpRunOptions } from './run.js';
 import type { WatchdogSpec } from './watchdog.js';
 
-/** The hidden command the watchdog runs as (src/cli.ts). */
-export const WATCHDOG_COMMAND = '__up-watchdog';
+// The hidden command the watchdog runs as (src/cli.ts registers it by this name).
+import { UP_WATCHDOG_COMMAND as WATCHDOG_COMMAND } from '../hidden-commands.js';
+export { WATCHDOG_COMMAND };
 
 /** On every container of a compose `up`: `mirrord up down` finds the project by it. */
 export const LABEL_UP_PROJECT = 'dev.mirrord.up.project';

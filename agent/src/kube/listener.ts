@@ -68,7 +68,7 @@ export async function runListener(o: ListenerOptions): Promise<void> {
   if (o.shared) return runSharedListener(o);
   const pid = await resolvePid(o);
   o.log.info(`target pid ${pid}${o.containerId ? ` (container ${o.containerId})` : ''}`);
-  let active: { socket: net.Socket; child: ChildProcess } | undefined;
+  let active: { socket: net.Socket; child?: ChildProcess } | undefined;
   let idleTimer: NodeJS.Timeout | undefined;
   let done!: () => void;
   const finished = new Promise<void>((r) => (done = r));
@@ -93,7 +93,11 @@ export async function runListener(o: ListenerOptions): Promise<void> {
     return new Promise<void>((resolve) => guard.once('close', () => resolve()));
   };
 
-  const server = net.createServer((socket) => {
+  // pauseOnConnect: this process never reads the client's bytes. The child gets the connection itself
+  // as its stdin and stdout, so the link's bytes go from the port-forward to the agent with no relay
+  // through this process (which, as a pipe to the child's stdio, cost a copy and two wake-ups per read
+  // on each side: bench/README.md, the Kubernetes stream).
+  const server = net.createServer({ pauseOnConnect: true }, (socket) => {
     if (active) {
       o.log.warn('a second client while one is connected: refused (one session per agent)');
       socket.destroy();
@@ -101,26 +105,35 @@ export async function runListener(o: ListenerOptions): Promise<void> {
     }
     clearTimeout(idleTimer);
     socket.setNoDelay(true);
-    const [cmd, args] = childCommand(o, pid);
-    const child = spawn(cmd, args, {
-      stdio: ['pipe', 'pipe', 'inherit'],
-      env: { ...process.env, MIRRORD_AGENT_MODE: 'serve', MIRRORD_AGENT_TARGET_PID: String(pid), MIRRORD_AGENT_SESSION: o.session },
-    });
-    active = { socket, child };
-    o.log.info(`client connected; agent child ${child.pid}`);
-    socket.write(AP_LISTENER_BANNER);
-    socket.pipe(child.stdin!);
-    child.stdout!.pipe(socket);
     socket.on('error', (err) => o.log.debug(`client socket: ${err.message}`));
-    child.stdin!.on('error', () => undefined);
-    socket.on('close', () => child.stdin!.end());
-    child.once('exit', (code, signal) => {
-      o.log.info(`agent child ${child.pid} ended (${signal ?? `code ${code}`})`);
-      socket.end();
-      const after = signal || code ? cleanupAfter(child.pid!) : Promise.resolve();
-      void after.then(() => {
+    // Held from here, so that a second client is refused while the banner is on its way.
+    const slot: { socket: net.Socket; child?: ChildProcess } = { socket };
+    active = slot;
+    // The banner goes first and alone: the child writes to the same connection once it runs.
+    socket.write(AP_LISTENER_BANNER, (err) => {
+      if (err || socket.destroyed) {
+        o.log.debug(`client gone before the agent started${err ? `: ${err.message}` : ''}`);
+        socket.destroy();
         active = undefined;
         armIdle(o.ttlSeconds);
+        return;
+      }
+      const [cmd, args] = childCommand(o, pid);
+      const child = spawn(cmd, args, {
+        stdio: [socket, socket, 'inherit'],
+        env: { ...process.env, MIRRORD_AGENT_MODE: 'serve', MIRRORD_AGENT_TARGET_PID: String(pid), MIRRORD_AGENT_SESSION: o.session },
+      });
+      slot.child = child;
+      o.log.info(`client connected; agent child ${child.pid}`);
+      child.once('exit', (code, signal) => {
+        o.log.info(`agent child ${child.pid} ended (${signal ?? `code ${code}`})`);
+        // The child's copies of the connection are closed; this one ends it for the port-forward.
+        socket.destroy();
+        const after = signal || code ? cleanupAfter(child.pid!) : Promise.resolve();
+        void after.then(() => {
+          active = undefined;
+          armIdle(o.ttlSeconds);
+        });
       });
     });
   });
@@ -128,7 +141,7 @@ export async function runListener(o: ListenerOptions): Promise<void> {
   const stop = (sig: string) => {
     o.log.info(`${sig}: stopping`);
     server.close();
-    if (active) {
+    if (active?.child) {
       active.child.kill('SIGTERM');
       active.child.once('exit', () => done());
       setTimeout(done, 3000).unref();
