@@ -4,14 +4,6 @@ import { NEEDS_OPERATOR, differs, noEffect, refused } from './status.js';
 
 /** `feature.*`: network (incoming, outgoing, DNS), files, environment, and mirrord's other feature keys. */
 
-/** A key of mirrord's that another increment of issue 17 implements: its "off" value is accepted, anything else refused. */
-const NOT_YET = 'is not supported here yet: remove it (docs/configuration.md lists what each key does here)';
-function offOnly<T extends z.ZodTypeAny>(schema: T, isOff: (v: z.output<T>) => boolean) {
-  return schema.superRefine((v, ctx) => {
-    if (!isOff(v)) ctx.addIssue({ code: 'custom', message: NOT_YET });
-  });
-}
-
 /** Accepted in any shape and always refused: paid-operator features. */
 const operatorOnly = anything.superRefine((_v, ctx) => ctx.addIssue({ code: 'custom', message: NEEDS_OPERATOR }));
 
