@@ -21,6 +21,9 @@ export interface AgentSettings {
   dnsAttempts?: number;
   /** agent.disabled_capabilities, upper case without CAP_: what fails for want of one says so. */
   disabledCapabilities: string[];
+  /** agent.max_body_buffer_size / max_body_buffer_timeout: how much of a body, and how long, a body filter waits for. */
+  maxBodyBytes?: number;
+  maxBodyWaitMs?: number;
 }
 
 export const SETTINGS_ENV = {
@@ -32,6 +35,8 @@ export const SETTINGS_ENV = {
   dnsTimeout: 'MIRRORD_AGENT_DNS_TIMEOUT',
   dnsAttempts: 'MIRRORD_AGENT_DNS_ATTEMPTS',
   disabledCapabilities: 'MIRRORD_AGENT_DISABLED_CAPABILITIES',
+  maxBodyBufferSize: 'MIRRORD_AGENT_MAX_BODY_BUFFER_SIZE',
+  maxBodyBufferTimeout: 'MIRRORD_AGENT_MAX_BODY_BUFFER_TIMEOUT',
 } as const;
 
 export class SettingsError extends Error {}
@@ -78,6 +83,8 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): AgentSetting
     dnsTimeoutMs: dnsTimeout === undefined ? undefined : dnsTimeout * 1000,
     dnsAttempts: whole(SETTINGS_ENV.dnsAttempts, 1),
     disabledCapabilities: (env[SETTINGS_ENV.disabledCapabilities] ?? '').split(',').map(normalCapability).filter(Boolean),
+    maxBodyBytes: whole(SETTINGS_ENV.maxBodyBufferSize, 0),
+    maxBodyWaitMs: whole(SETTINGS_ENV.maxBodyBufferTimeout, 0),
   };
 }
 

@@ -193,8 +193,9 @@ export const agentSchema = z
     disable_mesh_sidecar_injection: z
       .boolean()
       .optional()
-      .describe('Labels that keep service meshes from injecting sidecars into the agent pod.')
-      .meta(noEffect('not wired yet: use agent.labels and agent.annotations')),
+      .describe(
+        'Kubernetes (default true, as mirrord): the agent pod carries sidecar.istio.io/inject: "false" (label and annotation), linkerd.io/inject: disabled and kuma.io/sidecar-injection: disabled, so no mesh injects a proxy into it; false leaves them out.',
+      ),
     exclude_from_mesh: z
       .boolean()
       .optional()
@@ -216,11 +217,10 @@ export const agentSchema = z
       .describe('Replace Cache-Control in responses that went through the agent.')
       .meta(noEffect('responses are passed unchanged')),
     jaq_time_limit: count.optional().describe('Time limit of jq body filters (milliseconds).').meta(noEffect('no jq body filters here')),
-    max_body_buffer_size: count.optional().describe('Largest HTTP body buffered for body filters (bytes).').meta(noEffect('no body filters here yet')),
+    max_body_buffer_size: count.optional().describe('Largest HTTP body a body_filter reads (bytes, default 65535); a longer body does not match.'),
     max_body_buffer_timeout: count
       .optional()
-      .describe('Longest wait for an HTTP body for body filters (milliseconds).')
-      .meta(noEffect('no body filters here yet')),
+      .describe('Longest wait for the whole HTTP body of a request a body_filter reads (milliseconds, default 2000); a slower body does not match.'),
   })
   .default({ ttl: 1, ephemeral: false, privileged: false, startup_timeout: 60, fd_passing: 'auto', log_level: 'warn' })
   .describe('The agent: the short-lived process that joins the target for the session.');
@@ -233,7 +233,19 @@ export type AgentConfig = z.output<typeof agentSchema>;
  * same on Docker and Kubernetes.
  */
 export type AgentKeys = Partial<
-  Pick<AgentConfig, 'json_log' | 'communication_timeout' | 'flush_connections' | 'metrics' | 'nftables' | 'dns' | 'disabled_capabilities' | 'privileged'>
+  Pick<
+    AgentConfig,
+    | 'json_log'
+    | 'communication_timeout'
+    | 'flush_connections'
+    | 'metrics'
+    | 'nftables'
+    | 'dns'
+    | 'disabled_capabilities'
+    | 'privileged'
+    | 'max_body_buffer_size'
+    | 'max_body_buffer_timeout'
+  >
 >;
 
 export function agentKeysEnv(a: AgentKeys): Record<string, string> {
@@ -249,6 +261,8 @@ export function agentKeysEnv(a: AgentKeys): Record<string, string> {
   set('MIRRORD_AGENT_NFTABLES', flag(a.nftables));
   set('MIRRORD_AGENT_DNS_TIMEOUT', a.dns?.timeout);
   set('MIRRORD_AGENT_DNS_ATTEMPTS', a.dns?.attempts);
+  set('MIRRORD_AGENT_MAX_BODY_BUFFER_SIZE', a.max_body_buffer_size);
+  set('MIRRORD_AGENT_MAX_BODY_BUFFER_TIMEOUT', a.max_body_buffer_timeout);
   if (a.disabled_capabilities?.length && !a.privileged) env.MIRRORD_AGENT_DISABLED_CAPABILITIES = a.disabled_capabilities.join(',');
   return env;
 }

@@ -45,6 +45,8 @@ describe('agent keys: config to agent environment', () => {
       nftables: false,
       dns: { timeout: 2, attempts: 3 },
       disabled_capabilities: ['cap_net_admin', 'SYS_PTRACE'],
+      max_body_buffer_size: 10,
+      max_body_buffer_timeout: 300,
     });
     const env = agentKeysEnv(agent);
     assert.deepEqual(Object.keys(env).sort(), Object.values(SETTINGS_ENV).sort());
@@ -57,6 +59,8 @@ describe('agent keys: config to agent environment', () => {
       dnsTimeoutMs: 2000,
       dnsAttempts: 3,
       disabledCapabilities: ['NET_ADMIN', 'SYS_PTRACE'],
+      maxBodyBytes: 10,
+      maxBodyWaitMs: 300,
     });
   });
 
@@ -271,5 +275,25 @@ describe('agent.check_out_of_pods', () => {
     assert.equal(outOfPods(node('110'), 109), undefined);
     assert.match(outOfPods(node('110'), 110)!, /^node n1 has no room for the agent pod: 110 pods on it, 110 allocatable/);
     assert.equal(outOfPods(node(undefined), 500), undefined, 'a node that does not say is not judged');
+  });
+});
+
+describe('agent.max_body_buffer_size and max_body_buffer_timeout bound what a body filter reads', () => {
+  it('a body within the size is read; a longer one, or one slower than the wait, is not', async () => {
+    const { PassThrough } = await import('node:stream');
+    const { readBodyForFilter } = await import('../../agent/src/incoming/http-filter.js');
+    const small = new PassThrough();
+    small.end(Buffer.from('0123456789'));
+    assert.equal((await readBodyForFilter(small, { maxBytes: 10, waitMs: 1000 })).body?.toString(), '0123456789');
+    const big = new PassThrough();
+    big.end(Buffer.from('0123456789X'));
+    assert.equal((await readBodyForFilter(big, { maxBytes: 10, waitMs: 1000 })).body, undefined);
+    const slow = new PassThrough();
+    slow.write('0123');
+    const t0 = Date.now();
+    const r = await readBodyForFilter(slow, { maxBytes: 10, waitMs: 150 });
+    assert.equal(r.body, undefined);
+    assert.ok(Date.now() - t0 < 1000, 'the wait is the configured one, not the 2 s default');
+    assert.deepEqual(Buffer.concat(r.chunks).toString(), '0123', 'what was read is kept to send on');
   });
 });

@@ -72,4 +72,17 @@ describe('agent pod keys', () => {
     assert.deepEqual(podProfiles({ seccompProfile: { type: 'RuntimeDefault' } }), { seccompProfile: { type: 'RuntimeDefault' } });
     assert.equal(podProfiles({ seccomp_profile: {} }), undefined);
   });
+
+  it('disable_mesh_sidecar_injection: on by default the pod keeps Istio, Linkerd and Kuma away; false leaves that out; agent.labels still win', async () => {
+    const on = agentJob(input(await agentFrom('agent: {labels: {team: core}}\n'))).spec!.template.metadata!;
+    assert.equal(on.labels!['sidecar.istio.io/inject'], 'false');
+    assert.equal(on.annotations!['linkerd.io/inject'], 'disabled');
+    assert.equal(on.annotations!['kuma.io/sidecar-injection'], 'disabled');
+    assert.equal(on.labels!.team, 'core');
+    const off = agentJob(input(await agentFrom('agent: {disable_mesh_sidecar_injection: false}\n'))).spec!.template.metadata!;
+    assert.equal(off.labels!['sidecar.istio.io/inject'], undefined);
+    assert.equal(off.annotations!['linkerd.io/inject'], undefined);
+    const own = agentJob(input(await agentFrom('agent: {annotations: {linkerd.io/inject: enabled}}\n'))).spec!.template.metadata!;
+    assert.equal(own.annotations!['linkerd.io/inject'], 'enabled', "the user's own annotation wins");
+  });
 });

@@ -11,6 +11,7 @@ import { Duplex, type Readable } from 'node:stream';
 import type { ApHttpFilter } from '../../../common/protocol/agent/index.js';
 import type { Logger } from '../../../common/log.js';
 import { compileJsonPath, stringify, type JsonPath } from './jsonpath.js';
+import { settings } from '../settings.js';
 
 /**
  * A filter tree: leaves test the method, the path, the headers or the JSON body; `all` and `any`
@@ -97,11 +98,17 @@ export function matches(f: CompiledFilter, method: string, path: string, rawHead
 }
 
 /**
- * Reads up to BODY_FILTER_MAX bytes of a request body for a body filter. `chunks` are what was
+ * Reads up to BODY_FILTER_MAX bytes (agent.max_body_buffer_size) of a request body for a body filter,
+ * waiting at most BODY_FILTER_WAIT_MS (agent.max_body_buffer_timeout). `chunks` are what was
  * read (to be sent on first, whoever gets the request); `body` is the whole body when it ended in
  * time and within the limit.
  */
-export function readBodyForFilter(req: Readable): Promise<{ chunks: Buffer[]; ended: boolean; body?: Buffer }> {
+export function readBodyForFilter(
+  req: Readable,
+  limits: { maxBytes?: number; waitMs?: number } = { maxBytes: settings().maxBodyBytes, waitMs: settings().maxBodyWaitMs },
+): Promise<{ chunks: Buffer[]; ended: boolean; body?: Buffer }> {
+  const max = limits.maxBytes ?? BODY_FILTER_MAX;
+  const waitMs = limits.waitMs ?? BODY_FILTER_WAIT_MS;
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -111,15 +118,15 @@ export function readBodyForFilter(req: Readable): Promise<{ chunks: Buffer[]; en
       req.off('end', onEnd);
       req.off('error', onEnd);
       req.pause();
-      resolve({ chunks, ended, body: ended && size <= BODY_FILTER_MAX ? Buffer.concat(chunks) : undefined });
+      resolve({ chunks, ended, body: ended && size <= max ? Buffer.concat(chunks) : undefined });
     };
     const onData = (c: Buffer) => {
       chunks.push(c);
       size += c.length;
-      if (size > BODY_FILTER_MAX) done(false);
+      if (size > max) done(false);
     };
     const onEnd = () => done(true);
-    const timer = setTimeout(() => done(false), BODY_FILTER_WAIT_MS);
+    const timer = setTimeout(() => done(false), waitMs);
     req.on('data', onData);
     req.once('end', onEnd);
     req.once('error', onEnd);

@@ -51,7 +51,20 @@ export interface KubeAgentSettings {
   dns?: { timeout?: number; attempts?: number };
   /** Checked by the platform before the Job is made (platform.ts). */
   check_out_of_pods?: boolean;
+  /** agent.disable_mesh_sidecar_injection (default true, as mirrord): the labels and annotations below. */
+  disable_mesh_sidecar_injection?: boolean;
+  /** agent.max_body_buffer_*: passed in the environment too (agentKeysEnv). */
+  max_body_buffer_size?: number;
+  max_body_buffer_timeout?: number;
 }
+
+/** What keeps the service meshes that inject proxies into pods (Istio, Linkerd, Kuma) away from the agent pod. */
+export const NO_MESH_LABELS: Record<string, string> = { 'sidecar.istio.io/inject': 'false' };
+export const NO_MESH_ANNOTATIONS: Record<string, string> = {
+  'sidecar.istio.io/inject': 'false',
+  'linkerd.io/inject': 'disabled',
+  'kuma.io/sidecar-injection': 'disabled',
+};
 
 export interface AgentSpecInput {
   session: string;
@@ -129,7 +142,8 @@ export function podProfiles(sc: Record<string, unknown> | undefined): k8s.V1PodS
 
 function labels(i: AgentSpecInput): Record<string, string> {
   const shared: Record<string, string> = i.sharedKey && i.target ? { [LABEL_SHARED]: i.sharedKey, [LABEL_TARGET_UID]: i.target.podUid } : {};
-  return { ...i.agent.labels, [LABEL_APP]: 'mirrord-agent', [LABEL_SESSION]: i.session, ...shared };
+  const mesh = i.agent.disable_mesh_sidecar_injection === false ? {} : NO_MESH_LABELS;
+  return { ...mesh, ...i.agent.labels, [LABEL_APP]: 'mirrord-agent', [LABEL_SESSION]: i.session, ...shared };
 }
 
 /** The shared agent's Job name: one per target container and kind, so two sessions starting at once make one. */
@@ -139,6 +153,7 @@ export function sharedJobName(target: KubeTarget, key: string): string {
 
 function annotations(i: AgentSpecInput): Record<string, string> {
   return {
+    ...(i.agent.disable_mesh_sidecar_injection === false ? {} : NO_MESH_ANNOTATIONS),
     ...i.agent.annotations,
     [ANNOTATION_OWNER]: i.sharedKey ? SHARED_OWNER : `${os.userInfo().username}@${os.hostname()}:${process.pid}`,
     ...(i.target ? { [ANNOTATION_TARGET]: `pod/${i.target.pod}/container/${i.target.container}` } : {}),
