@@ -257,11 +257,15 @@ except socket.timeout:
     const run = exec([], ['sh', '-c', `touch ${ready}; while [ ! -f ${flag} ]; do sleep 0.1; done; redis-cli -h ${REDIS} ping; echo "rc=$?"`]);
     const deadline = Date.now() + 30_000;
     while (!existsSync(ready) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    const agents = (await listContainers('dev.mirrord.agent')).filter((c) => c.Labels['dev.mirrord.target'] === target.id);
-    assert.equal(agents.length, 1, 'one agent for this target');
-    await docker().getContainer(agents[0]!.Id).kill({ signal: 'SIGKILL' });
-    await new Promise((r) => setTimeout(r, 1000));
-    writeFileSync(flag, '');
+    try {
+      const agents = (await listContainers('dev.mirrord.agent')).filter((c) => c.Labels['dev.mirrord.target'] === target.id);
+      assert.equal(agents.length, 1, 'one agent for this target');
+      await docker().getContainer(agents[0]!.Id).kill({ signal: 'SIGKILL' });
+      await new Promise((r) => setTimeout(r, 1000));
+    } finally {
+      // Whatever failed above, the program must not wait for the file's timeout.
+      writeFileSync(flag, '');
+    }
     const r = await run;
     assert.doesNotMatch(r.stdout, /PONG/);
     assert.match(r.stdout, /rc=[1-9]/);
