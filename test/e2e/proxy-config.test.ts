@@ -228,7 +228,12 @@ http.createServer((q, s) => s.end('from-local ${WILDCARD_PORT}')).listen(${WILDC
       async () => {
         const sidecar = (await sessionContainers(pid)).find((c) => c.Labels['dev.mirrord.agent'] === 'sidecar');
         if (!sidecar) return false;
-        const info = await docker().getContainer(sidecar.Id).inspect();
+        // A sidecar of an earlier case may be listed while the engine removes it: poll on.
+        const info = await docker()
+          .getContainer(sidecar.Id)
+          .inspect()
+          .catch(() => undefined);
+        if (!info) return false;
         sidecarEnv = info.Config.Env;
         sidecarLabels = info.Config.Labels;
         sidecarMemory = info.HostConfig.Memory ?? 0;
