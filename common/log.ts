@@ -19,10 +19,20 @@ export function parseLevel(value: string | undefined, fallback: LogLevel = 'warn
   return (LEVELS as readonly string[]).includes(v) ? (v as LogLevel) : fallback;
 }
 
+/** One log line from its parts; `textLine` is the default, `jsonLine` mirrord's JSON shape. */
+export type LineFormat = (namespace: string, level: LogLevel, message: string) => string;
+
+export const textLine: LineFormat = (namespace, level, message) => `[${namespace}] ${level}: ${message}`;
+
+/** As mirrord's JSON logs (tracing's JSON format): {timestamp, level, target, fields: {message}}. */
+export const jsonLine: LineFormat = (target, level, message) =>
+  JSON.stringify({ timestamp: new Date().toISOString(), level: level.toUpperCase(), target, fields: { message } });
+
 export function createLogger(
   namespace = 'mirrord',
   level: LogLevel = parseLevel(process.env.MIRRORD_LOG),
   sink: (line: string) => void = (line) => process.stderr.write(line + '\n'),
+  format: LineFormat = textLine,
 ): Logger {
   const max = LEVELS.indexOf(level);
   const at =
@@ -30,7 +40,7 @@ export function createLogger(
     (msg: string, ...rest: unknown[]) => {
       if (LEVELS.indexOf(l) > max) return;
       const extra = rest.map((r) => (r instanceof Error ? r.message : typeof r === 'string' ? r : JSON.stringify(r)));
-      sink([`[${namespace}] ${l}:`, msg, ...extra].join(' '));
+      sink(format(namespace, l, [msg, ...extra].join(' ')));
     };
   return {
     error: at('error'),
@@ -38,7 +48,7 @@ export function createLogger(
     info: at('info'),
     debug: at('debug'),
     trace: at('trace'),
-    child: (ns) => createLogger(`${namespace}:${ns}`, level, sink),
+    child: (ns) => createLogger(`${namespace}:${ns}`, level, sink, format),
   };
 }
 

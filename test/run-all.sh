@@ -98,10 +98,23 @@ prepare_k8s() {
   export MIRRORD_K8S_IMAGES_LOADED=1
 }
 
-# The e2e files whose programs' traffic takes the fast path (docs/fast-path.md): the e2e tier runs them
-# a second time on the stream (MIRRORD_AGENT_FD_PASSING=off, label e2e-stream), so the fallback stays
-# proven. MIRRORD_TEST_E2E_STREAM_FILES overrides the list; set it empty to skip that pass.
-E2E_STREAM_FILES="${MIRRORD_TEST_E2E_STREAM_FILES-test/e2e/exec.test.ts test/e2e/matrix.test.ts test/e2e/layer-stress.test.ts}"
+# The fast path's fallback (docs/fast-path.md): every e2e file in which a program's traffic took the
+# fast path (common/data-path-record.ts writes one record per such file into FAST_PATH_DIR) runs a
+# second time on the stream (MIRRORD_AGENT_FD_PASSING=off, label e2e-stream). A tier in which no file
+# took the fast path counts as a failure: the fast path itself is broken. MIRRORD_TEST_E2E_STREAM_FILES
+# (a list of paths) replaces the recorded list; set it empty to skip that pass.
+FAST_PATH_DIR="$work/fast-path-files"
+e2e_stream_files() {
+  if [ -n "${MIRRORD_TEST_E2E_STREAM_FILES+set}" ]; then
+    echo "$MIRRORD_TEST_E2E_STREAM_FILES"
+    return
+  fi
+  shopt -s nullglob
+  local records=("$FAST_PATH_DIR"/*)
+  shopt -u nullglob
+  [ "${#records[@]}" -gt 0 ] || return 1
+  cat "${records[@]}" | sed "s|^$PWD/||" | sort -u | tr '\n' ' '
+}
 
 # run_tier TIER [LABEL VAR=VALUE...]: the tier's files, with those variables set, reported as LABEL.
 # TIER_FILES (a list of paths), when set, replaces the tier's own files.
@@ -136,7 +149,7 @@ run_tier() {
   # Not --test-force-exit: it ends a file as soon as the tests known so far are done, and silently
   # drops tests a file registers later (seen with the LP codec's vector-driven tests).
   timeout --foreground "$TIER_TIMEOUT" \
-    env "${tier_env[@]}" node --import tsx --test --test-concurrency=1 --test-timeout=600000 \
+    env "${tier_env[@]}" node --import tsx --import ./test/helpers/test-file-env.ts --test --test-concurrency=1 --test-timeout=600000 \
     --test-reporter=spec --test-reporter-destination=stdout \
     --test-reporter=spec --test-reporter-destination="$summary" \
     "${files[@]}"
@@ -165,12 +178,18 @@ for t in "${tiers[@]}"; do
     if npm run -s lint; then passed=$((passed + 1)); else step_failed "npm run lint"; fi
     continue
   fi
-  run_tier "$t"
+  if [ "$t" = e2e ]; then run_tier e2e e2e "MIRRORD_TEST_DATA_PATH_DIR=$FAST_PATH_DIR"; else run_tier "$t"; fi
   # Every layer test again with the sanitizer build of the .so and of the C test programs: a
   # report fails the case (test/layer/harness.ts).
   [ "$t" != layer ] || run_tier layer layer-asan MIRRORD_LAYER_TEST_ASAN=1
   # The fast path's fallback: the data-path files again on the stream.
-  [ "$t" != e2e ] || [ -z "$E2E_STREAM_FILES" ] || TIER_FILES="$E2E_STREAM_FILES" run_tier e2e e2e-stream MIRRORD_AGENT_FD_PASSING=off
+  if [ "$t" = e2e ]; then
+    if ! stream_files="$(e2e_stream_files)"; then
+      step_failed "tier 'e2e-stream': no e2e file took the fast path (expected: exec, matrix, fast-path...); see docs/fast-path.md"
+    elif [ -n "${stream_files// /}" ]; then
+      TIER_FILES="$stream_files" run_tier e2e e2e-stream MIRRORD_AGENT_FD_PASSING=off
+    fi
+  fi
   [ "$t" != k8s ] || stop_cluster
 done
 

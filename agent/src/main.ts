@@ -6,23 +6,19 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { Duplex, type Writable } from 'node:stream';
-import { createLogger, parseLevel } from '../../common/log.js';
+import { createLogger, jsonLine, parseLevel, textLine } from '../../common/log.js';
 import { startSockHelper } from './fdpass/helper.js';
 import { runGuard } from './guard.js';
 import { runHeal } from './heal.js';
 import { runListener } from './kube/listener.js';
 import { serveAgent } from './server.js';
 import { serveMetrics } from './metrics.js';
-import { jsonLogLine, readSettings, SettingsError } from './settings.js';
+import { readSettings, SettingsError } from './settings.js';
 import { runJoin, runShared } from './shared.js';
 
 /** agent.json_log: one JSON object a line; else the plain `[namespace] level: message`. */
 const jsonLog = process.env.MIRRORD_AGENT_JSON_LOG === '1';
-const log = createLogger(
-  'mirrord-agent',
-  parseLevel(process.env.MIRRORD_AGENT_LOG),
-  jsonLog ? (line) => process.stderr.write(jsonLogLine(line) + '\n') : undefined,
-);
+const log = createLogger('mirrord-agent', parseLevel(process.env.MIRRORD_AGENT_LOG), undefined, jsonLog ? jsonLine : textLine);
 
 function exit(code: number): never {
   process.exit(code);

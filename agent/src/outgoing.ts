@@ -5,36 +5,24 @@
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { ApKind, decodeClose, decodeCredit, type ApFrame, type ApMethods } from '../../common/protocol/agent/index.js';
+import type { ApMethods } from '../../common/protocol/agent/index.js';
 import { ApStream, type FrameSink } from '../../common/link/stream.js';
-import { AgentLinkError } from '../../common/link/errors.js';
 import type { Logger } from '../../common/log.js';
 import { countConnection } from './metrics.js';
+import { SocketStreams, codeError, type StreamEntry } from './socket-streams.js';
 
 type ConnectParams = ApMethods['outgoing.connect']['params'];
 type ConnectResult = ApMethods['outgoing.connect']['result'];
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 20_000;
 
-interface Entry {
-  socket: net.Socket;
-  stream?: ApStream;
-}
-
-const codeError = (code: string, message: string) => Object.assign(new Error(message), { code });
-
-export class OutgoingStreams {
-  private readonly entries = new Map<number, Entry>();
-  private shutDown = false;
-
+export class OutgoingStreams extends SocketStreams {
   constructor(
     private readonly send: FrameSink,
-    private readonly log?: Logger,
+    log?: Logger,
     private readonly connectTimeoutMs = DEFAULT_CONNECT_TIMEOUT_MS,
-  ) {}
-
-  get size(): number {
-    return this.entries.size;
+  ) {
+    super(log);
   }
 
   /**
@@ -42,15 +30,13 @@ export class OutgoingStreams {
    * no DATA may reach the client before it knows the stream exists.
    */
   async connect(p: ConnectParams): Promise<{ result: ConnectResult; start: () => void }> {
-    if (p.stream % 2 !== 1) throw codeError('EINVAL', `stream ${p.stream}: client streams use odd ids`);
-    if (this.shutDown) throw codeError('ECONNABORTED', 'the agent is shutting down');
-    if (this.entries.has(p.stream)) throw codeError('EEXIST', `stream ${p.stream} is already open`);
     if (net.isIP(p.host) === 0) throw codeError('EINVAL', `host must be an IP literal, got ${JSON.stringify(p.host)}`);
-    if (p.protocol === 'udp') return this.connectUdp(p);
+    const entry: StreamEntry = {};
+    this.claim(p.stream, entry);
+    if (p.protocol === 'udp') return this.connectUdp(p, entry);
 
     const socket = net.connect({ host: p.host, port: p.port, allowHalfOpen: true });
-    const entry: Entry = { socket };
-    this.entries.set(p.stream, entry);
+    entry.socket = socket;
     try {
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => {
@@ -72,12 +58,12 @@ export class OutgoingStreams {
       });
     } catch (err) {
       socket.destroy();
-      if (this.entries.get(p.stream) === entry) this.entries.delete(p.stream);
+      this.release(p.stream, entry);
       throw err;
     }
     socket.removeAllListeners('error');
     socket.removeAllListeners('close');
-    if (this.shutDown || this.entries.get(p.stream) !== entry) {
+    if (!this.stillWanted(p.stream, entry)) {
       // closeAll ran between the connect and this continuation.
       socket.destroy();
       throw codeError('ECONNABORTED', `connect ${p.host}:${p.port} aborted`);
@@ -89,26 +75,7 @@ export class OutgoingStreams {
     entry.stream = stream;
     const id = p.stream;
     const result = { localAddress: socket.localAddress ?? '', localPort: socket.localPort ?? 0 };
-    const start = () => {
-      this.log?.debug(`stream ${id}: connected to ${p.host}:${p.port} from ${result.localAddress}:${result.localPort}`);
-      socket.on('error', (err) => stream.destroy(err));
-      stream.on('error', (err) => {
-        this.log?.debug(`stream ${id}: ${err.message}`);
-        socket.destroy();
-      });
-      stream.on('close', () => {
-        // A clean end leaves the socket to flush what it holds; anything else resets it.
-        if (!socket.writableEnded || !socket.readableEnded) socket.destroy();
-      });
-      socket.on('close', () => {
-        if (this.entries.get(id) === entry) this.entries.delete(id);
-        // A socket closed by the remote before our stream finished (e.g. while waiting for credit)
-        // leaves nothing to wait for.
-        if (!stream.destroyed && stream.writableFinished && stream.readableEnded) stream.destroy();
-      });
-      socket.pipe(stream);
-      stream.pipe(socket);
-    };
+    const start = () => this.splice(id, entry, socket, stream, `${p.host}:${p.port} from ${result.localAddress}:${result.localPort}`);
     return { result, start };
   }
 
@@ -116,24 +83,34 @@ export class OutgoingStreams {
    * UDP: a connected datagram socket in the target's namespace; each DATA frame is one datagram.
    * It lives until the client closes the stream or the link ends (UDP has no end of its own).
    */
-  private async connectUdp(p: ConnectParams): Promise<{ result: ConnectResult; start: () => void }> {
+  private async connectUdp(p: ConnectParams, entry: StreamEntry): Promise<{ result: ConnectResult; start: () => void }> {
     const sock = dgram.createSocket(net.isIPv6(p.host) ? 'udp6' : 'udp4');
-    await new Promise<void>((resolve, reject) => {
-      sock.once('error', reject);
-      sock.connect(p.port, p.host, () => {
-        sock.off('error', reject);
-        resolve();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        sock.once('error', reject);
+        sock.connect(p.port, p.host, () => {
+          sock.off('error', reject);
+          resolve();
+        });
       });
-    });
+    } catch (err) {
+      sock.close();
+      this.release(p.stream, entry);
+      throw err;
+    }
+    if (!this.stillWanted(p.stream, entry)) {
+      sock.close();
+      throw codeError('ECONNABORTED', `connect ${p.host}:${p.port} aborted`);
+    }
     const stream = new ApStream(p.stream, this.send, () => undefined);
     stream.datagram = true;
     // The entry's socket is what closeAll and CLOSE handling destroy: a thin net.Socket-like face.
     const face = { closed: false, destroy: () => void sock.close(), once: (_e: string, f: () => void) => sock.once('close', f) };
-    const entry: Entry = { socket: face as unknown as net.Socket, stream };
-    this.entries.set(p.stream, entry);
+    entry.socket = face;
+    entry.stream = stream;
     sock.once('close', () => {
       face.closed = true;
-      if (this.entries.get(p.stream) === entry) this.entries.delete(p.stream);
+      this.release(p.stream, entry);
       stream.destroy();
     });
     const addr = sock.address();
@@ -148,51 +125,5 @@ export class OutgoingStreams {
       stream.on('error', () => undefined);
     };
     return { result, start };
-  }
-
-  /** A DATA frame's payload, in the pieces the link read it in. Dropped for streams we no longer know. */
-  onData(channel: number, pieces: Buffer[], length: number): void {
-    this.entries.get(channel)?.stream?.onData(pieces, length);
-  }
-
-  /** Stream frames from the client. Frames for streams we no longer know are dropped (they race with CLOSE). */
-  onFrame(f: ApFrame): void {
-    const entry = this.entries.get(f.channel);
-    switch (f.kind) {
-      case ApKind.DATA:
-        entry?.stream?.onData(f.payload);
-        return;
-      case ApKind.EOF:
-        entry?.stream?.onEof();
-        return;
-      case ApKind.CREDIT: {
-        const n = decodeCredit(f);
-        entry?.stream?.onCredit(n);
-        return;
-      }
-      case ApKind.CLOSE: {
-        const { error } = decodeClose(f);
-        if (!entry) return;
-        if (entry.stream) entry.stream.onClose(error);
-        else entry.socket.destroy(); // still connecting: the client gave up
-        return;
-      }
-    }
-  }
-
-  /** Close every socket and stream; resolves once every socket has closed. */
-  async closeAll(reason: AgentLinkError): Promise<void> {
-    this.shutDown = true;
-    const closing = [...this.entries.values()].map(
-      ({ socket, stream }) =>
-        new Promise<void>((resolve) => {
-          if (socket.closed) return resolve();
-          socket.once('close', () => resolve());
-          stream?.linkLost(reason);
-          socket.destroy();
-        }),
-    );
-    this.entries.clear();
-    await Promise.all(closing);
   }
 }

@@ -100,13 +100,3 @@ export function settings(): AgentSettings {
 export function disabledHint(cap: string): string | undefined {
   return settings().disabledCapabilities.includes(cap) ? `agent.disabled_capabilities drops ${cap}, which this needs` : undefined;
 }
-
-/**
- * agent.json_log: the logger's line (`[namespace] level: message`) as one JSON object in the shape of
- * mirrord's agent (tracing's JSON format): timestamp, level, target, fields.message.
- */
-export function jsonLogLine(line: string, now = new Date()): string {
-  const m = /^\[([^\]]*)\] (\w+): ([\s\S]*)$/.exec(line);
-  const [target, level, message] = m ? [m[1]!, m[2]!, m[3]!] : ['mirrord-agent', 'info', line];
-  return JSON.stringify({ timestamp: now.toISOString(), level: level.toUpperCase(), target, fields: { message } });
-}

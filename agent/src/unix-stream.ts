@@ -10,11 +10,11 @@
 import { closeSync, constants, openSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { decodeClose, decodeCredit, ApKind, type ApFrame, type ApMethods } from '../../common/protocol/agent/index.js';
+import type { ApMethods } from '../../common/protocol/agent/index.js';
 import { ApStream, type FrameSink } from '../../common/link/stream.js';
-import type { AgentLinkError } from '../../common/link/errors.js';
 import type { Logger } from '../../common/log.js';
 import { resolveInRoot } from './files-resolve.js';
+import { SocketStreams, codeError, type StreamEntry } from './socket-streams.js';
 
 type Params = ApMethods['outgoing.connect_unix']['params'];
 
@@ -22,8 +22,6 @@ type Params = ApMethods['outgoing.connect_unix']['params'];
 export const SUN_PATH_MAX = 108;
 /** Linux's O_PATH (Node does not export it); the same value on x86-64 and arm64. */
 const O_PATH = 0o10000000;
-
-const codeError = (code: string, message: string) => Object.assign(new Error(message), { code });
 
 /**
  * Connects to the socket `inside` names in the file system under `root`, symlinks resolved as the
@@ -64,108 +62,34 @@ export async function connectUnixInRoot(root: string, inside: string, timeoutMs 
   }
 }
 
-interface Entry {
-  socket?: net.Socket;
-  stream?: ApStream;
-  /** The client gave up (CLOSE) while we were connecting. */
-  cancelled?: boolean;
-}
-
 /** The unix stream connections of one link; client stream ids (odd) it does not hold go to OutgoingStreams. */
-export class UnixStreams {
-  private readonly entries = new Map<number, Entry>();
-  private shutDown = false;
-
+export class UnixStreams extends SocketStreams {
   constructor(
     private readonly root: string,
     private readonly send: FrameSink,
-    private readonly log?: Logger,
-  ) {}
-
-  has(channel: number): boolean {
-    return this.entries.has(channel);
+    log?: Logger,
+  ) {
+    super(log);
   }
 
   /** Connects; `start`, called right after the RESPONSE is sent, lets bytes flow. */
   async connect(p: Params): Promise<{ start: () => void }> {
-    if (p.stream % 2 !== 1) throw codeError('EINVAL', `stream ${p.stream}: client streams use odd ids`);
-    if (this.shutDown) throw codeError('ECONNABORTED', 'the agent is shutting down');
-    if (this.entries.has(p.stream)) throw codeError('EEXIST', `stream ${p.stream} is already open`);
-    const entry: Entry = {};
-    this.entries.set(p.stream, entry);
+    const entry: StreamEntry = {};
+    this.claim(p.stream, entry);
     let socket: net.Socket;
     try {
       socket = await connectUnixInRoot(this.root, p.path);
     } catch (err) {
-      if (this.entries.get(p.stream) === entry) this.entries.delete(p.stream);
+      this.release(p.stream, entry);
       throw err;
     }
-    if (this.shutDown || entry.cancelled || this.entries.get(p.stream) !== entry) {
+    if (!this.stillWanted(p.stream, entry)) {
       socket.destroy();
       throw codeError('ECONNABORTED', `connect ${p.path} aborted`);
     }
     entry.socket = socket;
     const stream = new ApStream(p.stream, this.send, () => undefined);
     entry.stream = stream;
-    const id = p.stream;
-    const start = () => {
-      this.log?.debug(`stream ${id}: connected to unix socket ${p.path} in the target`);
-      socket.on('error', (err) => stream.destroy(err));
-      stream.on('error', (err) => {
-        this.log?.debug(`stream ${id}: ${err.message}`);
-        socket.destroy();
-      });
-      stream.on('close', () => {
-        if (!socket.writableEnded || !socket.readableEnded) socket.destroy();
-      });
-      socket.on('close', () => {
-        if (this.entries.get(id) === entry) this.entries.delete(id);
-        if (!stream.destroyed && stream.writableFinished && stream.readableEnded) stream.destroy();
-      });
-      socket.pipe(stream);
-      stream.pipe(socket);
-    };
-    return { start };
-  }
-
-  onData(channel: number, pieces: Buffer[], length: number): void {
-    this.entries.get(channel)?.stream?.onData(pieces, length);
-  }
-
-  onFrame(f: ApFrame): void {
-    const entry = this.entries.get(f.channel);
-    if (!entry) return;
-    switch (f.kind) {
-      case ApKind.DATA:
-        entry.stream?.onData(f.payload);
-        return;
-      case ApKind.EOF:
-        entry.stream?.onEof();
-        return;
-      case ApKind.CREDIT:
-        entry.stream?.onCredit(decodeCredit(f));
-        return;
-      case ApKind.CLOSE: {
-        const { error } = decodeClose(f);
-        if (entry.stream) entry.stream.onClose(error);
-        else entry.cancelled = true;
-        return;
-      }
-    }
-  }
-
-  async closeAll(reason: AgentLinkError): Promise<void> {
-    this.shutDown = true;
-    const closing = [...this.entries.values()].map(
-      ({ socket, stream }) =>
-        new Promise<void>((resolve) => {
-          if (!socket || socket.closed) return resolve();
-          socket.once('close', () => resolve());
-          stream?.linkLost(reason);
-          socket.destroy();
-        }),
-    );
-    this.entries.clear();
-    await Promise.all(closing);
+    return { start: () => this.splice(p.stream, entry, socket, stream, `unix socket ${p.path} in the target`) };
   }
 }

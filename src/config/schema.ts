@@ -46,7 +46,7 @@ const jsonLogKey = (where: string) =>
   z
     .boolean()
     .default(false)
-    .describe(`The log lines of ${where} as JSON objects (timestamp, level, target, message), one a line.`)
+    .describe(`The log lines of ${where} as JSON objects ({timestamp, level, target, fields: {message}}, as mirrord's), one a line.`)
     .meta(differs('default false (mirrord: true)'));
 
 /** mirrord's internal proxy is its intproxy process; ours is in the CLI process (exec) or the sidecar (container). */

@@ -11,6 +11,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
+import { recordFastPath } from '../../common/data-path-record.js';
 import type { Logger } from '../../common/log.js';
 import { LpStatus, type LpAddr, type LpRequest } from '../../common/protocol/layer/index.js';
 import type { ResolvedFeatures } from '../config/schema.js';
@@ -122,6 +123,7 @@ export class Outgoing {
       // The bytes then flow between the program and the remote in the kernel; the agent never sees them.
       stats.connectsRemote++;
       stats.connectsPassed = (stats.connectsPassed ?? 0) + 1;
+      recordFastPath();
       log.debug(`connect ${ip}:${port}: the layer takes a socket made in the target`);
       return { status: LpStatus.TakeSocket, via: req.remote };
     }
@@ -173,30 +175,32 @@ export class Outgoing {
     const base = os.tmpdir().length <= 64 ? os.tmpdir() : '/tmp';
     this.unixDir ??= mkdtempSync(path.join(base, 'mirrord-unix-'));
     const at = path.join(this.unixDir, String(++this.unixCount));
-    const listener = this.track(net.createServer({ allowHalfOpen: true }));
-    const timer = setTimeout(() => {
-      this.opts.log.warn(`the program never used its connection to ${label}; dropped`);
-      listener.close();
-      remote.destroy();
-    }, this.opts.acceptTimeoutMs ?? 15_000);
-    listener.once('connection', (local) => {
-      clearTimeout(timer);
-      listener.close(); // libuv unlinks the socket file
-      this.track(local);
-      splice(local, remote);
-    });
-    await new Promise<void>((resolve, reject) => {
-      listener.once('error', reject);
-      listener.listen(at, () => resolve());
-    });
+    // libuv unlinks the socket file when the listener closes.
+    await this.oneShot(remote, label, (l, ready) => l.listen(at, ready));
     return at;
   }
 
-  /**
-   * The program's own socket connects here right after our answer; its bytes then flow between it
-   * and the agent stream with Node's backpressure on both sides.
-   */
   private async oneShotListener(remote: Duplex, label: string): Promise<number> {
+    const listener = await this.oneShot(
+      remote,
+      label,
+      (l, ready) => l.listen(0, '127.0.0.1', ready),
+      (local) => local.setNoDelay(true),
+    );
+    return (listener.address() as net.AddressInfo).port;
+  }
+
+  /**
+   * The program's own socket connects to this listener right after our answer; its bytes then flow
+   * between it and the agent stream with Node's backpressure on both sides. A program that never
+   * connects loses the stream after acceptTimeoutMs.
+   */
+  private async oneShot(
+    remote: Duplex,
+    label: string,
+    listen: (l: net.Server, ready: () => void) => void,
+    onLocal?: (local: net.Socket) => void,
+  ): Promise<net.Server> {
     const listener = this.track(net.createServer({ allowHalfOpen: true }));
     const timer = setTimeout(() => {
       this.opts.log.warn(`the program never used its connection to ${label}; dropped`);
@@ -207,14 +211,14 @@ export class Outgoing {
       clearTimeout(timer);
       listener.close();
       this.track(local);
-      local.setNoDelay(true);
+      onLocal?.(local);
       splice(local, remote);
     });
     await new Promise<void>((resolve, reject) => {
       listener.once('error', reject);
-      listener.listen(0, '127.0.0.1', () => resolve());
+      listen(listener, () => resolve());
     });
-    return (listener.address() as net.AddressInfo).port;
+    return listener;
   }
 
   /**

@@ -1,12 +1,13 @@
 import { appendFileSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { createLogger, type LogLevel, type Logger } from '../../common/log.js';
+import { createLogger, jsonLine, textLine, type LogLevel, type Logger } from '../../common/log.js';
 
 /**
  * The log of mirrord's proxies as `internal_proxy` / `external_proxy` set it: `log_level` (a level
  * or a RUST_LOG filter, already reduced to a level by the config), `log_destination` (a file, or a
  * directory: a path ending in `/` or an existing directory gets `NAME-SESSION.log` inside; parent
- * directories are made) and `json_log` (one JSON object a line: timestamp, level, target, message).
+ * directories are made) and `json_log` (one JSON object a line, mirrord's shape: timestamp, level,
+ * target, fields.message).
  * Without a destination the lines go where the CLI's own go (stderr).
  */
 export interface ProxyLogSettings {
@@ -48,29 +49,7 @@ export function proxyLogger(settings: ProxyLogSettings | undefined, name: string
       }
     };
   }
-  if (!settings.json) return createLogger(name, level, write);
-  return jsonLogger(name, level, write);
-}
-
-const LEVELS: LogLevel[] = ['error', 'warn', 'info', 'debug', 'trace'];
-
-function jsonLogger(target: string, level: LogLevel, write: (line: string) => void): Logger {
-  const max = LEVELS.indexOf(level);
-  const at =
-    (l: LogLevel) =>
-    (msg: string, ...rest: unknown[]) => {
-      if (LEVELS.indexOf(l) > max) return;
-      const extra = rest.map((r) => (r instanceof Error ? r.message : typeof r === 'string' ? r : JSON.stringify(r)));
-      write(JSON.stringify({ timestamp: new Date().toISOString(), level: l.toUpperCase(), target, message: [msg, ...extra].join(' ') }));
-    };
-  return {
-    error: at('error'),
-    warn: at('warn'),
-    info: at('info'),
-    debug: at('debug'),
-    trace: at('trace'),
-    child: (ns) => jsonLogger(`${target}:${ns}`, level, write),
-  };
+  return createLogger(name, level, write, settings.json ? jsonLine : textLine);
 }
 
 /** The link's silence limit without internal_proxy.ping_interval (docs/protocol.md). */

@@ -11,6 +11,7 @@ import path from 'node:path';
 import type Docker from 'dockerode';
 import type { MirrordConfig } from '../config/schema.js';
 import type { Logger } from '../../common/log.js';
+import { recordFastPath } from '../../common/data-path-record.js';
 import { isAlive, ownerGone } from '../platforms/owner.js';
 import { LABEL_OWNER, LABEL_SESSION } from '../platforms/docker/labels.js';
 import { packageRoot } from '../package-root.js';
@@ -179,6 +180,7 @@ export async function createFdVolume(docker: Docker, session: string, log: Logge
     enabled: true,
     probe(plog) {
       plog.info('data path: fast (container mode: sockets made in the target, over a volume shared with the agent)');
+      recordFastPath();
       return Promise.resolve(true);
     },
     layerEnv: () => ({ MIRRORD_FDPASS_SOCK: socketPath, MIRRORD_FDPASS_TOKEN: token }),

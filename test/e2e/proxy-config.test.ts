@@ -89,13 +89,13 @@ http.createServer((q, s) => s.end('from-local ${WILDCARD_PORT}')).listen(${WILDC
     assert.equal(files.length, 1, String(files));
     assert.match(files[0]!, /^mirrord-intproxy-[0-9a-f]+\.log$/);
     const lines = readFileSync(path.join(logDir, files[0]!), 'utf8').trim().split('\n');
-    const entries = lines.map((l) => JSON.parse(l) as { timestamp: string; level: string; target: string; message: string });
+    const entries = lines.map((l) => JSON.parse(l) as { timestamp: string; level: string; target: string; fields: { message: string } });
     assert.ok(
-      entries.some((e) => e.level === 'DEBUG' && /^layer connected: pid \d+ .*python3/.test(e.message)),
+      entries.some((e) => e.level === 'DEBUG' && /^layer connected: pid \d+ .*python3/.test(e.fields.message)),
       lines.join('\n'),
     );
     assert.ok(
-      entries.some((e) => e.level === 'INFO' && /^connected: pid \d+ .*python3.*, for \d+ s$/.test(e.message)),
+      entries.some((e) => e.level === 'INFO' && /^connected: pid \d+ .*python3.*, for \d+ s$/.test(e.fields.message)),
       lines.join('\n'),
     );
     assert.ok(entries.every((e) => !Number.isNaN(Date.parse(e.timestamp)) && e.target.startsWith('mirrord-intproxy')));

@@ -16,7 +16,8 @@ import { once } from 'node:events';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { agentKeysEnv, agentSchema } from '../../src/config/agent-schema.js';
-import { readSettings, jsonLogLine, parseListenAddress, SETTINGS_ENV } from '../../agent/src/settings.js';
+import { readSettings, parseListenAddress, SETTINGS_ENV } from '../../agent/src/settings.js';
+import { createLogger, jsonLine } from '../../common/log.js';
 import { readableAgentLine } from '../../src/platforms/agent-log.js';
 import { DnsService } from '../../agent/src/dns.js';
 import { Iptables } from '../../agent/src/incoming/iptables.js';
@@ -102,7 +103,15 @@ describe('agent keys: config to agent environment', () => {
 
 describe('agent.json_log', () => {
   it("lines in mirrord's JSON shape, shown by the CLI as plain ones", () => {
-    const line = jsonLogLine('[mirrord-agent:incoming] info: port 80 redirected to 4000', new Date('2026-01-01T00:00:00Z'));
+    const lines: string[] = [];
+    createLogger('mirrord-agent', 'info', (l) => lines.push(l), jsonLine)
+      .child('incoming')
+      .info('port 80 redirected to', 4000);
+    createLogger('mirrord-agent', 'info', (l) => lines.push(l), jsonLine).debug('below the level');
+    assert.equal(lines.length, 1);
+    const entry = JSON.parse(lines[0]!) as { timestamp: string };
+    assert.ok(Math.abs(Date.parse(entry.timestamp) - Date.now()) < 60_000, entry.timestamp);
+    const line = JSON.stringify({ ...entry, timestamp: '2026-01-01T00:00:00.000Z' });
     assert.deepEqual(JSON.parse(line), {
       timestamp: '2026-01-01T00:00:00.000Z',
       level: 'INFO',
