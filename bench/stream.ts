@@ -14,6 +14,10 @@
  * queues, sampled every 5 ms: flow control must keep it bounded whatever the transfer size.
  * BENCH_MIB (256) and BENCH_ROUNDS (3) tune it; the rounds take the paths in turn, and each figure
  * is the best of its rounds (most MiB/s, least CPU: the round least disturbed by other load).
+ *
+ * Then the Docker attach demultiplexing alone (every byte of an agent link on a Docker engine goes
+ * through it): docker-modem's demuxStream against ours (src/platforms/docker/demux.ts), fed the
+ * same frames in the same reads, CPU seconds per GiB of this process.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -24,6 +28,9 @@ import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { AgentConnection } from '../src/agent-link/connection.js';
 import { serveAgent } from '../agent/src/server.js';
+import { PassThrough, Writable } from 'node:stream';
+import Modem from 'docker-modem';
+import { demuxAttach } from '../src/platforms/docker/demux.js';
 
 const client = fileURLToPath(new URL('./tcp-client.mjs', import.meta.url));
 const MIB = Number(process.env.BENCH_MIB ?? 256);
@@ -226,5 +233,43 @@ async function main(): Promise<void> {
   }
 }
 
+/** CPU s/GiB of one demultiplexer: 256 KiB frames (the agent's writes) in 64 KiB reads (the socket's). */
+async function demuxCost(demux: (src: PassThrough, out: Writable, err: Writable) => void): Promise<number> {
+  const payload = Buffer.alloc(256 * 1024, 5);
+  const header = Buffer.alloc(8);
+  header[0] = 1;
+  header.writeUInt32BE(payload.length, 4);
+  const wire = Buffer.concat([header, payload]);
+  const reads: Buffer[] = [];
+  for (let at = 0; at < wire.length; at += 64 * 1024) reads.push(wire.subarray(at, at + 64 * 1024));
+  const src = new PassThrough();
+  let got = 0;
+  const sinkOf = () => new Writable({ write: (c: Buffer, _e, cb) => ((got += c.length), cb()) });
+  demux(src, sinkOf(), sinkOf());
+  const frames = Math.max(1, Math.round((MIB * 1024 * 1024) / payload.length));
+  const t0 = process.cpuUsage();
+  for (let i = 0; i < frames; i++) {
+    for (const r of reads) src.write(r);
+    if (i % 16 === 0) await new Promise((r) => setImmediate(r));
+  }
+  await new Promise((r) => setImmediate(r));
+  const u = process.cpuUsage(t0);
+  if (got !== frames * payload.length) throw new Error(`demux lost bytes: ${got} of ${frames * payload.length}`);
+  return (u.user + u.system) / 1e6 / ((frames * payload.length) / 2 ** 30);
+}
+
+async function demuxRows(): Promise<void> {
+  const modem = new Modem();
+  const paths: Array<[string, (src: PassThrough, out: Writable, err: Writable) => void]> = [
+    ["docker-modem's demuxStream", (src, out, err) => modem.demuxStream(src, out, err)],
+    ['ours (views of the reads)', demuxAttach],
+  ];
+  const cpu = paths.map(() => Infinity);
+  for (let r = 0; r < ROUNDS; r++) for (const [i, [, d]] of paths.entries()) cpu[i] = Math.min(cpu[i]!, await demuxCost(d));
+  process.stdout.write(`\nDocker attach demultiplexing (${MIB} MiB of 256 KiB frames in 64 KiB reads, least of ${ROUNDS} rounds)\n`);
+  for (const [i, [name]] of paths.entries()) process.stdout.write(`${name.padEnd(30)} ${cpu[i]!.toFixed(3).padStart(7)} CPU s/GiB\n`);
+}
+
 await main();
+await demuxRows();
 process.exit(0);

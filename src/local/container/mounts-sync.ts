@@ -4,13 +4,14 @@
  * agent) straight into the created, not yet started, user container (`putArchive`). Everything goes
  * through the Docker API, so a remote DOCKER_HOST works, and nothing is held in memory or on disk.
  */
-import { PassThrough, type Duplex, type Readable } from 'node:stream';
+import { PassThrough, Writable, type Duplex, type Readable } from 'node:stream';
 import type Docker from 'dockerode';
 import { ExitCode, MirrordError } from '../../../common/errors.js';
 import type { Logger } from '../../../common/log.js';
 import type { Progress } from '../../progress.js';
 import { MOUNTS_SOCKET } from '../../../common/sidecar-contract.js';
 import { formatBytes } from '../../../common/bytes.js';
+import { demuxAttach } from '../../platforms/docker/demux.js';
 
 interface Header {
   ok: boolean;
@@ -69,29 +70,16 @@ export async function syncMounts(
   }
 }
 
-/**
- * The exec's stdout, demultiplexed with backpressure (docker-modem's demuxStream writes without
- * waiting, so a slow archive upload would pile the whole copy up in memory); stderr to `onErr`.
- */
+/** The exec's stdout, demultiplexed with backpressure (a slow archive upload must not pile the copy up in memory); stderr to `onErr`. */
 function demux(raw: Duplex, onErr: (d: Buffer) => void): PassThrough {
   const out = new PassThrough({ highWaterMark: 1024 * 1024 });
-  let buf: Buffer = Buffer.alloc(0);
-  raw.on('data', (chunk: Buffer) => {
-    buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
-    let ok = true;
-    // Frames: 1 byte stream type, 3 padding, 4 bytes big-endian length, then the payload.
-    while (buf.length >= 8 && buf.length >= 8 + buf.readUInt32BE(4)) {
-      const len = buf.readUInt32BE(4);
-      const payload = buf.subarray(8, 8 + len);
-      if (buf[0] === 2) onErr(payload);
-      else ok = out.write(payload) && ok;
-      buf = buf.subarray(8 + len);
-    }
-    if (!ok) {
-      raw.pause();
-      out.once('drain', () => raw.resume());
-    }
+  const err = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      onErr(chunk);
+      cb();
+    },
   });
+  demuxAttach(raw, out, err);
   raw.on('end', () => out.end());
   raw.on('error', (e: Error) => out.destroy(e));
   return out;

@@ -2,6 +2,7 @@ import { Duplex, PassThrough } from 'node:stream';
 import type Docker from 'dockerode';
 import type { Logger } from '../../../common/log.js';
 import { readableAgentLine } from '../agent-log.js';
+import { demuxAttach } from './demux.js';
 
 /** A container's attached streams, demultiplexed: what it writes to stdout and stderr, and its stdin. */
 export interface Attached {
@@ -30,7 +31,7 @@ export async function attachContainer(
   const stdout = new PassThrough();
   const stderr = new PassThrough();
   if (opts.tty) raw.pipe(stdout);
-  else docker.modem.demuxStream(raw, stdout, stderr);
+  else demuxAttach(raw, stdout, stderr);
   raw.on('end', () => {
     stdout.end();
     stderr.end();

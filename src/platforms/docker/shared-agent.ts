@@ -10,6 +10,7 @@ import { AP_JOINED_LINE } from '../../../common/protocol/agent/index.js';
 import type { AgentHandle, AgentStartOptions } from '../platform.js';
 import { GUARD_CAPABILITIES, agentCapabilities, agentKeyEnv, runHealer } from './agent.js';
 import { joinStreams } from './attach.js';
+import { demuxAttach } from './demux.js';
 import { dockerUnreachable } from './client.js';
 import { LABEL_AGENT, LABEL_OWNER, LABEL_SESSION, LABEL_TARGET, sessionLabels } from './labels.js';
 
@@ -154,7 +155,7 @@ async function joinLink(
   const raw = (await exec.start({ hijack: true, stdin: true })) as unknown as Duplex;
   const stdout = new PassThrough();
   const stderr = new PassThrough();
-  docker.modem.demuxStream(raw, stdout, stderr);
+  demuxAttach(raw, stdout, stderr);
   raw.on('end', () => {
     stdout.end();
     stderr.end();
