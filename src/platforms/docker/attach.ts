@@ -2,7 +2,7 @@ import { Duplex, PassThrough } from 'node:stream';
 import type Docker from 'dockerode';
 import type { Logger } from '../../../common/log.js';
 import { readableAgentLine } from '../agent-log.js';
-import { demuxAttach } from './demux.js';
+import { LINK_BUFFER_BYTES, demuxAttach } from './demux.js';
 
 /** A container's attached streams, demultiplexed: what it writes to stdout and stderr, and its stdin. */
 export interface Attached {
@@ -28,7 +28,7 @@ export async function attachContainer(
   opts: { name: string; log: Logger; stdin?: boolean; tty?: boolean; stderrLines?: boolean },
 ): Promise<Attached> {
   const raw = (await container.attach({ stream: true, stdin: opts.stdin ?? true, stdout: true, stderr: true, hijack: true })) as unknown as Duplex;
-  const stdout = new PassThrough();
+  const stdout = new PassThrough({ highWaterMark: LINK_BUFFER_BYTES });
   const stderr = new PassThrough();
   if (opts.tty) raw.pipe(stdout);
   else demuxAttach(raw, stdout, stderr);

@@ -11,6 +11,12 @@ import type { Readable, Writable } from 'node:stream';
 
 const HEADER = 8;
 
+/**
+ * How much of the container's stdout may wait for its reader before the attach stream is paused:
+ * large enough that a link at full speed is not paused and resumed for every frame.
+ */
+export const LINK_BUFFER_BYTES = 1024 * 1024;
+
 export function demuxAttach(source: Readable, stdout: Writable, stderr: Writable): void {
   const header = Buffer.alloc(HEADER);
   let headerFill = 0;

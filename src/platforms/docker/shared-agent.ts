@@ -10,7 +10,7 @@ import { AP_JOINED_LINE } from '../../../common/protocol/agent/index.js';
 import type { AgentHandle, AgentStartOptions } from '../platform.js';
 import { GUARD_CAPABILITIES, agentCapabilities, agentKeyEnv, runHealer } from './agent.js';
 import { joinStreams } from './attach.js';
-import { demuxAttach } from './demux.js';
+import { LINK_BUFFER_BYTES, demuxAttach } from './demux.js';
 import { dockerUnreachable } from './client.js';
 import { LABEL_AGENT, LABEL_OWNER, LABEL_SESSION, LABEL_TARGET, sessionLabels } from './labels.js';
 
@@ -153,7 +153,7 @@ async function joinLink(
     Tty: false,
   });
   const raw = (await exec.start({ hijack: true, stdin: true })) as unknown as Duplex;
-  const stdout = new PassThrough();
+  const stdout = new PassThrough({ highWaterMark: LINK_BUFFER_BYTES });
   const stderr = new PassThrough();
   demuxAttach(raw, stdout, stderr);
   raw.on('end', () => {
