@@ -159,7 +159,7 @@ const outgoingObject = z.strictObject({
     )
     .meta(
       differs(
-        'mirrord exec only (a local container keeps its unix sockets local); absolute paths only (a relative or abstract address stays local); getpeername reports the asked path',
+        "absolute paths only (a relative or abstract address stays local); ancillary data (SCM_RIGHTS, credentials) does not cross; getpeername reports the asked path. A local container (mirrord container, mirrord up) reaches the listeners through the sidecar's /mirrord volume",
       ),
     ),
 });
