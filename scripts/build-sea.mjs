@@ -26,6 +26,8 @@ const assets = [
   'layer/build/mirrord-fd-probe',
   'agent/image',
   'agent/dist/agent.mjs',
+  'agent/dist/jq-worker.cjs',
+  'agent/dist/jq.wasm',
   'agent/capture/build/mirrord-sniff',
   'agent/sockhelper/build/mirrord-sockhelper',
   'sidecar/image',

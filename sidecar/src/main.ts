@@ -8,6 +8,7 @@
  * bookworm's Node 18 inside the sidecar image.
  */
 import fs from 'node:fs';
+import path from 'node:path';
 import net from 'node:net';
 import { Duplex, type Writable } from 'node:stream';
 import { AgentConnection } from '../../src/agent-link/connection.js';
@@ -75,6 +76,9 @@ async function main(): Promise<void> {
     log: intproxyLog,
     ownNamespace: true,
     fdPassing,
+    // unix_streams: the user's container mounts this volume (--volumes-from) at the same path, so the
+    // one-shot unix listeners are reachable from its mount namespace too.
+    unixListenDir: path.dirname(LAYER_IN_SIDECAR),
     proxy,
     // mirrord's intproxy exits after its idle timeouts: the link ends, the container runs on without
     // the target; this process stays while the CLI holds it, as the container's network and lifeline.

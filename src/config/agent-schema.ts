@@ -216,7 +216,12 @@ export const agentSchema = z
       .optional()
       .describe('Replace Cache-Control in responses that went through the agent.')
       .meta(noEffect('responses are passed unchanged')),
-    jaq_time_limit: count.optional().describe('Time limit of jq body filters (milliseconds).').meta(noEffect('no jq body filters here')),
+    jaq_time_limit: count
+      .optional()
+      .describe(
+        'Longest run of one jq header filter on one request (milliseconds, default 500); a longer run is cut (its thread ended, the agent never blocked) and the request does not match, so it goes to the application.',
+      )
+      .meta(differs('read as milliseconds, as mirrord documents it (mirrord 3.x agents read the value in seconds, and its config defaults to 1)')),
     max_body_buffer_size: count.optional().describe('Largest HTTP body a body_filter reads (bytes, default 65535); a longer body does not match.'),
     max_body_buffer_timeout: count
       .optional()
@@ -245,6 +250,7 @@ export type AgentKeys = Partial<
     | 'privileged'
     | 'max_body_buffer_size'
     | 'max_body_buffer_timeout'
+    | 'jaq_time_limit'
   >
 >;
 
@@ -263,6 +269,8 @@ export function agentKeysEnv(a: AgentKeys): Record<string, string> {
   set('MIRRORD_AGENT_DNS_ATTEMPTS', a.dns?.attempts);
   set('MIRRORD_AGENT_MAX_BODY_BUFFER_SIZE', a.max_body_buffer_size);
   set('MIRRORD_AGENT_MAX_BODY_BUFFER_TIMEOUT', a.max_body_buffer_timeout);
+  // agent/src/incoming/jq.ts reads it (milliseconds; 0 is the default).
+  set('MIRRORD_AGENT_JAQ_TIME_LIMIT', a.jaq_time_limit || undefined);
   if (a.disabled_capabilities?.length && !a.privileged) env.MIRRORD_AGENT_DISABLED_CAPABILITIES = a.disabled_capabilities.join(',');
   return env;
 }

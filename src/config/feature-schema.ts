@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { anything, boolOr, port, portOrList, regexList, regexMap, regexProblem, semicolonList, stringOrList } from './shapes.js';
+import { jqProblem } from './jq-check.js';
 import { NEEDS_OPERATOR, differs, noEffect, refused } from './status.js';
 
 /** `feature.*`: network (incoming, outgoing, DNS), files, environment, and mirrord's other feature keys. */
@@ -25,10 +26,17 @@ const bodyFilter = z.strictObject({
   matches: z.string().describe('Regex each selected value (strings as they are, other values as JSON) is tested against; one match is enough.'),
 });
 
-/** mirrord's jq header filters: refused, as a session without the filter would take every request. */
-const NO_JQ =
-  'the HTTP filter here has no jq engine, and without the filter every request would be taken: use header_filter (a regex on the same "Name: value" lines)';
-const jqRefused = anything.superRefine((_v, ctx) => ctx.addIssue({ code: 'custom', message: `refused: ${NO_JQ}` }));
+/**
+ * mirrord's jq header filters: an expression run on each request header ("name: value", the name in
+ * lower case) by the agent's jq engine; compiled when the config is read (a bad one is refused).
+ */
+const jqExpression = z
+  .string()
+  .min(1, 'a jq expression cannot be empty')
+  .superRefine((expr, ctx) => {
+    const problem = expr ? jqProblem(expr) : undefined;
+    if (problem) ctx.addIssue({ code: 'custom', message: `not a valid jq expression: ${problem}` });
+  });
 
 /** An item of all_of / any_of: mirrord's four shapes, and (ours) nested all_of / any_of. */
 export type InnerHttpFilter =
@@ -36,6 +44,7 @@ export type InnerHttpFilter =
   | { path: string }
   | { method: string }
   | { body: 'json'; query: string; matches: string }
+  | { query: string }
   | { all_of: InnerHttpFilter[] }
   | { any_of: InnerHttpFilter[] };
 const innerFilter: z.ZodType<InnerHttpFilter> = z.lazy(() =>
@@ -44,8 +53,8 @@ const innerFilter: z.ZodType<InnerHttpFilter> = z.lazy(() =>
     z.strictObject({ path: z.string() }),
     z.strictObject({ method: z.string() }),
     bodyFilter,
-    // mirrord's {"query": jq} item: accepted in shape, then refused with the reason.
-    z.strictObject({ query: jqRefused }) as unknown as z.ZodType<never>,
+    // mirrord's {"query": jq} item: a jq header filter.
+    z.strictObject({ query: jqExpression }),
     z.strictObject({ all_of: z.array(innerFilter).min(1, 'a nested all_of cannot be empty') }),
     z.strictObject({ any_of: z.array(innerFilter).min(1, 'a nested any_of cannot be empty') }),
   ]),
@@ -63,7 +72,7 @@ const httpFilter = z.strictObject({
     .array(innerFilter)
     .optional()
     .describe(
-      'mirrord: filters that must all match, each {"header": regex}, {"path": regex}, {"method": regex}, {"body": "json", "query": JSONPath, "matches": regex}, or (here) a nested {"all_of": [...]} / {"any_of": [...]}. An empty list is no filter.',
+      'mirrord: filters that must all match, each {"header": regex}, {"path": regex}, {"method": regex}, {"body": "json", "query": JSONPath, "matches": regex}, {"query": jq} (as header_filter_jq), or (here) a nested {"all_of": [...]} / {"any_of": [...]}. An empty list is no filter.',
     ),
   any_of: z
     .array(innerFilter)
@@ -74,10 +83,16 @@ const httpFilter = z.strictObject({
     .describe(
       'mirrord: {"body": "json", "query": JSONPath (RFC 9535, with typeof()), "matches": regex}: matches when some value the query selects in the JSON body, as a string, matches. Bodies over 64 KiB, slower than 2 s or not JSON do not match.',
     ),
-  header_filter_jq: jqRefused
+  header_filter_jq: jqExpression
     .optional()
-    .describe('mirrord: a jq expression run on each request header ("Name: value"), matching when it returns true.')
-    .meta(refused(NO_JQ)),
+    .describe(
+      'mirrord: a jq expression run on each request header, its input the string "name: value" (name in lower case); the request matches when, for some header, the first boolean it outputs is true (other outputs are skipped, an error is no match). Checked when the config is read; one run longer than agent.jaq_time_limit is cut and does not match.',
+    )
+    .meta(
+      differs(
+        "jq 1.7 (jq-web's WebAssembly build) rather than mirrord's jaq, so the few functions the two dialects name differently follow jq; one run takes all of a request's headers at once (agent.jaq_time_limit bounds that run)",
+      ),
+    ),
 });
 
 const incomingMode = z.enum(['mirror', 'steal', 'off']);
@@ -144,7 +159,7 @@ const outgoingObject = z.strictObject({
     )
     .meta(
       differs(
-        'mirrord exec only (a local container keeps its unix sockets local); absolute paths only (a relative or abstract address stays local); getpeername reports the asked path',
+        "absolute paths only (a relative or abstract address stays local); ancillary data (SCM_RIGHTS, credentials) does not cross; getpeername reports the asked path. A local container (mirrord container, mirrord up) reaches the listeners through the sidecar's /mirrord volume",
       ),
     ),
 });

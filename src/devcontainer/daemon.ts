@@ -1,7 +1,7 @@
 import { closeSync, writeSync } from 'node:fs';
 import { flagOverrides } from '../config/flags.js';
 import { loadConfig } from '../config/load.js';
-import { DEFAULT_MOUNTS_MAX_SIZE, type ResolvedFeatures } from '../config/schema.js';
+import { DEFAULT_MOUNTS_MAX_SIZE, type MirrordConfig, type ResolvedFeatures } from '../config/schema.js';
 import { withLocalCopies } from '../fs/mounts.js';
 import type { AgentConnection } from '../agent-link/connection.js';
 import { mergeEnv } from '../env/merge.js';
@@ -15,6 +15,17 @@ import { copyMounts } from './mounts.js';
 import { DEFAULT_SKIP, preloadMode, type DevcontainerFlags, devcontainerTarget } from './options.js';
 import { writeLockedSessionFile } from './session-file.js';
 import { ensureDir, statePaths, writeDaemonInfo } from './state.js';
+
+/**
+ * The daemon's session settings: the one shared sessionSettings() of the config (so internal_proxy,
+ * external_proxy, use_proxy, key and the rest apply as for exec), the dev container's own programs
+ * and --skip added to skip_processes.
+ */
+export function daemonSessionSettings(config: MirrordConfig, flags: Pick<DevcontainerFlags, 'skip'>): ReturnType<typeof sessionSettings> {
+  const settings = sessionSettings(config);
+  const skipProcesses = [...DEFAULT_SKIP, ...(settings.skipProcesses ?? []), ...(flags.skip ? flags.skip.split(';').filter(Boolean) : [])];
+  return { ...settings, skipProcesses };
+}
 
 /** What the daemon tells `start` on descriptor 3, one JSON line, once. */
 export type DaemonReport = { ok: true; pid: number; target: string; warning?: string } | { ok: false; message: string };
@@ -45,8 +56,7 @@ export async function runDaemon(flags: DevcontainerFlags, log: Logger, cliExe: s
     preloadMode(flags);
     const { config, raw } = await loadConfig({ file: flags.configFile, overrides: flagOverrides(flags) });
     const target = devcontainerTarget(config, raw, flags.namespace);
-    const settings = sessionSettings(config);
-    const skip = [...DEFAULT_SKIP, ...(settings.skipProcesses ?? []), ...(flags.skip ? flags.skip.split(';').filter(Boolean) : [])];
+    const settings = daemonSessionSettings(config, flags);
     const mounts = config.container?.mounts ?? { sync: true, max_size: DEFAULT_MOUNTS_MAX_SIZE };
     let warning: string | undefined;
     // Before the intproxy starts: once copied, the layer reads the copies, as container mode's does.
@@ -63,7 +73,7 @@ export async function runDaemon(flags: DevcontainerFlags, log: Logger, cliExe: s
     };
     const sync = mounts.sync && target.kind !== 'targetless';
     const intproxy = inProcess(sync ? { beforeIntproxy } : {});
-    session = await startSession({ target, ...settings, skipProcesses: skip, intproxy, log, progress: quietProgress });
+    session = await startSession({ target, ...settings, intproxy, log, progress: quietProgress });
     // Only what the rules let through, without the dev container's own variables: the layer applies it over each process's.
     const { env } = mergeEnv({}, await session.host.remoteEnv(), session.features.env);
     ensureDir(paths);

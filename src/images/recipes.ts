@@ -34,6 +34,9 @@ export function agentImageRecipe(root: string = packageRoot()): ImageRecipe {
   const files: Record<string, Buffer> = {};
   for (const name of names) files[name] = read(`agent/image/${name}`, 'The installation is incomplete: reinstall mirrord.');
   files['agent.mjs'] = read('agent/dist/agent.mjs', 'Build the agent first (npm run build), or reinstall mirrord.');
+  // The jq engine of jq header filters: its thread and jq-web's WebAssembly (agent/src/incoming/jq.ts).
+  files['jq-worker.cjs'] = read('agent/dist/jq-worker.cjs', 'Build the agent first (npm run build), or reinstall mirrord.');
+  files['jq.wasm'] = read('agent/dist/jq.wasm', 'Build the agent first (npm run build), or reinstall mirrord.');
   // The packet capture of passive mirroring (agent/capture/sniff.c).
   files['mirrord-sniff'] = read('agent/capture/build/mirrord-sniff', 'Build the agent first (npm run build), or reinstall mirrord.');
   files['mirrord-sockhelper'] = read('agent/sockhelper/build/mirrord-sockhelper', 'Build the agent first (npm run build), or reinstall mirrord.');

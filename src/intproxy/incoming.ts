@@ -64,6 +64,7 @@ export class IncomingManager {
     if (f.path_filter) filter.path = f.path_filter;
     if (f.method_filter) filter.method = f.method_filter;
     if (f.body_filter) filter.body = { query: f.body_filter.query, matches: f.body_filter.matches };
+    if (f.header_filter_jq) filter.headerJq = f.header_filter_jq;
     if (f.all_of?.length) filter.allOf = f.all_of.map(innerFilter);
     if (f.any_of?.length) filter.anyOf = f.any_of.map(innerFilter);
     return Object.keys(filter).length ? filter : undefined;
@@ -202,6 +203,7 @@ function innerFilter(i: InnerHttpFilter): ApHttpFilter {
   if ('path' in i) return { path: i.path };
   if ('method' in i) return { method: i.method };
   if ('body' in i) return { body: { query: i.query, matches: i.matches } };
+  if ('query' in i) return { headerJq: i.query };
   if ('all_of' in i) return { allOf: i.all_of.map(innerFilter) };
   return { anyOf: i.any_of.map(innerFilter) };
 }

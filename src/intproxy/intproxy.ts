@@ -34,6 +34,8 @@ export interface IntproxyOptions {
    * loopback port something listens on there is the program's own, and stays local.
    */
   ownNamespace?: boolean;
+  /** OutgoingOptions.unixListenDir: the program sees this directory at the same path (the sidecar's volume). */
+  unixListenDir?: string;
   /** The socket helper passed the session's test: remote connects take sockets (docs/fast-path.md). */
   fdPassing?: boolean;
   /** internal_proxy's timeouts and periodic log (the config's keys, in seconds). */
@@ -81,6 +83,7 @@ export class Intproxy {
       acceptTimeoutMs: opts.acceptTimeoutMs,
       ownNamespace: opts.ownNamespace,
       fdPassing: opts.fdPassing,
+      unixListenDir: opts.unixListenDir,
     });
     const dns = new DnsResolver(agent, features, log, stats, names);
     const files = new FileProxy(agent, features.fs, log.child('files'));

@@ -6,7 +6,7 @@
  * unix listener in a private directory, spliced to the path's socket inside the target.
  */
 import dgram from 'node:dgram';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -42,6 +42,13 @@ export interface OutgoingOptions {
   /** The socket helper passed the session's test (docs/fast-path.md): remote connects of layers
    * that can take a socket get one instead of a stream. */
   fdPassing?: boolean;
+  /**
+   * Where the one-shot unix listeners go, when the program is in another mount namespace: a
+   * directory it sees at the same path (the sidecar's /mirrord volume). Their directory is then
+   * 0711 and each socket 0666, as the program may run as another user; else mkdtemp's 0700 in the
+   * temporary directory.
+   */
+  unixListenDir?: string;
 }
 
 type Connect = Extract<LpRequest, { kind: 'connect' }>;
@@ -172,11 +179,16 @@ export class Outgoing {
   private async oneShotUnixListener(remote: Duplex, label: string): Promise<string> {
     // mkdtemp makes the directory 0700: only this user reaches the sockets in it.
     // A long TMPDIR would not leave room in sun_path (108 bytes).
-    const base = os.tmpdir().length <= 64 ? os.tmpdir() : '/tmp';
-    this.unixDir ??= mkdtempSync(path.join(base, 'mirrord-unix-'));
+    const shared = this.opts.unixListenDir;
+    const base = shared ?? (os.tmpdir().length <= 64 ? os.tmpdir() : '/tmp');
+    if (!this.unixDir) {
+      this.unixDir = mkdtempSync(path.join(base, 'mirrord-unix-'));
+      if (shared) chmodSync(this.unixDir, 0o711);
+    }
     const at = path.join(this.unixDir, String(++this.unixCount));
     // libuv unlinks the socket file when the listener closes.
     await this.oneShot(remote, label, (l, ready) => l.listen(at, ready));
+    if (shared) chmodSync(at, 0o666);
     return at;
   }
 

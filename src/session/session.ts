@@ -243,6 +243,9 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
     async layerEnv() {
       const env: Record<string, string> = { ...(await host.fileHints()), MIRRORD_LAYER_ADDR: host.layerAddr, MIRRORD_SESSION: id };
       if (opts.skipProcesses?.length) env.MIRRORD_SKIP_PROCESSES = opts.skipProcesses.join(';');
+      // feature.network.outgoing.unix_streams: the layer asks the intproxy about unix stream connects
+      // (every local side: a process, a local container through its sidecar, a dev container).
+      if (opts.features.outgoing.unix_streams?.length) env.MIRRORD_UNIX_STREAMS = '1';
       // feature.network.incoming.listen_ports: a bind of `asked` really binds `used` (layer/src/listen.c).
       const listenPorts = opts.features.incoming.listen_ports ?? [];
       if (listenPorts.length) env.MIRRORD_LISTEN_PORTS = listenPorts.map(([asked, used]) => `${asked}:${used}`).join(';');

@@ -21,7 +21,7 @@ import { DEFAULT_MOUNTS_MAX_SIZE } from '../config/schema.js';
 import { mergeEnv } from '../env/merge.js';
 import { syncMounts } from '../local/container/mounts-sync.js';
 import { checkEngine, createDocker } from '../platforms/docker/client.js';
-import { sessionSettings } from '../session/from-config.js';
+import { upSessionSettings } from './session-settings.js';
 import { inSidecar, type InSidecar, type SidecarSettings, type SidecarSpec } from '../session/sidecar.js';
 import { targetHostname } from '../local/container/hostname.js';
 import { platformFor, startSession, type Session } from '../session/session.js';
@@ -245,8 +245,7 @@ export async function runComposeUp(
   async function startMarked(m: Marked, created: NonNullable<SidecarSpec['created']>): Promise<Session<InSidecar>> {
     const s = m.plan;
     const target = m.target!;
-    const settings = sessionSettings(s.config);
-    settings.agent = { ...settings.agent, labels: { ...settings.agent.labels, ...labels } };
+    const settings = upSessionSettings(s.config, labels);
     return startSession({
       target,
       ...settings,

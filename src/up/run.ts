@@ -9,7 +9,7 @@ import { imageConfig } from '../local/container/user-container.js';
 import { initPath, prepareProgram, runProcess } from '../local/process.js';
 import { checkEngine, createDocker } from '../platforms/docker/client.js';
 import type { Progress } from '../progress.js';
-import { sessionSettings } from '../session/from-config.js';
+import { upSessionSettings } from './session-settings.js';
 import { inProcess } from '../session/in-process.js';
 import { inSidecar } from '../session/sidecar.js';
 import { targetHostname } from '../local/container/hostname.js';
@@ -131,8 +131,7 @@ export async function runUp(services: PlannedService[], o: UpRunOptions): Promis
     const out = prefixedLines(s.name, index, process.stdout, { colour: o.colour, prefix: o.prefix, width });
     const err = prefixedLines(s.name, index, process.stderr, { colour: o.colour, prefix: o.prefix, width });
     const log = o.log.child(s.name);
-    const settings = sessionSettings(s.config);
-    settings.agent = { ...settings.agent, labels: { ...settings.agent.labels, ...labels } };
+    const settings = upSessionSettings(s.config, labels);
     if (s.run.type === 'exec') {
       const [cmd, ...args] = s.run.command as [string, ...string[]];
       const { program, layer } = prepareProgram(cmd);

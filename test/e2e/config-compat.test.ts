@@ -100,11 +100,11 @@ describe('mirrord config compatibility (mirrord exec)', { timeout: 600_000 }, ()
     const ok = await runCli([
       'verify-config',
       '-f',
-      configFile({ target: `docker/${target.name}`, telemetry: false, agent: { json_log: true, jaq_time_limit: 5 }, operator: false }),
+      configFile({ target: `docker/${target.name}`, telemetry: false, agent: { json_log: true, inject_headers: true }, operator: false }),
     ]);
     assert.equal(ok.code, 0, ok.stderr);
     assert.match(ok.stdout, /^notice: telemetry: accepted, no effect here: nothing is ever sent$/m);
-    assert.match(ok.stdout, /^notice: agent\.jaq_time_limit: accepted, no effect here: /m);
+    assert.match(ok.stdout, /^notice: agent\.inject_headers: accepted, no effect here: /m);
     assert.doesNotMatch(ok.stdout, /agent\.json_log/, 'json_log is honoured: no notice');
     const refused = await runCli([
       'exec',

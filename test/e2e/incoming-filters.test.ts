@@ -106,4 +106,58 @@ Promise.all(${cases}.map(one)).then((v) => { console.log(JSON.stringify(v)); s.c
       await stop(r);
     }
   });
+
+  it('jq header filters: a match reaches the local server, the rest the target; a runaway run is cut at the limit', async () => {
+    const cfg = path.join(dir, 'jq.json');
+    writeFileSync(
+      cfg,
+      JSON.stringify({
+        agent: { jaq_time_limit: 300 },
+        feature: {
+          network: {
+            incoming: {
+              mode: 'steal',
+              http_filter: {
+                any_of: [
+                  { query: 'ascii_downcase == "x-user: jq-me"' },
+                  // Never ends when the header is there: the run is cut and the request goes to the target.
+                  { all_of: [{ path: '^/spin' }, { query: 'if startswith("x-spin") then until(false; .) else false end' }] },
+                ],
+              },
+            },
+          },
+        },
+      }),
+    );
+    const r = startMirrord(target.name, ['-f', cfg], ['node', LOCAL]);
+    const curl = async (p: string, ...h: string[]) =>
+      (await client.exec(['curl', '-s', '-m', '10', ...h.flatMap((x) => ['-H', x]), `http://${target.name}:${H1}${p}`])).stdout;
+    try {
+      await until('the filter to take effect', async () => (await curl('/probe', 'X-User: JQ-me')).startsWith('local'));
+      assert.equal(await curl('/a', 'X-User: jq-me'), 'local GET /a ');
+      assert.equal(await curl('/b', 'X-User: someone-else'), 'target GET /b ');
+      assert.equal(await curl('/c'), 'target GET /c ');
+      const t0 = performance.now();
+      assert.equal(await curl('/spin', 'X-Spin: 1'), 'target GET /spin ');
+      const took = performance.now() - t0;
+      assert.ok(took >= 300 && took < 8000, `the runaway request was answered after ${took.toFixed(0)} ms`);
+      // The agent was not blocked meanwhile, and its engine still answers after the cut.
+      assert.equal(await curl('/d', 'X-User: jq-me'), 'local GET /d ');
+      assert.equal(await curl('/spin', 'X-User: jq-me'), 'local GET /spin ');
+    } finally {
+      await stop(r);
+    }
+  });
+
+  it('an invalid jq expression is refused when the config is read: one line, exit 78', async () => {
+    const cfg = path.join(dir, 'bad-jq.json');
+    writeFileSync(cfg, JSON.stringify({ feature: { network: { incoming: { mode: 'steal', http_filter: { header_filter_jq: 'nosuchfn(1)' } } } } }));
+    const r = startMirrord(target.name, ['-f', cfg], ['node', LOCAL]);
+    const code = await r.done;
+    assert.equal(code, 78, r.out());
+    assert.match(
+      r.out(),
+      /^mirrord: invalid configuration in .*: feature\.network\.incoming\.http_filter\.header_filter_jq: not a valid jq expression: nosuchfn\/1 is not defined\./m,
+    );
+  });
 });

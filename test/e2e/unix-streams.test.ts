@@ -2,7 +2,8 @@
  * feature.network.outgoing.unix_streams (issue 17, item 3): a program's connect() on a unix
  * stream socket to a path matching a pattern reaches the socket of that path inside the target
  * container, not the local one; other paths stay local. Real CLI, layer and agent against a real
- * Docker target running a unix socket server; the local program is python3 under `mirrord exec`.
+ * Docker target running a unix socket server; the local program is python3 under `mirrord exec`,
+ * then inside a local container under `mirrord container` (as root and as another user).
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -11,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { runCli } from '../helpers/cli.js';
-import { runContainer, type TestContainer } from '../helpers/docker-fixtures.js';
+import { runContainer, toolsImage, type TestContainer } from '../helpers/docker-fixtures.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'mirrord-unix-e2e-'));
 /** A path that exists on both sides: the test's local server and the target's server listen on it. */
@@ -155,5 +156,47 @@ describe('feature.network.outgoing.unix_streams', { timeout: 600_000 }, () => {
     );
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /unix_streams.*invalid regex "\(unclosed"/s);
+  });
+
+  it('container mode: a local container reaches the socket inside the target too, as root and as another user', async () => {
+    const image = await toolsImage();
+    const cfg = config({ feature: { network: { outgoing: { unix_streams: ['^/run/tgt/', 'both\\.sock$'] } } } });
+    for (const user of [[], ['-u', '1234:1234']]) {
+      const r = await runCli(
+        [
+          'container',
+          '-t',
+          `docker/${target.name}`,
+          '-f',
+          cfg,
+          '--',
+          'docker',
+          'run',
+          '--rm',
+          ...user,
+          image,
+          'python3',
+          '-c',
+          CLIENT,
+          '/run/tgt/app.sock',
+          deep,
+          '/run/tgt/missing.sock',
+          // Matches no pattern: stays in the local container, where nothing listens.
+          '/tmp/nothing.sock',
+        ],
+        { timeoutMs: 180_000 },
+      );
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(
+        r.stdout.trim().split('\n'),
+        [
+          `/run/tgt/app.sock | target /run/tgt/app.sock | got:ping /run/tgt/app.sock | /run/tgt/app.sock`,
+          `${deep} | target ${deep} | got:ping ${deep} | ${deep}`,
+          '/run/tgt/missing.sock errno 2',
+          '/tmp/nothing.sock errno 2',
+        ],
+        `user ${user.join(' ') || 'root'}: ${r.stderr}`,
+      );
+    }
   });
 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -173,9 +173,11 @@ describe('mirrord up with a compose file', { timeout: 900_000 }, () => {
     assert.deepEqual(await networksOf(p), []);
   });
 
-  it('a service exiting 3 stops the others: up exits 3, nothing left', async () => {
+  it("a service exiting 3 stops the others: up exits 3, nothing left; its config's internal_proxy applies", async () => {
     const p = project();
     const file = path.join(work, 'exit3.yaml');
+    // The session settings of an up service are exec's (sessionSettings): internal_proxy.log_* reach its sidecar.
+    const logs = mkdtempSync(path.join(work, 'intproxy-logs-'));
     writeFileSync(
       file,
       `services:
@@ -185,6 +187,8 @@ describe('mirrord up with a compose file', { timeout: 900_000 }, () => {
     command: [sh, -c, 'echo "job sees $$TARGET_ONLY"; sleep 2; exit 3']
     x-mirrord:
       target: docker/${target.name}
+      config:
+        internal_proxy: { log_destination: ${logs}/, log_level: debug }
   idle:
     image: ${image}
     pull_policy: never
@@ -196,6 +200,9 @@ describe('mirrord up with a compose file', { timeout: 900_000 }, () => {
     assert.equal(await up.done, 3, up.err());
     assert.match(up.out(), new RegExp(`job sees yes-${tag}`));
     assert.deepEqual(await left(p), []);
+    const written = readdirSync(logs).filter((f) => f.startsWith('mirrord-intproxy-'));
+    assert.equal(written.length, 1, `intproxy logs: ${written.join(', ')}`);
+    assert.match(readFileSync(path.join(logs, written[0]!), 'utf8'), /debug/);
   });
 
   it('an x-mirrord naming an unknown target: one line, nothing created', async () => {

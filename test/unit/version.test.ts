@@ -38,6 +38,8 @@ test('the agent image is labelled with the protocol and version it bundles, not 
     mkdirSync(path.join(root, 'agent/dist'), { recursive: true });
     writeFileSync(path.join(root, 'agent/image/Dockerfile'), dockerfile);
     writeFileSync(path.join(root, 'agent/dist/agent.mjs'), '');
+    writeFileSync(path.join(root, 'agent/dist/jq-worker.cjs'), '');
+    writeFileSync(path.join(root, 'agent/dist/jq.wasm'), '');
     mkdirSync(path.join(root, 'agent/capture/build'), { recursive: true });
     writeFileSync(path.join(root, 'agent/capture/build/mirrord-sniff'), '');
     mkdirSync(path.join(root, 'agent/sockhelper/build'), { recursive: true });

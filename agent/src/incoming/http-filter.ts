@@ -11,6 +11,7 @@ import { Duplex, type Readable } from 'node:stream';
 import type { ApHttpFilter } from '../../../common/protocol/agent/index.js';
 import type { Logger } from '../../../common/log.js';
 import { compileJsonPath, stringify, type JsonPath } from './jsonpath.js';
+import { evaluateJq, jqEngine } from './jq.js';
 import { settings } from '../settings.js';
 
 /**
@@ -20,7 +21,8 @@ import { settings } from '../settings.js';
 export type CompiledFilter =
   | { k: 'all' | 'any'; of: CompiledFilter[] }
   | { k: 'header' | 'path' | 'method'; re: RegExp }
-  | { k: 'body'; query: JsonPath; re: RegExp };
+  | { k: 'body'; query: JsonPath; re: RegExp }
+  | { k: 'jq'; expr: string };
 
 /** What a filter sees of a request; `body` is the whole body when some filter needs it (else undefined). */
 export interface RequestView {
@@ -28,6 +30,8 @@ export interface RequestView {
   path: string;
   rawHeaders: string[];
   body?: Buffer;
+  /** What each jq expression gave for this request (evaluateJq, before routing); a missing one does not match. */
+  jq?: ReadonlyMap<string, boolean>;
 }
 
 /** A body filter reads at most this much of a body (mirrord's default); a longer body does not match. */
@@ -49,6 +53,10 @@ export function compileFilter(f: ApHttpFilter): CompiledFilter {
   if (f.path !== undefined) of.push({ k: 'path', re: re('path', f.path) });
   if (f.method !== undefined) of.push({ k: 'method', re: re('method', f.method) });
   if (f.body) of.push({ k: 'body', query: compileJsonPath(f.body.query), re: re('body matches', f.body.matches) });
+  if (f.headerJq !== undefined) {
+    of.push({ k: 'jq', expr: f.headerJq });
+    jqEngine().warm();
+  }
   if (f.allOf) of.push({ k: 'all', of: f.allOf.map(compileFilter) });
   if (f.anyOf) {
     if (f.anyOf.length === 0) throw new Error('http filter anyOf cannot be empty');
@@ -59,6 +67,22 @@ export function compileFilter(f: ApHttpFilter): CompiledFilter {
 
 export function needsBody(f: CompiledFilter): boolean {
   return f.k === 'body' || ((f.k === 'all' || f.k === 'any') && f.of.some(needsBody));
+}
+
+/** The jq expressions of some filters, each once (evaluated per request before routing: jq.ts). */
+export function jqExpressions(filters: readonly CompiledFilter[]): string[] {
+  const out = new Set<string>();
+  const walk = (f: CompiledFilter) => {
+    if (f.k === 'jq') out.add(f.expr);
+    else if (f.k === 'all' || f.k === 'any') f.of.forEach(walk);
+  };
+  filters.forEach(walk);
+  return [...out];
+}
+
+/** The jq results of a request for these expressions (none: undefined, nothing is started). */
+export async function jqFor(exprs: readonly string[], rawHeaders: string[]): Promise<ReadonlyMap<string, boolean> | undefined> {
+  return exprs.length ? evaluateJq(exprs, rawHeaders) : undefined;
 }
 
 function parseJson(body: Buffer | undefined): { ok: true; doc: unknown } | { ok: false } {
@@ -84,6 +108,8 @@ export function matchesRequest(f: CompiledFilter, r: RequestView, json?: { ok: b
     case 'header':
       for (let i = 0; i + 1 < r.rawHeaders.length; i += 2) if (f.re.test(`${r.rawHeaders[i]}: ${r.rawHeaders[i + 1]}`)) return true;
       return false;
+    case 'jq':
+      return r.jq?.get(f.expr) ?? false;
     case 'body': {
       const parsed = json ?? parseJson(r.body);
       if (!parsed.ok) return false;
@@ -160,6 +186,8 @@ export interface FilteredConnection {
   route: (r: RequestView) => Route | undefined;
   /** Some filter looks at the body: each request's body is read (up to a limit) before it is routed. */
   needsBody?: boolean;
+  /** The filters' jq expressions: each request's headers are run through them before it is routed. */
+  jqExprs?: string[];
   log?: Logger;
 }
 
@@ -186,7 +214,8 @@ function serveH1(c: FilteredConnection): void {
   const server = http.createServer({ keepAliveTimeout: 0 }, (req, res) => void handle(req, res));
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse) => {
     const pre = c.needsBody ? await readBodyForFilter(req) : undefined;
-    const toLocal = c.route({ method: req.method ?? 'GET', path: req.url ?? '/', rawHeaders: req.rawHeaders, body: pre?.body });
+    const jq = await jqFor(c.jqExprs ?? [], req.rawHeaders);
+    const toLocal = c.route({ method: req.method ?? 'GET', path: req.url ?? '/', rawHeaders: req.rawHeaders, body: pre?.body, jq });
     c.log?.debug(`${req.method} ${req.url} -> ${toLocal ? `session ${toLocal.key}` : 'remote app'}`);
     const upstream = http.request({
       method: req.method,
@@ -212,8 +241,11 @@ function serveH1(c: FilteredConnection): void {
     else req.pipe(upstream);
   };
   // WebSocket and other upgrades: routed by the same filter, then bytes flow untouched.
-  server.on('upgrade', (req: http.IncomingMessage, client: net.Socket, head: Buffer) => {
-    const toLocal = c.route({ method: req.method ?? 'GET', path: req.url ?? '/', rawHeaders: req.rawHeaders });
+  server.on('upgrade', (req: http.IncomingMessage, client: net.Socket, head: Buffer) => void upgrade(req, client, head));
+  const upgrade = async (req: http.IncomingMessage, client: net.Socket, head: Buffer) => {
+    client.pause();
+    const jq = await jqFor(c.jqExprs ?? [], req.rawHeaders);
+    const toLocal = c.route({ method: req.method ?? 'GET', path: req.url ?? '/', rawHeaders: req.rawHeaders, jq });
     const upstream: Duplex = toLocal ? toLocal.open() : net.connect(c.app.port, c.app.host);
     const lines = [`${req.method} ${req.url} HTTP/${req.httpVersion}`];
     for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
@@ -226,7 +258,7 @@ function serveH1(c: FilteredConnection): void {
     };
     client.on('error', down);
     upstream.on('error', down);
-  });
+  };
   server.on('clientError', (_err, s) => s.destroy());
   c.socket.on('close', () => appAgent.destroy());
   server.emit('connection', c.socket);
@@ -286,7 +318,8 @@ function serveH2(c: FilteredConnection): void {
     const method = String(headers[':method'] ?? 'GET');
     const path = String(headers[':path'] ?? '/');
     const pre = c.needsBody ? await readBodyForFilter(stream) : undefined;
-    const toLocal = c.route({ method, path, rawHeaders, body: pre?.body });
+    const jq = await jqFor(c.jqExprs ?? [], rawHeaders);
+    const toLocal = c.route({ method, path, rawHeaders, body: pre?.body, jq });
     c.log?.debug(`h2 ${method} ${path} -> ${toLocal ? `session ${toLocal.key}` : 'remote app'}`);
     const s = session(toLocal);
     s.on('error', () => undefined);

@@ -11,7 +11,7 @@ import type net from 'node:net';
 import { Duplex } from 'node:stream';
 import type { ApStream } from '../../../common/link/stream.js';
 import type { Logger } from '../../../common/log.js';
-import { matchesRequest, needsBody, readBodyForFilter, type CompiledFilter } from './http-filter.js';
+import { jqExpressions, jqFor, matchesRequest, needsBody, readBodyForFilter, type CompiledFilter } from './http-filter.js';
 import type { FlowSink } from './tcp-reassembly.js';
 
 /** A copy may lag this far behind the real traffic before it is dropped. */
@@ -91,7 +91,8 @@ function serveH1Copy(socket: Duplex, to: CopyTarget, filter: CompiledFilter, log
   const server = http.createServer({ keepAliveTimeout: 0 }, (req, res) => void handle(req, res));
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse) => {
     const pre = withBody ? await readBodyForFilter(req) : undefined;
-    if (!matchesRequest(filter, { method: req.method ?? 'GET', path: req.url ?? '/', rawHeaders: req.rawHeaders, body: pre?.body })) {
+    const jq = await jqFor(jqExpressions([filter]), req.rawHeaders);
+    if (!matchesRequest(filter, { method: req.method ?? 'GET', path: req.url ?? '/', rawHeaders: req.rawHeaders, body: pre?.body, jq })) {
       if (pre?.ended) return void res.end();
       req.resume();
       req.on('end', () => res.end());
@@ -148,7 +149,8 @@ function serveH2Copy(socket: Duplex, to: CopyTarget, filter: CompiledFilter, wha
       const answer = () => {
         if (!stream.destroyed && !stream.headersSent) stream.respond({ ':status': 204 }, { endStream: true });
       };
-      if (!matchesRequest(filter, { method, path, rawHeaders, body: pre?.body })) {
+      const jq = await jqFor(jqExpressions([filter]), rawHeaders);
+      if (!matchesRequest(filter, { method, path, rawHeaders, body: pre?.body, jq })) {
         if (pre?.ended) return answer();
         stream.resume();
         return void stream.on('end', answer);

@@ -16,7 +16,7 @@ import net from 'node:net';
 import type { ApOpen, ApSessionInfo } from '../../../common/protocol/agent/index.js';
 import type { ApStream } from '../../../common/link/stream.js';
 import type { Logger } from '../../../common/log.js';
-import { matchesRequest, needsBody, serveFiltered, type CompiledFilter, type RequestView } from './http-filter.js';
+import { jqExpressions, matchesRequest, needsBody, serveFiltered, type CompiledFilter, type RequestView } from './http-filter.js';
 import { Iptables, sweepStaleChains } from './iptables.js';
 import { mirrorCopies } from './mirror-copy.js';
 import { openSniffer, type OpenCapture, type PacketSource } from './sniff.js';
@@ -289,6 +289,7 @@ export class PortTable {
         socket,
         app: { host, port: portNumber },
         needsBody: filtered.some((s) => needsBody(s.filter!)),
+        jqExprs: jqExpressions(filtered.map((s) => s.filter!)),
         route: (r) => {
           const to = filtered.find((s) => this.matchesNow(s, r)) ?? (fallback && port.subs.includes(fallback) ? fallback : undefined);
           return to && { key: to.session, open: () => to.open(info) };

@@ -27,6 +27,8 @@ export interface ApHttpFilter {
   path?: string;
   method?: string;
   body?: { query: string; matches: string };
+  /** A jq expression run on each header ("name: value"); matches when it gives true for one. */
+  headerJq?: string;
   allOf?: ApHttpFilter[];
   anyOf?: ApHttpFilter[];
 }
@@ -36,6 +38,7 @@ const httpFilter: z.ZodMiniType<ApHttpFilter> = z.object(
     path: filterRegex('path'),
     method: filterRegex('method'),
     body: z.optional(bodyFilter),
+    headerJq: z.optional(str('httpFilter.headerJq must be a jq expression shorter than 4096 characters', 1, 4095)),
     get allOf() {
       return z.optional(z.array(httpFilter).check(z.maxLength(64, 'httpFilter.allOf holds at most 64 filters')));
     },
@@ -43,7 +46,7 @@ const httpFilter: z.ZodMiniType<ApHttpFilter> = z.object(
       return z.optional(z.array(httpFilter).check(z.maxLength(64, 'httpFilter.anyOf holds at most 64 filters')));
     },
   },
-  { error: 'httpFilter must be an object holding header, path, method, body, allOf and anyOf' },
+  { error: 'httpFilter must be an object holding header, path, method, body, headerJq, allOf and anyOf' },
 );
 
 export const AP_NET_PARAMS = {

@@ -56,6 +56,8 @@ export interface KubeAgentSettings {
   /** agent.max_body_buffer_*: passed in the environment too (agentKeysEnv). */
   max_body_buffer_size?: number;
   max_body_buffer_timeout?: number;
+  /** agent.jaq_time_limit: likewise. */
+  jaq_time_limit?: number;
 }
 
 /** What keeps the service meshes that inject proxies into pods (Istio, Linkerd, Kuma) away from the agent pod. */
