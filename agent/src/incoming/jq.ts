@@ -9,8 +9,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { createLogger, parseLevel, type Logger } from '../../../common/log.js';
-import { jsonLogLine } from '../settings.js';
+import { createLogger, jsonLine, parseLevel, textLine, type Logger } from '../../../common/log.js';
 
 /** mirrord's default limit of one jq evaluation. */
 export const JQ_TIME_LIMIT_MS = 500;
@@ -174,8 +173,7 @@ let shared: JqEngine | undefined;
 export function jqEngine(): JqEngine {
   // The agent's own log settings (agent/src/main.ts): MIRRORD_AGENT_LOG, agent.json_log.
   const json = process.env.MIRRORD_AGENT_JSON_LOG === '1';
-  const sink = json ? (line: string) => void process.stderr.write(jsonLogLine(line) + '\n') : undefined;
-  shared ??= new JqEngine(jqTimeLimitMs(), createLogger('mirrord-agent', parseLevel(process.env.MIRRORD_AGENT_LOG), sink));
+  shared ??= new JqEngine(jqTimeLimitMs(), createLogger('mirrord-agent', parseLevel(process.env.MIRRORD_AGENT_LOG), undefined, json ? jsonLine : textLine));
   return shared;
 }
 
