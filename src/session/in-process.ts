@@ -9,6 +9,7 @@ import { Intproxy } from '../intproxy/intproxy.js';
 import { pingOptions, proxyLogger } from '../intproxy/proxy-log.js';
 import { parseLevel } from '../../common/log.js';
 import { createFdPass } from './fd-pass.js';
+import { phase } from './phases.js';
 import type { IntproxyHost } from './session.js';
 
 /** The in-process host's extras: the agent link and the intproxy themselves. */
@@ -55,6 +56,7 @@ export function inProcess(
       } catch (err) {
         throw ctx.didNotAnswer(err);
       }
+      phase(ctx.log, 'agent handshake');
       let intproxy: Intproxy;
       let idled: string | undefined;
       const lost: Array<(reason: string) => void> = [];
@@ -82,6 +84,7 @@ export function inProcess(
         agent.close();
         throw err;
       }
+      phase(ctx.log, 'intproxy started');
       intproxy.files.exe = opts.exe;
       return {
         agent,

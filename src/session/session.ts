@@ -10,6 +10,7 @@ import type { AgentHandle, ResolvedTarget, TargetPlatform } from '../platforms/p
 import type { Progress } from '../progress.js';
 import { formatTarget, type TargetSpec } from '../target.js';
 import { copyTarget } from '../copy-target/session.js';
+import { phase } from './phases.js';
 import { fdPassUnavailable, fdPassingSetting, type FdPass } from './fd-pass.js';
 
 /**
@@ -136,7 +137,9 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
   const id = randomBytes(6).toString('hex');
   const token = randomBytes(24).toString('base64url');
 
+  phase(log, 'platform');
   await platform.reap(log.child('reaper'));
+  phase(log, 'reaped');
   progress.update(`looking up ${formatTarget(opts.target)}`);
   const original = await platform.resolveTarget(opts.target);
   const copy = opts.features.copy_target
@@ -150,6 +153,7 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
       })
     : undefined;
   const target = copy?.target ?? original;
+  phase(log, 'target resolved');
   let fdPass: FdPass | undefined;
   const removeFdPass = async () => {
     try {
@@ -170,6 +174,7 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
       : `the ${opts.intproxy.name} intproxy has no fast path`;
     if (noFdPass) log.info(`data path: stream (${noFdPass})`);
     fdPass = noFdPass ? undefined : await opts.intproxy.makeFdPass?.(id, log);
+    phase(log, 'prepared');
     return platform.startAgent(target, {
       session: id,
       token,
@@ -188,6 +193,7 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
     });
   }
 
+  phase(log, 'agent link');
   let guarded: Promise<void> | undefined;
   const ctx: HostContext = {
     id,
