@@ -138,10 +138,10 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
   const token = randomBytes(24).toString('base64url');
 
   phase(log, 'platform');
-  await platform.reap(log.child('reaper'));
-  phase(log, 'reaped');
   progress.update(`looking up ${formatTarget(opts.target)}`);
-  const original = await platform.resolveTarget(opts.target);
+  // The reaper (which never fails) and the target's look-up are independent engine calls: together.
+  const [original] = await Promise.all([platform.resolveTarget(opts.target), platform.reap(log.child('reaper'))]);
+  phase(log, 'reaped, target found');
   const copy = opts.features.copy_target
     ? await copyTarget(platform, original, {
         session: id,
