@@ -115,7 +115,7 @@ export interface Session<H> {
 
 /** The platform of a target; the Kubernetes client (~0.3 s to load) only for Kubernetes targets. */
 export async function platformFor(target: TargetSpec, opts: { agent: MirrordConfig['agent']; kube?: KubeSettings }): Promise<TargetPlatform> {
-  if (target.kind === 'docker') return new DockerPlatform();
+  if (target.kind === 'docker') return new DockerPlatform(undefined, { sharedAgent: !!opts.agent.shared && !opts.agent.image });
   const { KubernetesPlatform } = await import('../platforms/kubernetes/platform.js');
   const a = opts.agent;
   return new KubernetesPlatform(opts.kube ?? {}, {
