@@ -56,6 +56,9 @@ interface Figures {
 }
 
 const MIRROR_ROUNDS = Number(process.env.BENCH_MIRROR_ROUNDS ?? 6);
+/** BENCH_FILTERED_ONLY=1: only the direct path and the filtered steal (1 and 4 sessions), BENCH_FILTER_ROUNDS (3) times. */
+const FILTERED_ONLY = process.env.BENCH_FILTERED_ONLY === '1';
+const FILTER_ROUNDS = Number(process.env.BENCH_FILTER_ROUNDS ?? 3);
 
 /**
  * The pinned rounds' two core sets: the target's side (its app, its client, the agent) and the
@@ -237,6 +240,25 @@ async function main(): Promise<void> {
     const twin = await runContainer({ name: 'bench-in-twin', network: network.name, cmd: ['node', '-e', SERVER], waitFor: { tcpPort: PORT } });
     const client = await runContainer({ name: 'bench-in-client', network: network.name, cmd: ['sleep', '100000'] });
     const pinContainers = (cpus: string) => Promise.all([target, twin, client].map((c) => cpuset(c.id, cpus)));
+    if (FILTERED_ONLY) {
+      // The direct path, then 1 and 4 filtered sessions, in turns for BENCH_FILTER_ROUNDS: nothing else.
+      const rows: string[] = [`filtered steal only (load average before: ${loadBefore.map((l) => l.toFixed(2)).join(' ')})`];
+      for (let i = 0; i < FILTER_ROUNDS; i++) {
+        const d = await load(client, twin.name);
+        const f1 = await filteredShared(target.name, 1, client);
+        const f4 = await filteredShared(target.name, 4, client);
+        const fig = (f: Figures) => `${f.rps.toFixed(0)} req/s, p50 ${f.p50.toFixed(3)} ms, p99 ${f.p99.toFixed(3)} ms`;
+        rows.push(`round ${i + 1}: direct ${fig(d)}; 1 session ${fig(f1)}; 4 sessions ${fig(f4)}; 4/1 rps ${(f4.rps / f1.rps).toFixed(2)}`);
+      }
+      rows.push(
+        `load average after: ${os
+          .loadavg()
+          .map((l) => l.toFixed(2))
+          .join(' ')}`,
+      );
+      process.stdout.write(rows.join('\n') + '\n');
+      return;
+    }
     const unpinned = await mirroring(target.name, twin.name, client, MIRROR_ROUNDS);
     let pinned: Paired | undefined;
     if (pin) {

@@ -6,13 +6,42 @@
 // dist/src stays as it is for the tests that run the CLI in-process and for the single executable
 // (scripts/build-sea.mjs).
 import { build } from 'esbuild';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { versions } from './write-version.mjs';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const out = path.join(repo, 'dist/cli');
+
+/**
+ * Requires that dockerode and docker-modem make at load time for features a session start never uses:
+ * BuildKit sessions (@grpc/grpc-js, @grpc/proto-loader, protobufjs) and ssh:// engines (ssh2). Each
+ * becomes a function that requires its module at its first call, so `mirrord exec` neither runs nor
+ * compiles them (about a third of the code the CLI loaded for an exec: bench/README.md, bench:start).
+ * A dependency whose text no longer matches is bundled as it is, with a warning.
+ */
+const LAZY_REQUIRES = [
+  { file: /node_modules\/dockerode\/lib\/docker\.js$/, text: "withSession = require('./session')", module: './session' },
+  { file: /node_modules\/docker-modem\/lib\/modem\.js$/, text: "ssh = require('./ssh')", module: './ssh' },
+];
+
+const lazyRequires = {
+  name: 'lazy-requires',
+  setup(b) {
+    for (const l of LAZY_REQUIRES) {
+      b.onLoad({ filter: l.file }, (args) => {
+        const source = readFileSync(args.path, 'utf8');
+        if (!source.includes(l.text)) {
+          return { contents: source, loader: 'js', warnings: [{ text: `lazy-requires: "${l.text}" not found; ${l.module} stays eager` }] };
+        }
+        const name = l.text.split(' = ')[0];
+        const lazy = `${name} = function () { return require('${l.module}').apply(this, arguments); }`;
+        return { contents: source.replace(l.text, lazy), loader: 'js' };
+      });
+    }
+  },
+};
 
 export async function buildCli() {
   const { PRODUCT_VERSION: version } = versions();
@@ -32,10 +61,24 @@ export async function buildCli() {
     minifyWhitespace: true,
     minifySyntax: true,
     logLevel: 'warning',
+    plugins: [lazyRequires],
     // Optional modules that dependencies require in try/catch (native add-ons of ssh2 and ws, debug's
     // colour probe, cosmiconfig's TypeScript loader): resolved at run time from the package's own
     // node_modules, as they are unbundled, so their fallbacks run the same way.
-    external: ['cpu-features', 'bufferutil', 'utf-8-validate', 'supports-color', 'typescript', '*.node'],
+    // The modules LAZY_REQUIRES defers (BuildKit's gRPC, ssh2) stay out of the bundle as well, so a
+    // session start does not even compile them; the first BuildKit build or ssh:// engine requires them.
+    external: [
+      'cpu-features',
+      'bufferutil',
+      'utf-8-validate',
+      'supports-color',
+      'typescript',
+      '*.node',
+      '@grpc/grpc-js',
+      '@grpc/proto-loader',
+      'protobufjs',
+      'ssh2',
+    ],
     banner: {
       // CommonJS dependencies require Node built-ins and read __dirname, which an ESM chunk must provide;
       // packageRoot() walks up from import.meta.url, which is dist/cli/ here, to the same package root.

@@ -1,66 +1,134 @@
 /**
  * agent.metrics: a Prometheus endpoint (GET /metrics) in the agent, served with prom-client on the
- * address the config names, in the agent's network namespace (the target's). The counters exist
- * whether or not the endpoint is served; they cost an addition each.
+ * address the config names, in the agent's network namespace (the target's).
+ *
+ * The counters are plain numbers, kept whether or not the endpoint is served: the data path adds to
+ * them (an addition per DATA frame, no label hashing), and prom-client, imported only when
+ * agent.metrics is set, reads them at scrape time (each metric's collect()). An agent without
+ * agent.metrics never loads prom-client nor its default metrics.
  */
 import http from 'node:http';
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Logger } from '../../common/log.js';
 
-export const registry = new Registry();
+/** One number per value of the metric's one label (or a single number, label ''). */
+export class Series {
+  readonly values = new Map<string, number>();
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly type: 'counter' | 'gauge',
+    readonly label?: string,
+    initial: string[] = [],
+  ) {
+    if (!label) this.values.set('', 0);
+    for (const v of initial) this.values.set(v, 0);
+  }
+
+  private key(labels?: Record<string, string>): string {
+    return this.label && labels ? (labels[this.label] ?? '') : '';
+  }
+
+  inc(labels?: Record<string, string>, by = 1): void {
+    const k = this.key(labels);
+    this.values.set(k, (this.values.get(k) ?? 0) + by);
+  }
+
+  dec(labels?: Record<string, string>, by = 1): void {
+    this.inc(labels, -by);
+  }
+
+  set(labels: Record<string, string> | undefined, value: number): void {
+    this.values.set(this.key(labels), value);
+  }
+
+  get(labels?: Record<string, string>): number {
+    return this.values.get(this.key(labels)) ?? 0;
+  }
+}
+
+/**
+ * Payload bytes on the agent links, the one count on the data path: two fields a DATA frame adds
+ * its length to (server.ts), read as mirrord_agent_bytes_total at scrape time.
+ */
+export const byteCounts = { to_client: 0, from_client: 0 };
 
 export const metrics = {
-  sessions: new Gauge({ name: 'mirrord_agent_sessions', help: 'Sessions connected to the agent', registers: [registry] }),
-  connections: new Counter({
-    name: 'mirrord_agent_connections_total',
-    help: 'Connections the agent carried: outgoing (made for the program) and incoming (stolen or mirrored to it)',
-    labelNames: ['direction'] as const,
-    registers: [registry],
-  }),
-  openConnections: new Gauge({
-    name: 'mirrord_agent_open_connections',
-    help: 'Connections the agent carries now',
-    labelNames: ['direction'] as const,
-    registers: [registry],
-  }),
-  bytes: new Counter({
-    name: 'mirrord_agent_bytes_total',
-    help: 'Payload bytes on the agent links: to_client or from_client',
-    labelNames: ['direction'] as const,
-    registers: [registry],
-  }),
-  subscriptions: new Gauge({
-    name: 'mirrord_agent_port_subscriptions',
-    help: 'Incoming port subscriptions, by mode (steal or mirror)',
-    labelNames: ['mode'] as const,
-    registers: [registry],
-  }),
-  dnsQueries: new Counter({
-    name: 'mirrord_agent_dns_queries_total',
-    help: 'DNS lookups the agent made for its clients, by outcome (ok or the error code)',
-    labelNames: ['result'] as const,
-    registers: [registry],
-  }),
+  sessions: new Series('mirrord_agent_sessions', 'Sessions connected to the agent', 'gauge'),
+  connections: new Series(
+    'mirrord_agent_connections_total',
+    'Connections the agent carried: outgoing (made for the program) and incoming (stolen or mirrored to it)',
+    'counter',
+    'direction',
+    ['incoming', 'outgoing'],
+  ),
+  openConnections: new Series('mirrord_agent_open_connections', 'Connections the agent carries now', 'gauge', 'direction', ['incoming', 'outgoing']),
+  subscriptions: new Series('mirrord_agent_port_subscriptions', 'Incoming port subscriptions, by mode (steal or mirror)', 'gauge', 'mode', ['steal', 'mirror']),
+  dnsQueries: new Series(
+    'mirrord_agent_dns_queries_total',
+    'DNS lookups the agent made for its clients, by outcome (ok or the error code)',
+    'counter',
+    'result',
+  ),
 };
 
-// Zero series from the start, so a scrape shows every metric before anything happened.
-for (const d of ['incoming', 'outgoing']) {
-  metrics.connections.inc({ direction: d }, 0);
-  metrics.openConnections.set({ direction: d }, 0);
-}
-for (const d of ['to_client', 'from_client']) metrics.bytes.inc({ direction: d }, 0);
-for (const m of ['steal', 'mirror']) metrics.subscriptions.set({ mode: m }, 0);
+const BYTES = { name: 'mirrord_agent_bytes_total', help: 'Payload bytes on the agent links: to_client or from_client' };
 
 /** Counts one connection while `socket` is open. */
 export function countConnection(direction: 'incoming' | 'outgoing', socket: { once(ev: 'close', cb: () => void): unknown }): void {
-  metrics.connections.inc({ direction });
-  metrics.openConnections.inc({ direction });
-  socket.once('close', () => metrics.openConnections.dec({ direction }));
+  const labels = { direction };
+  metrics.connections.inc(labels);
+  metrics.openConnections.inc(labels);
+  socket.once('close', () => metrics.openConnections.dec(labels));
+}
+
+/** A prom-client registry whose metrics read the counters above at each scrape. */
+export async function metricsRegistry(): Promise<import('prom-client').Registry> {
+  const prom = await import('prom-client');
+  const registry = new prom.Registry();
+  for (const s of Object.values(metrics)) {
+    const labelNames = s.label ? [s.label] : [];
+    const labels = (v: string) => (s.label ? { [s.label]: v } : {});
+    if (s.type === 'gauge') {
+      new prom.Gauge({
+        name: s.name,
+        help: s.help,
+        labelNames,
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const [v, n] of s.values) this.set(labels(v), n);
+        },
+      });
+    } else {
+      new prom.Counter({
+        name: s.name,
+        help: s.help,
+        labelNames,
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const [v, n] of s.values) this.inc(labels(v), n);
+        },
+      });
+    }
+  }
+  new prom.Counter({
+    ...BYTES,
+    labelNames: ['direction'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [d, n] of Object.entries(byteCounts)) this.inc({ direction: d }, n);
+    },
+  });
+  prom.collectDefaultMetrics({ register: registry, prefix: 'mirrord_agent_' });
+  return registry;
 }
 
 /** Serves /metrics until the process ends; a port already taken is logged, not fatal. */
-export function serveMetrics(address: { host: string; port: number }, log: Logger): Promise<http.Server | undefined> {
-  collectDefaultMetrics({ register: registry, prefix: 'mirrord_agent_' });
+export async function serveMetrics(address: { host: string; port: number }, log: Logger): Promise<http.Server | undefined> {
+  const registry = await metricsRegistry();
   const server = http.createServer((req, res) => {
     if (req.method !== 'GET' || (req.url ?? '/').split('?')[0] !== '/metrics') {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('the metrics are at /metrics\n');

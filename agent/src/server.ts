@@ -33,7 +33,7 @@ import type { Iptables } from './incoming/iptables.js';
 import { IncomingService } from './incoming/service.js';
 import type { PortTable } from './incoming/ports.js';
 import { OutgoingStreams } from './outgoing.js';
-import { metrics } from './metrics.js';
+import { byteCounts, metrics } from './metrics.js';
 import { settings } from './settings.js';
 import { UnixStreams } from './unix-stream.js';
 
@@ -86,7 +86,7 @@ export function serveAgent(link: Duplex, opts: ServeAgentOptions): Promise<void>
 
   let framed: FramedLink | undefined;
   const send = (frame: Buffer, payload?: Buffer): boolean => {
-    if (payload) metrics.bytes.inc({ direction: 'to_client' }, payload.length);
+    if (payload) byteCounts.to_client += payload.length;
     return framed?.send(frame, payload) ?? false;
   };
   const outgoing = new OutgoingStreams(send, log?.child('outgoing'), opts.connectTimeoutMs);
@@ -200,7 +200,7 @@ export function serveAgent(link: Duplex, opts: ServeAgentOptions): Promise<void>
 
   const onData = (channel: number, pieces: Buffer[], length: number): void => {
     if (state === 'hello') return refuse('expected HELLO, got DATA');
-    metrics.bytes.inc({ direction: 'from_client' }, length);
+    byteCounts.from_client += length;
     if (channel % 2 === 0) incoming.onData(channel, pieces, length);
     else (unix.has(channel) ? unix : outgoing).onData(channel, pieces, length);
   };

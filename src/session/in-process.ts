@@ -9,6 +9,7 @@ import { Intproxy } from '../intproxy/intproxy.js';
 import { pingOptions, proxyLogger } from '../intproxy/proxy-log.js';
 import { parseLevel } from '../../common/log.js';
 import { createFdPass } from './fd-pass.js';
+import { phase } from './phases.js';
 import type { IntproxyHost } from './session.js';
 
 /** The in-process host's extras: the agent link and the intproxy themselves. */
@@ -55,6 +56,10 @@ export function inProcess(
       } catch (err) {
         throw ctx.didNotAnswer(err);
       }
+      phase(ctx.log, 'agent handshake');
+      // The program's environment is asked for now, beside the intproxy's start, rather than after it.
+      const envAsked = agent.request('env.get', {});
+      envAsked.catch(() => undefined);
       let intproxy: Intproxy;
       let idled: string | undefined;
       const lost: Array<(reason: string) => void> = [];
@@ -82,14 +87,20 @@ export function inProcess(
         agent.close();
         throw err;
       }
+      phase(ctx.log, 'intproxy started');
       intproxy.files.exe = opts.exe;
+      // The file rules need the target's mounts (one more request): asked now too, once exe is known.
+      intproxy.files.rules().catch(() => undefined);
+      let envFirst: typeof envAsked | undefined = envAsked;
       return {
         agent,
         intproxy,
         layerAddr: intproxy.address,
         remoteEnv: async () => {
           try {
-            return (await agent.request('env.get', {})).env;
+            const asked = envFirst ?? agent.request('env.get', {});
+            envFirst = undefined;
+            return (await asked).env;
           } catch (err) {
             // The agent could not read it (agent.disabled_capabilities without SYS_PTRACE, say): one line, not a crash.
             if (err instanceof AgentLinkError && err.code === 'EACCES') throw new MirrordError(err.message.replace(/^env\.get: /, ''), ExitCode.Agent);

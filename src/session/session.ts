@@ -10,6 +10,7 @@ import type { AgentHandle, ResolvedTarget, TargetPlatform } from '../platforms/p
 import type { Progress } from '../progress.js';
 import { formatTarget, type TargetSpec } from '../target.js';
 import { copyTarget } from '../copy-target/session.js';
+import { phase } from './phases.js';
 import { fdPassUnavailable, fdPassingSetting, type FdPass } from './fd-pass.js';
 
 /**
@@ -114,7 +115,7 @@ export interface Session<H> {
 
 /** The platform of a target; the Kubernetes client (~0.3 s to load) only for Kubernetes targets. */
 export async function platformFor(target: TargetSpec, opts: { agent: MirrordConfig['agent']; kube?: KubeSettings }): Promise<TargetPlatform> {
-  if (target.kind === 'docker') return new DockerPlatform();
+  if (target.kind === 'docker') return new DockerPlatform(undefined, { sharedAgent: !!opts.agent.shared && !opts.agent.image });
   const { KubernetesPlatform } = await import('../platforms/kubernetes/platform.js');
   const a = opts.agent;
   return new KubernetesPlatform(opts.kube ?? {}, {
@@ -136,9 +137,11 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
   const id = randomBytes(6).toString('hex');
   const token = randomBytes(24).toString('base64url');
 
-  await platform.reap(log.child('reaper'));
+  phase(log, 'platform');
   progress.update(`looking up ${formatTarget(opts.target)}`);
-  const original = await platform.resolveTarget(opts.target);
+  // The reaper (which never fails) and the target's look-up are independent engine calls: together.
+  const [original] = await Promise.all([platform.resolveTarget(opts.target), platform.reap(log.child('reaper'))]);
+  phase(log, 'reaped, target found');
   const copy = opts.features.copy_target
     ? await copyTarget(platform, original, {
         session: id,
@@ -150,6 +153,7 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
       })
     : undefined;
   const target = copy?.target ?? original;
+  phase(log, 'target resolved');
   let fdPass: FdPass | undefined;
   const removeFdPass = async () => {
     try {
@@ -170,6 +174,7 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
       : `the ${opts.intproxy.name} intproxy has no fast path`;
     if (noFdPass) log.info(`data path: stream (${noFdPass})`);
     fdPass = noFdPass ? undefined : await opts.intproxy.makeFdPass?.(id, log);
+    phase(log, 'prepared');
     return platform.startAgent(target, {
       session: id,
       token,
@@ -188,6 +193,7 @@ export async function startSession<H>(opts: SessionOptions<H>): Promise<Session<
     });
   }
 
+  phase(log, 'agent link');
   let guarded: Promise<void> | undefined;
   const ctx: HostContext = {
     id,

@@ -9,22 +9,40 @@ import { startSharedAgent } from './shared-agent.js';
 import { LABEL_AGENT, LABEL_OWNER } from './labels.js';
 import { removeContainer } from './remove.js';
 import { agentImageRecipe } from '../../images/recipes.js';
+import type { ImageRecipe } from '../../images/build.js';
 import { checkEngine, createDocker } from './client.js';
-import { ensureImage } from '../../images/build.js';
+import { ensureImage, recipeTag } from '../../images/build.js';
 import { findContainer } from './target.js';
 
 /** `docker/NAME_OR_ID` targets on the local engine or DOCKER_HOST. */
 export class DockerPlatform implements TargetPlatform {
   readonly name = 'docker';
-  private checked = false;
+  private checked: Promise<void> | undefined;
 
-  constructor(readonly docker: Docker = createDocker()) {}
+  private agentImage?: { recipe: ImageRecipe; tag: string };
+
+  /** `sharedAgent`: the session will look for a shared agent of the built-in image (agent.shared, no agent.image). */
+  constructor(
+    readonly docker: Docker = createDocker(),
+    private readonly opts: { sharedAgent?: boolean } = {},
+  ) {}
+
+  /** The built-in agent image's recipe and tag (its files read and hashed: about 10 ms), once. */
+  private agentRecipe(): { recipe: ImageRecipe; tag: string } {
+    if (!this.agentImage) {
+      const recipe = agentImageRecipe();
+      this.agentImage = { recipe, tag: recipeTag(recipe) };
+    }
+    return this.agentImage;
+  }
 
   private async engine(): Promise<Docker> {
-    if (!this.checked) {
-      await checkEngine(this.docker);
-      this.checked = true;
-    }
+    // Once, however many calls wait on it at once (the reaper and the target's look-up run together).
+    this.checked ??= checkEngine(this.docker).catch((err: unknown) => {
+      this.checked = undefined;
+      throw err;
+    });
+    await this.checked;
     return this.docker;
   }
 
@@ -32,16 +50,28 @@ export class DockerPlatform implements TargetPlatform {
     if (spec.kind !== 'docker') {
       throw new MirrordError(`the Docker platform cannot run target kind ${spec.kind}`, ExitCode.Usage);
     }
-    const c = await findContainer(await this.engine(), spec.container);
+    const found = findContainer(await this.engine(), spec.container);
+    // A warm join needs the agent image's tag (the shared agent is found by it): hashed while the engine answers.
+    if (this.opts.sharedAgent) this.agentRecipe();
+    const c = await found;
     return { spec, id: c.id, display: `docker/${c.name} (${c.id.slice(0, 12)})` };
   }
 
   async startAgent(target: ResolvedTarget, opts: AgentStartOptions): Promise<AgentHandle> {
     const docker = await this.engine();
+    const name = target.spec.kind === 'docker' ? target.spec.container : target.id;
+    if (opts.shared) {
+      // A live shared agent of this image runs it already: a warm join asks the engine about the
+      // image only when it has to start a container from it (the agent, its guard, the healer).
+      const recipe = opts.image ? undefined : this.agentRecipe().recipe;
+      const image = opts.image ?? this.agentRecipe().tag;
+      let ensured: Promise<string> | undefined;
+      const ensure = () => (ensured ??= recipe ? ensureImage(docker, recipe, { progress: opts.progress, log: opts.log }) : Promise.resolve(image));
+      opts.progress.update(`joining the shared agent next to ${target.display}`);
+      return startSharedAgent(docker, { id: target.id, name }, image, opts, ensure);
+    }
     const image = opts.image ?? (await ensureImage(docker, agentImageRecipe(), { progress: opts.progress, log: opts.log }));
     opts.progress.update(`starting agent next to ${target.display}`);
-    const name = target.spec.kind === 'docker' ? target.spec.container : target.id;
-    if (opts.shared) return startSharedAgent(docker, { id: target.id, name }, image, opts);
     return startDockerAgent(docker, { id: target.id, name }, image, opts);
   }
 

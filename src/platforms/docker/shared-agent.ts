@@ -229,7 +229,18 @@ async function directLink(
   }
 }
 
-export async function startSharedAgent(docker: Docker, target: { id: string; name: string }, image: string, opts: AgentStartOptions): Promise<AgentHandle> {
+/**
+ * `image`: the agent image's tag, which may not be on the engine yet; `ensure` makes sure it is (built
+ * if need be), and runs only before a container is made from it: a session that joins a live agent
+ * of that image never waits for it.
+ */
+export async function startSharedAgent(
+  docker: Docker,
+  target: { id: string; name: string },
+  image: string,
+  opts: AgentStartOptions,
+  ensure: () => Promise<unknown> = () => Promise.resolve(),
+): Promise<AgentHandle> {
   const key = sharedKey(image, !!opts.fsWrite, agentKeyEnv(opts));
   let agent: Docker.ContainerInfo | undefined;
   let joinedLink: Awaited<ReturnType<typeof joinLink>> | undefined;
@@ -244,6 +255,8 @@ export async function startSharedAgent(docker: Docker, target: { id: string; nam
     }
     let fresh = false;
     if (!agent) {
+      await ensure();
+      opts.progress.update(`starting the shared agent next to docker/${target.name}`);
       agent = await createShared(docker, target, image, key, opts);
       fresh = true;
     }
@@ -275,16 +288,20 @@ export async function startSharedAgent(docker: Docker, target: { id: string; nam
     link,
     description: `shared agent container ${agent.Id.slice(0, 12)} on docker/${target.name}`,
     startGuard(agentPid: number) {
-      guard ??= startSharedGuard(docker, target.id, image, agentPid, agentId, opts).catch((err: Error) => {
-        opts.log.warn(`no guard for the shared agent (${err.message}); if the agent is killed, its rules stay until the next session`);
-      });
+      guard ??= ensure()
+        .then(() => startSharedGuard(docker, target.id, image, agentPid, agentId, opts))
+        .catch((err: Error) => {
+          opts.log.warn(`no guard for the shared agent (${err.message}); if the agent is killed, its rules stay until the next session`);
+        });
       return guard;
     },
     heal() {
       // Only the sweep: the agent's chain is other sessions' too, and goes only if the agent is gone.
-      healing ??= runHealer(docker, target.id, image, opts, '').catch((err: Error) => {
-        opts.log.warn(`could not check the target's rules after losing the agent (${err.message}); the next session removes them`);
-      });
+      healing ??= ensure()
+        .then(() => runHealer(docker, target.id, image, opts, ''))
+        .catch((err: Error) => {
+          opts.log.warn(`could not check the target's rules after losing the agent (${err.message}); the next session removes them`);
+        });
       return healing;
     },
     async stop() {
