@@ -73,7 +73,9 @@ prepare_k8s() {
     echo "run-all: test/cluster/up"
     local up_out
     cluster_started=1
-    if ! up_out="$(test/cluster/up)"; then
+    # The lock serialises this with any other test/cluster/up on the machine (two at once tear
+    # each other's half-made cluster down); the daemons do not inherit it.
+    if ! up_out="$(flock /tmp/mirrord-k8s.lock test/cluster/up)"; then
       step_failed "test/cluster/up (tier k8s not run)"
       return 1
     fi
