@@ -83,6 +83,7 @@ size_t lp_encode(const struct lp_msg *m, uint8_t *out, size_t cap)
         put_addr(&w, &m->addr2);
         break;
     case LP_ACCEPT:
+    case LP_ACCEPT_TAKE:
     case LP_UNLISTEN: put_addr(&w, &m->addr); break;
     case LP_CONNECT_UNIX: put_str(&w, m->path); break;
     case LP_CONNECT_UNIX | LP_RESPONSE:
@@ -97,6 +98,14 @@ size_t lp_encode(const struct lp_msg *m, uint8_t *out, size_t cap)
         struct lp_addr none = { .family = 4 };
         put_u32(&w, (uint32_t)m->status);
         put_addr(&w, m->status == LP_STATUS_OK ? &m->addr : &none);
+        break;
+    }
+    case LP_ACCEPT_TAKE | LP_RESPONSE: {
+        struct lp_addr none = { .family = 4 };
+        struct lp_str empty = { 0 };
+        put_u32(&w, (uint32_t)m->status);
+        put_addr(&w, m->status == LP_STATUS_OK || m->status == LP_STATUS_TAKE_SOCKET ? &m->addr : &none);
+        put_str(&w, m->status == LP_STATUS_TAKE_SOCKET ? m->take : empty);
         break;
     }
     case LP_CONNECT | LP_RESPONSE: {
@@ -221,6 +230,7 @@ int lp_decode(const uint8_t *frame, size_t size, struct lp_msg *m)
         get_addr(&r, &m->addr2);
         break;
     case LP_ACCEPT:
+    case LP_ACCEPT_TAKE:
     case LP_UNLISTEN: get_addr(&r, &m->addr); break;
     case LP_CONNECT_UNIX: m->path = get_str(&r); break;
     case LP_CONNECT_UNIX | LP_RESPONSE:
@@ -234,6 +244,11 @@ int lp_decode(const uint8_t *frame, size_t size, struct lp_msg *m)
     case LP_CONNECT | LP_RESPONSE:
         m->status = (int32_t)get_u32(&r);
         get_addr(&r, &m->addr);
+        break;
+    case LP_ACCEPT_TAKE | LP_RESPONSE:
+        m->status = (int32_t)get_u32(&r);
+        get_addr(&r, &m->addr);
+        m->take = get_str(&r);
         break;
     case LP_GETADDRINFO | LP_RESPONSE:
         m->status = (int32_t)get_u32(&r);

@@ -24,7 +24,8 @@ enum lp_type {
     LP_LISTEN = 0x10,
     LP_ACCEPT = 0x11,
     LP_UNLISTEN = 0x12,
-    LP_CONNECT_UNIX = 0x13 /* request: path; response: status, the local path to connect to */
+    LP_CONNECT_UNIX = 0x13, /* request: path; response: status, the local path to connect to */
+    LP_ACCEPT_TAKE = 0x14   /* ACCEPT from a layer that can take the stolen connection (fast path) */
 };
 
 /* ---- remote files (docs/protocol.md, "Files"): types 0x20..0x2f ---- */
@@ -55,7 +56,8 @@ struct lp_stat {
     int64_t atime_sec, mtime_sec, ctime_sec;
     uint32_t atime_nsec, mtime_nsec, ctime_nsec;
 };
-/* TAKE_SOCKET (CONNECT only): get a socket from the target's socket helper and connect it to `addr`. */
+/* TAKE_SOCKET: CONNECT: get a socket from the target's socket helper and connect it to `addr`;
+ * ACCEPT_TAKE: take the stolen connection `take` from the helper onto the accepted descriptor. */
 enum { LP_STATUS_OK = 0, LP_STATUS_BYPASS = 1, LP_STATUS_TAKE_SOCKET = 2 };
 /* LP_PROTO_TAKE_SOCKET is or-ed into CONNECT's proto: the layer can take such a socket. */
 enum { LP_PROTO_TCP = 1, LP_PROTO_UDP = 2, LP_PROTO_TAKE_SOCKET = 0x80 };
@@ -84,6 +86,7 @@ struct lp_msg {
                                                 LISTEN/UNLISTEN: requested; ACCEPT: peer (request)
                                                 or remote client (response) */
     struct lp_addr addr2; /* LISTEN: where the layer really bound */
+    struct lp_str take;   /* ACCEPT_TAKE response: the helper's id of the stolen connection */
     struct lp_str node;   /* GETADDRINFO request */
     int32_t family;
     uint16_t count;         /* GETADDRINFO response */

@@ -206,9 +206,10 @@ static void to_msg(const struct json *m, bool response, struct lp_msg *out, uint
     } else if (!strcmp(kind, "connect_unix")) {
         out->type = LP_CONNECT_UNIX | resp;
         out->path = lstr(str(m, response ? "via" : "path"));
-    } else if (!strcmp(kind, "accept")) {
-        out->type = LP_ACCEPT | resp;
+    } else if (!strcmp(kind, "accept") || !strcmp(kind, "accept_take")) {
+        out->type = (!strcmp(kind, "accept") ? LP_ACCEPT : LP_ACCEPT_TAKE) | resp;
         to_addr(get(m, response ? "remote" : "peer"), &out->addr);
+        if (response && has(m, "take")) out->take = lstr(str(m, "take"));
     } else {
         out->type = LP_GETADDRINFO | resp;
         if (response) {
@@ -242,7 +243,7 @@ static bool msg_eq(const struct lp_msg *a, const struct lp_msg *b)
            a->addr2.port == b->addr2.port && !memcmp(a->addr2.bytes, b->addr2.bytes, 16) && str_eq(a->node, b->node) &&
            a->family == b->family && a->count == b->count &&
            (!a->count || !memcmp(a->entries, b->entries, a->count * LP_GAI_ENTRY_SIZE)) &&
-           str_eq(a->canonname, b->canonname) && str_eq(a->path, b->path);
+           str_eq(a->canonname, b->canonname) && str_eq(a->path, b->path) && str_eq(a->take, b->take);
 }
 
 int main(int argc, char **argv)

@@ -84,7 +84,7 @@ export class Intproxy {
     });
     const dns = new DnsResolver(agent, features, log, stats, names);
     const files = new FileProxy(agent, features.fs, log.child('files'));
-    const incoming = agent.capabilities.incoming ? new IncomingManager(agent, features, log.child('incoming'), opts.beforeIncoming) : undefined;
+    const incoming = agent.capabilities.incoming ? new IncomingManager(agent, features, log.child('incoming'), opts.beforeIncoming, opts.fdPassing) : undefined;
     const timers = new Timers(opts.proxy ?? {}, log, opts.onIdle);
     const socketTimeoutMs = opts.proxy?.socket_timeout ? opts.proxy.socket_timeout * 1000 : undefined;
     const layers = await LayerServer.listen(host, { files, outgoing, dns, incoming }, log, stats, { socketTimeoutMs, onCount: (n) => timers.count(n) });

@@ -18,7 +18,7 @@ export interface LayerHandlers {
   outgoing: Pick<Outgoing, 'connect' | 'connectUnix'>;
   dns: Pick<DnsResolver, 'lookup'>;
   /** Absent when the agent link carries no incoming traffic: every listen() stays local. */
-  incoming?: Pick<IncomingManager, 'listen' | 'unlisten' | 'remoteOf' | 'dropOwner'>;
+  incoming?: Pick<IncomingManager, 'listen' | 'unlisten' | 'remoteOf' | 'takeOf' | 'dropOwner'>;
 }
 
 export interface LayerStats {
@@ -172,6 +172,13 @@ export class LayerServer {
       case 'accept': {
         const remote = await incoming?.remoteOf(req.peer.port);
         return remote ? { id: req.id, kind: 'accept', status: LpStatus.Ok, remote } : { id: req.id, kind: 'accept', status: LpStatus.Bypass, remote: NOWHERE };
+      }
+      case 'accept_take': {
+        const r = await incoming?.takeOf(req.peer.port);
+        if (!r) return { id: req.id, kind: 'accept_take', status: LpStatus.Bypass, remote: NOWHERE, take: '' };
+        return r.take
+          ? { id: req.id, kind: 'accept_take', status: LpStatus.TakeSocket, remote: r.remote, take: r.take }
+          : { id: req.id, kind: 'accept_take', status: LpStatus.Ok, remote: r.remote, take: '' };
       }
     }
   }
