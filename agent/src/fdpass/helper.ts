@@ -72,7 +72,7 @@ export async function startSockHelper(env: NodeJS.ProcessEnv, log: Logger, ready
   child.unref();
   (child.channel as { unref?: () => void } | undefined)?.unref?.();
   child.stdout?.destroy();
-  if (env.MIRRORD_AGENT_HANDOVER !== 'off') setHandoverHelper(child, log.child('handover'));
+  setHandoverHelper(child, log.child('handover'));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   return {
     bootId,
