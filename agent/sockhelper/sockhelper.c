@@ -166,7 +166,6 @@ static int make_socket(const char *args)
     return s < 0 ? -errno : s;
 }
 
-
 /* One line to the agent; the agent reads its channel all the time, so a short wait is enough. */
 static void chan_write(const char *text)
 {
@@ -205,7 +204,8 @@ static int json_id(const char *text, const char *key, char out[ID_MAX + 1])
     size_t n = 0;
     while (p[n] && p[n] != '"' && n <= ID_MAX) {
         char c = p[n];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-')) return -1;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+            return -1;
         n++;
     }
     if (p[n] != '"' || n == 0 || n > ID_MAX) return -1;

@@ -72,10 +72,7 @@ bool fdpass_offer(int fd)
     return false;
 }
 
-bool fdpass_can_take(void)
-{
-    return configured() && __atomic_load_n(&disabled_pid, __ATOMIC_ACQUIRE) != getpid();
-}
+bool fdpass_can_take(void) { return configured() && __atomic_load_n(&disabled_pid, __ATOMIC_ACQUIRE) != getpid(); }
 
 static int wait_for(int fd, short events)
 {

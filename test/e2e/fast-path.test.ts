@@ -177,15 +177,22 @@ describe('data paths: fast (fd passing) and stream', { timeout: 600_000 }, () =>
   const curl = async (args: string[]) => (await neighbour.exec(['curl', '-s', '-m', '60', ...args])).stdout;
 
   async function steal(configArgs: string[]) {
-    const r = startMirrord(target.name, ['--steal', ...configArgs], ['python3', path.join(dir, 'server.py')], { MIRRORD_LOG: 'info', MIRRORD_LAYER_LOG: 'debug' });
+    const r = startMirrord(target.name, ['--steal', ...configArgs], ['python3', path.join(dir, 'server.py')], {
+      MIRRORD_LOG: 'info',
+      MIRRORD_LAYER_LOG: 'debug',
+    });
     const url = `http://${target.name}:${STEAL_PORT}`;
     try {
       const clientIp = await neighbour.ip(network.name);
       let seen = '';
-      await until('the steal to take effect', async () => {
-        seen = await curl([`${url}/ip`]);
-        return seen !== '';
-      }, 60_000);
+      await until(
+        'the steal to take effect',
+        async () => {
+          seen = await curl([`${url}/ip`]);
+          return seen !== '';
+        },
+        60_000,
+      );
       // accept()'s address and getpeername() both: the client container itself.
       assert.equal(seen, `${clientIp} ${clientIp}`, r.out());
       await neighbour.exec(['sh', '-c', `head -c ${UPLOAD_MIB * 1024 * 1024} /dev/zero > /tmp/upload`]);
