@@ -86,6 +86,13 @@ size_t lp_encode(const struct lp_msg *m, uint8_t *out, size_t cap)
     case LP_ACCEPT_TAKE:
     case LP_UNLISTEN: put_addr(&w, &m->addr); break;
     case LP_CONNECT_UNIX: put_str(&w, m->path); break;
+    case LP_ENV: put_u32(&w, m->env_start); break;
+    case LP_ENV | LP_RESPONSE:
+        put_u32(&w, (uint32_t)m->status);
+        put_u32(&w, m->env_total);
+        put_u16(&w, m->env_count);
+        put(&w, m->env_entries, m->env_len);
+        break;
     case LP_CONNECT_UNIX | LP_RESPONSE:
         /* Only a handled connect has a meaningful `via` path (the intproxy sends it empty otherwise). */
         put_u32(&w, (uint32_t)m->status);
@@ -233,6 +240,22 @@ int lp_decode(const uint8_t *frame, size_t size, struct lp_msg *m)
     case LP_ACCEPT_TAKE:
     case LP_UNLISTEN: get_addr(&r, &m->addr); break;
     case LP_CONNECT_UNIX: m->path = get_str(&r); break;
+    case LP_ENV: m->env_start = get_u32(&r); break;
+    case LP_ENV | LP_RESPONSE: {
+        m->status = (int32_t)get_u32(&r);
+        m->env_total = get_u32(&r);
+        m->env_count = get_u16(&r);
+        size_t start = r.pos;
+        for (unsigned i = 0; i < m->env_count && !r.bad; i++) {
+            uint8_t op = get_u8(&r);
+            (void)get_str(&r);
+            (void)get_str(&r);
+            if (op != LP_ENV_SET && op != LP_ENV_UNSET) r.bad = 1;
+        }
+        m->env_entries = r.p + start;
+        m->env_len = r.pos - start;
+        break;
+    }
     case LP_CONNECT_UNIX | LP_RESPONSE:
         m->status = (int32_t)get_u32(&r);
         m->path = get_str(&r);
@@ -265,6 +288,18 @@ int lp_decode(const uint8_t *frame, size_t size, struct lp_msg *m)
         break;
     }
     if (r.bad || r.pos != r.len) return -1;
+    return 0;
+}
+
+int lp_env_next(const struct lp_msg *m, size_t *pos, uint8_t *op, struct lp_str *name, struct lp_str *value)
+{
+    struct reader r = { m->env_entries, m->env_len, *pos, 0 };
+    if (!m->env_entries || *pos >= m->env_len) return -1;
+    *op = get_u8(&r);
+    *name = get_str(&r);
+    *value = get_str(&r);
+    if (r.bad) return -1;
+    *pos = r.pos;
     return 0;
 }
 

@@ -28,6 +28,10 @@ enum lp_type {
     LP_ACCEPT_TAKE = 0x14   /* ACCEPT from a layer that can take the stolen connection (fast path) */
 };
 
+/* ---- the program's environment (feature.env.load_from_process): type 0x30 ---- */
+#define LP_ENV 0x30 /* request: u32 start; response: status, u32 total, u16 count, count x entry */
+enum { LP_ENV_SET = 1, LP_ENV_UNSET = 2 };
+
 /* ---- remote files (docs/protocol.md, "Files"): types 0x20..0x2f ---- */
 enum lp_fs_type {
     LP_FS_OPEN = 0x20,
@@ -87,7 +91,12 @@ struct lp_msg {
                                                 or remote client (response) */
     struct lp_addr addr2; /* LISTEN: where the layer really bound */
     struct lp_str take;   /* ACCEPT_TAKE response: the helper's id of the stolen connection */
-    struct lp_str node;   /* GETADDRINFO request */
+    uint32_t env_start;   /* ENV request: the first entry wanted */
+    uint32_t env_total;   /* ENV response: entries in all */
+    uint16_t env_count;   /* ENV response: raw entries, each u8 op, str name, str value */
+    const uint8_t *env_entries;
+    size_t env_len;
+    struct lp_str node; /* GETADDRINFO request */
     int32_t family;
     uint16_t count;         /* GETADDRINFO response */
     const uint8_t *entries; /* count x 17 raw bytes: u8 family, 16 address bytes */
@@ -116,6 +125,9 @@ int lp_decode(const uint8_t *frame, size_t size, struct lp_msg *m);
 
 /* Walks GETDENTS entries: *pos starts at 0; returns 0 and the entry, or -1 at the end. */
 int lp_dent_next(const struct lp_msg *m, size_t *pos, uint64_t *ino, uint8_t *type, struct lp_str *name);
+
+/* Walks ENV entries: *pos starts at 0; returns 0 and the entry, or -1 at the end. */
+int lp_env_next(const struct lp_msg *m, size_t *pos, uint8_t *op, struct lp_str *name, struct lp_str *value);
 
 /* The i-th address of a GETADDRINFO response. */
 void lp_entry(const struct lp_msg *m, unsigned i, uint8_t *family, uint8_t bytes[16]);
