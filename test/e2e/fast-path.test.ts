@@ -188,11 +188,11 @@ describe('data paths: fast (fd passing) and stream', { timeout: 600_000 }, () =>
       await until(
         'the steal to take effect',
         async () => {
-          seen = await curl([`${url}/ip`]);
+          seen = await curl(['-m', '10', `${url}/ip`]);
           return seen !== '';
         },
         60_000,
-      );
+      ).catch((err: Error) => assert.fail(`${err.message}\n${r.out()}`));
       // accept()'s address and getpeername() both: the client container itself.
       assert.equal(seen, `${clientIp} ${clientIp}`, r.out());
       await neighbour.exec(['sh', '-c', `head -c ${UPLOAD_MIB * 1024 * 1024} /dev/zero > /tmp/upload`]);
@@ -215,6 +215,28 @@ describe('data paths: fast (fd passing) and stream', { timeout: 600_000 }, () =>
     // connection costs it nothing per byte (what is left: heartbeats, docker stats).
     assert.ok(fast.cpuMs < 300, `agent CPU over the ${UPLOAD_MIB} MiB upload: ${fast.cpuMs.toFixed(0)} ms (${fast.seconds.toFixed(2)} s)`);
     console.log(`fast steal: ${UPLOAD_MIB} MiB upload in ${fast.seconds.toFixed(2)} s, agent CPU ${fast.cpuMs.toFixed(0)} ms`);
+  });
+
+  it('steal: a dual-stack node server (AF_INET6 listener) takes the connection; the kernel shows the client', async () => {
+    const port = STEAL_PORT + 1;
+    const server = `require('http').createServer((q, s) => s.end(q.socket.remoteAddress)).listen(${port}, () => console.log('listening'))`;
+    const r = startMirrord(target.name, ['--steal'], [process.execPath, '-e', server], { MIRRORD_LOG: 'info', MIRRORD_LAYER_LOG: 'debug' });
+    try {
+      const clientIp = await neighbour.ip(network.name);
+      let seen = '';
+      await until(
+        'the steal to take effect',
+        async () => {
+          seen = await curl([`http://${target.name}:${port}/`]);
+          return seen !== '';
+        },
+        60_000,
+      );
+      assert.equal(seen, `::ffff:${clientIp}`, r.out());
+      assert.match(r.out(), /accept fd \d+: connection taken from the target/);
+    } finally {
+      await stopMirrord(r, 'SIGINT');
+    }
   });
 
   it('steal with agent.fd_passing: off: the stream carries the connection, the program still sees the client', async () => {
