@@ -25,6 +25,11 @@ import type { Logger } from '../../../common/log.js';
 
 /** Longer than the helper keeps an untaken connection (KEEP_MS in sockhelper.c). */
 const PENDING_MS = 15_000;
+/**
+ * Node passes one descriptor at a time and waits for the helper's acknowledgement before the next:
+ * a connection not written to the helper by then is streamed, and the helper no longer used.
+ */
+const SEND_MS = 2_000;
 
 interface Pending {
   id: string;
@@ -37,6 +42,8 @@ interface Pending {
 class HandoverHelper {
   readonly pending = new Map<string, Pending>();
   alive = true;
+  /** A pass did not complete in SEND_MS: the channel is stuck, connections take the stream. */
+  stuck = false;
 
   constructor(
     private readonly child: ChildProcess,
@@ -50,7 +57,7 @@ class HandoverHelper {
   }
 
   get usable(): boolean {
-    return this.alive && this.child.connected;
+    return this.alive && !this.stuck && this.child.connected;
   }
 
   /** Passes the socket's descriptor; resolves once it is written to the helper's channel. */
@@ -69,7 +76,7 @@ class HandoverHelper {
   }
 
   drop(id: string): void {
-    if (!this.usable) return;
+    if (!this.alive || !this.child.connected) return;
     try {
       this.child.send({ mirrord: 'drop', id });
     } catch {
@@ -134,9 +141,18 @@ export class SessionHandovers {
     const h = helper;
     if (!h?.usable) return false;
     const id = randomBytes(16).toString('hex');
+    let settled = false;
+    const late = setTimeout(() => {
+      settled = true;
+      h.stuck = true;
+      h.log.warn(`the socket helper did not take a connection within ${SEND_MS / 1000} s: incoming connections take the stream from now on`);
+      fallback();
+    }, SEND_MS);
+    late.unref();
     h.send(id, socket).then(
       () => {
-        if (socket.destroyed) {
+        clearTimeout(late);
+        if (settled || socket.destroyed) {
           h.drop(id);
           return;
         }
@@ -164,6 +180,8 @@ export class SessionHandovers {
         h.log.debug(`connection from ${info.remoteAddress}:${info.remotePort} on port ${info.port}: handed over as ${id}`);
       },
       (err: Error) => {
+        clearTimeout(late);
+        if (settled) return;
         h.log.debug(`connection from ${info.remoteAddress}:${info.remotePort}: cannot pass it to the helper (${err.message}); streaming it`);
         fallback();
       },
