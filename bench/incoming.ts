@@ -1,7 +1,8 @@
 /**
  * Incoming traffic figures, same run: a client container calls the target's HTTP port
  * - directly (the target's own app answers),
- * - with the port stolen by a local copy of the same server under `mirrord exec --steal`,
+ * - with the port stolen by a local copy of the same server under `mirrord exec --steal`, on the fast
+ *   path (each connection handed to the local server, docs/fast-path.md) and on the stream,
  * - with the port mirrored (the target's app answers; the agent copies from captured packets):
  *   while one session mirrors the target, the same loads alternate between it and a twin target
  *   (the same app, no session) in ABBA order, BENCH_MIRROR_ROUNDS (6) pairs; the goal is the
@@ -174,10 +175,10 @@ async function mirroring(
   }
 }
 
-async function underMirrord(targetName: string, flags: string[], client: TestContainer, expectLocal: boolean): Promise<Figures> {
+async function underMirrord(targetName: string, flags: string[], client: TestContainer, expectLocal: boolean, env: NodeJS.ProcessEnv = {}): Promise<Figures> {
   const child = spawn(process.execPath, [cli, 'exec', '-t', `docker/${targetName}`, ...flags, '--', process.execPath, '-e', SERVER], {
     stdio: 'ignore',
-    env: { ...process.env, MIRRORD_LOG: 'error' },
+    env: { ...process.env, MIRRORD_LOG: 'error', ...env },
   });
   try {
     // Ready once the agent's REDIRECT is in place: the subscription answers before we measure.
@@ -268,6 +269,8 @@ async function main(): Promise<void> {
     }
     const direct = median(unpinned.directs);
     const stolen = await underMirrord(target.name, ['--steal'], client, true);
+    // The same steal on the stream: each connection's bytes through the agent, the link and the intproxy.
+    const stolenStream = await underMirrord(target.name, ['--steal'], client, true, { MIRRORD_AGENT_FD_PASSING: 'off' });
     const filtered1 = await filteredShared(target.name, 1, client);
     const filtered4 = await filteredShared(target.name, 4, client);
     const row = (name: string, f: Figures, base = direct) =>
@@ -278,7 +281,8 @@ async function main(): Promise<void> {
     out.push(`load average before: ${loadBefore.map((l) => l.toFixed(2)).join(' ')} (${os.cpus().length} cores)`);
     out.push(`${'path'.padEnd(34)} ${'req/s'.padStart(8)} ${'p50 ms'.padStart(9)} ${'p99 ms'.padStart(9)}`);
     out.push(row('direct (target app answers)', direct));
-    out.push(row('stolen (local server answers)', stolen));
+    out.push(row('stolen, fast path (socket handed)', stolen));
+    out.push(row('stolen, stream (fd_passing off)', stolenStream));
     const mirrorRows = (label: string, { directs, mirrors }: Paired, method: string) => {
       const d = median(directs);
       const m = median(mirrors);

@@ -121,6 +121,10 @@ export function serveAgent(link: Duplex, opts: ServeAgentOptions): Promise<void>
       await incoming.unsubscribe(p.port);
       return { result: {} };
     },
+    'incoming.stream': async (p) => {
+      if (!incoming.handovers.stream(p.stream)) throw codeError('ENOENT', `stream ${p.stream} holds no connection waiting to be taken`);
+      return { result: {} };
+    },
     'agent.sessions': async () => ({ result: { sessions: incoming.ports.sessions(incoming.session) } }),
     'agent.info': async () => {
       let hostname = os.hostname();

@@ -72,6 +72,8 @@ bool fdpass_offer(int fd)
     return false;
 }
 
+bool fdpass_can_take(void) { return configured() && __atomic_load_n(&disabled_pid, __ATOMIC_ACQUIRE) != getpid(); }
+
 static int wait_for(int fd, short events)
 {
     struct pollfd p = { .fd = fd, .events = events };
@@ -186,8 +188,8 @@ static bool still_ours(void)
     return helper_pid == getpid() && fstat(helper_fd, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == helper_ino;
 }
 
-/* A fresh socket from the helper, or -1. Caller holds the lock. */
-static int ask(int domain, int type, int protocol)
+/* One request answered with a descriptor ("OK" + SCM_RIGHTS), or -1. Caller holds the lock. */
+static int request_fd(const char *req)
 {
     if (helper_fd >= 0 && !still_ours()) {
         /* Inherited over fork (or our number was taken): forget it without closing, it may now be
@@ -198,9 +200,8 @@ static int ask(int domain, int type, int protocol)
         __atomic_store_n(&disabled_pid, getpid(), __ATOMIC_RELEASE);
         return -1;
     }
-    char req[64], answer[64];
+    char answer[64];
     int passed = -1;
-    snprintf(req, sizeof req, "SOCKET %d %d %d", domain, type, protocol);
     if (send_packet(helper_fd, req) < 0 || recv_packet(helper_fd, answer, sizeof answer, &passed) < 0) {
         layer_log(LOG_DEBUG, "socket helper: %s; reconnecting next time", strerror(errno));
         drop_connection();
@@ -212,6 +213,14 @@ static int ask(int domain, int type, int protocol)
         return -1;
     }
     return passed;
+}
+
+/* A fresh socket from the helper, or -1. Caller holds the lock. */
+static int ask(int domain, int type, int protocol)
+{
+    char req[64];
+    snprintf(req, sizeof req, "SOCKET %d %d %d", domain, type, protocol);
+    return request_fd(req);
 }
 
 /* ---- the swap ---------------------------------------------------------------------------- */
@@ -253,10 +262,13 @@ static void copy_int_opt(int from, int to, const struct opt *o)
         layer_log(LOG_DEBUG, "socket option %d/%d not copied: %s", o->level, o->name, strerror(errno));
 }
 
-static void copy_options(int from, int to, int domain, int type)
+/* buffers: also the buffer sizes (setting one turns the kernel's autotuning off: never for a
+ * connection that already carries traffic). */
+static void copy_options(int from, int to, int domain, int type, bool buffers)
 {
     for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
         if (opts[i].stream_only && type != SOCK_STREAM) continue;
+        if (opts[i].doubled && !buffers) continue;
         copy_int_opt(from, to, &opts[i]);
     }
     struct linger lg;
@@ -299,7 +311,7 @@ int fdpass_take(int fd)
     pthread_mutex_unlock(&lock);
     int r = -1;
     if (fresh >= 0) {
-        copy_options(fd, fresh, domain, type);
+        copy_options(fd, fresh, domain, type, true);
         if (fcntl(fresh, F_SETFL, fl) < 0) layer_log(LOG_DEBUG, "file status flags not copied: %s", strerror(errno));
         /* dup3 alone would leave an epoll set watching the old socket (or nothing at all): take the
          * registrations out first and put them back on the new one. */
@@ -308,6 +320,38 @@ int fdpass_take(int fd)
         r = real_dup3_fn()(fresh, fd, (fdfl & FD_CLOEXEC) ? O_CLOEXEC : 0);
         fdpass_epoll_attach(fd, saved);
         real_close_fn()(fresh);
+    }
+    layer_leave();
+    pthread_setcancelstate(cancel_state, NULL);
+    errno = saved_errno;
+    return r < 0 ? -1 : 0;
+}
+
+int fdpass_take_stolen(int fd, const char *id)
+{
+    int fl = fcntl(fd, F_GETFL), fdfl = fcntl(fd, F_GETFD);
+    if (fl < 0 || fdfl < 0 || !real_dup3_fn() || strlen(id) > 64) return -1;
+    int saved_errno = errno, cancel_state;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+    layer_enter();
+    char req[80];
+    snprintf(req, sizeof req, "TAKE %s", id);
+    pthread_mutex_lock(&lock);
+    int stolen = request_fd(req);
+    pthread_mutex_unlock(&lock);
+    int r = -1;
+    if (stolen >= 0) {
+        int domain = 0;
+        socklen_t len = sizeof domain;
+        getsockopt(stolen, SOL_SOCKET, SO_DOMAIN, &domain, &len);
+        /* What the accepted socket inherited from the listener (and nothing the agent set). */
+        copy_options(fd, stolen, domain, SOCK_STREAM, false);
+        /* The open file is the agent's too, which made it non-blocking: the program's flags. */
+        if (fcntl(stolen, F_SETFL, fl) < 0) layer_log(LOG_DEBUG, "file status flags not copied: %s", strerror(errno));
+        /* The placeholder was just accepted: no epoll set can know it yet. */
+        r = real_dup3_fn()(stolen, fd, (fdfl & FD_CLOEXEC) ? O_CLOEXEC : 0);
+        if (r < 0) layer_log(LOG_ERROR, "dup3 of a stolen connection onto fd %d: %s", fd, strerror(errno));
+        real_close_fn()(stolen);
     }
     layer_leave();
     pthread_setcancelstate(cancel_state, NULL);

@@ -16,6 +16,14 @@ bool fdpass_offer(int fd);
  * `fd` untouched (the caller then takes the stream). */
 int fdpass_take(int fd);
 
+/* The session offers the helper and it has not failed this process: ACCEPT_TAKE may be sent. */
+bool fdpass_can_take(void);
+
+/* Replaces the just-accepted `fd` (a placeholder connection) with the stolen connection `id` from
+ * the helper, keeping fd's file status flags, close-on-exec and the socket options it inherited.
+ * 0, or -1 with `fd` untouched (the caller then uses the placeholder: the stream). */
+int fdpass_take_stolen(int fd, const char *id);
+
 /* epoll.c: registrations of not-yet-connected inet sockets, re-made on a swap. */
 struct fdpass_epoll_saved;
 int fdpass_epoll_detach(int fd, struct fdpass_epoll_saved **out);

@@ -186,6 +186,44 @@ const struct layer_config *layer_config(void)
     return &config;
 }
 
+/* feature.env.load_from_process (MIRRORD_ENV_FROM_PROCESS=1): the environment the CLI computed
+ * for the program comes from the intproxy (ENV, paged) and is applied before main(). Only the
+ * first process that asks gets it; the others inherit it from there. */
+static void env_from_intproxy(void)
+{
+    const char *on = getenv("MIRRORD_ENV_FROM_PROCESS");
+    if (!on || strcmp(on, "1") != 0) return;
+    uint8_t *frame = malloc(LP_MAX_FRAME);
+    if (!frame) return;
+    unsigned applied = 0;
+    for (uint32_t start = 0;;) {
+        struct lp_msg req = { .type = LP_ENV, .env_start = start }, resp;
+        if (intproxy_call(&req, frame, &resp) < 0) {
+            layer_log(LOG_ERROR,
+                      "feature.env.load_from_process: the intproxy did not answer; the environment stays local");
+            break;
+        }
+        if (resp.status != 0 || resp.env_count == 0) break;
+        size_t pos = 0;
+        uint8_t op;
+        struct lp_str name, value;
+        while (lp_env_next(&resp, &pos, &op, &name, &value) == 0) {
+            char *n = strndup(name.ptr, name.len), *v = strndup(value.ptr, value.len);
+            if (n && v && *n && !strchr(n, '=')) {
+                if (op == LP_ENV_SET) setenv(n, v, 1);
+                else unsetenv(n);
+                applied++;
+            }
+            free(n);
+            free(v);
+        }
+        start += resp.env_count;
+        if (start >= resp.env_total) break;
+    }
+    free(frame);
+    layer_log(LOG_DEBUG, "feature.env.load_from_process: %u variable(s) applied", applied);
+}
+
 /* Early so settings are read before the program starts threads; hooks still call layer_init()
  * because another library's constructor may run before this one. */
 __attribute__((constructor)) static void layer_constructor(void)
@@ -194,6 +232,7 @@ __attribute__((constructor)) static void layer_constructor(void)
     /* Here rather than in init: setenv allocates, and init may run inside the allocator's own
      * first call. With `mirrord exec` the CLI merged the environment before starting the program. */
     if (config.enabled && config.from_file) session_file_apply_env();
+    else if (config.enabled) env_from_intproxy();
 }
 
 void layer_log(int level, const char *fmt, ...)

@@ -8,7 +8,8 @@
  *   the port it maps to, or fails as that bind fails (EADDRINUSE), as mirrord does;
  * - listen tells the intproxy (LISTEN) which remote port to subscribe and where to dial;
  * - accept asks (ACCEPT) which remote client a connection from the intproxy stands for, and
- *   reports it, as does getpeername later.
+ *   reports it, as does getpeername later; on the fast path (ACCEPT_TAKE) that connection is only a
+ *   placeholder, replaced by the stolen connection itself, taken from the socket helper.
  */
 #define _GNU_SOURCE
 #include "listen.h"
@@ -17,6 +18,7 @@
 #include "layer.h"
 #include "intproxy_conn.h"
 #include "socket.h"
+#include "fdpass.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -33,6 +35,7 @@ LAYER_REAL(int, listen, (int, int))
 LAYER_REAL(int, accept, (int, struct sockaddr *, socklen_t *))
 LAYER_REAL(int, accept4, (int, struct sockaddr *, socklen_t *, int))
 LAYER_REAL(int, getsockname, (int, struct sockaddr *, socklen_t *))
+LAYER_REAL(int, getpeername, (int, struct sockaddr *, socklen_t *))
 
 struct listen_obj {
     struct fd_obj obj;
@@ -237,29 +240,84 @@ int listen(int fd, int backlog)
     return r;
 }
 
-/* The remote client behind a connection the intproxy dialled in, reported and remembered. */
+/* The fast path: ACCEPT_TAKE, and the stolen connection swapped onto `cfd`. 1: taken (`remote`
+ * set); 0: the intproxy answered as ACCEPT would (`*found`, `remote`); -1: ask ACCEPT. */
+static int take_stolen(int cfd, int family, const struct lp_addr *peer_lp, uint8_t *frame, struct lp_addr *remote,
+                       int *found)
+{
+    struct lp_msg req = { .type = LP_ACCEPT_TAKE, .addr = *peer_lp }, resp;
+    if (intproxy_call(&req, frame, &resp) < 0) return -1;
+    if (resp.status == LP_STATUS_OK) {
+        *remote = resp.addr;
+        *found = 1;
+        return 0;
+    }
+    if (resp.status != LP_STATUS_TAKE_SOCKET) return 0;
+    /* An IPv6 client cannot be an AF_INET listener's: that one keeps the stream. */
+    if ((family == AF_INET && resp.addr.family != 4) || resp.take.len == 0 || resp.take.len > 64) return -1;
+    char id[65];
+    memcpy(id, resp.take.ptr, resp.take.len);
+    id[resp.take.len] = 0;
+    *remote = resp.addr;
+    if (fdpass_take_stolen(cfd, id) < 0) {
+        layer_log(LOG_DEBUG, "accept fd %d: the stolen connection could not be taken: using the stream", cfd);
+        return -1;
+    }
+    return 1;
+}
+
+/* The remote client behind a connection the intproxy dialled in, reported and remembered; on the
+ * fast path the connection itself, taken from the target (docs/fast-path.md, "Incoming"). */
 static int accepted(int lfd, int cfd, struct sockaddr *addr, socklen_t *addrlen, const struct sockaddr_storage *peer,
                     socklen_t plen)
 {
     struct listen_obj *lo = layer_inside() ? NULL : (struct listen_obj *)fdtable_get(lfd, FD_KIND_LISTEN);
     struct lp_addr peer_lp, remote;
-    int found = 0;
+    int found = 0, took = 0;
+    int family = lo ? lo->family : AF_INET;
     if (lo && __atomic_load_n(&lo->announced, __ATOMIC_ACQUIRE) &&
         socket_from_sockaddr((const struct sockaddr *)peer, plen, &peer_lp) == 0 && is_loopback(&peer_lp)) {
         uint8_t *frame = malloc(LP_MAX_FRAME);
-        struct lp_msg req = { .type = LP_ACCEPT, .addr = peer_lp }, resp;
-        if (frame && intproxy_call(&req, frame, &resp) == 0 && resp.status == LP_STATUS_OK) {
-            remote = resp.addr;
-            found = 1;
+        int t = frame && fdpass_can_take() ? take_stolen(cfd, family, &peer_lp, frame, &remote, &found) : -1;
+        if (t == 1) {
+            took = found = 1;
+        } else if (t < 0 && frame) {
+            struct lp_msg req = { .type = LP_ACCEPT, .addr = peer_lp }, resp;
+            if (intproxy_call(&req, frame, &resp) == 0 && resp.status == LP_STATUS_OK) {
+                remote = resp.addr;
+                found = 1;
+            }
         }
         free(frame);
     }
-    int family = lo ? lo->family : AF_INET;
     if (lo) fdtable_put(&lo->obj);
     struct sockaddr_storage out;
     socklen_t olen = plen;
     memcpy(&out, peer, plen);
-    if (found && (olen = socket_to_sockaddr(&remote, family, &out)) > 0) {
+    if (took) {
+        /* The kernel's own peer now: the real client, in the listener's family. */
+        struct sockaddr_storage real;
+        socklen_t rlen = sizeof real;
+        struct lp_addr real_lp;
+        int domain = 0;
+        socklen_t dlen = sizeof domain;
+        if (real_getpeername_fn()(cfd, (struct sockaddr *)&real, &rlen) == 0 &&
+            socket_from_sockaddr((struct sockaddr *)&real, rlen, &real_lp) == 0)
+            remote = real_lp;
+        olen = socket_to_sockaddr(&remote, family, &out);
+        /* The agent's socket is dual-stack: an AF_INET listener's program gets an AF_INET6 socket,
+         * whose getpeername the layer then reports in the listener's family. */
+        if (getsockopt(cfd, SOL_SOCKET, SO_DOMAIN, &domain, &dlen) == 0 && domain != family)
+            socket_remember_peer(cfd, &remote, family);
+        char text[INET6_ADDRSTRLEN] = "?";
+        inet_ntop(remote.family == 4 ? AF_INET : AF_INET6, remote.bytes, text, sizeof text);
+        layer_log(LOG_DEBUG, "accept fd %d: connection taken from the target (client %s:%u)", cfd, text,
+                  (unsigned)remote.port);
+        if (olen == 0) {
+            olen = plen;
+            memcpy(&out, peer, plen);
+        }
+    } else if (found && (olen = socket_to_sockaddr(&remote, family, &out)) > 0) {
         socket_remember_peer(cfd, &remote, family);
     } else {
         olen = plen;

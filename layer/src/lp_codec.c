@@ -83,8 +83,16 @@ size_t lp_encode(const struct lp_msg *m, uint8_t *out, size_t cap)
         put_addr(&w, &m->addr2);
         break;
     case LP_ACCEPT:
+    case LP_ACCEPT_TAKE:
     case LP_UNLISTEN: put_addr(&w, &m->addr); break;
     case LP_CONNECT_UNIX: put_str(&w, m->path); break;
+    case LP_ENV: put_u32(&w, m->env_start); break;
+    case LP_ENV | LP_RESPONSE:
+        put_u32(&w, (uint32_t)m->status);
+        put_u32(&w, m->env_total);
+        put_u16(&w, m->env_count);
+        put(&w, m->env_entries, m->env_len);
+        break;
     case LP_CONNECT_UNIX | LP_RESPONSE:
         /* Only a handled connect has a meaningful `via` path (the intproxy sends it empty otherwise). */
         put_u32(&w, (uint32_t)m->status);
@@ -97,6 +105,14 @@ size_t lp_encode(const struct lp_msg *m, uint8_t *out, size_t cap)
         struct lp_addr none = { .family = 4 };
         put_u32(&w, (uint32_t)m->status);
         put_addr(&w, m->status == LP_STATUS_OK ? &m->addr : &none);
+        break;
+    }
+    case LP_ACCEPT_TAKE | LP_RESPONSE: {
+        struct lp_addr none = { .family = 4 };
+        struct lp_str empty = { 0 };
+        put_u32(&w, (uint32_t)m->status);
+        put_addr(&w, m->status == LP_STATUS_OK || m->status == LP_STATUS_TAKE_SOCKET ? &m->addr : &none);
+        put_str(&w, m->status == LP_STATUS_TAKE_SOCKET ? m->take : empty);
         break;
     }
     case LP_CONNECT | LP_RESPONSE: {
@@ -221,8 +237,25 @@ int lp_decode(const uint8_t *frame, size_t size, struct lp_msg *m)
         get_addr(&r, &m->addr2);
         break;
     case LP_ACCEPT:
+    case LP_ACCEPT_TAKE:
     case LP_UNLISTEN: get_addr(&r, &m->addr); break;
     case LP_CONNECT_UNIX: m->path = get_str(&r); break;
+    case LP_ENV: m->env_start = get_u32(&r); break;
+    case LP_ENV | LP_RESPONSE: {
+        m->status = (int32_t)get_u32(&r);
+        m->env_total = get_u32(&r);
+        m->env_count = get_u16(&r);
+        size_t start = r.pos;
+        for (unsigned i = 0; i < m->env_count && !r.bad; i++) {
+            uint8_t op = get_u8(&r);
+            (void)get_str(&r);
+            (void)get_str(&r);
+            if (op != LP_ENV_SET && op != LP_ENV_UNSET) r.bad = 1;
+        }
+        m->env_entries = r.p + start;
+        m->env_len = r.pos - start;
+        break;
+    }
     case LP_CONNECT_UNIX | LP_RESPONSE:
         m->status = (int32_t)get_u32(&r);
         m->path = get_str(&r);
@@ -234,6 +267,11 @@ int lp_decode(const uint8_t *frame, size_t size, struct lp_msg *m)
     case LP_CONNECT | LP_RESPONSE:
         m->status = (int32_t)get_u32(&r);
         get_addr(&r, &m->addr);
+        break;
+    case LP_ACCEPT_TAKE | LP_RESPONSE:
+        m->status = (int32_t)get_u32(&r);
+        get_addr(&r, &m->addr);
+        m->take = get_str(&r);
         break;
     case LP_GETADDRINFO | LP_RESPONSE:
         m->status = (int32_t)get_u32(&r);
@@ -250,6 +288,18 @@ int lp_decode(const uint8_t *frame, size_t size, struct lp_msg *m)
         break;
     }
     if (r.bad || r.pos != r.len) return -1;
+    return 0;
+}
+
+int lp_env_next(const struct lp_msg *m, size_t *pos, uint8_t *op, struct lp_str *name, struct lp_str *value)
+{
+    struct reader r = { m->env_entries, m->env_len, *pos, 0 };
+    if (!m->env_entries || *pos >= m->env_len) return -1;
+    *op = get_u8(&r);
+    *name = get_str(&r);
+    *value = get_str(&r);
+    if (r.bad) return -1;
+    *pos = r.pos;
     return 0;
 }
 

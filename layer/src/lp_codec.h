@@ -24,8 +24,13 @@ enum lp_type {
     LP_LISTEN = 0x10,
     LP_ACCEPT = 0x11,
     LP_UNLISTEN = 0x12,
-    LP_CONNECT_UNIX = 0x13 /* request: path; response: status, the local path to connect to */
+    LP_CONNECT_UNIX = 0x13, /* request: path; response: status, the local path to connect to */
+    LP_ACCEPT_TAKE = 0x14   /* ACCEPT from a layer that can take the stolen connection (fast path) */
 };
+
+/* ---- the program's environment (feature.env.load_from_process): type 0x30 ---- */
+#define LP_ENV 0x30 /* request: u32 start; response: status, u32 total, u16 count, count x entry */
+enum { LP_ENV_SET = 1, LP_ENV_UNSET = 2 };
 
 /* ---- remote files (docs/protocol.md, "Files"): types 0x20..0x2f ---- */
 enum lp_fs_type {
@@ -55,7 +60,8 @@ struct lp_stat {
     int64_t atime_sec, mtime_sec, ctime_sec;
     uint32_t atime_nsec, mtime_nsec, ctime_nsec;
 };
-/* TAKE_SOCKET (CONNECT only): get a socket from the target's socket helper and connect it to `addr`. */
+/* TAKE_SOCKET: CONNECT: get a socket from the target's socket helper and connect it to `addr`;
+ * ACCEPT_TAKE: take the stolen connection `take` from the helper onto the accepted descriptor. */
 enum { LP_STATUS_OK = 0, LP_STATUS_BYPASS = 1, LP_STATUS_TAKE_SOCKET = 2 };
 /* LP_PROTO_TAKE_SOCKET is or-ed into CONNECT's proto: the layer can take such a socket. */
 enum { LP_PROTO_TCP = 1, LP_PROTO_UDP = 2, LP_PROTO_TAKE_SOCKET = 0x80 };
@@ -84,7 +90,13 @@ struct lp_msg {
                                                 LISTEN/UNLISTEN: requested; ACCEPT: peer (request)
                                                 or remote client (response) */
     struct lp_addr addr2; /* LISTEN: where the layer really bound */
-    struct lp_str node;   /* GETADDRINFO request */
+    struct lp_str take;   /* ACCEPT_TAKE response: the helper's id of the stolen connection */
+    uint32_t env_start;   /* ENV request: the first entry wanted */
+    uint32_t env_total;   /* ENV response: entries in all */
+    uint16_t env_count;   /* ENV response: raw entries, each u8 op, str name, str value */
+    const uint8_t *env_entries;
+    size_t env_len;
+    struct lp_str node; /* GETADDRINFO request */
     int32_t family;
     uint16_t count;         /* GETADDRINFO response */
     const uint8_t *entries; /* count x 17 raw bytes: u8 family, 16 address bytes */
@@ -113,6 +125,9 @@ int lp_decode(const uint8_t *frame, size_t size, struct lp_msg *m);
 
 /* Walks GETDENTS entries: *pos starts at 0; returns 0 and the entry, or -1 at the end. */
 int lp_dent_next(const struct lp_msg *m, size_t *pos, uint64_t *ino, uint8_t *type, struct lp_str *name);
+
+/* Walks ENV entries: *pos starts at 0; returns 0 and the entry, or -1 at the end. */
+int lp_env_next(const struct lp_msg *m, size_t *pos, uint8_t *op, struct lp_str *name, struct lp_str *value);
 
 /* The i-th address of a GETADDRINFO response. */
 void lp_entry(const struct lp_msg *m, unsigned i, uint8_t *family, uint8_t bytes[16]);

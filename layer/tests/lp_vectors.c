@@ -206,9 +206,36 @@ static void to_msg(const struct json *m, bool response, struct lp_msg *out, uint
     } else if (!strcmp(kind, "connect_unix")) {
         out->type = LP_CONNECT_UNIX | resp;
         out->path = lstr(str(m, response ? "via" : "path"));
-    } else if (!strcmp(kind, "accept")) {
-        out->type = LP_ACCEPT | resp;
+    } else if (!strcmp(kind, "env")) {
+        out->type = LP_ENV | resp;
+        if (!response) {
+            out->env_start = (uint32_t)num(m, "start");
+        } else {
+            const struct json *list = get(m, "entries");
+            out->env_total = (uint32_t)num(m, "total");
+            out->env_count = (uint16_t)list->n;
+            size_t len = 0;
+            for (size_t i = 0; i < list->n; i++) {
+                const struct json *e = list->items[i];
+                const char *name = str(e, "name"), *value = has(e, "value") ? str(e, "value") : "";
+                entries[len++] = has(e, "value") ? LP_ENV_SET : LP_ENV_UNSET;
+                size_t nl = strlen(name), vl = strlen(value);
+                entries[len++] = (uint8_t)nl;
+                entries[len++] = (uint8_t)(nl >> 8);
+                memcpy(entries + len, name, nl);
+                len += nl;
+                entries[len++] = (uint8_t)vl;
+                entries[len++] = (uint8_t)(vl >> 8);
+                memcpy(entries + len, value, vl);
+                len += vl;
+            }
+            out->env_entries = entries;
+            out->env_len = len;
+        }
+    } else if (!strcmp(kind, "accept") || !strcmp(kind, "accept_take")) {
+        out->type = (!strcmp(kind, "accept") ? LP_ACCEPT : LP_ACCEPT_TAKE) | resp;
         to_addr(get(m, response ? "remote" : "peer"), &out->addr);
+        if (response && has(m, "take")) out->take = lstr(str(m, "take"));
     } else {
         out->type = LP_GETADDRINFO | resp;
         if (response) {
@@ -242,7 +269,9 @@ static bool msg_eq(const struct lp_msg *a, const struct lp_msg *b)
            a->addr2.port == b->addr2.port && !memcmp(a->addr2.bytes, b->addr2.bytes, 16) && str_eq(a->node, b->node) &&
            a->family == b->family && a->count == b->count &&
            (!a->count || !memcmp(a->entries, b->entries, a->count * LP_GAI_ENTRY_SIZE)) &&
-           str_eq(a->canonname, b->canonname) && str_eq(a->path, b->path);
+           str_eq(a->canonname, b->canonname) && str_eq(a->path, b->path) && str_eq(a->take, b->take) &&
+           a->env_start == b->env_start && a->env_total == b->env_total && a->env_count == b->env_count &&
+           a->env_len == b->env_len && (!a->env_len || !memcmp(a->env_entries, b->env_entries, a->env_len));
 }
 
 int main(int argc, char **argv)

@@ -222,8 +222,14 @@ const envObject = z.strictObject({
   load_from_process: z
     .boolean()
     .optional()
-    .describe('mirrord: fetch the remote environment after the program started (a workaround of its IntelliJ plugin on WSL).')
-    .meta(noEffect('the CLI always fetches the environment before it starts the program')),
+    .describe(
+      'mirrord: fetch the remote environment after the program started (a workaround of its IntelliJ plugin on WSL). Here: the program starts with the local environment and its layer applies the remote one (include, exclude, override, mapping and unset as usual) from the intproxy before main().',
+    )
+    .meta(
+      differs(
+        '`mirrord exec` only (containers get the environment at creation); a statically linked program, which the layer cannot reach, keeps the local environment',
+      ),
+    ),
 });
 
 /** mirrord's copy_target: true, or {enabled, scale_down}; a bare object without enabled is on, as in mirrord. */

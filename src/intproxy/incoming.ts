@@ -1,6 +1,7 @@
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ResolvedFeatures } from '../config/schema.js';
+import { recordFastPath } from '../../common/data-path-record.js';
 import type { Logger } from '../../common/log.js';
 import type { ApHttpFilter, ApOpen } from '../../common/protocol/agent/index.js';
 import type { InnerHttpFilter } from '../config/feature-schema.js';
@@ -18,9 +19,24 @@ interface Listening {
 interface Dialled {
   remote: LpAddr;
   socket: net.Socket;
+  /** The fast path: a placeholder for a connection waiting in the agent's socket helper. */
+  handover?: Handover;
+}
+
+/**
+ * waiting: no layer asked yet; offered: a layer was told to take it; stream: it goes over the
+ * stream (the placeholder is the program's connection, as without the fast path); taken.
+ */
+interface Handover {
+  id: string;
+  state: 'waiting' | 'offered' | 'stream';
+  timer?: NodeJS.Timeout;
+  go(): void;
 }
 
 const DIAL_RACE_MS = 500;
+/** A placeholder no layer asks about for this long (a program not under the layer): streamed. */
+const HANDOVER_WAIT_MS = 2_000;
 
 /**
  * Incoming traffic on the intproxy side: LISTEN from a layer becomes a subscription at the agent
@@ -40,6 +56,8 @@ export class IncomingManager {
     private readonly features: ResolvedFeatures,
     private readonly log: Logger,
     private readonly beforeFirst?: () => Promise<void>,
+    /** The socket helper passed the session's test: unfiltered steals hand connections over. */
+    private readonly fdPassing = false,
   ) {
     agent.onIncoming((info, stream) => this.onOpen(info, stream));
   }
@@ -93,15 +111,25 @@ export class IncomingManager {
     this.byRemotePort.set(remote, entry);
     const mode = this.features.incoming.mode === 'steal' ? 'steal' : 'mirror';
     const httpFilter = this.filterFor(remote);
+    const handover = this.fdPassing && mode === 'steal' && !httpFilter;
     try {
       const onConcurrentSteal = this.features.incoming.on_concurrent_steal;
-      await this.agent.request('incoming.subscribe', { port: remote, mode, ...(httpFilter ? { httpFilter } : {}), onConcurrentSteal });
+      await this.agent.request('incoming.subscribe', {
+        port: remote,
+        mode,
+        ...(httpFilter ? { httpFilter } : {}),
+        onConcurrentSteal,
+        ...(handover ? { handover } : {}),
+      });
     } catch (err) {
       this.byRemotePort.delete(remote);
       process.stderr.write(`mirrord: cannot ${mode} port ${remote} of the target: ${(err as Error).message}\n`);
       return 1;
     }
-    this.log.info(`${mode === 'steal' ? 'stealing' : 'mirroring'}${httpFilter ? ' (HTTP filter)' : ''} port ${remote} -> local ${dial.host}:${dial.port}`);
+    this.log.info(
+      `${mode === 'steal' ? 'stealing' : 'mirroring'}${httpFilter ? ' (HTTP filter)' : ''} port ${remote} -> local ${dial.host}:${dial.port}` +
+        ` (incoming data path: ${handover ? 'fast, connections handed to the program' : 'stream'})`,
+    );
     return 0;
   }
 
@@ -128,15 +156,39 @@ export class IncomingManager {
    * dialling socket at `localPort`; undefined for a genuinely local client.
    */
   async remoteOf(localPort: number): Promise<LpAddr | undefined> {
+    const d = await this.dialledAt(localPort);
+    // A layer that asks plainly uses the placeholder as its connection: the stream carries it.
+    if (d?.handover && d.handover.state !== 'stream') d.handover.go();
+    return d?.remote;
+  }
+
+  /**
+   * ACCEPT_TAKE: as remoteOf, and for a placeholder of a connection waiting in the socket helper,
+   * its id: the layer takes the connection itself (or asks plainly afterwards, if it cannot).
+   */
+  async takeOf(localPort: number): Promise<{ remote: LpAddr; take?: string } | undefined> {
+    const d = await this.dialledAt(localPort);
+    if (!d) return undefined;
+    const h = d.handover;
+    if (h?.state === 'waiting') {
+      h.state = 'offered';
+      clearTimeout(h.timer);
+      recordFastPath();
+      return { remote: d.remote, take: h.id };
+    }
+    return { remote: d.remote };
+  }
+
+  private async dialledAt(localPort: number): Promise<Dialled | undefined> {
     const now = this.dialled.get(localPort);
-    if (now || this.dialsInFlight === 0) return now?.remote;
+    if (now || this.dialsInFlight === 0) return now;
     // The program may accept before our connect callback ran: wait for it, briefly.
     return new Promise((resolve) => {
       const list = this.waiters.get(localPort) ?? [];
-      const timer = setTimeout(() => resolve(this.dialled.get(localPort)?.remote), DIAL_RACE_MS);
+      const timer = setTimeout(() => resolve(this.dialled.get(localPort)), DIAL_RACE_MS);
       list.push((d) => {
         clearTimeout(timer);
-        resolve(d?.remote);
+        resolve(d);
       });
       this.waiters.set(localPort, list);
     });
@@ -152,10 +204,15 @@ export class IncomingManager {
     const local = net.connect({ host: entry.dial.host, port: entry.dial.port, allowHalfOpen: true });
     local.setNoDelay(true);
     const remote: LpAddr = { family: net.isIPv6(info.remoteAddress) ? 6 : 4, address: info.remoteAddress || '0.0.0.0', port: info.remotePort };
+    const handover = info.handover ? this.handover(info, stream, local) : undefined;
     local.once('connect', () => {
       this.dialsInFlight--;
       const port = local.localPort ?? 0;
-      const d = { remote, socket: local };
+      const d: Dialled = { remote, socket: local, handover };
+      if (handover) {
+        handover.timer = setTimeout(() => handover.state === 'waiting' && handover.go(), HANDOVER_WAIT_MS);
+        handover.timer.unref();
+      }
       this.dialled.set(port, d);
       for (const w of this.waiters.get(port) ?? []) w(d);
       this.waiters.delete(port);
@@ -167,6 +224,16 @@ export class IncomingManager {
     });
     local.once('close', () => stream.destroy());
     stream.once('error', () => local.destroy());
+    if (handover) {
+      // Nothing flows until the layer took the connection (the agent closes the stream) or it goes
+      // over the stream after all (go()).
+      stream.once('close', () => {
+        clearTimeout(handover.timer);
+        local.destroy();
+      });
+      this.log.debug(`steal connection from ${info.remoteAddress}:${info.remotePort} on port ${info.port}: waiting for the program to take it`);
+      return;
+    }
     if (info.mode === 'mirror') {
       // The copy's answers are dropped: the real application has answered already.
       stream.pipe(local);
@@ -175,6 +242,27 @@ export class IncomingManager {
       stream.pipe(local).pipe(stream);
     }
     this.log.debug(`${info.mode} connection from ${info.remoteAddress}:${info.remotePort} on port ${info.port}`);
+  }
+
+  /** The fast path's state of one connection; go() streams it after all. */
+  private handover(info: ApOpen, stream: Duplex, local: net.Socket): Handover {
+    const streamId = (stream as { id?: number }).id ?? 0;
+    const h: Handover = {
+      id: info.handover!,
+      state: 'waiting',
+      go: () => {
+        if (h.state === 'stream') return;
+        h.state = 'stream';
+        clearTimeout(h.timer);
+        this.log.debug(`connection ${info.remoteAddress}:${info.remotePort} on port ${info.port}: not taken by the program, streamed`);
+        stream.pipe(local).pipe(stream);
+        this.agent.request('incoming.stream', { stream: streamId }).catch((err: Error) => {
+          this.log.debug(`incoming.stream ${streamId}: ${err.message}`);
+          local.destroy();
+        });
+      },
+    };
+    return h;
   }
 
   close(): void {

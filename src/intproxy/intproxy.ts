@@ -15,7 +15,7 @@ import type { AgentPort } from './agent-port.js';
 import { DnsResolver, NameCache } from './dns.js';
 import { FileProxy } from './files.js';
 import { IncomingManager } from './incoming.js';
-import { LayerServer, type LayerProcess } from './layer-server.js';
+import { LayerServer, ProgramEnv, type LayerProcess } from './layer-server.js';
 import { Outgoing } from './outgoing.js';
 
 export type { AgentCapabilities, AgentPort } from './agent-port.js';
@@ -65,6 +65,8 @@ export class Intproxy {
     readonly files: FileProxy,
     /** Incoming traffic (src/intproxy/incoming.ts), when the agent link can carry it. */
     readonly incoming: IncomingManager | undefined,
+    /** feature.env.load_from_process: what the program's first layer applies (src/local/process.ts sets it). */
+    readonly programEnv: ProgramEnv,
     private readonly outgoing: Outgoing,
     private readonly layers: LayerServer,
     private readonly timers: Timers,
@@ -87,12 +89,16 @@ export class Intproxy {
     });
     const dns = new DnsResolver(agent, features, log, stats, names);
     const files = new FileProxy(agent, features.fs, log.child('files'));
-    const incoming = agent.capabilities.incoming ? new IncomingManager(agent, features, log.child('incoming'), opts.beforeIncoming) : undefined;
+    const incoming = agent.capabilities.incoming ? new IncomingManager(agent, features, log.child('incoming'), opts.beforeIncoming, opts.fdPassing) : undefined;
     const timers = new Timers(opts.proxy ?? {}, log, opts.onIdle);
     const socketTimeoutMs = opts.proxy?.socket_timeout ? opts.proxy.socket_timeout * 1000 : undefined;
-    const layers = await LayerServer.listen(host, { files, outgoing, dns, incoming }, log, stats, { socketTimeoutMs, onCount: (n) => timers.count(n) });
+    const programEnv = new ProgramEnv();
+    const layers = await LayerServer.listen(host, { files, outgoing, dns, incoming, env: programEnv }, log, stats, {
+      socketTimeoutMs,
+      onCount: (n) => timers.count(n),
+    });
     timers.start(() => layers.processes());
-    return new Intproxy(stats, files, incoming, outgoing, layers, timers);
+    return new Intproxy(stats, files, incoming, programEnv, outgoing, layers, timers);
   }
 
   /** The value of MIRRORD_LAYER_ADDR. */

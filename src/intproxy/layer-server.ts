@@ -18,7 +18,34 @@ export interface LayerHandlers {
   outgoing: Pick<Outgoing, 'connect' | 'connectUnix'>;
   dns: Pick<DnsResolver, 'lookup'>;
   /** Absent when the agent link carries no incoming traffic: every listen() stays local. */
-  incoming?: Pick<IncomingManager, 'listen' | 'unlisten' | 'remoteOf' | 'dropOwner'>;
+  incoming?: Pick<IncomingManager, 'listen' | 'unlisten' | 'remoteOf' | 'takeOf' | 'dropOwner'>;
+  /** feature.env.load_from_process: the environment the layer of the first process applies. */
+  env?: ProgramEnv;
+}
+
+/** Entries per ENV answer: well inside a frame for any ordinary variable. */
+const ENV_PAGE = 64;
+
+/**
+ * feature.env.load_from_process: the environment the CLI computed for the program (what to set,
+ * what to unset, against the environment it started the program with), handed to the first
+ * process that asks (its layer applies it before main(); its children inherit it from there).
+ */
+export class ProgramEnv {
+  private entries: { name: string; value?: string }[] | undefined;
+  private owner: number | undefined;
+
+  set(entries: { name: string; value?: string }[]): void {
+    this.entries = entries;
+  }
+
+  /** The page from `start` for connection `conn`; undefined: nothing for it. */
+  page(conn: number, start: number): { total: number; entries: { name: string; value?: string }[] } | undefined {
+    if (!this.entries) return undefined;
+    this.owner ??= conn;
+    if (this.owner !== conn) return undefined;
+    return { total: this.entries.length, entries: this.entries.slice(start, start + ENV_PAGE) };
+  }
 }
 
 export interface LayerStats {
@@ -172,6 +199,17 @@ export class LayerServer {
       case 'accept': {
         const remote = await incoming?.remoteOf(req.peer.port);
         return remote ? { id: req.id, kind: 'accept', status: LpStatus.Ok, remote } : { id: req.id, kind: 'accept', status: LpStatus.Bypass, remote: NOWHERE };
+      }
+      case 'env': {
+        const page = this.handlers.env?.page(conn, req.start);
+        return page ? { id: req.id, kind: 'env', status: LpStatus.Ok, ...page } : { id: req.id, kind: 'env', status: LpStatus.Bypass, total: 0, entries: [] };
+      }
+      case 'accept_take': {
+        const r = await incoming?.takeOf(req.peer.port);
+        if (!r) return { id: req.id, kind: 'accept_take', status: LpStatus.Bypass, remote: NOWHERE, take: '' };
+        return r.take
+          ? { id: req.id, kind: 'accept_take', status: LpStatus.TakeSocket, remote: r.remote, take: r.take }
+          : { id: req.id, kind: 'accept_take', status: LpStatus.Ok, remote: r.remote, take: '' };
       }
     }
   }

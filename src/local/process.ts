@@ -53,7 +53,24 @@ export async function runProcess(
   supervised?: Supervised,
 ): Promise<number> {
   const remote = await session.host.remoteEnv();
-  const { env, fromRemote } = mergeEnv(process.env, remote, session.features.env);
+  const merged = mergeEnv(process.env, remote, session.features.env);
+  const { fromRemote } = merged;
+  let { env } = merged;
+  if (session.features.env.load_from_process) {
+    // The program starts with the local environment; its layer applies the merged one before main().
+    const local = Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined));
+    const changes = [
+      ...Object.entries(env)
+        .filter(([k, v]) => local[k] !== v)
+        .map(([name, value]) => ({ name, value })),
+      ...Object.keys(local)
+        .filter((k) => !(k in env))
+        .map((name) => ({ name })),
+    ];
+    session.host.intproxy.programEnv.set(changes);
+    env = { ...local, MIRRORD_ENV_FROM_PROCESS: '1' };
+    log.debug(`feature.env.load_from_process: ${changes.length} change(s) for the program's layer to apply`);
+  }
   // feature.hostname: the layer reports this name from gethostname/uname (the target's HOSTNAME, as its runtime set it).
   if (session.features.hostname && remote.HOSTNAME) env.MIRRORD_HOSTNAME = remote.HOSTNAME;
   // feature.network.outgoing.unix_streams: the layer asks the intproxy about unix stream connects.

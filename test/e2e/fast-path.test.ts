@@ -11,6 +11,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { runCli } from '../helpers/cli.js';
 import { createNetwork, docker, runContainer, toolsImage, type TestContainer } from '../helpers/docker-fixtures.js';
+import { killGroups, startMirrord, stopMirrord, until } from '../helpers/incoming.js';
 
 const SERVER = `
 import socket, threading
@@ -35,6 +36,31 @@ print('udp', u.recv(2048).decode())
 v = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); v.settimeout(10); v.sendto(b'pong', (host, 9001))
 print('udp-sendto', v.recvfrom(2048)[0].decode())
 `;
+
+// The program a steal serves (an AF_INET listener, as most are): GET answers the client address
+// the program sees, through accept() and through getpeername(); PUT answers the bytes it read.
+const STEAL_PORT = 8090;
+const LOCAL_SERVER = `
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    def reply(self, text):
+        b = text.encode(); self.send_response(200); self.send_header('Content-Length', str(len(b))); self.end_headers(); self.wfile.write(b)
+    def do_GET(self):
+        self.reply('%s %s' % (self.client_address[0], self.connection.getpeername()[0]))
+    def do_PUT(self):
+        n = int(self.headers.get('Content-Length', '0')); got = 0
+        while got < n:
+            d = self.rfile.read(min(1 << 20, n - got))
+            if not d: break
+            got += len(d)
+        self.reply('read %d' % got)
+    def log_message(self, *a): pass
+s = http.server.ThreadingHTTPServer(('0.0.0.0', ${STEAL_PORT}), H)
+print('listening', flush=True)
+s.serve_forever()
+`;
+const UPLOAD_MIB = 200;
 
 let network: { name: string; remove(): Promise<void> };
 let target: TestContainer;
@@ -65,8 +91,10 @@ describe('data paths: fast (fd passing) and stream', { timeout: 600_000 }, () =>
     dir = mkdtempSync(path.join(os.tmpdir(), 'mirrord-fp-'));
     writeFileSync(path.join(dir, 'client.py'), CLIENT);
     writeFileSync(path.join(dir, 'off.json'), JSON.stringify({ agent: { fd_passing: 'off' } }));
+    writeFileSync(path.join(dir, 'server.py'), LOCAL_SERVER);
   });
   after(async () => {
+    killGroups();
     await target?.remove();
     await neighbour?.remove();
     await network?.remove();
@@ -135,5 +163,87 @@ describe('data paths: fast (fd passing) and stream', { timeout: 600_000 }, () =>
     const gone = Date.now() + 20_000;
     while ((await helperRuns()) && Date.now() < gone) await new Promise((r) => setTimeout(r, 200));
     assert.equal(await helperRuns(), false, 'the socket helper outlived its agent');
+  });
+
+  /** The agent container's CPU time (ns), the socket helper's included. */
+  async function agentCpu(): Promise<number> {
+    const list = await docker().listContainers({ filters: { label: ['dev.mirrord.agent=true'] } });
+    const mine = list.filter((c) => c.Labels['dev.mirrord.target'] === target.id || c.Labels['dev.mirrord.target'] === target.name);
+    assert.equal(mine.length, 1, `one agent for the target, found ${mine.length}`);
+    const stats = (await docker().getContainer(mine[0]!.Id).stats({ stream: false })) as { cpu_stats: { cpu_usage: { total_usage: number } } };
+    return stats.cpu_stats.cpu_usage.total_usage;
+  }
+
+  const curl = async (args: string[]) => (await neighbour.exec(['curl', '-s', '-m', '60', ...args])).stdout;
+
+  async function steal(configArgs: string[]) {
+    const r = startMirrord(target.name, ['--steal', ...configArgs], ['python3', path.join(dir, 'server.py')], {
+      MIRRORD_LOG: 'info',
+      MIRRORD_LAYER_LOG: 'debug',
+    });
+    const url = `http://${target.name}:${STEAL_PORT}`;
+    try {
+      const clientIp = await neighbour.ip(network.name);
+      let seen = '';
+      await until(
+        'the steal to take effect',
+        async () => {
+          seen = await curl(['-m', '10', `${url}/ip`]);
+          return seen !== '';
+        },
+        60_000,
+      ).catch((err: Error) => assert.fail(`${err.message}\n${r.out()}`));
+      // accept()'s address and getpeername() both: the client container itself.
+      assert.equal(seen, `${clientIp} ${clientIp}`, r.out());
+      await neighbour.exec(['sh', '-c', `head -c ${UPLOAD_MIB * 1024 * 1024} /dev/zero > /tmp/upload`]);
+      const before = await agentCpu();
+      const t0 = Date.now();
+      assert.equal(await curl(['-T', '/tmp/upload', `${url}/up`]), `read ${UPLOAD_MIB * 1024 * 1024}`);
+      const seconds = (Date.now() - t0) / 1000;
+      const cpuMs = ((await agentCpu()) - before) / 1e6;
+      return { out: r.out(), cpuMs, seconds };
+    } finally {
+      await stopMirrord(r, 'SIGINT');
+    }
+  }
+
+  it('steal: the program takes the stolen connection itself; the agent carries none of its bytes', async () => {
+    const fast = await steal([]);
+    assert.match(fast.out, /incoming data path: fast, connections handed to the program/, fast.out);
+    assert.match(fast.out, /accept fd \d+: connection taken from the target \(client /, fast.out);
+    // The stream path costs the agent well over a second of CPU per 200 MiB; a handed-over
+    // connection costs it nothing per byte (what is left: heartbeats, docker stats).
+    assert.ok(fast.cpuMs < 300, `agent CPU over the ${UPLOAD_MIB} MiB upload: ${fast.cpuMs.toFixed(0)} ms (${fast.seconds.toFixed(2)} s)`);
+    console.log(`fast steal: ${UPLOAD_MIB} MiB upload in ${fast.seconds.toFixed(2)} s, agent CPU ${fast.cpuMs.toFixed(0)} ms`);
+  });
+
+  it('steal: a dual-stack node server (AF_INET6 listener) takes the connection; the kernel shows the client', async () => {
+    const port = STEAL_PORT + 1;
+    const server = `require('http').createServer((q, s) => s.end(q.socket.remoteAddress)).listen(${port}, () => console.log('listening'))`;
+    const r = startMirrord(target.name, ['--steal'], [process.execPath, '-e', server], { MIRRORD_LOG: 'info', MIRRORD_LAYER_LOG: 'debug' });
+    try {
+      const clientIp = await neighbour.ip(network.name);
+      let seen = '';
+      await until(
+        'the steal to take effect',
+        async () => {
+          seen = await curl([`http://${target.name}:${port}/`]);
+          return seen !== '';
+        },
+        60_000,
+      );
+      assert.equal(seen, `::ffff:${clientIp}`, r.out());
+      assert.match(r.out(), /accept fd \d+: connection taken from the target/);
+    } finally {
+      await stopMirrord(r, 'SIGINT');
+    }
+  });
+
+  it('steal with agent.fd_passing: off: the stream carries the connection, the program still sees the client', async () => {
+    const stream = await steal(['-f', path.join(dir, 'off.json')]);
+    assert.match(stream.out, /incoming data path: stream/, stream.out);
+    assert.doesNotMatch(stream.out, /connection taken from the target/);
+    assert.ok(stream.cpuMs > 300, `the stream path must show in the agent's CPU: ${stream.cpuMs.toFixed(0)} ms`);
+    console.log(`stream steal: ${UPLOAD_MIB} MiB upload in ${stream.seconds.toFixed(2)} s, agent CPU ${stream.cpuMs.toFixed(0)} ms`);
   });
 });

@@ -27,6 +27,13 @@ export interface FakeScript {
    * layer that offers to take a socket (fd passing) is told to, and to connect it to 127.0.0.1:viaPort.
    */
   connect?: Record<string, { viaPort: number; take?: boolean } | number>;
+  /** Status for every LISTEN (default: bypass, the port stays local). */
+  listen?: number;
+  /**
+   * ACCEPT / ACCEPT_TAKE by the peer (the placeholder's) port: the remote client, and for a layer
+   * that can take it, the helper's id of the stolen connection. Unlisted peers: bypass.
+   */
+  accept?: (peerPort: number) => { remote: LpAddr; take?: string } | undefined;
   /** Status for every HELLO (default 0). */
   helloStatus?: number;
   /** Accept connections but never answer anything (a hung intproxy). */
@@ -162,6 +169,20 @@ export class FakeIntproxy {
         if (typeof rule === 'number') return { id: req.id, kind: 'connect', status: rule, via: none };
         const status = rule.take && req.takeSocket ? LpStatus.TakeSocket : LpStatus.Ok;
         return { id: req.id, kind: 'connect', status, via: { family: 4, address: '127.0.0.1', port: rule.viaPort } };
+      }
+      case 'listen':
+        return { id: req.id, kind: 'listen', status: this.script.listen ?? LpStatus.Bypass };
+      case 'unlisten':
+        return { id: req.id, kind: 'unlisten', status: 0 };
+      case 'accept':
+      case 'accept_take': {
+        const none: LpAddr = { family: 4, address: '0.0.0.0', port: 0 };
+        const a = this.script.accept?.(req.peer.port);
+        if (req.kind === 'accept') return { id: req.id, kind: 'accept', status: a ? LpStatus.Ok : LpStatus.Bypass, remote: a?.remote ?? none };
+        if (!a) return { id: req.id, kind: 'accept_take', status: LpStatus.Bypass, remote: none, take: '' };
+        return a.take
+          ? { id: req.id, kind: 'accept_take', status: LpStatus.TakeSocket, remote: a.remote, take: a.take }
+          : { id: req.id, kind: 'accept_take', status: LpStatus.Ok, remote: a.remote, take: '' };
       }
       case 'getaddrinfo': {
         const rule = this.script.dns?.[req.node];

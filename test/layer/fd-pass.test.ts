@@ -6,6 +6,7 @@
  * now holds another socket (a different inode), i.e. the helper's.
  */
 import { strict as assert } from 'node:assert';
+import { once } from 'node:events';
 import { execFile } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import dgram from 'node:dgram';
@@ -13,7 +14,10 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
+import { PassThrough } from 'node:stream';
 import { startSockHelper, type SockHelper } from '../../agent/src/fdpass/helper.js';
+import { SessionHandovers } from '../../agent/src/incoming/handover.js';
+import type { ApStream } from '../../common/link/stream.js';
 import { createLogger } from '../../common/log.js';
 import { createFdPass, type FdPass } from '../../src/session/fd-pass.js';
 import { FakeIntproxy } from './fake-intproxy.js';
@@ -158,6 +162,110 @@ describe('fd passing: the layer takes a socket made by the helper', { timeout: 1
     const { takeSocket: _t, ...plain } = TAKE;
     assert.deepEqual(fake!.calls(), [TAKE, plain, TAKE, plain, plain]);
   });
+});
+
+/**
+ * A connection as the agent steals one: accepted paused by a dual-stack listener (so an IPv4
+ * client's socket is AF_INET6, as in the agent), a line already waiting in it, handed to the helper
+ * by the agent's own code. Resolves once the helper holds it, with its id.
+ */
+async function stolen(): Promise<{ id: string; client: net.Socket; clientPort: number; close(): void }> {
+  const server = net.createServer({ pauseOnConnect: true });
+  await new Promise<void>((r) => server.listen(0, '::', r));
+  const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+  client.on('error', () => undefined);
+  const [socket] = (await once(server, 'connection')) as [net.Socket];
+  client.write('hello from client\n');
+  const info = { port: 80, mode: 'steal' as const, remoteAddress: '127.0.0.1', remotePort: client.localPort ?? 0, localAddress: '', localPort: 80 };
+  const id = await new Promise<string>((resolve, reject) => {
+    const offered = new SessionHandovers().offer(
+      socket,
+      info,
+      (i) => {
+        resolve(i.handover!);
+        return Object.assign(new PassThrough(), { id: 2 }) as unknown as ApStream;
+      },
+      () => reject(new Error('the helper did not take the connection')),
+    );
+    if (!offered) reject(new Error('no socket helper to hand the connection to'));
+  });
+  return { id, client, clientPort: client.localPort!, close: () => (client.destroy(), server.close()) };
+}
+
+const REMOTE = { family: 4 as const, address: '10.1.2.3', port: 4321 };
+
+/** t_accept MODE under the layer: the fake intproxy tells it to take `take`; a placeholder connection wakes its accept(). */
+async function acceptCase(mode: string, take: string, extra: Record<string, string> = {}) {
+  fake = await FakeIntproxy.start({ listen: 0, accept: () => ({ remote: REMOTE, take }) });
+  let placeholder: net.Socket | undefined;
+  let placeholderGot = '';
+  const r = await run(
+    cTest('t_accept'),
+    [mode],
+    layerEnv(fake.addr, { MIRRORD_FDPASS_SOCK: fp.socketPath, MIRRORD_FDPASS_TOKEN: fp.token, ...extra }),
+    20_000,
+    (line) => {
+      const m = /^listening (\d+)$/.exec(line);
+      if (!m) return;
+      placeholder = net.connect(Number(m[1]), '127.0.0.1', () => placeholder!.write('hello via placeholder\n'));
+      placeholder.on('data', (d) => (placeholderGot += d.toString()));
+      placeholder.on('error', () => undefined);
+    },
+  );
+  assert.equal(r.code, 0, describeRun(r));
+  placeholder?.destroy();
+  return { r, placeholderGot, calls: fake.calls().map((c) => c.kind) };
+}
+
+describe('fd passing: accept() takes the connection an unfiltered steal accepted', { timeout: 120_000 }, () => {
+  for (const [mode, flags] of [
+    ['accept', 'nonblock=0 cloexec=0'],
+    ['accept4', 'nonblock=1 cloexec=1'],
+    ['epoll', 'nonblock=1 cloexec=0'],
+  ] as const) {
+    it(`${mode}: the stolen connection, its real client in the accept address and getpeername, ${flags}`, async () => {
+      const s = await stolen();
+      try {
+        const clientGot = new Promise<string>((resolve) => {
+          let got = '';
+          s.client.on('data', (d) => (got += d.toString()));
+          s.client.on('end', () => resolve(got));
+        });
+        const { r, placeholderGot, calls } = await acceptCase(mode, s.id);
+        const me = `127.0.0.1:${s.clientPort}`;
+        assert.deepEqual(lines(r.stdout), [
+          /^listening \d+$/.exec(lines(r.stdout)[0]!)![0],
+          // The kernel's own peer (the dual-stack socket's ::ffff: form shown in the listener's family).
+          `addr=${me} len=16 peer=${me}`,
+          `${flags} placeholder=0`,
+          'read=hello from client',
+        ]);
+        // The client gets the answer and then the end: no copy of the connection stayed open
+        // in the "agent" (this test) or the helper.
+        assert.equal(await clientGot, 'pong hello from client\n');
+        assert.equal(placeholderGot, '');
+        assert.deepEqual(calls, ['listen', 'accept_take']);
+      } finally {
+        s.close();
+      }
+    });
+  }
+
+  for (const [what, take, extra] of [
+    ['the helper does not know the id', 'f'.repeat(32), {}],
+    ['the helper answers nothing', 'f'.repeat(32), { MIRRORD_FDPASS_SOCK: path.join(os.tmpdir(), 'mirrord-no-such-helper.sock') }],
+  ] as const) {
+    it(`${what}: the placeholder is the connection (the stream), with the remote client the intproxy names`, async () => {
+      const { r, placeholderGot, calls } = await acceptCase('accept4', take, extra);
+      assert.deepEqual(lines(r.stdout).slice(1), [
+        `addr=${REMOTE.address}:${REMOTE.port} len=16 peer=${REMOTE.address}:${REMOTE.port}`,
+        'nonblock=1 cloexec=1 placeholder=1',
+        'read=hello via placeholder',
+      ]);
+      assert.equal(placeholderGot, 'pong hello via placeholder\n');
+      assert.deepEqual(calls, ['listen', 'accept_take', 'accept']);
+    });
+  }
 });
 
 function probe(socketPath: string, token: string, as?: { uid: number; gid: number }, bin = PROBE): Promise<{ code: number; out: string }> {

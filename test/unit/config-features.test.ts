@@ -141,20 +141,13 @@ describe('keys without effect here', () => {
     const notices = noticesFor({
       telemetry: false,
       agent: { json_log: true, dns: { timeout: 3 }, ttl: 5, image: 'ghcr.io/metalbear-co/mirrord:3.120.0' },
-      feature: { env: { load_from_process: true }, network: { ipv6: true } },
+      feature: { network: { ipv6: true } },
       external_proxy: { idle_timeout: 30 },
       container: { override_host_ip: '172.17.0.1' },
     });
     const keys = notices.map((n) => n.split(':')[0]);
     // agent.json_log and agent.dns are honoured: no notice, though the file sets them.
-    assert.deepEqual(keys.sort(), [
-      'agent.image',
-      'container.override_host_ip',
-      'external_proxy.idle_timeout',
-      'feature.env.load_from_process',
-      'feature.network.ipv6',
-      'telemetry',
-    ]);
+    assert.deepEqual(keys.sort(), ['agent.image', 'container.override_host_ip', 'external_proxy.idle_timeout', 'feature.network.ipv6', 'telemetry']);
     assert.ok(notices.every((n) => /no effect here: .+|does not speak/.test(n)));
   });
   it('a file of honoured keys gets no notice', () => {

@@ -7,6 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import type { Logger } from '../../../common/log.js';
+import { setHandoverHelper } from '../incoming/handover.js';
 
 export const FDPASS_SOCKET_NAME = 'h.sock';
 
@@ -31,7 +32,8 @@ export async function startSockHelper(env: NodeJS.ProcessEnv, log: Logger, ready
   try {
     child = spawn(bin, [path.join(dir, FDPASS_SOCKET_NAME)], {
       env: { MIRRORD_SOCKHELPER_TOKEN: token },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      // fd 3: Node's IPC channel, over which incoming/handover.ts passes stolen connections.
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
   } catch (err) {
     log.warn(`socket helper: cannot start ${bin}: ${(err as Error).message}`);
@@ -68,7 +70,9 @@ export async function startSockHelper(env: NodeJS.ProcessEnv, log: Logger, ready
   log.info(`socket helper ready (boot id ${bootId})`);
   // The helper lives as long as the agent; it must not keep the agent's event loop alive.
   child.unref();
+  (child.channel as { unref?: () => void } | undefined)?.unref?.();
   child.stdout?.destroy();
+  setHandoverHelper(child, log.child('handover'));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   return {
     bootId,
@@ -78,6 +82,7 @@ export async function startSockHelper(env: NodeJS.ProcessEnv, log: Logger, ready
     // The child and the timer are referenced while we wait: with nothing else left, an unreferenced
     // wait would let Node end the process before it reaped the helper.
     async stop() {
+      setHandoverHelper(undefined, log);
       child.ref();
       child.kill('SIGKILL');
       let timer: NodeJS.Timeout | undefined;

@@ -41,6 +41,8 @@ export interface Subscriber {
   open(info: ApOpen): ApStream;
   /** A client connection that is this session's alone (closed when the session leaves). */
   own(socket: net.Socket): void;
+  /** The fast path (handover.ts): hands a whole connection to the program; false, or `fallback` later: the stream. */
+  handOver?(socket: net.Socket, info: ApOpen, fallback: () => void): boolean;
 }
 
 interface Port {
@@ -309,6 +311,7 @@ export class PortTable {
   }
 
   private pipeTo(socket: net.Socket, info: ApOpen, to: Subscriber): void {
+    if (to.handOver?.(socket, info, () => this.pipeTo(socket, info, { ...to, handOver: undefined }))) return;
     const stream = to.open(info);
     to.own(socket);
     socket.pipe(stream).pipe(socket);

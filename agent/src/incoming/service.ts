@@ -22,6 +22,7 @@ import type { Logger } from '../../../common/log.js';
 import { compileFilter, type CompiledFilter } from './http-filter.js';
 import { chainName, type Iptables } from './iptables.js';
 import { PortTable, type Subscriber } from './ports.js';
+import { SessionHandovers, canHandOver } from './handover.js';
 import { metrics } from '../metrics.js';
 
 type SubscribeParams = ApMethods['incoming.subscribe']['params'];
@@ -46,6 +47,8 @@ export class IncomingService {
   readonly ports: PortTable;
   private readonly ownTable: boolean;
   private clientName = '';
+  /** Connections handed to the program itself (handover.ts), not settled yet. */
+  readonly handovers = new SessionHandovers();
 
   constructor(private readonly opts: IncomingOptions) {
     this.ownTable = !opts.ports;
@@ -96,6 +99,10 @@ export class IncomingService {
         this.owned.add(socket);
         socket.once('close', () => this.owned.delete(socket));
       },
+      handOver:
+        p.handover && p.mode === 'steal' && canHandOver()
+          ? (socket, info, fallback) => this.handovers.offer(socket, info, (i) => (sub.own(socket), this.open(i)), fallback)
+          : undefined,
     };
     const { backend } = await this.ports.subscribe(sub, p.onConcurrentSteal);
     this.subs.set(p.port, sub);

@@ -73,8 +73,12 @@ export const AP_NET_PARAMS = {
     mode: incomingMode,
     httpFilter: z.optional(httpFilter),
     onConcurrentSteal: z.optional(z.enum(['abort', 'continue', 'override'], { error: 'onConcurrentSteal must be abort, continue or override' })),
+    /** The session can take connections itself (docs/fast-path.md): OPENs may carry `handover`. */
+    handover: z.optional(z.boolean({ error: 'handover must be a boolean' })),
   }),
   'incoming.unsubscribe': params({ port: port() }),
+  /** The connection of an OPEN with `handover` (that stream id) goes over the stream after all. */
+  'incoming.stream': params({ stream: nonZeroU32('stream') }),
 };
 
 export interface ApDnsAddress {
@@ -91,6 +95,7 @@ export type ApNetMethods = MethodTable<
     'dns.lookup': { addresses: ApDnsAddress[]; canonname: string };
     'incoming.subscribe': { port: number; backend: string };
     'incoming.unsubscribe': Record<string, never>;
+    'incoming.stream': Record<string, never>;
   }
 >;
 
@@ -104,6 +109,12 @@ export interface ApOpen {
   remotePort: number;
   localAddress: string;
   localPort: number;
+  /**
+   * The fast path: the connection waits in the socket helper under this one-time id for the
+   * session's program to take it; the agent sends nothing on the stream until it is taken (CLOSE)
+   * or the client asks `incoming.stream`.
+   */
+  handover?: string;
 }
 
 export const encodeOpen = (stream: number, o: ApOpen) => encodeFrame(ApKind.OPEN, stream, jsonPayload(o));
@@ -121,5 +132,6 @@ export function decodeOpen(f: ApFrame): ApOpen {
     remotePort: num(v.remotePort),
     localAddress: text(v.localAddress),
     localPort: num(v.localPort),
+    ...(typeof v.handover === 'string' && v.handover ? { handover: v.handover } : {}),
   };
 }

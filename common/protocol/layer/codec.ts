@@ -10,7 +10,10 @@ export const LP_HEADER = 12;
 /** A response's type is its request's type | RESPONSE. */
 export const RESPONSE = 0x8000;
 
-/** TakeSocket (CONNECT only): get a socket from the target's socket helper and connect it to `via`. */
+/**
+ * TakeSocket: CONNECT: get a socket from the target's socket helper and connect it to `via`;
+ * ACCEPT_TAKE: take the stolen connection `take` from the helper onto the accepted descriptor.
+ */
 export const LpStatus = { Ok: 0, Bypass: 1, TakeSocket: 2 } as const;
 
 export class LpProtocolError extends Error {

@@ -1,11 +1,12 @@
 /**
  * LP's network messages (docs/protocol.md section 1, "Messages"): CONNECT (2), GETADDRINFO (3), and
  * listening sockets, 0x10..0x1f: LISTEN, ACCEPT, UNLISTEN; and CONNECT_UNIX (0x13), a unix stream
- * socket's connect to a path (feature.network.outgoing.unix_streams).
+ * socket's connect to a path (feature.network.outgoing.unix_streams); ACCEPT_TAKE (0x14), an ACCEPT
+ * from a layer that can take the stolen connection itself (docs/fast-path.md).
  */
 import { LpProtocolError, LpStatus, RESPONSE, Reader, Writer, addrBytes, addrText, type LpAddr, type LpFrame } from './codec.js';
 
-export const NET_TYPES = { connect: 2, getaddrinfo: 3, listen: 0x10, accept: 0x11, unlisten: 0x12, connect_unix: 0x13 } as const;
+export const NET_TYPES = { connect: 2, getaddrinfo: 3, listen: 0x10, accept: 0x11, unlisten: 0x12, connect_unix: 0x13, accept_take: 0x14 } as const;
 type NetKind = keyof typeof NET_TYPES;
 const NET_KIND_OF = new Map<number, NetKind>(Object.entries(NET_TYPES).map(([k, v]) => [v, k as NetKind]));
 
@@ -15,6 +16,8 @@ export type NetRequest =
   | { id: number; kind: 'getaddrinfo'; node: string; family: 0 | 2 | 10 }
   | { id: number; kind: 'listen'; requested: LpAddr; bound: LpAddr }
   | { id: number; kind: 'accept'; peer: LpAddr }
+  /** As accept; the layer can take the connection from the socket helper (fd passing). */
+  | { id: number; kind: 'accept_take'; peer: LpAddr }
   | { id: number; kind: 'unlisten'; requested: LpAddr }
   /** path: what the program passed to connect() (sun_path, without the trailing NUL). */
   | { id: number; kind: 'connect_unix'; path: string };
@@ -24,6 +27,8 @@ export type NetResponse =
   | { id: number; kind: 'getaddrinfo'; status: number; addresses: { family: 4 | 6; address: string }[]; canonname: string }
   | { id: number; kind: 'listen' | 'unlisten'; status: number }
   | { id: number; kind: 'accept'; status: number; remote: LpAddr }
+  /** take: with status TakeSocket, the helper's one-time id of the connection (else empty). */
+  | { id: number; kind: 'accept_take'; status: number; remote: LpAddr; take: string }
   /** via: the local path the program's socket connects to instead (only with status Ok). */
   | { id: number; kind: 'connect_unix'; status: number; via: string };
 
@@ -49,6 +54,7 @@ export function encodeNetRequest(r: NetRequest): Buffer {
       w.addr(r.requested).addr(r.bound);
       break;
     case 'accept':
+    case 'accept_take':
       w.addr(r.peer);
       break;
     case 'unlisten':
@@ -76,6 +82,10 @@ export function encodeNetResponse(r: NetResponse): Buffer {
       break;
     case 'accept':
       w.addr(r.status === LpStatus.Ok ? r.remote : NO_ADDR);
+      break;
+    case 'accept_take':
+      w.addr(r.status === LpStatus.Ok || r.status === LpStatus.TakeSocket ? r.remote : NO_ADDR);
+      w.str(r.status === LpStatus.TakeSocket ? r.take : '');
       break;
     case 'connect_unix':
       w.str(r.status === LpStatus.Ok ? r.via : '');
@@ -111,6 +121,7 @@ export function decodeNetRequest(f: LpFrame): NetRequest {
       out = { id, kind, requested: r.addr(), bound: r.addr() };
       break;
     case 'accept':
+    case 'accept_take':
       out = { id, kind, peer: r.addr() };
       break;
     case 'unlisten':
@@ -151,6 +162,9 @@ export function decodeNetResponse(f: LpFrame): NetResponse {
       break;
     case 'accept':
       out = { id, kind, status: r.i32(), remote: r.addr() };
+      break;
+    case 'accept_take':
+      out = { id, kind, status: r.i32(), remote: r.addr(), take: r.str() };
       break;
     case 'connect_unix':
       out = { id, kind, status: r.i32(), via: r.str() };
