@@ -144,6 +144,10 @@ run_tier() {
   if [ "$tier" = k8s ]; then
     prepare_k8s || return
   fi
+  # e2e: every test file's processes know its path (common/data-path-record.ts). Not for the other
+  # tiers: a second --import breaks worker threads started in the test's own process (the jq engine).
+  local file_env=()
+  [ "$tier" != e2e ] || file_env=(--import "$PWD/test/helpers/test-file-env.ts")
   echo "run-all: tier $label (${#files[@]} files)"
   # --test-timeout: a default for tests that set none, each test file included (the Kubernetes
   # targets file runs about 150 s here; 600 s leaves room for slower machines). `timeout`: a file that leaks a handle keeps its
@@ -151,7 +155,7 @@ run_tier() {
   # Not --test-force-exit: it ends a file as soon as the tests known so far are done, and silently
   # drops tests a file registers later (seen with the LP codec's vector-driven tests).
   timeout --foreground "$TIER_TIMEOUT" \
-    env "${tier_env[@]}" node --import tsx --import ./test/helpers/test-file-env.ts --test --test-concurrency=1 --test-timeout=600000 \
+    env "${tier_env[@]}" node --import tsx "${file_env[@]}" --test --test-concurrency=1 --test-timeout=600000 \
     --test-reporter=spec --test-reporter-destination=stdout \
     --test-reporter=spec --test-reporter-destination="$summary" \
     "${files[@]}"
