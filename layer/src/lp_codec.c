@@ -259,6 +259,8 @@ int lp_decode(const uint8_t *frame, size_t size, struct lp_msg *m)
     case LP_CONNECT_UNIX | LP_RESPONSE:
         m->status = (int32_t)get_u32(&r);
         m->path = get_str(&r);
+        /* The intproxy sends the path only with Ok: anything else is not a frame it makes. */
+        if (m->status != LP_STATUS_OK && m->path.len != 0) r.bad = 1;
         break;
     case LP_HELLO | LP_RESPONSE:
     case LP_LISTEN | LP_RESPONSE:
@@ -272,6 +274,8 @@ int lp_decode(const uint8_t *frame, size_t size, struct lp_msg *m)
         m->status = (int32_t)get_u32(&r);
         get_addr(&r, &m->addr);
         m->take = get_str(&r);
+        /* The intproxy sends an id only with TakeSocket (encode o decode stays a fixed point). */
+        if (m->status != LP_STATUS_TAKE_SOCKET && m->take.len != 0) r.bad = 1;
         break;
     case LP_GETADDRINFO | LP_RESPONSE:
         m->status = (int32_t)get_u32(&r);

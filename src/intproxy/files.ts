@@ -70,7 +70,10 @@ export class FileProxy {
         try {
           mounts = (await this.agent.request('fs.mounts', {})).mounts;
         } catch (err) {
-          this.log.warn(`cannot list the target's mounts: ${(err as Error).message}`);
+          // A link that closed is the session ending (the mounts are asked early, beside other
+          // start-up requests): its own error is what the user sees.
+          const closed = (err as { code?: string }).code === 'ELINK';
+          this.log[closed ? 'debug' : 'warn'](`cannot list the target's mounts: ${(err as Error).message}`);
         }
       }
       const rules = new FsRules(this.settings, { mounts, cwd: process.cwd(), home: os.homedir(), exe: this.exe });
