@@ -85,7 +85,9 @@ describe('Kubernetes: one shared agent, two filtered steals', { timeout: 900_000
       assert.deepEqual(seen, ['dev-a steal header ^x-session: a$', 'dev-b steal header ^x-session: b$'], st.stdout);
       const ls = await runCli(['ls', '-n', ns.name, '--no-docker', '--sessions'], { timeoutMs: 60_000 });
       assert.equal(ls.code, 0, ls.stderr);
-      assert.match(ls.stdout, new RegExp(`pod/${appPod}\\n {2}shared agent pod/\\S+ \\(namespace ${ns.name}\\):\\n {4}session \\w+ .*key dev-a`), ls.stdout);
+      // Both sessions under the agent, in the order they joined (a and b start at once).
+      assert.match(ls.stdout, new RegExp(`pod/${appPod}\\n {2}shared agent pod/\\S+ \\(namespace ${ns.name}\\):\\n {4}session \\w+ .*key dev-[ab]`), ls.stdout);
+      for (const key of ['dev-a', 'dev-b']) assert.match(ls.stdout, new RegExp(`\\n {4}session \\w+ .*key ${key} `), ls.stdout);
 
       await a.stop();
       await waitFor("a's requests to reach the app", async () => /^hello from app-/.test(await curlApp('x-session: a')), 10_000, 200);
