@@ -328,6 +328,19 @@ static int take_kept(const char *id)
     return fd;
 }
 
+/* "OK" with the descriptor (which is then ours no more), or "ERR <errno>" for a negative errno. */
+static void reply_fd(int fd, int s)
+{
+    if (s < 0) {
+        char out[32];
+        snprintf(out, sizeof out, "ERR %d", -s);
+        reply(fd, out, -1);
+        return;
+    }
+    reply(fd, "OK", s);
+    close(s);
+}
+
 /* 1: keep the client, 0: close it. */
 static int serve(struct client *c)
 {
@@ -345,27 +358,11 @@ static int serve(struct client *c)
         return 1;
     }
     if (n > 7 && memcmp(buf, "SOCKET ", 7) == 0) {
-        int s = make_socket(buf + 7);
-        if (s < 0) {
-            char out[32];
-            snprintf(out, sizeof out, "ERR %d", -s);
-            reply(c->fd, out, -1);
-        } else {
-            reply(c->fd, "OK", s);
-            close(s);
-        }
+        reply_fd(c->fd, make_socket(buf + 7));
         return 1;
     }
     if (n > 5 && memcmp(buf, "TAKE ", 5) == 0) {
-        int s = strlen(buf + 5) <= ID_MAX ? take_kept(buf + 5) : -EINVAL;
-        if (s < 0) {
-            char out[32];
-            snprintf(out, sizeof out, "ERR %d", -s);
-            reply(c->fd, out, -1);
-        } else {
-            reply(c->fd, "OK", s);
-            close(s);
-        }
+        reply_fd(c->fd, strlen(buf + 5) <= ID_MAX ? take_kept(buf + 5) : -EINVAL);
         return 1;
     }
     return 0;

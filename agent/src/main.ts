@@ -3,9 +3,7 @@
  * stdout carries frames only; logs go to stderr. Exits 0 when the link ends
  * or dies, and on SIGTERM/SIGINT, after closing every socket it opened. Runs on Node 18.
  */
-import fs from 'node:fs';
-import net from 'node:net';
-import { Duplex, type Writable } from 'node:stream';
+import { Duplex } from 'node:stream';
 import { createLogger, jsonLine, parseLevel, textLine } from '../../common/log.js';
 import { startSockHelper } from './fdpass/helper.js';
 import { runGuard } from './guard.js';
@@ -14,6 +12,7 @@ import { runListener } from './kube/listener.js';
 import { serveAgent } from './server.js';
 import { serveMetrics } from './metrics.js';
 import { readSettings, SettingsError } from './settings.js';
+import { openStdout } from './stdio.js';
 import { runJoin, runShared } from './shared.js';
 
 /** agent.json_log: one JSON object a line; else the plain `[namespace] level: message`. */
@@ -22,17 +21,6 @@ const log = createLogger('mirrord-agent', parseLevel(process.env.MIRRORD_AGENT_L
 
 function exit(code: number): never {
   process.exit(code);
-}
-
-/**
- * process.stdout writes synchronously to pipes on Linux, which would block the event loop (and the
- * heartbeat) whenever the client reads slowly. A net.Socket on fd 1 is asynchronous and reports
- * backpressure; a regular file (stdout redirected) needs an fs stream instead.
- */
-function openStdout(): Writable {
-  const st = fs.fstatSync(1);
-  if (st.isFIFO() || st.isSocket()) return new net.Socket({ fd: 1, readable: false, writable: true });
-  return fs.createWriteStream('', { fd: 1 });
 }
 
 async function main(): Promise<void> {

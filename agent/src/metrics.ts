@@ -86,42 +86,36 @@ export function countConnection(direction: 'incoming' | 'outgoing', socket: { on
 export async function metricsRegistry(): Promise<import('prom-client').Registry> {
   const prom = await import('prom-client');
   const registry = new prom.Registry();
-  for (const s of Object.values(metrics)) {
-    const labelNames = s.label ? [s.label] : [];
-    const labels = (v: string) => (s.label ? { [s.label]: v } : {});
-    if (s.type === 'gauge') {
+  type Sample = readonly [Record<string, string>, number];
+  const exported = [
+    ...Object.values(metrics).map((s) => ({
+      name: s.name,
+      help: s.help,
+      type: s.type,
+      labelNames: s.label ? [s.label] : [],
+      read: (): Sample[] => [...s.values].map(([v, n]) => [s.label ? { [s.label]: v } : {}, n]),
+    })),
+    { ...BYTES, type: 'counter' as const, labelNames: ['direction'], read: (): Sample[] => Object.entries(byteCounts).map(([d, n]) => [{ direction: d }, n]) },
+  ];
+  for (const m of exported) {
+    const config = { name: m.name, help: m.help, labelNames: m.labelNames, registers: [registry] };
+    if (m.type === 'gauge')
       new prom.Gauge({
-        name: s.name,
-        help: s.help,
-        labelNames,
-        registers: [registry],
+        ...config,
         collect() {
           this.reset();
-          for (const [v, n] of s.values) this.set(labels(v), n);
+          for (const [l, n] of m.read()) this.set(l, n);
         },
       });
-    } else {
+    else
       new prom.Counter({
-        name: s.name,
-        help: s.help,
-        labelNames,
-        registers: [registry],
+        ...config,
         collect() {
           this.reset();
-          for (const [v, n] of s.values) this.inc(labels(v), n);
+          for (const [l, n] of m.read()) this.inc(l, n);
         },
       });
-    }
   }
-  new prom.Counter({
-    ...BYTES,
-    labelNames: ['direction'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const [d, n] of Object.entries(byteCounts)) this.inc({ direction: d }, n);
-    },
-  });
   prom.collectDefaultMetrics({ register: registry, prefix: 'mirrord_agent_' });
   return registry;
 }

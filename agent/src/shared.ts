@@ -15,6 +15,7 @@ import { AP_JOINED_LINE, AP_JOIN_LEAVING } from '../../common/protocol/agent/ind
 import { chainName } from './incoming/iptables.js';
 import { PortTable } from './incoming/ports.js';
 import { serveAgent } from './server.js';
+import { openStdout } from './stdio.js';
 
 /** Where the shared agent listens, inside its own container. */
 export const SHARED_SOCKET = '/run/mirrord-agent.sock';
@@ -203,11 +204,4 @@ export async function runJoin(o: { session: string; token: string; log: Logger; 
     socket.once('error', () => resolve());
   });
   return 0;
-}
-
-/** As in main.ts: an asynchronous stdout with backpressure. */
-function openStdout(): NodeJS.WritableStream {
-  const st = fs.fstatSync(1);
-  if (st.isFIFO() || st.isSocket()) return new net.Socket({ fd: 1, readable: false, writable: true });
-  return fs.createWriteStream('', { fd: 1 });
 }
