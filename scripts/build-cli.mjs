@@ -43,6 +43,21 @@ const lazyRequires = {
   },
 };
 
+/**
+ * zod's namespace re-exports every locale's messages (z.locales, about 290 KB of the 570 KB zod adds to
+ * every start, bench:start) and an esbuild bundle cannot drop a namespace's members; mirrord's messages
+ * are zod's English ones (its default, imported by zod itself), so the bundle's z.locales holds `en` only.
+ */
+const englishOnly = {
+  name: 'zod-english-only',
+  setup(b) {
+    b.onLoad({ filter: /node_modules\/zod\/v4\/locales\/index\.js$/ }, () => ({
+      contents: 'export { default as en } from "./en.js";\n',
+      loader: 'js',
+    }));
+  },
+};
+
 export async function buildCli() {
   const { PRODUCT_VERSION: version } = versions();
   rmSync(out, { recursive: true, force: true });
@@ -61,7 +76,7 @@ export async function buildCli() {
     minifyWhitespace: true,
     minifySyntax: true,
     logLevel: 'warning',
-    plugins: [lazyRequires],
+    plugins: [lazyRequires, englishOnly],
     // Optional modules that dependencies require in try/catch (native add-ons of ssh2 and ws, debug's
     // colour probe, cosmiconfig's TypeScript loader): resolved at run time from the package's own
     // node_modules, as they are unbundled, so their fallbacks run the same way.
