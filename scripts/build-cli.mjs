@@ -24,11 +24,17 @@ const out = path.join(repo, 'dist/cli');
 const LAZY_REQUIRES = [
   { file: /node_modules\/dockerode\/lib\/docker\.js$/, text: "withSession = require('./session')", module: './session' },
   { file: /node_modules\/docker-modem\/lib\/modem\.js$/, text: "ssh = require('./ssh')", module: './ssh' },
+  // Build contexts packed from a directory (mirrord sends its own tar stream, src/images/build.ts): an
+  // object whose members require tar-fs at their first use (tar-fs, its tar-stream and bl: 50 KB).
+  { file: /node_modules\/dockerode\/lib\/util\.js$/, text: "tar = require('tar-fs')", module: 'tar-fs', object: true },
 ];
 
 const lazyRequires = {
   name: 'lazy-requires',
   setup(b) {
+    // dockerode's tar-fs stays out of the bundle (resolved at its first use), and only dockerode's: the
+    // Kubernetes client's own tar-fs (kubectl cp) is another version, bundled as it was.
+    b.onResolve({ filter: /^tar-fs$/ }, (args) => (/node_modules\/dockerode\//.test(args.importer) ? { path: 'tar-fs', external: true } : undefined));
     for (const l of LAZY_REQUIRES) {
       b.onLoad({ filter: l.file }, (args) => {
         const source = readFileSync(args.path, 'utf8');
@@ -36,7 +42,9 @@ const lazyRequires = {
           return { contents: source, loader: 'js', warnings: [{ text: `lazy-requires: "${l.text}" not found; ${l.module} stays eager` }] };
         }
         const name = l.text.split(' = ')[0];
-        const lazy = `${name} = function () { return require('${l.module}').apply(this, arguments); }`;
+        const lazy = l.object
+          ? `${name} = new Proxy({}, { get: (_, k) => require('${l.module}')[k] })`
+          : `${name} = function () { return require('${l.module}').apply(this, arguments); }`;
         return { contents: source.replace(l.text, lazy), loader: 'js' };
       });
     }
