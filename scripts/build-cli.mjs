@@ -32,6 +32,19 @@ const LAZY_REQUIRES = [
 ];
 
 /**
+ * Other rewrites: docker-modem formats every request's options with util.inspect (all fields, any
+ * depth) for a debug line that is off unless DEBUG names it; the bundle formats them only then.
+ */
+const REWRITES = [
+  {
+    file: /node_modules\/docker-modem\/lib\/modem\.js$/,
+    text: "debug('Sending: %s', util.inspect(options, {",
+    to: "debug.enabled && debug('Sending: %s', util.inspect(options, {",
+    what: 'every request is formatted',
+  },
+];
+
+/**
  * Requires that stay out of the bundle and resolve at run time from the requiring package's installed
  * directory (its package.json, found by Node's resolver from dist/cli/), the very module it would load
  * unbundled: js-yaml (70 KB), which cosmiconfig requires for the first YAML config only, and the
@@ -62,6 +75,7 @@ const lazyRequires = {
           : `${name} = function () { return require('${l.module}').apply(this, arguments); }`;
         return { ...l, what: `${l.module} stays eager`, to };
       }),
+      ...REWRITES,
     ];
     const files = [...new Set(rewrites.map((r) => r.file.source))];
     for (const file of files) {
