@@ -24,22 +24,87 @@ const out = path.join(repo, 'dist/cli');
 const LAZY_REQUIRES = [
   { file: /node_modules\/dockerode\/lib\/docker\.js$/, text: "withSession = require('./session')", module: './session' },
   { file: /node_modules\/docker-modem\/lib\/modem\.js$/, text: "ssh = require('./ssh')", module: './ssh' },
+  // Build contexts packed from a directory (mirrord sends its own tar stream, src/images/build.ts): an
+  // object whose members require tar-fs at their first use (tar-fs, its tar-stream and bl: 50 KB).
+  { file: /node_modules\/dockerode\/lib\/util\.js$/, text: "tar = require('tar-fs')", module: 'tar-fs', object: true },
+  // Hijacked connections (docker attach/exec streams), with readable-stream (60 KB) below.
+  { file: /node_modules\/docker-modem\/lib\/modem\.js$/, text: "HttpDuplex = require('./http_duplex')", module: './http_duplex' },
+];
+
+/**
+ * Other rewrites: docker-modem formats every request's options with util.inspect (all fields, any
+ * depth) for a debug line that is off unless DEBUG names it; the bundle formats them only then.
+ */
+const REWRITES = [
+  {
+    file: /node_modules\/docker-modem\/lib\/modem\.js$/,
+    text: "debug('Sending: %s', util.inspect(options, {",
+    to: "debug.enabled && debug('Sending: %s', util.inspect(options, {",
+    what: 'every request is formatted',
+  },
+];
+
+/**
+ * Requires that stay out of the bundle and resolve at run time from the requiring package's installed
+ * directory (its package.json, found by Node's resolver from dist/cli/), the very module it would load
+ * unbundled: js-yaml (70 KB), which cosmiconfig requires for the first YAML config only, and the
+ * readable-stream of docker-modem's hijacked connections.
+ */
+const INSTALLED_REQUIRES = [
+  { file: /node_modules\/cosmiconfig\/dist\/loaders\.js$/, text: "require('js-yaml')", module: 'js-yaml', from: 'cosmiconfig' },
+  { file: /node_modules\/docker-modem\/lib\/http_duplex\.js$/, text: "require('readable-stream')", module: 'readable-stream', from: 'docker-modem' },
 ];
 
 const lazyRequires = {
   name: 'lazy-requires',
   setup(b) {
-    for (const l of LAZY_REQUIRES) {
-      b.onLoad({ filter: l.file }, (args) => {
-        const source = readFileSync(args.path, 'utf8');
-        if (!source.includes(l.text)) {
-          return { contents: source, loader: 'js', warnings: [{ text: `lazy-requires: "${l.text}" not found; ${l.module} stays eager` }] };
-        }
+    // dockerode's tar-fs stays out of the bundle (resolved at its first use), and only dockerode's: the
+    // Kubernetes client's own tar-fs (kubectl cp) is another version, bundled as it was.
+    b.onResolve({ filter: /^tar-fs$/ }, (args) => (/node_modules\/dockerode\//.test(args.importer) ? { path: 'tar-fs', external: true } : undefined));
+    // One onLoad per file (esbuild runs the first that answers), making each of its rewrites.
+    const rewrites = [
+      ...INSTALLED_REQUIRES.map((l) => ({
+        ...l,
+        what: `${l.module} stays bundled`,
+        to: `require('node:module').createRequire(require.resolve('${l.from}/package.json'))('${l.module}')`,
+      })),
+      ...LAZY_REQUIRES.map((l) => {
         const name = l.text.split(' = ')[0];
-        const lazy = `${name} = function () { return require('${l.module}').apply(this, arguments); }`;
-        return { contents: source.replace(l.text, lazy), loader: 'js' };
+        const to = l.object
+          ? `${name} = new Proxy({}, { get: (_, k) => require('${l.module}')[k] })`
+          : `${name} = function () { return require('${l.module}').apply(this, arguments); }`;
+        return { ...l, what: `${l.module} stays eager`, to };
+      }),
+      ...REWRITES,
+    ];
+    const files = [...new Set(rewrites.map((r) => r.file.source))];
+    for (const file of files) {
+      const mine = rewrites.filter((r) => r.file.source === file);
+      b.onLoad({ filter: new RegExp(file) }, (args) => {
+        let source = readFileSync(args.path, 'utf8');
+        const warnings = [];
+        for (const r of mine) {
+          if (source.includes(r.text)) source = source.replace(r.text, r.to);
+          else warnings.push({ text: `lazy-requires: "${r.text}" not found; ${r.what}` });
+        }
+        return { contents: source, loader: 'js', warnings };
       });
     }
+  },
+};
+
+/**
+ * zod's namespace re-exports every locale's messages (z.locales, about 290 KB of the 570 KB zod adds to
+ * every start, bench:start) and an esbuild bundle cannot drop a namespace's members; mirrord's messages
+ * are zod's English ones (its default, imported by zod itself), so the bundle's z.locales holds `en` only.
+ */
+const englishOnly = {
+  name: 'zod-english-only',
+  setup(b) {
+    b.onLoad({ filter: /node_modules\/zod\/v4\/locales\/index\.js$/ }, () => ({
+      contents: 'export { default as en } from "./en.js";\n',
+      loader: 'js',
+    }));
   },
 };
 
@@ -61,7 +126,7 @@ export async function buildCli() {
     minifyWhitespace: true,
     minifySyntax: true,
     logLevel: 'warning',
-    plugins: [lazyRequires],
+    plugins: [lazyRequires, englishOnly],
     // Optional modules that dependencies require in try/catch (native add-ons of ssh2 and ws, debug's
     // colour probe, cosmiconfig's TypeScript loader): resolved at run time from the package's own
     // node_modules, as they are unbundled, so their fallbacks run the same way.

@@ -2,8 +2,6 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { cosmiconfig, defaultLoaders, type Loader } from 'cosmiconfig';
-import { parse as parseToml } from 'smol-toml';
-import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { ExitCode, MirrordError } from '../../common/errors.js';
 import { expandKubeconfig } from './kubeconfig.js';
@@ -133,31 +131,43 @@ export function withoutNulls(v: unknown): unknown {
  * loaders here. package.json is not a mirrord file and is read as it is.
  */
 function templatedLoaders(env: NodeJS.ProcessEnv, cliKey: string | undefined): Record<string, Loader> {
-  const render = (file: string, content: string): string => {
+  const render = async (file: string, content: string): Promise<string> => {
     if (path.basename(file) === 'package.json' || !content.includes('{{')) return content;
-    const key = env.MIRRORD_KEY || cliKey || fileKey(file, content, env) || defaultKey(env);
+    const key = env.MIRRORD_KEY || cliKey || (await fileKey(file, content, env)) || defaultKey(env);
     return renderTemplate(content, { key, env, gitBranch: () => gitBranch(path.dirname(file)) }, file);
   };
   const json = defaultLoaders['.json'];
   const yaml = defaultLoaders['.yaml'];
   return {
-    '.json': (f, c) => json(f, render(f, c)),
-    '.yaml': (f, c) => yaml(f, render(f, c)),
-    '.yml': (f, c) => yaml(f, render(f, c)),
-    '.toml': (f, c) => parseToml(render(f, c)),
-    noExt: (f, c) => tomlOrJson()(f, render(f, c)),
+    '.json': async (f, c) => json(f, await render(f, c)),
+    '.yaml': async (f, c) => yaml(f, await render(f, c)),
+    '.yml': async (f, c) => yaml(f, await render(f, c)),
+    '.toml': async (f, c) => (await parseToml())(await render(f, c)),
+    noExt: async (f, c) => tomlOrJson()(f, await render(f, c)),
   };
+}
+
+/**
+ * The TOML and YAML parsers, imported by the first file that needs one: a JSON config or none (the
+ * common cases) does not load or compile them at every start (bench/README.md, bench:start).
+ */
+async function parseToml(): Promise<(text: string) => unknown> {
+  return (await import('smol-toml')).parse;
+}
+
+async function parseYaml(): Promise<(text: string) => unknown> {
+  return (await import('yaml')).parse;
 }
 
 /**
  * The file's top-level `key`, read before the rest is rendered (it is what `{{ key }}` stands for),
  * itself rendered without `{{ key }}`; undefined when the raw file does not parse or has none.
  */
-function fileKey(file: string, content: string, env: NodeJS.ProcessEnv): string | undefined {
+async function fileKey(file: string, content: string, env: NodeJS.ProcessEnv): Promise<string | undefined> {
   let raw: unknown;
   try {
     const ext = path.extname(file);
-    raw = ext === '.toml' ? parseToml(content) : ext === '.yaml' || ext === '.yml' ? parseYaml(content) : JSON.parse(content);
+    raw = ext === '.toml' ? (await parseToml())(content) : ext === '.yaml' || ext === '.yml' ? (await parseYaml())(content) : JSON.parse(content);
   } catch {
     return undefined;
   }
@@ -171,7 +181,9 @@ function fileKey(file: string, content: string, env: NodeJS.ProcessEnv): string 
 }
 
 export function validateConfig(raw: unknown, filepath?: string): MirrordConfig {
-  const result = configSchema.safeParse(withoutNulls(raw ?? {}));
+  // Parsed once per process: zod's compiled fast path (new Function per object schema) costs more to
+  // build than it saves on one parse (about 10 CPU ms of every start, bench:start).
+  const result = configSchema.safeParse(withoutNulls(raw ?? {}), { jitless: true });
   if (!result.success) throw new ConfigError(formatIssues(result.error.issues), filepath);
   return result.data;
 }
@@ -229,12 +241,13 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 
 /** `.mirrordrc` without an extension may hold JSON or TOML. */
 function tomlOrJson(): Loader {
-  return (file, content) => {
+  return async (file, content) => {
     const trimmed = content.trim();
     if (trimmed === '') return {};
     if (trimmed.startsWith('{')) return JSON.parse(trimmed);
+    const parse = await parseToml();
     try {
-      return parseToml(content);
+      return parse(content);
     } catch (err) {
       throw new Error(`${file}: neither JSON nor TOML (${(err as Error).message.split('\n')[0]})`, { cause: err });
     }

@@ -8,7 +8,7 @@
  */
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
-import tar from 'tar-stream';
+import type tar from 'tar-stream';
 
 type EntryHeader = Parameters<tar.Pack['entry']>[0];
 import type { ApMethods } from '../../common/protocol/agent/index.js';
@@ -139,7 +139,9 @@ export async function planSync(agent: FsAgent, opts: SyncOptions): Promise<SyncP
 
 /** Writes the plan as a tar archive (paths relative to /) into `out`, reading each file through the agent. */
 export async function packSync(agent: FsAgent, plan: SyncPlan, out: Writable): Promise<void> {
-  const pack = tar.pack();
+  // Imported here, by the one command that packs (container mode's mounts), not at every start.
+  const { default: tarStream } = await import('tar-stream');
+  const pack = tarStream.pack();
   pack.pipe(out);
   const done = new Promise<void>((resolve, reject) => {
     out.once('finish', resolve);

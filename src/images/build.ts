@@ -9,7 +9,6 @@ import { promises as fs, constants as fsConstants } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type Docker from 'dockerode';
-import tar from 'tar-stream';
 import { ExitCode, MirrordError, errnoCode } from '../../common/errors.js';
 import { silentLogger, type Logger } from '../../common/log.js';
 import type { Progress } from '../progress.js';
@@ -98,7 +97,7 @@ async function ensureImageUncached(docker: Docker, recipe: ImageRecipe, tag: str
   let lastLine = '';
   let failure: string | undefined;
   try {
-    const stream = await docker.buildImage(contextTar(recipe.files), {
+    const stream = await docker.buildImage(await contextTar(recipe.files), {
       t: tag,
       buildargs,
       labels: { 'dev.mirrord.recipe': recipe.repository, ...recipe.labels },
@@ -132,7 +131,9 @@ async function ensureImageUncached(docker: Docker, recipe: ImageRecipe, tag: str
   return tag;
 }
 
-function contextTar(files: Record<string, string | Buffer>): NodeJS.ReadableStream {
+/** tar-stream is imported by the first build only: a session start that finds its image does not load it. */
+async function contextTar(files: Record<string, string | Buffer>): Promise<NodeJS.ReadableStream> {
+  const { default: tar } = await import('tar-stream');
   const pack = tar.pack();
   for (const [name, content] of Object.entries(files)) {
     // Fixed mtime so the engine's layer cache does not depend on when we packed.

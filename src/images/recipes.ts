@@ -7,19 +7,15 @@ import path from 'node:path';
 import { ExitCode, MirrordError } from '../../common/errors.js';
 import { AP_VERSION, PRODUCT_VERSION } from '../../common/version.js';
 import { packageRoot } from '../package-root.js';
-import type { ImageRecipe } from './build.js';
+import { recipeTag, type ImageRecipe } from './build.js';
+import { cachedTag } from './tag-cache.js';
 
 export const AGENT_REPOSITORY = 'mirrord-agent';
 
-export function agentImageRecipe(root: string = packageRoot()): ImageRecipe {
-  const read = (rel: string, hint: string) => {
-    const file = path.join(root, rel);
-    try {
-      return readFileSync(file);
-    } catch (err) {
-      throw new MirrordError(`the agent image needs ${file}, which cannot be read`, ExitCode.Internal, hint, { cause: err });
-    }
-  };
+const BUILD_FIRST = 'Build the agent first (npm run build), or reinstall mirrord.';
+
+/** The agent image's files: its name in the build context, the file it comes from, what to do when it is missing. */
+function agentImageSources(root: string): Array<{ name: string; file: string; hint: string }> {
   // Everything beside the Dockerfile is context too (an entrypoint script, say), plus the bundle.
   const imageDir = path.join(root, 'agent/image');
   let names: string[];
@@ -31,18 +27,46 @@ export function agentImageRecipe(root: string = packageRoot()): ImageRecipe {
     names = ['Dockerfile'];
   }
   if (!names.includes('Dockerfile')) names.push('Dockerfile');
+  const sources = names.map((name) => ({ name, rel: `agent/image/${name}`, hint: 'The installation is incomplete: reinstall mirrord.' }));
+  sources.push(
+    { name: 'agent.mjs', rel: 'agent/dist/agent.mjs', hint: BUILD_FIRST },
+    // The jq engine of jq header filters: its thread and jq-web's WebAssembly (agent/src/incoming/jq.ts).
+    { name: 'jq-worker.cjs', rel: 'agent/dist/jq-worker.cjs', hint: BUILD_FIRST },
+    { name: 'jq.wasm', rel: 'agent/dist/jq.wasm', hint: BUILD_FIRST },
+    // The packet capture of passive mirroring (agent/capture/sniff.c).
+    { name: 'mirrord-sniff', rel: 'agent/capture/build/mirrord-sniff', hint: BUILD_FIRST },
+    { name: 'mirrord-sockhelper', rel: 'agent/sockhelper/build/mirrord-sockhelper', hint: BUILD_FIRST },
+  );
+  return sources.map(({ name, rel, hint }) => ({ name, file: path.join(root, rel), hint }));
+}
+
+// The protocol and version labels come from common/version.ts, so they cannot drift from the bundle's.
+const agentLabels = () => ({ 'dev.mirrord.component': 'agent', 'dev.mirrord.protocol': String(AP_VERSION), 'dev.mirrord.version': PRODUCT_VERSION });
+
+export function agentImageRecipe(root: string = packageRoot()): ImageRecipe {
   const files: Record<string, Buffer> = {};
-  for (const name of names) files[name] = read(`agent/image/${name}`, 'The installation is incomplete: reinstall mirrord.');
-  files['agent.mjs'] = read('agent/dist/agent.mjs', 'Build the agent first (npm run build), or reinstall mirrord.');
-  // The jq engine of jq header filters: its thread and jq-web's WebAssembly (agent/src/incoming/jq.ts).
-  files['jq-worker.cjs'] = read('agent/dist/jq-worker.cjs', 'Build the agent first (npm run build), or reinstall mirrord.');
-  files['jq.wasm'] = read('agent/dist/jq.wasm', 'Build the agent first (npm run build), or reinstall mirrord.');
-  // The packet capture of passive mirroring (agent/capture/sniff.c).
-  files['mirrord-sniff'] = read('agent/capture/build/mirrord-sniff', 'Build the agent first (npm run build), or reinstall mirrord.');
-  files['mirrord-sockhelper'] = read('agent/sockhelper/build/mirrord-sockhelper', 'Build the agent first (npm run build), or reinstall mirrord.');
-  // The protocol and version labels come from common/version.ts, so they cannot drift from the bundle's.
-  const labels = { 'dev.mirrord.component': 'agent', 'dev.mirrord.protocol': String(AP_VERSION), 'dev.mirrord.version': PRODUCT_VERSION };
-  return { repository: AGENT_REPOSITORY, files, labels };
+  for (const { name, file, hint } of agentImageSources(root)) {
+    try {
+      files[name] = readFileSync(file);
+    } catch (err) {
+      throw new MirrordError(`the agent image needs ${file}, which cannot be read`, ExitCode.Internal, hint, { cause: err });
+    }
+  }
+  return { repository: AGENT_REPOSITORY, files, labels: agentLabels() };
+}
+
+/**
+ * recipeTag(agentImageRecipe(root)) without reading the files when their stat has not changed since
+ * the last start that computed it (src/images/tag-cache.ts): what a warm join of a shared agent needs.
+ */
+export function agentImageTag(root: string = packageRoot()): string {
+  const sources = agentImageSources(root);
+  const salt = JSON.stringify({ repository: AGENT_REPOSITORY, labels: agentLabels(), names: sources.map((s) => s.name) });
+  return cachedTag(
+    sources.map((s) => s.file),
+    salt,
+    () => recipeTag(agentImageRecipe(root)),
+  );
 }
 
 export const SIDECAR_REPOSITORY = 'mirrord-sidecar';

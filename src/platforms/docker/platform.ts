@@ -8,10 +8,9 @@ import { startDockerAgent } from './agent.js';
 import { startSharedAgent } from './shared-agent.js';
 import { LABEL_AGENT, LABEL_OWNER } from './labels.js';
 import { removeContainer } from './remove.js';
-import { agentImageRecipe } from '../../images/recipes.js';
-import type { ImageRecipe } from '../../images/build.js';
+import { agentImageRecipe, agentImageTag } from '../../images/recipes.js';
 import { checkEngine, createDocker } from './client.js';
-import { ensureImage, recipeTag } from '../../images/build.js';
+import { ensureImage } from '../../images/build.js';
 import { findContainer } from './target.js';
 
 /** `docker/NAME_OR_ID` targets on the local engine or DOCKER_HOST. */
@@ -19,7 +18,7 @@ export class DockerPlatform implements TargetPlatform {
   readonly name = 'docker';
   private checked: Promise<void> | undefined;
 
-  private agentImage?: { recipe: ImageRecipe; tag: string };
+  private agentTag?: string;
 
   /** `sharedAgent`: the session will look for a shared agent of the built-in image (agent.shared, no agent.image). */
   constructor(
@@ -27,13 +26,9 @@ export class DockerPlatform implements TargetPlatform {
     private readonly opts: { sharedAgent?: boolean } = {},
   ) {}
 
-  /** The built-in agent image's recipe and tag (its files read and hashed: about 10 ms), once. */
-  private agentRecipe(): { recipe: ImageRecipe; tag: string } {
-    if (!this.agentImage) {
-      const recipe = agentImageRecipe();
-      this.agentImage = { recipe, tag: recipeTag(recipe) };
-    }
-    return this.agentImage;
+  /** The built-in agent image's tag, once (its files' stat, or their hash when those changed: src/images/tag-cache.ts). */
+  private builtinTag(): string {
+    return (this.agentTag ??= agentImageTag());
   }
 
   private async engine(): Promise<Docker> {
@@ -52,7 +47,7 @@ export class DockerPlatform implements TargetPlatform {
     }
     const found = findContainer(await this.engine(), spec.container);
     // A warm join needs the agent image's tag (the shared agent is found by it): hashed while the engine answers.
-    if (this.opts.sharedAgent) this.agentRecipe();
+    if (this.opts.sharedAgent) this.builtinTag();
     const c = await found;
     return { spec, id: c.id, display: `docker/${c.name} (${c.id.slice(0, 12)})` };
   }
@@ -63,10 +58,11 @@ export class DockerPlatform implements TargetPlatform {
     if (opts.shared) {
       // A live shared agent of this image runs it already: a warm join asks the engine about the
       // image only when it has to start a container from it (the agent, its guard, the healer).
-      const recipe = opts.image ? undefined : this.agentRecipe().recipe;
-      const image = opts.image ?? this.agentRecipe().tag;
+      // The recipe (the files' contents) is read only when the image has to be there.
+      const image = opts.image ?? this.builtinTag();
       let ensured: Promise<string> | undefined;
-      const ensure = () => (ensured ??= recipe ? ensureImage(docker, recipe, { progress: opts.progress, log: opts.log }) : Promise.resolve(image));
+      const ensure = () =>
+        (ensured ??= opts.image ? Promise.resolve(image) : ensureImage(docker, agentImageRecipe(), { progress: opts.progress, log: opts.log }));
       opts.progress.update(`joining the shared agent next to ${target.display}`);
       return startSharedAgent(docker, { id: target.id, name }, image, opts, ensure);
     }

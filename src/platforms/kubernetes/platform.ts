@@ -9,8 +9,7 @@ import type * as k8s from '@kubernetes/client-node';
 import { ExitCode, MirrordError } from '../../../common/errors.js';
 import type { Logger } from '../../../common/log.js';
 import type { TargetSpec } from '../../target.js';
-import { recipeTag } from '../../images/build.js';
-import { agentImageRecipe } from '../../images/recipes.js';
+import { agentImageTag } from '../../images/recipes.js';
 import type { AgentHandle, AgentStartOptions, ResolvedTarget, TargetPlatform } from '../platform.js';
 import {
   AGENT_CONTAINER,
@@ -152,7 +151,7 @@ export class KubernetesPlatform implements TargetPlatform {
     const ephemeral = this.agent.ephemeral && !targetless;
     // agent.shared: job mode only (an ephemeral container cannot be left behind for others).
     const shared = !!opts.shared && !ephemeral && !targetless;
-    const settings: KubeAgentSettings = { ...this.agent, image: opts.image ?? this.agent.image ?? recipeTag(agentImageRecipe()) };
+    const settings: KubeAgentSettings = { ...this.agent, image: opts.image ?? this.agent.image ?? agentImageTag() };
     // Job mode: the agent pod's own loopback, any fixed port does. Ephemeral: the target pod's
     // loopback, so a random high port to stay clear of the app's.
     const port = ephemeral ? randomInt(40000, 60000) : JOB_AGENT_PORT;
