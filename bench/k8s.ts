@@ -9,8 +9,11 @@
  * Then the stream: bench/tcp-client.mjs uploads and downloads BENCH_MIB (64) to a sink pod through
  * `kubectl port-forward` to the sink (the raw API server port-forward, the ceiling) and under
  * `mirrord exec -t pod/APP` to the sink pod's IP (the agent's link rides the same port-forward),
- * same run, median of BENCH_ROUNDS (3). BENCH_K8S_STREAM_ONLY=1 skips the session-start part;
- * BENCH_K8S_WARM_ONLY=1 runs only the program directly and the warm join.
+ * same run, median of BENCH_ROUNDS (3), with the CPU of kubectl's side (client and `kubectl
+ * port-forward`) and of mirrord's (CLI and client, less a session without bytes).
+ * BENCH_K8S_STREAM_ONLY=1 skips the session-start part; BENCH_K8S_WARM_ONLY=1 runs only the
+ * program directly and the warm join. BENCH_K8S_TOP=1 prints the processes that used the most CPU
+ * during each transfer; BENCH_K8S_PROFILE_DIR=DIR has each mirrord CLI write a CPU profile there.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -175,17 +178,15 @@ async function streamRows(ns: string, appPod: string, tools: string): Promise<vo
         cpuPerGiB: median(raws.map((x) => x.cpu)) / gib,
         machinePerGiB: median(raws.map((x) => x.machine)) / gib,
       };
-      {
-        const vias = medianOf(() => mirrord(mode, STREAM_MIB));
-        const via = {
-          mbps: median(vias.map((x) => x.mbps)),
-          cpuPerGiB: Math.max(0, median(vias.map((x) => x.cpu)) - idle) / gib,
-          machinePerGiB: Math.max(0, median(vias.map((x) => x.machine)) - idleMachine) / gib,
-        };
-        console.log(
-          `  ${mode.padEnd(8)} kubectl port-forward ${raw.mbps.toFixed(1).padStart(7)} MiB/s (${raw.cpuPerGiB.toFixed(1)} CPU s/GiB)   mirrord exec ${via.mbps.toFixed(1).padStart(7)} MiB/s (${via.cpuPerGiB.toFixed(1)} CPU s/GiB)   ratio ${(via.mbps / raw.mbps).toFixed(2)}  machine ${raw.machinePerGiB.toFixed(1)} / ${via.machinePerGiB.toFixed(1)} s/GiB [${vias.map((x) => x.mbps.toFixed(0)).join(' ')}] load ${os.loadavg()[0]!.toFixed(1)}`,
-        );
-      }
+      const vias = medianOf(() => mirrord(mode, STREAM_MIB));
+      const via = {
+        mbps: median(vias.map((x) => x.mbps)),
+        cpuPerGiB: Math.max(0, median(vias.map((x) => x.cpu)) - idle) / gib,
+        machinePerGiB: Math.max(0, median(vias.map((x) => x.machine)) - idleMachine) / gib,
+      };
+      console.log(
+        `  ${mode.padEnd(8)} kubectl port-forward ${raw.mbps.toFixed(1).padStart(7)} MiB/s (${raw.cpuPerGiB.toFixed(1)} CPU s/GiB)   mirrord exec ${via.mbps.toFixed(1).padStart(7)} MiB/s (${via.cpuPerGiB.toFixed(1)} CPU s/GiB)   ratio ${(via.mbps / raw.mbps).toFixed(2)}   machine ${raw.machinePerGiB.toFixed(1)} / ${via.machinePerGiB.toFixed(1)} s/GiB   mirrord rounds [${vias.map((x) => x.mbps.toFixed(0)).join(' ')}], load ${os.loadavg()[0]!.toFixed(1)}`,
+      );
     }
   } finally {
     forward.stop();

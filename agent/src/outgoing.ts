@@ -16,10 +16,10 @@ type ConnectResult = ApMethods['outgoing.connect']['result'];
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 20_000;
 /**
- * The window granted each TCP stream the client sends on: MIRRORD_AGENT_STREAM_WINDOW, which the
- * Kubernetes listener sets (AP_KUBE_STREAM_WINDOW), else AP_INITIAL_WINDOW.
+ * What a TCP stream the client sends on is granted beyond AP_INITIAL_WINDOW: the agent's window is
+ * MIRRORD_AGENT_STREAM_WINDOW, which the Kubernetes listener sets (AP_KUBE_STREAM_WINDOW).
  */
-const EXTRA_WINDOW = Math.max(0, (Number(process.env.MIRRORD_AGENT_STREAM_WINDOW) || 0) - AP_INITIAL_WINDOW);
+const extraWindow = () => Math.max(0, (Number(process.env.MIRRORD_AGENT_STREAM_WINDOW) || 0) - AP_INITIAL_WINDOW);
 
 export class OutgoingStreams extends SocketStreams {
   constructor(
@@ -83,7 +83,8 @@ export class OutgoingStreams extends SocketStreams {
     const start = () => {
       this.splice(id, entry, socket, stream, `${p.host}:${p.port} from ${result.localAddress}:${result.localPort}`);
       // After the RESPONSE: the rest of the window, in one CREDIT.
-      if (EXTRA_WINDOW > 0) this.send(encodeCredit(id, EXTRA_WINDOW));
+      const extra = extraWindow();
+      if (extra > 0) this.send(encodeCredit(id, extra));
     };
     return { result, start };
   }
