@@ -9,11 +9,14 @@
  * Then the stream: bench/tcp-client.mjs uploads and downloads BENCH_MIB (64) to a sink pod through
  * `kubectl port-forward` to the sink (the raw API server port-forward, the ceiling) and under
  * `mirrord exec -t pod/APP` to the sink pod's IP (the agent's link rides the same port-forward),
- * same run, median of BENCH_ROUNDS (3). BENCH_K8S_STREAM_ONLY=1 skips the session-start part;
- * BENCH_K8S_WARM_ONLY=1 runs only the program directly and the warm join.
+ * same run, median of BENCH_ROUNDS (3), with the CPU of kubectl's side (client and `kubectl
+ * port-forward`) and of mirrord's (CLI and client, less a session without bytes).
+ * BENCH_K8S_STREAM_ONLY=1 skips the session-start part; BENCH_K8S_WARM_ONLY=1 runs only the
+ * program directly and the warm join. BENCH_K8S_TOP=1 prints the processes that used the most CPU
+ * during each transfer; BENCH_K8S_PROFILE_DIR=DIR has each mirrord CLI write a CPU profile there.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -54,25 +57,70 @@ async function rounds(args: string[]): Promise<number> {
 }
 
 /** The client's MiB/s, and the CPU seconds the command's processes used (bash's `time`). */
-function transfer(args: string[]): { mbps: number; cpu: number } {
+function transfer(args: string[]): { mbps: number; cpu: number; machine: number } {
+  const m0 = machineCpu();
+  const top0 = process.env.BENCH_K8S_TOP === '1' ? allProcessCpu() : undefined;
   const r = spawnSync('bash', ['-c', 'TIMEFORMAT="cpu %U %S"; time "$@"', 'bash', ...args], {
     encoding: 'utf8',
     env: { ...process.env, MIRRORD_LOG: 'error' },
   });
+  if (top0) console.log(`    top CPU s (${args.slice(-3).join(' ')}): ${topCpu(top0, allProcessCpu())}`);
   if (r.status !== 0) throw new Error(`${args.join(' ')} failed (${r.status}): ${r.stderr.slice(-500)}`);
   const [, user, sys] = /cpu ([\d.]+) ([\d.]+)\s*$/.exec(r.stderr) ?? [];
-  return { mbps: (JSON.parse(r.stdout.trim().split('\n').pop()!) as { mbps: number }).mbps, cpu: Number(user) + Number(sys) };
+  return { mbps: (JSON.parse(r.stdout.trim().split('\n').pop()!) as { mbps: number }).mbps, cpu: Number(user) + Number(sys), machine: machineCpu() - m0 };
+}
+
+/** CPU seconds the whole machine has been busy so far (/proc/stat; other work on it included). */
+function machineCpu(): number {
+  const [user, nice, system, , , irq, softirq, steal] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.split(/\s+/).slice(1).map(Number);
+  return (user! + nice! + system! + irq! + softirq! + steal!) / 100;
+}
+
+/** Every process's CPU seconds so far, by pid, with its command line's first two words. */
+function allProcessCpu(): Map<number, { name: string; cpu: number }> {
+  const out = new Map<number, { name: string; cpu: number }>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const name = readFileSync(`/proc/${d}/cmdline`, 'utf8')
+        .split('\0')
+        .slice(0, 2)
+        .map((w) => path.basename(w))
+        .join(' ');
+      out.set(Number(d), { name, cpu: processCpu(Number(d)) });
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return out;
+}
+
+/** BENCH_K8S_TOP=1: the processes that used the most CPU between two allProcessCpu() snapshots. */
+function topCpu(before: Map<number, { name: string; cpu: number }>, after: Map<number, { name: string; cpu: number }>): string {
+  const rows = [...after].map(([pid, a]) => ({ name: a.name, cpu: a.cpu - (before.get(pid)?.cpu ?? 0) })).filter((r) => r.cpu >= 0.05);
+  return rows
+    .sort((a, b) => b.cpu - a.cpu)
+    .slice(0, 10)
+    .map((r) => `${r.name.slice(0, 40)} ${r.cpu.toFixed(2)}`)
+    .join(' | ');
+}
+
+/** CPU seconds a running process has used so far (utime + stime of /proc/PID/stat, at 100 Hz). */
+function processCpu(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 /** `kubectl port-forward` to the pod's port; resolves with the local port once it forwards. */
-function kubectlForward(ns: string, pod: string, port: number): Promise<{ port: number; stop(): void }> {
+function kubectlForward(ns: string, pod: string, port: number): Promise<{ port: number; cpu(): number; stop(): void }> {
   return new Promise((resolve, reject) => {
     const child = spawn('kubectl', ['port-forward', '-n', ns, `pod/${pod}`, `:${port}`, '--address', '127.0.0.1'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       const m = /Forwarding from 127\.0\.0\.1:(\d+)/.exec(out);
-      if (m) resolve({ port: Number(m[1]), stop: () => child.kill() });
+      if (m) resolve({ port: Number(m[1]), cpu: () => processCpu(child.pid!), stop: () => child.kill() });
     });
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     child.on('close', (code) => reject(new Error(`kubectl port-forward exited with ${code}: ${out.slice(-500)}`)));
@@ -102,20 +150,42 @@ async function streamRows(ns: string, appPod: string, tools: string): Promise<vo
   const [sink] = await waitForReadyPods(ns, 'role=bench-sink', 1);
   const ip = sink!.status!.podIP!;
   const forward = await kubectlForward(ns, 'bench-sink', 7000);
+  const gib = STREAM_MIB / 1024;
+  // BENCH_K8S_PROFILE_DIR: the CLI of each mirrord run writes a V8 CPU profile there.
+  const profile = process.env.BENCH_K8S_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_K8S_PROFILE_DIR}`] : [];
+  const mirrord = (mode: string, mib: number) =>
+    transfer([process.execPath, ...profile, cli, 'exec', '-n', ns, '-t', appPod, '--', process.execPath, client, mode, ip, '7000', String(mib)]);
   try {
-    const med = (f: () => { mbps: number; cpu: number }) => {
-      const xs = Array.from({ length: STREAM_ROUNDS }, f);
-      return { mbps: median(xs.map((x) => x.mbps)), cpuPerGiB: median(xs.map((x) => x.cpu)) / (STREAM_MIB / 1024) };
-    };
-    console.log(`\nTCP through the API server's port-forward (${STREAM_MIB} MiB, median of ${STREAM_ROUNDS}, same run):`);
-    console.log("  (CPU = the command's own processes: the client alone for kubectl, CLI + intproxy + client for mirrord)");
+    const medianOf = <T>(f: () => T) => Array.from({ length: STREAM_ROUNDS }, f);
+    // The CPU a session costs without the bytes (an upload of 0 MiB), so that the link's own cost per
+    // GiB can be told from the session's start.
+    const idles = medianOf(() => mirrord('upload', 0));
+    const idle = median(idles.map((x) => x.cpu));
+    const idleMachine = median(idles.map((x) => x.machine));
+    console.log(
+      `\nTCP through the API server's port-forward (${STREAM_MIB} MiB, median of ${STREAM_ROUNDS}, same run; load average ${os.loadavg()[0]!.toFixed(1)}):`,
+    );
+    console.log('  (CPU s/GiB: kubectl = the client and the `kubectl port-forward` process; mirrord = CLI with its intproxy and the client,');
+    console.log(`   the session's start (${idle.toFixed(2)} CPU s, an upload of 0 MiB) taken off)`);
     for (const mode of ['upload', 'download']) {
-      const raw = med(() => transfer([process.execPath, client, mode, '127.0.0.1', String(forward.port), String(STREAM_MIB)]));
-      const via = med(() =>
-        transfer([process.execPath, cli, 'exec', '-n', ns, '-t', appPod, '--', process.execPath, client, mode, ip, '7000', String(STREAM_MIB)]),
-      );
+      const raws = medianOf(() => {
+        const before = forward.cpu();
+        const r = transfer([process.execPath, client, mode, '127.0.0.1', String(forward.port), String(STREAM_MIB)]);
+        return { mbps: r.mbps, cpu: r.cpu + forward.cpu() - before, machine: r.machine };
+      });
+      const raw = {
+        mbps: median(raws.map((x) => x.mbps)),
+        cpuPerGiB: median(raws.map((x) => x.cpu)) / gib,
+        machinePerGiB: median(raws.map((x) => x.machine)) / gib,
+      };
+      const vias = medianOf(() => mirrord(mode, STREAM_MIB));
+      const via = {
+        mbps: median(vias.map((x) => x.mbps)),
+        cpuPerGiB: Math.max(0, median(vias.map((x) => x.cpu)) - idle) / gib,
+        machinePerGiB: Math.max(0, median(vias.map((x) => x.machine)) - idleMachine) / gib,
+      };
       console.log(
-        `  ${mode.padEnd(8)} kubectl port-forward ${raw.mbps.toFixed(1).padStart(7)} MiB/s (${raw.cpuPerGiB.toFixed(1)} CPU s/GiB)   mirrord exec ${via.mbps.toFixed(1).padStart(7)} MiB/s (${via.cpuPerGiB.toFixed(1)} CPU s/GiB)   ratio ${(via.mbps / raw.mbps).toFixed(2)}`,
+        `  ${mode.padEnd(8)} kubectl port-forward ${raw.mbps.toFixed(1).padStart(7)} MiB/s (${raw.cpuPerGiB.toFixed(1)} CPU s/GiB)   mirrord exec ${via.mbps.toFixed(1).padStart(7)} MiB/s (${via.cpuPerGiB.toFixed(1)} CPU s/GiB)   ratio ${(via.mbps / raw.mbps).toFixed(2)}   machine ${raw.machinePerGiB.toFixed(1)} / ${via.machinePerGiB.toFixed(1)} s/GiB   mirrord rounds [${vias.map((x) => x.mbps.toFixed(0)).join(' ')}], load ${os.loadavg()[0]!.toFixed(1)}`,
       );
     }
   } finally {

@@ -5,7 +5,7 @@
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
-import type { ApMethods } from '../../common/protocol/agent/index.js';
+import { AP_INITIAL_WINDOW, encodeCredit, type ApMethods } from '../../common/protocol/agent/index.js';
 import { ApStream, type FrameSink } from '../../common/link/stream.js';
 import type { Logger } from '../../common/log.js';
 import { countConnection } from './metrics.js';
@@ -15,6 +15,11 @@ type ConnectParams = ApMethods['outgoing.connect']['params'];
 type ConnectResult = ApMethods['outgoing.connect']['result'];
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 20_000;
+/**
+ * What a TCP stream the client sends on is granted beyond AP_INITIAL_WINDOW: the agent's window is
+ * MIRRORD_AGENT_STREAM_WINDOW, which the Kubernetes listener sets (AP_KUBE_STREAM_WINDOW).
+ */
+const extraWindow = () => Math.max(0, (Number(process.env.MIRRORD_AGENT_STREAM_WINDOW) || 0) - AP_INITIAL_WINDOW);
 
 export class OutgoingStreams extends SocketStreams {
   constructor(
@@ -75,7 +80,12 @@ export class OutgoingStreams extends SocketStreams {
     entry.stream = stream;
     const id = p.stream;
     const result = { localAddress: socket.localAddress ?? '', localPort: socket.localPort ?? 0 };
-    const start = () => this.splice(id, entry, socket, stream, `${p.host}:${p.port} from ${result.localAddress}:${result.localPort}`);
+    const start = () => {
+      this.splice(id, entry, socket, stream, `${p.host}:${p.port} from ${result.localAddress}:${result.localPort}`);
+      // After the RESPONSE: the rest of the window, in one CREDIT.
+      const extra = extraWindow();
+      if (extra > 0) this.send(encodeCredit(id, extra));
+    };
     return { result, start };
   }
 

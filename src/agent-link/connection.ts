@@ -5,6 +5,7 @@
  */
 import type { Duplex } from 'node:stream';
 import {
+  AP_INITIAL_WINDOW,
   ApKind,
   apKindName,
   decodeClose,
@@ -14,6 +15,7 @@ import {
   decodeOpen,
   decodeResponse,
   encodeClose,
+  encodeCredit,
   encodeHello,
   encodeRequest,
   type ApFrame,
@@ -39,6 +41,11 @@ export interface AgentConnectionOptions {
   handshakeTimeoutMs?: number;
   /** Default timeout of a request, unless the call gives its own. */
   requestTimeoutMs?: number;
+  /**
+   * The window this end grants each TCP stream the agent sends on (AP_INITIAL_WINDOW unless larger:
+   * the rest goes as one CREDIT once the stream is connected). The Kubernetes link's platform sets it.
+   */
+  streamWindow?: number;
   log?: Logger;
 }
 
@@ -194,6 +201,8 @@ export class AgentConnection implements AgentPort {
     try {
       if (protocol === 'unix') await this.request('outgoing.connect_unix', { stream: id, path: host }, opts);
       else stream.agentSocket = await this.request('outgoing.connect', { stream: id, host, port, ...(protocol === 'udp' ? { protocol } : {}) }, opts);
+      const extra = (this.opts.streamWindow ?? 0) - AP_INITIAL_WINDOW;
+      if (extra > 0 && protocol !== 'udp') this.link.send(encodeCredit(id, extra));
       return stream;
     } catch (err) {
       // The agent has no such stream; our CLOSE also cancels a connect that is still in progress there.

@@ -55,6 +55,8 @@ export interface AgentHandle {
   heal?(): Promise<void>;
   /** The agent's last log lines, to explain a failed start. */
   recentLogs(): string[];
+  /** The AP window to grant each stream the agent sends on (AgentConnectionOptions.streamWindow). */
+  streamWindow?: number;
 }
 
 /**

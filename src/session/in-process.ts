@@ -51,6 +51,7 @@ export function inProcess(
           // Who the session is, for `mirrord status` on a shared agent.
           client: `${AP_CLIENT} ${userHost()} pid ${process.pid}${ctx.key ? ` key ${ctx.key}` : ''}`,
           handshakeTimeoutMs: ctx.agentConfig.startup_timeout * 1000,
+          streamWindow: ctx.agent.streamWindow,
           log: ctx.log.child('link'),
         });
       } catch (err) {

@@ -204,6 +204,40 @@ test('credit: a reader that does not read stops the sender instead of filling me
   await src.close();
 });
 
+test('credit: a larger stream window (the Kubernetes link) is granted by both ends, and no more is sent', async () => {
+  // Two remotes: one that sends 20 MiB and one that reads nothing; neither side's reader reads.
+  const total = 20 * MiB;
+  const src = await listen((s) => {
+    const block = Buffer.alloc(64 * 1024, 1);
+    const pump = () => {
+      for (let sent = 0; sent < total; sent += block.length) if (!s.write(block)) return void s.once('drain', pump);
+    };
+    pump();
+  });
+  const sink = await listen((s) => s.pause());
+  process.env.MIRRORD_AGENT_STREAM_WINDOW = String(12 * MiB);
+  try {
+    const h = await startAgent({}, { streamWindow: 12 * MiB });
+    const down = await h.conn.connectTcp('127.0.0.1', src.port);
+    const up = await h.conn.connectTcp('127.0.0.1', sink.port);
+    const block = Buffer.alloc(256 * 1024, 2);
+    for (let i = 0; i < 80; i++) up.write(block);
+    await new Promise((r) => setTimeout(r, 700));
+    // Down: the agent used the 12 MiB the client granted; up: the client used the agent's 12 MiB, and
+    // what the sink's socket buffers took (a few MiB: with the 1 MiB window, about 5 MiB got through here).
+    assert.ok(h.down.bytes > 11 * MiB && h.down.bytes < 12 * MiB + 256 * 1024, `agent sent ${h.down.bytes} bytes`);
+    assert.ok(h.up.bytes > 12 * MiB && h.up.bytes < 19 * MiB, `client sent ${h.up.bytes} bytes`);
+    down.destroy();
+    up.destroy();
+    h.conn.close();
+    await h.agentDone;
+  } finally {
+    delete process.env.MIRRORD_AGENT_STREAM_WINDOW;
+    await src.close();
+    await sink.close();
+  }
+});
+
 test('half-close works both ways', async () => {
   // The server answers after our EOF, then sends its own FIN.
   const counter = await listen(

@@ -18,6 +18,9 @@ describe('port-forward stream (kubelet framing)', () => {
   let kc: k8s.KubeConfig;
   let mode: 'banner-first' | 'prefix-first' | 'refused' | 'forbidden' = 'prefix-first';
   const received: Buffer[] = [];
+  /** The client's bytes as they came off the socket (frames, not messages), and its extension offer. */
+  const raw: Buffer[] = [];
+  let offered: string | undefined;
 
   before(async () => {
     server = http.createServer((_req, res) => {
@@ -30,6 +33,8 @@ describe('port-forward stream (kubelet framing)', () => {
         socket.end('HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\n\r\n{"message":"pods/portforward is forbidden"}');
         return;
       }
+      offered = req.headers['sec-websocket-extensions'];
+      socket.on('data', (d: Buffer) => raw.push(d));
       wss.handleUpgrade(req, socket as net.Socket, head, (ws) => {
         assert.equal(ws.protocol, 'v4.channel.k8s.io');
         const banner = Buffer.concat([Buffer.from([0]), Buffer.from('MIRRORD-AGENT 1\n')]);
@@ -91,6 +96,22 @@ describe('port-forward stream (kubelet framing)', () => {
     assert.ok(received.length >= 2 && received.length < chunks.length, `${received.length} messages`);
     for (const m of received) assert.ok(m[0] === 0 && m.length <= 1024 * 1024 + 1, `a message of ${m.length} bytes on channel ${m[0]}`);
     assert.ok(Buffer.concat(received.map((m) => m.subarray(1))).equals(want));
+    s.destroy();
+  });
+
+  it('sends its bytes as they are (an all-zero masking key) and offers no compression', async () => {
+    mode = 'prefix-first';
+    raw.length = 0;
+    const s = await connectOnce(kc, 'ns', 'pod', PORT);
+    const payload = Buffer.from(Array.from({ length: 5000 }, (_, i) => (i * 7) & 0xff));
+    const echoed = new Promise<void>((r) => s.on('data', () => r()));
+    s.write(payload);
+    await echoed;
+    const bytes = Buffer.concat(raw);
+    // Header: FIN + binary, MASK + 126 (16-bit length 5001), the key (4 zero bytes), then channel 0 and the payload.
+    const frame = Buffer.concat([Buffer.from([0x82, 0x80 | 126, 5001 >> 8, 5001 & 0xff, 0, 0, 0, 0, 0]), payload]);
+    assert.ok(bytes.includes(frame), 'the frame carries a zero key and the payload unchanged');
+    assert.equal(offered, undefined);
     s.destroy();
   });
 

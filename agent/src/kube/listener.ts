@@ -21,7 +21,7 @@ import { existsSync } from 'node:fs';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../../common/log.js';
-import { AP_LISTENER_BANNER } from '../../../common/protocol/agent/index.js';
+import { AP_KUBE_STREAM_WINDOW, AP_LISTENER_BANNER } from '../../../common/protocol/agent/index.js';
 import { findContainerPid } from './find-pid.js';
 
 export interface ListenerOptions {
@@ -65,6 +65,8 @@ function childCommand(o: ListenerOptions, pid: number): [string, string[]] {
 }
 
 export async function runListener(o: ListenerOptions): Promise<void> {
+  // The agent it runs (own or shared) grants the port-forward's larger window (agent/src/outgoing.ts).
+  process.env.MIRRORD_AGENT_STREAM_WINDOW ??= String(AP_KUBE_STREAM_WINDOW);
   if (o.shared) return runSharedListener(o);
   const pid = await resolvePid(o);
   o.log.info(`target pid ${pid}${o.containerId ? ` (container ${o.containerId})` : ''}`);

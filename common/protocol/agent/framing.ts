@@ -20,6 +20,12 @@ export const AP_JOIN_LEAVING = 3;
 export const AP_MAX_PAYLOAD = 1024 * 1024;
 /** Each direction of a stream starts with this much credit. */
 export const AP_INITIAL_WINDOW = 1024 * 1024;
+/**
+ * On a Kubernetes link each receiver grants a TCP stream this much in all, the rest as one CREDIT
+ * at the stream's start: the port-forward's chain of relays (API server, kubelet, CRI) holds more
+ * than AP_INITIAL_WINDOW in flight, so 1 MiB stalled the sender (docs/fast-path.md, Kubernetes).
+ */
+export const AP_KUBE_STREAM_WINDOW = 8 * 1024 * 1024;
 /** len (u32) + kind (u8) + channel (u32). */
 export const AP_HEADER_SIZE = 9;
 /** DATA frames are cut to this size so one stream cannot hold the link for long. */

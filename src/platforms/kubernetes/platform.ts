@@ -8,6 +8,7 @@ import { createHash, randomInt } from 'node:crypto';
 import type * as k8s from '@kubernetes/client-node';
 import { ExitCode, MirrordError } from '../../../common/errors.js';
 import type { Logger } from '../../../common/log.js';
+import { AP_KUBE_STREAM_WINDOW } from '../../../common/protocol/agent/index.js';
 import type { TargetSpec } from '../../target.js';
 import { agentImageTag } from '../../images/recipes.js';
 import type { AgentHandle, AgentStartOptions, ResolvedTarget, TargetPlatform } from '../platform.js';
@@ -267,6 +268,7 @@ export class KubernetesPlatform implements TargetPlatform {
           link.destroy();
         },
         recentLogs,
+        streamWindow: AP_KUBE_STREAM_WINDOW,
       };
     } catch (err) {
       releaseSignals();
